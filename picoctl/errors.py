@@ -1,0 +1,13 @@
+"""Exceptions shared by every layer; the CLI maps them to exit codes."""
+
+
+class PicoctlError(Exception):
+    """An operation failed (exit code 1)."""
+
+    exit_code = 1
+
+
+class BadInput(PicoctlError):
+    """The user's input or a file given to us is wrong (exit code 2)."""
+
+    exit_code = 2

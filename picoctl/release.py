@@ -1,0 +1,296 @@
+"""Build and verify release bundles for the three targets.
+
+A release directory holds `meta.json` and one artifact:
+- `pi`:            `<name>-<version>.tar.gz`, the Pi app's source tree;
+- `picow`/`pico`:  `<target>-<version>.tar`, the application files, each also listed in `meta.files`;
+- `pico` from a `.uf2` source: the UF2 image itself.
+
+`meta.json` is signed with Ed25519 over the canonical JSON of every other field (signing.py).
+The same inputs give byte-identical artifacts: sorted entries, fixed mtimes and owners.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
+
+from . import signing
+from .errors import BadInput, PicoctlError
+
+TARGETS = ("pi", "picow", "pico")
+ROLLOUTS = ("canary", "stable")
+ENTRY_FILE = "main.py"
+# Files that must stay as source on a board: MicroPython runs boot.py/main.py only as .py.
+KEEP_AS_SOURCE = {"main.py", "boot.py"}
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+FIXED_MTIME = 315532800  # 1980-01-01, the earliest time a zip or FAT filesystem can hold
+SKIP_DIRS = {"__pycache__", ".git", ".venv", "node_modules"}
+META_FIELDS = ("version", "artifact_url", "sha256", "signature", "rollout", "created_at")
+
+
+def check_version(version: str) -> str:
+    if not SEMVER.match(version):
+        raise BadInput(f"version {version!r} is not a semantic version (expected X.Y.Z, e.g. 1.4.0)")
+    return version
+
+
+def version_key(version: str) -> tuple:
+    """Sort key implementing semver precedence (pre-releases before the release)."""
+    m = SEMVER.match(version)
+    if not m:
+        raise BadInput(f"version {version!r} is not a semantic version")
+    major, minor, patch, pre, _build = m.groups()
+    pre_key: tuple = (1,)
+    if pre:
+        pre_key = (0, *[(0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")])
+    return (int(major), int(minor), int(patch), pre_key)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str  # POSIX path relative to the source root, as it will be on the target
+    path: Path
+
+
+def iter_source(root: Path) -> Iterator[SourceFile]:
+    """Regular files under `root`, sorted, skipping caches and hidden files; links are refused."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        for fn in sorted(filenames):
+            if fn.startswith(".") or fn.endswith((".pyc", ".mpy~")):
+                continue
+            p = Path(dirpath) / fn
+            if p.is_symlink() or not p.is_file():
+                raise BadInput(f"{p}: links and special files cannot go into a release")
+            yield SourceFile(PurePosixPath(p.relative_to(root).as_posix()).as_posix(), p)
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = FIXED_MTIME
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _write_tar(dest: Path, files: list[tuple[str, bytes]], compress: bool) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files:
+            tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
+    payload = raw.getvalue()
+    if compress:
+        with open(dest, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz:
+            gz.write(payload)
+    else:
+        dest.write_bytes(payload)
+
+
+def _created_at() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    ts = int(epoch) if epoch and epoch.isdigit() else int(time.time())
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _collect_app_files(source: Path, target: str, mpy: bool, work: Path) -> list[tuple[str, bytes]]:
+    files = list(iter_source(source))
+    if not files:
+        raise BadInput(f"{source}: source folder is empty")
+    if not any(f.name == ENTRY_FILE for f in files):
+        raise BadInput(f"{source}: a {target} release needs its entry file {ENTRY_FILE} at the top of the source")
+    out: list[tuple[str, bytes]] = []
+    for f in files:
+        if mpy and f.name.endswith(".py") and PurePosixPath(f.name).name not in KEEP_AS_SOURCE:
+            from .mpy import compile_mpy
+
+            dst = work / "mpy" / (f.name[:-3] + ".mpy")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            compile_mpy(f.path, dst, f.name)
+            out.append((f.name[:-3] + ".mpy", dst.read_bytes()))
+        else:
+            out.append((f.name, f.path.read_bytes()))
+    out.sort()
+    return out
+
+
+def build(
+    target: str,
+    version: str,
+    source: Path,
+    out: Path,
+    key_hex: str | None = None,
+    rollout: str = "canary",
+    artifact_base_url: str | None = None,
+    mpy: bool = False,
+    name: str = "pi-sensors",
+) -> dict[str, Any]:
+    """Build a release into `out` (which must not exist yet) and return its meta."""
+    if target not in TARGETS:
+        raise BadInput(f"unknown target {target!r} (expected one of {', '.join(TARGETS)})")
+    if rollout not in ROLLOUTS:
+        raise BadInput(f"unknown rollout {rollout!r} (expected canary or stable)")
+    check_version(version)
+    source = Path(source)
+    if not source.exists():
+        raise BadInput(f"{source}: source does not exist")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInput(f"{out}: output exists and is not empty; refusing to overwrite a release")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=out.parent) as tmp:
+        work = Path(tmp)
+        stage = work / "release"
+        stage.mkdir()
+        meta: dict[str, Any] = {"target": target, "version": version, "rollout": rollout}
+        if source.is_file():
+            if target != "pico" or source.suffix.lower() != ".uf2":
+                raise BadInput(f"{source}: a file source must be a .uf2 image for target pico; use a folder otherwise")
+            from .usb import uf2
+
+            data = source.read_bytes()
+            uf2.validate(data)
+            artifact = f"pico-{version}.uf2"
+            (stage / artifact).write_bytes(data)
+            meta["format"] = "uf2"
+        elif target == "pi":
+            files = [(f.name, f.path.read_bytes()) for f in iter_source(source)]
+            if not files:
+                raise BadInput(f"{source}: source folder is empty")
+            if ENTRY_FILE not in {n for n, _ in files}:
+                raise BadInput(f"{source}: a pi release needs its entry file {ENTRY_FILE} at the top of the source")
+            artifact = f"{name}-{version}.tar.gz"
+            prefix = f"{name}-{version}"
+            _write_tar(stage / artifact, [(f"{prefix}/{n}", d) for n, d in files], compress=True)
+            meta["format"] = "tar.gz"
+            meta["root"] = prefix
+        else:
+            files = _collect_app_files(source, target, mpy, work)
+            artifact = f"{target}-{version}.tar"
+            _write_tar(stage / artifact, files, compress=False)
+            meta["format"] = "tar"
+            meta["files"] = [
+                {"name": n, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for n, d in files
+            ]
+        artifact_path = stage / artifact
+        meta["artifact"] = artifact
+        meta["artifact_url"] = f"{artifact_base_url.rstrip('/')}/{artifact}" if artifact_base_url else artifact
+        meta["size"] = artifact_path.stat().st_size
+        meta["sha256"] = signing.sha256_file(artifact_path)
+        meta["created_at"] = _created_at()
+        meta["signature"] = signing.sign_document(meta, key_hex) if key_hex else ""
+        (stage / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if out.exists():
+            out.rmdir()
+        os.replace(stage, out)
+    return meta
+
+
+def load_meta(path: Path) -> dict[str, Any]:
+    """Read and shape-check a meta.json; `path` is the file or its release directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no meta.json here") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{path}: not a readable meta.json: {exc}") from None
+    return check_meta(meta, str(path))
+
+
+def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
+    """Shape-check meta fields, naming the first one that is wrong."""
+    if not isinstance(meta, dict):
+        raise BadInput(f"{where}: expected a JSON object")
+    for key in (*META_FIELDS, "target", "artifact", "size"):
+        if key not in meta:
+            raise BadInput(f"{where}: missing field {key!r}")
+    for key in ("version", "artifact_url", "sha256", "signature", "rollout", "created_at", "target", "artifact"):
+        if not isinstance(meta[key], str):
+            raise BadInput(f"{where}: field {key!r} must be a string")
+    check_version(meta["version"])
+    if meta["target"] not in TARGETS:
+        raise BadInput(f"{where}: unknown target {meta['target']!r}")
+    if "/" in meta["artifact"] or meta["artifact"] in ("", ".", ".."):
+        raise BadInput(f"{where}: artifact must be a plain file name")
+    if not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
+        raise BadInput(f"{where}: sha256 must be 64 lowercase hex digits")
+    for f in meta.get("files", []):
+        if not (isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("size"), int)
+                and isinstance(f.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", f["sha256"])):
+            raise BadInput(f"{where}: malformed entry in files: {f!r}")
+        safe_member_name(f["name"])
+    return meta
+
+
+def safe_member_name(name: str) -> str:
+    """Refuse absolute paths, `..` and empty components in a file name from an archive or a meta."""
+    p = PurePosixPath(name)
+    if not name or p.is_absolute() or any(part in ("..", "", ".") for part in name.split("/")) or "\\" in name:
+        raise BadInput(f"unsafe file name in release: {name!r}")
+    return name
+
+
+def read_tar_files(artifact: Path) -> dict[str, bytes]:
+    """The regular files of a release tar, refusing unsafe names, links and devices."""
+    out: dict[str, bytes] = {}
+    try:
+        with tarfile.open(artifact, mode="r:*") as tar:
+            for member in tar:
+                safe_member_name(member.name)
+                if not member.isfile():
+                    raise BadInput(f"{artifact}: entry {member.name!r} is not a regular file")
+                data = tar.extractfile(member)
+                assert data is not None
+                out[member.name] = data.read()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise BadInput(f"{artifact}: damaged archive: {exc}") from None
+    return out
+
+
+def verify(release_dir: Path, public_hex: str | None) -> dict[str, Any]:
+    """Check a release directory; raise naming the first thing wrong, return its meta."""
+    release_dir = Path(release_dir)
+    meta = load_meta(release_dir)
+    artifact = release_dir / meta["artifact"]
+    if not artifact.is_file():
+        raise PicoctlError(f"{artifact}: artifact missing")
+    size = artifact.stat().st_size
+    if size != meta["size"]:
+        raise PicoctlError(f"{artifact}: size {size} differs from meta.json ({meta['size']}): truncated or replaced")
+    if signing.sha256_file(artifact) != meta["sha256"]:
+        raise PicoctlError(f"{artifact}: sha256 does not match meta.json: the artifact was altered")
+    if meta.get("format") == "tar":
+        files = read_tar_files(artifact)
+        listed = {f["name"]: f for f in meta.get("files", [])}
+        if set(files) != set(listed):
+            raise PicoctlError(f"{artifact}: files in the archive differ from meta.json's file list")
+        for name, data in files.items():
+            if hashlib.sha256(data).hexdigest() != listed[name]["sha256"]:
+                raise PicoctlError(f"{artifact}: {name}: sha256 does not match meta.json")
+    if public_hex is not None:
+        if not meta["signature"]:
+            raise PicoctlError(f"{release_dir}: meta.json is not signed")
+        if not signing.verify_document(meta, public_hex):
+            raise PicoctlError(f"{release_dir}: signature does not verify against the release public key")
+    return meta
+

@@ -109,6 +109,11 @@ class FleetConfig:
     def token_file(self) -> Path:
         return self.resolve(self.hub.token_file)
 
+    @property
+    def hub_url(self) -> str:
+        """Where the CLI and TUI reach the hub: $PICOCTL_HUB_URL, else hub.public_url."""
+        return os.environ.get("PICOCTL_HUB_URL", self.hub.public_url).rstrip("/")
+
     def device_type(self, name: str) -> DeviceTypeConfig:
         return self.device_types.get(name, DeviceTypeConfig())
 

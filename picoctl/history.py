@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from .config import FleetConfig
+from .errors import PicoctlError
 
 QUEUE_NAME = "pending-events.jsonl"
 TIMEOUT_S = 3.0
@@ -72,7 +73,7 @@ def record(
             for e in backlog:
                 _post(cfg, client, e)
                 sent += 1
-    except (httpx.HTTPError, OSError, ValueError):
+    except (httpx.HTTPError, OSError, ValueError, PicoctlError):
         pass
     if sent == len(backlog):
         if path.exists():

@@ -53,6 +53,7 @@ class PiConfig:
     health_interval_s: float = 1.0
     keep_releases: int = 3
     smoke_command: str = ""
+    command_timeout_s: float = 60.0
     update_url: str = ""
     channel: str = "stable"
     max_archive_bytes: int = 512 * 1024 * 1024

@@ -1,0 +1,46 @@
+"""The outcome of a deploy or rollback, and its event in the hub's history."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from dataclasses import dataclass
+from typing import Callable
+
+from .. import history
+from ..config import FleetConfig
+
+Log = Callable[[str], None]
+KINDS = {"deploy": "pi_deploy", "rollback": "pi_rollback"}
+
+
+def quiet(_: str) -> None:
+    """A log for callers that do not show step messages."""
+
+
+def local_actor() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    ok: bool
+    op: str  # deploy, rollback or update
+    from_version: str | None
+    to_version: str | None
+    current: str | None  # what `current` names afterwards
+    duration_s: float
+    reason: str
+    changed: bool = True  # False when there was nothing to do
+
+
+def record(cfg: FleetConfig, op: str, actor: str, result: str, from_version: str | None, to_version: str | None,
+           duration_s: float, reason: str) -> None:
+    """One history event (`pi_deploy` / `pi_rollback`); queued locally while the hub is unreachable.
+
+    result: ok, failed (switched back), refused (nothing was changed), aborted (interrupted, undone).
+    """
+    detail = json.dumps({"from": from_version, "to": to_version, "duration_s": round(duration_s, 3), "reason": reason},
+                        sort_keys=True)
+    history.record(cfg, KINDS[op], actor=actor, version=to_version, result=result, detail=detail)

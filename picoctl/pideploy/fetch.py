@@ -1,0 +1,159 @@
+"""Get a pi release into `<root>/.incoming/`: a folder, a meta.json (path or URL) or an artifact URL.
+
+The signature of meta.json is checked before any artifact byte is read; the artifact is then copied
+or streamed (httpx) into a private file, hashed and size-capped on the way, and compared with the
+signed sha256 (and with `--sha256` when given). Only that private copy is ever unpacked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from .. import release, signing
+from ..config import FleetConfig
+from ..errors import BadInput, PicoctlError
+from ..progress import Progress
+
+CHUNK = 1 << 16
+MAX_META_BYTES = 1 << 20
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Fetched:
+    meta: dict[str, Any]
+    artifact: Path  # private copy under .incoming/, hash verified
+
+
+def is_url(source: str) -> bool:
+    return urlsplit(source).scheme in ("http", "https")
+
+
+def _timeout() -> httpx.Timeout:
+    return httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+
+
+def fetch_meta_url(url: str) -> dict[str, Any]:
+    """Download and shape-check a published meta.json."""
+    try:
+        with httpx.Client(timeout=_timeout(), follow_redirects=True) as client:
+            r = client.get(url)
+    except httpx.HTTPError as exc:
+        raise PicoctlError(f"{url}: cannot fetch meta.json: {exc}") from None
+    if r.status_code != 200:
+        raise PicoctlError(f"{url}: HTTP {r.status_code} fetching meta.json")
+    if len(r.content) > MAX_META_BYTES:
+        raise BadInput(f"{url}: meta.json larger than {MAX_META_BYTES} bytes")
+    try:
+        meta = json.loads(r.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{url}: not a meta.json: {exc}") from None
+    return release.check_meta(meta, url)
+
+
+def _locate(source: str) -> tuple[dict[str, Any], str]:
+    """(meta, where the artifact is: URL or local path) for any accepted SOURCE."""
+    if is_url(source):
+        path = urlsplit(source).path
+        if path.endswith(".json") or path.endswith("/"):
+            meta_url = source if path.endswith(".json") else source + "meta.json"
+            meta = fetch_meta_url(meta_url)
+            return meta, urljoin(meta_url, meta["artifact_url"])
+        meta = fetch_meta_url(urljoin(source, "meta.json"))
+        if PurePosixPath(path).name != meta["artifact"]:
+            raise BadInput(f"{source}: the meta.json beside it is for {meta['artifact']}, not this artifact")
+        return meta, source
+    p = Path(source)
+    if not p.exists():
+        raise BadInput(f"{source}: no such release folder, meta.json or URL")
+    folder = p if p.is_dir() else p.parent
+    meta = release.load_meta(p if p.suffix == ".json" else folder)
+    if p.is_file() and p.suffix != ".json" and p.name != meta["artifact"]:
+        raise BadInput(f"{source}: the meta.json beside it is for {meta['artifact']}, not this artifact")
+    return meta, str(folder / meta["artifact"])
+
+
+def check_trust(cfg: FleetConfig, meta: dict[str, Any], where: str) -> None:
+    """Target, size cap and Ed25519 signature; the public key in fleet.toml is required."""
+    if meta["target"] != "pi":
+        raise BadInput(f"{where}: a {meta['target']} release, not a pi release")
+    if not isinstance(meta.get("root"), str):
+        raise BadInput(f"{where}: a pi release needs its archive 'root' in meta.json")
+    release.safe_member_name(meta["root"])
+    if not isinstance(meta["size"], int) or not 0 < meta["size"] <= cfg.pi.max_archive_bytes:
+        raise BadInput(f"{where}: artifact size {meta['size']} is over pi.max_archive_bytes ({cfg.pi.max_archive_bytes})")
+    key = cfg.release.public_key
+    if not key:
+        raise BadInput("release.public_key is not set in fleet.toml; a Pi deploy needs it to verify releases")
+    if not meta["signature"]:
+        raise PicoctlError(f"{where}: meta.json is not signed")
+    if not signing.verify_document(meta, key):
+        raise PicoctlError(f"{where}: signature does not verify against release.public_key")
+
+
+def _chunks_from_file(path: Path) -> Iterator[bytes]:
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(CHUNK):
+                yield block
+    except OSError as exc:
+        raise PicoctlError(f"{path}: cannot read artifact: {exc.strerror}") from None
+
+
+def _chunks_from_url(url: str, progress: Progress, expected: int) -> Iterator[bytes]:
+    try:
+        with httpx.stream("GET", url, timeout=_timeout(), follow_redirects=True) as r:
+            if r.status_code != 200:
+                raise PicoctlError(f"{url}: HTTP {r.status_code} fetching the artifact")
+            progress.phase("download", total=int(r.headers.get("content-length") or expected), item=url)
+            yield from r.iter_bytes(CHUNK)
+    except httpx.HTTPError as exc:
+        raise PicoctlError(f"{url}: download failed: {exc}") from None
+
+
+def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha256: str | None = None) -> Fetched:
+    """Verify the release's meta, then copy its artifact into `incoming`, hash-checked."""
+    if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256.lower())):
+        raise BadInput(f"--sha256: expected 64 hex digits, got {sha256!r}")
+    meta, where = _locate(source)
+    check_trust(cfg, meta, source)
+    if is_url(where):
+        chunks = _chunks_from_url(where, progress, meta["size"])
+    else:
+        progress.phase("copy", total=meta["size"], item=where)
+        chunks = _chunks_from_file(Path(where))
+    fd, tmp_name = tempfile.mkstemp(prefix="artifact-", suffix=".tar.gz", dir=incoming)
+    tmp = Path(tmp_name)
+    try:
+        h, size = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as f:
+            for block in chunks:
+                size += len(block)
+                if size > meta["size"]:
+                    raise PicoctlError(f"{where}: artifact is longer than the {meta['size']} bytes meta.json signs for")
+                h.update(block)
+                f.write(block)
+                progress.advance(len(block))
+        digest = h.hexdigest()
+        if size != meta["size"]:
+            raise PicoctlError(f"{where}: artifact is {size} bytes, meta.json signs for {meta['size']}: truncated")
+        if digest != meta["sha256"]:
+            raise PicoctlError(f"{where}: sha256 does not match the signed meta.json: the artifact was altered")
+        if sha256 is not None and digest != sha256.lower():
+            raise PicoctlError(f"{where}: sha256 {digest} is not the expected --sha256 {sha256.lower()}")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        chunks.close()
+    return Fetched(meta, tmp)

@@ -1,0 +1,72 @@
+"""The deploy journal: what a deploy or rollback in flight intends and how far it got.
+
+Written to a temp file, fsynced and renamed, so a reader sees the old step or the new one, never a
+torn file. The next `picoctl pi …` call reads it to finish or undo an interrupted operation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import PicoctlError
+from .layout import fsync_dir
+
+# Steps, in order. Before the `current` link moves: started (rollback), fetched, unpacked.
+# After it: switched, restarted. `reverting`: going back to `from_version` after a failure.
+STEPS = ("started", "fetched", "unpacked", "switched", "restarted", "reverting")
+CRASH_ENV = "PICOCTL_PI_CRASH_AFTER"  # fault injection: SIGKILL ourselves right after this step is journaled
+
+
+@dataclass
+class Entry:
+    op: str  # "deploy" or "rollback"
+    to_version: str
+    from_version: str | None
+    previous_before: str | None  # where the `previous` link pointed before we touched it
+    actor: str
+    step: str = "started"
+    reason: str = ""
+    started_at: float = field(default_factory=time.time)
+
+
+def write(path: Path, entry: Entry) -> None:
+    """Record `entry` durably, then honour the fault-injection point for its step."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        json.dump(asdict(entry), f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+    if os.environ.get(CRASH_ENV) == entry.step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def advance(path: Path, entry: Entry, step: str, reason: str = "") -> None:
+    entry.step = step
+    if reason:
+        entry.reason = reason
+    write(path, entry)
+
+
+def read(path: Path) -> Entry | None:
+    try:
+        data = json.loads(path.read_text())
+        entry = Entry(**data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as exc:
+        raise PicoctlError(f"{path}: unreadable deploy journal ({exc}); inspect it, then remove it") from None
+    if entry.step not in STEPS:
+        raise PicoctlError(f"{path}: unknown step {entry.step!r} in the deploy journal")
+    return entry
+
+
+def clear(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    fsync_dir(path.parent)

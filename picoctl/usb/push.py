@@ -1,0 +1,212 @@
+"""Push files to a running MicroPython board over its serial raw REPL, through mpremote's transport.
+
+Every file goes to a temporary name next to its destination, is hashed on the board (sha256) and
+compared, and only when all of them match are they renamed into place, so a failed or interrupted
+push leaves the board's old files as they were. Then the board is soft-reset and its version read
+back from `/version.json`.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import serial
+from mpremote.transport import TransportError
+from mpremote.transport_serial import SerialTransport
+
+from .. import release
+from ..errors import BadInput, PicoctlError
+from ..progress import Progress
+
+TMP_SUFFIX = ".picoctl-tmp"
+VERSION_FILE = "version.json"
+CHUNK = 2048  # bytes per raw-REPL write; the board compiles repr(chunk), so keep it well under its heap
+BAUD = 115200
+
+
+@dataclass(frozen=True)
+class PushResult:
+    port: str
+    files: int
+    bytes: int
+    seconds: float
+    verified: bool
+    version: str | None  # read back from the board after its soft reset
+    device_id: str | None  # `id` from the board's /config.json, when it has one
+
+
+class _Disconnected(PicoctlError):
+    pass
+
+
+def _board_path(prefix: str, name: str) -> str:
+    release.safe_member_name(name)
+    return str(PurePosixPath(prefix or "/") / name)
+
+
+def release_files(source: Path) -> tuple[dict[str, bytes], str | None]:
+    """The files of a pico/picow release folder (checked against meta.json) or of a plain folder.
+
+    A release also gets `/version.json` ({"version", "target"}), which the board app reports.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise BadInput(f"{source}: not a folder (expected a pico/picow release or a folder of files)")
+    if (source / "meta.json").exists():
+        meta = release.verify(source, None)
+        if meta["target"] not in ("pico", "picow") or meta.get("format") != "tar":
+            raise BadInput(f"{source}: a {meta['target']} {meta.get('format')} release cannot be pushed over serial"
+                           + ("; flash it with `picoctl usb flash`" if meta.get("format") == "uf2" else ""))
+        files = release.read_tar_files(source / meta["artifact"])
+        files[VERSION_FILE] = json.dumps({"version": meta["version"], "target": meta["target"]}).encode()
+        return files, meta["version"]
+    files = {f.name: f.path.read_bytes() for f in release.iter_source(source)}
+    if not files:
+        raise BadInput(f"{source}: folder is empty")
+    return files, None
+
+
+def push_release(port: str, source: Path, progress: Progress, verify: bool = True) -> PushResult:
+    """Push a release folder (or a plain folder) and check the board reports the new version."""
+    files, version = release_files(source)
+    result = push_files(port, files, progress, verify=verify)
+    if version is not None and result.version != version:
+        raise PicoctlError(f"{port}: pushed {version} but the board reports {result.version or 'no version'} after reset")
+    return result
+
+
+def _open(port: str) -> SerialTransport:
+    try:
+        transport = SerialTransport(os.path.realpath(port), baudrate=BAUD)
+    except (TransportError, serial.SerialException, OSError) as exc:
+        raise PicoctlError(f"{port}: cannot open the serial port: {exc}") from None
+    try:
+        transport.enter_raw_repl(soft_reset=True)
+    except (TransportError, serial.SerialException, OSError) as exc:
+        transport.close()
+        raise PicoctlError(f"{port}: the board does not answer on its raw REPL ({exc}); is it running MicroPython?") from None
+    return transport
+
+
+def _mkdirs(t: SerialTransport, paths: list[str]) -> None:
+    dirs = sorted({str(p) for path in paths for p in PurePosixPath(path).parents if str(p) != "/"})
+    if dirs:
+        t.exec(f"import os\nfor d in {dirs!r}:\n try:\n  os.mkdir(d)\n except OSError:\n  pass")
+
+
+def _commit(t: SerialTransport, moves: list[tuple[str, str]]) -> None:
+    # Renamed as paths relative to "/" (after chdir): same effect on a board, and the unix port's
+    # VfsPosix mounted at "/" mishandles a rename between two absolute paths.
+    pairs = [(a.lstrip("/"), b.lstrip("/")) for a, b in moves]
+    t.exec(
+        f"import os\nos.chdir('/')\nfor a, b in {pairs!r}:\n"
+        " try:\n  os.rename(a, b)\n except OSError:\n  os.remove(b)\n  os.rename(a, b)"
+    )
+
+
+def _discard(t: SerialTransport, paths: list[str]) -> None:
+    try:
+        t.exec(f"import os\nfor p in {paths!r}:\n try:\n  os.remove(p)\n except OSError:\n  pass")
+    except (TransportError, serial.SerialException, OSError):
+        pass
+
+
+def _read_back(t: SerialTransport) -> tuple[str | None, str | None]:
+    """Soft-reset into the raw REPL, then read the version and the device id the board holds."""
+    t.enter_raw_repl(soft_reset=True)
+    out = t.exec(
+        "def _r(p):\n try:\n  with open(p) as f:\n   return f.read()\n except OSError:\n  return ''\n"
+        f"print(repr([_r('/{VERSION_FILE}'), _r('/config.json')]))"
+    )
+    found: list[str | None] = []
+    for text, key in zip(ast.literal_eval(out.decode().strip()), ("version", "id")):
+        try:
+            value = json.loads(text).get(key) if text else None
+        except (ValueError, AttributeError):
+            value = None
+        found.append(value if isinstance(value, str) else None)
+    return found[0], found[1]
+
+
+def push_files(port: str, files: dict[str, bytes], progress: Progress, verify: bool = True,
+               dest_prefix: str = "/") -> PushResult:
+    """Write `files` (board-relative names) under `dest_prefix`, verify, then rename all into place."""
+    if not files:
+        raise BadInput("nothing to push")
+    if not dest_prefix.startswith("/"):
+        raise BadInput(f"destination {dest_prefix!r} must be an absolute board path")
+    targets = {name: _board_path(dest_prefix, name) for name in sorted(files)}
+    total = sum(len(d) for d in files.values())
+    t0 = time.monotonic()
+    progress.start(total=total, phase="connect")
+    try:
+        transport = _open(port)
+    except PicoctlError as exc:
+        progress.fail(str(exc))
+        raise
+    current, written, committed = "", 0, False
+    temps: list[str] = []
+    try:
+        progress.phase("push", item="")
+        _mkdirs(transport, list(targets.values()))
+        for name, dest in targets.items():
+            current, data, tmp = name, files[name], dest + TMP_SUFFIX
+            progress.phase("push", item=name)
+            temps.append(tmp)
+            base = written
+
+            def step(done: int, _size: int, base: int = base) -> None:
+                progress.update(base + done)
+
+            transport.fs_writefile(tmp, data, chunk_size=CHUNK, progress_callback=step)
+            written += len(data)
+            if not data:
+                progress.update(written)
+        if verify:
+            progress.phase("verify", total=len(targets))
+            for name, dest in targets.items():
+                current = name
+                digest = transport.fs_hashfile(dest + TMP_SUFFIX, "sha256", chunk_size=1024)
+                want = hashlib.sha256(files[name]).digest()
+                if digest != want:
+                    _discard(transport, temps)
+                    got = digest.hex() if isinstance(digest, bytes) else repr(digest)
+                    raise PicoctlError(f"{port}: {name} failed verification on the board (sha256 {got[:16]}…, "
+                                       f"expected {want.hex()[:16]}…); nothing was replaced, old files are in place")
+                progress.advance(1, item=name)
+        progress.phase("commit", item="")
+        current = ""
+        _commit(transport, [(d + TMP_SUFFIX, d) for d in targets.values()])
+        committed = True
+        progress.phase("reset")
+        version, device_id = _read_back(transport)
+        transport.exit_raw_repl()
+        transport.serial.write(b"\x04")  # soft reset from the friendly REPL: main.py runs again
+    except PicoctlError as exc:
+        progress.fail(str(exc))
+        _close(transport)
+        raise
+    except (TransportError, serial.SerialException, OSError) as exc:
+        where = f"while pushing {current} ({written} of {total} bytes sent)" if current else "while finishing the push"
+        state = ("the new files are in place" if committed else
+                 "the board's old files are in place (new ones were still under temporary names)")
+        reason = f"{port}: lost the board {where}: {exc}; {state}"
+        progress.fail(reason)
+        _close(transport)
+        raise PicoctlError(reason) from None
+    _close(transport)
+    progress.finish()
+    return PushResult(port, len(files), total, time.monotonic() - t0, verify, version, device_id)
+
+
+def _close(t: SerialTransport) -> None:
+    try:
+        t.close()
+    except (serial.SerialException, OSError):
+        pass

@@ -324,3 +324,46 @@ def test_policy_end_to_end_over_a_fleet() -> None:
         if decision.action == "promote":
             r = dataclasses.replace(r, stage_index=r.stage_index + 1)
     assert decision.action == "complete" and len(records) == 40
+
+
+# --- CLI: bad input is refused before the hub is contacted -------------------------------------------
+
+@pytest.fixture
+def site(tmp_path):
+    from picoctl.commands.init import init_site
+
+    return str(init_site(tmp_path / "site"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["start", "1.1"], "not a semantic version"),
+    (["start", "1.1.0", "--stages", "canary,50%,10%"], "does not grow"),
+    (["start", "1.1.0", "--stages", "10%,100%", "--canary", "a,b"], "no canary stage"),
+    (["start", "1.1.0", "--canary", "a,,b"], "comma-separated device ids"),
+    (["start", "1.1.0", "--canary", "a b"], "device id 'a b'"),
+    (["start", "1.1.0", "--percent", "ten"], "--percent 'ten'"),
+    (["start", "1.1.0", "--percent", "120"], "canary percent"),
+    (["start", "1.1.0", "--halt-after-failures", "-1"], "--halt-after-failures"),
+    (["start", "1.1.0", "--promote-after-successes", "x"], "--promote-after-successes"),
+])
+def test_cli_start_rejects_bad_input_in_one_line(site: str, capsys, argv: list[str], message: str) -> None:
+    from picoctl.cli import main
+
+    assert main(["--config", site, "rollout", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["start", "1.1.0", "--canary", "a", "--percent", "5"],
+    ["start", "1.1.0", "--target", "pi"],
+    ["start"],
+    ["promote", "abc"],
+    ["frobnicate"],
+])
+def test_cli_usage_errors_exit_2(argv: list[str], capsys) -> None:
+    from picoctl.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["rollout", *argv])
+    assert exc.value.code == 2

@@ -1,0 +1,155 @@
+"""`picoctl rollout start|promote|halt|resume|rollback|status`: staged rollouts on the hub."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .. import config, release
+from ..errors import BadInput, PicoctlError
+from ..rollout import Cohort, parse_stages
+from .output import add_json_flag, console, emit, table
+
+DEVICE_TARGETS = tuple(t for t in release.TARGETS if t != "pi")  # the Pi updates itself: `picoctl pi`
+
+# The states of the rollouts an action without an ID may pick (the active one first, else the newest).
+DEFAULT_STATES = {
+    "promote": ("active",),
+    "halt": ("active",),
+    "resume": ("halted",),
+    "rollback": ("active", "halted", "completed"),
+    "status": ("active", "halted", "completed", "rolled_back"),
+}
+
+
+def _client(cfg: config.FleetConfig) -> Any:
+    from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
+
+    return HubClient.from_config(cfg)
+
+
+def _count(value: str, flag: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise BadInput(f"{flag}: expected a whole number of devices (0 or more), got {value!r}")
+    return n
+
+
+def _canary_ids(value: str | None) -> list[str]:
+    if value is None:
+        return []
+    ids = [i.strip() for i in value.split(",")]
+    if not all(ids):
+        raise BadInput(f"--canary {value!r}: expected comma-separated device ids")
+    return ids
+
+
+def _percent(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value.rstrip("%"))
+    except ValueError:
+        raise BadInput(f"--percent {value!r}: expected a number above 0 and at most 100") from None
+
+
+def _start(args: argparse.Namespace) -> int:
+    release.check_version(args.version)
+    cfg = config.load(args.config)
+    stages = parse_stages(args.stages or cfg.rollout.stages, canary_ids=_canary_ids(args.canary),
+                          device_type=args.device_type, percent=_percent(args.percent))
+    halt = cfg.rollout.halt_after_failures if args.halt_after_failures is None else \
+        _count(args.halt_after_failures, "--halt-after-failures")
+    promote = cfg.rollout.promote_after_successes if args.promote_after_successes is None else \
+        _count(args.promote_after_successes, "--promote-after-successes")
+    started = _client(cfg).start_rollout(args.target, args.version, [s.to_dict() for s in stages], halt, promote)
+    emit(args, started, lambda r: (console.print(f"[green]started[/] rollout {r.get('id')}"), _render(r)))
+    return 0
+
+
+def _resolve(client: Any, args: argparse.Namespace, action: str) -> dict[str, Any]:
+    """The rollout named by ID, else the target's active one, else its newest in a state the action applies to."""
+    if args.id is not None:
+        return client.rollout(args.id)
+    states = DEFAULT_STATES[action]
+    mine = [r for r in client.rollouts() if r.get("target") == args.target and r.get("state") in states]
+    if not mine:
+        raise PicoctlError(f"no {' or '.join(states)} rollout for target {args.target}; give a rollout ID")
+    return max(mine, key=lambda r: (r["state"] == "active", r["id"]))
+
+
+def _act(args: argparse.Namespace) -> int:
+    client = _client(config.load(args.config))
+    target = _resolve(client, args, args.action)
+    done = client.rollout_action(target["id"], args.action, getattr(args, "reason", "") or "")
+    emit(args, done, lambda r: (console.print(f"[green]{args.action}[/] rollout {target['id']}"), _render(r)))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    client = _client(config.load(args.config))
+    emit(args, _resolve(client, args, "status"), _render)
+    return 0
+
+
+def _describe(stage: dict[str, Any]) -> str:
+    return Cohort(ids=tuple(stage.get("ids") or ()), device_type=stage.get("device_type"),
+                  percent=stage.get("percent"), channel=stage.get("channel")).describe()
+
+
+def _render(r: dict[str, Any]) -> None:
+    colour = {"active": "green", "halted": "red", "completed": "blue", "rolled_back": "yellow"}.get(r.get("state"), "")
+    state = f"[{colour}]{r.get('state')}[/]" if colour else str(r.get("state"))
+    console.print(f"rollout {r.get('id')}  {r.get('kind', 'update')} {r.get('target')} "
+                  f"{r.get('previous_version') or '-'} -> {r.get('version')}  {state}", highlight=False)
+    if r.get("reason"):
+        console.print(f"reason    {r['reason']}", highlight=False)
+    console.print(f"halt after {r.get('halt_after_failures')} failure(s); "
+                  f"promote {'after ' + str(r['promote_after_successes']) + ' success(es)' if r.get('promote_after_successes') else 'by hand'}",
+                  highlight=False)
+    current = r.get("stage_index", 0)
+    rows = [("▶" if i == current else "", s.get("name"), _describe(s)) for i, s in enumerate(r.get("stages") or [])]
+    table("stages", ("", "stage", "cohort"), rows)
+    if isinstance(r.get("counts"), dict):
+        console.print("  ".join(f"{k} {v}" for k, v in r["counts"].items()), highlight=False)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ro = sub.add_parser("rollout", help="stage a release through the fleet: start, promote, halt, roll back")
+    actions = ro.add_subparsers(dest="rollout_command", metavar="ACTION", required=True)
+
+    def target(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--target", default="picow", choices=DEVICE_TARGETS, help="device type (default: %(default)s)")
+        add_json_flag(p)
+
+    s = actions.add_parser("start", help="offer a published release to the fleet, stage by stage")
+    s.add_argument("version", metavar="VERSION", help="a release published on the hub, e.g. 1.4.0")
+    cohort = s.add_mutually_exclusive_group()
+    cohort.add_argument("--canary", metavar="ID,...", help="the canary stage is these devices")
+    cohort.add_argument("--percent", metavar="N", help="the canary stage is N%% of devices, by a stable hash of their id")
+    cohort.add_argument("--device-type", metavar="T", help="the canary stage is the devices of type T")
+    s.add_argument("--stages", metavar="SPEC", help="e.g. canary,10%%,50%%,100%% (default: rollout.stages from fleet.toml; "
+                                                   "without --canary/--percent/--device-type the canary is the canary channel)")
+    s.add_argument("--halt-after-failures", metavar="N", help="halt once N devices failed (0: never; default from fleet.toml)")
+    s.add_argument("--promote-after-successes", metavar="N",
+                   help="promote once N devices of a stage committed (0: by hand; default from fleet.toml)")
+    target(s)
+    s.set_defaults(func=_start)
+
+    helps = {"promote": "move an active rollout to its next stage", "halt": "stop new offers at once",
+             "resume": "resume a halted rollout", "rollback": "offer the previous release to every device that took this one"}
+    for action, text in helps.items():
+        a = actions.add_parser(action, help=text)
+        a.add_argument("id", metavar="ID", nargs="?", type=int, help="rollout id (default: the target's current rollout)")
+        if action in ("halt", "rollback"):
+            a.add_argument("--reason", metavar="R", default="", help="why, for the audit log")
+        target(a)
+        a.set_defaults(func=_act, action=action)
+
+    st = actions.add_parser("status", help="a rollout's stages, cohort and counts")
+    st.add_argument("id", metavar="ID", nargs="?", type=int, help="rollout id (default: the target's current rollout)")
+    target(st)
+    st.set_defaults(func=_status)

@@ -1,0 +1,86 @@
+"""The serial log follows the virtual Pico's console across a soft reset and a re-plug."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import serial
+
+from picoctl.sim.virtual_pico import VirtualPico
+from picoctl.usb.serial_log import SerialLog
+from picoctl.usb.telemetry import parse_heartbeat
+
+pytestmark = [pytest.mark.micropython,
+              pytest.mark.skipif(not shutil.which("micropython", path=os.path.dirname(os.sys.executable))
+                                 and not shutil.which("micropython"), reason="MicroPython unix port not installed")]
+
+APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def board(tmp_path):
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    shutil.copy(APP, flash / "main.py")
+    (flash / "config.json").write_text(json.dumps({"id": "pico-log-1", "heartbeat_s": 0.1}))
+    (flash / "version.json").write_text(json.dumps({"version": "1.4.0"}))
+    with VirtualPico(flash) as vp:
+        yield vp
+
+
+def boots(log: SerialLog) -> int:
+    return sum(1 for line in log.snapshot() if '"type": "boot"' in line)
+
+
+def test_log_reads_telemetry_and_survives_reset_and_replug(board):
+    status = []
+    with SerialLog(board.port, maxlen=20, on_status=lambda up, why: status.append(up)) as log:
+        assert wait_for(lambda: boots(log) == 1 and any(parse_heartbeat(x) for x in log.snapshot()))
+        hb = next(h for h in map(parse_heartbeat, log.snapshot()) if h)
+        assert (hb.device_id, hb.version) == ("pico-log-1", "1.4.0") and hb.mem_free > 0
+
+        with serial.Serial(os.path.realpath(board.port), 115200, timeout=1) as other:
+            other.write(b"\x03")  # Ctrl-C stops main.py, Ctrl-D at the REPL soft-resets the board
+            assert wait_for(lambda: any("KeyboardInterrupt" in x for x in log.snapshot()))
+            other.write(b"\x04")
+        assert wait_for(lambda: any("soft reboot" in x for x in log.snapshot()))
+        assert wait_for(lambda: boots(log) == 2)
+        assert log.connects == 1  # a reset keeps the port
+
+        board.unplug()
+        assert wait_for(lambda: not log.connected)
+        time.sleep(0.3)
+        board.replug()
+        assert wait_for(lambda: log.connects == 2 and log.connected)
+        assert wait_for(lambda: parse_heartbeat(log.snapshot()[-1]) is not None)
+        assert wait_for(lambda: len(log.lines) == 20 and boots(log) == 0)  # bounded: the oldest lines went
+    assert status[:3] == [True, False, True] and not log.connected
+
+
+def test_log_waits_for_a_board_not_yet_plugged(tmp_path):
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text("print('hello from main')\n")
+    vp = VirtualPico(flash)
+    try:
+        with SerialLog(vp.port, retry_s=0.05) as log:
+            time.sleep(0.2)
+            assert not log.connected and log.connects == 0
+            vp.replug()
+            assert wait_for(lambda: "hello from main" in log.snapshot())
+    finally:
+        vp.stop()

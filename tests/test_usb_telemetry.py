@@ -1,0 +1,115 @@
+"""USB telemetry lines: heartbeat parsing, and posting to the hub's heartbeat endpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from picoctl import config
+from picoctl.commands.init import init_site
+from picoctl.errors import BadInput, PicoctlError
+from picoctl.usb.telemetry import Heartbeat, HeartbeatForwarder, parse_heartbeat, post_heartbeat
+
+GOOD = {"type": "heartbeat", "id": "pico-e6614c31", "version": "1.2.0", "uptime_s": 42,
+        "mem_free": 151232, "readings": {"temp_c": 24.5}}
+
+
+def line(**changes):
+    return json.dumps({**GOOD, **changes})
+
+
+def test_heartbeat_line_becomes_the_hub_body():
+    hb = parse_heartbeat(line())
+    assert hb == Heartbeat("pico-e6614c31", "1.2.0", 42, 151232, None, {"temp_c": 24.5})
+    assert hb.body() == {"version": "1.2.0", "uptime_s": 42, "mem_free": 151232, "rssi": None,
+                         "readings": {"temp_c": 24.5}}
+    assert parse_heartbeat("  " + line(readings={}) + "\r\n").readings == {}
+
+
+@pytest.mark.parametrize("text", [
+    "MPY: soft reboot", "", "{not json", json.dumps({"type": "reading", "id": "x", "readings": {}}),
+    json.dumps([1, 2]), "Traceback (most recent call last):",
+])
+def test_other_lines_are_not_heartbeats(text):
+    assert parse_heartbeat(text) is None
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"id": ""}, "bad device id"),
+    ({"id": "../admin"}, "bad device id"),
+    ({"id": 7}, "bad device id"),
+    ({"version": ""}, "version must be"),
+    ({"uptime_s": -1}, "uptime_s must be"),
+    ({"uptime_s": "10"}, "uptime_s must be"),
+    ({"uptime_s": True}, "uptime_s must be"),
+    ({"mem_free": 1.5}, "mem_free must be an integer"),
+    ({"rssi": "strong"}, "rssi must be an integer"),
+    ({"readings": [1]}, "readings must map"),
+    ({"readings": {"t": "hot"}}, "readings must map"),
+])
+def test_malformed_heartbeats_are_refused(changes, message):
+    with pytest.raises(BadInput, match=message):
+        parse_heartbeat(line(**changes))
+
+
+class Hub(BaseHTTPRequestHandler):
+    received: list[tuple[str, dict]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ok = self.headers["Authorization"] == f"Bearer {self.server.token}"  # type: ignore[attr-defined]
+        known = self.path.startswith("/api/v1/devices/pico-") and self.path.endswith("/heartbeat")
+        if ok and known:
+            Hub.received.append((self.path, body))
+        self.send_response(200 if ok and known else 401 if not ok else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    cfg = config.load(init_site(tmp_path / "site"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    server.token = cfg.read_token()  # type: ignore[attr-defined]
+    Hub.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PICOCTL_HUB_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    yield cfg, server
+    server.shutdown()
+    server.server_close()
+
+
+def test_post_heartbeat_reaches_the_hub(hub):
+    cfg, _ = hub
+    post_heartbeat(cfg, parse_heartbeat(line()))
+    assert Hub.received == [("/api/v1/devices/pico-e6614c31/heartbeat", parse_heartbeat(line()).body())]
+
+
+def test_refusals_and_unreachable_hub_are_clear_errors(hub, monkeypatch):
+    cfg, server = hub
+    with pytest.raises(PicoctlError, match="hub refused the heartbeat of other-1: HTTP 404"):
+        post_heartbeat(cfg, parse_heartbeat(line(id="other-1")))
+    cfg.token_file.write_text("wrong-token\n")
+    with pytest.raises(PicoctlError, match="HTTP 401"):
+        post_heartbeat(cfg, parse_heartbeat(line()))
+    monkeypatch.setenv("PICOCTL_HUB_URL", "http://127.0.0.1:9")
+    with pytest.raises(PicoctlError, match="unreachable"):
+        post_heartbeat(cfg, parse_heartbeat(line()))
+
+
+def test_forwarder_posts_heartbeats_only_and_keeps_going(hub):
+    cfg, _ = hub
+    fwd = HeartbeatForwarder(cfg)
+    try:
+        for text in ("booting", line(), line(uptime_s=-5), json.dumps({"type": "reading"}), line(uptime_s=52)):
+            fwd(text)
+    finally:
+        fwd.close()
+    assert fwd.sent == 2 and [b["uptime_s"] for _, b in Hub.received] == [42, 52]
+    assert "uptime_s must be" in fwd.last_error

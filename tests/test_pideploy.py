@@ -1,0 +1,511 @@
+"""Pi self-deploy, for real: the example app runs as a process serving HTTP from `<root>/current`,
+restarted by tests/pi_app_control.py, health-checked on 127.0.0.1; crashes are real SIGKILLs."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from functools import partial
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from picoctl import config, pideploy, release, signing
+from picoctl.errors import BadInput, PicoctlError
+from picoctl.progress import Progress
+from picoctl.pideploy.journal import CRASH_ENV
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "examples" / "pi-app"
+CONTROL = Path(__file__).with_name("pi_app_control.py")
+
+EXITS_AT_START = "import sys\nsys.exit(3)\n"
+ANSWERS_500 = '''import argparse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+p = argparse.ArgumentParser(); p.add_argument("--host"); p.add_argument("--port", type=int)
+a = p.parse_args()
+ThreadingHTTPServer((a.host, a.port), H).serve_forever()
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """The hub's history endpoint, as far as these tests need it."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.events.append(json.loads(body))  # type: ignore[attr-defined]
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve(handler, **attrs) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for k, v in attrs.items():
+        setattr(server, k, v)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve_folder(folder: Path) -> ThreadingHTTPServer:
+    return serve(partial(QuietFiles, directory=str(folder)))
+
+
+# --- releases -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Keys:
+    private: str
+    public: str
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys(*signing.generate_keypair())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> dict[str, Path]:
+    """Signed release folders: healthy 1.0.0 (stable), 2.0.0, 2.1.0; 3.0.0 that exits, 3.0.1 that answers 500."""
+    d = tmp_path_factory.mktemp("built")
+    out = {}
+    for version, rollout in (("1.0.0", "stable"), ("2.0.0", "canary"), ("2.1.0", "canary")):
+        out[version] = d / version
+        release.build("pi", version, APP, out[version], key_hex=keys.private, rollout=rollout)
+    for version, code in (("3.0.0", EXITS_AT_START), ("3.0.1", ANSWERS_500)):
+        src = d / f"src-{version}"
+        src.mkdir()
+        (src / "main.py").write_text(code)
+        out[version] = d / version
+        release.build("pi", version, src, out[version], key_hex=keys.private)
+    return out
+
+
+def craft(folder: Path, keys: Keys, members: list[tuple[tarfile.TarInfo, bytes | None]], version: str = "9.0.0") -> Path:
+    """A release folder whose signed meta matches an archive holding exactly `members`."""
+    folder.mkdir()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    artifact = f"pi-sensors-{version}.tar.gz"
+    (folder / artifact).write_bytes(gzip.compress(raw.getvalue()))
+    meta = {"target": "pi", "version": version, "rollout": "canary", "format": "tar.gz", "root": f"pi-sensors-{version}",
+            "artifact": artifact, "artifact_url": artifact, "size": (folder / artifact).stat().st_size,
+            "sha256": signing.sha256_file(folder / artifact), "created_at": "2026-01-01T00:00:00Z"}
+    meta["signature"] = signing.sign_document(meta, keys.private)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+def entry(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info
+
+
+# --- the rig: a Pi root, the app's process, a hub that records events ---------------------------
+
+@dataclass
+class Rig:
+    tmp: Path
+    cfg: config.FleetConfig
+    config_file: Path
+    port: int
+    hub: ThreadingHTTPServer
+
+    @property
+    def root(self) -> Path:
+        return Path(self.cfg.pi.root)
+
+    def serving(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.port}/version", timeout=2).json()["version"]
+
+    def events(self) -> list[dict]:
+        return self.hub.events  # type: ignore[attr-defined]
+
+    def save(self) -> None:
+        config.save(self.cfg, self.config_file)
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "picoctl", "--config", str(self.config_file), "pi", *args],
+                              capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "picoctl", "--config", str(self.config_file), "pi", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def assert_consistent(self, current: str) -> None:
+        """`current` is linked and served, no journal, no leftovers, and the lock is free."""
+        st = pideploy.status(self.cfg)
+        assert (st.current, st.healthy, st.busy) == (current, True, "")
+        assert self.serving() == current
+        assert not (self.root / ".deploy-journal.json").exists()
+        assert list((self.root / ".incoming").iterdir()) == []
+
+
+def kill_processes_under(marker: str) -> None:
+    """SIGKILL every process whose command line mentions `marker` (this test's temporary folder)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def rig(tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> Rig:
+    monkeypatch.delenv("PICOCTL_HUB_URL", raising=False)
+    monkeypatch.delenv(CRASH_ENV, raising=False)
+    port = free_port()
+    hub = serve(Recorder, events=[])
+    (tmp_path / "operator.token").write_text("token\n")
+    cfg = config.FleetConfig(path=tmp_path / "fleet.toml")
+    cfg.hub.public_url = f"http://127.0.0.1:{hub.server_address[1]}"
+    cfg.hub.data_dir = str(tmp_path / "data")
+    cfg.hub.token_file = str(tmp_path / "operator.token")
+    cfg.release.public_key = keys.public
+    cfg.pi.root = str(tmp_path / "pi")
+    cfg.pi.restart_command = shlex.join([sys.executable, str(CONTROL), "--root", cfg.pi.root, "--port", str(port),
+                                         "--pidfile", str(tmp_path / "app.pid"), "--log", str(tmp_path / "app.log")])
+    cfg.pi.health_url = f"http://127.0.0.1:{port}/healthz"
+    cfg.pi.health_timeout_s = 3.0
+    cfg.pi.health_interval_s = 0.05
+    cfg.pi.command_timeout_s = 20.0
+    r = Rig(tmp_path, cfg, tmp_path / "fleet.toml", port, hub)
+    r.save()
+    yield r
+    kill_processes_under(str(tmp_path))
+    hub.shutdown()
+    hub.server_close()
+
+
+def details(rig: Rig, kind: str) -> list[tuple[str, dict]]:
+    return [(e["result"], json.loads(e["detail"])) for e in rig.events() if e["kind"] == kind]
+
+
+# --- deploy and roll back -----------------------------------------------------------------------
+
+def test_deploy_v1_then_v2_then_rollback_brings_v1_back(rig: Rig, built: dict[str, Path]) -> None:
+    phases: list[str] = []
+    lines: list[str] = []
+    progress = Progress("pi deploy", lambda ev: phases.append(ev.phase))
+    r1 = pideploy.deploy(rig.cfg, str(built["1.0.0"]), progress, lines.append)
+    assert (r1.ok, r1.current, rig.serving()) == (True, "1.0.0", "1.0.0")
+    assert {"copy", "unpack", "restart", "health check", "done"} <= set(phases)
+    assert any("health check" in line for line in lines)
+
+    r2 = pideploy.deploy(rig.cfg, str(built["2.0.0"]))
+    assert (r2.ok, r2.from_version, r2.current, rig.serving()) == (True, "1.0.0", "2.0.0", "2.0.0")
+    assert os.readlink(rig.root / "current") == "releases/2.0.0"
+    st = pideploy.status(rig.cfg)
+    assert (st.current, st.previous, st.healthy, sorted(st.releases)) == ("2.0.0", "1.0.0", True, ["1.0.0", "2.0.0"])
+
+    started = time.monotonic()
+    back = rig.cli("rollback")
+    took = time.monotonic() - started
+    assert back.returncode == 0, back.stderr
+    assert rig.serving() == "1.0.0" and took < 5
+    st = pideploy.status(rig.cfg)
+    assert (st.current, st.previous) == ("1.0.0", "2.0.0")  # a second rollback goes forward again
+
+    assert [(res, d["from"], d["to"]) for res, d in details(rig, "pi_deploy")] == [("ok", None, "1.0.0"), ("ok", "1.0.0", "2.0.0")]
+    [(res, d)] = details(rig, "pi_rollback")
+    assert (res, d["from"], d["to"]) == ("ok", "2.0.0", "1.0.0") and d["duration_s"] > 0 and "healthy" in d["reason"]
+    assert all(e["actor"] for e in rig.events())
+
+
+def test_v3_that_exits_at_start_is_rolled_back_by_the_cli(rig: Rig, built: dict[str, Path]) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    pideploy.deploy(rig.cfg, str(built["2.0.0"]))
+    run = rig.cli("deploy", str(built["3.0.0"]))
+    assert run.returncode == 1
+    assert "health check failed" in run.stderr and "rolled back to 2.0.0" in run.stderr
+    rig.assert_consistent("2.0.0")
+    assert pideploy.status(rig.cfg).previous == "1.0.0"
+    result, d = details(rig, "pi_deploy")[-1]
+    assert (result, d["from"], d["to"]) == ("failed", "2.0.0", "3.0.0") and "health check failed" in d["reason"]
+
+
+def test_v3_that_answers_500_is_rolled_back(rig: Rig, built: dict[str, Path]) -> None:
+    pideploy.deploy(rig.cfg, str(built["2.0.0"]))
+    result = pideploy.deploy(rig.cfg, str(built["3.0.1"]))
+    assert not result.ok and result.current == "2.0.0"
+    assert "HTTP 500" in result.reason and "rolled back to 2.0.0" in result.reason
+    rig.assert_consistent("2.0.0")
+    assert details(rig, "pi_deploy")[-1][0] == "failed"
+
+
+def test_failed_first_deploy_leaves_no_current(rig: Rig, built: dict[str, Path]) -> None:
+    result = pideploy.deploy(rig.cfg, str(built["3.0.0"]))
+    assert not result.ok and result.current is None and "no earlier release" in result.reason
+    assert not (rig.root / "current").exists()
+
+
+def test_smoke_command_failure_keeps_current(rig: Rig, built: dict[str, Path]) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    rig.cfg.pi.smoke_command = shlex.join([sys.executable, "-c", "import os, sys; sys.exit(os.path.exists('main.py') + 6)"])
+    result = pideploy.deploy(rig.cfg, str(built["2.0.0"]))
+    assert not result.ok and "smoke command exited 7" in result.reason
+    rig.assert_consistent("1.0.0")
+    assert details(rig, "pi_deploy")[-1][0] == "failed"
+
+
+def test_keeps_configured_releases_but_never_current_or_previous(rig: Rig, built: dict[str, Path]) -> None:
+    rig.cfg.pi.keep_releases = 2
+    for v in ("1.0.0", "2.0.0", "2.1.0"):
+        assert pideploy.deploy(rig.cfg, str(built[v])).ok
+    assert sorted(pideploy.status(rig.cfg).releases) == ["2.0.0", "2.1.0"]
+    with pytest.raises(BadInput, match="1.0.0 is not on disk"):
+        pideploy.rollback(rig.cfg, "1.0.0")
+    assert pideploy.rollback(rig.cfg, "2.0.0").ok
+    assert pideploy.deploy(rig.cfg, str(built["1.0.0"])).ok  # a downgrade by deploy: 2.1.0 goes, 2.0.0 stays
+    assert sorted(pideploy.status(rig.cfg).releases) == ["1.0.0", "2.0.0"]
+
+
+def test_same_version_again_changes_nothing(rig: Rig, built: dict[str, Path]) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    pid = (rig.tmp / "app.pid").read_text()
+    again = pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    assert (again.ok, again.changed) == (True, False)
+    assert (rig.tmp / "app.pid").read_text() == pid
+
+
+# --- refusals: nothing reaches releases/ ---------------------------------------------------------
+
+def _tampered(d: Path, built: dict[str, Path], keys: Keys) -> Path:
+    shutil.copytree(built["2.0.0"], d)
+    artifact = next(d.glob("*.tar.gz"))
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 1
+    artifact.write_bytes(bytes(data))
+    return d
+
+
+def _other_key(d: Path, built: dict[str, Path], keys: Keys) -> Path:
+    release.build("pi", "2.0.0", APP, d, key_hex=signing.generate_keypair()[0])
+    return d
+
+
+def _unsigned(d: Path, built: dict[str, Path], keys: Keys) -> Path:
+    release.build("pi", "2.0.0", APP, d)
+    return d
+
+
+REFUSALS = {
+    "tampered": (_tampered, "sha256 does not match"),
+    "wrong signature": (_other_key, "signature does not verify"),
+    "unsigned": (_unsigned, "not signed"),
+    "traversal": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/main.py"), b"x"),
+                                               (entry("pi-sensors-9.0.0/../evil"), b"x")]), "unsafe file name"),
+    "absolute": (lambda d, b, k: craft(d, k, [(entry("/tmp/evil"), b"x")]), "unsafe file name"),
+    "outside root": (lambda d, b, k: craft(d, k, [(entry("other/evil"), b"x")]), "outside the release root"),
+    "symlink": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/main.py"), b"x"),
+                                             (entry("pi-sensors-9.0.0/evil", tarfile.SYMTYPE, "/etc/passwd"), None)]), "is a link"),
+    "hard link": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/main.py"), b"x"),
+                                               (entry("pi-sensors-9.0.0/evil", tarfile.LNKTYPE, "pi-sensors-9.0.0/main.py"), None)]), "is a link"),
+    "device": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/evil", tarfile.CHRTYPE), None)]), "device or special"),
+    "duplicate": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/main.py"), b"x"),
+                                               (entry("pi-sensors-9.0.0/main.py"), b"evil")]), "appears twice"),
+    "no main.py": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/evil.py"), b"x")]), "no main.py"),
+    "unpacks too big": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/main.py"), b"\0" * 300_000)]), "more than pi.max_archive_bytes"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_bad_release_is_refused_before_anything_is_unpacked(rig: Rig, built: dict[str, Path], keys: Keys, case: str) -> None:
+    make, message = REFUSALS[case]
+    bad = make(rig.tmp / "bad", built, keys)
+    rig.cfg.pi.max_archive_bytes = 200_000
+    with pytest.raises(PicoctlError, match=message):
+        pideploy.deploy(rig.cfg, str(bad))
+    assert list((rig.root / "releases").iterdir()) == []
+    assert list((rig.root / ".incoming").iterdir()) == []
+    assert not (rig.root / "current").exists() and not (rig.root / ".deploy-journal.json").exists()
+    assert not list(rig.tmp.rglob("evil")) and not Path("/tmp/evil").exists()
+    [(result, d)] = details(rig, "pi_deploy")
+    assert result == "refused" and message in d["reason"]
+
+
+def test_oversize_artifact_is_refused_before_download(rig: Rig, built: dict[str, Path]) -> None:
+    rig.cfg.pi.max_archive_bytes = 1000
+    with pytest.raises(BadInput, match="over pi.max_archive_bytes"):
+        pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["deploy", "/nonexistent/release"], "no such release folder"),
+    (["deploy", "REL", "--sha256", "xyz"], "--sha256: expected 64 hex digits"),
+    (["rollback"], "no previous release to roll back to"),
+    (["rollback", "--to", "../x"], "not a semantic version"),
+    (["update"], "pi.update_url is not set"),
+])
+def test_cli_bad_input_exits_2_with_one_line(rig: Rig, built: dict[str, Path], args: list[str], message: str) -> None:
+    run = rig.cli(*[str(built["1.0.0"]) if a == "REL" else a for a in args])
+    assert run.returncode == 2 and message in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_deploy_without_public_key_is_refused(rig: Rig, built: dict[str, Path]) -> None:
+    rig.cfg.release.public_key = ""
+    with pytest.raises(BadInput, match="release.public_key is not set"):
+        pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+
+
+# --- URL sources and update ----------------------------------------------------------------------
+
+def test_deploy_from_meta_url_and_artifact_url(rig: Rig, built: dict[str, Path]) -> None:
+    files = serve_folder(built["1.0.0"].parent)
+    base = f"http://127.0.0.1:{files.server_address[1]}"
+    try:
+        r1 = pideploy.deploy(rig.cfg, f"{base}/1.0.0/meta.json")
+        assert r1.ok and rig.serving() == "1.0.0"
+        meta = release.load_meta(built["2.0.0"])
+        artifact_url = f"{base}/2.0.0/{meta['artifact']}"
+        with pytest.raises(PicoctlError, match="is not the expected --sha256"):
+            pideploy.deploy(rig.cfg, artifact_url, sha256="0" * 64)
+        assert list((rig.root / ".incoming").iterdir()) == []
+        run = rig.cli("deploy", artifact_url, "--sha256", meta["sha256"])
+        assert run.returncode == 0, run.stderr
+        assert rig.serving() == "2.0.0"
+        with pytest.raises(PicoctlError, match="HTTP 404"):
+            pideploy.deploy(rig.cfg, f"{base}/9.9.9/meta.json")
+    finally:
+        files.shutdown()
+        files.server_close()
+
+
+def test_update_deploys_only_newer_releases_of_its_channel(rig: Rig, built: dict[str, Path]) -> None:
+    published = rig.tmp / "published"
+    shutil.copytree(built["1.0.0"], published / "stable")
+    shutil.copytree(built["2.0.0"], published / "canary")
+    files = serve_folder(published)
+    rig.cfg.pi.update_url = f"http://127.0.0.1:{files.server_address[1]}/{{channel}}/meta.json"
+    try:
+        first = pideploy.update(rig.cfg)
+        assert (first.ok, first.changed, rig.serving()) == (True, True, "1.0.0")
+        again = pideploy.update(rig.cfg)
+        assert (again.changed, again.reason) == (False, "up to date: 1.0.0 is current, 1.0.0 is published")
+        shutil.rmtree(published / "stable")
+        shutil.copytree(built["2.0.0"], published / "stable")  # a canary release where stable should be
+        held = pideploy.update(rig.cfg)
+        assert not held.changed and "published for canary only" in held.reason
+        rig.save()
+        run = rig.cli("update", "--channel", "canary")
+        assert run.returncode == 0, run.stderr
+        assert rig.serving() == "2.0.0"
+        assert "(update, canary)" in rig.events()[-1]["actor"]
+    finally:
+        files.shutdown()
+        files.server_close()
+
+
+# --- crashes and concurrency ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("step, after", [("fetched", "1.0.0"), ("unpacked", "1.0.0"),
+                                         ("switched", "2.0.0"), ("restarted", "2.0.0")])
+def test_sigkill_at_each_step_is_recovered_by_the_next_call(rig: Rig, built: dict[str, Path], step: str, after: str) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    run = rig.cli("deploy", str(built["2.0.0"]), env={CRASH_ENV: step})
+    assert run.returncode == -signal.SIGKILL
+    assert json.loads((rig.root / ".deploy-journal.json").read_text())["step"] == step
+    status = rig.cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert "recovering" in status.stderr
+    rig.assert_consistent(after)
+    result, d = details(rig, "pi_deploy")[-1]
+    assert (result, d["to"]) == (("aborted" if after == "1.0.0" else "ok"), "2.0.0")
+    assert pideploy.deploy(rig.cfg, str(built["2.1.0"])).ok  # the lock was not left stuck
+
+
+def test_sigkill_while_switching_back_is_finished_by_the_next_call(rig: Rig, built: dict[str, Path]) -> None:
+    pideploy.deploy(rig.cfg, str(built["2.0.0"]))
+    rig.cfg.pi.health_timeout_s = 1.0
+    rig.save()
+    run = rig.cli("deploy", str(built["3.0.1"]), env={CRASH_ENV: "reverting"})
+    assert run.returncode == -signal.SIGKILL
+    assert os.readlink(rig.root / "current") == "releases/3.0.1"
+    again = pideploy.deploy(rig.cfg, str(built["2.0.0"]))  # recovers first, then finds 2.0.0 current
+    assert again.changed is False
+    rig.assert_consistent("2.0.0")
+    result, d = details(rig, "pi_deploy")[-1]
+    assert result == "failed" and "HTTP 500" in d["reason"]
+
+
+def test_second_deploy_refuses_clearly_or_waits(rig: Rig, built: dict[str, Path]) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    marker = rig.tmp / "smoke-started"
+    rig.cfg.pi.smoke_command = shlex.join([sys.executable, "-c",
+                                           f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(2)"])
+    rig.save()
+    first = rig.popen("deploy", str(built["2.0.0"]))
+    try:
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists()
+        refused = rig.cli("deploy", str(built["2.1.0"]))
+        assert refused.returncode == 1
+        assert f"another deploy is running (pid {first.pid}: deploy {built['2.0.0']}" in refused.stderr
+        waited = rig.cli("deploy", str(built["2.1.0"]), "--wait", "30")
+        assert waited.returncode == 0, waited.stderr
+        assert first.wait(timeout=30) == 0
+    finally:
+        first.kill()
+        first.communicate()
+    rig.assert_consistent("2.1.0")
+    assert pideploy.status(rig.cfg).previous == "2.0.0"
+
+
+def test_status_json_and_queued_events_while_hub_is_down(rig: Rig, built: dict[str, Path]) -> None:
+    rig.cfg.hub.public_url = f"http://127.0.0.1:{free_port()}"
+    rig.save()
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    run = rig.cli("status", "--json")
+    assert run.returncode == 0, run.stderr
+    st = json.loads(run.stdout)
+    assert (st["current"], st["healthy"], st["queued_events"]) == ("1.0.0", True, 1)
+    queued = json.loads((rig.tmp / "data" / "pending-events.jsonl").read_text())
+    assert (queued["kind"], queued["result"], queued["version"]) == ("pi_deploy", "ok", "1.0.0")

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import BadInput
@@ -223,6 +223,31 @@ class RolloutInfo:
     created_at: float
     reason: str = ""  # why it was halted or rolled back
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(self.stages))
+        if self.state not in STATES or self.kind not in KINDS:
+            raise ValueError(f"rollout {self.id}: state {self.state!r} / kind {self.kind!r} unknown")
+        if not 0 <= self.stage_index < len(self.stages):
+            raise ValueError(f"rollout {self.id}: stage_index {self.stage_index} outside its {len(self.stages)} stage(s)")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RolloutInfo:
+        """From a stored row or the wire: stages as a list of stage dicts; unknown keys are ignored."""
+        return cls(
+            id=int(data["id"]), target=data["target"], version=data["version"],
+            previous_version=data.get("previous_version"), state=data["state"], kind=data.get("kind") or "update",
+            stage_index=int(data.get("stage_index", 0)), stages=stages_from_dicts(data["stages"]),
+            halt_after_failures=int(data["halt_after_failures"]),
+            promote_after_successes=int(data["promote_after_successes"]),
+            created_at=float(data["created_at"]), reason=data.get("reason") or "",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form: every field, stages as stage dicts."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["stages"] = [s.to_dict() for s in self.stages]
+        return d
+
     @property
     def stage(self) -> Stage:
         return self.stages[self.stage_index]
@@ -259,6 +284,14 @@ def stage_of(rollout: RolloutInfo, device: DeviceInfo) -> int | None:
 def eligible(rollout: RolloutInfo, device: DeviceInfo) -> bool:
     """The device's type is the rollout's target and a stage reached so far covers it."""
     return stage_of(rollout, device) is not None
+
+
+def needs_new_seq(record: OfferRecord | None) -> bool:
+    """Whether an offer chosen by choose_offer is a new attempt (a fresh, higher seq; attempts + 1).
+
+    False for an offer still in progress before the switch: the hub repeats the record's seq.
+    """
+    return record is None or record.phase not in PRE_SWITCH
 
 
 def retry_at(record: OfferRecord, retry_backoff_s: float) -> float:

@@ -82,6 +82,13 @@ class RolloutConfig:
     retry_backoff_s: int = 60
 
 
+@dataclass
+class UsbConfig:
+    drive_roots: str = "/media:/run/media:/mnt"  # where BOOTSEL drives get mounted, ':'-separated
+    extra_ports: str = ""  # more serial ports to treat as boards (glob patterns, ':'-separated)
+    poll_s: float = 0.5
+
+
 def _default_device_types() -> dict[str, DeviceTypeConfig]:
     return {"picow": DeviceTypeConfig(), "pico": DeviceTypeConfig(heartbeat_interval_s=10, check_interval_s=0)}
 
@@ -93,6 +100,7 @@ class FleetConfig:
     pi: PiConfig = field(default_factory=PiConfig)
     device_types: dict[str, DeviceTypeConfig] = field(default_factory=_default_device_types)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    usb: UsbConfig = field(default_factory=UsbConfig)
     path: Path | None = None
 
     def resolve(self, value: str) -> Path:
@@ -125,7 +133,8 @@ class FleetConfig:
             raise BadInput(f"{self.token_file}: cannot read operator token: {exc.strerror}") from None
 
 
-_SECTIONS: dict[str, type] = {"hub": HubConfig, "release": ReleaseConfig, "pi": PiConfig, "rollout": RolloutConfig}
+_SECTIONS: dict[str, type] = {"hub": HubConfig, "release": ReleaseConfig, "pi": PiConfig, "rollout": RolloutConfig,
+                             "usb": UsbConfig}
 
 
 def _type_name(t: Any) -> str:
@@ -165,7 +174,7 @@ def parse(data: dict[str, Any], path: Path | None = None) -> FleetConfig:
                 t: _load_section(DeviceTypeConfig, v, f"{name}: device_types.{t}") for t, v in value.items()
             }
         else:
-            raise BadInput(f"{name}: {key}: unknown section (expected one of hub, release, pi, device_types, rollout)")
+            raise BadInput(f"{name}: {key}: unknown section (expected one of hub, release, pi, device_types, rollout, usb)")
     _validate(cfg, name)
     return cfg
 

@@ -184,6 +184,16 @@ def test_offer_only_inside_the_cohort_and_not_when_already_on_the_version() -> N
     assert ro.choose_offer(dev("other"), [promoted], {}, NOW, BACKOFF) == promoted
 
 
+def test_devices_outside_the_cohort_never_see_the_release() -> None:
+    stages = ro.parse_stages("canary,10%,100%", canary_ids=["d7"])
+    fleet = [dev(f"d{i}", type="pico" if i % 5 == 0 else "picow") for i in range(2000)]
+    for i in range(len(stages)):
+        r = rollout(stages=stages, stage_index=i)
+        offered = {d.id for d in fleet if ro.choose_offer(d, [r], {}, NOW, BACKOFF)}
+        expected = {d.id for d in fleet if d.type == "picow" and (d.id == "d7" or i >= 1 and ro.bucket(d.id) < 10 or i == 2)}
+        assert offered == expected
+
+
 def test_device_registering_after_start_joins_the_current_stage() -> None:
     r = rollout(stages=ro.parse_stages("canary,50%,100%"), stage_index=1)
     late_in, late_out = ids_under(50, 100)[0], next(f"d{i}" for i in range(100) if ro.bucket(f"d{i}") >= 50)

@@ -1,0 +1,119 @@
+"""Board detection: classification of pyserial ports, BOOTSEL drives, virtual boards, polling."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+
+import pytest
+from serial.tools.list_ports_common import ListPortInfo
+
+from picoctl import config
+from picoctl.errors import BadInput
+from picoctl.sim.bootsel_drive import make_drive
+from picoctl.sim.virtual_pico import VirtualPico
+from picoctl.usb import detect
+
+HAVE_MP = bool(shutil.which("micropython", path=os.path.dirname(os.sys.executable)) or shutil.which("micropython"))
+
+
+def port(device="/dev/ttyACM0", vid=None, pid=None, description="n/a", product=None, manufacturer=None, serial="E66"):
+    p = ListPortInfo(device, skip_link_detection=True)
+    p.vid, p.pid, p.description, p.product, p.manufacturer, p.serial_number = vid, pid, description, product, manufacturer, serial
+    return p
+
+
+@pytest.mark.parametrize("info, family, board_id", [
+    (port(vid=0x2E8A, pid=0x0005, product="Board in FS mode"), "rp2", "micropython"),
+    (port(vid=0x2E8A, pid=0x0003), "rp2040", "bootsel"),
+    (port(vid=0x2E8A, pid=0x000F), "rp2350", "bootsel"),
+    (port(vid=0x2E8A, pid=0x000A, product="Pico"), "rp2", None),
+    (port(vid=0x239A, pid=0x80F4, description="Feather RP2040 - MicroPython"), "rp2", "micropython"),
+    (port(vid=0x10C4, pid=0xEA60, product="CP2102 USB to UART"), "esp32", None),
+    (port(vid=0x1A86, pid=0x7523), "esp32", None),
+    (port(vid=0x303A, pid=0x1001), "esp32", None),
+])
+def test_classify_known_boards(info, family, board_id):
+    b = detect.classify(info)
+    assert b is not None and (b.kind, b.family, b.board_id, b.path, b.serial_number) == \
+        ("serial", family, board_id, "/dev/ttyACM0", "E66")
+
+
+@pytest.mark.parametrize("info", [
+    port(vid=0x046D, pid=0xC52B, description="Logitech receiver"),
+    port(device="/dev/ttyS0", description="ttyS0"),  # a built-in UART: no USB ids
+    port(device="/dev/ttyS1", description="pico"),  # no ids: the text alone is not enough
+])
+def test_classify_ignores_other_ports(info):
+    assert detect.classify(info) is None
+
+
+def cfg_for(tmp_path, **usb):
+    return config.parse({"usb": {"drive_roots": str(tmp_path / "media"), **usb}})
+
+
+def test_scan_finds_bootsel_drives_and_extra_ports(tmp_path):
+    make_drive(tmp_path / "media" / "op" / "RPI-RP2")
+    make_drive(tmp_path / "media" / "RP2350", "rp2350")
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "pico-ABC123").symlink_to("/dev/null")
+    (tmp_path / "links" / "pico-GONE").symlink_to(tmp_path / "nothing")  # unplugged: dangling link
+    boards = detect.scan(cfg_for(tmp_path, extra_ports=str(tmp_path / "links" / "pico-*")))
+    assert [(b.kind, os.path.basename(b.path), b.family, b.board_id, b.serial_number) for b in boards] == [
+        ("bootsel", "RP2350", "rp2350", "RP2350", None),
+        ("bootsel", "RPI-RP2", "rp2040", "RPI-RP2", None),
+        ("serial", "pico-ABC123", "rp2", "micropython", "ABC123"),
+    ]
+    assert boards[0].to_json()["kind"] == "bootsel"
+
+
+def test_bad_poll_interval_is_refused(tmp_path):
+    with pytest.raises(BadInput, match="usb.poll_s"):
+        detect.scan(cfg_for(tmp_path, poll_s=0))
+
+
+@pytest.mark.skipif(not HAVE_MP, reason="MicroPython unix port not installed")
+def test_watch_sees_insertion_and_removal_within_a_second(tmp_path):
+    links = tmp_path / "links"
+    links.mkdir()
+    cfg = cfg_for(tmp_path, extra_ports=str(links / "pico-*"), poll_s=0.1)
+    stop = threading.Event()
+    seen: list[tuple[float, str, str]] = []
+
+    def follow():
+        for change in detect.watch(cfg, stop):
+            now = time.monotonic()
+            seen.extend((now, "+", b.kind) for b in change.added)
+            seen.extend((now, "-", b.kind) for b in change.removed)
+
+    t = threading.Thread(target=follow)
+    t.start()
+    try:
+        time.sleep(0.3)
+        vp = VirtualPico(tmp_path / "flash", serial="S1", link_dir=links)
+        t_plug = time.monotonic()
+        vp.replug()
+        t_drive = time.monotonic()
+        make_drive(tmp_path / "media" / "RPI-RP2")
+        time.sleep(1.0)
+        t_unplug = time.monotonic()
+        vp.stop()
+        shutil.rmtree(tmp_path / "media" / "RPI-RP2")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        t.join()
+    events = {(sign, kind): at for at, sign, kind in seen}
+    assert events[("+", "serial")] - t_plug < 1.0 and events[("+", "bootsel")] - t_drive < 1.0
+    assert events[("-", "serial")] - t_unplug < 1.0 and events[("-", "bootsel")] - t_unplug < 1.0
+    assert len(seen) == 4
+
+
+def test_wait_for_returns_a_board_that_appears(tmp_path):
+    cfg = cfg_for(tmp_path, poll_s=0.05)
+    threading.Timer(0.2, make_drive, args=(tmp_path / "media" / "RPI-RP2",)).start()
+    found = detect.wait_for(cfg, lambda b: b.kind == "bootsel", timeout=3)
+    assert found is not None and found.board_id == "RPI-RP2"
+    assert detect.wait_for(cfg, lambda b: b.kind == "serial", timeout=0.1) is None

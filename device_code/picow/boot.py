@@ -1,0 +1,138 @@
+# boot.py: finish or undo an interrupted switch, count trial boots, roll back, then start the app.
+# Self-contained on purpose (os, sys, json only): it must work whatever state ota/ and app/ are in.
+# Every step is recorded in ota/state.json (temp file + rename) before the next one, so a power
+# cut at any instant resumes it on the next boot. See docs/device-agent.md.
+import json
+import os
+import sys
+
+STATE = "ota/state.json"
+BOARD = sys.platform == "rp2"
+RESET_EXIT = 77
+SYNC = not BOARD and os.getenv("PICOW_STEP_SYNC") == "1"
+
+
+def step(name):
+    # test rig only: a point where the power may be cut
+    if SYNC:
+        sys.stdout.write("@step boot " + name + "\n")
+        sys.stdin.readline()
+
+
+def exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
+
+
+def rmtree(p):
+    if not exists(p):
+        return
+    if os.stat(p)[0] & 0x4000:
+        for e in os.ilistdir(p):
+            rmtree(p + "/" + e[0])
+        os.rmdir(p)
+    else:
+        os.remove(p)
+
+
+def load(p):
+    try:
+        with open(p) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def save(st):
+    with open(STATE + ".tmp", "w") as f:
+        f.write(json.dumps(st))
+    os.rename(STATE + ".tmp", STATE)
+    step(st["phase"])
+
+
+def pend(st, phase):
+    o = st.get("offer") or {}
+    p = st.get("pending") or []
+    p.append({"seq": o.get("seq", st.get("seq", 0)), "version": o.get("version", st.get("version")),
+              "from_version": st.get("version"), "phase": phase, "detail": "boot %d" % st.get("boots", 0),
+              "transient": False})
+    st["pending"] = p[-4:]
+
+
+def reset():
+    if BOARD:
+        import machine
+        machine.reset()
+    sys.exit(RESET_EXIT)
+
+
+def recover():
+    st = load(STATE)
+    if not isinstance(st, dict):
+        return "committed"
+    cfg = load("config.json") or {}
+    ph = st.get("phase")
+    if ph == "staged":
+        rmtree("app.old")
+        step("cleared app.old")
+        st["phase"] = ph = "switching"
+        save(st)
+    if ph == "switching":
+        if exists("app.new"):
+            if exists("app"):
+                rmtree("app.old")  # with app/ still here, any app.old/ is a leftover
+                os.rename("app", "app.old")
+                step("app -> app.old")
+            os.rename("app.new", "app")
+            step("app.new -> app")
+        st["phase"] = ph = "trial"
+        st["boots"] = 0
+        pend(st, "trial")
+        save(st)
+    if ph == "trial":
+        st["boots"] = st.get("boots", 0) + 1
+        if st["boots"] > cfg.get("trial_boots", 3):
+            st["phase"] = ph = "reverting"
+        save(st)
+    if ph == "reverting":
+        if exists("app.old"):
+            if exists("app"):
+                rmtree("app.bad")
+                os.rename("app", "app.bad")
+                step("app -> app.bad")
+            os.rename("app.old", "app")
+            step("app.old -> app")
+        pend(st, "rolled_back")
+        o = st.get("offer") or {}
+        st["seq"] = max(st.get("seq", 0), o.get("seq", 0))
+        st["offer"] = None
+        st["phase"] = ph = "rolled_back"
+        save(st)
+    if ph == "trial":
+        ms = min(cfg.get("wdt_ms", 8000), 8388)
+        if BOARD:
+            import machine
+            machine.WDT(timeout=ms)
+        else:
+            print("@wdt arm", ms)
+    else:
+        rmtree("app.bad")
+        rmtree("app.old")
+    return ph
+
+
+phase = recover()
+sys.path[:] = ["app", ""] + [p for p in sys.path if p not in ("app", "")]
+try:
+    import main  # noqa: F401  the app runs its loop from here
+except Exception as exc:
+    sys.print_exception(exc)
+    if phase == "trial":
+        reset()
+    # outside a trial nothing older remains: keep the board reachable for the next update
+    print("boot: app failed, running the update agent alone")
+    from ota import agent
+    agent.run()

@@ -1,0 +1,542 @@
+"""The OTA agent: heartbeats, update checks, staging into app.new, trial confirmation.
+
+Flash layout (relative to the flash root): `app/` the running app, `app.new/` the staged one,
+`app.old/` the previous one during a trial, `ota/state.json` the update state, `ota/epoch` the boot
+epoch for request counters, `config.json` the device's identity and settings. boot.py performs the
+switch and the rollback; the agent never renames `app/` itself. See docs/device-agent.md.
+"""
+
+import hashlib
+import json
+import os
+import random
+from binascii import hexlify, unhexlify
+
+from ota import fs, http, hw
+from ota.hmac_sha256 import equal, mac_hex
+
+CONFIG = "config.json"
+STATE = "ota/state.json"
+EPOCH = "ota/epoch"
+APP = "app"
+NEW = "app.new"
+OLD = "app.old"
+CHUNK = 2048
+MAX_BODY = 16384
+MAX_PENDING = 4
+ENOSPC = 28
+DEFAULTS = {
+    "type": "picow",
+    "heartbeat_s": 60,
+    "check_s": 300,
+    "jitter": 0.1,
+    "trial_deadline_s": 120,
+    "download_retries": 5,
+    "wifi_timeout_s": 15,
+    "tick_ms": 1000,
+}
+
+
+class Refused(Exception):
+    """An offer or a response that fails a check: never acted upon."""
+
+
+class Failed(Exception):
+    """An update that cannot go on; `transient` when retrying later may succeed."""
+
+    def __init__(self, message, transient):
+        Exception.__init__(self, message)
+        self.transient = transient
+
+
+def load_state():
+    st = fs.read_json(STATE)
+    if not isinstance(st, dict):
+        st = {}
+    st.setdefault("version", "0.0.0")
+    st.setdefault("seq", 0)
+    st.setdefault("phase", "committed")
+    return st
+
+
+def safe_name(name):
+    """A relative file name without `..`, empty parts or backslashes."""
+    if not isinstance(name, str) or not name or name[0] == "/" or "\\" in name:
+        return False
+    for part in name.split("/"):
+        if part in ("", ".", "..") or part.endswith(".tmp"):
+            return False
+    return True
+
+
+def check_offer(offer, own_type, stored_seq):
+    """Raise Refused naming the first thing wrong with a MAC-verified offer."""
+    if not isinstance(offer, dict):
+        raise Refused("offer is not an object")
+    if offer.get("type") != own_type:
+        raise Refused("offer for device type %r" % (offer.get("type"),))
+    seq = offer.get("seq")
+    if not isinstance(seq, int) or seq <= stored_seq:
+        raise Refused("offer seq %r is not above %d: replayed or old" % (seq, stored_seq))
+    if not isinstance(offer.get("version"), str):
+        raise Refused("offer without a version")
+    files = offer.get("files")
+    if not isinstance(files, list) or not files:
+        raise Refused("offer without files")
+    seen = set()
+    for f in files:
+        if not (isinstance(f, dict) and safe_name(f.get("name")) and isinstance(f.get("size"), int)
+                and f["size"] >= 0 and isinstance(f.get("sha256"), str) and len(f["sha256"]) == 64
+                and isinstance(f.get("url"), str)):
+            raise Refused("malformed file entry in offer")
+        if f["name"] in seen:
+            raise Refused("file listed twice in offer")
+        seen.add(f["name"])
+    if "main.py" not in seen:
+        raise Refused("offer without main.py")
+
+
+class Agent:
+    def __init__(self, cfg=None):
+        cfg = cfg if cfg is not None else fs.read_json(CONFIG)
+        if not isinstance(cfg, dict):
+            raise ValueError("config.json missing or unreadable")
+        for k in DEFAULTS:
+            cfg.setdefault(k, DEFAULTS[k])
+        self.cfg = cfg
+        self.id = cfg["id"]
+        self.key = unhexlify(cfg["key"])
+        self.hub = cfg["hub"].rstrip("/")
+        self.st = load_state()
+        self.buf = bytearray(CHUNK)
+        self.mv = memoryview(self.buf)
+        self.started = hw.ticks_ms()
+        self.n = 0
+        self.epoch = self._next_epoch()
+        self.check_now = self.st["phase"] in ("downloading", "failed") and bool(self.st.get("offer"))
+        self.next_hb = hw.deadline(0)
+        self.next_check = hw.deadline(random.random() * min(self._ms("check_s"), 5000))
+        self.next_wifi = hw.deadline(0)
+        self.wifi_backoff = 1000
+        self.trial_until = hw.deadline(self._ms("trial_deadline_s"))
+
+    # --- bookkeeping ------------------------------------------------------------------------------
+
+    def _ms(self, key):
+        return int(self.cfg[key] * 1000)
+
+    def _jittered(self, key):
+        ms = self._ms(key)
+        spread = ms * self.cfg["jitter"]
+        return hw.deadline(ms - spread + random.random() * 2 * spread)
+
+    def _next_epoch(self):
+        try:
+            with open(EPOCH) as f:
+                epoch = int(f.read()) + 1
+        except (OSError, ValueError):
+            epoch = 1
+        fs.write_atomic(EPOCH, str(epoch).encode())
+        return epoch
+
+    def counter(self):
+        self.n += 1
+        if self.n >= 1000000:
+            self.epoch = self._next_epoch()
+            self.n = 1
+        return self.epoch * 1000000 + self.n
+
+    def save(self):
+        fs.write_json(STATE, self.st)
+
+    def running_version(self):
+        if self.st["phase"] == "trial":
+            return self.st["offer"]["version"]
+        return self.st["version"]
+
+    # --- requests ---------------------------------------------------------------------------------
+
+    def _post(self, path, obj, signed):
+        body = json.dumps(obj).encode()
+        headers = {"X-Picoctl-Device": self.id, "X-Picoctl-Mac": mac_hex(self.key, body)}
+        resp = http.request("POST", self.hub + path, body, headers)
+        try:
+            data = resp.read_all(MAX_BODY)
+        finally:
+            resp.close()
+        if resp.status != 200:
+            raise http.HTTPError(resp.status, "%s: HTTP %d %s" % (path, resp.status, data[:120]))
+        if signed and not (resp.mac and equal(mac_hex(self.key, data), resp.mac)):
+            raise Refused("%s: response MAC does not verify" % path)
+        return json.loads(data)
+
+    def report(self, phase, detail="", transient=False, offer=None):
+        """Send one status report now; False when the hub could not be reached."""
+        entry = self._status(phase, detail, transient, offer)
+        return self._send_status(entry)
+
+    def _status(self, phase, detail, transient, offer):
+        o = offer or self.st.get("offer") or {}
+        return {"seq": o.get("seq", self.st["seq"]), "version": o.get("version", self.st["version"]),
+                "from_version": self.st["version"], "phase": phase, "detail": detail[:200],
+                "transient": transient}
+
+    def _send_status(self, entry):
+        body = {"id": self.id, "counter": self.counter()}
+        for k in entry:
+            body[k] = entry[k]
+        try:
+            self._post("/deploy/status", body, False)
+            return True
+        except (OSError, http.HTTPError, ValueError) as exc:
+            print("ota: status not sent:", exc)
+            return False
+
+    def pend(self, phase, detail="", transient=False, offer=None):
+        """Queue a status report in the state, to be saved with it and sent by flush()."""
+        pending = self.st.get("pending") or []
+        pending.append(self._status(phase, detail, transient, offer))
+        self.st["pending"] = pending[-MAX_PENDING:]
+
+    def flush(self):
+        """Send the queued status reports, oldest first."""
+        pending = self.st.get("pending")
+        if not pending:
+            return
+        sent = 0
+        for entry in pending:
+            if not self._send_status(entry):
+                break
+            sent += 1
+        if sent:
+            self.st["pending"] = pending[sent:]
+            self.save()
+
+    def heartbeat(self, readings):
+        """One heartbeat; True when the hub accepted it (MAC-verified ok for our counter)."""
+        counter = self.counter()
+        body = {"id": self.id, "counter": counter, "version": self.running_version(), "seq": self.st["seq"],
+                "uptime_s": hw.elapsed_ms(self.started) // 1000, "mem_free": hw.mem_free(),
+                "rssi": hw.rssi(), "phase": self.st["phase"], "readings": readings}
+        resp = self._post("/heartbeat", body, True)
+        if resp.get("ok") is not True or resp.get("counter") != counter:
+            raise Refused("heartbeat response does not answer this heartbeat")
+        if resp.get("check_now"):
+            self.check_now = True
+        return True
+
+    def check(self):
+        """Ask the hub for an offer: the verified offer, or None."""
+        hw.step("check")
+        nonce = hexlify(os.urandom(16)).decode()
+        body = {"id": self.id, "counter": self.counter(), "type": self.cfg["type"],
+                "version": self.running_version(), "seq": self.st["seq"], "nonce": nonce}
+        resp = self._post("/check", body, True)
+        if resp.get("id") != self.id:
+            raise Refused("response for device %r" % (resp.get("id"),))
+        if not (isinstance(resp.get("nonce"), str) and equal(resp["nonce"], nonce)):
+            raise Refused("response nonce differs from ours: replayed response")
+        offer = resp.get("offer")
+        if offer is None:
+            return None
+        check_offer(offer, self.cfg["type"], self.st["seq"])
+        return offer
+
+    # --- staging ----------------------------------------------------------------------------------
+
+    def _hash_file(self, path, h=None):
+        """Feed the file into `h` (a new sha256 when None); returns (hasher, bytes read)."""
+        h = h or hashlib.sha256()
+        n = 0
+        with open(path, "rb") as f:
+            while True:
+                k = f.readinto(self.buf)
+                if not k:
+                    break
+                h.update(self.mv[:k])
+                n += k
+                hw.wdt_feed()
+        return h, n
+
+    def _matches(self, path, f):
+        if fs.size(path) != f["size"]:
+            return False
+        return hexlify(self._hash_file(path)[0].digest()).decode() == f["sha256"]
+
+    def _copy(self, src, tmp, f):
+        """Copy an unchanged file from the running app, verifying it on the way."""
+        fs.remove(tmp)
+        h = hashlib.sha256()
+        with open(src, "rb") as i, open(tmp, "wb") as o:
+            while True:
+                k = i.readinto(self.buf)
+                if not k:
+                    break
+                h.update(self.mv[:k])
+                fs.write(o, self.mv[:k])
+                hw.wdt_feed()
+        return hexlify(h.digest()).decode() == f["sha256"]
+
+    def _download(self, f, tmp):
+        """Stream an artifact into `tmp`, hashing as it goes, resuming with Range after a drop."""
+        size = f["size"]
+        h = hashlib.sha256()
+        have = 0
+        if fs.exists(tmp):
+            h, have = self._hash_file(tmp)
+            if have > size:
+                fs.remove(tmp)
+                h, have = hashlib.sha256(), 0
+        url = self.hub + f["url"] if f["url"].startswith("/") else f["url"]
+        drops = 0
+        chunks = 0
+        if size == 0:
+            with open(tmp, "wb"):
+                pass
+        while have < size:
+            try:
+                resp = http.request("GET", url, None, {"Range": "bytes=%d-" % have} if have else None)
+            except OSError as exc:
+                drops = self._dropped(f, drops, exc)
+                continue
+            try:
+                if resp.status == 206:
+                    if not (resp.content_range or "").startswith("bytes %d-" % have):
+                        raise Failed("%s: Content-Range %s does not resume at %d" % (f["name"], resp.content_range, have), False)
+                elif resp.status == 200:
+                    if have:
+                        h, have = hashlib.sha256(), 0
+                elif resp.status == 416:
+                    raise Failed("%s: the hub holds fewer bytes than offered" % f["name"], False)
+                else:
+                    raise Failed("%s: HTTP %d" % (f["name"], resp.status), resp.status >= 500)
+                with open(tmp, "ab" if have else "wb") as out:
+                    while have < size:
+                        n = resp.readinto(self.mv)
+                        if n == 0:
+                            break
+                        if have + n > size:
+                            raise Failed("%s: longer than offered" % f["name"], False)
+                        chunk = self.mv[:n]
+                        fs.write(out, chunk)
+                        h.update(chunk)
+                        have += n
+                        chunks += 1
+                        hw.wdt_feed()
+                        hw.step("download " + f["name"] + " " + str(chunks))
+                if have < size:
+                    raise OSError(104)
+            except OSError as exc:
+                if exc.errno == ENOSPC:
+                    raise
+                drops = self._dropped(f, drops, exc)
+            finally:
+                resp.close()
+        if hexlify(h.digest()).decode() != f["sha256"]:
+            fs.remove(tmp)
+            raise Failed("%s: sha256 does not match the offer" % f["name"], False)
+
+    def _dropped(self, f, drops, exc):
+        drops += 1
+        if drops > self.cfg["download_retries"]:
+            raise Failed("%s: download dropped %d times (%s)" % (f["name"], drops, exc), True)
+        print("ota: download of", f["name"], "dropped, resuming:", exc)
+        self.report("downloading", "%s resumed after drop %d" % (f["name"], drops))
+        hw.sleep_ms(min(250 * (1 << drops), 8000))
+        return drops
+
+    def _stage_file(self, f):
+        name = f["name"]
+        dst = NEW + "/" + name
+        tmp = dst + ".tmp"
+        if fs.exists(dst):
+            if self._matches(dst, f):
+                return
+            fs.remove(dst)
+        slash = name.rfind("/")
+        if slash > 0:
+            fs.makedirs(NEW + "/" + name[:slash])
+        src = APP + "/" + name
+        if self._matches(src, f) and self._copy(src, tmp, f):
+            hw.step("copied " + name)
+        else:
+            self.report("downloading", "%s 0/%d" % (name, f["size"]))
+            self._download(f, tmp)
+        os.rename(tmp, dst)
+        hw.step("renamed " + name)
+
+    def _prune(self, names):
+        """Remove whatever app.new holds that the offer does not list."""
+        for rel in list(fs.walk_files(NEW)):
+            if rel not in names:
+                fs.remove(NEW + "/" + rel)
+        self._remove_empty_dirs(NEW)
+
+    def _remove_empty_dirs(self, root):
+        for entry in list(os.ilistdir(root)):
+            if entry[1] & 0x4000:
+                sub = root + "/" + entry[0]
+                self._remove_empty_dirs(sub)
+                if not list(os.ilistdir(sub)):
+                    os.rmdir(sub)
+
+    def stage(self, offer):
+        """Stage `offer` in app.new; on success the state says `staged` and the board resets.
+
+        Files already staged for the same version (before a power cut or a dropped connection,
+        possibly under an earlier seq) are kept: each is verified by its sha256 before reuse."""
+        current = self.st.get("offer")
+        if not current or current.get("version") != offer["version"]:
+            fs.rmtree(NEW)
+            hw.step("cleared app.new")
+        self.st["offer"] = {"seq": offer["seq"], "version": offer["version"], "rollout_id": offer.get("rollout_id")}
+        self.st["phase"] = "downloading"
+        self.save()
+        hw.step("phase downloading")
+        self.report("downloading", "%d files" % len(offer["files"]))
+        try:
+            fs.makedirs(NEW)
+            names = set()
+            for f in offer["files"]:
+                self._stage_file(f)
+                names.add(f["name"])
+            self._prune(names)
+        except Failed as exc:
+            self.fail(str(exc), exc.transient)
+            return False
+        except OSError as exc:
+            reason = "flash full" if exc.errno == ENOSPC else "flash error %s" % exc
+            self.fail(reason, False)
+            return False
+        hw.step("staged")
+        self.st["phase"] = "staged"
+        self.pend("staged")
+        self.save()
+        hw.step("phase staged")
+        self.flush()
+        self.report("switching", "resetting into boot.py")
+        hw.reset()
+
+    def fail(self, reason, transient):
+        """End or pause an update without touching the running app."""
+        print("ota: update failed:", reason)
+        offer = self.st.get("offer")
+        if not transient:
+            try:
+                fs.rmtree(NEW)
+            except OSError as exc:
+                print("ota: cannot clear app.new:", exc)
+            if offer:
+                self.st["seq"] = max(self.st["seq"], offer["seq"])
+            self.st["offer"] = None
+        self.st["phase"] = "failed"
+        self.pend("failed", reason, transient, offer)
+        self.save()
+        self.flush()
+
+    def refuse(self, reason):
+        """Report an offer that failed its checks; nothing is kept."""
+        print("ota: offer refused:", reason)
+        self.report("failed", "offer refused: " + reason)
+
+    def drop_stale_staging(self):
+        """The hub no longer offers the update we had begun: forget its files."""
+        if self.st.get("offer") and self.st["phase"] in ("downloading", "failed"):
+            fs.rmtree(NEW)
+            self.st["offer"] = None
+            self.st["phase"] = "failed" if self.st["phase"] == "failed" else "committed"
+            self.save()
+
+    # --- trial ------------------------------------------------------------------------------------
+
+    def commit(self):
+        """The hub accepted a heartbeat from the new app: make it the app for good."""
+        offer = self.st["offer"]
+        self.pend("committed", "", False, offer)
+        self.st["version"] = offer["version"]
+        self.st["seq"] = offer["seq"]
+        self.st["phase"] = "committed"
+        self.st["offer"] = None
+        self.st["boots"] = 0
+        self.save()
+        hw.step("phase committed")
+        fs.rmtree(OLD)
+        hw.step("removed app.old")
+        self.flush()
+
+    # --- main loop --------------------------------------------------------------------------------
+
+    def online(self):
+        """Join Wi-Fi if needed, with exponential backoff between attempts."""
+        if hw.wifi_connected():
+            return True
+        if not hw.due(self.next_wifi):
+            return False
+        if hw.wifi_connect(self.cfg.get("wifi_ssid", ""), self.cfg.get("wifi_password", ""), self._ms("wifi_timeout_s")):
+            self.wifi_backoff = 1000
+            return True
+        self.next_wifi = hw.deadline(self.wifi_backoff)
+        self.wifi_backoff = min(self.wifi_backoff * 2, 60000)
+        return False
+
+    def start(self):
+        if self.st["phase"] == "trial":
+            hw.wdt_arm(self.cfg.get("wdt_ms", hw.WDT_MAX_MS))
+        if self.online():
+            self.flush()
+
+    def poll(self, app=None):
+        """One round of the agent's duties; the app calls it from its loop."""
+        hw.wdt_feed()
+        trial = self.st["phase"] == "trial"
+        if trial and hw.due(self.trial_until):
+            print("ota: trial not confirmed in time")
+            hw.reset()
+        if not self.online():
+            return
+        if hw.due(self.next_hb):
+            self.next_hb = self._jittered("heartbeat_s")
+            try:
+                readings = app.readings() if app else {}
+                if self.heartbeat(readings) and trial:
+                    self.commit()
+                    trial = False
+            except (OSError, http.HTTPError, Refused, ValueError) as exc:
+                print("ota: heartbeat failed:", exc)
+        if self.st.get("pending"):
+            self.flush()
+        if not trial and (self.check_now or hw.due(self.next_check)):
+            self.check_now = False
+            self.next_check = self._jittered("check_s")
+            self.update(app)
+
+    def update(self, app=None):
+        try:
+            offer = self.check()
+        except Refused as exc:
+            self.refuse(str(exc))
+            return
+        except (OSError, http.HTTPError, ValueError) as exc:
+            print("ota: check failed:", exc)
+            return
+        if offer is None:
+            self.drop_stale_staging()
+            return
+        self.report("checking", "offer verified", False, offer)
+        if app:
+            app.stop()
+        self.stage(offer)
+
+    def run(self, app=None):
+        """Run the app's steps and the agent's duties forever."""
+        self.start()
+        tick = self.cfg["tick_ms"]
+        while True:
+            if app:
+                app.step()
+            self.poll(app)
+            hw.sleep_ms(tick)
+
+
+def run(app=None):
+    Agent().run(app)

@@ -1,0 +1,100 @@
+"""Flash helpers: paths are relative to the flash root (the board's `/`, the rig's cwd)."""
+
+import json
+import os
+
+from ota import hw
+
+_DIR = 0x4000
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def size(path):
+    """Size in bytes, or -1 when the file does not exist."""
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return -1
+
+
+def is_dir(path):
+    try:
+        return os.stat(path)[0] & _DIR != 0
+    except OSError:
+        return False
+
+
+def makedirs(path):
+    built = ""
+    for part in path.split("/"):
+        built = part if not built else built + "/" + part
+        if not exists(built):
+            os.mkdir(built)
+
+
+def rmtree(path):
+    """Remove a file or a folder with everything in it; nothing there is fine."""
+    if not exists(path):
+        return
+    if is_dir(path):
+        for entry in os.ilistdir(path):
+            rmtree(path + "/" + entry[0])
+        os.rmdir(path)
+    else:
+        remove(path)
+
+
+def remove(path):
+    """Remove a file if it is there."""
+    n = size(path)
+    if n >= 0:
+        os.remove(path)
+        hw.refund_flash(n)
+
+
+def walk_files(root, prefix=""):
+    """Relative names of every file under `root`."""
+    for entry in os.ilistdir(root if not prefix else root + "/" + prefix):
+        rel = entry[0] if not prefix else prefix + "/" + entry[0]
+        if entry[1] & _DIR:
+            yield from walk_files(root, rel)
+        else:
+            yield rel
+
+
+def write(f, data):
+    """Write all of `data` (bytes or memoryview) to the open file `f`."""
+    hw.charge_flash(len(data))
+    n = f.write(data)
+    if n is not None and n != len(data):
+        raise OSError(28)
+
+
+def write_atomic(path, data):
+    """Replace `path` by `data` so that a power cut leaves either the old or the new content."""
+    tmp = path + ".tmp"
+    remove(tmp)
+    with open(tmp, "wb") as f:
+        write(f, data)
+    old = size(path)
+    os.rename(tmp, path)
+    hw.refund_flash(old)
+
+
+def read_json(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def write_json(path, obj):
+    write_atomic(path, json.dumps(obj).encode())

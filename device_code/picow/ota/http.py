@@ -1,0 +1,129 @@
+"""A small HTTP/1.0 client on raw sockets: one request per connection, bodies read into
+caller-supplied buffers, so a download never holds more than one chunk in RAM."""
+
+import socket
+
+TIMEOUT_S = 10
+MAX_HEADER_LINE = 512
+
+
+class HTTPError(Exception):
+    """The server answered, but not as expected (status, framing)."""
+
+    def __init__(self, status, message):
+        Exception.__init__(self, message)
+        self.status = status
+
+
+def split_url(url):
+    """`http://host[:port]/path` -> (host, port, path)."""
+    if not url.startswith("http://"):
+        raise ValueError("only http:// URLs are supported: " + url)
+    rest = url[7:]
+    slash = rest.find("/")
+    hostport, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+    colon = hostport.rfind(":")
+    if colon >= 0:
+        return hostport[:colon], int(hostport[colon + 1 :]), path
+    return hostport, 80, path
+
+
+class Response:
+    """Status line and the headers the agent uses; the body is read from `sock`."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.status = 0
+        self.length = -1
+        self.mac = None
+        self.content_range = None
+        self.remaining = -1
+
+    def _read_head(self):
+        line = self.sock.readline()
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise HTTPError(0, "bad status line")
+        self.status = int(parts[1])
+        while True:
+            line = self.sock.readline()
+            if not line:
+                raise HTTPError(self.status, "connection closed in headers")
+            if line in (b"\r\n", b"\n"):
+                break
+            if len(line) > MAX_HEADER_LINE:
+                raise HTTPError(self.status, "header line too long")
+            colon = line.find(b":")
+            if colon < 0:
+                continue
+            name = line[:colon].strip().lower()
+            value = line[colon + 1 :].strip()
+            if name == b"content-length":
+                self.length = int(value)
+            elif name == b"x-picoctl-mac":
+                self.mac = value.decode().lower()
+            elif name == b"content-range":
+                self.content_range = value.decode()
+            elif name == b"transfer-encoding" and value.lower() != b"identity":
+                raise HTTPError(self.status, "unsupported transfer encoding")
+        self.remaining = self.length
+
+    def readinto(self, mv):
+        """Read up to len(mv) body bytes; 0 at the end of the body."""
+        if self.remaining == 0:
+            return 0
+        if 0 < self.remaining < len(mv):
+            mv = mv[: self.remaining]
+        n = self.sock.readinto(mv)
+        if n is None:
+            n = 0
+        if self.remaining > 0:
+            self.remaining -= n
+            if n == 0:
+                raise OSError(104)  # ECONNRESET: closed before Content-Length bytes arrived
+        return n
+
+    def read_all(self, cap):
+        """The whole body, refused above `cap` bytes (bodies here are small JSON)."""
+        if self.length > cap:
+            raise HTTPError(self.status, "response body too large")
+        if self.length >= 0:
+            buf = bytearray(self.length)
+            mv = memoryview(buf)
+            got = 0
+            while got < self.length:
+                n = self.readinto(mv[got:])
+                got += n
+            return bytes(buf)
+        data = self.sock.read(cap + 1)
+        if len(data) > cap:
+            raise HTTPError(self.status, "response body too large")
+        return data
+
+    def close(self):
+        self.sock.close()
+
+
+def request(method, url, body=None, headers=None):
+    """Send a request and return the Response with its head read; the caller closes it."""
+    host, port, path = split_url(url)
+    addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+    sock = socket.socket()
+    try:
+        sock.settimeout(TIMEOUT_S)
+        sock.connect(addr)
+        head = method + " " + path + " HTTP/1.0\r\nHost: " + host + "\r\n"
+        if headers:
+            for k in headers:
+                head += k + ": " + headers[k] + "\r\n"
+        if body is not None:
+            head += "Content-Type: application/json\r\nContent-Length: " + str(len(body)) + "\r\n"
+        sock.write(head.encode() + b"\r\n")
+        if body is not None:
+            sock.write(body)
+        resp = Response(sock)
+        resp._read_head()
+        return resp
+    except BaseException:
+        sock.close()
+        raise

@@ -1,0 +1,192 @@
+"""Everything board-specific: reset, watchdog, Wi-Fi, sensor and pump pins, flash quota.
+
+On the Pico W (`sys.platform == "rp2"`) these drive the hardware. On the unix port the same calls
+stand in for it, so the agent and the app run unchanged in tests:
+- reset() exits with RESET_EXIT; the test rig starts the process again through boot.py;
+- the watchdog prints `@wdt arm <ms>` and `@wdt feed` lines; the rig, standing for the hardware,
+  kills a process that has not fed it within the timeout (a hung app cannot check its own deadline);
+- Wi-Fi is the host's network; the sensor reads `sim/moisture` (a percentage) when that file exists;
+- `PICOW_FLASH_QUOTA` (bytes) makes writes fail with ENOSPC once that much has been written, as on a
+  full flash;
+- `PICOW_STEP_SYNC=1` makes step(name) print `@step <name>` and wait for a line on stdin, so the rig
+  can cut the power (SIGKILL) at an exact point of an update.
+"""
+
+import gc
+import sys
+import time
+
+BOARD = sys.platform == "rp2"
+RESET_EXIT = 77
+WDT_MAX_MS = 8388  # the RP2040 watchdog's longest timeout
+
+if BOARD:
+    import machine
+else:
+    import os
+
+_wdt = None
+_wdt_printed = 0
+_wlan = None
+_pump_pin = None
+_adc = None
+_pump_state = None
+_quota = None
+_step_sync = False
+if not BOARD:
+    _q = os.getenv("PICOW_FLASH_QUOTA")
+    _quota = int(_q) if _q else None
+    _step_sync = os.getenv("PICOW_STEP_SYNC") == "1"
+
+
+def reset():
+    """Restart the board: the next run begins with boot.py."""
+    if BOARD:
+        machine.reset()
+    sys.stdout.write("@reset\n")
+    sys.exit(RESET_EXIT)
+
+
+def ticks_ms():
+    return time.ticks_ms()
+
+
+def elapsed_ms(since):
+    return time.ticks_diff(time.ticks_ms(), since)
+
+
+def deadline(ms):
+    """A ticks value `ms` from now, for due()."""
+    return time.ticks_add(time.ticks_ms(), int(ms))
+
+
+def due(when):
+    return time.ticks_diff(time.ticks_ms(), when) >= 0
+
+
+def sleep_ms(ms):
+    """Sleep, feeding the watchdog at least every second."""
+    while ms > 0:
+        wdt_feed()
+        step_ms = 1000 if ms > 1000 else ms
+        time.sleep_ms(step_ms)
+        ms -= step_ms
+    wdt_feed()
+
+
+def wdt_arm(ms):
+    """Start the watchdog; once armed it cannot be stopped until the next reset."""
+    global _wdt
+    ms = min(ms, WDT_MAX_MS)
+    if BOARD:
+        _wdt = machine.WDT(timeout=ms)
+    else:
+        _wdt = ms
+        print("@wdt arm", ms)
+
+
+def wdt_feed():
+    global _wdt_printed
+    if _wdt is None:
+        return
+    if BOARD:
+        _wdt.feed()
+        return
+    now = time.ticks_ms()
+    if time.ticks_diff(now, _wdt_printed) >= 200:
+        _wdt_printed = now
+        print("@wdt feed")
+
+
+def wifi_connect(ssid, password, timeout_ms=15000):
+    """Join the network; True once connected."""
+    global _wlan
+    if not BOARD:
+        return True
+    import network
+
+    if _wlan is None:
+        _wlan = network.WLAN(network.STA_IF)
+        _wlan.active(True)
+    if _wlan.isconnected():
+        return True
+    _wlan.connect(ssid, password)
+    start = time.ticks_ms()
+    while not _wlan.isconnected():
+        if time.ticks_diff(time.ticks_ms(), start) > timeout_ms:
+            _wlan.disconnect()
+            return False
+        sleep_ms(200)
+    return True
+
+
+def wifi_connected():
+    return (not BOARD) or (_wlan is not None and _wlan.isconnected())
+
+
+def rssi():
+    if BOARD and _wlan is not None:
+        try:
+            return _wlan.status("rssi")
+        except Exception:
+            return 0
+    return -50
+
+
+def mem_free():
+    return gc.mem_free()
+
+
+def moisture_percent():
+    """Soil moisture in percent: 0 dry air, 100 in water (capacitive sensor on GP26)."""
+    global _adc
+    if BOARD:
+        if _adc is None:
+            _adc = machine.ADC(26)
+        raw = _adc.read_u16()
+        # capacitive sensors read high when dry: about 52000 in air, 23000 in water
+        pct = (52000 - raw) * 100 // (52000 - 23000)
+        return max(0, min(100, pct))
+    try:
+        with open("sim/moisture") as f:
+            return float(f.read())
+    except OSError:
+        return 50.0
+
+
+def pump(on):
+    """Switch the pump relay on GP15."""
+    global _pump_pin, _pump_state
+    on = bool(on)
+    if BOARD:
+        if _pump_pin is None:
+            _pump_pin = machine.Pin(15, machine.Pin.OUT)
+        _pump_pin.value(1 if on else 0)
+    elif on != _pump_state:
+        print("@pump", "on" if on else "off")
+    _pump_state = on
+
+
+def charge_flash(n):
+    """Account for `n` bytes about to be written; raises ENOSPC when the unix quota is spent."""
+    global _quota
+    if _quota is None:
+        return
+    if n > _quota:
+        _quota = 0
+        raise OSError(28)  # ENOSPC
+    _quota -= n
+
+
+def refund_flash(n):
+    """Account for `n` bytes freed by removing a file."""
+    global _quota
+    if _quota is not None and n > 0:
+        _quota += n
+
+
+def step(name):
+    """A named point of an update; under PICOW_STEP_SYNC the rig may cut the power here."""
+    if _step_sync:
+        sys.stdout.write("@step " + name + "\n")
+        sys.stdin.readline()

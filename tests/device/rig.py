@@ -1,0 +1,247 @@
+"""A Pico W on the bench: the MicroPython unix port running boot.py in a folder standing for its flash.
+
+The rig plays the hardware around the interpreter:
+- power: a run is one process (`micropython -X heapsize=… boot.py`, cwd = the flash folder); a reset is
+  the process exiting with RESET_EXIT, after which the rig starts it again through boot.py;
+- watchdog: `@wdt arm <ms>` / `@wdt feed` lines from ota/hw.py; a process that stops feeding is killed
+  (SIGKILL) and restarted, as the RP2040 watchdog would reset the board;
+- power cuts: with `kill_at_step=N` the device pauses at every `@step` marker (PICOW_STEP_SYNC) and the
+  rig SIGKILLs it at the N-th one, counted across boots; `kill_after_s` kills at a wall-clock time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[2]
+DEVICE_CODE = REPO / "device_code" / "picow"
+RESET_EXIT = 77
+DEFAULT_HEAP = "192K"
+
+
+def find_micropython() -> str | None:
+    """The unix port next to this Python (the venv) or on PATH."""
+    beside = Path(sys.executable).parent / "micropython"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("micropython")
+
+
+def device_files() -> dict[str, bytes]:
+    """boot.py and the ota/ package as they go on a board (sources; the unix port runs them as is)."""
+    files = {"boot.py": (DEVICE_CODE / "boot.py").read_bytes()}
+    for p in sorted((DEVICE_CODE / "ota").glob("*.py")):
+        files[f"ota/{p.name}"] = p.read_bytes()
+    return files
+
+
+def device_config(device_id: str, key_hex: str, hub_url: str, **overrides: object) -> dict:
+    """A config.json with intervals short enough for tests."""
+    cfg = {
+        "id": device_id, "key": key_hex, "type": "picow", "hub": hub_url,
+        "wifi_ssid": "", "wifi_password": "",
+        "heartbeat_s": 0.2, "check_s": 0.3, "jitter": 0.1, "trial_deadline_s": 5,
+        "trial_boots": 3, "wdt_ms": 2000, "download_retries": 3, "wifi_timeout_s": 1, "tick_ms": 20,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+@dataclass
+class RunResult:
+    boots: int = 0
+    resets: int = 0
+    watchdog_resets: int = 0
+    killed_at: str | None = None
+    steps: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.lines[-n:])
+
+
+class Board:
+    """One simulated board: its flash folder and the processes that run on it."""
+
+    def __init__(self, flash: Path, heap: str = DEFAULT_HEAP, env: dict[str, str] | None = None) -> None:
+        exe = find_micropython()
+        if exe is None:
+            raise RuntimeError("MicroPython unix port not found")
+        self.exe = exe
+        self.flash = Path(flash)
+        self.heap = heap
+        self.env = dict(env or {})
+
+    # --- flash ----------------------------------------------------------------------------------
+
+    def install(self, config: dict, app: dict[str, bytes], version: str, seq: int = 0) -> None:
+        """Lay out a freshly provisioned board: boot.py, ota/, the app, config and state."""
+        if self.flash.exists():
+            shutil.rmtree(self.flash)
+        files = device_files()
+        files.update({f"app/{n}": d for n, d in app.items()})
+        files["config.json"] = json.dumps(config).encode()
+        files["ota/state.json"] = json.dumps({"version": version, "seq": seq, "phase": "committed"}).encode()
+        for name, data in files.items():
+            p = self.flash / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+
+    def state(self) -> dict:
+        try:
+            return json.loads((self.flash / "ota" / "state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def tree(self, folder: str) -> dict[str, bytes]:
+        """Every file under a flash folder, by relative name."""
+        root = self.flash / folder
+        if not root.is_dir():
+            return {}
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    def leftovers(self) -> list[str]:
+        """Half-written or staging files anywhere on the flash."""
+        out = [p.relative_to(self.flash).as_posix() for p in self.flash.rglob("*.tmp")]
+        out += [d for d in ("app.new", "app.old", "app.bad") if (self.flash / d).exists()]
+        return sorted(out)
+
+    # --- power ----------------------------------------------------------------------------------
+
+    def _spawn(self, sync: bool) -> subprocess.Popen:
+        env = {**os.environ, **self.env}
+        env.pop("PICOW_STEP_SYNC", None)
+        if sync:
+            env["PICOW_STEP_SYNC"] = "1"
+        return subprocess.Popen(
+            [self.exe, "-X", f"heapsize={self.heap}", "boot.py"],
+            cwd=self.flash, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+
+    def run(
+        self,
+        until: Callable[[RunResult], bool],
+        timeout: float = 20.0,
+        kill_at_step: int | None = None,
+        kill_after_s: float | None = None,
+        on_step: Callable[[str], None] | None = None,
+        max_boots: int = 20,
+    ) -> RunResult:
+        """Power the board on and keep it running (through resets) until `until(result)` holds.
+
+        `until` is polled after every line and every 50 ms. Raises AssertionError with the log tail
+        on timeout, on more than `max_boots` boots, or when the board halts (an exit other than a reset).
+        """
+        res = RunResult()
+        cut_pending = kill_at_step is not None or kill_after_s is not None
+        started = time.monotonic()
+        deadline = started + timeout
+        while True:
+            if res.boots >= max_boots:
+                raise AssertionError(f"more than {max_boots} boots\n{res.tail()}")
+            proc = self._spawn(on_step is not None or (kill_at_step is not None and cut_pending))
+            res.boots += 1
+            lines: queue.Queue[bytes | None] = queue.Queue()
+            reader = threading.Thread(target=_pump_lines, args=(proc, lines), daemon=True)
+            reader.start()
+            wdt_ms: int | None = None
+            wdt_due = 0.0
+            outcome = None
+            try:
+                while outcome is None:
+                    now = time.monotonic()
+                    if now > deadline:
+                        raise AssertionError(f"timed out after {timeout}s\n{res.tail()}")
+                    if wdt_ms is not None and now > wdt_due:
+                        _kill(proc)
+                        res.watchdog_resets += 1
+                        res.lines.append("[rig] watchdog reset")
+                        outcome = "wdt"
+                        break
+                    if cut_pending and kill_after_s is not None and now - started >= kill_after_s:
+                        _kill(proc)
+                        cut_pending = False
+                        res.killed_at = f"t+{kill_after_s:.3f}s"
+                        res.lines.append(f"[rig] power cut at {res.killed_at}")
+                        outcome = "cut"
+                        break
+                    try:
+                        raw = lines.get(timeout=0.05)
+                    except queue.Empty:
+                        if until(res):
+                            return res
+                        continue
+                    if raw is None:
+                        outcome = "exit"
+                        break
+                    line = raw.decode(errors="replace").rstrip("\n")
+                    res.lines.append(line)
+                    if line.startswith("@wdt arm "):
+                        wdt_ms = int(line.split()[2])
+                        wdt_due = time.monotonic() + wdt_ms / 1000
+                    elif line == "@wdt feed" and wdt_ms is not None:
+                        wdt_due = time.monotonic() + wdt_ms / 1000
+                    elif line.startswith("@step "):
+                        name = line[6:]
+                        res.steps.append(name)
+                        if on_step is not None:
+                            on_step(name)
+                        if cut_pending and kill_at_step is not None and len(res.steps) == kill_at_step:
+                            _kill(proc)
+                            cut_pending = False
+                            res.killed_at = name
+                            res.lines.append(f"[rig] power cut at step {kill_at_step}: {name}")
+                            outcome = "cut"
+                            break
+                        try:
+                            proc.stdin.write(b"\n")
+                            proc.stdin.flush()
+                        except BrokenPipeError:
+                            pass
+                    if until(res):
+                        return res
+            finally:
+                _kill(proc)
+                reader.join(timeout=2)
+                _close(proc)
+            if outcome == "exit":
+                res.exit_code = proc.returncode
+                if proc.returncode == RESET_EXIT:
+                    res.resets += 1
+                    continue
+                raise AssertionError(f"board halted with exit code {proc.returncode}\n{res.tail()}")
+
+
+def _pump_lines(proc: subprocess.Popen, out: queue.Queue) -> None:
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        out.put(raw)
+    proc.wait()
+    out.put(None)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _close(proc: subprocess.Popen) -> None:
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            if stream:
+                stream.close()
+        except OSError:
+            pass

@@ -8,6 +8,8 @@ pipes, and adds what a pipe cannot carry:
 - a soft reset (Ctrl-D on an empty raw-REPL or friendly-REPL line makes the unix port exit)
   restarts the interpreter after printing `MPY: soft reboot`; from the raw REPL it comes back in
   the raw REPL without running main.py, otherwise it runs boot.py and main.py, like a board.
+`machine.bootloader()` reboots into BOOTSEL: the serial port goes away (as on a board) and
+`on_bootsel` runs, e.g. to bring up a VirtualDrive that plugs the Pico back in once flashed.
 The flash folder is mounted at `/` (VfsPosix), so board paths such as `/main.py` are its files.
 Output that no host reads is dropped after a short wait, as a board's USB CDC does.
 """
@@ -26,6 +28,7 @@ import threading
 import time
 import tty
 from pathlib import Path
+from typing import Callable
 
 from ..errors import PicoctlError
 
@@ -33,6 +36,7 @@ HEAP = "192k"  # about what MicroPython leaves free on an RP2040
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 PROMPTS = (b">>> ", b"... ", RAW_BANNER + b">", b"\x04>")
 WRITE_WAIT_S = 0.5
+BOOTSEL_EXIT = 66  # exit status of the interpreter for machine.bootloader()
 
 
 def find_micropython() -> str:
@@ -49,6 +53,13 @@ def _boot_code(flash: Path, run_main: bool) -> str:
         f"vfs.mount(vfs.VfsPosix({str(flash)!r}), '/')\n"
         "os.chdir('/')\n"
         "sys.path[:] = ['', '.frozen', '/lib']\n"
+        "import machine as _machine\n"
+        "class _Machine:\n"
+        "    def __getattr__(self, name):\n"
+        "        return getattr(_machine, name)\n"
+        "    def bootloader(self, *args):\n"
+        f"        sys.exit({BOOTSEL_EXIT})\n"
+        "sys.modules['machine'] = _Machine()\n"
     )
     if run_main:
         code += (
@@ -66,11 +77,12 @@ class VirtualPico:
     """A plugged-in virtual Pico. Use as a context manager; `.port` is what a host opens."""
 
     def __init__(self, flash_dir: Path, serial: str = "E6614C311B4A6D2C", link_dir: Path | None = None,
-                 heap: str = HEAP) -> None:
+                 heap: str = HEAP, on_bootsel: Callable[["VirtualPico"], None] | None = None) -> None:
         self.flash_dir = Path(flash_dir).resolve()
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.serial = serial
         self.heap = heap
+        self.on_bootsel = on_bootsel
         self._own_link_dir = link_dir is None
         self.link_dir = Path(link_dir) if link_dir else Path(tempfile.mkdtemp(prefix="vpico-"))
         self.port = str(self.link_dir / f"pico-{serial}")
@@ -227,8 +239,13 @@ class VirtualPico:
             except (OSError, ValueError):
                 data = b""
             if not data:
-                child.wait()
+                status = child.wait()
                 if not self._plugged:
+                    return
+                if status == BOOTSEL_EXIT:
+                    self.unplug()
+                    if self.on_bootsel:
+                        self.on_bootsel(self)
                     return
                 with self._lock:
                     self._to_host(b"MPY: soft reboot\r\n")

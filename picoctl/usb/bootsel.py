@@ -9,10 +9,11 @@ The volume holds INFO_UF2.TXT, e.g. for an RP2040:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput
+from ..errors import BadInput, PicoctlError
 
 INFO_FILE = "INFO_UF2.TXT"
 
@@ -69,3 +70,32 @@ def find_drives(roots: list[Path]) -> list[DriveInfo]:
             except (OSError, BadInput):
                 continue  # unmounted between listing and reading
     return list(found.values())
+
+
+def enter_bootsel(port: str) -> None:
+    """Send a running MicroPython board to BOOTSEL with `machine.bootloader()` over the raw REPL.
+
+    The board resets at once, so the port going silent or away is success; a traceback is not.
+    """
+    import serial
+    from mpremote.transport import TransportError
+    from mpremote.transport_serial import SerialTransport
+
+    try:
+        t = SerialTransport(os.path.realpath(port), baudrate=115200, timeout=2)
+    except (TransportError, serial.SerialException, OSError) as exc:
+        raise PicoctlError(f"{port}: cannot open the serial port: {exc}") from None
+    try:
+        t.enter_raw_repl(soft_reset=False)
+        t.exec_raw_no_follow("import machine\nmachine.bootloader()")
+        out, err = t.follow(timeout=2)
+    except (TransportError, serial.SerialException, OSError):
+        return  # the board dropped off USB on its way to BOOTSEL
+    finally:
+        try:
+            t.close()
+        except (serial.SerialException, OSError):
+            pass
+    if err.strip():
+        raise PicoctlError(f"{port}: the board did not reboot into BOOTSEL: "
+                           f"{err.decode(errors='replace').strip().splitlines()[-1]}")

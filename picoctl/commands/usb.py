@@ -1,0 +1,242 @@
+"""`picoctl usb list|flash|push|flash-esp|log`: boards on this machine's USB ports."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+from .. import config, history, release
+from ..config import FleetConfig
+from ..errors import BadInput, PicoctlError
+from ..progress import Progress, ProgressEvent
+from ..usb import bootsel, detect, esp, push, serial_log, telemetry, uf2flash
+from .output import add_json_flag, console, emit, err_console, table
+
+ACTOR = "usb"
+NOT_RECORDED = "this will not be recorded in the hub's history"
+
+
+def _config(args: argparse.Namespace, unrecorded: str = "") -> FleetConfig | None:
+    """fleet.toml when there is one: USB work is possible without it (defaults, nothing recorded)."""
+    try:
+        return config.load(args.config)
+    except BadInput as exc:
+        if args.config:
+            raise
+        if unrecorded:
+            err_console.print(f"[yellow]note:[/] {exc}; {unrecorded}")
+        return None
+
+
+def _record(cfg: FleetConfig | None, kind: str, device: str | None, version: str | None, result: str, detail: str) -> None:
+    if cfg is None:
+        return
+    if not history.record(cfg, kind, actor=ACTOR, device_id=device, version=version, result=result, detail=detail):
+        err_console.print("[yellow]note:[/] hub unreachable; the event is queued and will be sent later")
+
+
+def _run_with_bar(task: str, work: Callable[[Progress], Any]) -> Any:
+    """Run `work` with a Progress drawn as a rich bar (or nothing when output is not a terminal)."""
+    with Bar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+             console=console, transient=True, disable=not console.is_terminal) as bar:
+        tid = bar.add_task(task, total=None)
+
+        def sink(e: ProgressEvent) -> None:
+            label = " ".join(filter(None, (task, e.phase, e.item)))
+            bar.update(tid, description=label, completed=e.done, total=e.total)
+
+        return work(Progress(task, sink))
+
+
+def _serial_of(cfg: FleetConfig | None, port: str) -> str | None:
+    real = os.path.realpath(port)
+    for b in detect.scan(cfg):
+        if b.kind == "serial" and (b.path == port or os.path.realpath(b.path) == real):
+            return b.serial_number
+    return None
+
+
+# -- list ------------------------------------------------------------------------------------
+def _list(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    if args.watch:
+        try:
+            for change in detect.watch(cfg):
+                for b in change.added:
+                    console.print(f"[green]+[/] {b.kind:<7} {b.path}  {b.description}")
+                for b in change.removed:
+                    console.print(f"[red]-[/] {b.kind:<7} {b.path}")
+        except KeyboardInterrupt:
+            pass
+        return 0
+    boards = detect.scan(cfg)
+    emit(args, [b.to_json() for b in boards], lambda rows: table(
+        "USB boards", ["kind", "path", "family", "board", "serial", "description"],
+        [(b.kind, b.path, b.family, b.board_id, b.serial_number, b.description) for b in boards]))
+    return 0
+
+
+# -- flash (UF2) -----------------------------------------------------------------------------
+def _uf2_source(path: Path) -> tuple[Path, str | None]:
+    """A .uf2 file, or a pico release folder holding one (then its version is known)."""
+    if path.is_dir():
+        meta = release.verify(path, None)
+        if meta.get("format") != "uf2":
+            raise BadInput(f"{path}: a {meta['target']} {meta.get('format')} release has no UF2 image; use `picoctl usb push`")
+        return path / meta["artifact"], meta["version"]
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    return path, None
+
+
+def _flash(args: argparse.Namespace) -> int:
+    cfg = _config(args, NOT_RECORDED)
+    source, version = _uf2_source(Path(args.file))
+    device: str | None = None
+    if args.port:
+        device = _serial_of(cfg, args.port)
+        before = {b.path for b in detect.scan(cfg) if b.kind == "bootsel"}
+        bootsel.enter_bootsel(args.port)
+        console.print(f"{args.port}: rebooting into BOOTSEL…")
+        found = detect.wait_for(cfg, lambda b: b.kind == "bootsel" and b.path not in before, args.timeout)
+        if found is None:
+            raise PicoctlError(f"{args.port}: no BOOTSEL drive appeared within {args.timeout:g}s "
+                               f"(is it mounted under usb.drive_roots?)")
+        drive = Path(found.path)
+    elif args.drive:
+        drive = Path(args.drive)
+    else:
+        drives = [b for b in detect.scan(cfg) if b.kind == "bootsel"]
+        if len(drives) != 1:
+            raise BadInput(f"{len(drives)} BOOTSEL drives attached; name one with --drive (or use --port)")
+        drive = Path(drives[0].path)
+    device = device or bootsel.read_info(drive).board_id
+    serial_before = {b.path for b in detect.scan(cfg) if b.kind == "serial"}
+    try:
+        result = _run_with_bar("flash", lambda p: uf2flash.flash_uf2(source, drive, p, gone_timeout_s=args.timeout))
+    except BadInput:
+        raise  # refused before the board was touched: nothing to record
+    except PicoctlError as exc:
+        _record(cfg, "usb_flash", device, version, "failed", str(exc))
+        raise
+    _record(cfg, "usb_flash", device, version, "ok", f"{source.name} to {drive} ({result.info.family})")
+    console.print(f"[green]flashed[/] {source.name} ({result.bytes_written} bytes, {result.info.family}) "
+                  f"in {result.seconds:.1f}s; the board rebooted")
+    back = detect.wait_for(cfg, lambda b: b.kind == "serial" and b.path not in serial_before, args.timeout)
+    console.print(f"serial port back: {back.path}" if back else "[yellow]no serial port came back[/] (not MicroPython?)")
+    return 0
+
+
+# -- push ------------------------------------------------------------------------------------
+def _push(args: argparse.Namespace) -> int:
+    cfg = _config(args, NOT_RECORDED)
+    source = Path(args.source)
+    _files, version = push.release_files(source)  # refuse a bad source before touching the board
+    device = _serial_of(cfg, args.port)
+    try:
+        result = _run_with_bar("push", lambda p: push.push_release(args.port, source, p, verify=args.verify))
+    except BadInput:
+        raise  # refused before the board was touched: nothing to record
+    except PicoctlError as exc:
+        _record(cfg, "usb_push", device, version, "failed", str(exc))
+        raise
+    _record(cfg, "usb_push", result.device_id or device, result.version, "ok",
+            f"{result.files} files, {result.bytes} bytes{', verified' if result.verified else ''}")
+    checked = "verified on the board" if result.verified else "not verified"
+    console.print(f"[green]pushed[/] {result.files} files ({result.bytes} bytes, {checked}) in {result.seconds:.1f}s; "
+                  f"board reports version {result.version or '?'}")
+    return 0
+
+
+# -- flash-esp -------------------------------------------------------------------------------
+def _flash_esp(args: argparse.Namespace) -> int:
+    cfg = _config(args, NOT_RECORDED)
+    device = _serial_of(cfg, args.port)
+    try:
+        result = _run_with_bar("flash-esp", lambda p: esp.flash_esp(Path(args.firmware), args.port, p, chip=args.chip,
+                                                                    address=args.addr, baud=args.baud))
+    except BadInput:
+        raise  # refused before the board was touched: nothing to record
+    except PicoctlError as exc:
+        _record(cfg, "esp_flash", device, None, "failed", str(exc))
+        raise
+    _record(cfg, "esp_flash", device, None, "ok", f"{Path(args.firmware).name} at 0x{result.address:x} ({result.chip})")
+    console.print(f"[green]flashed[/] {result.chip} at 0x{result.address:x} ({result.bytes} bytes) in {result.seconds:.1f}s")
+    return 0
+
+
+# -- log -------------------------------------------------------------------------------------
+def _log(args: argparse.Namespace) -> int:
+    cfg = None if args.no_hub else _config(args, "heartbeats will not be forwarded to the hub")
+    forward = telemetry.HeartbeatForwarder(cfg) if cfg else None
+
+    def on_line(line: str) -> None:
+        console.print(line, markup=False, highlight=False)
+        if forward:
+            forward(line)
+
+    def on_status(up: bool, why: str) -> None:
+        err_console.print(f"[dim]-- {args.port}: {'connected' if up else why}[/]")
+
+    done = threading.Event()
+    with serial_log.SerialLog(args.port, on_line=on_line, on_status=on_status):
+        try:
+            done.wait(args.seconds) if args.seconds else done.wait()
+        except KeyboardInterrupt:
+            pass
+    if forward:
+        forward.close()
+        if forward.last_error:
+            err_console.print(f"[yellow]last heartbeat error:[/] {forward.last_error}")
+    return 0
+
+
+def _address(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 0x1000)") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    usb = sub.add_parser("usb", help="find, flash, push to and watch boards on USB")
+    actions = usb.add_subparsers(dest="usb_command", metavar="ACTION", required=True)
+
+    ls = actions.add_parser("list", help="boards attached now: MicroPython/ESP32 serial ports, BOOTSEL drives")
+    ls.add_argument("--watch", action="store_true", help="print boards as they are plugged in and out")
+    add_json_flag(ls)
+    ls.set_defaults(func=_list)
+
+    fl = actions.add_parser("flash", help="flash a UF2 image (or a pico UF2 release folder) to an RP2040/RP2350")
+    fl.add_argument("file", help="FILE.uf2 or a release folder built from one")
+    where = fl.add_mutually_exclusive_group()
+    where.add_argument("--drive", help="the BOOTSEL drive's mount point (default: the only one attached)")
+    where.add_argument("--port", help="a running MicroPython board: send it to BOOTSEL first")
+    fl.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the drive and the reboot")
+    fl.set_defaults(func=_flash)
+
+    pu = actions.add_parser("push", help="copy a pico/picow release (or a folder) to a running MicroPython board")
+    pu.add_argument("source", help="release folder (meta.json + tar) or a folder of files")
+    pu.add_argument("--port", required=True, help="serial port, e.g. /dev/pico-E6614C311B4A6D2C")
+    pu.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                    help="hash every file on the board before replacing anything (default: on)")
+    pu.set_defaults(func=_push)
+
+    fe = actions.add_parser("flash-esp", help="flash ESP32 firmware through esptool")
+    fe.add_argument("firmware", help="FIRMWARE.bin (an ESP image, e.g. MicroPython's firmware.bin)")
+    fe.add_argument("--port", required=True)
+    fe.add_argument("--chip", default="auto", choices=("auto", *esp.CHIPS))
+    fe.add_argument("--addr", type=_address, help="flash address, e.g. 0x1000 (default: the chip's bootloader offset)")
+    fe.add_argument("--baud", type=int, default=460800)
+    fe.set_defaults(func=_flash_esp)
+
+    lg = actions.add_parser("log", help="follow a board's serial console; heartbeats go to the hub")
+    lg.add_argument("--port", required=True)
+    lg.add_argument("--no-hub", action="store_true", help="only print; do not forward heartbeats")
+    lg.add_argument("--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C)")
+    lg.set_defaults(func=_log)

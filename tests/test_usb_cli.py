@@ -1,0 +1,144 @@
+"""`picoctl usb ...` end to end on a virtual Pico and a virtual BOOTSEL drive, recording to a hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from picoctl import config, release
+from picoctl.cli import main
+from picoctl.commands.init import init_site
+from picoctl.sim.bootsel_drive import VirtualDrive, make_drive
+from picoctl.sim.virtual_pico import VirtualPico
+from picoctl.usb import uf2
+
+pytestmark = [pytest.mark.micropython,
+              pytest.mark.skipif(not shutil.which("micropython", path=os.path.dirname(os.sys.executable))
+                                 and not shutil.which("micropython"), reason="MicroPython unix port not installed")]
+
+APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
+
+
+class Hub(BaseHTTPRequestHandler):
+    posts: list[tuple[str, dict]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ok = self.headers["Authorization"] == f"Bearer {self.server.token}"  # type: ignore[attr-defined]
+        if ok:
+            Hub.posts.append((self.path, body))
+        self.send_response(201 if ok else 401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    path = init_site(tmp_path / "site")
+    cfg = config.load(path)
+    cfg.usb.drive_roots = str(tmp_path / "media")
+    cfg.usb.extra_ports = str(tmp_path / "ports" / "pico-*")
+    cfg.usb.poll_s = 0.05
+    config.save(cfg, path)
+    (tmp_path / "media").mkdir()
+    (tmp_path / "ports").mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    server.token = cfg.read_token()  # type: ignore[attr-defined]
+    Hub.posts = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PICOCTL_HUB_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("PICOCTL_CONFIG", str(path))
+    yield tmp_path
+    server.shutdown()
+    server.server_close()
+
+
+def history(kind: str) -> list[dict]:
+    return [b for p, b in Hub.posts if p == "/api/v1/history" and b["kind"] == kind]
+
+
+def pico(site: Path, **kw) -> VirtualPico:
+    flash = site / "flash"
+    flash.mkdir(exist_ok=True)
+    (flash / "config.json").write_text(json.dumps({"id": "pico-bench-7", "heartbeat_s": 0.1}))
+    return VirtualPico(flash, serial="E66138935F1B2C3D", link_dir=site / "ports", **kw)
+
+
+def test_list_shows_virtual_board_and_drive(site, capsys):
+    make_drive(site / "media" / "RPI-RP2")
+    with pico(site):
+        assert main(["usb", "list", "--json"]) == 0
+    boards = json.loads(capsys.readouterr().out)
+    assert [(b["kind"], b["serial_number"] or b["board_id"]) for b in boards] == [
+        ("bootsel", "RPI-RP2"), ("serial", "E66138935F1B2C3D")]
+
+
+def test_push_records_the_update_in_history(site, capsys):
+    src = site / "src"
+    src.mkdir()
+    shutil.copy(APP, src / "main.py")
+    release.build("pico", "1.3.0", src, site / "rel")
+    with pico(site) as board:
+        assert main(["usb", "push", str(site / "rel"), "--port", board.port]) == 0
+    assert "board reports version 1.3.0" in " ".join(capsys.readouterr().out.split())
+    (event,) = history("usb_push")
+    assert (event["device_id"], event["version"], event["result"], event["actor"]) == ("pico-bench-7", "1.3.0", "ok", "usb")
+
+
+def test_flash_by_port_goes_through_bootsel_and_back(site, capsys):
+    image = uf2.build_uf2(os.urandom(5000), 0x10000000, "rp2040")
+    (site / "fw.uf2").write_bytes(image)
+    drives: list[VirtualDrive] = []
+
+    def to_bootsel(board: VirtualPico) -> None:  # the board's USB comes back as a BOOTSEL drive
+        drive = VirtualDrive(site / "media" / "RPI-RP2", on_flashed=lambda _: board.replug())
+        drives.append(drive.__enter__())
+
+    with pico(site, on_bootsel=to_bootsel) as board:
+        assert main(["usb", "flash", str(site / "fw.uf2"), "--port", board.port, "--timeout", "5"]) == 0
+        assert board.plugged
+    for d in drives:
+        d.stop()
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the board rebooted" in out and "serial port back" in out
+    assert drives[0].image == image
+    (event,) = history("usb_flash")
+    assert (event["device_id"], event["result"]) == ("E66138935F1B2C3D", "ok")
+
+
+def test_bad_uf2_is_refused_in_one_line_and_not_recorded(site, capsys):
+    drive = make_drive(site / "media" / "RPI-RP2")
+    (site / "bad.uf2").write_bytes(uf2.build_uf2(b"x" * 600, 0x10000000, "rp2350"))
+    assert main(["usb", "flash", str(site / "bad.uf2"), "--drive", str(drive)]) == 2
+    err = capsys.readouterr().err
+    assert "is for rp2350, but the board is rp2040" in err and err.strip().count("\n") == 0
+    assert history("usb_flash") == []
+    assert main(["usb", "flash", str(site / "missing.uf2")]) == 2
+
+
+def test_failed_push_is_recorded(site, capsys):
+    (site / "app").mkdir()
+    (site / "app" / "main.py").write_text("print(1)\n")
+    assert main(["usb", "push", str(site / "app"), "--port", str(site / "ports" / "pico-NOPE")]) == 1
+    assert "cannot open the serial port" in capsys.readouterr().err
+    (event,) = history("usb_push")
+    assert event["result"] == "failed" and "cannot open" in event["detail"]
+
+
+def test_log_forwards_heartbeats_to_the_hub(site, capsys):
+    shutil.copy(APP, (site / "flash").mkdir() or site / "flash" / "main.py")
+    (site / "flash" / "version.json").write_text('{"version": "1.3.0"}')
+    with pico(site) as board:
+        assert main(["usb", "log", "--port", board.port, "--seconds", "1"]) == 0
+    beats = [b for p, b in Hub.posts if p == "/api/v1/devices/pico-bench-7/heartbeat"]
+    assert len(beats) >= 3 and beats[0]["version"] == "1.3.0" and beats[0]["mem_free"] > 0
+    assert '"type": "heartbeat"' in capsys.readouterr().out

@@ -324,6 +324,13 @@ def _tampered(d: Path, built: dict[str, Path], keys: Keys) -> Path:
     return d
 
 
+def _truncated(d: Path, built: dict[str, Path], keys: Keys) -> Path:
+    shutil.copytree(built["2.0.0"], d)
+    artifact = next(d.glob("*.tar.gz"))
+    artifact.write_bytes(artifact.read_bytes()[:-10])
+    return d
+
+
 def _other_key(d: Path, built: dict[str, Path], keys: Keys) -> Path:
     release.build("pi", "2.0.0", APP, d, key_hex=signing.generate_keypair()[0])
     return d
@@ -336,6 +343,7 @@ def _unsigned(d: Path, built: dict[str, Path], keys: Keys) -> Path:
 
 REFUSALS = {
     "tampered": (_tampered, "sha256 does not match"),
+    "truncated": (_truncated, "truncated"),
     "wrong signature": (_other_key, "signature does not verify"),
     "unsigned": (_unsigned, "not signed"),
     "traversal": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/main.py"), b"x"),
@@ -359,7 +367,7 @@ def test_bad_release_is_refused_before_anything_is_unpacked(rig: Rig, built: dic
     make, message = REFUSALS[case]
     bad = make(rig.tmp / "bad", built, keys)
     rig.cfg.pi.max_archive_bytes = 200_000
-    with pytest.raises(PicoctlError, match=message):
+    with pytest.raises(BadInput, match=message):
         pideploy.deploy(rig.cfg, str(bad))
     assert list((rig.root / "releases").iterdir()) == []
     assert list((rig.root / ".incoming").iterdir()) == []

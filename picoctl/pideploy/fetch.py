@@ -96,9 +96,9 @@ def check_trust(cfg: FleetConfig, meta: dict[str, Any], where: str) -> None:
     if not key:
         raise BadInput("release.public_key is not set in fleet.toml; a Pi deploy needs it to verify releases")
     if not meta["signature"]:
-        raise PicoctlError(f"{where}: meta.json is not signed")
+        raise BadInput(f"{where}: meta.json is not signed")
     if not signing.verify_document(meta, key):
-        raise PicoctlError(f"{where}: signature does not verify against release.public_key")
+        raise BadInput(f"{where}: signature does not verify against release.public_key")
 
 
 def _chunks_from_file(path: Path) -> Iterator[bytes]:
@@ -140,17 +140,17 @@ def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha
             for block in chunks:
                 size += len(block)
                 if size > meta["size"]:
-                    raise PicoctlError(f"{where}: artifact is longer than the {meta['size']} bytes meta.json signs for")
+                    raise BadInput(f"{where}: artifact is longer than the {meta['size']} bytes meta.json signs for")
                 h.update(block)
                 f.write(block)
                 progress.advance(len(block))
         digest = h.hexdigest()
         if size != meta["size"]:
-            raise PicoctlError(f"{where}: artifact is {size} bytes, meta.json signs for {meta['size']}: truncated")
+            raise BadInput(f"{where}: artifact is {size} bytes, meta.json signs for {meta['size']}: truncated")
         if digest != meta["sha256"]:
-            raise PicoctlError(f"{where}: sha256 does not match the signed meta.json: the artifact was altered")
+            raise BadInput(f"{where}: sha256 does not match the signed meta.json: the artifact was altered")
         if sha256 is not None and digest != sha256.lower():
-            raise PicoctlError(f"{where}: sha256 {digest} is not the expected --sha256 {sha256.lower()}")
+            raise BadInput(f"{where}: sha256 {digest} is not the expected --sha256 {sha256.lower()}")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -117,3 +117,22 @@ def test_wait_for_returns_a_board_that_appears(tmp_path):
     found = detect.wait_for(cfg, lambda b: b.kind == "bootsel", timeout=3)
     assert found is not None and found.board_id == "RPI-RP2"
     assert detect.wait_for(cfg, lambda b: b.kind == "serial", timeout=0.1) is None
+
+
+def test_udev_rules_cover_the_ids_detection_knows():
+    import re
+    from pathlib import Path
+
+    rules = (Path(__file__).resolve().parents[1] / "configs" / "udev" / "99-picoctl.rules").read_text()
+    lines = [line for line in rules.splitlines() if line.strip() and not line.startswith("#")]
+    ids = set()
+    for line in lines:
+        assert 'GROUP="picoctl"' in line and 'MODE="0660"' in line, line
+        vid = re.search(r'ATTRS\{idVendor\}=="([0-9a-f]{4})"', line)
+        pid = re.search(r'ATTRS\{idProduct\}=="([0-9a-f]{4})"', line)
+        assert vid, line
+        ids.add((int(vid.group(1), 16), int(pid.group(1), 16) if pid else None))
+        if 'SUBSYSTEM=="tty"' in line:
+            assert re.search(r'SYMLINK\+="(pico|esp)-\$env\{ID_SERIAL_SHORT\}"', line), line
+    wanted = {(0x2E8A, detect.PID_MICROPYTHON), *((0x2E8A, p) for p in detect.PID_BOOTSEL), *detect.ESP_IDS}
+    assert ids == wanted

@@ -408,8 +408,11 @@ def test_deploy_from_meta_url_and_artifact_url(rig: Rig, built: dict[str, Path])
     files = serve_folder(built["1.0.0"].parent)
     base = f"http://127.0.0.1:{files.server_address[1]}"
     try:
-        r1 = pideploy.deploy(rig.cfg, f"{base}/1.0.0/meta.json")
+        seen: list = []
+        r1 = pideploy.deploy(rig.cfg, f"{base}/1.0.0/meta.json", Progress("pi deploy", seen.append))
         assert r1.ok and rig.serving() == "1.0.0"
+        size = release.load_meta(built["1.0.0"])["size"]
+        assert [(e.done, e.total) for e in seen if e.phase == "download"][-1] == (size, size)
         meta = release.load_meta(built["2.0.0"])
         artifact_url = f"{base}/2.0.0/{meta['artifact']}"
         with pytest.raises(PicoctlError, match="is not the expected --sha256"):

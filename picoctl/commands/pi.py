@@ -38,7 +38,7 @@ def _progress_sink() -> Iterator[Sink]:
 def _conclude(args: argparse.Namespace, result: pideploy.DeployResult) -> int:
     def render(r: pideploy.DeployResult) -> None:
         colour = "green" if r.ok else "red"
-        console.print(f"[{colour}]{r.op} {'ok' if r.ok else 'failed'}[/] in {r.duration_s:.1f}s: {r.reason}")
+        console.print(f"[{colour}]{r.op} {'ok' if r.ok else 'failed'}[/] in {r.duration_s:.1f}s: {r.reason}", highlight=False)
 
     if not result.ok and not args.json:
         raise PicoctlError(f"{result.op} of {result.to_version} failed: {result.reason}")
@@ -69,7 +69,8 @@ def _update(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     st = pideploy.status(config.load(args.config), _log)
 
-    def render(s: pideploy.PiStatus) -> None:
+    def render(_: dict) -> None:
+        s = st
         health = {True: "[green]healthy[/]", False: "[red]unhealthy[/]", None: "[dim]-[/]"}[s.healthy]
         console.print(f"root      {s.root}")
         console.print(f"current   {s.current or '-'}    previous {s.previous or '-'}")

@@ -50,8 +50,11 @@ class Layout:
 
     def ensure(self) -> None:
         """Create the folders; refuse a `current` that is a real folder (an install made by copying)."""
-        for p in (self.releases, self.incoming):
-            p.mkdir(parents=True, exist_ok=True)
+        try:
+            for p in (self.releases, self.incoming):
+                p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PicoctlError(f"{exc.filename}: cannot create: {exc.strerror} (is pi.root writable by this account?)") from None
         for link in (self.current, self.previous):
             if link.exists() and not link.is_symlink():
                 raise PicoctlError(f"{link} is not a link; move it into {self.releases}/<version>/ (see docs/pi-deploy.md)")

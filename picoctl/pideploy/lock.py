@@ -37,7 +37,10 @@ def holder(path: Path) -> str:
 @contextmanager
 def deploy_lock(path: Path, what: str, wait_s: float = 0.0) -> Iterator[None]:
     """Hold the lock for the block; wait up to `wait_s` for it, then refuse naming the holder."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+    except OSError as exc:
+        raise PicoctlError(f"{path}: cannot open the deploy lock: {exc.strerror}") from None
     try:
         deadline = time.monotonic() + wait_s
         while not _try(fd):

@@ -38,7 +38,7 @@ def _target(member: tarfile.TarInfo, prefix: str) -> str | None:
     return name[len(prefix) + 1:]
 
 
-def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, progress: Progress) -> None:
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
     src = tar.extractfile(member)
     assert src is not None
     mode = 0o755 if member.mode & 0o111 else 0o644
@@ -50,7 +50,6 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, progress
     with os.fdopen(fd, "wb") as out:
         while block := src.read(CHUNK):
             out.write(block)
-            progress.advance(len(block))
 
 
 def unpack(archive: Path, meta: dict[str, Any], stage: Path, max_bytes: int, progress: Progress) -> None:
@@ -60,7 +59,7 @@ def unpack(archive: Path, meta: dict[str, Any], stage: Path, max_bytes: int, pro
     total = 0
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
-            progress.phase("unpack", total=None)
+            progress.phase("unpack")
             for count, member in enumerate(tar, 1):
                 if count > MAX_ENTRIES:
                     raise BadInput(f"{archive}: more than {MAX_ENTRIES} entries")
@@ -73,7 +72,7 @@ def unpack(archive: Path, meta: dict[str, Any], stage: Path, max_bytes: int, pro
                 total += member.size
                 if total > max_bytes:
                     raise BadInput(f"{archive}: unpacks to more than pi.max_archive_bytes ({max_bytes} bytes)")
-                _extract(tar, member, stage / rel, progress)
+                _extract(tar, member, stage / rel)
         if not (stage / "main.py").is_file():
             raise BadInput(f"{archive}: no main.py at the top of the release")
         (stage / RELEASE_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -11,6 +11,7 @@ The rig plays the hardware around the interpreter:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -24,10 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from picoctl import provision
+
 REPO = Path(__file__).resolve().parents[2]
 DEVICE_CODE = REPO / "device_code" / "picow"
 RESET_EXIT = 77
-DEFAULT_HEAP = "192K"
+DEFAULT_HEAP = "160K"  # about what a Pico W has free with Wi-Fi up
 
 
 def find_micropython() -> str | None:
@@ -38,24 +41,18 @@ def find_micropython() -> str | None:
     return shutil.which("micropython")
 
 
-def device_files() -> dict[str, bytes]:
-    """boot.py and the ota/ package as they go on a board (sources; the unix port runs them as is)."""
-    files = {"boot.py": (DEVICE_CODE / "boot.py").read_bytes()}
-    for p in sorted((DEVICE_CODE / "ota").glob("*.py")):
-        files[f"ota/{p.name}"] = p.read_bytes()
-    return files
+@functools.cache
+def agent_files() -> dict[str, bytes]:
+    """boot.py and ota/ exactly as provisioning puts them on a board (.mpy modules)."""
+    return provision.agent_files(mpy=True)
 
 
 def device_config(device_id: str, key_hex: str, hub_url: str, **overrides: object) -> dict:
     """A config.json with intervals short enough for tests."""
-    cfg = {
-        "id": device_id, "key": key_hex, "type": "picow", "hub": hub_url,
-        "wifi_ssid": "", "wifi_password": "",
-        "heartbeat_s": 0.2, "check_s": 0.3, "jitter": 0.1, "trial_deadline_s": 5,
-        "trial_boots": 3, "wdt_ms": 2000, "download_retries": 3, "wifi_timeout_s": 1, "tick_ms": 20,
-    }
-    cfg.update(overrides)
-    return cfg
+    settings = {"heartbeat_s": 0.2, "check_s": 0.3, "trial_deadline_s": 5, "wdt_ms": 2000,
+                "download_retries": 3, "wifi_timeout_s": 1, "tick_ms": 20}
+    settings.update(overrides)
+    return provision.device_config(device_id, key_hex, hub_url, **settings)
 
 
 @dataclass
@@ -86,14 +83,11 @@ class Board:
 
     # --- flash ----------------------------------------------------------------------------------
 
-    def install(self, config: dict, app: dict[str, bytes], version: str, seq: int = 0) -> None:
+    def install(self, config: dict, app: dict[str, bytes], version: str) -> None:
         """Lay out a freshly provisioned board: boot.py, ota/, the app, config and state."""
         if self.flash.exists():
             shutil.rmtree(self.flash)
-        files = device_files()
-        files.update({f"app/{n}": d for n, d in app.items()})
-        files["config.json"] = json.dumps(config).encode()
-        files["ota/state.json"] = json.dumps({"version": version, "seq": seq, "phase": "committed"}).encode()
+        files = provision.board_image(config, version, app, agent_files())
         for name, data in files.items():
             p = self.flash / name
             p.parent.mkdir(parents=True, exist_ok=True)

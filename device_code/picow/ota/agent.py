@@ -45,7 +45,7 @@ class Failed(Exception):
     """An update that cannot go on; `transient` when retrying later may succeed."""
 
     def __init__(self, message, transient):
-        Exception.__init__(self, message)
+        super().__init__(message)
         self.transient = transient
 
 

@@ -71,7 +71,10 @@ def walk_files(root, prefix=""):
 
 def write(f, data):
     """Write all of `data` (bytes or memoryview) to the open file `f`."""
-    hw.charge_flash(len(data))
+    room = hw.charge_flash(len(data))
+    if room < len(data):
+        f.write(data[:room])  # a full flash takes what fits, then fails
+        raise OSError(28)  # ENOSPC
     n = f.write(data)
     if n is not None and n != len(data):
         raise OSError(28)

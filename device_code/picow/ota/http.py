@@ -11,7 +11,7 @@ class HTTPError(Exception):
     """The server answered, but not as expected (status, framing)."""
 
     def __init__(self, status, message):
-        Exception.__init__(self, message)
+        super().__init__(message)
         self.status = status
 
 

@@ -168,14 +168,14 @@ def pump(on):
 
 
 def charge_flash(n):
-    """Account for `n` bytes about to be written; raises ENOSPC when the unix quota is spent."""
+    """How many of `n` bytes about to be written still fit (all of them on a board, where the
+    filesystem itself raises ENOSPC); the unix quota shrinks by that much."""
     global _quota
     if _quota is None:
-        return
-    if n > _quota:
-        _quota = 0
-        raise OSError(28)  # ENOSPC
-    _quota -= n
+        return n
+    k = n if n <= _quota else _quota
+    _quota -= k
+    return k
 
 
 def refund_flash(n):

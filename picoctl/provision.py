@@ -1,0 +1,146 @@
+"""Provision a Pico W: a device key registered with the hub, config.json, boot.py, the OTA agent and
+the current app, written into a folder or pushed to the board over USB.
+
+The agent's modules go as `.mpy` (mpy-cross): a board then loads bytecode instead of compiling the
+sources, which needs far more RAM than the Pico W can spare. boot.py and the app's main.py stay source,
+as MicroPython runs those two only as `.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import release
+from .errors import BadInput
+from .progress import Progress
+
+DEVICE_CODE = Path(__file__).resolve().parent.parent / "device_code" / "picow"
+DEVICE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+FACTORY_VERSION = "0.0.0"
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "heartbeat_s": 60, "check_s": 300, "jitter": 0.1, "trial_deadline_s": 120, "trial_boots": 3,
+    "wdt_ms": 8000, "download_retries": 5, "wifi_timeout_s": 15, "tick_ms": 1000,
+}
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    device_id: str
+    version: str
+    files: dict[str, bytes]
+
+
+def check_device_id(device_id: str) -> str:
+    if not DEVICE_ID.match(device_id):
+        raise BadInput(f"device id {device_id!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")
+    return device_id
+
+
+def _compile(files: dict[str, bytes], mpy: bool) -> dict[str, bytes]:
+    """Sources to `.mpy` where that saves RAM (every module but boot.py and main.py)."""
+    if not mpy:
+        return dict(files)
+    from .mpy import compile_mpy
+
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="picoctl-mpy-") as tmp:
+        for name, data in files.items():
+            base = name.rsplit("/", 1)[-1]
+            if not name.endswith(".py") or base in release.KEEP_AS_SOURCE:
+                out[name] = data
+                continue
+            src = Path(tmp) / "src" / name
+            dst = Path(tmp) / "out" / (name[:-3] + ".mpy")
+            src.parent.mkdir(parents=True, exist_ok=True)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            src.write_bytes(data)
+            compile_mpy(src, dst, name)
+            out[name[:-3] + ".mpy"] = dst.read_bytes()
+    return out
+
+
+def agent_files(mpy: bool = True) -> dict[str, bytes]:
+    """boot.py and the ota/ package, as they go on a board."""
+    files = {"boot.py": (DEVICE_CODE / "boot.py").read_bytes()}
+    for p in sorted((DEVICE_CODE / "ota").glob("*.py")):
+        files[f"ota/{p.name}"] = p.read_bytes()
+    return _compile(files, mpy)
+
+
+def app_files(release_dir: Path | None = None, mpy: bool = True) -> tuple[str, dict[str, bytes]]:
+    """(version, files) of the app to install: a verified picow release, else the bundled sample app."""
+    if release_dir is None:
+        src = DEVICE_CODE / "app"
+        return FACTORY_VERSION, _compile({f.name: f.path.read_bytes() for f in release.iter_source(src)}, mpy)
+    meta = release.verify(Path(release_dir), None)
+    if meta["target"] != "picow" or meta.get("format") != "tar":
+        raise BadInput(f"{release_dir}: not a picow release (target {meta['target']!r})")
+    return meta["version"], release.read_tar_files(Path(release_dir) / meta["artifact"])
+
+
+def device_config(device_id: str, key_hex: str, hub_url: str, wifi_ssid: str = "", wifi_password: str = "",
+                  **settings: Any) -> dict[str, Any]:
+    """The board's config.json: identity, hub, Wi-Fi and the agent's intervals."""
+    if not hub_url.startswith("http://"):
+        raise BadInput(f"hub URL {hub_url!r}: the board's agent speaks plain http:// (integrity comes from the MACs)")
+    cfg: dict[str, Any] = {"id": check_device_id(device_id), "key": key_hex, "type": "picow",
+                           "hub": hub_url.rstrip("/"), "wifi_ssid": wifi_ssid, "wifi_password": wifi_password}
+    cfg.update(DEFAULT_SETTINGS)
+    cfg.update(settings)
+    return cfg
+
+
+def initial_state(version: str) -> dict[str, Any]:
+    return {"version": version, "seq": 0, "phase": "committed"}
+
+
+def board_image(config: dict[str, Any], version: str, app: dict[str, bytes], agent: dict[str, bytes]) -> dict[str, bytes]:
+    """Every file of a freshly provisioned board, by path from the flash root."""
+    files = dict(agent)
+    files.update({f"app/{name}": data for name, data in app.items()})
+    files["config.json"] = (json.dumps(config, indent=1) + "\n").encode()
+    files["ota/state.json"] = json.dumps(initial_state(version)).encode()
+    return files
+
+
+def write_folder(out: Path, files: dict[str, bytes], progress: Progress) -> None:
+    """Write the image into `out`, which must not hold a board image already."""
+    out = Path(out)
+    if (out / "config.json").exists():
+        raise BadInput(f"{out}: already holds a provisioned board (config.json); refusing to overwrite its key")
+    progress.start(total=sum(len(d) for d in files.values()), phase="write")
+    for name, data in sorted(files.items()):
+        p = out / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        progress.advance(len(data), item=name)
+    progress.finish()
+
+
+def provision(
+    device_id: str,
+    hub_url: str,
+    register: Callable[[str, str], str],
+    deliver: Callable[[dict[str, bytes]], None],
+    wifi_ssid: str = "",
+    wifi_password: str = "",
+    release_dir: Path | None = None,
+    mpy: bool = True,
+) -> Provisioned:
+    """Build the image first (so bad input costs nothing), register the device (`register(id, type)`
+    answers its key), then hand the files to `deliver` (a folder writer or a USB push)."""
+    check_device_id(device_id)
+    version, app = app_files(release_dir, mpy)
+    device_config(device_id, "00" * 32, hub_url)  # validate before registering
+    agent = agent_files(mpy)
+    key = register(device_id, "picow")
+    if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
+        raise BadInput("the hub answered a device key that is not 64 hex digits")
+    files = board_image(device_config(device_id, key, hub_url, wifi_ssid, wifi_password), version, app, agent)
+    deliver(files)
+    return Provisioned(device_id, version, files)

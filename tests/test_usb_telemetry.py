@@ -27,6 +27,7 @@ def test_heartbeat_line_becomes_the_hub_body():
     assert hb.body() == {"version": "1.2.0", "uptime_s": 42, "mem_free": 151232, "rssi": None,
                          "readings": {"temp_c": 24.5}}
     assert parse_heartbeat("  " + line(readings={}) + "\r\n").readings == {}
+    assert parse_heartbeat(line(readings={"pump": True, "mode": "auto", "n": 3})).readings["mode"] == "auto"
 
 
 @pytest.mark.parametrize("text", [
@@ -48,7 +49,8 @@ def test_other_lines_are_not_heartbeats(text):
     ({"mem_free": 1.5}, "mem_free must be an integer"),
     ({"rssi": "strong"}, "rssi must be an integer"),
     ({"readings": [1]}, "readings must map"),
-    ({"readings": {"t": "hot"}}, "readings must map"),
+    ({"readings": {"t": "x" * 65}}, "readings must map"),
+    ({"readings": {"t": [1]}}, "readings must map"),
 ])
 def test_malformed_heartbeats_are_refused(changes, message):
     with pytest.raises(BadInput, match=message):

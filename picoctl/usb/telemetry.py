@@ -22,6 +22,7 @@ from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+READING_MAX_STR = 64
 TIMEOUT_S = 3.0
 
 
@@ -32,7 +33,7 @@ class Heartbeat:
     uptime_s: float
     mem_free: int | None = None
     rssi: int | None = None
-    readings: dict[str, float] = field(default_factory=dict)
+    readings: dict[str, float | bool | str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
         return {"version": self.version, "uptime_s": self.uptime_s, "mem_free": self.mem_free,
@@ -41,6 +42,10 @@ class Heartbeat:
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _reading(v: Any) -> bool:
+    return isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) <= READING_MAX_STR)
 
 
 def parse_heartbeat(line: str) -> Heartbeat | None:
@@ -66,8 +71,9 @@ def parse_heartbeat(line: str) -> Heartbeat | None:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise BadInput(f"heartbeat from {dev}: {key} must be an integer, got {value!r}")
     readings = obj.get("readings", {})
-    if not isinstance(readings, dict) or not all(isinstance(k, str) and _number(v) for k, v in readings.items()):
-        raise BadInput(f"heartbeat from {dev}: readings must map names to numbers")
+    if not isinstance(readings, dict) or not all(isinstance(k, str) and _reading(v) for k, v in readings.items()):
+        raise BadInput(f"heartbeat from {dev}: readings must map names to numbers, booleans "
+                       f"or strings of at most {READING_MAX_STR} characters")
     return Heartbeat(dev, version, uptime, mem_free, rssi, readings)
 
 

@@ -1,0 +1,72 @@
+"""USB boards in the fleet view: the real hub (uvicorn on 127.0.0.1) receives a virtual Pico's
+heartbeats through `picoctl usb log` and its pushes through the history."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from picoctl import config, release
+from picoctl.cli import main
+from picoctl.commands.init import init_site
+from picoctl.hub.app import create_app
+from picoctl.sim.virtual_pico import VirtualPico
+
+pytestmark = [pytest.mark.micropython,
+              pytest.mark.skipif(not shutil.which("micropython", path=os.path.dirname(os.sys.executable))
+                                 and not shutil.which("micropython"), reason="MicroPython unix port not installed")]
+
+APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    path = init_site(tmp_path / "site")
+    cfg = config.load(path)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    monkeypatch.setenv("PICOCTL_HUB_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("PICOCTL_CONFIG", str(path))
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {cfg.read_token()}"})
+    yield client
+    client.close()
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_usb_pico_shows_in_the_fleet_with_its_pushes(tmp_path, hub):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(APP, src / "main.py")
+    release.build("pico", "2.1.0", src, tmp_path / "rel")
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "config.json").write_text(json.dumps({"id": "pico-usb-3", "heartbeat_s": 0.1}))
+    with VirtualPico(flash) as board:
+        assert main(["usb", "push", str(tmp_path / "rel"), "--port", board.port]) == 0
+        assert main(["usb", "log", "--port", board.port, "--seconds", "1"]) == 0
+    devices = {d["id"]: d for d in hub.get("/api/v1/devices").json()}
+    assert devices["pico-usb-3"]["version"] == "2.1.0" and devices["pico-usb-3"]["mem_free"] > 0
+    (push,) = hub.get("/api/v1/history", params={"kind": "usb_push"}).json()
+    assert (push["device_id"], push["version"], push["result"], push["actor"]) == ("pico-usb-3", "2.1.0", "ok", "usb")

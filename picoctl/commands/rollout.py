@@ -77,7 +77,8 @@ def _resolve(client: Any, args: argparse.Namespace, action: str) -> dict[str, An
     states = DEFAULT_STATES[action]
     mine = [r for r in client.rollouts() if r.get("target") == args.target and r.get("state") in states]
     if not mine:
-        raise PicoctlError(f"no {' or '.join(states)} rollout for target {args.target}; give a rollout ID")
+        which = "" if action == "status" else " " + " or ".join(states)
+        raise PicoctlError(f"no{which} rollout of {args.target}; give a rollout ID or start one")
     return max(mine, key=lambda r: (r["state"] == "active", r["id"]))
 
 
@@ -113,8 +114,12 @@ def _render(r: dict[str, Any]) -> None:
     current = r.get("stage_index", 0)
     rows = [("▶" if i == current else "", s.get("name"), _describe(s)) for i, s in enumerate(r.get("stages") or [])]
     table("stages", ("", "stage", "cohort"), rows)
-    if isinstance(r.get("counts"), dict):
-        console.print("  ".join(f"{k} {v}" for k, v in r["counts"].items()), highlight=False)
+    n = r.get("counts")
+    if isinstance(n, dict):
+        console.print(", ".join(f"{k} {n.get(k, 0)}" for k in ("eligible", "offered", "downloading", "trial",
+                                                                "committed", "failed", "retrying")), highlight=False)
+        console.print(f"this stage: {n.get('stage_committed', 0)} of {n.get('stage_devices', 0)} new device(s) committed; "
+                      f"{n.get('current', 0)} already on {r.get('version')}", highlight=False)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -293,6 +293,24 @@ def test_smoke_command_failure_keeps_current(rig: Rig, built: dict[str, Path]) -
     assert details(rig, "pi_deploy")[-1][0] == "failed"
 
 
+def test_failing_restart_command_switches_back(rig: Rig, built: dict[str, Path]) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    good = rig.cfg.pi.restart_command
+    rig.cfg.pi.restart_command = shlex.join([sys.executable, "-c", "import sys; sys.exit('unit pi-sensors not found')"])
+    result = pideploy.deploy(rig.cfg, str(built["2.0.0"]))
+    assert not result.ok and result.current == "1.0.0"
+    assert "restart command exited 1" in result.reason and "unit pi-sensors not found" in result.reason
+    rig.cfg.pi.restart_command = good
+    assert pideploy.status(rig.cfg).current == "1.0.0" and rig.serving() == "1.0.0"
+
+
+def test_current_that_is_a_real_folder_is_left_alone(rig: Rig, built: dict[str, Path]) -> None:
+    (rig.root / "current").mkdir(parents=True)
+    with pytest.raises(PicoctlError, match="is not a link; move it into"):
+        pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    assert (rig.root / "current").is_dir()
+
+
 def test_keeps_configured_releases_but_never_current_or_previous(rig: Rig, built: dict[str, Path]) -> None:
     rig.cfg.pi.keep_releases = 2
     for v in ("1.0.0", "2.0.0", "2.1.0"):
@@ -483,6 +501,27 @@ def test_sigkill_while_switching_back_is_finished_by_the_next_call(rig: Rig, bui
     rig.assert_consistent("2.0.0")
     result, d = details(rig, "pi_deploy")[-1]
     assert result == "failed" and "HTTP 500" in d["reason"]
+
+
+def test_deploy_killed_from_outside_during_smoke_test_is_undone(rig: Rig, built: dict[str, Path]) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    marker = rig.tmp / "smoke-started"
+    rig.cfg.pi.smoke_command = shlex.join([sys.executable, "-c",
+                                           f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(30)"])
+    rig.save()
+    victim = rig.popen("deploy", str(built["2.0.0"]))
+    try:
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists()
+    finally:
+        victim.kill()
+        victim.communicate()
+    rig.cfg.pi.smoke_command = ""
+    rig.assert_consistent("1.0.0")
+    result, d = details(rig, "pi_deploy")[-1]
+    assert (result, d["to"]) == ("aborted", "2.0.0") and "interrupted after 'unpacked'" in d["reason"]
 
 
 def test_second_deploy_refuses_clearly_or_waits(rig: Rig, built: dict[str, Path]) -> None:

@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -27,7 +27,10 @@ MIGRATIONS: list[str] = [
         registered_at REAL NOT NULL,
         last_seen     REAL,
         version       TEXT,
-        state         TEXT NOT NULL DEFAULT 'new',
+        seq           INTEGER NOT NULL DEFAULT 0,
+        offer_seq     INTEGER NOT NULL DEFAULT 0,
+        phase         TEXT NOT NULL DEFAULT '',
+        check_now     INTEGER NOT NULL DEFAULT 0,
         last_counter  INTEGER NOT NULL DEFAULT 0,
         info          TEXT NOT NULL DEFAULT '{}'
     );
@@ -39,9 +42,10 @@ MIGRATIONS: list[str] = [
         uptime_s  INTEGER,
         mem_free  INTEGER,
         rssi      INTEGER,
+        phase     TEXT,
         readings  TEXT NOT NULL DEFAULT '{}'
     );
-    CREATE INDEX heartbeats_device_at ON heartbeats(device_id, at);
+    CREATE INDEX heartbeats_device ON heartbeats(device_id, id);
     CREATE TABLE releases (
         target       TEXT NOT NULL,
         version      TEXT NOT NULL,
@@ -56,6 +60,7 @@ MIGRATIONS: list[str] = [
         version                 TEXT NOT NULL,
         previous_version        TEXT,
         state                   TEXT NOT NULL,
+        kind                    TEXT NOT NULL DEFAULT 'update',
         stage_index             INTEGER NOT NULL DEFAULT 0,
         stages                  TEXT NOT NULL,
         halt_after_failures     INTEGER NOT NULL,
@@ -71,6 +76,7 @@ MIGRATIONS: list[str] = [
         seq        INTEGER NOT NULL,
         phase      TEXT NOT NULL,
         attempts   INTEGER NOT NULL DEFAULT 0,
+        transient  INTEGER NOT NULL DEFAULT 0,
         detail     TEXT NOT NULL DEFAULT '',
         updated_at REAL NOT NULL,
         PRIMARY KEY (device_id, rollout_id)
@@ -159,6 +165,34 @@ class Store:
                 raise
             self.conn.execute("COMMIT")
 
+    def batch(self, jobs: Sequence[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+        """Run `jobs` in one durable transaction, each inside its own savepoint.
+
+        Returns one entry per job: its result, or the exception it raised (its writes undone while
+        the others' stay). An error of the transaction itself (e.g. a full disk at COMMIT) is raised.
+        """
+        out: list[Any] = []
+        with self.transaction() as c:
+            for job in jobs:
+                c.execute("SAVEPOINT job")
+                try:
+                    out.append(job(c))
+                except Exception as exc:  # noqa: BLE001 - handed back to the job's caller
+                    c.execute("ROLLBACK TO job")
+                    out.append(exc)
+                c.execute("RELEASE job")
+        return out
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, held for several reads in a row (one consistent view)."""
+        with self._lock:
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                self.conn.execute("COMMIT")
+
     def query(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             return [_row_dict(r) for r in self.conn.execute(sql, tuple(args))]
@@ -191,28 +225,11 @@ class Store:
     def record_heartbeats(self, beats: list[dict[str, Any]]) -> None:
         """Store a batch of authenticated heartbeats in one transaction (group commit).
 
-        Each beat: device_id, counter, at, version, uptime_s, mem_free, rssi, readings.
+        Each beat: device_id, counter, at, and optionally version, seq, phase, uptime_s, mem_free,
+        rssi, readings.
         """
         with self.transaction() as c:
-            for b in beats:
-                readings = json.dumps(b.get("readings") or {})
-                c.execute(
-                    "INSERT INTO heartbeats (device_id, at, version, uptime_s, mem_free, rssi, readings)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (b["device_id"], b["at"], b.get("version"), b.get("uptime_s"), b.get("mem_free"), b.get("rssi"), readings),
-                )
-                info = {k: b.get(k) for k in ("uptime_s", "mem_free", "rssi")} | {"readings": b.get("readings") or {}}
-                c.execute(
-                    "UPDATE devices SET last_seen = ?, version = COALESCE(?, version), last_counter = ?, info = ?"
-                    " WHERE id = ?",
-                    (b["at"], b.get("version"), b["counter"], json.dumps(info), b["device_id"]),
-                )
-            for device_id in {b["device_id"] for b in beats}:
-                c.execute(
-                    "DELETE FROM heartbeats WHERE device_id = ? AND id <= ("
-                    " SELECT id FROM heartbeats WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (device_id, device_id, self.heartbeat_history),
-                )
+            insert_heartbeats(c, beats, self.heartbeat_history)
 
     def heartbeats(self, device_id: str, limit: int = 200) -> list[dict[str, Any]]:
         rows = self.query(
@@ -252,11 +269,7 @@ class Store:
         detail: str = "",
         at: float | None = None,
     ) -> int:
-        cur = c.execute(
-            "INSERT INTO events (at, actor, device_id, version, kind, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (at if at is not None else time.time(), actor, device_id, version, kind, result, detail),
-        )
-        return int(cur.lastrowid or 0)
+        return add_event(c, actor, kind, device_id, version, result, detail, at).id
 
     def append_event(self, actor: str, kind: str, **fields: Any) -> int:
         """Append one event to the audit log; returns its id."""
@@ -280,3 +293,58 @@ class Store:
         with self._lock:
             rows = self.conn.execute(sql, (*args, limit)).fetchall()
         return [Event(**dict(r)) for r in reversed(rows)]
+
+
+# --- writes on the connection of an open transaction (the hub's writer batches these) ---------
+
+def insert_heartbeats(c: sqlite3.Connection, beats: Sequence[dict[str, Any]], history: int) -> None:
+    """Append heartbeats, update each device's live fields, keep `history` beats per device."""
+    for b in beats:
+        readings = b.get("readings") or {}
+        c.execute(
+            "INSERT INTO heartbeats (device_id, at, version, uptime_s, mem_free, rssi, phase, readings)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (b["device_id"], b["at"], b.get("version"), b.get("uptime_s"), b.get("mem_free"), b.get("rssi"),
+             b.get("phase"), json.dumps(readings)),
+        )
+        info = {k: b.get(k) for k in ("uptime_s", "mem_free", "rssi")} | {"readings": readings}
+        c.execute(
+            "UPDATE devices SET last_seen = ?, version = COALESCE(?, version), seq = MAX(seq, COALESCE(?, seq)),"
+            " phase = COALESCE(?, phase), last_counter = MAX(last_counter, ?), info = ? WHERE id = ?",
+            (b["at"], b.get("version"), b.get("seq"), b.get("phase"), b["counter"], json.dumps(info), b["device_id"]),
+        )
+    for device_id in {b["device_id"] for b in beats}:
+        c.execute(
+            "DELETE FROM heartbeats WHERE device_id = ? AND id <= ("
+            " SELECT id FROM heartbeats WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (device_id, device_id, history),
+        )
+
+
+def add_event(
+    c: sqlite3.Connection,
+    actor: str,
+    kind: str,
+    device_id: str | None = None,
+    version: str | None = None,
+    result: str = "",
+    detail: str = "",
+    at: float | None = None,
+) -> Event:
+    """Append one event to the audit log inside the open transaction."""
+    at = at if at is not None else time.time()
+    cur = c.execute(
+        "INSERT INTO events (at, actor, device_id, version, kind, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (at, actor, device_id, version, kind, result, detail),
+    )
+    return Event(int(cur.lastrowid or 0), at, actor, device_id, version, kind, result, detail)
+
+
+def one(c: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> dict[str, Any] | None:
+    """The first row of a query as a dict (JSON columns decoded), or None."""
+    row = c.execute(sql, tuple(args)).fetchone()
+    return _row_dict(row) if row is not None else None
+
+
+def rows(c: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    return [_row_dict(r) for r in c.execute(sql, tuple(args))]

@@ -1,0 +1,256 @@
+"""The operator API's client (httpx), used by the CLI and the TUI.
+
+Each route is described once, as a `Call`, by `_Routes`; `HubClient` (sync) and `AsyncHubClient`
+(async) only send calls and parse answers the same way. Errors are PicoctlError with one clear line:
+"hub not reachable at URL" or the hub's own `{"error": …}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Generic, TypeVar
+
+import httpx
+
+from . import release
+from .config import FleetConfig
+from .errors import PicoctlError
+
+TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+T = TypeVar("T")
+
+
+class HubError(PicoctlError):
+    """The hub answered with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"hub refused (HTTP {status}): {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    json: Any = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    id: str | None
+    event: str
+    data: Any
+
+
+class SseParser:
+    """Turns the lines of a text/event-stream into events (comments and pings are skipped)."""
+
+    def __init__(self) -> None:
+        self._id: str | None = None
+        self._event = "message"
+        self._data: list[str] = []
+        self.last_id: str | None = None
+
+    def feed(self, line: str) -> SseEvent | None:
+        if line == "":
+            if not self._data:
+                self._event = "message"
+                return None
+            text = "\n".join(self._data)
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = text
+            out = SseEvent(self._id, self._event, data)
+            if self._id is not None:
+                self.last_id = self._id
+            self._id, self._event, self._data = None, "message", []
+            return out
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "id":
+            self._id = value
+        elif name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+class _Routes(Generic[T]):
+    """Every operator route as one method; `_do` sends it (returning a value or an awaitable)."""
+
+    def _do(self, call: Call) -> T:
+        raise NotImplementedError
+
+    def health(self) -> T:
+        return self._do(Call("GET", "/healthz"))
+
+    def devices(self) -> T:
+        return self._do(Call("GET", "/api/v1/devices"))
+
+    def device(self, device_id: str) -> T:
+        return self._do(Call("GET", f"/api/v1/devices/{device_id}"))
+
+    def register_device(self, device_id: str, type_: str = "picow", channel: str = "stable") -> T:
+        return self._do(Call("POST", "/api/v1/devices", json={"id": device_id, "type": type_, "channel": channel}))
+
+    def set_channel(self, device_id: str, channel: str) -> T:
+        return self._do(Call("POST", f"/api/v1/devices/{device_id}/channel", json={"channel": channel}))
+
+    def check_now(self, device_id: str) -> T:
+        return self._do(Call("POST", f"/api/v1/devices/{device_id}/check-now", json={}))
+
+    def relay_heartbeat(self, device_id: str, body: dict[str, Any]) -> T:
+        return self._do(Call("POST", f"/api/v1/devices/{device_id}/heartbeat", json=body))
+
+    def releases(self, target: str | None = None) -> T:
+        return self._do(Call("GET", "/api/v1/releases", params=_params(target=target)))
+
+    def publish(self, release_dir: Path) -> T:
+        """Upload a release folder (meta.json and its artifact); the hub verifies it before keeping it."""
+        meta = release.load_meta(Path(release_dir))
+        artifact = Path(release_dir) / meta["artifact"]
+        try:
+            content = artifact.read_bytes()
+        except OSError as exc:
+            raise PicoctlError(f"{artifact}: cannot read the artifact: {exc.strerror}") from None
+        header = base64.b64encode(json.dumps(meta).encode()).decode()
+        return self._do(Call("PUT", f"/api/v1/releases/{meta['target']}/{meta['version']}", content=content,
+                             headers={"X-Picoctl-Meta": header, "Content-Type": "application/octet-stream"}))
+
+    def import_release(self, meta_url: str) -> T:
+        return self._do(Call("POST", "/api/v1/releases/import", json={"url": meta_url}))
+
+    def rollouts(self) -> T:
+        return self._do(Call("GET", "/api/v1/rollouts"))
+
+    def rollout(self, rollout_id: int) -> T:
+        return self._do(Call("GET", f"/api/v1/rollouts/{rollout_id}"))
+
+    def start_rollout(self, target: str, version: str, stages: list[dict[str, Any]], halt_after_failures: int,
+                      promote_after_successes: int) -> T:
+        return self._do(Call("POST", "/api/v1/rollouts", json={
+            "target": target, "version": version, "stages": stages, "halt_after_failures": halt_after_failures,
+            "promote_after_successes": promote_after_successes}))
+
+    def rollout_action(self, rollout_id: int, action: str, reason: str = "") -> T:
+        return self._do(Call("POST", f"/api/v1/rollouts/{rollout_id}/{action}", json={"reason": reason}))
+
+    def history(self, device: str | None = None, version: str | None = None, kind: str | None = None,
+                after: int | None = None, limit: int | None = None) -> T:
+        return self._do(Call("GET", "/api/v1/history",
+                             params=_params(device=device, version=version, kind=kind, after=after, limit=limit)))
+
+    def add_history(self, event: dict[str, Any]) -> T:
+        return self._do(Call("POST", "/api/v1/history", json=event))
+
+
+def _parse(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200] or response.reason_phrase
+        raise HubError(response.status_code, message)
+    try:
+        return response.json()
+    except ValueError:
+        raise PicoctlError(f"hub answered {response.request.url} with something that is not JSON") from None
+
+
+def _unreachable(url: str, exc: Exception) -> PicoctlError:
+    return PicoctlError(f"hub not reachable at {url}: {exc or type(exc).__name__}")
+
+
+class HubClient(_Routes[Any]):
+    """Synchronous client; use as a context manager or call close()."""
+
+    def __init__(self, url: str, token: str, timeout: httpx.Timeout | float = TIMEOUT, verify: bool | str = True) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    @classmethod
+    def from_config(cls, cfg: FleetConfig) -> HubClient:
+        return cls(cfg.hub_url, cfg.read_token())
+
+    def _do(self, call: Call) -> Any:
+        try:
+            r = self._http.request(call.method, call.path, params=call.params, json=call.json,
+                                   content=call.content, headers=call.headers)
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from None
+        return _parse(r)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncHubClient(_Routes[Any]):
+    """Asynchronous client (every route method returns an awaitable), with the event stream."""
+
+    def __init__(self, url: str, token: str, timeout: httpx.Timeout | float = TIMEOUT, verify: bool | str = True) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, verify=verify,
+                                       headers={"Authorization": f"Bearer {token}"})
+
+    @classmethod
+    def from_config(cls, cfg: FleetConfig) -> AsyncHubClient:
+        return cls(cfg.hub_url, cfg.read_token())
+
+    async def _send(self, call: Call) -> Any:
+        try:
+            r = await self._http.request(call.method, call.path, params=call.params, json=call.json,
+                                         content=call.content, headers=call.headers)
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from None
+        return _parse(r)
+
+    def _do(self, call: Call) -> Any:
+        return self._send(call)
+
+    async def events(self, last_event_id: str | None = None) -> AsyncIterator[SseEvent]:
+        """Follow /api/v1/events until the stream ends; `resync` events mean: reload the lists."""
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        parser = SseParser()
+        try:
+            async with self._http.stream("GET", "/api/v1/events", headers=headers,
+                                         timeout=httpx.Timeout(10.0, read=None)) as r:
+                if r.status_code >= 400:
+                    await r.aread()
+                    _parse(r)
+                async for line in r.aiter_lines():
+                    event = parser.feed(line)
+                    if event is not None:
+                        yield event
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncHubClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

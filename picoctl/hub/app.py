@@ -1,0 +1,87 @@
+"""The hub's Starlette app and how uvicorn serves it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..config import FleetConfig
+from ..errors import PicoctlError
+from . import device_api, operator_api
+from .http import ApiError, error_response
+from .state import Hub
+
+log = logging.getLogger("picoctl.hub")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = {404: f"no route {request.method} {request.url.path}",
+               405: f"method {request.method} not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, message)
+
+
+async def _store_error(request: Request, exc: Exception) -> Response:
+    return error_response(503, f"store unavailable, nothing was saved: {exc}")
+
+
+async def _bad_input(request: Request, exc: Exception) -> Response:
+    return error_response(400, str(exc))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, f"internal error: {type(exc).__name__}")
+
+
+def create_app(cfg: FleetConfig) -> Starlette:
+    """The hub as an ASGI app; the store opens when the app starts."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hub = Hub(cfg)
+        app.state.hub = hub
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    return Starlette(
+        routes=[*device_api.routes, *operator_api.routes],
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, sqlite3.Error: _store_error,
+                            PicoctlError: _bad_input, Exception: _server_error},
+    )
+
+
+def serve(cfg: FleetConfig, host: str | None = None, port: int | None = None) -> None:
+    """Run the hub on uvicorn until it is stopped (flags override fleet.toml)."""
+    import uvicorn
+
+    cert, key = cfg.hub.tls_cert, cfg.hub.tls_key
+    if bool(cert) != bool(key):
+        raise PicoctlError("hub.tls_cert and hub.tls_key must be given together")
+    uvicorn.run(
+        create_app(cfg),
+        host=host or cfg.hub.listen,
+        port=port or cfg.hub.port,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=str(cfg.resolve(cert)) if cert else None,
+        ssl_keyfile=str(cfg.resolve(key)) if key else None,
+        timeout_keep_alive=30,
+        h11_max_incomplete_event_size=16 * 1024,
+    )

@@ -1,0 +1,84 @@
+"""Who may talk to the hub: devices by id + counter + HMAC, operators by bearer token.
+
+The registry keeps each device's key and last accepted counter in memory (the hub is the only
+writer of the store, so it is authoritative). A counter is taken the moment a request passes, before
+its write commits: a replay racing the original is refused too.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from .. import signing
+from .http import ApiError, parse_object
+
+DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+DEVICE_HEADER = "x-picoctl-device"
+MAC_HEADER = "x-picoctl-mac"
+
+
+@dataclass
+class DeviceAuth:
+    id: str
+    type: str
+    key: bytes
+    last_counter: int
+    check_now: bool = False
+
+    def mac(self, body: bytes) -> str:
+        return signing.device_mac(self.key.hex(), body)
+
+
+class Refused(ApiError):
+    """A device request refused for a security reason; logged as a `security` event, nothing else kept."""
+
+    def __init__(self, status: int, message: str, device_id: str | None) -> None:
+        super().__init__(status, message)
+        self.device_id = device_id
+
+
+class Registry:
+    def __init__(self, devices: list[dict[str, Any]]) -> None:
+        self._devices = {d["id"]: DeviceAuth(d["id"], d["type"], bytes.fromhex(d["key"]), d["last_counter"],
+                                             bool(d["check_now"])) for d in devices}
+
+    def add(self, device_id: str, type_: str, key_hex: str) -> None:
+        self._devices[device_id] = DeviceAuth(device_id, type_, bytes.fromhex(key_hex), 0)
+
+    def get(self, device_id: str) -> DeviceAuth | None:
+        return self._devices.get(device_id)
+
+    def authenticate(self, request: Request, body: bytes) -> tuple[DeviceAuth, dict[str, Any]]:
+        """The device and its parsed body, or a Refused/ApiError naming what is wrong."""
+        header_id = request.headers.get(DEVICE_HEADER, "")
+        if not DEVICE_ID.fullmatch(header_id):
+            raise Refused(401, f"missing or malformed {DEVICE_HEADER} header", None)
+        device = self._devices.get(header_id)
+        if device is None:
+            raise Refused(403, f"unknown device {header_id!r}", None)
+        mac = request.headers.get(MAC_HEADER, "")
+        if not mac or not hmac.compare_digest(device.mac(body), mac.lower()):
+            raise Refused(401, "MAC missing or wrong", header_id)
+        data = parse_object(body)
+        if data.get("id") != header_id:
+            raise Refused(403, "body id does not match the device header", header_id)
+        counter = data.get("counter")
+        if not isinstance(counter, int) or isinstance(counter, bool) or counter < 0:
+            raise ApiError(400, "field 'counter' must be a non-negative integer")
+        if counter <= device.last_counter:
+            raise Refused(403, "replayed counter", header_id)
+        device.last_counter = counter
+        return device, data
+
+
+def check_bearer(request: Request, token: str) -> None:
+    """401 unless the request carries `Authorization: Bearer <token>`."""
+    got = request.headers.get("authorization", "")
+    scheme, _, value = got.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        raise ApiError(401, "missing or wrong operator token (Authorization: Bearer <token>)")

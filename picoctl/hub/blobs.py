@@ -1,0 +1,104 @@
+"""Content-addressed artifact store under `<data_dir>/blobs`, served with HTTP Range.
+
+A blob is named by its sha256 (`blobs/ab/abcdef…`), written to a temp file, fsynced and renamed, so
+a blob that exists is whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from starlette.responses import Response, StreamingResponse
+
+from .http import ApiError
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+CHUNK = 64 * 1024
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if not SHA256.fullmatch(sha256):
+            raise ValueError(f"not a sha256: {sha256!r}")
+        return self.root / sha256[:2] / sha256
+
+    def has(self, sha256: str) -> bool:
+        return SHA256.fullmatch(sha256) is not None and self.path(sha256).is_file()
+
+    def put(self, data: bytes) -> str:
+        """Store `data`; return its sha256."""
+        sha = hashlib.sha256(data).hexdigest()
+        if self.has(sha):
+            return sha
+        dest = self.path(sha)
+        dest.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return sha
+
+    def put_file(self, src: Path, sha256: str) -> None:
+        """Move a verified file (on the same filesystem) into the store under `sha256`."""
+        dest = self.path(sha256)
+        if dest.is_file():
+            src.unlink()
+            return
+        dest.parent.mkdir(exist_ok=True)
+        with open(src, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(src, dest)
+
+    def response(self, sha256: str, range_header: str | None) -> Response:
+        """The blob, whole (200) or one byte range (206); 416 for a range outside it, 404 if unknown."""
+        if not self.has(sha256):
+            raise ApiError(404, f"no artifact with sha256 {sha256}")
+        path = self.path(sha256)
+        size = path.stat().st_size
+        start, end, status = 0, size - 1, 200
+        headers = {"Accept-Ranges": "bytes", "ETag": f'"{sha256}"'}
+        if range_header:
+            m = _RANGE.fullmatch(range_header.strip())
+            if not m or (not m.group(1) and not m.group(2)):
+                raise ApiError(416, f"unsupported Range {range_header!r} (expected bytes=START- or bytes=START-END)")
+            if m.group(1):
+                start = int(m.group(1))
+                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+            else:  # a suffix: the last N bytes
+                start = max(0, size - int(m.group(2)))
+            if start >= size or start > end:
+                return Response(b'{"error":"range not satisfiable"}', 416, media_type="application/json",
+                                headers={"Content-Range": f"bytes */{size}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Length"] = str(end - start + 1)
+        return StreamingResponse(_read(path, start, end + 1), status, headers=headers,
+                                 media_type="application/octet-stream")
+
+
+def _read(path: Path, start: int, stop: int) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = stop - start
+        while left > 0:
+            block = f.read(min(CHUNK, left))
+            if not block:
+                return
+            left -= len(block)
+            yield block

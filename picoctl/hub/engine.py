@@ -1,0 +1,250 @@
+"""The rollout engine: the hub's side of picoctl.rollout, run inside the writer's transactions.
+
+It turns rows into the policy's dataclasses, asks the policy, and writes what it decided: offers
+(with a fresh seq each), device progress, halts, promotions, completions and rollbacks, each with
+an audit event and a change for the event stream.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from typing import Any
+
+from .. import release as release_mod
+from .. import rollout as policy
+from ..config import FleetConfig
+from ..errors import BadInput
+from ..store import add_event, one, rows
+from .http import ApiError
+from .ingest import Tx
+
+PHASES = policy.PHASES[1:]  # what a device may report: everything after "offered"
+ACTIONS = ("promote", "halt", "resume", "rollback")
+
+
+def device_info(row: dict[str, Any]) -> policy.DeviceInfo:
+    return policy.DeviceInfo(row["id"], row["type"], row["channel"], row["version"], row["seq"], row["last_seen"])
+
+
+def rollout_info(row: dict[str, Any]) -> policy.RolloutInfo:
+    return policy.RolloutInfo(
+        id=row["id"], target=row["target"], version=row["version"], previous_version=row["previous_version"],
+        state=row["state"], kind=row["kind"], stage_index=row["stage_index"],
+        stages=policy.stages_from_dicts(row["stages"]), halt_after_failures=row["halt_after_failures"],
+        promote_after_successes=row["promote_after_successes"], created_at=row["created_at"], reason=row["reason"],
+    )
+
+
+def offer_record(row: dict[str, Any]) -> policy.OfferRecord:
+    return policy.OfferRecord(row["device_id"], row["rollout_id"], row["version"], row["seq"], row["phase"],
+                              row["attempts"], bool(row["transient"]), row["updated_at"])
+
+
+# --- device side ------------------------------------------------------------------------------
+
+def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> dict[str, Any] | None:
+    """Record a device's check and return the offer it should get now (None: nothing to do)."""
+    c = tx.c
+    c.execute("UPDATE devices SET last_seen = ?, version = ?, seq = MAX(seq, ?), last_counter = MAX(last_counter, ?)"
+              " WHERE id = ?", (now, body["version"], body["seq"], body["counter"], device_id))
+    dev = one(c, "SELECT * FROM devices WHERE id = ?", (device_id,))
+    assert dev is not None
+    info = device_info(dev)
+    candidates = [rollout_info(r) for r in rows(
+        c, "SELECT * FROM rollouts WHERE target = ? AND (state = 'active' OR id IN"
+           " (SELECT rollout_id FROM offers WHERE device_id = ?)) ORDER BY id", (dev["type"], device_id))]
+    records = {r["rollout_id"]: offer_record(r) for r in rows(c, "SELECT * FROM offers WHERE device_id = ?", (device_id,))}
+    chosen = policy.choose_offer(info, candidates, records, now, cfg.rollout.retry_backoff_s)
+    if chosen is None:
+        return None
+    rel = one(c, "SELECT * FROM releases WHERE target = ? AND version = ?", (chosen.target, chosen.version))
+    if rel is None:
+        return None
+    seq = max(dev["offer_seq"], dev["seq"]) + 1
+    c.execute("UPDATE devices SET offer_seq = ? WHERE id = ?", (seq, device_id))
+    c.execute(
+        "INSERT INTO offers (device_id, rollout_id, version, seq, phase, updated_at) VALUES (?, ?, ?, ?, 'offered', ?)"
+        " ON CONFLICT (device_id, rollout_id) DO UPDATE SET seq = excluded.seq, phase = 'offered', transient = 0,"
+        " detail = '', updated_at = excluded.updated_at",
+        (device_id, chosen.id, chosen.version, seq, now),
+    )
+    ev = add_event(c, "hub", "offer", device_id=device_id, version=chosen.version, result="offered",
+                   detail=f"rollout {chosen.id} seq {seq}", at=now)
+    tx.emit("status", {"device_id": device_id, "rollout_id": chosen.id, "version": chosen.version, "seq": seq,
+                       "phase": "offered", "at": now})
+    tx.emit("history", ev.as_dict())
+    meta = rel["meta"]
+    return {
+        "seq": seq, "rollout_id": chosen.id, "type": chosen.target, "version": chosen.version,
+        "files": [{"name": f["name"], "size": f["size"], "sha256": f["sha256"], "url": f"/artifacts/{f['sha256']}"}
+                  for f in meta.get("files", [])],
+        "meta": {k: meta[k] for k in release_mod.META_FIELDS},
+    }
+
+
+def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> None:
+    """Record a device's deploy phase; move its offer on; let the rollout react."""
+    c, phase = tx.c, body["phase"]
+    if phase == "committed":
+        c.execute("UPDATE devices SET version = ?, seq = MAX(seq, ?) WHERE id = ?", (body["version"], body["seq"], device_id))
+    elif phase == "rolled_back" and body.get("from_version"):
+        c.execute("UPDATE devices SET version = ? WHERE id = ?", (body["from_version"], device_id))
+    c.execute("UPDATE devices SET last_seen = ?, phase = ?, last_counter = MAX(last_counter, ?) WHERE id = ?",
+              (now, phase, body["counter"], device_id))
+    rec = one(c, "SELECT * FROM offers WHERE device_id = ? AND seq = ?", (device_id, body["seq"]))
+    transient = phase == "failed" and bool(body.get("transient"))
+    if rec is not None:
+        c.execute("UPDATE offers SET phase = ?, transient = ?, attempts = attempts + ?, detail = ?, updated_at = ?"
+                  " WHERE device_id = ? AND rollout_id = ?",
+                  (phase, int(transient), int(transient), body.get("detail", ""), now, device_id, rec["rollout_id"]))
+    result = f"{phase} (transient)" if transient else phase
+    ev = add_event(c, "device", "deploy_status", device_id=device_id, version=body["version"], result=result,
+                   detail=body.get("detail", ""), at=now)
+    tx.emit("status", {"device_id": device_id, "rollout_id": rec["rollout_id"] if rec else None,
+                       "version": body["version"], "seq": body["seq"], "phase": phase, "transient": transient,
+                       "detail": body.get("detail", ""), "at": now})
+    tx.emit("history", ev.as_dict())
+    if rec is not None:
+        evaluate(tx, cfg, rec["rollout_id"], now)
+
+
+# --- rollouts ---------------------------------------------------------------------------------
+
+def _counts(c: sqlite3.Connection, cfg: FleetConfig, r: policy.RolloutInfo, now: float) -> policy.Counts:
+    devices = [device_info(d) for d in rows(c, "SELECT * FROM devices WHERE type = ?", (r.target,))]
+    records = [offer_record(o) for o in rows(c, "SELECT * FROM offers WHERE rollout_id = ?", (r.id,))]
+    return policy.count(r, devices, records, now, cfg.rollout.trial_timeout_s)
+
+
+def view(c: sqlite3.Connection, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
+    """A rollout as the API shows it: its row, its stages and the counts of its current stage."""
+    out = dict(row)
+    out["stage"] = row["stages"][row["stage_index"]]["name"]
+    out["counts"] = _counts(c, cfg, rollout_info(row), now).as_dict()
+    return out
+
+
+def _set_state(tx: Tx, cfg: FleetConfig, rollout_id: int, now: float, kind: str, reason: str, actor: str,
+               **values: Any) -> dict[str, Any]:
+    cols = ", ".join(f"{k} = ?" for k in values)
+    tx.c.execute(f"UPDATE rollouts SET {cols}, reason = ?, updated_at = ? WHERE id = ?",
+                 (*values.values(), reason, now, rollout_id))
+    row = one(tx.c, "SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
+    assert row is not None
+    ev = add_event(tx.c, actor, kind, version=row["version"], result=row["state"],
+                   detail=f"rollout {rollout_id} stage {row['stages'][row['stage_index']]['name']}: {reason}", at=now)
+    shown = view(tx.c, cfg, row, now)
+    tx.emit("rollout", shown)
+    tx.emit("history", ev.as_dict())
+    return shown
+
+
+def evaluate(tx: Tx, cfg: FleetConfig, rollout_id: int, now: float) -> None:
+    """Apply the policy's decision (halt, promote, complete) to an active rollout."""
+    row = one(tx.c, "SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
+    if row is None or row["state"] != "active":
+        return
+    r = rollout_info(row)
+    decision = policy.evaluate(r, _counts(tx.c, cfg, r, now))
+    if decision.action == "halt":
+        _set_state(tx, cfg, r.id, now, "rollout_halted", decision.reason, "hub", state="halted")
+    elif decision.action == "promote":
+        _set_state(tx, cfg, r.id, now, "rollout_promoted", decision.reason, "hub", stage_index=r.stage_index + 1)
+    elif decision.action == "complete":
+        _set_state(tx, cfg, r.id, now, "rollout_completed", decision.reason, "hub", state="completed")
+
+
+def evaluate_active(tx: Tx, cfg: FleetConfig, now: float) -> None:
+    """Re-evaluate every active rollout (devices that went silent after switching count as failures)."""
+    for row in rows(tx.c, "SELECT id FROM rollouts WHERE state = 'active'"):
+        evaluate(tx, cfg, row["id"], now)
+
+
+def _previous_version(c: sqlite3.Connection, target: str, version: str) -> str | None:
+    """What the fleet runs before this rollout: the last completed rollout's version, else the commonest one."""
+    done = one(c, "SELECT version FROM rollouts WHERE target = ? AND state = 'completed' AND version != ?"
+                  " ORDER BY id DESC LIMIT 1", (target, version))
+    if done:
+        return done["version"]
+    versions = Counter(d["version"] for d in rows(c, "SELECT version FROM devices WHERE type = ? AND version IS NOT NULL"
+                                                     " AND version != ?", (target, version)))
+    return versions.most_common(1)[0][0] if versions else None
+
+
+def start(tx: Tx, cfg: FleetConfig, body: dict[str, Any], now: float) -> dict[str, Any]:
+    """Start a rollout of a published release; one active rollout per target."""
+    c = tx.c
+    target, version = body["target"], body["version"]
+    try:
+        stages = policy.stages_from_dicts(body["stages"])
+        release_mod.check_version(version)
+    except BadInput as exc:
+        raise ApiError(400, str(exc)) from None
+    halt, promote = body["halt_after_failures"], body["promote_after_successes"]
+    if halt < 0 or promote < 0:
+        raise ApiError(400, "halt_after_failures and promote_after_successes must be 0 or more")
+    if one(c, "SELECT 1 FROM releases WHERE target = ? AND version = ?", (target, version)) is None:
+        raise ApiError(404, f"release {target} {version} is not published on the hub")
+    active = one(c, "SELECT id FROM rollouts WHERE target = ? AND state = 'active'", (target,))
+    if active:
+        raise ApiError(409, f"rollout {active['id']} of {target} is still active; halt or finish it first")
+    previous = _previous_version(c, target, version)
+    cur = c.execute(
+        "INSERT INTO rollouts (target, version, previous_version, state, kind, stage_index, stages,"
+        " halt_after_failures, promote_after_successes, created_at, updated_at)"
+        " VALUES (?, ?, ?, 'active', 'update', 0, ?, ?, ?, ?, ?)",
+        (target, version, previous, json.dumps([s.to_dict() for s in stages]), halt, promote, now, now),
+    )
+    rollout_id = int(cur.lastrowid or 0)
+    return _set_state(tx, cfg, rollout_id, now, "rollout_started",
+                      f"{previous or '-'} -> {version}, stages {','.join(s.name for s in stages)}",
+                      str(body.get("actor") or "operator"), state="active")
+
+
+def act(tx: Tx, cfg: FleetConfig, rollout_id: int, action: str, reason: str, now: float) -> dict[str, Any]:
+    """An operator's promote, halt, resume or rollback."""
+    row = one(tx.c, "SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
+    if row is None:
+        raise ApiError(404, f"no rollout {rollout_id}")
+    r = rollout_info(row)
+    allowed = {"promote": ("active",), "halt": ("active",), "resume": ("halted",),
+               "rollback": ("active", "halted", "completed")}[action]
+    if r.state not in allowed:
+        raise ApiError(409, f"rollout {rollout_id} is {r.state}; {action} needs it {' or '.join(allowed)}")
+    if action == "promote":
+        if r.last_stage:
+            raise ApiError(409, f"rollout {rollout_id} is at its last stage {r.stage.name}")
+        return _set_state(tx, cfg, r.id, now, "rollout_promoted", reason or "by hand", "operator",
+                          stage_index=r.stage_index + 1)
+    if action == "halt":
+        return _set_state(tx, cfg, r.id, now, "rollout_halted", reason or "by hand", "operator", state="halted")
+    if action == "resume":
+        shown = _set_state(tx, cfg, r.id, now, "rollout_resumed", reason or "by hand", "operator", state="active")
+        evaluate(tx, cfg, r.id, now)
+        return shown
+    return _rollback(tx, cfg, r, reason, now)
+
+
+def _rollback(tx: Tx, cfg: FleetConfig, r: policy.RolloutInfo, reason: str, now: float) -> dict[str, Any]:
+    c = tx.c
+    if r.previous_version is None:
+        raise ApiError(409, f"rollout {r.id} has no previous version to roll back to")
+    if one(c, "SELECT 1 FROM releases WHERE target = ? AND version = ?", (r.target, r.previous_version)) is None:
+        raise ApiError(409, f"release {r.target} {r.previous_version} is not on the hub; publish it to roll back")
+    records = [offer_record(o) for o in rows(c, "SELECT * FROM offers WHERE rollout_id = ?", (r.id,))]
+    try:
+        stages = policy.rollback_stages(records)
+    except BadInput as exc:
+        raise ApiError(409, str(exc)) from None
+    _set_state(tx, cfg, r.id, now, "rollout_rolled_back", reason or "by hand", "operator", state="rolled_back")
+    cur = c.execute(
+        "INSERT INTO rollouts (target, version, previous_version, state, kind, stage_index, stages,"
+        " halt_after_failures, promote_after_successes, created_at, updated_at)"
+        " VALUES (?, ?, ?, 'active', 'rollback', 0, ?, 0, 0, ?, ?)",
+        (r.target, r.previous_version, r.version, json.dumps([s.to_dict() for s in stages]), now, now),
+    )
+    return _set_state(tx, cfg, int(cur.lastrowid or 0), now, "rollout_started",
+                      f"rollback of rollout {r.id}: {r.version} -> {r.previous_version} on "
+                      f"{len(stages[0].cohort.ids)} device(s)", "operator", state="active")

@@ -1,0 +1,76 @@
+"""HTTP plumbing shared by the hub's routes: JSON errors, capped bodies, typed field checks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+
+class ApiError(Exception):
+    """A refusal answered as `{"error": message}` with `status`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json_bytes(data), status_code=status, media_type="application/json", headers=headers)
+
+
+def json_bytes(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), default=str).encode()
+
+
+def error_response(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)
+
+
+async def read_body(request: Request, cap: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `cap` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "Content-Length is not a number")
+        if int(declared) > cap:
+            raise ApiError(413, f"body of {declared} bytes is over the limit of {cap}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise ApiError(413, f"body is over the limit of {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """A JSON object from `body`, else a 400."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, f"body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+_KINDS: dict[str, tuple[type, ...]] = {"int": (int,), "number": (int, float), "str": (str,), "bool": (bool,),
+                                      "object": (dict,), "list": (list,)}
+
+
+def field(data: dict[str, Any], name: str, kind: str, *, required: bool = True, default: Any = None) -> Any:
+    """`data[name]` checked against `kind` (int, number, str, bool, object, list); 400 naming the field."""
+    if name not in data or data[name] is None:
+        if required:
+            raise ApiError(400, f"missing field {name!r}")
+        return default
+    value = data[name]
+    ok = isinstance(value, _KINDS[kind]) and (kind == "bool" or not isinstance(value, bool))
+    if not ok:
+        raise ApiError(400, f"field {name!r} must be {'an' if kind in ('int', 'object') else 'a'} {kind}, "
+                            f"got {type(value).__name__}")
+    return value

@@ -1,0 +1,109 @@
+"""The hub's single writer: group commit.
+
+Request handlers hand a job (a function of an open transaction) to the writer and await it. One
+task takes every job waiting, runs them on one thread in a single durable transaction (each in its
+own savepoint), and only after COMMIT answers each caller and publishes the changes the jobs
+recorded. While one batch commits the next one gathers, so under load one fsync serves hundreds of
+heartbeats, and at rest a lone heartbeat waits for nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
+
+from ..store import Store
+from .events import Broadcaster
+from .http import ApiError
+
+T = TypeVar("T")
+MAX_BATCH = 1000
+
+
+@dataclass
+class Tx:
+    """What a job sees: the transaction's connection and a list of changes to publish after commit."""
+
+    c: sqlite3.Connection
+    changes: list[tuple[str, Any]] = field(default_factory=list)
+
+    def emit(self, event: str, data: Any) -> None:
+        self.changes.append((event, data))
+
+
+Job = Callable[[Tx], T]
+
+
+@dataclass
+class _Pending(Generic[T]):
+    job: Job[T]
+    future: asyncio.Future[T]
+    tx: Tx | None = None
+
+
+class Writer:
+    def __init__(self, store: Store, broadcaster: Broadcaster) -> None:
+        self.store = store
+        self.broadcaster = broadcaster
+        self.batches = 0
+        self._queue: asyncio.Queue[_Pending[Any]] = asyncio.Queue()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picoctl-writer")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop."""
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._thread.shutdown(wait=True)
+
+    def submit(self, job: Job[T]) -> asyncio.Future[T]:
+        """Queue `job`; the future resolves with its result once its batch is committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(job, future))
+        return future
+
+    async def run(self, job: Job[T]) -> T:
+        return await self.submit(job)
+
+    def _commit(self, batch: list[_Pending[Any]]) -> list[Any]:
+        def wrap(p: _Pending[Any]) -> Callable[[sqlite3.Connection], Any]:
+            def call(c: sqlite3.Connection) -> Any:
+                p.tx = Tx(c)
+                return p.job(p.tx)
+            return call
+
+        return self.store.batch([wrap(p) for p in batch])
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await loop.run_in_executor(self._thread, self._commit, batch)
+            except sqlite3.Error as exc:
+                failure = ApiError(503, f"store write failed, nothing was saved: {exc}")
+                results = [failure] * len(batch)
+            self.batches += 1
+            for p, result in zip(batch, results):
+                if isinstance(result, BaseException):
+                    if not p.future.done():
+                        p.future.set_exception(result)
+                else:
+                    for event, data in p.tx.changes if p.tx else ():
+                        self.broadcaster.publish(event, data)
+                    if not p.future.done():
+                        p.future.set_result(result)
+                self._queue.task_done()

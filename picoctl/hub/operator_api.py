@@ -1,0 +1,323 @@
+"""The operator API under /api/v1 (bearer token): fleet, releases, rollouts, history, event stream."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from .. import signing
+from ..config import FleetConfig
+from ..store import Store, add_event, one
+from . import engine, releases
+from .auth import DEVICE_ID, check_bearer
+from .device_api import heartbeat_fields
+from .http import ApiError, field, json_response, parse_object, read_body
+from .ingest import Tx
+from .state import Hub
+
+MAX_JSON_BODY = 1024 * 1024
+CHANNELS = ("stable", "canary")
+RELAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+RELAY_TYPE = "pico"
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def operator(handler: Callable[[Request, Hub], Awaitable[Response]]) -> Handler:
+    """Wrap a handler: bearer token first, then the hub."""
+    async def wrapped(request: Request) -> Response:
+        hub: Hub = request.app.state.hub
+        check_bearer(request, hub.token)
+        return await handler(request, hub)
+    return wrapped
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    return parse_object(await read_body(request, MAX_JSON_BODY))
+
+
+def _int_param(request: Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"query parameter {name!r} must be an integer, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        raise ApiError(400, f"query parameter {name!r} must be between {low} and {high}")
+    return value
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+def device_status(cfg: FleetConfig, row: dict[str, Any], now: float) -> str:
+    """new (never heard from), online, stale or offline, from the type's heartbeat interval."""
+    if row["last_seen"] is None:
+        return "new"
+    age = now - row["last_seen"]
+    t = cfg.device_type(row["type"])
+    return "online" if age <= t.stale_after() else "stale" if age <= t.offline_after() else "offline"
+
+
+def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    info = row["info"]
+    return {
+        "id": row["id"], "type": row["type"], "channel": row["channel"], "version": row["version"],
+        "seq": row["seq"], "phase": row["phase"], "status": device_status(cfg, row, now),
+        "last_seen": row["last_seen"], "registered_at": row["registered_at"],
+        "rssi": info.get("rssi"), "mem_free": info.get("mem_free"), "uptime_s": info.get("uptime_s"),
+        "readings": info.get("readings", {}),
+        "offer": {k: offer[k] for k in ("rollout_id", "version", "seq", "phase", "detail")} if offer else None,
+    }
+
+
+def _list_devices(cfg: FleetConfig, s: Store) -> list[dict[str, Any]]:
+    now = time.time()
+    offers = {o["device_id"]: o for o in s.query(
+        "SELECT o.* FROM offers o JOIN (SELECT device_id, MAX(seq) AS seq FROM offers GROUP BY device_id) m"
+        " ON o.device_id = m.device_id AND o.seq = m.seq")}
+    return [_device_view(cfg, d, offers.get(d["id"]), now) for d in s.devices()]
+
+
+async def list_devices(request: Request, hub: Hub) -> Response:
+    return json_response(await hub.read(lambda s: _list_devices(hub.cfg, s)))
+
+
+def _device_detail(cfg: FleetConfig, s: Store, device_id: str) -> dict[str, Any]:
+    row = s.device(device_id)
+    if row is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    offer = next(iter(s.query("SELECT * FROM offers WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (device_id,))), None)
+    out = _device_view(cfg, row, offer, time.time())
+    out["heartbeats"] = s.heartbeats(device_id, limit=cfg.hub.heartbeat_history)
+    out["events"] = [e.as_dict() for e in s.events(device_id=device_id, limit=200)]
+    return out
+
+
+async def device_detail(request: Request, hub: Hub) -> Response:
+    device_id = request.path_params["id"]
+    return json_response(await hub.read(lambda s: _device_detail(hub.cfg, s, device_id)))
+
+
+def _register_job(device_id: str, type_: str, channel: str, key: str) -> Callable[[Tx], None]:
+    def job(tx: Tx) -> None:
+        if one(tx.c, "SELECT 1 FROM devices WHERE id = ?", (device_id,)):
+            raise ApiError(409, f"device {device_id!r} is already registered")
+        now = time.time()
+        tx.c.execute("INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, ?, ?, ?, ?)",
+                     (device_id, type_, channel, key, now))
+        ev = add_event(tx.c, "operator", "device_registered", device_id=device_id,
+                       detail=f"type={type_} channel={channel}", at=now)
+        tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
+        tx.emit("history", ev.as_dict())
+    return job
+
+
+async def register_device(request: Request, hub: Hub) -> Response:
+    data = await _json(request)
+    device_id, type_ = field(data, "id", "str"), field(data, "type", "str")
+    channel = field(data, "channel", "str", required=False, default="stable")
+    if not DEVICE_ID.fullmatch(device_id):
+        raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_' or '-'")
+    if type_ not in hub.cfg.device_types:
+        raise ApiError(400, f"unknown device type {type_!r} (fleet.toml knows {', '.join(sorted(hub.cfg.device_types))})")
+    if channel not in CHANNELS:
+        raise ApiError(400, f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+    key = signing.new_device_key()
+    await hub.writer.run(_register_job(device_id, type_, channel, key))
+    hub.registry.add(device_id, type_, key)
+    return json_response({"id": device_id, "type": type_, "channel": channel, "key": key}, 201)
+
+
+async def set_channel(request: Request, hub: Hub) -> Response:
+    device_id = request.path_params["id"]
+    channel = field(await _json(request), "channel", "str")
+    if channel not in CHANNELS:
+        raise ApiError(400, f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+
+    def job(tx: Tx) -> None:
+        if tx.c.execute("UPDATE devices SET channel = ? WHERE id = ?", (channel, device_id)).rowcount == 0:
+            raise ApiError(404, f"no device {device_id!r}")
+        ev = add_event(tx.c, "operator", "device_channel", device_id=device_id, result=channel)
+        tx.emit("device", {"id": device_id, "channel": channel})
+        tx.emit("history", ev.as_dict())
+
+    await hub.writer.run(job)
+    return json_response({"ok": True, "id": device_id, "channel": channel})
+
+
+async def check_now(request: Request, hub: Hub) -> Response:
+    device_id = request.path_params["id"]
+    device = hub.registry.get(device_id)
+    if device is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    device.check_now = True
+    return json_response({"ok": True, "id": device_id, "check_now": True})
+
+
+async def relay_heartbeat(request: Request, hub: Hub) -> Response:
+    """A heartbeat picoctl read from a USB-attached board; the board is registered on first sight."""
+    device_id = request.path_params["id"]
+    if not RELAY_ID.fullmatch(device_id):
+        raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_', ':' or '-'")
+    beat = heartbeat_fields(await _json(request)) | {"device_id": device_id, "counter": 0, "at": time.time()}
+    if hub.registry.get(device_id) is None:
+        key = signing.new_device_key()
+        try:
+            await hub.writer.run(_register_job(device_id, RELAY_TYPE, "stable", key))
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        hub.registry.add(device_id, RELAY_TYPE, key)
+    await hub.record_heartbeat(beat)
+    return json_response({"ok": True})
+
+
+# --- releases ---------------------------------------------------------------------------------
+
+async def list_releases(request: Request, hub: Hub) -> Response:
+    target = request.query_params.get("target") or None
+    return json_response(await hub.read(lambda s: s.releases(target)))
+
+
+async def publish_release(request: Request, hub: Hub) -> Response:
+    target, version = request.path_params["target"], request.path_params["version"]
+    meta = releases.decode_meta(request.headers.get("x-picoctl-meta"))
+    if not isinstance(meta, dict) or meta.get("target") != target or meta.get("version") != version:
+        raise ApiError(400, f"meta.json is not for {target} {version}")
+    meta, added = await releases.accept(hub, meta, request.stream(), "operator")
+    return json_response({"ok": True, "added": added, "meta": meta}, 201 if added else 200)
+
+
+async def import_release(request: Request, hub: Hub) -> Response:
+    url = field(await _json(request), "url", "str")
+    meta, added = await releases.fetch(hub, url, "operator")
+    return json_response({"ok": True, "added": added, "meta": meta}, 201 if added else 200)
+
+
+async def webhook(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    secret_file = hub.cfg.hub.webhook_secret_file
+    if not secret_file:
+        raise ApiError(404, "no webhook configured (hub.webhook_secret_file in fleet.toml)")
+    try:
+        secret = hub.cfg.resolve(secret_file).read_bytes().strip()
+    except OSError as exc:
+        raise ApiError(503, f"webhook secret unreadable: {exc.strerror}") from None
+    body = await read_body(request, MAX_JSON_BODY)
+    releases.check_webhook_signature(secret, body, request.headers.get("x-hub-signature-256"))
+    meta_url = field(parse_object(body), "meta_url", "str")
+    meta, added = await releases.fetch(hub, meta_url, "webhook")
+    return json_response({"ok": True, "added": added, "meta": meta}, 201 if added else 200)
+
+
+# --- rollouts ---------------------------------------------------------------------------------
+
+def _rollouts(cfg: FleetConfig, s: Store, rollout_id: int | None) -> Any:
+    now = time.time()
+    if rollout_id is None:
+        return [engine.view(s.conn, cfg, r, now) for r in s.query("SELECT * FROM rollouts ORDER BY id")]
+    found = s.query("SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
+    if not found:
+        raise ApiError(404, f"no rollout {rollout_id}")
+    return engine.view(s.conn, cfg, found[0], now)
+
+
+async def list_rollouts(request: Request, hub: Hub) -> Response:
+    return json_response(await hub.read(lambda s: _rollouts(hub.cfg, s, None)))
+
+
+def _rollout_id(request: Request) -> int:
+    raw = request.path_params["id"]
+    if not raw.isdigit():
+        raise ApiError(404, f"no rollout {raw!r}")
+    return int(raw)
+
+
+async def get_rollout(request: Request, hub: Hub) -> Response:
+    rollout_id = _rollout_id(request)
+    return json_response(await hub.read(lambda s: _rollouts(hub.cfg, s, rollout_id)))
+
+
+async def start_rollout(request: Request, hub: Hub) -> Response:
+    data = await _json(request)
+    body = {"target": field(data, "target", "str"), "version": field(data, "version", "str"),
+            "stages": field(data, "stages", "list"),
+            "halt_after_failures": field(data, "halt_after_failures", "int", required=False,
+                                         default=hub.cfg.rollout.halt_after_failures),
+            "promote_after_successes": field(data, "promote_after_successes", "int", required=False,
+                                             default=hub.cfg.rollout.promote_after_successes)}
+    shown = await hub.writer.run(lambda tx: engine.start(tx, hub.cfg, body, time.time()))
+    return json_response(shown, 201)
+
+
+async def rollout_action(request: Request, hub: Hub) -> Response:
+    rollout_id, action = _rollout_id(request), request.path_params["action"]
+    if action not in engine.ACTIONS:
+        raise ApiError(404, f"unknown rollout action {action!r} (expected {', '.join(engine.ACTIONS)})")
+    body = await read_body(request, MAX_JSON_BODY)
+    reason = field(parse_object(body), "reason", "str", required=False, default="") if body.strip() else ""
+    shown = await hub.writer.run(lambda tx: engine.act(tx, hub.cfg, rollout_id, action, reason[:500], time.time()))
+    return json_response(shown)
+
+
+# --- history and events -----------------------------------------------------------------------
+
+async def get_history(request: Request, hub: Hub) -> Response:
+    q = request.query_params
+    after = _int_param(request, "after", 0)
+    limit = _int_param(request, "limit", 500, 1, 10000)
+    events = await hub.read(lambda s: s.events(device_id=q.get("device") or None, version=q.get("version") or None,
+                                               kind=q.get("kind") or None, after_id=after, limit=limit))
+    return json_response([e.as_dict() for e in events])
+
+
+async def post_history(request: Request, hub: Hub) -> Response:
+    data = await _json(request)
+    fields = {
+        "actor": field(data, "actor", "str"), "kind": field(data, "kind", "str"),
+        "device_id": field(data, "device_id", "str", required=False),
+        "version": field(data, "version", "str", required=False),
+        "result": field(data, "result", "str", required=False, default=""),
+        "detail": field(data, "detail", "str", required=False, default=""),
+        "at": field(data, "at", "number", required=False, default=None),
+    }
+
+    def job(tx: Tx) -> dict[str, Any]:
+        ev = add_event(tx.c, **fields).as_dict()
+        tx.emit("history", ev)
+        return ev
+
+    return json_response(await hub.writer.run(job), 201)
+
+
+async def events(request: Request, hub: Hub) -> Response:
+    stream = hub.broadcaster.stream(request.headers.get("last-event-id"))
+    return StreamingResponse(stream, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+routes = [
+    Route("/api/v1/devices", operator(list_devices), methods=["GET"]),
+    Route("/api/v1/devices", operator(register_device), methods=["POST"]),
+    Route("/api/v1/devices/{id}", operator(device_detail), methods=["GET"]),
+    Route("/api/v1/devices/{id}/channel", operator(set_channel), methods=["POST"]),
+    Route("/api/v1/devices/{id}/check-now", operator(check_now), methods=["POST"]),
+    Route("/api/v1/devices/{id}/heartbeat", operator(relay_heartbeat), methods=["POST"]),
+    Route("/api/v1/releases", operator(list_releases), methods=["GET"]),
+    Route("/api/v1/releases/import", operator(import_release), methods=["POST"]),
+    Route("/api/v1/releases/{target}/{version}", operator(publish_release), methods=["PUT"]),
+    Route("/api/v1/webhook", webhook, methods=["POST"]),
+    Route("/api/v1/rollouts", operator(list_rollouts), methods=["GET"]),
+    Route("/api/v1/rollouts", operator(start_rollout), methods=["POST"]),
+    Route("/api/v1/rollouts/{id}", operator(get_rollout), methods=["GET"]),
+    Route("/api/v1/rollouts/{id}/{action}", operator(rollout_action), methods=["POST"]),
+    Route("/api/v1/history", operator(get_history), methods=["GET"]),
+    Route("/api/v1/history", operator(post_history), methods=["POST"]),
+    Route("/api/v1/events", operator(events), methods=["GET"]),
+]

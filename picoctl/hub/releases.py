@@ -1,0 +1,136 @@
+"""Accepting releases on the hub: uploaded by `picoctl release publish`, or fetched from a URL.
+
+Either way the release lands in a private temp folder, goes through picoctl.release.verify (size,
+sha256, every file's sha256, the Ed25519 signature against release.public_key), its files go into
+the blob store, and only then is it recorded. The same version with other content is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+from urllib.parse import urljoin
+
+import anyio.to_thread
+import httpx
+
+from .. import release as release_mod
+from ..errors import PicoctlError
+from ..store import add_event, one
+from .http import ApiError
+from .ingest import Tx
+from .state import Hub
+
+MAX_RELEASE_BYTES = 512 * 1024 * 1024
+MAX_META_BYTES = 1024 * 1024
+FETCH_TIMEOUT_S = 30.0
+
+
+def decode_meta(header: str | None) -> dict[str, Any]:
+    """meta.json from the base64 `X-Picoctl-Meta` header."""
+    if not header:
+        raise ApiError(400, "missing X-Picoctl-Meta header (base64 of meta.json)")
+    try:
+        return json.loads(base64.b64decode(header, validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, f"X-Picoctl-Meta is not base64 of a JSON meta.json: {exc}") from None
+
+
+async def _write_capped(chunks: AsyncIterator[bytes], dest: Path, cap: int) -> None:
+    size = 0
+    with open(dest, "wb") as f:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > cap:
+                raise ApiError(413, f"artifact is over the limit of {cap} bytes")
+            f.write(chunk)
+
+
+async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) -> tuple[dict[str, Any], bool]:
+    """Verify and record a release whose artifact arrives as `chunks`. Returns (meta, newly added)."""
+    try:
+        meta = release_mod.check_meta(meta)
+    except PicoctlError as exc:
+        raise ApiError(400, str(exc)) from None
+    public_key = hub.cfg.release.public_key
+    if not public_key:
+        raise ApiError(409, "the hub has no release.public_key in fleet.toml; it cannot accept releases")
+    work = Path(tempfile.mkdtemp(prefix="release-", dir=hub.tmp_dir))
+    try:
+        (work / "meta.json").write_text(json.dumps(meta))
+        artifact = work / meta["artifact"]
+        await _write_capped(chunks, artifact, MAX_RELEASE_BYTES)
+        try:
+            await anyio.to_thread.run_sync(release_mod.verify, work, public_key)
+        except PicoctlError as exc:
+            raise ApiError(422, str(exc).replace(str(work) + "/", "").replace(str(work), "release")) from None
+        await anyio.to_thread.run_sync(_store_blobs, hub, meta, artifact)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    added = await hub.writer.run(lambda tx: _record(tx, meta, actor))
+    return meta, added
+
+
+def _store_blobs(hub: Hub, meta: dict[str, Any], artifact: Path) -> None:
+    if meta.get("format") == "tar":
+        for data in release_mod.read_tar_files(artifact).values():
+            hub.blobs.put(data)
+    hub.blobs.put_file(artifact, meta["sha256"])
+
+
+def _record(tx: Tx, meta: dict[str, Any], actor: str) -> bool:
+    existing = one(tx.c, "SELECT * FROM releases WHERE target = ? AND version = ?", (meta["target"], meta["version"]))
+    if existing is not None:
+        if existing["sha256"] == meta["sha256"] and existing["meta"] == meta:
+            return False
+        raise ApiError(409, f"release {meta['target']} {meta['version']} is already published with other content")
+    now = time.time()
+    tx.c.execute("INSERT INTO releases (target, version, sha256, meta, published_at) VALUES (?, ?, ?, ?, ?)",
+                 (meta["target"], meta["version"], meta["sha256"], json.dumps(meta, sort_keys=True), now))
+    ev = add_event(tx.c, actor, "release_published", version=meta["version"], result="ok",
+                   detail=f"target={meta['target']} sha256={meta['sha256'][:16]}", at=now)
+    tx.emit("release", {"target": meta["target"], "version": meta["version"], "sha256": meta["sha256"],
+                        "meta": meta, "published_at": now})
+    tx.emit("history", ev.as_dict())
+    return True
+
+
+async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bool]:
+    """Fetch a meta.json by URL, then its artifact (relative to it unless absolute), and accept them."""
+    if not meta_url.startswith(("http://", "https://")):
+        raise ApiError(400, f"meta url {meta_url!r}: expected an http:// or https:// URL")
+    try:
+        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True) as client:
+            r = await client.get(meta_url)
+            if r.status_code != 200:
+                raise ApiError(502, f"{meta_url}: HTTP {r.status_code}")
+            if len(r.content) > MAX_META_BYTES:
+                raise ApiError(502, f"{meta_url}: meta.json is over {MAX_META_BYTES} bytes")
+            try:
+                meta = r.json()
+            except ValueError:
+                raise ApiError(422, f"{meta_url}: not a JSON meta.json") from None
+            if not isinstance(meta, dict) or not isinstance(meta.get("artifact_url"), str):
+                raise ApiError(422, f"{meta_url}: meta.json has no artifact_url")
+            artifact_url = urljoin(meta_url, meta["artifact_url"])
+            async with client.stream("GET", artifact_url) as resp:
+                if resp.status_code != 200:
+                    raise ApiError(502, f"{artifact_url}: HTTP {resp.status_code}")
+                return await accept(hub, meta, resp.aiter_bytes(), actor)
+    except httpx.HTTPError as exc:
+        raise ApiError(502, f"cannot fetch the release: {exc}") from None
+
+
+def check_webhook_signature(secret: bytes, body: bytes, header: str | None) -> None:
+    """401 unless `header` is `sha256=<hex HMAC-SHA256 of body under secret>` (GitHub's form)."""
+    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    if not header or not hmac.compare_digest(expected, header.strip().lower()):
+        raise ApiError(401, "X-Hub-Signature-256 missing or wrong")

@@ -1,0 +1,97 @@
+"""The hub's running state: config, store connections, the writer, the event broadcaster, devices."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable, TypeVar
+
+import anyio.to_thread
+from starlette.requests import Request
+
+from ..config import FleetConfig
+from ..store import Store, add_event, insert_heartbeats
+from . import engine
+from .auth import Refused, Registry
+from .blobs import BlobStore
+from .events import Broadcaster
+from .ingest import Tx, Writer
+
+T = TypeVar("T")
+DB_NAME = "fleet.db"
+
+
+class Hub:
+    def __init__(self, cfg: FleetConfig) -> None:
+        self.cfg = cfg
+        data = cfg.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "tmp").mkdir(exist_ok=True)
+        self.token = cfg.read_token()
+        self.store = Store(data / DB_NAME, cfg.hub.heartbeat_history)
+        self.reader = Store(data / DB_NAME, cfg.hub.heartbeat_history)
+        self.blobs = BlobStore(data / "blobs")
+        self.broadcaster = Broadcaster()
+        self.writer = Writer(self.store, self.broadcaster)
+        self.registry = Registry(self.reader.devices())
+        self._ticker: asyncio.Task[None] | None = None
+
+    @property
+    def tmp_dir(self):  # noqa: ANN201 - a Path
+        return self.cfg.data_dir / "tmp"
+
+    async def start(self) -> None:
+        self.writer.start()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def stop(self) -> None:
+        if self._ticker:
+            self._ticker.cancel()
+        await self.writer.stop()
+        self.store.close()
+        self.reader.close()
+
+    async def _tick(self) -> None:
+        """Re-evaluate active rollouts now and then, so silence after a switch counts as failure."""
+        interval = min(5.0, max(0.5, self.cfg.rollout.trial_timeout_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.writer.run(lambda tx: engine.evaluate_active(tx, self.cfg, time.time()))
+            except Exception:  # noqa: BLE001 - a failed tick is retried at the next one
+                pass
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        """Run a read on the reader connection, off the event loop."""
+        def call() -> T:
+            with self.reader.reading():
+                return fn(self.reader)
+
+        return await anyio.to_thread.run_sync(call)
+
+    async def store_ok(self) -> bool:
+        try:
+            await self.read(lambda s: s.query("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any failure means unhealthy
+            return False
+        return True
+
+    async def record_heartbeat(self, beat: dict[str, Any]) -> None:
+        history = self.cfg.hub.heartbeat_history
+
+        def job(tx: Tx) -> None:
+            insert_heartbeats(tx.c, [beat], history)
+            tx.emit("heartbeat", beat)
+
+        await self.writer.run(job)
+
+    def security_event(self, exc: Refused, request: Request) -> None:
+        """Log a refused device request; the response does not wait for it."""
+        client = request.client.host if request.client else "?"
+        detail = f"{request.url.path} from {client}: {exc.message}"
+
+        def job(tx: Tx) -> None:
+            ev = add_event(tx.c, "hub", "security", device_id=exc.device_id, result="refused", detail=detail)
+            tx.emit("history", ev.as_dict())
+
+        self.writer.submit(job).add_done_callback(lambda f: f.cancelled() or f.exception())

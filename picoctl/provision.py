@@ -108,11 +108,19 @@ def board_image(config: dict[str, Any], version: str, app: dict[str, bytes], age
     return files
 
 
-def write_folder(out: Path, files: dict[str, bytes], progress: Progress) -> None:
-    """Write the image into `out`, which must not hold a board image already."""
+def check_out_folder(out: Path) -> Path:
+    """A folder to write a board image into: one that does not hold a board's config.json yet."""
     out = Path(out)
     if (out / "config.json").exists():
         raise BadInput(f"{out}: already holds a provisioned board (config.json); refusing to overwrite its key")
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: not a folder")
+    return out
+
+
+def write_folder(out: Path, files: dict[str, bytes], progress: Progress) -> None:
+    """Write the image into `out` (see check_out_folder)."""
+    out = check_out_folder(out)
     progress.start(total=sum(len(d) for d in files.values()), phase="write")
     for name, data in sorted(files.items()):
         p = out / name
@@ -131,16 +139,17 @@ def provision(
     wifi_password: str = "",
     release_dir: Path | None = None,
     mpy: bool = True,
+    **settings: Any,
 ) -> Provisioned:
     """Build the image first (so bad input costs nothing), register the device (`register(id, type)`
     answers its key), then hand the files to `deliver` (a folder writer or a USB push)."""
     check_device_id(device_id)
     version, app = app_files(release_dir, mpy)
-    device_config(device_id, "00" * 32, hub_url)  # validate before registering
+    device_config(device_id, "00" * 32, hub_url, **settings)  # validate before registering
     agent = agent_files(mpy)
     key = register(device_id, "picow")
     if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
         raise BadInput("the hub answered a device key that is not 64 hex digits")
-    files = board_image(device_config(device_id, key, hub_url, wifi_ssid, wifi_password), version, app, agent)
+    files = board_image(device_config(device_id, key, hub_url, wifi_ssid, wifi_password, **settings), version, app, agent)
     deliver(files)
     return Provisioned(device_id, version, files)

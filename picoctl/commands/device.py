@@ -1,0 +1,74 @@
+"""`picoctl device provision`: a new Pico W registered with the hub and its flash written."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import config, history, provision
+from ..client import HubClient
+from ..errors import BadInput
+from ..progress import Progress, ProgressEvent
+from .output import add_json_flag, console, emit
+
+
+def _sink(event: ProgressEvent) -> None:
+    if event.state == "failed":
+        console.print(f"[red]failed[/] {event.reason}")
+
+
+def _provision(args: argparse.Namespace) -> int:
+    if args.type != "picow":
+        raise BadInput(f"device type {args.type!r} cannot be provisioned here (only picow has the OTA agent)")
+    if bool(args.port) == bool(args.out):
+        raise BadInput("give exactly one of --port PORT (a board on USB) or --out DIR (a folder)")
+    cfg = config.load(args.config)
+    hub_url = (args.hub_url or cfg.hub.public_url).rstrip("/")
+    progress = Progress(f"provision {args.id}", _sink)
+    if args.out:
+        provision.check_out_folder(Path(args.out))
+
+    def register(device_id: str, type_: str) -> str:
+        with HubClient.from_config(cfg) as client:
+            return client.register_device(device_id, type_, args.channel)["key"]
+
+    def deliver(files: dict[str, bytes]) -> None:
+        if args.out:
+            provision.write_folder(Path(args.out), files, progress)
+        else:
+            from ..usb.push import push_files
+
+            push_files(args.port, files, progress)
+
+    intervals = cfg.device_type("picow")
+    result = provision.provision(
+        args.id, hub_url, register, deliver, args.wifi_ssid or "", args.wifi_password or "",
+        Path(args.release) if args.release else None, mpy=not args.source,
+        heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s,
+    )
+    where = args.out or args.port
+    history.record(cfg, "device_provisioned", actor="picoctl", device_id=result.device_id, version=result.version,
+                   result="ok", detail=f"{len(result.files)} files to {where}")
+    summary = {"id": result.device_id, "version": result.version, "hub": hub_url, "destination": where,
+               "files": sorted(result.files)}
+    emit(args, summary, lambda s: console.print(
+        f"[green]provisioned[/] {s['id']} (app {s['version']}, hub {s['hub']}): {len(s['files'])} files to {s['destination']}"))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    dev = sub.add_parser("device", help="provision boards")
+    actions = dev.add_subparsers(dest="device_command", metavar="ACTION", required=True)
+    p = actions.add_parser("provision", help="create a device key, register it with the hub, write the board")
+    p.add_argument("id", help="device id (1-64 of A-Z a-z 0-9 . _ -)")
+    p.add_argument("--type", default="picow", help="device type (picow)")
+    p.add_argument("--port", help="serial port of the board (written over the raw REPL)")
+    p.add_argument("--out", help="write the board's files into this folder instead")
+    p.add_argument("--wifi-ssid", help="Wi-Fi network the board joins")
+    p.add_argument("--wifi-password", help="its password")
+    p.add_argument("--hub-url", help="hub URL as the board reaches it (default: hub.public_url)")
+    p.add_argument("--channel", default="stable", choices=("canary", "stable"))
+    p.add_argument("--release", help="install this picow release folder instead of the bundled sample app")
+    p.add_argument("--source", action="store_true", help="ship .py sources instead of .mpy (debugging)")
+    add_json_flag(p)
+    p.set_defaults(func=_provision)

@@ -120,11 +120,12 @@ def update(cfg: FleetConfig, channel: str | None = None, progress: Progress | No
     if not cfg.pi.update_url:
         raise BadInput("pi.update_url is not set in fleet.toml")
     url = cfg.pi.update_url.replace("{channel}", channel)
+    source = url if fetch.is_url(url) else str(cfg.resolve(url))  # or a meta.json on a mounted share
     started = time.monotonic()
     progress = progress or Progress("pi update")
-    with _locked(cfg, f"update from {url}", wait_s, log, progress) as layout:
+    with _locked(cfg, f"update from {source}", wait_s, log, progress) as layout:
         current = linked_version(layout.current)
-    meta = fetch.fetch_meta_url(url) if fetch.is_url(url) else release.load_meta(cfg.resolve(url))
+    meta = fetch.fetch_meta_url(source) if fetch.is_url(source) else release.load_meta(source)
     published = meta["version"]
     if channel == "stable" and meta["rollout"] != "stable":
         reason = f"{published} is published for canary only; channel stable stays on {current or 'no release'}"
@@ -132,6 +133,5 @@ def update(cfg: FleetConfig, channel: str | None = None, progress: Progress | No
         reason = f"up to date: {current} is current, {published} is published"
     else:
         log(f"{published} is newer than {current or 'no release'}; deploying")
-        return deploy(cfg, url if fetch.is_url(url) else str(cfg.resolve(url)), progress, log,
-                      actor=actor or f"{local_actor()} (update, {channel})", wait_s=wait_s)
+        return deploy(cfg, source, progress, log, actor=actor or f"{local_actor()} (update, {channel})", wait_s=wait_s)
     return DeployResult(True, "update", current, published, current, time.monotonic() - started, reason, changed=False)

@@ -34,6 +34,7 @@ class HubConfig:
     tls_key: str = ""
     webhook_secret_file: str = ""
     max_device_body: int = 16384
+    body_timeout_s: float = 10.0
     heartbeat_history: int = 500
 
 

@@ -47,6 +47,30 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hub_client(args: argparse.Namespace):  # noqa: ANN202 - a HubClient
+    from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
+
+    return HubClient.from_config(config.load(args.config))
+
+
+def _render_published(answer: dict) -> None:
+    m = answer["meta"]
+    what = "published" if answer["added"] else "already published (same content)"
+    console.print(f"[green]{what}[/] {m['target']} {m['version']} sha256 {m['sha256'][:16]}", highlight=False)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    with _hub_client(args) as client:
+        emit(args, client.publish(Path(args.dir)), _render_published)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    with _hub_client(args) as client:
+        emit(args, client.import_release(args.url), _render_published)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     rel = sub.add_parser("release", help="build, verify and publish releases")
     actions = rel.add_subparsers(dest="release_command", metavar="ACTION", required=True)
@@ -69,3 +93,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--unsigned-ok", action="store_true", help="check hashes only")
     add_json_flag(v)
     v.set_defaults(func=_verify)
+
+    p = actions.add_parser("publish", help="upload a built release to the hub (it checks signature and hashes)")
+    p.add_argument("dir", help="release folder (meta.json and its artifact)")
+    add_json_flag(p)
+    p.set_defaults(func=_publish)
+
+    i = actions.add_parser("import", help="have the hub fetch a release CI published (its meta.json URL)")
+    i.add_argument("url", help="URL of the release's meta.json; the artifact URL is taken relative to it")
+    add_json_flag(i)
+    i.set_defaults(func=_import)

@@ -26,7 +26,7 @@ def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
 
 
 async def _authenticated(hub: Hub, request: Request) -> tuple[DeviceAuth, dict[str, Any]]:
-    body = await read_body(request, hub.cfg.hub.max_device_body)
+    body = await read_body(request, hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
     try:
         return hub.registry.authenticate(request, body)
     except Refused as exc:

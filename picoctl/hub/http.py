@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -30,8 +31,16 @@ def error_response(status: int, message: str) -> Response:
     return json_response({"error": message}, status)
 
 
-async def read_body(request: Request, cap: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `cap` bytes."""
+async def read_body(request: Request, cap: int, timeout_s: float) -> bytes:
+    """The request body: 413 as soon as it is known to exceed `cap` bytes, 408 if it takes over `timeout_s`."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_capped(request, cap)
+    except TimeoutError:
+        raise ApiError(408, f"request body not received within {timeout_s:g} s") from None
+
+
+async def _read_capped(request: Request, cap: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():

@@ -36,8 +36,12 @@ def operator(handler: Callable[[Request, Hub], Awaitable[Response]]) -> Handler:
     return wrapped
 
 
+async def _body(request: Request) -> bytes:
+    return await read_body(request, MAX_JSON_BODY, request.app.state.hub.cfg.hub.body_timeout_s)
+
+
 async def _json(request: Request) -> dict[str, Any]:
-    return parse_object(await read_body(request, MAX_JSON_BODY))
+    return parse_object(await _body(request))
 
 
 def _int_param(request: Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
@@ -209,7 +213,7 @@ async def webhook(request: Request) -> Response:
         secret = hub.cfg.resolve(secret_file).read_bytes().strip()
     except OSError as exc:
         raise ApiError(503, f"webhook secret unreadable: {exc.strerror}") from None
-    body = await read_body(request, MAX_JSON_BODY)
+    body = await _body(request)
     releases.check_webhook_signature(secret, body, request.headers.get("x-hub-signature-256"))
     meta_url = field(parse_object(body), "meta_url", "str")
     meta, added = await releases.fetch(hub, meta_url, "webhook")
@@ -260,7 +264,7 @@ async def rollout_action(request: Request, hub: Hub) -> Response:
     rollout_id, action = _rollout_id(request), request.path_params["action"]
     if action not in engine.ACTIONS:
         raise ApiError(404, f"unknown rollout action {action!r} (expected {', '.join(engine.ACTIONS)})")
-    body = await read_body(request, MAX_JSON_BODY)
+    body = await _body(request)
     reason = field(parse_object(body), "reason", "str", required=False, default="") if body.strip() else ""
     shown = await hub.writer.run(lambda tx: engine.act(tx, hub.cfg, rollout_id, action, reason[:500], time.time()))
     return json_response(shown)

@@ -1,0 +1,186 @@
+"""Whole rollouts on a real hub with simulated Pico Ws: canary failure halts, rollback, promotion, retries."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from picoctl import config
+from picoctl.sim.fleet import SimDevice
+
+V1 = {"main.py": b"print('v1')\n", "lib/pump.py": b"PUMP = 1\n"}
+V2 = {"main.py": b"print('v2')\n", "lib/pump.py": b"PUMP = 2\n" * 50}
+CANARY_THEN_ALL = [{"name": "canary", "channel": "canary"}, {"name": "100%", "percent": 100}]
+
+
+def configure(hub, **rollout: Any) -> None:  # noqa: ANN001
+    for k, v in rollout.items():
+        setattr(hub.cfg.rollout, k, v)
+    config.save(hub.cfg, hub.site / "fleet.toml")
+    hub.restart()
+
+
+def fleet(hub, canary: list[str], stable: list[str], **behaviour: dict) -> dict[str, SimDevice]:  # noqa: ANN001
+    hub.publish(hub.build_release("1.0.0", V1))
+    hub.publish(hub.build_release("1.1.0", V2))
+    out = {}
+    for ids, channel in ((canary, "canary"), (stable, "stable")):
+        for i in ids:
+            out[i] = SimDevice(i, hub.register(i, channel=channel), files=dict(V1), **behaviour.get(i, {}))
+    return out
+
+
+def step_all(c: httpx.Client, devices: dict[str, SimDevice]) -> dict[str, str | None]:
+    return {i: d.step(c) for i, d in devices.items()}
+
+
+def offered(hub, device_id: str) -> list[dict]:  # noqa: ANN001
+    return hub.client.history(device=device_id, kind="offer")
+
+
+def test_canary_failure_halts_stable_never_offered_rollback_reoffers_the_old_release(hub) -> None:  # noqa: ANN001
+    devs = fleet(hub, ["can-ok", "can-bad"], ["st-1", "st-2", "st-3"], **{"can-bad": {"fail_trial": True}})
+    with httpx.Client(base_url=hub.url) as c:
+        assert set(step_all(c, devs).values()) == {None}  # heartbeats report 1.0.0; nothing to do yet
+        ro = hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
+        assert ro["previous_version"] == "1.0.0" and ro["state"] == "active" and ro["stage"] == "canary"
+
+        assert devs["can-ok"].step(c) == "committed"
+        assert hub.client.rollout(ro["id"])["state"] == "active"
+        assert devs["can-bad"].step(c) == "rolled_back"
+        halted = hub.client.rollout(ro["id"])
+        assert halted["state"] == "halted"
+        assert "1 device(s) failed at stage canary" in halted["reason"]
+        assert halted["counts"]["failed"] == 1 and halted["counts"]["committed"] == 1
+
+        # halted: nobody gets anything new, even after promote is refused
+        for _ in range(2):
+            assert set(step_all(c, {k: v for k, v in devs.items() if k.startswith("st-")}).values()) == {None}
+        r = httpx.post(f"{hub.url}/api/v1/rollouts/{ro['id']}/promote", json={},
+                       headers={"Authorization": f"Bearer {hub.token}"})
+        assert r.status_code == 409 and "halted" in r.json()["error"]
+
+        back = hub.client.rollout_action(ro["id"], "rollback", "canary can-bad did not confirm")
+        assert back["kind"] == "rollback" and back["version"] == "1.0.0" and back["state"] == "active"
+        assert back["stages"][0]["ids"] == ["can-bad", "can-ok"]
+        assert hub.client.rollout(ro["id"])["state"] == "rolled_back"
+
+        seq_before = devs["can-ok"].seq
+        assert devs["can-ok"].step(c) == "committed"
+        assert devs["can-ok"].version == "1.0.0" and devs["can-ok"].seq > seq_before
+        assert devs["can-ok"].files == V1
+        assert devs["can-bad"].step(c) is None  # it swapped back by itself: already on 1.0.0
+        assert hub.client.rollout(back["id"])["state"] == "completed"
+        assert set(step_all(c, devs).values()) == {None}
+
+    for i in ("st-1", "st-2", "st-3"):
+        assert offered(hub, i) == [] and devs[i].version == "1.0.0" and devs[i].log == []
+    kinds = [e["kind"] for e in hub.client.history(version="1.1.0")]
+    assert "rollout_halted" in kinds and "rollout_rolled_back" in kinds
+    halts = hub.client.history(kind="rollout_halted")
+    assert halts[0]["actor"] == "hub" and "failed" in halts[0]["detail"]
+
+
+def test_auto_promotion_through_stages_to_completion_and_late_registration(hub) -> None:  # noqa: ANN001
+    devs = fleet(hub, ["can-1"], ["st-1", "st-2"])
+    with httpx.Client(base_url=hub.url) as c:
+        step_all(c, devs)
+        ro = hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 1)
+        assert devs["st-1"].step(c) is None  # not in the canary stage
+        assert devs["can-1"].step(c) == "committed"
+        promoted = hub.client.rollout(ro["id"])
+        assert promoted["stage"] == "100%" and promoted["state"] == "active"
+        late = SimDevice("late-1", hub.register("late-1"), files=dict(V1))
+        assert late.step(c) == "committed"  # registered after the start: in the current stage
+        assert devs["st-1"].step(c) == "committed"
+        assert hub.client.rollout(ro["id"])["state"] == "active"
+        assert devs["st-2"].step(c) == "committed"
+        done = hub.client.rollout(ro["id"])
+        assert done["state"] == "completed" and done["counts"]["committed"] == 4
+    seqs = [e["detail"] for e in hub.client.history(kind="rollout_promoted")]
+    assert len(seqs) == 1
+
+
+def test_transient_download_failure_is_offered_again_after_backoff_with_a_fresh_seq(hub) -> None:  # noqa: ANN001
+    configure(hub, retry_backoff_s=1)
+    devs = fleet(hub, ["can-1"], [], **{"can-1": {"transient_failures": 2}})
+    d = devs["can-1"]
+    with httpx.Client(base_url=hub.url) as c:
+        d.step(c)
+        ro = hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
+        assert d.step(c) == "failed"
+        first_seq = d.seq
+        assert d.check(c) is None  # backoff: 1 s after the first failure
+        time.sleep(1.1)
+        assert d.step(c) == "failed"  # second drop: the backoff doubles
+        time.sleep(1.1)
+        assert d.check(c) is None
+        time.sleep(1.0)
+        assert d.step(c) == "committed"
+        assert d.seq > first_seq + 1
+        r = hub.client.rollout(ro["id"])
+        assert r["state"] == "active" and r["counts"]["committed"] == 1 and r["counts"]["failed"] == 0
+    results = [e["result"] for e in hub.client.history(device="can-1", kind="deploy_status")]
+    assert results.count("failed (transient)") == 2
+
+
+def test_a_device_silent_after_switching_counts_as_failure_and_halts(hub) -> None:  # noqa: ANN001
+    configure(hub, trial_timeout_s=1)
+    devs = fleet(hub, ["can-1"], [], **{"can-1": {"silent_after_switch": True}})
+    with httpx.Client(base_url=hub.url) as c:
+        devs["can-1"].step(c)
+        ro = hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
+        assert devs["can-1"].step(c) == "silent"
+        assert hub.client.rollout(ro["id"])["state"] == "active"
+        deadline = time.monotonic() + 5
+        while hub.client.rollout(ro["id"])["state"] == "active" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        halted = hub.client.rollout(ro["id"])
+    assert halted["state"] == "halted" and halted["counts"]["failed"] == 1
+
+
+def test_every_offer_has_a_fresh_seq_above_what_the_device_reports(hub) -> None:  # noqa: ANN001
+    devs = fleet(hub, ["can-1"], [])
+    d = devs["can-1"]
+    d.seq = 41  # the board accepted offers from an earlier hub
+    with httpx.Client(base_url=hub.url) as c:
+        d.heartbeat(c)
+        hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
+        first = d.check(c)
+        again = d.check(c)  # not accepted (lost reply): offered again, with a new seq
+        assert first["seq"] == 42 and again["seq"] == 43
+        assert [f["name"] for f in again["files"]] == ["lib/pump.py", "main.py"]
+        assert again["meta"]["version"] == "1.1.0" and len(again["meta"]["signature"]) == 128
+        assert d.update(c, again) == "committed"
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"target": "picow", "version": "9.9.9", "stages": CANARY_THEN_ALL}, 404, "not published"),
+    ({"target": "picow", "version": "1.1.0", "stages": []}, 400, "non-empty list"),
+    ({"target": "picow", "version": "1.1.0", "stages": [{"name": "x", "percent": 150}]}, 400, "percent"),
+    ({"target": "picow", "version": "1.1.0", "stages": CANARY_THEN_ALL, "halt_after_failures": "1"}, 400,
+     "halt_after_failures"),
+    ({"target": "picow", "version": "1.1.0", "stages": CANARY_THEN_ALL, "halt_after_failures": -1}, 400, "0 or more"),
+])
+def test_bad_rollout_requests(hub, body: dict, status: int, message: str) -> None:  # noqa: ANN001
+    hub.publish(hub.build_release("1.1.0", V2))
+    r = httpx.post(f"{hub.url}/api/v1/rollouts", json=body, headers={"Authorization": f"Bearer {hub.token}"})
+    assert r.status_code == status and message in r.json()["error"]
+    assert hub.client.rollouts() == []
+
+
+def test_one_active_rollout_per_target_and_actions_on_unknown_rollouts(hub) -> None:  # noqa: ANN001
+    hub.publish(hub.build_release("1.1.0", V2))
+    hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
+    auth = {"Authorization": f"Bearer {hub.token}"}
+    r = httpx.post(f"{hub.url}/api/v1/rollouts", json={"target": "picow", "version": "1.1.0",
+                                                         "stages": CANARY_THEN_ALL}, headers=auth)
+    assert r.status_code == 409 and "still active" in r.json()["error"]
+    assert httpx.post(f"{hub.url}/api/v1/rollouts/99/halt", headers=auth).status_code == 404
+    assert httpx.post(f"{hub.url}/api/v1/rollouts/1/explode", headers=auth).status_code == 404
+    halted = hub.client.rollout_action(1, "halt", "by hand")
+    assert halted["state"] == "halted" and halted["reason"] == "by hand"
+    assert hub.client.rollout_action(1, "resume")["state"] == "active"

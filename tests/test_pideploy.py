@@ -32,6 +32,7 @@ from picoctl.pideploy.journal import CRASH_ENV
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "examples" / "pi-app"
 CONTROL = Path(__file__).with_name("pi_app_control.py")
+FAILING_TIMEOUT_S = 2.5  # health deadline in tests of releases that never get healthy
 
 EXITS_AT_START = "import sys\nsys.exit(3)\n"
 ANSWERS_500 = '''import argparse
@@ -211,7 +212,7 @@ def rig(tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> Rig:
     cfg.pi.restart_command = shlex.join([sys.executable, str(CONTROL), "--root", cfg.pi.root, "--port", str(port),
                                          "--pidfile", str(tmp_path / "app.pid"), "--log", str(tmp_path / "app.log")])
     cfg.pi.health_url = f"http://127.0.0.1:{port}/healthz"
-    cfg.pi.health_timeout_s = 3.0
+    cfg.pi.health_timeout_s = 5.0  # a healthy start takes a fraction of it; failing releases use FAILING_TIMEOUT_S
     cfg.pi.health_interval_s = 0.05
     cfg.pi.command_timeout_s = 20.0
     r = Rig(tmp_path, cfg, tmp_path / "fleet.toml", port, hub)
@@ -260,6 +261,8 @@ def test_deploy_v1_then_v2_then_rollback_brings_v1_back(rig: Rig, built: dict[st
 def test_v3_that_exits_at_start_is_rolled_back_by_the_cli(rig: Rig, built: dict[str, Path]) -> None:
     pideploy.deploy(rig.cfg, str(built["1.0.0"]))
     pideploy.deploy(rig.cfg, str(built["2.0.0"]))
+    rig.cfg.pi.health_timeout_s = FAILING_TIMEOUT_S
+    rig.save()
     run = rig.cli("deploy", str(built["3.0.0"]))
     assert run.returncode == 1
     assert "health check failed" in run.stderr and "rolled back to 2.0.0" in run.stderr
@@ -271,6 +274,7 @@ def test_v3_that_exits_at_start_is_rolled_back_by_the_cli(rig: Rig, built: dict[
 
 def test_v3_that_answers_500_is_rolled_back(rig: Rig, built: dict[str, Path]) -> None:
     pideploy.deploy(rig.cfg, str(built["2.0.0"]))
+    rig.cfg.pi.health_timeout_s = FAILING_TIMEOUT_S
     result = pideploy.deploy(rig.cfg, str(built["3.0.1"]))
     assert not result.ok and result.current == "2.0.0"
     assert "HTTP 500" in result.reason and "rolled back to 2.0.0" in result.reason
@@ -279,6 +283,7 @@ def test_v3_that_answers_500_is_rolled_back(rig: Rig, built: dict[str, Path]) ->
 
 
 def test_failed_first_deploy_leaves_no_current(rig: Rig, built: dict[str, Path]) -> None:
+    rig.cfg.pi.health_timeout_s = FAILING_TIMEOUT_S
     result = pideploy.deploy(rig.cfg, str(built["3.0.0"]))
     assert not result.ok and result.current is None and "no earlier release" in result.reason
     assert not (rig.root / "current").exists()
@@ -491,7 +496,7 @@ def test_sigkill_at_each_step_is_recovered_by_the_next_call(rig: Rig, built: dic
 
 def test_sigkill_while_switching_back_is_finished_by_the_next_call(rig: Rig, built: dict[str, Path]) -> None:
     pideploy.deploy(rig.cfg, str(built["2.0.0"]))
-    rig.cfg.pi.health_timeout_s = 1.0
+    rig.cfg.pi.health_timeout_s = FAILING_TIMEOUT_S
     rig.save()
     run = rig.cli("deploy", str(built["3.0.1"]), env={CRASH_ENV: "reverting"})
     assert run.returncode == -signal.SIGKILL

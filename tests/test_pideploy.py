@@ -316,6 +316,14 @@ def test_current_that_is_a_real_folder_is_left_alone(rig: Rig, built: dict[str, 
     assert (rig.root / "current").is_dir()
 
 
+def test_unreadable_journal_stops_everything_with_a_clear_error(rig: Rig, built: dict[str, Path]) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    (rig.root / ".deploy-journal.json").write_text('{"op": "dep')
+    run = rig.cli("deploy", str(built["2.0.0"]))
+    assert run.returncode == 1 and "unreadable deploy journal" in run.stderr and "remove it" in run.stderr
+    assert os.readlink(rig.root / "current") == "releases/1.0.0"
+
+
 def test_keeps_configured_releases_but_never_current_or_previous(rig: Rig, built: dict[str, Path]) -> None:
     rig.cfg.pi.keep_releases = 2
     for v in ("1.0.0", "2.0.0", "2.1.0"):

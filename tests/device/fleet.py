@@ -1,25 +1,9 @@
-"""The real hub for device tests: a site made by `picoctl init`, uvicorn on 127.0.0.1, and the operator
-steps a test needs (register a board, publish a picow release, start a rollout, read the history)."""
+"""Operator steps device tests need on the shared `hub` fixture (tests/conftest.py): publish a picow
+release, start a rollout to the canary channel, read what the hub recorded."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from pathlib import Path
-
-import uvicorn
-
-from picoctl import config, release, signing
-from picoctl.client import HubClient
-from picoctl.commands.init import init_site
-from picoctl.hub.app import create_app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from typing import Any
 
 
 def make_app(version: str, extra: dict[str, bytes] | None = None, main_prefix: bytes = b"") -> dict[str, bytes]:
@@ -33,53 +17,26 @@ def make_app(version: str, extra: dict[str, bytes] | None = None, main_prefix: b
     return files
 
 
-class Site:
-    """A running hub and an operator client for it."""
+def publish(hub: Any, version: str, app: dict[str, bytes]) -> dict[str, Any]:
+    return hub.publish(hub.build_release(version, app))
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        path = init_site(root / "site")
-        self.cfg = config.load(path)
-        self.cfg.rollout.trial_timeout_s = 60
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.cfg), host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "hub did not start"
-            time.sleep(0.02)
-        self.client = HubClient(self.url, self.cfg.read_token())
-        self._key = signing.load_private_key(path.parent / "keys" / "release.key")
 
-    def close(self) -> None:
-        self.client.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+def rollout(hub: Any, version: str, halt_after_failures: int = 1000) -> int:
+    """Offer `version` to every canary-channel picow."""
+    stage = {"name": "canary", "ids": [], "device_type": None, "percent": None, "channel": "canary"}
+    return hub.client.start_rollout("picow", version, [stage], halt_after_failures, 0)["id"]
 
-    def register(self, device_id: str) -> str:
-        return self.client.register_device(device_id, "picow", "canary")["key"]
 
-    def publish(self, version: str, app: dict[str, bytes]) -> dict:
-        src = self.root / "src" / version
-        for name, data in app.items():
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            (src / name).write_bytes(data)
-        out = self.root / "releases" / version
-        meta = release.build("picow", version, src, out, key_hex=self._key)
-        self.client.publish(out)
-        return meta
+def status_events(hub: Any, device_id: str) -> list[dict[str, Any]]:
+    return hub.client.history(device=device_id, kind="deploy_status", limit=1000)
 
-    def rollout(self, version: str, halt_after_failures: int = 1000) -> int:
-        stage = {"name": "canary", "ids": [], "device_type": None, "percent": None, "channel": "canary"}
-        return self.client.start_rollout("picow", version, [stage], halt_after_failures, 0)["id"]
 
-    def phases(self, device_id: str) -> list[str]:
-        """The deploy phases the hub recorded for a device, oldest first."""
-        events = self.client.history(device=device_id, kind="deploy_status", limit=1000)
-        return [e["result"] for e in events]
+def phases(hub: Any, device_id: str) -> list[str]:
+    """The deploy phases the hub recorded for a device, oldest first (`failed (transient)` marked so)."""
+    return [e["result"] for e in status_events(hub, device_id)]
 
-    def device(self, device_id: str) -> dict:
-        return self.client.device(device_id)
+
+def downloads(hub: Any, device_id: str) -> list[str]:
+    """Files the agent downloaded (each download starts with a `<name> 0/<size>` report)."""
+    return [e["detail"].split()[0] for e in status_events(hub, device_id)
+            if e["result"] == "downloading" and " 0/" in e["detail"]]

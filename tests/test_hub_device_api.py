@@ -51,8 +51,12 @@ def test_heartbeat_is_acknowledged_with_a_mac_and_stored(hub) -> None:  # noqa: 
 def test_check_now_is_delivered_once_in_a_heartbeat_response(hub) -> None:  # noqa: ANN001
     key = hub.register("gh-01")
     hub.client.check_now("gh-01")
+    assert hub.client.device("gh-01")["check_now"] is True
+    hub.restart()  # the request is kept in the store
     assert _post(hub, "/heartbeat", _beat("gh-01", 1), "gh-01", key).json()["check_now"] is True
     assert _post(hub, "/heartbeat", _beat("gh-01", 2), "gh-01", key).json()["check_now"] is False
+    hub.restart()
+    assert _post(hub, "/heartbeat", _beat("gh-01", 3), "gh-01", key).json()["check_now"] is False
 
 
 @pytest.mark.parametrize("case", ["unknown", "no_mac", "bad_mac", "replay", "older", "id_mismatch", "bad_header"])

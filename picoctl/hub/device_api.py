@@ -65,8 +65,10 @@ async def heartbeat(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     device, data = await _authenticated(hub, request)
     beat = heartbeat_fields(data) | {"device_id": device.id, "counter": data["counter"], "at": time.time()}
-    await hub.record_heartbeat(beat)
-    check_now, device.check_now = device.check_now, False
+    check_now = device.check_now
+    await hub.record_heartbeat(beat, clear_check_now=check_now)
+    if check_now:
+        device.check_now = False
     return _signed(device, {"ok": True, "counter": data["counter"], "check_now": check_now})
 
 

@@ -22,6 +22,7 @@ from .ingest import Tx
 
 PHASES = policy.PHASES[1:]  # what a device may report: everything after "offered"
 ACTIONS = ("promote", "halt", "resume", "rollback")
+DECISIVE = frozenset(("committed", "failed", "rolled_back"))  # phases that can change a rollout's decision
 
 
 def device_info(row: dict[str, Any]) -> policy.DeviceInfo:
@@ -63,7 +64,7 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
     if rel is None:
         return None
     seq = max(dev["offer_seq"], dev["seq"]) + 1
-    c.execute("UPDATE devices SET offer_seq = ? WHERE id = ?", (seq, device_id))
+    c.execute("UPDATE devices SET offer_seq = ?, check_now = 0 WHERE id = ?", (seq, device_id))
     c.execute(
         "INSERT INTO offers (device_id, rollout_id, version, seq, phase, updated_at) VALUES (?, ?, ?, ?, 'offered', ?)"
         " ON CONFLICT (device_id, rollout_id) DO UPDATE SET seq = excluded.seq, phase = 'offered', transient = 0,"
@@ -106,7 +107,7 @@ def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: 
                        "version": body["version"], "seq": body["seq"], "phase": phase, "transient": transient,
                        "detail": body.get("detail", ""), "at": now})
     tx.emit("history", ev.as_dict())
-    if rec is not None:
+    if rec is not None and phase in DECISIVE:
         evaluate(tx, cfg, rec["rollout_id"], now)
 
 

@@ -73,6 +73,7 @@ def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | 
     return {
         "id": row["id"], "type": row["type"], "channel": row["channel"], "version": row["version"],
         "seq": row["seq"], "phase": row["phase"], "status": device_status(cfg, row, now),
+        "check_now": bool(row["check_now"]),
         "last_seen": row["last_seen"], "registered_at": row["registered_at"],
         "rssi": info.get("rssi"), "mem_free": info.get("mem_free"), "uptime_s": info.get("uptime_s"),
         "readings": info.get("readings", {}),
@@ -160,6 +161,14 @@ async def check_now(request: Request, hub: Hub) -> Response:
     device = hub.registry.get(device_id)
     if device is None:
         raise ApiError(404, f"no device {device_id!r}")
+
+    def job(tx: Tx) -> None:
+        tx.c.execute("UPDATE devices SET check_now = 1 WHERE id = ?", (device_id,))
+        ev = add_event(tx.c, "operator", "check_now", device_id=device_id)
+        tx.emit("device", {"id": device_id, "check_now": True})
+        tx.emit("history", ev.as_dict())
+
+    await hub.writer.run(job)
     device.check_now = True
     return json_response({"ok": True, "id": device_id, "check_now": True})
 

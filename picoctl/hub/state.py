@@ -76,11 +76,13 @@ class Hub:
             return False
         return True
 
-    async def record_heartbeat(self, beat: dict[str, Any]) -> None:
+    async def record_heartbeat(self, beat: dict[str, Any], clear_check_now: bool = False) -> None:
         history = self.cfg.hub.heartbeat_history
 
         def job(tx: Tx) -> None:
             insert_heartbeats(tx.c, [beat], history)
+            if clear_check_now:
+                tx.c.execute("UPDATE devices SET check_now = 0 WHERE id = ?", (beat["device_id"],))
             tx.emit("heartbeat", beat)
 
         await self.writer.run(job)

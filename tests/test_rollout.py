@@ -439,9 +439,11 @@ def test_cli_drives_a_canary_rollout_on_a_real_hub(hub, monkeypatch, capsys) -> 
         code, _, err = cli("promote")
         assert code == 1 and "no active rollout of picow" in err
 
-        code, out, _ = cli("rollback", "--reason", "trial boots fail", "--json")
-        back = json.loads(out)
-        assert code == 0 and back["kind"] == "rollback" and back["version"] == "1.0.0"
+        code, out, _ = cli("rollback", "--reason", "trial boots fail")
+        assert code == 0 and f"rolled back rollout {started['id']}: rollout {started['id'] + 1} offers 1.0.0 " \
+                             "to the devices that took 1.1.0" in " ".join(out.split())
+        back = json.loads(cli("status", "--json")[1])
+        assert back["kind"] == "rollback" and back["version"] == "1.0.0" and back["state"] == "active"
         assert back["stages"][0]["ids"] == ["bad", "ok"]
         assert devs["ok"].step(c) == "committed" and devs["ok"].version == "1.0.0"
 

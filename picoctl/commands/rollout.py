@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import config, release
 from ..errors import BadInput, PicoctlError
 from ..rollout import Cohort, parse_stages
 from .output import add_json_flag, console, emit, table
+
+if TYPE_CHECKING:
+    from ..client import HubClient
 
 DEVICE_TARGETS = tuple(t for t in release.TARGETS if t != "pi")  # the Pi updates itself: `picoctl pi`
 
@@ -20,9 +23,10 @@ DEFAULT_STATES = {
     "rollback": ("active", "halted", "completed"),
     "status": ("active", "halted", "completed", "rolled_back"),
 }
+DONE = {"promote": "promoted", "halt": "halted", "resume": "resumed", "rollback": "rolled back"}
 
 
-def _client(cfg: config.FleetConfig) -> Any:
+def _client(cfg: config.FleetConfig) -> HubClient:
     from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
 
     return HubClient.from_config(cfg)
@@ -65,12 +69,13 @@ def _start(args: argparse.Namespace) -> int:
         _count(args.halt_after_failures, "--halt-after-failures")
     promote = cfg.rollout.promote_after_successes if args.promote_after_successes is None else \
         _count(args.promote_after_successes, "--promote-after-successes")
-    started = _client(cfg).start_rollout(args.target, args.version, [s.to_dict() for s in stages], halt, promote)
-    emit(args, started, lambda r: (console.print(f"[green]started[/] rollout {r.get('id')}"), _render(r)))
+    with _client(cfg) as client:
+        started = client.start_rollout(args.target, args.version, [s.to_dict() for s in stages], halt, promote)
+    emit(args, started, _announce(f"started rollout {started.get('id')}"))
     return 0
 
 
-def _resolve(client: Any, args: argparse.Namespace, action: str) -> dict[str, Any]:
+def _resolve(client: HubClient, args: argparse.Namespace, action: str) -> dict[str, Any]:
     """The rollout named by ID, else the target's active one, else its newest in a state the action applies to."""
     if args.id is not None:
         return client.rollout(args.id)
@@ -83,17 +88,29 @@ def _resolve(client: Any, args: argparse.Namespace, action: str) -> dict[str, An
 
 
 def _act(args: argparse.Namespace) -> int:
-    client = _client(config.load(args.config))
-    target = _resolve(client, args, args.action)
-    done = client.rollout_action(target["id"], args.action, getattr(args, "reason", "") or "")
-    emit(args, done, lambda r: (console.print(f"[green]{args.action}[/] rollout {target['id']}"), _render(r)))
+    with _client(config.load(args.config)) as client:
+        target = _resolve(client, args, args.action)
+        done = client.rollout_action(target["id"], args.action, getattr(args, "reason", "") or "")
+    line = f"{DONE[args.action]} rollout {target['id']}"
+    if args.action == "rollback":
+        line += f": rollout {done.get('id')} offers {done.get('version')} to the devices that took {target.get('version')}"
+    emit(args, done, _announce(line))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    client = _client(config.load(args.config))
-    emit(args, _resolve(client, args, "status"), _render)
+    with _client(config.load(args.config)) as client:
+        shown = _resolve(client, args, "status")
+    emit(args, shown, _render)
     return 0
+
+
+def _announce(line: str) -> Callable[[dict[str, Any]], None]:
+    def render(r: dict[str, Any]) -> None:
+        console.print(f"[green]{line}[/]", highlight=False)
+        _render(r)
+
+    return render
 
 
 def _describe(stage: dict[str, Any]) -> str:

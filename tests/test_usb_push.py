@@ -134,3 +134,11 @@ def test_bad_inputs_are_refused_clearly(tmp_path, board):
     with pytest.raises(PicoctlError, match="cannot open the serial port"):
         push_files(str(tmp_path / "no-such-port"), {"a": b"x"}, Progress("p", events.append))
     assert events[-1].state == "failed"
+
+
+def test_a_board_side_error_discards_the_temp_files(tmp_path, board):
+    (board.flash_dir / "lib").write_text("a file where the push needs a folder\n")
+    with pytest.raises(PicoctlError, match=r"the board refused while pushing lib/sensors.py .*old files are in place"):
+        push_release(board.port, build_release(tmp_path, "1.0.0"), Progress("push"))
+    assert not list(board.flash_dir.rglob(f"*{TMP_SUFFIX}"))
+    assert (board.flash_dir / "lib").read_text() == "a file where the push needs a folder\n"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -61,12 +60,6 @@ class VirtualDrive:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=2)
-
-    def wait_flashed(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.flashed is None and time.monotonic() < deadline:
-            time.sleep(self.poll_s)
-        return self.flashed is not None
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_s):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import serial
-from mpremote.transport import TransportError
+from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
 from .. import release
@@ -39,10 +39,6 @@ class PushResult:
     verified: bool
     version: str | None  # read back from the board after its soft reset
     device_id: str | None  # `id` from the board's /config.json, when it has one
-
-
-class _Disconnected(PicoctlError):
-    pass
 
 
 def _board_path(prefix: str, name: str) -> str:
@@ -192,11 +188,16 @@ def push_files(port: str, files: dict[str, bytes], progress: Progress, verify: b
         progress.fail(str(exc))
         _close(transport)
         raise
-    except (TransportError, serial.SerialException, OSError) as exc:
-        where = f"while pushing {current} ({written} of {total} bytes sent)" if current else "while finishing the push"
+    except (TransportError, OSError) as exc:
+        step = {"push": "while pushing", "verify": "while verifying"}.get(progress.event.phase, "")
+        where = f"{step} {current} ({written} of {total} bytes sent)" if current else "while finishing the push"
+        lost = isinstance(exc, serial.SerialException) or not isinstance(exc, (TransportExecError, OSError))
+        if not lost and not committed:
+            _discard(transport, temps)
         state = ("the new files are in place" if committed else
-                 "the board's old files are in place (new ones were still under temporary names)")
-        reason = f"{port}: lost the board {where}: {exc}; {state}"
+                 "the board's old files are in place" + (" (new ones were still under temporary names)" if lost else ""))
+        what = "lost the board" if lost else "the board refused"
+        reason = f"{port}: {what} {where}: {exc}; {state}"
         progress.fail(reason)
         _close(transport)
         raise PicoctlError(reason) from None

@@ -29,9 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tui(args: argparse.Namespace) -> int:
+    """No command: the terminal UI against the hub of fleet.toml."""
+    from .config import load
+    from .tui.app import run_app
+
+    return run_app(load(args.config))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        args.func = _tui
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,0 +1,1 @@
+"""The picoctl terminal UI (Textual): fleet, device, releases and rollouts, history, Pi and USB screens."""

@@ -1,0 +1,188 @@
+"""The picoctl TUI: one App, a screen per mode, the hub's event stream followed in a worker.
+
+Events are applied to the `FleetModel` as they arrive (cheap: a dict update each) and flushed to the
+visible screen every FLUSH_S, so a burst of heartbeats costs one incremental table update per
+interval instead of one per event. Ages and liveness tick once a second from the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable, Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from ..config import FleetConfig
+from . import keymap
+from .model import FleetModel, thresholds_from
+from .screens.fleet import FleetScreen
+from .screens.history import HistoryScreen
+from .screens.pi import PiScreen
+from .screens.releases import ReleasesScreen
+from .screens.usb import UsbScreen
+from .widgets.modals import Help
+
+FLUSH_S = 0.25
+TICK_S = 1.0
+RETRY_MAX_S = 5.0
+YIELD_EVERY = 50  # stream events applied between two yields to the event loop
+MODES = ("fleet", "releases", "history", "pi", "usb")
+
+
+class PicoctlApp(App[None]):
+    CSS_PATH = "picoctl.tcss"
+    TITLE = "picoctl"
+    BINDINGS = keymap.APP
+    MODES = {"fleet": FleetScreen, "releases": ReleasesScreen, "history": HistoryScreen, "pi": PiScreen,
+             "usb": UsbScreen}
+    ENABLE_COMMAND_PALETTE = True
+
+    link: reactive[str] = reactive("connecting")
+
+    def __init__(self, cfg: FleetConfig, source: Any, clock: Callable[[], float] = time.time,
+                 start_mode: str = "fleet", live_ticks: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.source = source
+        self.clock = clock
+        self.hub_url = source.url
+        self.model = FleetModel(thresholds_from(cfg), clock)
+        self.start_mode = start_mode
+        self.live_ticks = live_ticks
+        self.last_event_id: int | None = None
+        self.loaded = asyncio.Event()
+        self.stats = {"flushes": 0, "max_staleness_s": 0.0, "applied": 0}
+        self._oldest_pending: float | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.switch_mode(self.start_mode)
+        self.follow_hub()
+        self.set_interval(FLUSH_S, self.flush)
+        if self.live_ticks:
+            self.set_interval(TICK_S, self.tick)
+
+    @work(exclusive=True, exit_on_error=False, group="hub")
+    async def follow_hub(self) -> None:
+        """Load the lists, then follow the event stream; on any failure say so and retry, forever."""
+        delay = 0.5
+        need_lists = True
+        while True:
+            try:
+                if need_lists:
+                    await self.reload()
+                    need_lists = False
+                self.link = "live"
+                delay = 0.5
+                n = 0
+                async for eid, kind, data in self.source.stream(self.last_event_id):
+                    if kind == "resync":
+                        await self.reload()
+                        continue
+                    self.model.apply(kind, data)
+                    if kind == "heartbeat" and self._oldest_pending is None:
+                        self._oldest_pending = self.clock()
+                    if eid is not None:
+                        self.last_event_id = eid
+                    n += 1
+                    if n % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+                raise ConnectionError("event stream closed")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure of the link: banner, wait, retry
+                self.link = f"down: {_one_line(exc)}"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    async def reload(self) -> None:
+        """Every list from the hub, then the visible screen updated from them."""
+        devices, releases, rollouts, history = await asyncio.gather(
+            self.source.devices(), self.source.releases(), self.source.rollouts(), self.source.history())
+        self.model.load_devices(devices)
+        self.model.load_releases(releases)
+        self.model.load_rollouts(rollouts)
+        self.model.load_events(history)
+        self.flush()
+        self.loaded.set()
+
+    async def refresh_rollouts(self) -> None:
+        self.model.load_rollouts(await self.source.rollouts())
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand what changed since the last flush to the screens that show it."""
+        changes = self.model.take_changes()
+        if self._oldest_pending is not None:
+            self.stats["max_staleness_s"] = max(self.stats["max_staleness_s"], self.clock() - self._oldest_pending)
+            self._oldest_pending = None
+        self.stats["flushes"] += 1
+        self.stats["applied"] = self.model.applied
+        for screen in self._live_screens():
+            screen.apply_changes(*changes)
+
+    def tick(self) -> None:
+        for screen in self._live_screens():
+            screen.tick()
+
+    def _live_screens(self) -> Iterable[Any]:
+        """The screens of the current mode's stack that render model data."""
+        for screen in self.screen_stack:
+            if hasattr(screen, "apply_changes"):
+                yield screen
+
+    # --- actions ---------------------------------------------------------------------------
+    def action_show(self, mode: str) -> None:
+        if mode != self.current_mode:
+            self.switch_mode(mode)
+
+    def action_cycle_screen(self, step: int) -> None:
+        i = MODES.index(self.current_mode) if self.current_mode in MODES else 0
+        self.switch_mode(MODES[(i + step) % len(MODES)])
+
+    def action_help(self) -> None:
+        screen = self.screen
+        sections = [(f"This screen ({screen.__class__.__name__.removesuffix('Screen')})",
+                     list(_bindings_of(screen)))]
+        sections.append(("Tables", list(keymap.TABLE)))
+        sections.append(("Everywhere", list(keymap.APP)))
+        self.push_screen(Help(sections))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette offers every action bound on the current screen and in the app."""
+        for b in _bindings_of(screen):
+            yield SystemCommand(b.description, b.tooltip or b.description,
+                                lambda a=b.action, s=screen: self.call_later(self.run_action, a, s))
+        for b in keymap.APP:
+            if b.action != "command_palette":
+                yield SystemCommand(b.description if not b.id or "screen" not in b.id else f"Show {b.description}",
+                                    b.tooltip or b.description, lambda a=b.action: self.call_later(self.run_action, a))
+        yield from super().get_system_commands(screen)
+
+    def notify_error(self, message: str) -> None:
+        self.notify(message, severity="error", timeout=8)
+
+
+def _bindings_of(screen: Screen) -> Iterable[Binding]:
+    for b in getattr(screen, "BINDINGS", []):
+        if isinstance(b, Binding):
+            yield b
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+def run_app(cfg: FleetConfig, source: Any = None, clock: Callable[[], float] = time.time,
+            start_mode: str = "fleet") -> int:
+    """Run the TUI against the hub of `cfg` (or another source, e.g. a Recording); 0 when quit."""
+    from .source import Live
+
+    PicoctlApp(cfg, source or Live(cfg), clock, start_mode).run()
+    return 0

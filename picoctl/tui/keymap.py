@@ -1,0 +1,82 @@
+"""Every key of the TUI, each a Binding with an id (remappable through App.set_keymap) and a description.
+
+k9s habits: `?` help, `/` filter, ctrl+p (or `:`) commands, enter opens, esc backs out, q quits,
+j/k beside the arrows, `[` `]` and 1-5 between screens. Lowercase letters are verbs on the selection.
+"""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+
+SCREENS = (("fleet", "Fleet"), ("releases", "Releases"), ("history", "History"), ("pi", "Pi"), ("usb", "USB"))
+
+APP = [
+    Binding("question_mark", "help", "Help", id="app.help", tooltip="every key of this screen and the app"),
+    Binding("q", "quit", "Quit", id="app.quit", tooltip="leave picoctl"),
+    Binding("colon", "command_palette", "Commands", show=False, id="app.commands",
+            tooltip="search every action (also ctrl+p)"),
+    Binding("left_square_bracket", "cycle_screen(-1)", "Prev", show=False, id="app.prev_screen",
+            tooltip="previous screen"),
+    Binding("right_square_bracket", "cycle_screen(1)", "Next", show=False, id="app.next_screen",
+            tooltip="next screen"),
+    *(Binding(str(i), f"show('{mode}')", title, show=False, id=f"app.screen.{mode}", tooltip=f"the {title} screen")
+      for i, (mode, title) in enumerate(SCREENS, 1)),
+]
+
+TABLE = [
+    Binding("j", "cursor_down", "Down", show=False, id="table.down", tooltip="next row"),
+    Binding("k", "cursor_up", "Up", show=False, id="table.up", tooltip="previous row"),
+    Binding("g", "scroll_top", "Top", show=False, id="table.top", tooltip="first row"),
+    Binding("G", "scroll_bottom", "Bottom", show=False, id="table.bottom", tooltip="last row"),
+]
+
+FILTER = Binding("slash", "filter", "Filter", id="screen.filter", tooltip="type to filter the rows; esc clears")
+
+FLEET = [
+    Binding("enter", "open_device", "Open", id="fleet.open", tooltip="the selected device's history and actions"),
+    FILTER,
+    Binding("s", "sort_next", "Sort", id="fleet.sort", tooltip="sort by the next column"),
+    Binding("S", "sort_reverse", "Reverse", show=False, id="fleet.sort_reverse", tooltip="reverse the sort order"),
+    Binding("c", "check_now", "Check now", show=False, id="fleet.check_now",
+            tooltip="the selected device checks for an update at its next heartbeat"),
+]
+
+DEVICE = [
+    Binding("escape", "back", "Back", id="device.back", tooltip="back to the fleet"),
+    Binding("c", "check_now", "Check now", id="device.check_now",
+            tooltip="the device checks for an update at its next heartbeat"),
+    Binding("m", "move_channel", "Move channel", id="device.move_channel",
+            tooltip="move the device between the canary and stable channels"),
+]
+
+RELEASES = [
+    Binding("n", "new_canary", "Canary", id="releases.canary", tooltip="start a rollout of a release, canary first"),
+    Binding("p", "rollout('promote')", "Promote", id="releases.promote", tooltip="move the active rollout to its next stage"),
+    Binding("h", "rollout('halt')", "Halt", id="releases.halt", tooltip="stop new offers of the active rollout at once"),
+    Binding("r", "rollout('resume')", "Resume", id="releases.resume", tooltip="resume the halted rollout"),
+    Binding("b", "rollout('rollback')", "Roll back", id="releases.rollback",
+            tooltip="offer the previous release to every device that took this one"),
+]
+
+HISTORY = [
+    FILTER,
+    Binding("f", "toggle_follow", "Follow", id="history.follow", tooltip="keep the newest event in view"),
+]
+
+PI = [
+    Binding("d", "deploy", "Deploy", id="pi.deploy", tooltip="deploy a Pi release (folder, meta.json or URL)"),
+    Binding("b", "rollback", "Roll back", id="pi.rollback", tooltip="switch back to the previous release"),
+    Binding("u", "refresh", "Refresh", id="pi.refresh", tooltip="read the releases and the health check again"),
+]
+
+USB = [
+    Binding("f", "flash", "Flash UF2", id="usb.flash", tooltip="copy a UF2 image onto the selected BOOTSEL drive"),
+    Binding("p", "push", "Push", id="usb.push", tooltip="push a release folder to the selected board over serial"),
+    Binding("l", "log", "Log", id="usb.log", tooltip="follow the selected board's serial console"),
+    Binding("space", "pause", "Follow/pause", id="usb.pause", tooltip="pause or follow the serial log"),
+    Binding("slash", "search", "Search", id="usb.search", tooltip="show only log lines holding a text"),
+    Binding("x", "clear", "Clear", id="usb.clear", tooltip="clear the serial log view"),
+    Binding("w", "save", "Save", id="usb.save", tooltip="save the serial log to a file"),
+]
+
+MODAL = [Binding("escape", "cancel", "Cancel", id="modal.cancel", tooltip="close without doing anything")]

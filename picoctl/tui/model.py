@@ -1,0 +1,373 @@
+"""What the TUI shows, as plain data: parsed from the operator API's JSON and kept current by its SSE events.
+
+No Textual here. `FleetModel.apply(kind, data)` takes one event of the hub's stream and records what
+changed (`dirty_devices`, `dirty`), so the screens update only the rows and panels that need it.
+Liveness (online/stale/offline) and ages are computed from `last_seen` and an injected clock, so they
+move between events and render the same in every snapshot.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from ..config import FleetConfig
+
+EVENT_KINDS = ("heartbeat", "device", "status", "rollout", "release", "history", "resync")
+STATUS_SYMBOL = {"online": "●", "stale": "◐", "offline": "○", "new": "·"}
+COUNT_KEYS = ("offered", "downloading", "trial", "committed", "failed")
+MAX_EVENTS = 5000  # event log kept in memory; older entries are reloaded from the hub on demand
+MAX_HEARTBEATS = 120  # per device, for the sparklines
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    n = _num(value)
+    return None if n is None else int(n)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def age(seconds: float | None) -> str:
+    """A short age for people: 4s, 3m, 2h, 5d; '-' when never seen."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def kib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1024:.0f}K"
+
+
+@dataclass
+class Offer:
+    rollout_id: int | None
+    version: str
+    seq: int
+    phase: str
+
+    @classmethod
+    def from_json(cls, d: Any) -> Offer | None:
+        if not isinstance(d, Mapping) or not _str(d.get("version")):
+            return None
+        return cls(_int(d.get("rollout_id")), d["version"], _int(d.get("seq")) or 0, _str(d.get("phase")) or "offered")
+
+
+@dataclass
+class Heartbeat:
+    at: float
+    version: str | None = None
+    uptime_s: int | None = None
+    mem_free: int | None = None
+    rssi: int | None = None
+    readings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any], now: float) -> Heartbeat:
+        readings = d.get("readings")
+        return cls(_num(d.get("at")) or now, _str(d.get("version")), _int(d.get("uptime_s")),
+                   _int(d.get("mem_free")), _int(d.get("rssi")), dict(readings) if isinstance(readings, Mapping) else {})
+
+
+@dataclass
+class Device:
+    id: str
+    type: str
+    channel: str = "stable"
+    version: str | None = None
+    status: str = "new"  # the hub's word; liveness() recomputes it against the clock
+    last_seen: float | None = None
+    rssi: int | None = None
+    mem_free: int | None = None
+    uptime_s: int | None = None
+    readings: dict[str, Any] = field(default_factory=dict)
+    offer: Offer | None = None
+    heartbeats: collections.deque[Heartbeat] = field(default_factory=lambda: collections.deque(maxlen=MAX_HEARTBEATS))
+    events: list[Event] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Device:
+        dev = cls(id=str(d["id"]), type=_str(d.get("type")) or "?")
+        dev.update(d)
+        return dev
+
+    def update(self, d: Mapping[str, Any]) -> None:
+        """Take the fields present in `d` (a device object, or part of one)."""
+        for key in ("channel", "version", "status"):
+            if key in d:
+                setattr(self, key, _str(d[key]) or getattr(self, key))
+        if "type" in d and _str(d["type"]):
+            self.type = d["type"]
+        for key in ("rssi", "mem_free", "uptime_s"):
+            if key in d:
+                setattr(self, key, _int(d[key]))
+        if "last_seen" in d:
+            self.last_seen = _num(d["last_seen"])
+        if isinstance(d.get("readings"), Mapping):
+            self.readings = dict(d["readings"])
+        if "offer" in d:
+            self.offer = Offer.from_json(d["offer"])
+
+    def take_heartbeat(self, hb: Heartbeat) -> None:
+        self.last_seen = max(self.last_seen or 0.0, hb.at)
+        self.version = hb.version or self.version
+        self.rssi, self.mem_free = hb.rssi, hb.mem_free
+        self.uptime_s = hb.uptime_s
+        self.readings = hb.readings or self.readings
+        self.heartbeats.append(hb)
+
+    def reading(self, name: str) -> Any:
+        return self.readings.get(name)
+
+
+@dataclass
+class Release:
+    target: str
+    version: str
+    sha256: str = ""
+    published_at: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Release:
+        meta = d.get("meta") if isinstance(d.get("meta"), Mapping) else {}
+        return cls(str(d.get("target") or meta.get("target") or "?"), str(d.get("version") or meta.get("version")),
+                   _str(d.get("sha256")) or _str(meta.get("sha256")) or "", _num(d.get("published_at")), dict(meta))
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}/{self.version}"
+
+
+@dataclass
+class Rollout:
+    id: int
+    target: str
+    version: str
+    state: str
+    previous_version: str | None = None
+    kind: str = "update"
+    stage_index: int = 0
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    halt_after_failures: int = 0
+    promote_after_successes: int = 0
+    created_at: float | None = None
+    reason: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Rollout:
+        counts = d.get("counts") if isinstance(d.get("counts"), Mapping) else {}
+        stages = [s for s in d.get("stages") or [] if isinstance(s, Mapping)]
+        return cls(int(d["id"]), str(d.get("target")), str(d.get("version")), str(d.get("state")),
+                   _str(d.get("previous_version")), _str(d.get("kind")) or "update", _int(d.get("stage_index")) or 0,
+                   [dict(s) for s in stages], _int(d.get("halt_after_failures")) or 0,
+                   _int(d.get("promote_after_successes")) or 0, _num(d.get("created_at")), d.get("reason") or "",
+                   {k: int(v) for k, v in counts.items() if _int(v) is not None})
+
+    @property
+    def stage_name(self) -> str:
+        if 0 <= self.stage_index < len(self.stages):
+            return str(self.stages[self.stage_index].get("name", self.stage_index))
+        return "-"
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(committed or already current, eligible) at the current stage."""
+        c = self.counts
+        return c.get("committed", 0) + c.get("current", 0), max(c.get("eligible", 0), c.get("offered", 0))
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: float
+    actor: str
+    kind: str
+    device_id: str | None = None
+    version: str | None = None
+    result: str = ""
+    detail: str = ""
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Event:
+        return cls(int(d.get("id") or 0), _num(d.get("at")) or 0.0, str(d.get("actor") or ""), str(d.get("kind") or "?"),
+                   _str(d.get("device_id")), _str(d.get("version")), str(d.get("result") or ""), str(d.get("detail") or ""))
+
+    def matches(self, text: str) -> bool:
+        """Case-insensitive match of `text` (or `field:value`) against device, version, kind, actor, detail."""
+        text = text.strip().lower()
+        if not text:
+            return True
+        key, _, value = text.partition(":")
+        if value and key in ("device", "version", "kind"):
+            got = {"device": self.device_id, "version": self.version, "kind": self.kind}[key] or ""
+            return value in got.lower()
+        return any(text in (v or "").lower() for v in (self.device_id, self.version, self.kind, self.actor,
+                                                        self.result, self.detail))
+
+
+Liveness = Callable[[str], tuple[float, float]]  # device type -> (stale after s, offline after s)
+
+
+def thresholds_from(cfg: FleetConfig) -> Liveness:
+    def limits(device_type: str) -> tuple[float, float]:
+        dt = cfg.device_type(device_type)
+        return float(dt.stale_after()), float(dt.offline_after())
+    return limits
+
+
+class FleetModel:
+    """Devices, releases, rollouts and the event log, as last heard from the hub."""
+
+    def __init__(self, limits: Liveness, clock: Callable[[], float]) -> None:
+        self.limits = limits
+        self.clock = clock
+        self.devices: dict[str, Device] = {}
+        self.releases: dict[str, Release] = {}
+        self.rollouts: dict[int, Rollout] = {}
+        self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
+        self.dirty_devices: set[str] = set()
+        self.removed_devices: set[str] = set()
+        self.new_events: list[Event] = []
+        self.dirty: set[str] = set()  # "devices" (whole list), "releases", "rollouts", "events"
+        self.applied = 0
+        self.last_event_at: float | None = None  # hub time of the newest heartbeat applied
+
+    # --- whole lists, from the API ---------------------------------------------------------
+    def load_devices(self, items: Iterable[Mapping[str, Any]]) -> None:
+        fresh = {}
+        for d in items:
+            dev = self.devices.get(str(d["id"])) or Device.from_json(d)
+            dev.update(d)
+            fresh[dev.id] = dev
+        self.removed_devices |= set(self.devices) - set(fresh)
+        self.devices = fresh
+        self.dirty_devices |= set(fresh)
+        self.dirty.add("devices")
+
+    def load_device_detail(self, d: Mapping[str, Any]) -> Device:
+        """One device with its heartbeat history and its events (GET /api/v1/devices/{id})."""
+        dev = self.devices.get(str(d["id"]))
+        if dev is None:
+            dev = self.devices[str(d["id"])] = Device.from_json(d)
+        dev.update(d)
+        now = self.clock()
+        beats = [Heartbeat.from_json(h, now) for h in d.get("heartbeats") or [] if isinstance(h, Mapping)]
+        dev.heartbeats.clear()
+        dev.heartbeats.extend(sorted(beats, key=lambda h: h.at))
+        dev.events = [Event.from_json(e) for e in d.get("events") or [] if isinstance(e, Mapping)]
+        self.dirty_devices.add(dev.id)
+        return dev
+
+    def load_releases(self, items: Iterable[Mapping[str, Any]]) -> None:
+        self.releases = {r.key: r for r in map(Release.from_json, items)}
+        self.dirty.add("releases")
+
+    def load_rollouts(self, items: Iterable[Mapping[str, Any]]) -> None:
+        self.rollouts = {r.id: r for r in map(Rollout.from_json, items)}
+        self.dirty.add("rollouts")
+
+    def load_events(self, items: Iterable[Mapping[str, Any]]) -> None:
+        self.events.clear()
+        self.events.extend(map(Event.from_json, items))
+        self.new_events.clear()
+        self.dirty.add("events")
+
+    # --- one SSE event ---------------------------------------------------------------------
+    def apply(self, kind: str, data: Any) -> None:
+        """Apply one event of the stream; unknown kinds and malformed data are ignored."""
+        if not isinstance(data, Mapping):
+            return
+        self.applied += 1
+        if kind == "heartbeat":
+            dev = self.devices.get(str(data.get("device_id") or data.get("id")))
+            if dev is None:
+                return
+            hb = Heartbeat.from_json(data, self.clock())
+            dev.take_heartbeat(hb)
+            self.last_event_at = hb.at
+            self.dirty_devices.add(dev.id)
+        elif kind in ("device", "status") and (data.get("id") or data.get("device_id")):
+            did = str(data.get("id") or data.get("device_id"))
+            dev = self.devices.get(did)
+            if dev is None and data.get("type"):
+                dev = self.devices[did] = Device.from_json({**data, "id": did})
+                self.dirty.add("devices")
+            if dev is None:
+                return
+            if kind == "status" and "phase" in data:
+                offer = dev.offer or Offer(_int(data.get("rollout_id")), str(data.get("version") or "?"), 0, "offered")
+                offer.phase = str(data["phase"])
+                offer.version = _str(data.get("version")) or offer.version
+                offer.seq = _int(data.get("seq")) or offer.seq
+                dev.offer = offer
+            else:
+                dev.update(data)
+            self.dirty_devices.add(did)
+        elif kind == "rollout" and "id" in data:
+            self.rollouts[int(data["id"])] = Rollout.from_json(data)
+            self.dirty.add("rollouts")
+        elif kind == "release" and data.get("version"):
+            r = Release.from_json(data)
+            self.releases[r.key] = r
+            self.dirty.add("releases")
+        elif kind == "history":
+            e = Event.from_json(data)
+            if not self.events or e.id > self.events[-1].id:
+                self.events.append(e)
+                self.new_events.append(e)
+                self.dirty.add("events")
+                dev = self.devices.get(e.device_id or "")
+                if dev is not None and dev.events is not None:
+                    dev.events.append(e)
+
+    def take_changes(self) -> tuple[set[str], set[str], list[Event], set[str]]:
+        """(changed device ids, removed device ids, appended events, dirty topics), and reset them."""
+        out = (self.dirty_devices, self.removed_devices, self.new_events, self.dirty)
+        self.dirty_devices, self.removed_devices, self.new_events, self.dirty = set(), set(), [], set()
+        return out
+
+    # --- derived, for the screens -----------------------------------------------------------
+    def liveness(self, dev: Device, now: float | None = None) -> str:
+        if dev.last_seen is None:
+            return "new" if dev.status == "new" else dev.status
+        stale, offline = self.limits(dev.type)
+        quiet = (self.clock() if now is None else now) - dev.last_seen
+        return "online" if quiet < stale else "stale" if quiet < offline else "offline"
+
+    def active_rollout(self) -> Rollout | None:
+        live = [r for r in self.rollouts.values() if r.state in ("active", "halted")]
+        return max(live, key=lambda r: (r.state == "active", r.id)) if live else None
+
+    def summary(self) -> str:
+        now = self.clock()
+        n = collections.Counter(self.liveness(d, now) for d in self.devices.values())
+        versions = collections.Counter(d.version or "?" for d in self.devices.values())
+        parts = [f"{len(self.devices)} devices", f"● {n['online']} online", f"◐ {n['stale']} stale",
+                 f"○ {n['offline']} offline"]
+        if n["new"]:
+            parts.append(f"· {n['new']} new")
+        vs = " ".join(f"{v}×{c}" for v, c in versions.most_common(3))
+        lines = ["  ".join(parts), f"versions {vs}" + (" …" if len(versions) > 3 else "")]
+        r = self.active_rollout()
+        if r is not None:
+            done, total = r.progress
+            lines[1] += f"  rollout #{r.id} {r.target} {r.version} {r.stage_name} {r.state} {done}/{total}"
+        return "\n".join(lines)
+
+    def versions(self) -> list[str]:
+        return sorted({d.version for d in self.devices.values() if d.version})
+
+    def targets(self) -> list[str]:
+        return sorted({r.target for r in self.releases.values()})

@@ -1,0 +1,162 @@
+"""Device: its facts, heartbeat sparklines (moisture, RSSI, free memory), deploy history, offer and actions."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Grid
+from textual.widgets import Footer, Label, Sparkline, Static
+
+from .. import keymap
+from ..model import Device, Event, age, kib
+from ..widgets.modals import Confirm
+from ..widgets.table import KeyedTable
+from .base import ModelScreen
+from .fleet import state_cell
+
+SPARKS = (("moisture", "moisture"), ("rssi", "RSSI"), ("mem_free", "free mem"))
+HISTORY_COLUMNS = (("at", "TIME", 8), ("kind", "KIND", 17), ("version", "VERSION", 8), ("result", "RESULT", 11),
+                   ("detail", "DETAIL", None))
+
+
+def series(d: Device, name: str) -> list[float]:
+    out = []
+    for hb in d.heartbeats:
+        v = hb.readings.get(name) if name == "moisture" else getattr(hb, name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(float(v))
+    return out
+
+
+def _shown(value: object) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+
+def hms(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(at))
+
+
+class DeviceScreen(ModelScreen):
+    BINDINGS = keymap.DEVICE
+
+    def __init__(self, device_id: str) -> None:
+        super().__init__()
+        self.device_id = device_id
+
+    def compose(self) -> ComposeResult:
+        yield from self.top()
+        yield Static(id="device-info")
+        with Grid(id="sparks"):
+            for key, label in SPARKS:
+                yield Label(label, id=f"label-{key}", classes="spark-label")
+                yield Sparkline([], id=f"spark-{key}", summary_function=max)
+        yield Label("deploy history", classes="section")
+        yield KeyedTable(HISTORY_COLUMNS, id="device-history")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#device-history").focus()
+        self.load_detail()
+        self.sync()
+
+    @property
+    def device(self) -> Device | None:
+        return self.model.devices.get(self.device_id)
+
+    @work(exclusive=True, exit_on_error=False, group="device-detail")
+    async def load_detail(self) -> None:
+        try:
+            self.model.load_device_detail(await self.source.device(self.device_id))
+        except Exception as exc:  # noqa: BLE001 - shown, the screen keeps what it has
+            self.fail(f"device {self.device_id}: {exc}")
+        self.sync()
+
+    def sync(self) -> None:
+        d = self.device
+        if d is None:
+            self.query_one("#device-info", Static).update(f"{self.device_id}: not in the fleet")
+            return
+        self._info(d)
+        self._sparks(d)
+        table = self.query_one("#device-history", KeyedTable)
+        for e in d.events:
+            self._event_row(table, e)
+
+    def _event_row(self, table: KeyedTable, e: Event) -> None:
+        table.put(str(e.id), (hms(e.at), e.kind, e.version or "-", e.result or "-", e.detail))
+
+    def _info(self, d: Device) -> None:
+        now = self.model.clock()
+        t = Text()
+        t.append(d.id, style="bold")
+        t.append(f" {d.type}  channel {d.channel}  version {d.version or '-'}  ")
+        t.append_text(state_cell(self.model.liveness(d, now)))
+        t.append(f" seen {age(None if d.last_seen is None else now - d.last_seen)} ago\n")
+        t.append(f"RSSI {d.rssi if d.rssi is not None else '-'} dBm  free {kib(d.mem_free)}  "
+                 f"uptime {age(d.uptime_s)}  ")
+        t.append("  ".join(f"{k} {_shown(v)}" for k, v in sorted(d.readings.items())) + "\n")
+        if d.offer:
+            t.append(f"offer: rollout #{d.offer.rollout_id} {d.offer.version} seq {d.offer.seq}  phase ")
+            t.append(d.offer.phase, style="red" if d.offer.phase in ("failed", "rolled_back") else "cyan")
+        else:
+            t.append("offer: none", style="dim")
+        self.query_one("#device-info", Static).update(t)
+
+    def _sparks(self, d: Device) -> None:
+        for key, label in SPARKS:
+            data = series(d, key)
+            self.query_one(f"#spark-{key}", Sparkline).data = data
+            last = data[-1] if data else None
+            shown = "-" if last is None else kib(int(last)) if key == "mem_free" else f"{last:g}"
+            self.query_one(f"#label-{key}", Label).update(f"{label} {shown}")
+
+    def apply_changes(self, changed: set[str], removed: set[str], events: list[Event], topics: set[str]) -> None:
+        d = self.device
+        if d is None:
+            return
+        if self.device_id in changed:
+            self._info(d)
+            self._sparks(d)
+        table = self.query_one("#device-history", KeyedTable)
+        for e in events:
+            if e.device_id == self.device_id:
+                self._event_row(table, e)
+
+    def tick(self) -> None:
+        super().tick()
+        if self.device:
+            self._info(self.device)
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_check_now(self) -> None:
+        self.act("check_now", f"{self.device_id} will check for an update at its next heartbeat")
+
+    def action_move_channel(self) -> None:
+        d = self.device
+        if d is None:
+            return
+        to = "stable" if d.channel == "canary" else "canary"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.act("set_channel", f"{self.device_id} moved to the {to} channel", to)
+
+        self.app.push_screen(Confirm(f"Move {self.device_id} to {to}?",
+                                     f"1 device ({self.device_id}) leaves the {d.channel} channel and joins {to}: "
+                                     f"it will get the offers of {to} rollouts.", "Move"), answered)
+
+    @work(exclusive=True, exit_on_error=False, group="device-action")
+    async def act(self, what: str, done: str, *args: str) -> None:
+        try:
+            result = await self.source.act(what, self.device_id, *args)
+            if isinstance(result, dict) and result.get("id") == self.device_id:
+                self.model.devices[self.device_id].update(result)
+            self.notify(done)
+            self.sync()
+        except Exception as exc:  # noqa: BLE001 - any refusal becomes a toast
+            self.fail(f"{what.replace('_', ' ')} {self.device_id}: {exc}")

@@ -1,0 +1,152 @@
+"""Fleet: every device, live; `/` filters, `s` sorts by the next column, enter opens a device."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Footer, Input, Static
+
+from .. import keymap
+from ..model import STATUS_SYMBOL, Device, Event, age, kib
+from ..widgets.table import Cell, KeyedTable
+from .base import ModelScreen
+
+COLUMNS = (("id", "ID", 10), ("type", "TYPE", 5), ("channel", "CHAN", 6), ("version", "VERSION", 7),
+           ("state", "STATE", 9), ("seen", "SEEN", 4), ("rssi", "RSSI", 4), ("mem", "MEM", 5),
+           ("moisture", "MOIST", 5), ("pump", "PUMP", 4), ("offer", "OFFER", 16))
+STATE_STYLE = {"online": "green", "stale": "yellow", "offline": "bold red", "new": "dim"}
+
+
+def state_cell(state: str) -> Text:
+    return Text(f"{STATUS_SYMBOL.get(state, '?')} {state}", style=STATE_STYLE.get(state, ""), justify="left")
+
+
+def _reading(value: object) -> Cell:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (int, float)):
+        return Text(f"{value:.1f}", justify="right")
+    return str(value) if value is not None else "-"
+
+
+class FleetScreen(ModelScreen):
+    MODE = "fleet"
+    BINDINGS = keymap.FLEET
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter_text = ""
+        self.sort_column: str | None = None
+        self.sort_reverse = False
+
+    def compose(self) -> ComposeResult:
+        yield from self.top()
+        yield Static(id="summary")
+        yield Input(placeholder="filter: id, type, channel, version or state", id="filter")
+        yield KeyedTable(COLUMNS, id="devices", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter").display = False
+        self.query_one("#devices").focus()
+
+    @property
+    def table(self) -> KeyedTable:
+        return self.query_one("#devices", KeyedTable)
+
+    def cells(self, d: Device, now: float) -> Sequence[Cell]:
+        state = self.model.liveness(d, now)
+        offer = f"{d.offer.version} {d.offer.phase}" if d.offer else "-"
+        return (d.id, d.type, d.channel, d.version or "-", state_cell(state),
+                age(None if d.last_seen is None else now - d.last_seen),
+                d.rssi if d.rssi is not None else "-", kib(d.mem_free),
+                _reading(d.reading("moisture")), _reading(d.reading("pump")), offer)
+
+    def visible(self, d: Device, now: float) -> bool:
+        f = self.filter_text
+        if not f:
+            return True
+        return any(f in (v or "").lower() for v in (d.id, d.type, d.channel, d.version, self.model.liveness(d, now)))
+
+    def sync(self) -> None:
+        self._update(self.model.devices, set())
+
+    def apply_changes(self, changed: set[str], removed: set[str], events: list[Event], topics: set[str]) -> None:
+        if "devices" in topics:
+            self.sync()
+        elif changed or removed:
+            self._update(changed, removed)
+        if changed or topics & {"devices", "rollouts"}:
+            self._summary()
+
+    def _update(self, ids: object, removed: set[str]) -> None:
+        now = self.model.clock()
+        table = self.table
+        devices = self.model.devices
+        touched = False
+        for did in removed:
+            table.drop(did)
+        for did in ids:  # type: ignore[attr-defined]
+            d = devices.get(did)
+            if d is None:
+                continue
+            if self.visible(d, now):
+                touched |= table.put(did, self.cells(d, now))
+            else:
+                table.drop(did)
+        if touched and self.sort_column:
+            table.sort_by(self.sort_column, self.sort_reverse)
+        self._summary()
+
+    def tick(self) -> None:
+        """Ages and liveness move with the clock: rewrite only the cells whose text changed."""
+        super().tick()
+        self._update(self.model.devices, set())
+
+    def _summary(self) -> None:
+        self.query_one("#summary", Static).update(self.model.summary())
+
+    def filter_changed(self, text: str) -> None:
+        self.filter_text = text.strip().lower()
+        now = self.model.clock()
+        self.table.keep_only(did for did, d in self.model.devices.items() if self.visible(d, now))
+        self.sync()
+
+    def action_sort_next(self) -> None:
+        keys = [c[0] for c in COLUMNS]
+        self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)] if self.sort_column else keys[0]
+        self.table.sort_by(self.sort_column, self.sort_reverse)
+        self.notify(f"sorted by {self.sort_column}", timeout=2)
+
+    def action_sort_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.table.sort_by(self.sort_column or "id", self.sort_reverse)
+
+    @on(DataTable.RowSelected, "#devices")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        self.open(event.row_key.value)
+
+    def action_open_device(self) -> None:
+        self.open(self.table.selected_key())
+
+    def open(self, device_id: str | None) -> None:
+        from .device import DeviceScreen
+
+        if device_id:
+            self.app.push_screen(DeviceScreen(device_id))
+
+    def action_check_now(self) -> None:
+        device_id = self.table.selected_key()
+        if device_id:
+            self.check_now(device_id)
+
+    @work(exclusive=True, exit_on_error=False, group="fleet-action")
+    async def check_now(self, device_id: str) -> None:
+        try:
+            await self.source.act("check_now", device_id)
+            self.notify(f"{device_id} will check for an update at its next heartbeat")
+        except Exception as exc:  # noqa: BLE001 - any refusal becomes a toast
+            self.fail(f"check now {device_id}: {exc}")

@@ -1,0 +1,147 @@
+"""Pi: the deployed release, the previous one, health now; deploy with a progress bar and a live step log;
+one-key rollback after confirmation. pideploy runs in thread workers; they talk to widgets through
+call_from_thread only."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
+
+from .. import keymap
+from ...progress import Progress, ProgressEvent
+from ..source import PiView
+from ..widgets.modals import Confirm, Prompt
+from .base import ModelScreen
+
+
+class PiScreen(ModelScreen):
+    MODE = "pi"
+    BINDINGS = keymap.PI
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.view: PiView | None = None
+        self.running = ""
+
+    def compose(self) -> ComposeResult:
+        yield from self.top()
+        yield Static("reading the Pi's releases…", id="pi-info")
+        yield Label("", id="pi-step")
+        yield ProgressBar(total=1, show_eta=False, id="pi-progress")
+        yield Label("step log", classes="section")
+        yield RichLog(id="pi-log", max_lines=1000, wrap=True, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self.read_status()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pi-status")
+    def read_status(self) -> None:
+        try:
+            view = self.source.pi_status()
+        except Exception as exc:  # noqa: BLE001 - shown on the screen
+            self.app.call_from_thread(self._show_error, str(exc))
+            return
+        self.app.call_from_thread(self._show, view)
+
+    def _show_error(self, message: str) -> None:
+        self.query_one("#pi-info", Static).update(Text(f"✖ {message}", style="red"))
+
+    def _show(self, v: PiView) -> None:
+        self.view = v
+        t = Text()
+        t.append("current   ", style="dim")
+        t.append(v.current or "none", style="bold")
+        t.append("   previous ", style="dim")
+        t.append(v.previous or "none")
+        t.append("\nhealth    ", style="dim")
+        if v.healthy is None:
+            t.append("· nothing deployed", style="dim")
+        else:
+            t.append("✔ healthy" if v.healthy else "✖ unhealthy", style="green" if v.healthy else "bold red")
+        t.append(f"  {v.health}\n")
+        t.append("on disk   ", style="dim")
+        t.append(", ".join(v.releases) or "none")
+        t.append(f"\nroot      {v.root}", style="dim")
+        if v.busy:
+            t.append(f"\nbusy: {v.busy}", style="yellow")
+        if v.queued_events:
+            t.append(f"\n{v.queued_events} history event(s) queued for the hub", style="yellow")
+        self.query_one("#pi-info", Static).update(t)
+
+    # --- deploy and rollback ---------------------------------------------------------------
+    def action_deploy(self) -> None:
+        if self.running:
+            self.fail(f"a {self.running} is running")
+            return
+
+        def answered(source: str | None) -> None:
+            if source:
+                self.run_op("deploy", source)
+
+        self.app.push_screen(Prompt("Deploy a Pi release", "a release folder, its meta.json, or a URL"), answered)
+
+    def action_rollback(self) -> None:
+        if self.running:
+            self.fail(f"a {self.running} is running")
+            return
+        v = self.view
+        if v is None or not v.previous:
+            self.fail("no previous release on this Pi to roll back to")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_op("rollback", "")
+
+        self.app.push_screen(Confirm(f"Roll the Pi back to {v.previous}?",
+                                     f"This Pi (1 device) switches from {v.current or 'nothing'} to {v.previous}, "
+                                     f"restarts the app and checks its health.", "Roll back"), answered)
+
+    def run_op(self, op: str, source: str) -> None:
+        self.running = op
+        self.query_one("#pi-log", RichLog).clear()
+        self.query_one("#pi-progress", ProgressBar).update(total=None, progress=0)
+        self.pi_worker(op, source)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pi-op")
+    def pi_worker(self, op: str, source: str) -> None:
+        call = self.app.call_from_thread
+        progress = Progress(f"pi {op}", lambda e: call(self._progress, e))
+        log = lambda line: call(self._log, line)  # noqa: E731
+        try:
+            if op == "deploy":
+                result = self.source.pi_deploy(source, progress, log)
+            else:
+                result = self.source.pi_rollback(progress, log)
+            ok = getattr(result, "ok", True)
+            reason = getattr(result, "reason", "") or f"{op} done"
+            call(self._done, op, ok, reason)
+        except Exception as exc:  # noqa: BLE001 - refusals and failures end the operation, shown
+            call(self._done, op, False, str(exc))
+
+    def _progress(self, e: ProgressEvent) -> None:
+        bar = self.query_one("#pi-progress", ProgressBar)
+        bar.update(total=e.total, progress=e.done)
+        self.query_one("#pi-step", Label).update(f"{e.task}: {e.phase or e.state} {e.item}".rstrip())
+
+    def _log(self, line: str) -> None:
+        self.query_one("#pi-log", RichLog).write(f"{time.strftime('%H:%M:%S', time.gmtime(self.app.clock()))} {line}")  # type: ignore[attr-defined]
+
+    def _done(self, op: str, ok: bool, reason: str) -> None:
+        self.running = ""
+        self._log(("✔ " if ok else "✖ ") + reason)
+        self.query_one("#pi-step", Label).update(Text(f"{op}: {'done' if ok else 'failed'}: {reason}",
+                                                      style="green" if ok else "bold red"))
+        bar = self.query_one("#pi-progress", ProgressBar)
+        bar.update(total=1, progress=1 if ok else 0)
+        if not ok:
+            self.fail(f"pi {op}: {reason}")
+        self.read_status()

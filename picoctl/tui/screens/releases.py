@@ -1,0 +1,179 @@
+"""Releases and rollouts: releases per target, the active rollout's stage and counts, and its verbs."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.widgets import Footer, Label, ProgressBar, Static
+
+from .. import keymap
+from ..model import COUNT_KEYS, Event, Rollout
+from ..widgets.canary_form import CanaryForm, CanaryRequest
+from ..widgets.modals import Confirm
+from ..widgets.table import KeyedTable
+from .base import ModelScreen
+
+RELEASE_COLUMNS = (("target", "TARGET", 6), ("version", "VERSION", 9), ("published", "PUBLISHED", 16),
+                   ("devices", "DEVICES", 7), ("sha", "SHA256", 12))
+ROLLOUT_COLUMNS = (("id", "#", 3), ("kind", "KIND", 8), ("target", "TARGET", 6), ("version", "VERSION", 15),
+                   ("stage", "STAGE", 8), ("state", "STATE", 11), ("done", "DONE", 9))
+STATE_STYLE = {"active": "green", "halted": "bold red", "completed": "blue", "rolled_back": "yellow"}
+# What each verb does, for the confirmation: (title, body); {n} devices, {r} the rollout.
+VERBS = {
+    "promote": ("Promote rollout #{id}?", "Stage {next} opens: {target} {version} will be offered to more devices."),
+    "halt": ("Halt rollout #{id}?", "No new offers of {target} {version}: {pending} device(s) not yet on it stop "
+                                    "getting it; devices already updating finish."),
+    "resume": ("Resume rollout #{id}?", "Offers of {target} {version} start again at stage {stage}."),
+    "rollback": ("Roll back rollout #{id}?", "{took} device(s) that took {target} {version} will be offered "
+                                             "{previous} again."),
+}
+VALID = {"promote": ("active",), "halt": ("active",), "resume": ("halted",),
+         "rollback": ("active", "halted", "completed")}
+
+
+def stamp(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))
+
+
+def counts_text(r: Rollout) -> Text:
+    t = Text()
+    for k in COUNT_KEYS:
+        n = r.counts.get(k, 0)
+        t.append(f"{k} ", style="dim")
+        t.append(f"{n}  ", style="bold red" if k == "failed" and n else "bold")
+    return t
+
+
+class ReleasesScreen(ModelScreen):
+    MODE = "releases"
+    BINDINGS = keymap.RELEASES
+
+    def compose(self) -> ComposeResult:
+        yield from self.top()
+        yield Static(id="rollout-info")
+        yield ProgressBar(total=1, show_eta=False, id="rollout-progress")
+        yield Label("releases", classes="section")
+        yield KeyedTable(RELEASE_COLUMNS, id="releases")
+        yield Label("rollouts", classes="section")
+        yield KeyedTable(ROLLOUT_COLUMNS, id="rollouts")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#releases").focus()
+
+    def sync(self) -> None:
+        self._releases()
+        self._rollouts()
+
+    def apply_changes(self, changed: set[str], removed: set[str], events: list[Event], topics: set[str]) -> None:
+        if "releases" in topics or "devices" in topics:
+            self._releases()
+        if "rollouts" in topics:
+            self._rollouts()
+
+    def _releases(self) -> None:
+        table = self.query_one("#releases", KeyedTable)
+        on = {}
+        for d in self.model.devices.values():
+            on[f"{d.type}/{d.version}"] = on.get(f"{d.type}/{d.version}", 0) + 1
+        for key, r in sorted(self.model.releases.items(), key=lambda kv: (kv[1].target, kv[1].published_at or 0)):
+            table.put(key, (r.target, r.version, stamp(r.published_at), on.get(key, 0), r.sha256[:12] or "-"))
+        table.keep_only(self.model.releases)
+
+    def _rollouts(self) -> None:
+        table = self.query_one("#rollouts", KeyedTable)
+        for r in sorted(self.model.rollouts.values(), key=lambda r: -r.id):
+            done, total = r.progress
+            table.put(str(r.id), (r.id, r.kind, r.target, f"{r.previous_version or '-'} → {r.version}",
+                                  r.stage_name, Text(r.state, style=STATE_STYLE.get(r.state, "")), f"{done}/{total}"))
+        table.keep_only(str(i) for i in self.model.rollouts)
+        self._active()
+
+    def _active(self) -> None:
+        r = self.model.active_rollout()
+        info = self.query_one("#rollout-info", Static)
+        bar = self.query_one("#rollout-progress", ProgressBar)
+        if r is None:
+            info.update(Text("no active rollout: n starts one", style="dim"))
+            bar.update(total=1, progress=0)
+            return
+        t = Text()
+        t.append(f"rollout #{r.id} ", style="bold")
+        t.append(f"{r.kind} {r.target} {r.previous_version or '-'} → {r.version}  stage ")
+        t.append(f"{r.stage_name} ({r.stage_index + 1}/{len(r.stages)})", style="bold")
+        t.append("  ")
+        t.append(r.state, style=STATE_STYLE.get(r.state, ""))
+        if r.reason:
+            t.append(f"  {r.reason}", style="italic")
+        t.append("\n")
+        t.append_text(counts_text(r))
+        info.update(t)
+        done, total = r.progress
+        bar.update(total=max(total, 1), progress=done)
+
+    # --- verbs -------------------------------------------------------------------------------
+    def action_new_canary(self) -> None:
+        cfg = self.app.cfg  # type: ignore[attr-defined]
+        releases = sorted(k for k, r in self.model.releases.items() if r.target != "pi")
+        if not releases:
+            self.fail("no release published for a device target: publish one with `picoctl release publish`")
+            return
+
+        def answered(req: CanaryRequest | None) -> None:
+            if req is not None:
+                self.start(req)
+
+        self.app.push_screen(CanaryForm(releases, cfg.rollout.stages, cfg.rollout.halt_after_failures,
+                                        cfg.rollout.promote_after_successes), answered)
+
+    @work(exclusive=True, exit_on_error=False, group="rollout-action")
+    async def start(self, req: CanaryRequest) -> None:
+        try:
+            r = await self.source.act("start_rollout", req.target, req.version, req.stages,
+                                      req.halt_after_failures, req.promote_after_successes)
+            self.notify(f"started rollout #{r.get('id')}: {req.describe()}")
+            await self.app.refresh_rollouts()  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - a refusal is shown; nothing changed
+            self.fail(f"start rollout: {exc}")
+
+    def _target(self, verb: str) -> Rollout | None:
+        """The selected rollout if the verb applies to it, else the newest one it applies to."""
+        key = self.query_one("#rollouts", KeyedTable).selected_key() if self.focused is self.query_one("#rollouts") else None
+        chosen = self.model.rollouts.get(int(key)) if key else None
+        if chosen is not None and chosen.state in VALID[verb]:
+            return chosen
+        fit = [r for r in self.model.rollouts.values() if r.state in VALID[verb]]
+        return max(fit, key=lambda r: r.id) if fit else None
+
+    def action_rollout(self, verb: str) -> None:
+        r = self._target(verb)
+        if r is None:
+            self.fail(f"no {' or '.join(VALID[verb])} rollout to {verb}")
+            return
+        c = r.counts
+        facts = {"id": r.id, "target": r.target, "version": r.version, "stage": r.stage_name,
+                 "previous": r.previous_version or "the previous release",
+                 "next": r.stages[r.stage_index + 1]["name"] if r.stage_index + 1 < len(r.stages) else "(last)",
+                 "pending": max(c.get("eligible", 0) - c.get("committed", 0) - c.get("current", 0), 0),
+                 "took": c.get("trial", 0) + c.get("committed", 0) + c.get("failed", 0)}
+        title, body = (s.format(**facts) for s in VERBS[verb])
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.act(r.id, verb)
+
+        self.app.push_screen(Confirm(title, body, verb.capitalize()), answered)
+
+    @work(exclusive=True, exit_on_error=False, group="rollout-action")
+    async def act(self, rollout_id: int, verb: str) -> None:
+        try:
+            result = await self.source.act("rollout_action", rollout_id, verb, "from the picoctl TUI")
+            if isinstance(result, dict) and "id" in result:
+                self.model.apply("rollout", result)
+            self.notify(f"{verb}: rollout #{rollout_id}")
+            await self.app.refresh_rollouts()  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - a refusal is shown; nothing changed
+            self.fail(f"{verb} rollout #{rollout_id}: {exc}")

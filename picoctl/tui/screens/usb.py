@@ -1,0 +1,181 @@
+"""USB: boards and BOOTSEL drives as they come and go; flash a UF2, push a release, provision a Pico W,
+each with a live progress bar; the serial console of any port. USB scanning, copying and serial I/O
+run in thread workers."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.widgets import Footer, Label, ProgressBar
+
+from .. import keymap
+from ...progress import Progress, ProgressEvent
+from ..source import BoardView
+from ..widgets.modals import Prompt
+from ..widgets.serial_view import SerialView
+from ..widgets.table import KeyedTable
+from .base import ModelScreen
+
+COLUMNS = (("kind", "KIND", 7), ("path", "PORT / DRIVE", 24), ("family", "FAMILY", 7), ("serial", "SERIAL", 16),
+           ("description", "DESCRIPTION", None))
+
+
+class UsbScreen(ModelScreen):
+    MODE = "usb"
+    BINDINGS = [*keymap.USB, keymap.Binding("v", "provision", "Provision", id="usb.provision",
+                                            tooltip="provision the selected board as a Pico W of the fleet")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.boards: dict[str, BoardView] = {}
+        self.stop_scan = threading.Event()
+        self.busy = ""
+
+    def compose(self) -> ComposeResult:
+        yield from self.top()
+        yield KeyedTable(COLUMNS, id="boards")
+        yield Label("no transfer running", id="usb-step")
+        yield ProgressBar(total=1, show_eta=False, id="usb-progress")
+        yield SerialView(id="serial")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#boards").focus()
+        self.scan()
+
+    def on_unmount(self) -> None:
+        self.stop_scan.set()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="usb-scan")
+    def scan(self) -> None:
+        """Scan every usb.poll_s until the screen goes; hand each new list to the table."""
+        every = float(getattr(self.app.cfg.usb, "poll_s", 0.5))  # type: ignore[attr-defined]
+        while not self.stop_scan.is_set():
+            try:
+                boards = self.source.usb_scan()
+                self.app.call_from_thread(self._boards, boards)
+            except Exception as exc:  # noqa: BLE001 - a scan error is shown and the next scan retries
+                self.app.call_from_thread(self.fail, f"USB scan: {exc}")
+            if not self.live:
+                return
+            self.stop_scan.wait(every)
+
+    @property
+    def live(self) -> bool:
+        return getattr(self.app, "live_ticks", True)
+
+    def _boards(self, boards: list[BoardView]) -> None:
+        table = self.query_one("#boards", KeyedTable)
+        now = {b.key: b for b in boards}
+        for key, b in now.items():
+            kind = Text("BOOTSEL", style="bold yellow") if b.kind == "bootsel" else Text("serial", style="cyan")
+            table.put(key, (kind, b.path, b.family or "-", b.serial_number or "-", b.description))
+        table.keep_only(now)
+        self.boards = now
+
+    def selected(self, kind: str) -> BoardView | None:
+        key = self.query_one("#boards", KeyedTable).selected_key()
+        board = self.boards.get(key or "")
+        if board is None or board.kind != kind:
+            others = [b for b in self.boards.values() if b.kind == kind]
+            board = others[0] if len(others) == 1 else None
+        if board is None:
+            self.fail(f"select a {'BOOTSEL drive' if kind == 'bootsel' else 'serial board'} first")
+        return board
+
+    # --- transfers ---------------------------------------------------------------------------
+    def action_flash(self) -> None:
+        drive = self.selected("bootsel")
+        if drive is not None and not self._busy():
+            self.app.push_screen(Prompt(f"Flash a UF2 onto {drive.path}", "path to a .uf2 file"),
+                                 lambda path: path and self.transfer("flash", drive.path, path))
+
+    def action_push(self) -> None:
+        board = self.selected("serial")
+        if board is not None and not self._busy():
+            self.app.push_screen(Prompt(f"Push a release to {board.path}", "a pico/picow release folder"),
+                                 lambda path: path and self.transfer("push", board.path, path))
+
+    def action_provision(self) -> None:
+        board = self.selected("serial")
+        if board is not None and not self._busy():
+            self.app.push_screen(Prompt(f"Provision {board.path} as a Pico W", "device id, e.g. gh-07"),
+                                 lambda device_id: device_id and self.transfer("provision", board.path, device_id))
+
+    def _busy(self) -> bool:
+        if self.busy:
+            self.fail(f"a {self.busy} is running")
+        return bool(self.busy)
+
+    def transfer(self, op: str, where: str, what: str) -> None:
+        self.busy = op
+        view = self.query_one(SerialView)
+        if view.port == where:
+            view.stop()  # the port is the transfer's while it runs
+        self.query_one("#usb-progress", ProgressBar).update(total=None, progress=0)
+        self.transfer_worker(op, where, what)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="usb-transfer")
+    def transfer_worker(self, op: str, where: str, what: str) -> None:
+        call = self.app.call_from_thread
+        progress = Progress(f"{op} {Path(where).name}", lambda e: call(self._progress, e))
+        try:
+            done = self.source.usb_transfer(op, where, what, progress)
+            call(self._done, op, where, True, done)
+        except Exception as exc:  # noqa: BLE001 - refusals and failures end the transfer, shown
+            progress.fail(str(exc))
+            call(self._done, op, where, False, str(exc))
+
+    def _progress(self, e: ProgressEvent) -> None:
+        self.query_one("#usb-progress", ProgressBar).update(total=e.total, progress=e.done)
+        self.query_one("#usb-step", Label).update(f"{e.task}: {e.phase or e.state} {e.item}".rstrip())
+
+    def _done(self, op: str, where: str, ok: bool, message: str) -> None:
+        self.busy = ""
+        self.query_one("#usb-step", Label).update(Text(f"{op} {where}: {message}", style="green" if ok else "bold red"))
+        if ok:
+            self.query_one("#usb-progress", ProgressBar).update(total=1, progress=1)
+            self.notify(f"{op} {where}: {message}")
+        else:
+            self.fail(f"{op} {where}: {message}")
+
+    # --- serial log --------------------------------------------------------------------------
+    def action_log(self) -> None:
+        board = self.selected("serial")
+        if board is None:
+            return
+        view = self.query_one(SerialView)
+        view.follow(board.path, self.source.serial_reader(board.path, view.feed, view.link) if self.live else None,
+                    self.source.serial_lines(board.path))
+
+    def action_pause(self) -> None:
+        self.query_one(SerialView).toggle_pause()
+
+    def action_search(self) -> None:
+        view = self.query_one(SerialView)
+        self.app.push_screen(Prompt("Show only log lines holding", "text (empty: every line)", view.search),
+                             lambda text: view.set_search(text or ""))
+
+    def action_clear(self) -> None:
+        self.query_one(SerialView).clear()
+
+    def action_save(self) -> None:
+        view = self.query_one(SerialView)
+        if not view.port:
+            self.fail("no serial log to save: select a board and press l")
+            return
+        default = f"serial-{Path(view.port).name}.log"
+
+        def answered(path: str | None) -> None:
+            if path:
+                try:
+                    n = view.save(Path(path).expanduser())
+                    self.notify(f"saved {n} lines to {path}")
+                except OSError as exc:
+                    self.fail(f"save {path}: {exc.strerror}")
+
+        self.app.push_screen(Prompt("Save the serial log to", "a file path", default), answered)

@@ -1,0 +1,203 @@
+"""Where the TUI's data comes from: the live hub (through picoctl.client) or a recording of one.
+
+Both give the same JSON shapes, so the screens render recorded data through exactly the path they use
+live; snapshot tests and `make screenshots` use a `Recording`, `picoctl` uses `Live`.
+The Pi and USB sides are local to this machine: `Live` calls picoctl.pideploy and picoctl.usb (blocking:
+the screens call them from thread workers), a `Recording` answers with what it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from ..config import FleetConfig
+from ..errors import PicoctlError
+from ..progress import Progress
+
+StreamItem = tuple[int | None, str, Any]  # (event id, kind, data)
+
+
+@dataclass
+class PiView:
+    """The Pi screen's facts, from pideploy.status or a recording."""
+
+    root: str
+    current: str | None
+    previous: str | None
+    releases: list[str]
+    healthy: bool | None
+    health: str
+    busy: str = ""
+    queued_events: int = 0
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> PiView:
+        keys = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in keys})
+
+
+@dataclass
+class BoardView:
+    """One attached board or BOOTSEL drive (picoctl.usb.detect.Board as JSON)."""
+
+    kind: str
+    path: str
+    description: str
+    serial_number: str | None = None
+    family: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.path}:{self.serial_number or ''}"
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BoardView:
+        return cls(d["kind"], d["path"], d.get("description") or "", d.get("serial_number"), d.get("family"))
+
+
+class Recording:
+    """A recorded hub session (tests/tui/data/*.json): lists, device details, stream events, Pi and USB."""
+
+    def __init__(self, path: Path) -> None:
+        self.data: dict[str, Any] = json.loads(Path(path).read_text())
+        self.url = self.data.get("hub_url", "http://127.0.0.1:8470")
+        self.clock_at: float = float(self.data["clock"])
+        self.written: list[tuple[str, tuple[Any, ...]]] = []  # actions asked of a recording, for tests
+
+    async def devices(self) -> list[dict[str, Any]]:
+        return self.data["devices"]
+
+    async def device(self, device_id: str) -> dict[str, Any]:
+        detail = self.data.get("device_details", {}).get(device_id)
+        if detail is None:
+            return next(d for d in self.data["devices"] if d["id"] == device_id)
+        return detail
+
+    async def releases(self) -> list[dict[str, Any]]:
+        return self.data["releases"]
+
+    async def rollouts(self) -> list[dict[str, Any]]:
+        return self.data["rollouts"]
+
+    async def history(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return self.data["history"][-limit:]
+
+    async def stream(self, last_id: int | None) -> AsyncIterator[StreamItem]:
+        for item in self.data.get("stream", []):
+            yield item[0], item[1], item[2]
+        await asyncio.Event().wait()  # a recording's stream stays open and quiet
+
+    async def act(self, what: str, *args: Any) -> dict[str, Any]:
+        self.written.append((what, args))
+        raise PicoctlError(f"{what}: this is a recording; start the hub to act on a fleet")
+
+    def pi_status(self) -> PiView:
+        return PiView.from_json(self.data["pi"])
+
+    def usb_scan(self) -> list[BoardView]:
+        return [BoardView.from_json(b) for b in self.data.get("usb", [])]
+
+    def serial_lines(self, port: str) -> list[str]:
+        return list(self.data.get("serial", {}).get(port, []))
+
+    def serial_reader(self, port: str, on_line: Callable[[str], None], on_status: Callable[[bool, str], None]) -> None:
+        return None
+
+    def usb_transfer(self, op: str, where: str, what: str, progress: Progress) -> str:
+        raise PicoctlError(f"{op}: this is a recording; attach a board to flash it")
+
+
+@dataclass
+class Live:
+    """The hub named by fleet.toml, through picoctl.client's AsyncHubClient, and this machine's Pi and USB."""
+
+    cfg: FleetConfig
+    client: Any = field(default=None)
+
+    def __post_init__(self) -> None:
+        from ..client import AsyncHubClient
+
+        self.client = self.client or AsyncHubClient.from_config(self.cfg)
+        self.url = self.cfg.hub_url
+
+    async def devices(self) -> list[dict[str, Any]]:
+        return await self.client.devices()
+
+    async def device(self, device_id: str) -> dict[str, Any]:
+        return await self.client.device(device_id)
+
+    async def releases(self) -> list[dict[str, Any]]:
+        return await self.client.releases()
+
+    async def rollouts(self) -> list[dict[str, Any]]:
+        return await self.client.rollouts()
+
+    async def history(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return await self.client.history(limit=limit)
+
+    async def stream(self, last_id: int | None) -> AsyncIterator[StreamItem]:
+        async for ev in self.client.events(None if last_id is None else str(last_id)):
+            yield (int(ev.id) if ev.id and ev.id.isdigit() else None), ev.event, ev.data
+
+    async def act(self, what: str, *args: Any) -> Any:
+        """One operator action by client method name, e.g. act("rollout_action", 3, "halt", "")."""
+        return await getattr(self.client, what)(*args)
+
+    def pi_status(self) -> PiView:
+        from ..pideploy import status
+
+        s = status.status(self.cfg)
+        return PiView(s.root, s.current, s.previous, list(s.releases), s.healthy, s.health, s.busy, s.queued_events)
+
+    def pi_deploy(self, source: str, progress: Progress, log: Callable[[str], None]) -> Any:
+        from ..pideploy import deploy
+
+        return deploy.deploy(self.cfg, source, progress, log)
+
+    def pi_rollback(self, progress: Progress, log: Callable[[str], None]) -> Any:
+        from ..pideploy import deploy
+
+        return deploy.rollback(self.cfg, None, progress, log)
+
+    def usb_scan(self) -> list[BoardView]:
+        from ..usb import detect
+
+        return [BoardView.from_json(b.to_json()) for b in detect.scan(self.cfg)]
+
+    def serial_lines(self, port: str) -> list[str]:
+        return []
+
+    def serial_reader(self, port: str, on_line: Callable[[str], None], on_status: Callable[[bool, str], None]) -> Any:
+        from ..usb.serial_log import SerialLog
+
+        return SerialLog(port, on_line=on_line, on_status=on_status)
+
+    def usb_transfer(self, op: str, where: str, what: str, progress: Progress) -> str:
+        """Flash a UF2 onto a drive, push a release folder or provision a Pico W over a port; one line on success."""
+        from .. import history
+        from ..usb import push, uf2flash
+
+        if op == "flash":
+            r = uf2flash.flash_uf2(Path(what).expanduser(), Path(where), progress)
+            history.record(self.cfg, "usb_flash", actor="tui", detail=f"{what} -> {where}", result="ok")
+            return f"flashed {r.bytes_written} bytes in {r.seconds:.1f} s; the board rebooted"
+        if op == "push":
+            p = push.push_release(where, Path(what).expanduser(), progress)
+            history.record(self.cfg, "usb_push", actor="tui", device_id=p.device_id, version=p.version,
+                           detail=f"{what} -> {where}", result="ok")
+            return f"pushed {p.files} file(s); the board reports {p.version or 'no version'}"
+        if op == "provision":
+            from .. import provision
+            from ..client import HubClient
+
+            hub = HubClient.from_config(self.cfg)
+            done = provision.provision(what, self.cfg.hub.public_url, lambda i, t: hub.register_device(i, t)["key"],
+                                       lambda files: push.push_files(where, files, progress))
+            history.record(self.cfg, "usb_provision", actor="tui", device_id=done.device_id, version=done.version,
+                           detail=where, result="ok")
+            return f"provisioned {done.device_id} ({done.version})"
+        raise PicoctlError(f"unknown USB operation {op!r}")

@@ -1,0 +1,99 @@
+"""Modal screens: confirmation of a destructive action, a one-field prompt, the help list."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from .. import keymap
+
+
+class Confirm(ModalScreen[bool]):
+    """"Halt rollout #3 (picow 1.1.0)? No new offers to 12 devices." y/enter confirms, n/esc cancels."""
+
+    BINDINGS = [*keymap.MODAL, Binding("y", "yes", "Yes", id="modal.yes", tooltip="do it"),
+                Binding("n", "cancel", "No", id="modal.no", tooltip="do nothing")]
+
+    def __init__(self, title: str, body: str, verb: str = "Confirm") -> None:
+        super().__init__()
+        self.title_text, self.body, self.verb = title, body, verb
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.body, classes="dialog-body")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(f"{self.verb} (y)", variant="error", id="yes")
+                yield Button("Cancel (esc)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class Prompt(ModalScreen[str | None]):
+    """One line of input (a file, a folder, a URL); enter submits, esc cancels."""
+
+    BINDINGS = keymap.MODAL
+
+    def __init__(self, title: str, placeholder: str = "", value: str = "") -> None:
+        super().__init__()
+        self.title_text, self.placeholder, self.value = title, placeholder, value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Input(self.value, placeholder=self.placeholder, id="prompt")
+            yield Label("enter to go, esc to cancel", classes="dim")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class Help(ModalScreen[None]):
+    """Every binding of the screen underneath and of the app, with what it does."""
+
+    BINDINGS = [*keymap.MODAL, Binding("question_mark", "cancel", "Close", show=False, id="help.close")]
+
+    def __init__(self, sections: list[tuple[str, list[Binding]]]) -> None:
+        super().__init__()
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog help"):
+            yield Label("Keys", classes="dialog-title")
+            for title, bindings in self.sections:
+                yield Label(title, classes="help-section")
+                seen: set[str] = set()
+                for b in bindings:
+                    if b.id in seen:
+                        continue
+                    seen.add(b.id or b.key)
+                    key = b.key_display or _key_label(b.key)
+                    yield Static(f"  {key:<10} {b.tooltip or b.description}", classes="help-line")
+            yield Label("ctrl+p or : opens the command palette: every action by name", classes="dim")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+_KEY_NAMES = {"question_mark": "?", "slash": "/", "colon": ":", "left_square_bracket": "[",
+              "right_square_bracket": "]", "escape": "esc", "space": "space"}
+
+
+def _key_label(key: str) -> str:
+    return ",".join(_KEY_NAMES.get(k, k) for k in key.split(","))

@@ -1,0 +1,119 @@
+"""A serial console viewer: SerialLog's reader thread appends to a bounded buffer, a 10 Hz timer draws
+what is new. Follow or pause, search (only lines holding a text), clear, save to a file."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import RichLog, Static
+
+MAX_LINES = 5000
+DRAIN_S = 0.1
+
+
+class SerialView(Vertical):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lines: collections.deque[str] = collections.deque(maxlen=MAX_LINES)
+        self.incoming: collections.deque[str] = collections.deque(maxlen=MAX_LINES)  # written by the reader thread
+        self.port = ""
+        self.following = True
+        self.search = ""
+        self.connected = False
+        self.reader: Any = None
+        self.dropped = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="serial-status")
+        yield RichLog(id="serial-log", max_lines=MAX_LINES, markup=False, wrap=False, auto_scroll=True)
+
+    def on_mount(self) -> None:
+        self.set_interval(DRAIN_S, self.drain)
+        self._status()
+
+    def on_unmount(self) -> None:
+        self.stop()
+
+    # --- fed from the reader thread (deque appends are thread-safe) -------------------------
+    def feed(self, line: str) -> None:
+        if len(self.incoming) == self.incoming.maxlen:
+            self.dropped += 1
+        self.incoming.append(line)
+
+    def link(self, connected: bool, why: str) -> None:
+        self.connected = connected
+
+    # --- on the event loop -----------------------------------------------------------------
+    def follow(self, port: str, reader: Any, backlog: list[str] = ()) -> None:  # type: ignore[assignment]
+        self.stop()
+        self.port, self.reader = port, reader
+        self.lines.clear()
+        self.incoming.clear()
+        self.incoming.extend(backlog)
+        self.query_one(RichLog).clear()
+        self.following = True
+        if reader is not None:
+            reader.start()
+        self._status()
+
+    def stop(self) -> None:
+        if self.reader is not None:
+            self.reader.stop()
+            self.reader = None
+
+    def drain(self) -> None:
+        if not self.incoming:
+            self._status()
+            return
+        new = []
+        while self.incoming:
+            new.append(self.incoming.popleft())
+        self.lines.extend(new)
+        if self.following:
+            log = self.query_one(RichLog)
+            for line in new:
+                if self.search.lower() in line.lower():
+                    log.write(line)
+        self._status()
+
+    def redraw(self) -> None:
+        log = self.query_one(RichLog)
+        log.clear()
+        needle = self.search.lower()
+        for line in self.lines:
+            if needle in line.lower():
+                log.write(line)
+        self._status()
+
+    def toggle_pause(self) -> None:
+        self.following = not self.following
+        if self.following:
+            self.redraw()
+        self._status()
+
+    def set_search(self, text: str) -> None:
+        self.search = text
+        self.redraw()
+
+    def clear(self) -> None:
+        self.lines.clear()
+        self.query_one(RichLog).clear()
+        self._status()
+
+    def save(self, path: Path) -> int:
+        path.write_text("".join(line + "\n" for line in self.lines))
+        return len(self.lines)
+
+    def _status(self) -> None:
+        if not self.port:
+            text = "serial log: select a board and press l"
+        else:
+            state = "following" if self.following else "paused (space follows)"
+            link = "" if self.reader is None or self.connected else "  waiting for the port…"
+            where = f"  search {self.search!r}" if self.search else ""
+            text = f"serial {self.port}  {len(self.lines)} lines  {state}{where}{link}"
+        self.query_one("#serial-status", Static).update(text)

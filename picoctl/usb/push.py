@@ -165,7 +165,7 @@ def push_files(port: str, files: dict[str, bytes], progress: Progress, verify: b
             if not data:
                 progress.update(written)
         if verify:
-            progress.phase("verify", total=len(targets))
+            progress.phase("verify", total=total)
             for name, dest in targets.items():
                 current = name
                 digest = transport.fs_hashfile(dest + TMP_SUFFIX, "sha256", chunk_size=1024)
@@ -175,7 +175,7 @@ def push_files(port: str, files: dict[str, bytes], progress: Progress, verify: b
                     got = digest.hex() if isinstance(digest, bytes) else repr(digest)
                     raise PicoctlError(f"{port}: {name} failed verification on the board (sha256 {got[:16]}…, "
                                        f"expected {want.hex()[:16]}…); nothing was replaced, old files are in place")
-                progress.advance(1, item=name)
+                progress.advance(len(files[name]), item=name)
         progress.phase("commit", item="")
         current = ""
         _commit(transport, [(d + TMP_SUFFIX, d) for d in targets.values()])

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import BadInput
@@ -230,24 +230,6 @@ class RolloutInfo:
         if not 0 <= self.stage_index < len(self.stages):
             raise ValueError(f"rollout {self.id}: stage_index {self.stage_index} outside its {len(self.stages)} stage(s)")
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RolloutInfo:
-        """From a stored row or the wire: stages as a list of stage dicts; unknown keys are ignored."""
-        return cls(
-            id=int(data["id"]), target=data["target"], version=data["version"],
-            previous_version=data.get("previous_version"), state=data["state"], kind=data.get("kind") or "update",
-            stage_index=int(data.get("stage_index", 0)), stages=stages_from_dicts(data["stages"]),
-            halt_after_failures=int(data["halt_after_failures"]),
-            promote_after_successes=int(data["promote_after_successes"]),
-            created_at=float(data["created_at"]), reason=data.get("reason") or "",
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The wire form: every field, stages as stage dicts."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["stages"] = [s.to_dict() for s in self.stages]
-        return d
-
     @property
     def stage(self) -> Stage:
         return self.stages[self.stage_index]
@@ -286,14 +268,6 @@ def eligible(rollout: RolloutInfo, device: DeviceInfo) -> bool:
     return stage_of(rollout, device) is not None
 
 
-def needs_new_seq(record: OfferRecord | None) -> bool:
-    """Whether an offer chosen by choose_offer is a new attempt (a fresh, higher seq; attempts + 1).
-
-    False for an offer still in progress before the switch: the hub repeats the record's seq.
-    """
-    return record is None or record.phase not in PRE_SWITCH
-
-
 def retry_at(record: OfferRecord, retry_backoff_s: float) -> float:
     """When a transient failure may be offered again: backoff doubling with each attempt."""
     doublings = min(max(record.attempts, 1) - 1, MAX_BACKOFF_DOUBLINGS)
@@ -319,7 +293,7 @@ def choose_offer(device: DeviceInfo, rollouts: Sequence[RolloutInfo], records: M
     alone: a newer rollout wins over older ones, and a halted, finished or rolled-back rollout the
     device took part in keeps older ones from offering it anything. That rollout offers when it is
     active, the device is eligible and not on its version, and the device has no record, a record
-    still before the switch (repeated: the hub resends the record's seq), or a transient failure
+    still before the switch (repeated, so a lost reply or a reboot does not strand it), or a transient failure
     whose backoff, retry_backoff_s * 2**(attempts-1), has passed. O(number of rollouts).
     """
     deciding: RolloutInfo | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Generic, TypeVar
@@ -179,7 +180,7 @@ def _unreachable(url: str, exc: Exception) -> PicoctlError:
 class HubClient(_Routes[Any]):
     """Synchronous client; use as a context manager or call close()."""
 
-    def __init__(self, url: str, token: str, timeout: httpx.Timeout | float = TIMEOUT, verify: bool | str = True) -> None:
+    def __init__(self, url: str, token: str, timeout: httpx.Timeout | float = TIMEOUT, verify: bool | ssl.SSLContext = True) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify,
                                   headers={"Authorization": f"Bearer {token}"})
@@ -209,7 +210,7 @@ class HubClient(_Routes[Any]):
 class AsyncHubClient(_Routes[Any]):
     """Asynchronous client (every route method returns an awaitable), with the event stream."""
 
-    def __init__(self, url: str, token: str, timeout: httpx.Timeout | float = TIMEOUT, verify: bool | str = True) -> None:
+    def __init__(self, url: str, token: str, timeout: httpx.Timeout | float = TIMEOUT, verify: bool | ssl.SSLContext = True) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, verify=verify,
                                        headers={"Authorization": f"Bearer {token}"})

@@ -46,7 +46,7 @@ class Hub:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.cfg.hub.tls_cert else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -66,7 +66,7 @@ class Hub:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0, verify=False).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -13,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..config import FleetConfig
-from ..errors import PicoctlError
+from ..errors import BadInput, PicoctlError
 from . import device_api, operator_api
 from .http import ApiError, error_response
 from .state import Hub
+from .tls import fingerprint
 
 log = logging.getLogger("picoctl.hub")
 
@@ -73,7 +74,9 @@ def serve(cfg: FleetConfig, host: str | None = None, port: int | None = None) ->
 
     cert, key = cfg.hub.tls_cert, cfg.hub.tls_key
     if bool(cert) != bool(key):
-        raise PicoctlError("hub.tls_cert and hub.tls_key must be given together")
+        raise BadInput("hub.tls_cert and hub.tls_key must be given together")
+    if cert:
+        print(f"picoctl hub: TLS certificate sha256 fingerprint {fingerprint(cfg.resolve(cert))}", flush=True)
     uvicorn.run(
         create_app(cfg),
         host=host or cfg.hub.listen,

@@ -1,0 +1,84 @@
+"""The hub over TLS (certificate fingerprint for pinning) and the documented example fleet.toml."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import socket
+import ssl
+import tomllib
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from picoctl import config
+from picoctl.client import HubClient
+from picoctl.errors import BadInput
+from picoctl.hub.tls import fingerprint
+from picoctl.sim.fleet import SimDevice
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "configs" / "fleet.example.toml"
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "picoctl-hub")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "hub.crt", folder / "hub.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_hub_over_tls_with_a_pinnable_fingerprint(hub) -> None:  # noqa: ANN001
+    cert, key = self_signed(hub.site)
+    hub.cfg.hub.tls_cert, hub.cfg.hub.tls_key = "hub.crt", "hub.key"
+    config.save(hub.cfg, hub.site / "fleet.toml")
+    hub.restart()
+    assert hub.url.startswith("https://")
+    pinned = fingerprint(cert)
+    assert f"TLS certificate sha256 fingerprint {pinned}" in hub.log_path.read_text()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # a pinning board checks the hash instead
+    with socket.create_connection(("127.0.0.1", hub.port)) as raw, ctx.wrap_socket(raw) as tls:
+        assert hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest() == pinned
+    trust = ssl.create_default_context(cafile=str(cert))
+    with HubClient(hub.url, hub.token, verify=trust) as client:
+        device_key = client.register_device("gh-01")["key"]
+        with httpx.Client(base_url=hub.url, verify=trust) as c:
+            SimDevice("gh-01", device_key).heartbeat(c)
+        assert client.devices()[0]["status"] == "online"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(hub.url + "/healthz")  # an unknown certificate is refused by a verifying client
+
+
+def test_fingerprint_of_a_bad_certificate(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.crt"
+    bad.write_text("not a certificate")
+    with pytest.raises(BadInput, match="not a PEM certificate"):
+        fingerprint(bad)
+
+
+def test_example_config_documents_every_key_with_its_default() -> None:
+    loaded = config.load(EXAMPLE)
+    got, want = asdict(loaded), asdict(config.FleetConfig())
+    got.pop("path"), want.pop("path")
+    assert got == want
+    raw = tomllib.loads(EXAMPLE.read_text())
+    for section, cls in config._SECTIONS.items():
+        assert set(raw[section]) == {f.name for f in fields(cls)}, section
+    for t in raw["device_types"].values():
+        assert set(t) == {f.name for f in fields(config.DeviceTypeConfig)}

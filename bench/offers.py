@@ -36,8 +36,8 @@ def make_fleet(rng: random.Random) -> tuple[list[DeviceInfo], list[RolloutInfo],
     states = ["completed"] * 12 + ["rolled_back", "halted"] + ["active"] * 6
     rollouts = []
     for i in range(N_ROLLOUTS):
-        stages = tuple(ro.parse_stages(specs[i % len(specs)],
-                                       canary_ids=canary_ids if specs[i % len(specs)].startswith("canary") and i % 2 else ()))
+        spec = specs[i % len(specs)]
+        stages = tuple(ro.parse_stages(spec, canary_ids=canary_ids if spec.startswith("canary") and i % 2 else ()))
         rollouts.append(RolloutInfo(
             id=i + 1, target="pico" if i % 7 == 3 else "picow", version=f"1.{i + 1}.0", previous_version=f"1.{i}.0",
             state=states[i], kind="update", stage_index=rng.randrange(len(stages)), stages=stages,

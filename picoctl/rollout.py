@@ -44,7 +44,8 @@ def bucket(device_id: str) -> float:
 
 def check_percent(value: float, what: str = "percent") -> float:
     """`value` as a float in (0, 100], else BadInput."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= 100:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or not 0 < value <= 100:
         raise BadInput(f"{what}: expected a number above 0 and at most 100, got {value!r}")
     return float(value)
 
@@ -228,7 +229,8 @@ class RolloutInfo:
         if self.state not in STATES or self.kind not in KINDS:
             raise ValueError(f"rollout {self.id}: state {self.state!r} / kind {self.kind!r} unknown")
         if not 0 <= self.stage_index < len(self.stages):
-            raise ValueError(f"rollout {self.id}: stage_index {self.stage_index} outside its {len(self.stages)} stage(s)")
+            raise ValueError(f"rollout {self.id}: stage_index {self.stage_index} outside its "
+                             f"{len(self.stages)} stage(s)")
 
     @property
     def stage(self) -> Stage:
@@ -333,15 +335,15 @@ class Counts:
         return dict(self.__dict__)
 
 
-def is_silent(record: OfferRecord, device: DeviceInfo | None, now: float, trial_timeout_s: float) -> bool:
+def is_silent(record: OfferRecord, device: DeviceInfo, now: float, trial_timeout_s: float) -> bool:
     """Switched to the new app, then no status or heartbeat for more than trial_timeout_s."""
     if record.phase not in SWITCHED:
         return False
-    heard = max(record.updated_at, (device.last_seen if device else None) or 0.0)
+    heard = max(record.updated_at, device.last_seen or 0.0)
     return now - heard > trial_timeout_s
 
 
-def is_failure(record: OfferRecord, device: DeviceInfo | None, now: float, trial_timeout_s: float) -> bool:
+def is_failure(record: OfferRecord, device: DeviceInfo, now: float, trial_timeout_s: float) -> bool:
     """Failed for good, rolled back, or silent after switching."""
     return ((record.phase == "failed" and not record.transient) or record.phase == "rolled_back"
             or is_silent(record, device, now, trial_timeout_s))

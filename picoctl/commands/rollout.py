@@ -93,7 +93,7 @@ def _act(args: argparse.Namespace) -> int:
         done = client.rollout_action(target["id"], args.action, getattr(args, "reason", "") or "")
     line = f"{DONE[args.action]} rollout {target['id']}"
     if args.action == "rollback":
-        line += f": rollout {done.get('id')} offers {done.get('version')} to the devices that took {target.get('version')}"
+        line += f": rollout {done.get('id')} offers {done.get('version')} to the devices that took {target['version']}"
     emit(args, done, _announce(line))
     return 0
 
@@ -125,9 +125,9 @@ def _render(r: dict[str, Any]) -> None:
                   f"{r.get('previous_version') or '-'} -> {r.get('version')}  {state}", highlight=False)
     if r.get("reason"):
         console.print(f"reason    {r['reason']}", highlight=False)
+    promote = r.get("promote_after_successes")
     console.print(f"halt after {r.get('halt_after_failures')} failure(s); "
-                  f"promote {'after ' + str(r['promote_after_successes']) + ' success(es)' if r.get('promote_after_successes') else 'by hand'}",
-                  highlight=False)
+                  f"promote {f'after {promote} success(es)' if promote else 'by hand'}", highlight=False)
     current = r.get("stage_index", 0)
     rows = [("▶" if i == current else "", s.get("name"), _describe(s)) for i, s in enumerate(r.get("stages") or [])]
     table("stages", ("", "stage", "cohort"), rows)
@@ -135,8 +135,8 @@ def _render(r: dict[str, Any]) -> None:
     if isinstance(n, dict):
         console.print(", ".join(f"{k} {n.get(k, 0)}" for k in ("eligible", "offered", "downloading", "trial",
                                                                 "committed", "failed", "retrying")), highlight=False)
-        console.print(f"this stage: {n.get('stage_committed', 0)} of {n.get('stage_devices', 0)} new device(s) committed; "
-                      f"{n.get('current', 0)} already on {r.get('version')}", highlight=False)
+        console.print(f"this stage: {n.get('stage_committed', 0)} of {n.get('stage_devices', 0)} new device(s) "
+                      f"committed; {n.get('current', 0)} already on {r.get('version')}", highlight=False)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -151,21 +151,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("version", metavar="VERSION", help="a release published on the hub, e.g. 1.4.0")
     cohort = s.add_mutually_exclusive_group()
     cohort.add_argument("--canary", metavar="ID,...", help="the canary stage is these devices")
-    cohort.add_argument("--percent", metavar="N", help="the canary stage is N%% of devices, by a stable hash of their id")
+    cohort.add_argument("--percent", metavar="N",
+                        help="the canary stage is N%% of devices, by a stable hash of their id")
     cohort.add_argument("--device-type", metavar="T", help="the canary stage is the devices of type T")
-    s.add_argument("--stages", metavar="SPEC", help="e.g. canary,10%%,50%%,100%% (default: rollout.stages from fleet.toml; "
-                                                   "without --canary/--percent/--device-type the canary is the canary channel)")
-    s.add_argument("--halt-after-failures", metavar="N", help="halt once N devices failed (0: never; default from fleet.toml)")
+    s.add_argument("--stages", metavar="SPEC",
+                   help="e.g. canary,10%%,50%%,100%% (default: rollout.stages from fleet.toml; without "
+                        "--canary/--percent/--device-type the canary is the devices on the canary channel)")
+    s.add_argument("--halt-after-failures", metavar="N",
+                   help="halt once N devices failed (0: never; default from fleet.toml)")
     s.add_argument("--promote-after-successes", metavar="N",
                    help="promote once N devices of a stage committed (0: by hand; default from fleet.toml)")
     target(s)
     s.set_defaults(func=_start)
 
     helps = {"promote": "move an active rollout to its next stage", "halt": "stop new offers at once",
-             "resume": "resume a halted rollout", "rollback": "offer the previous release to every device that took this one"}
+             "resume": "resume a halted rollout",
+             "rollback": "offer the previous release to every device that took this one"}
     for action, text in helps.items():
         a = actions.add_parser(action, help=text)
-        a.add_argument("id", metavar="ID", nargs="?", type=int, help="rollout id (default: the target's current rollout)")
+        a.add_argument("id", metavar="ID", nargs="?", type=int,
+                       help="rollout id (default: the target's current rollout)")
         if action in ("halt", "rollback"):
             a.add_argument("--reason", metavar="R", default="", help="why, for the audit log")
         target(a)

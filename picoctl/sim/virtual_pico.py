@@ -73,6 +73,18 @@ def _boot_code(flash: Path, run_main: bool) -> str:
     return code
 
 
+def _reap(child: subprocess.Popen[bytes]) -> int:
+    """Wait for an interpreter that exited and close its pipes; its exit status."""
+    status = child.wait()
+    for pipe in (child.stdin, child.stdout):
+        try:
+            if pipe:
+                pipe.close()
+        except OSError:
+            pass
+    return status
+
+
 class VirtualPico:
     """A plugged-in virtual Pico. Use as a context manager; `.port` is what a host opens."""
 
@@ -95,7 +107,6 @@ class VirtualPico:
         self._child: subprocess.Popen[bytes] | None = None
         self._threads: list[threading.Thread] = []
         self._raw = False  # the host put the board in the raw REPL
-        self._raw_line = False  # bytes typed on the current raw-REPL line
         self._busy = False  # running code: Ctrl-C must interrupt it
         self._tail = b""
         self._hold_until_raw = False
@@ -116,10 +127,10 @@ class VirtualPico:
         tty.setraw(self._slave)
         os.set_blocking(self._master, False)
         self.pty = os.ttyname(self._slave)
-        self._raw = self._raw_line = False
+        self._raw = False
         self._plugged = True
         self._start_child(run_main=True)
-        tmp = Path(self.port + ".tmp")
+        tmp = self.link_dir / f".pico-{self.serial}.tmp"  # hidden: never seen as a port half-made
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(self.pty)
         os.replace(tmp, self.port)
@@ -140,6 +151,8 @@ class VirtualPico:
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout=5)
+        if self._child:
+            _reap(self._child)  # its pipes close only once no thread reads them
         for fd in (self._master, self._slave):
             try:
                 os.close(fd)
@@ -188,7 +201,7 @@ class VirtualPico:
         """Follow the REPL mode from the host's keystrokes; send SIGINT for Ctrl-C when busy."""
         for b in data:
             if b == 0x01:
-                self._raw, self._raw_line = True, False
+                self._raw = True
             elif b == 0x02:
                 self._raw = False
             elif b == 0x03:
@@ -196,10 +209,7 @@ class VirtualPico:
                 if self._busy and child and child.poll() is None:
                     child.send_signal(signal.SIGINT)
             elif b == 0x04 and self._raw:
-                self._busy = True
-                self._raw_line = False
-            elif self._raw:
-                self._raw_line = True
+                self._busy = True  # runs the command typed, or soft-resets on an empty line
 
     def _host_to_board(self) -> None:
         while self._plugged:
@@ -239,7 +249,7 @@ class VirtualPico:
             except (OSError, ValueError):
                 data = b""
             if not data:
-                status = child.wait()
+                status = _reap(child)
                 if not self._plugged:
                     return
                 if status == BOOTSEL_EXIT:

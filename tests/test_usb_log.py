@@ -54,6 +54,7 @@ def test_log_reads_telemetry_and_survives_reset_and_replug(board):
         booted = boots(seen)
         hb = next(h for h in map(parse_heartbeat, log.snapshot()) if h)
         assert (hb.device_id, hb.version) == ("pico-log-1", "1.4.0") and hb.mem_free > 0
+        assert wait_for(lambda: any(h and 23 < h.readings.get("temp_c", 0) < 27 for h in map(parse_heartbeat, log.snapshot())))
 
         with serial.Serial(os.path.realpath(board.port), 115200, timeout=1) as other:
             other.write(b"\x03")  # Ctrl-C stops main.py, Ctrl-D at the REPL soft-resets the board

@@ -8,7 +8,8 @@ pipes, and adds what a pipe cannot carry:
 - a soft reset (Ctrl-D on an empty raw-REPL or friendly-REPL line makes the unix port exit)
   restarts the interpreter after printing `MPY: soft reboot`; from the raw REPL it comes back in
   the raw REPL without running main.py, otherwise it runs boot.py and main.py, like a board.
-`machine.bootloader()` reboots into BOOTSEL: the serial port goes away (as on a board) and
+Its `machine` adds what the unix port lacks: `ADC(4)`, the temperature sensor (about 25 C), and
+`machine.bootloader()`, which reboots into BOOTSEL: the serial port goes away (as on a board) and
 `on_bootsel` runs, e.g. to bring up a VirtualDrive that plugs the Pico back in once flashed.
 The flash folder is mounted at `/` (VfsPosix), so board paths such as `/main.py` are its files.
 Output that no host reads is dropped after a short wait, as a board's USB CDC does.
@@ -54,7 +55,14 @@ def _boot_code(flash: Path, run_main: bool) -> str:
         "os.chdir('/')\n"
         "sys.path[:] = ['', '.frozen', '/lib']\n"
         "import machine as _machine\n"
+        "class _ADC:\n"  # the RP2's temperature sensor on ADC 4: about 25 C, drifting slowly
+        "    def __init__(self, channel):\n"
+        "        self.channel = channel\n"
+        "    def read_u16(self):\n"
+        "        import math, time\n"
+        "        return 14089 + int(40 * math.sin(time.time() / 20)) if self.channel == 4 else 0\n"
         "class _Machine:\n"
+        "    ADC = _ADC\n"
         "    def __getattr__(self, name):\n"
         "        return getattr(_machine, name)\n"
         "    def bootloader(self, *args):\n"

@@ -133,7 +133,7 @@ class PicoctlApp(App[None]):
     def _live_screens(self) -> Iterable[Any]:
         """The screens of the current mode's stack that render model data."""
         for screen in self.screen_stack:
-            if hasattr(screen, "apply_changes"):
+            if getattr(screen, "ready", False):
                 yield screen
 
     # --- actions ---------------------------------------------------------------------------

@@ -122,7 +122,7 @@ class Live:
         from ..client import AsyncHubClient
 
         self.client = self.client or AsyncHubClient.from_config(self.cfg)
-        self.url = self.cfg.hub_url
+        self.url = self.client.url
 
     async def devices(self) -> list[dict[str, Any]]:
         return await self.client.devices()
@@ -148,20 +148,20 @@ class Live:
         return await getattr(self.client, what)(*args)
 
     def pi_status(self) -> PiView:
-        from ..pideploy import status
+        from .. import pideploy
 
-        s = status.status(self.cfg)
+        s = pideploy.status(self.cfg)
         return PiView(s.root, s.current, s.previous, list(s.releases), s.healthy, s.health, s.busy, s.queued_events)
 
     def pi_deploy(self, source: str, progress: Progress, log: Callable[[str], None]) -> Any:
-        from ..pideploy import deploy
+        from .. import pideploy
 
-        return deploy.deploy(self.cfg, source, progress, log)
+        return pideploy.deploy(self.cfg, source, progress, log)
 
     def pi_rollback(self, progress: Progress, log: Callable[[str], None]) -> Any:
-        from ..pideploy import deploy
+        from .. import pideploy
 
-        return deploy.rollback(self.cfg, None, progress, log)
+        return pideploy.rollback(self.cfg, None, progress, log)
 
     def usb_scan(self) -> list[BoardView]:
         from ..usb import detect
@@ -177,27 +177,40 @@ class Live:
         return SerialLog(port, on_line=on_line, on_status=on_status)
 
     def usb_transfer(self, op: str, where: str, what: str, progress: Progress) -> str:
-        """Flash a UF2 onto a drive, push a release folder or provision a Pico W over a port; one line on success."""
+        """Flash a UF2 onto a drive, push a release folder or provision a Pico W over a port; one line on success.
+
+        Recorded in the hub's history (`usb_flash`, `usb_push`, `usb_provision`) as the CLI does: done or
+        failed; a refusal before the board was touched (BadInput) is not recorded.
+        """
         from .. import history
+        from ..errors import BadInput
+        from ..pideploy import local_actor
+
+        kind = {"flash": "usb_flash", "push": "usb_push", "provision": "usb_provision"}[op]
+        try:
+            line, device, version = self._usb(op, where, what, progress)
+        except BadInput:
+            raise
+        except PicoctlError as exc:
+            history.record(self.cfg, kind, actor=local_actor(), result="failed", detail=f"{what} -> {where}: {exc}")
+            raise
+        history.record(self.cfg, kind, actor=local_actor(), device_id=device, version=version, result="ok",
+                       detail=f"{what} -> {where}")
+        return line
+
+    def _usb(self, op: str, where: str, what: str, progress: Progress) -> tuple[str, str | None, str | None]:
         from ..usb import push, uf2flash
 
         if op == "flash":
             r = uf2flash.flash_uf2(Path(what).expanduser(), Path(where), progress)
-            history.record(self.cfg, "usb_flash", actor="tui", detail=f"{what} -> {where}", result="ok")
-            return f"flashed {r.bytes_written} bytes in {r.seconds:.1f} s; the board rebooted"
+            return f"flashed {r.bytes_written} bytes in {r.seconds:.1f} s; the board rebooted", None, None
         if op == "push":
             p = push.push_release(where, Path(what).expanduser(), progress)
-            history.record(self.cfg, "usb_push", actor="tui", device_id=p.device_id, version=p.version,
-                           detail=f"{what} -> {where}", result="ok")
-            return f"pushed {p.files} file(s); the board reports {p.version or 'no version'}"
-        if op == "provision":
-            from .. import provision
-            from ..client import HubClient
+            return f"pushed {p.files} file(s); the board reports {p.version or 'no version'}", p.device_id, p.version
+        from .. import provision
+        from ..client import HubClient
 
-            hub = HubClient.from_config(self.cfg)
+        with HubClient(self.client.url, self.cfg.read_token()) as hub:
             done = provision.provision(what, self.cfg.hub.public_url, lambda i, t: hub.register_device(i, t)["key"],
                                        lambda files: push.push_files(where, files, progress))
-            history.record(self.cfg, "usb_provision", actor="tui", device_id=done.device_id, version=done.version,
-                           detail=where, result="ok")
-            return f"provisioned {done.device_id} ({done.version})"
-        raise PicoctlError(f"unknown USB operation {op!r}")
+        return f"provisioned {done.device_id} ({done.version})", done.device_id, done.version

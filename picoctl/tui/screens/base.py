@@ -38,6 +38,11 @@ class ModelScreen(Screen[None]):
     def apply_changes(self, changed: set[str], removed: set[str], events: list[Event], topics: set[str]) -> None:
         """Update what the changes touch; called only while the screen is in the current stack."""
 
+    @property
+    def ready(self) -> bool:
+        """Composed and not being torn down: the app may hand it changes."""
+        return self.is_mounted and not self._closing and bool(self.query("#titlebar"))
+
     def tick(self) -> None:
         self.query_one(TitleBar).refresh()
 

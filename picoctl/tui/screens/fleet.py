@@ -39,7 +39,7 @@ class FleetScreen(ModelScreen):
     def __init__(self) -> None:
         super().__init__()
         self.filter_text = ""
-        self.sort_column: str | None = None
+        self.sort_column = "id"
         self.sort_reverse = False
 
     def compose(self) -> ComposeResult:
@@ -97,7 +97,7 @@ class FleetScreen(ModelScreen):
                 touched |= table.put(did, self.cells(d, now))
             else:
                 table.drop(did)
-        if touched and self.sort_column:
+        if touched:
             table.sort_by(self.sort_column, self.sort_reverse)
         self._summary()
 
@@ -117,13 +117,13 @@ class FleetScreen(ModelScreen):
 
     def action_sort_next(self) -> None:
         keys = [c[0] for c in COLUMNS]
-        self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)] if self.sort_column else keys[0]
+        self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
         self.table.sort_by(self.sort_column, self.sort_reverse)
         self.notify(f"sorted by {self.sort_column}", timeout=2)
 
     def action_sort_reverse(self) -> None:
         self.sort_reverse = not self.sort_reverse
-        self.table.sort_by(self.sort_column or "id", self.sort_reverse)
+        self.table.sort_by(self.sort_column, self.sort_reverse)
 
     @on(DataTable.RowSelected, "#devices")
     def _selected(self, event: DataTable.RowSelected) -> None:

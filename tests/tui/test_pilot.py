@@ -1,0 +1,396 @@
+"""The TUI driven by its keys against a real hub on 127.0.0.1 (one per module), simulated Pico W boards
+speaking the device protocol, the real Pi deploy layer with the example app, a virtual BOOTSEL drive
+and a virtual USB Pico."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+
+import conftest  # tests/conftest.py: the hub fixture's Hub
+from picoctl import config, release
+from picoctl.client import AsyncHubClient
+from picoctl.commands.init import init_site
+from picoctl.sim.bootsel_drive import VirtualDrive
+from picoctl.sim.fleet import SimDevice
+from picoctl.tui.app import PicoctlApp
+from picoctl.tui.screens.device import DeviceScreen
+from picoctl.tui.source import Live
+from picoctl.tui.widgets.modals import Confirm, Help, Prompt
+from picoctl.tui.widgets.serial_view import SerialView
+from picoctl.tui.widgets.table import KeyedTable
+from picoctl.usb import uf2
+
+REPO = Path(__file__).resolve().parents[2]
+PI_APP = REPO / "examples" / "pi-app"
+CONTROL = REPO / "tests" / "pi_app_control.py"
+PICO_APP = REPO / "device_code" / "pico" / "main.py"
+SIZE = (100, 30)
+HAS_MICROPYTHON = bool(shutil.which("micropython", path=os.path.dirname(sys.executable)) or shutil.which("micropython"))
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[conftest.Hub]:
+    """One hub for the module; four Pico W (gh-01, gh-02 on the canary channel) and two releases."""
+    site = tmp_path_factory.mktemp("tui") / "site"
+    port = conftest.free_port()
+    cfg = config.load(init_site(site, port))
+    token = cfg.read_token()
+    h = conftest.Hub(site=site, port=port, cfg=cfg, token=token,
+                     signing_key=(site / "keys" / "release.key").read_text().strip(),
+                     client=conftest.HubClient(f"http://127.0.0.1:{port}", token))
+    h.start()
+    try:
+        for v in ("1.0.0", "1.1.0"):
+            h.publish(h.build_release(v, {"main.py": f"print('app {v}')\n".encode()}))
+        h.sims = {}  # type: ignore[attr-defined]
+        for i in range(1, 5):
+            did = f"gh-{i:02d}"
+            key = h.register(did, "picow", "canary" if i <= 2 else "stable")
+            h.sims[did] = SimDevice(did, key, fail_trial=(did == "gh-01"))  # type: ignore[attr-defined]
+        with httpx.Client(base_url=h.url, timeout=10) as c:
+            for sim in h.sims.values():  # type: ignore[attr-defined]
+                sim.heartbeat(c)
+        yield h
+    finally:
+        h.kill()
+        h.client.close()
+
+
+def app_for(hub: conftest.Hub, cfg: config.FleetConfig | None = None) -> PicoctlApp:
+    cfg = cfg or hub.cfg
+    return PicoctlApp(cfg, Live(cfg, client=AsyncHubClient(hub.url, hub.token)))
+
+
+async def until(pilot: Any, pred: Callable[[], Any], timeout: float = 8.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what or pred}")
+
+
+def table(app: PicoctlApp, selector: str) -> KeyedTable:
+    return app.screen.query_one(selector, KeyedTable)
+
+
+def text_of(app: PicoctlApp, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+def cell(app: PicoctlApp, row: str, column: str) -> str:
+    t = table(app, "#devices")
+    return str(t.get_cell(row, column)) if t.has(row) else ""
+
+
+async def step(hub: conftest.Hub, did: str) -> Any:
+    """One agent cycle of a simulated board (heartbeat, check, update), off the event loop."""
+    def run() -> Any:
+        with httpx.Client(base_url=hub.url, timeout=10) as c:
+            return hub.sims[did].step(c)  # type: ignore[attr-defined]
+    return await asyncio.to_thread(run)
+
+
+async def heartbeat(hub: conftest.Hub, did: str, **readings: Any) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        sim = hub.sims[did]  # type: ignore[attr-defined]
+        sim.readings.update(readings)
+        with httpx.Client(base_url=hub.url, timeout=10) as c:
+            return sim.heartbeat(c)
+    return await asyncio.to_thread(run)
+
+
+def test_fleet_updates_live_filters_and_opens_a_device(hub: conftest.Hub) -> None:
+    async def run() -> None:
+        app = app_for(hub)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: table(app, "#devices").row_count == 4, what="four devices")
+            assert "4 devices" in text_of(app, "#summary") and "● 4 online" in text_of(app, "#summary")
+            before = table(app, "#devices").updates
+
+            await heartbeat(hub, "gh-02", moisture=12.5, pump=True)
+            await until(pilot, lambda: cell(app, "gh-02", "moisture") == "12.5", what="moisture over SSE")
+            assert cell(app, "gh-02", "pump") == "on"
+            assert table(app, "#devices").updates - before <= 6  # that row's changed cells, not a rebuild
+
+            await pilot.press("slash", *"gh-04")
+            await until(pilot, lambda: table(app, "#devices").row_count == 1, what="filtered to one row")
+            await pilot.press("escape")
+            await until(pilot, lambda: table(app, "#devices").row_count == 4, what="filter cleared")
+
+            await pilot.press("j", "j", "enter")  # the third row: gh-03
+            await until(pilot, lambda: isinstance(app.screen, DeviceScreen))
+            assert app.screen.device_id == "gh-03"
+            await until(pilot, lambda: "gh-03" in text_of(app, "#device-info"))
+            await until(pilot, lambda: table(app, "#device-history").row_count >= 1, what="device history")
+
+            await pilot.press("m")
+            await until(pilot, lambda: isinstance(app.screen, Confirm))
+            assert "Move gh-03 to canary?" in app.screen.title_text and "1 device" in app.screen.body
+            await pilot.press("y")
+            await until(pilot, lambda: next(d for d in hub.client.devices() if d["id"] == "gh-03")["channel"] == "canary",
+                        what="hub has gh-03 on canary")
+            await until(pilot, lambda: "channel canary" in text_of(app, "#device-info"))
+
+            await pilot.press("c")
+            await pilot.pause(0.5)
+            assert (await heartbeat(hub, "gh-03"))["check_now"] is True
+
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, DeviceScreen))
+            await until(pilot, lambda: cell(app, "gh-03", "channel") == "canary")
+
+            await pilot.press("question_mark")
+            await until(pilot, lambda: isinstance(app.screen, Help))
+            lines = " ".join(str(s.render()) for s in app.screen.query(".help-line"))
+            assert "the selected device's history and actions" in lines and "leave picoctl" in lines
+            await pilot.press("escape")
+        await app.source.client.aclose()
+
+    asyncio.run(run())
+
+
+def test_canary_start_halt_and_rollback(hub: conftest.Hub) -> None:
+    async def run() -> None:
+        app = app_for(hub)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.model.releases, what="releases")
+            await pilot.press("2", "n")
+            await until(pilot, lambda: app.screen.__class__.__name__ == "CanaryForm")
+            await pilot.press("ctrl+s")
+            started = await until(pilot, lambda: [r for r in hub.client.rollouts() if r["version"] == "1.1.0"],
+                                  what="rollout on the hub")
+            rid = started[0]["id"]
+            assert [s["name"] for s in started[0]["stages"]] == ["canary", "10%", "50%", "100%"]
+            await until(pilot, lambda: f"rollout #{rid}" in text_of(app, "#rollout-info"), what="rollout shown")
+
+            assert await step(hub, "gh-01") == "rolled_back"  # its trial never confirms: the canary fails
+            await until(pilot, lambda: "halted" in text_of(app, "#rollout-info"), what="halt seen over SSE")
+            assert "failed 1" in text_of(app, "#rollout-info")
+
+            await pilot.press("b")
+            await until(pilot, lambda: isinstance(app.screen, Confirm))
+            assert app.screen.title_text == f"Roll back rollout #{rid}?"
+            assert "1 device(s) that took picow 1.1.0 will be offered 1.0.0 again" in app.screen.body
+            await pilot.press("y")
+            back = await until(pilot, lambda: [r for r in hub.client.rollouts() if r.get("kind") == "rollback"],
+                               what="rollback rollout on the hub")
+            await until(pilot, lambda: table(app, "#rollouts").has(str(back[0]["id"])), what="rollback listed")
+
+            await pilot.press("3")
+            await until(pilot, lambda: any("rolled_back" in str(r) for r in _rows(app, "#events")), what="history")
+            await pilot.press("slash", *"kind:rollout")
+            await until(pilot, lambda: _rows(app, "#events") and all("rollout" in str(r[1]) for r in _rows(app, "#events")))
+        await app.source.client.aclose()
+
+    asyncio.run(run())
+
+
+def _rows(app: PicoctlApp, selector: str) -> list[list[Any]]:
+    t = table(app, selector)
+    return [t.get_row(k) for k in t.keys_in_order()]
+
+
+# --- the Pi ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def pi_cfg(hub: conftest.Hub, tmp_path: Path) -> Iterator[config.FleetConfig]:
+    cfg = config.load(hub.site / "fleet.toml")
+    port = conftest.free_port()
+    cfg.pi.root = str(tmp_path / "pi")
+    pidfile = tmp_path / "app.pid"
+    cfg.pi.restart_command = shlex.join([sys.executable, str(CONTROL), "--root", cfg.pi.root, "--port", str(port),
+                                         "--pidfile", str(pidfile), "--log", str(tmp_path / "app.log")])
+    cfg.pi.health_url = f"http://127.0.0.1:{port}/healthz"
+    cfg.pi.health_timeout_s = 10.0
+    cfg.pi.health_interval_s = 0.05
+    os.environ["PICOCTL_HUB_URL"] = hub.url
+    yield cfg
+    os.environ.pop("PICOCTL_HUB_URL", None)
+    try:
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
+def test_pi_deploy_and_rollback(hub: conftest.Hub, pi_cfg: config.FleetConfig, tmp_path: Path) -> None:
+    built = {}
+    for v in ("2.0.0", "2.1.0"):
+        built[v] = tmp_path / f"pi-{v}"
+        release.build("pi", v, PI_APP, built[v], key_hex=hub.signing_key)
+
+    async def deploy(pilot: Any, app: PicoctlApp, source: Path) -> None:
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, Prompt))
+        app.screen.query_one("#prompt").value = str(source)
+        await pilot.press("enter")
+        await until(pilot, lambda: "deploy: done" in text_of(app, "#pi-step"), timeout=30, what="deploy done")
+
+    async def run() -> None:
+        app = app_for(hub, pi_cfg)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("4")
+            await until(pilot, lambda: "current" in text_of(app, "#pi-info"))
+            await deploy(pilot, app, built["2.0.0"])
+            await deploy(pilot, app, built["2.1.0"])
+            log = "\n".join(str(line) for line in app.screen.query_one("#pi-log").lines)
+            assert "health" in log and "2.1.0" in log
+            await until(pilot, lambda: "2.1.0" in text_of(app, "#pi-info") and "healthy" in text_of(app, "#pi-info"))
+            assert app.screen.query_one("#pi-progress").percentage == 1
+
+            await pilot.press("b")
+            await until(pilot, lambda: isinstance(app.screen, Confirm))
+            assert app.screen.title_text == "Roll the Pi back to 2.0.0?" and "from 2.1.0 to 2.0.0" in app.screen.body
+            await pilot.press("y")
+            await until(pilot, lambda: "rollback: done" in text_of(app, "#pi-step"), timeout=30, what="rollback done")
+            await until(pilot, lambda: text_of(app, "#pi-info").startswith("current   2.0.0"))
+            await pilot.press("3")
+            await until(pilot, lambda: any(r[1] == "pi_rollback" for r in _rows(app, "#events")), what="pi_rollback event")
+        await app.source.client.aclose()
+
+    asyncio.run(run())
+
+
+# --- USB -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def usb_cfg(hub: conftest.Hub, tmp_path: Path) -> Iterator[config.FleetConfig]:
+    cfg = config.load(hub.site / "fleet.toml")
+    (tmp_path / "media").mkdir()
+    (tmp_path / "ports").mkdir()
+    cfg.usb.drive_roots = str(tmp_path / "media")
+    cfg.usb.extra_ports = str(tmp_path / "ports" / "pico-*")
+    cfg.usb.poll_s = 0.1
+    os.environ["PICOCTL_HUB_URL"] = hub.url
+    yield cfg
+    os.environ.pop("PICOCTL_HUB_URL", None)
+
+
+def test_usb_flash_bootsel_drive(hub: conftest.Hub, usb_cfg: config.FleetConfig, tmp_path: Path) -> None:
+    image = tmp_path / "fw.uf2"
+    image.write_bytes(uf2.build_uf2(os.urandom(20000), 0x10000000, "rp2040"))
+
+    async def run() -> None:
+        app = app_for(hub, usb_cfg)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("5")
+            with VirtualDrive(tmp_path / "media" / "RPI-RP2") as drive:
+                await until(pilot, lambda: table(app, "#boards").row_count == 1, what="BOOTSEL drive appears")
+                await pilot.press("f")
+                await until(pilot, lambda: isinstance(app.screen, Prompt))
+                app.screen.query_one("#prompt").value = str(image)
+                await pilot.press("enter")
+                await until(pilot, lambda: "flashed" in text_of(app, "#usb-step"), timeout=20, what="flash done")
+                assert drive.image == image.read_bytes()
+                await until(pilot, lambda: table(app, "#boards").row_count == 0, what="drive gone after reboot")
+        await app.source.client.aclose()
+        assert any(e["kind"] == "usb_flash" and e["result"] == "ok" for e in hub.client.history())
+
+    asyncio.run(run())
+
+
+@pytest.mark.micropython
+@pytest.mark.skipif(not HAS_MICROPYTHON, reason="MicroPython unix port not installed")
+def test_usb_serial_log_follow_pause_search_save(hub: conftest.Hub, usb_cfg: config.FleetConfig, tmp_path: Path) -> None:
+    from picoctl.sim.virtual_pico import VirtualPico
+
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    shutil.copy(PICO_APP, flash / "main.py")
+    (flash / "config.json").write_text(json.dumps({"id": "pico-tui-1", "heartbeat_s": 0.1}))
+
+    async def run() -> None:
+        app = app_for(hub, usb_cfg)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("5")
+            with VirtualPico(flash, serial="E66138935F1B2C3D", link_dir=tmp_path / "ports"):
+                await until(pilot, lambda: table(app, "#boards").row_count == 1, what="virtual Pico appears")
+                await pilot.press("l")
+                view = app.screen.query_one(SerialView)
+                await until(pilot, lambda: any('"heartbeat"' in x for x in view.lines), what="telemetry lines")
+                await pilot.press("space")
+                assert not view.following and "paused" in str(view.query_one("#serial-status").render())
+                shown = len(view.query_one("#serial-log").lines)
+                await until(pilot, lambda: len(view.lines) > shown + 3, what="lines buffered while paused")
+                assert len(view.query_one("#serial-log").lines) == shown
+                await pilot.press("space")
+                assert view.following
+
+                await pilot.press("slash")
+                await until(pilot, lambda: isinstance(app.screen, Prompt))
+                app.screen.query_one("#prompt").value = "pico-tui-1"
+                await pilot.press("enter")
+                await until(pilot, lambda: view.search == "pico-tui-1")
+                log_lines = [str(x.text) for x in view.query_one("#serial-log").lines]
+                assert log_lines and all("pico-tui-1" in x for x in log_lines)
+
+                await pilot.press("w")
+                await until(pilot, lambda: isinstance(app.screen, Prompt))
+                out = tmp_path / "saved.log"
+                app.screen.query_one("#prompt").value = str(out)
+                await pilot.press("enter")
+                await until(pilot, lambda: out.exists() and '"heartbeat"' in out.read_text(), what="saved log")
+
+                before = len(view.lines)
+                await pilot.press("x")
+                assert len(view.lines) < min(before, 3)  # new lines keep coming; the old ones went
+            await until(pilot, lambda: table(app, "#boards").row_count == 0, what="unplugged board gone")
+        await app.source.client.aclose()
+
+    asyncio.run(run())
+
+
+# --- the link ----------------------------------------------------------------------------------
+
+def test_hub_down_shows_banner_and_reconnects(hub: conftest.Hub) -> None:
+    """Last in the module: it restarts the shared hub."""
+    async def run() -> None:
+        app = app_for(hub)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.link == "live")
+            await asyncio.to_thread(hub.kill)
+            await until(pilot, lambda: app.link.startswith("down"), what="link down")
+            banner = text_of(app, "#banner")
+            assert hub.url in banner and "picoctl serve" in banner and app.screen.query_one("#banner").display
+            await asyncio.to_thread(hub.start)
+            await until(pilot, lambda: app.link == "live", timeout=15, what="reconnected")
+            assert not app.screen.query_one("#banner").display
+            await heartbeat(hub, "gh-04", moisture=77.7)
+            await until(pilot, lambda: cell(app, "gh-04", "moisture") == "77.7", what="events after reconnect")
+        await app.source.client.aclose()
+
+    asyncio.run(run())
+
+
+def test_unreachable_at_start_says_so(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    port = conftest.free_port()
+    cfg = config.load(init_site(site, port))
+    os.environ["PICOCTL_HUB_URL"] = f"http://127.0.0.1:{port}"
+
+    async def run() -> None:
+        app = PicoctlApp(cfg, Live(cfg))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.link.startswith("down"), what="down")
+            banner = text_of(app, "#banner")
+            assert f"http://127.0.0.1:{port}" in banner and "picoctl serve" in banner
+            assert "hub down" in text_of(app, "#titlebar")
+        await app.source.client.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        os.environ.pop("PICOCTL_HUB_URL", None)

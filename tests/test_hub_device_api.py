@@ -223,3 +223,15 @@ def test_artifacts_by_sha256_whole_and_by_range(hub) -> None:  # noqa: ANN001
 def test_healthz(hub) -> None:  # noqa: ANN001
     r = httpx.get(hub.url + "/healthz")
     assert r.status_code == 200 and r.json()["ok"] is True and r.json()["store"] == "ok"
+
+
+def test_a_flood_of_refused_requests_logs_a_bounded_number_of_security_events(hub) -> None:  # noqa: ANN001
+    with httpx.Client(base_url=hub.url) as c:
+        for i in range(60):
+            assert c.post("/heartbeat", content=_beat("gh-99", i + 1), headers={"X-Picoctl-Device": "gh-99"}).status_code == 403
+        time.sleep(1.1)
+        assert c.post("/heartbeat", content=_beat("gh-99", 99), headers={"X-Picoctl-Device": "gh-99"}).status_code == 403
+    time.sleep(0.2)
+    events = hub.client.history(kind="security")
+    assert 20 <= len(events) <= 41
+    assert "more refused requests were not logged" in events[-1]["detail"]

@@ -86,5 +86,6 @@ def serve(cfg: FleetConfig, host: str | None = None, port: int | None = None) ->
         ssl_certfile=str(cfg.resolve(cert)) if cert else None,
         ssl_keyfile=str(cfg.resolve(key)) if key else None,
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=3,  # event streams never end by themselves
         h11_max_incomplete_event_size=16 * 1024,
     )

@@ -201,7 +201,7 @@ def start(tx: Tx, cfg: FleetConfig, body: dict[str, Any], now: float) -> dict[st
     rollout_id = int(cur.lastrowid or 0)
     return _set_state(tx, cfg, rollout_id, now, "rollout_started",
                       f"{previous or '-'} -> {version}, stages {','.join(s.name for s in stages)}",
-                      str(body.get("actor") or "operator"), state="active")
+                      "operator", state="active")
 
 
 def act(tx: Tx, cfg: FleetConfig, rollout_id: int, action: str, reason: str, now: float) -> dict[str, Any]:

@@ -93,7 +93,7 @@ class Writer:
                 batch.append(self._queue.get_nowait())
             try:
                 results = await loop.run_in_executor(self._thread, self._commit, batch)
-            except sqlite3.Error as exc:
+            except Exception as exc:  # noqa: BLE001 - the transaction failed as a whole (e.g. a full disk)
                 failure = ApiError(503, f"store write failed, nothing was saved: {exc}")
                 results = [failure] * len(batch)
             self.batches += 1

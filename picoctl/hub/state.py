@@ -19,6 +19,7 @@ from .ingest import Tx, Writer
 
 T = TypeVar("T")
 DB_NAME = "fleet.db"
+SECURITY_EVENTS_PER_S = 20
 
 
 class Hub:
@@ -35,6 +36,7 @@ class Hub:
         self.writer = Writer(self.store, self.broadcaster)
         self.registry = Registry(self.reader.devices())
         self._ticker: asyncio.Task[None] | None = None
+        self._security_window, self._security_count, self._security_skipped = 0.0, 0, 0
 
     @property
     def tmp_dir(self):  # noqa: ANN201 - a Path
@@ -88,9 +90,23 @@ class Hub:
         await self.writer.run(job)
 
     def security_event(self, exc: Refused, request: Request) -> None:
-        """Log a refused device request; the response does not wait for it."""
+        """Log a refused device request; the response does not wait for it.
+
+        At most SECURITY_EVENTS_PER_S are written a second, so a flood cannot fill the disk; the next
+        one written counts those left out.
+        """
+        now = time.monotonic()
+        if now - self._security_window >= 1.0:
+            self._security_window, self._security_count = now, 0
+        self._security_count += 1
+        if self._security_count > SECURITY_EVENTS_PER_S:
+            self._security_skipped += 1
+            return
         client = request.client.host if request.client else "?"
         detail = f"{request.url.path} from {client}: {exc.message}"
+        if self._security_skipped:
+            detail += f" ({self._security_skipped} more refused requests were not logged)"
+            self._security_skipped = 0
 
         def job(tx: Tx) -> None:
             ev = add_event(tx.c, "hub", "security", device_id=exc.device_id, result="refused", detail=detail)

@@ -1,7 +1,7 @@
 """Authenticated heartbeat ingest: the hub's group commit against a naive one-commit-per-heartbeat server.
 
-1,000 simulated devices send signed heartbeats over loopback through persistent HTTP/1.1
-connections (raw asyncio clients in two processes, so the load is not the bottleneck). Each server
+1,000 simulated devices (picoctl.sim.fleet) send signed heartbeats over loopback through persistent
+HTTP/1.1 connections (raw asyncio clients in two processes, so the load is not the bottleneck). Each server
 is pinned to one core, the load to the other.
 - hub:      the real `picoctl serve` (uvicorn, Starlette; a single writer commits batches durably).
 - baseline: the naive design, a Flask-style synchronous threaded server whose handler checks the
@@ -13,7 +13,6 @@ of stored heartbeats must equal the count acknowledged.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import multiprocessing
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from picoctl import signing  # noqa: E402
 from picoctl.commands.init import init_site  # noqa: E402
+from picoctl.sim.fleet import SimDevice  # noqa: E402
 from picoctl.store import Store  # noqa: E402
 
 N_DEVICES = 1000
@@ -64,33 +64,26 @@ def make_devices(db: Path) -> list[tuple[str, str]]:
 
 # --- the load ----------------------------------------------------------------------------------
 
-async def _connection(port: int, devices: list[tuple[str, bytes]], counters: dict[str, int], start: float,
-                      stop: float, out: list[float], errors: list[int], acked: list[int]) -> None:
+async def _connection(port: int, devices: list[SimDevice], start: float, stop: float, out: list[float],
+                      errors: list[int], acked: list[int]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = 0
-    while True:
-        now = time.perf_counter()
-        if now >= stop:
-            break
-        device_id, key = devices[i % len(devices)]
+    while time.perf_counter() < stop:
+        device = devices[i % len(devices)]
         i += 1
-        counters[device_id] += 1
-        body = json.dumps({"id": device_id, "counter": counters[device_id], "version": "1.0.0", "seq": 0,
-                           "uptime_s": i, "mem_free": 101232, "rssi": -61,
-                           "readings": {"moisture": 41.5, "pump": False}}, separators=(",", ":")).encode()
-        mac = hmac.new(key, body, hashlib.sha256).hexdigest()
-        writer.write(b"POST /heartbeat HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
-                     b"X-Picoctl-Device: %s\r\nX-Picoctl-Mac: %s\r\nContent-Length: %d\r\n\r\n%s"
-                     % (device_id.encode(), mac.encode(), len(body), body))
+        _, body, headers = device.heartbeat_request()
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(f"POST /heartbeat HTTP/1.1\r\nHost: hub\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode()
+                     + body)
         t0 = time.perf_counter()
-        head = await reader.readuntil(b"\r\n\r\n")
+        answer = await reader.readuntil(b"\r\n\r\n")
         length = 0
-        for line in head.split(b"\r\n"):
+        for line in answer.split(b"\r\n"):
             if line[:15].lower() == b"content-length:":
                 length = int(line[15:])
         await reader.readexactly(length)
         t1 = time.perf_counter()
-        ok = head.startswith(b"HTTP/1.1 200")
+        ok = answer.startswith(b"HTTP/1.1 200")
         acked[0] += ok
         if t0 >= start:
             if ok:
@@ -103,15 +96,14 @@ async def _connection(port: int, devices: list[tuple[str, bytes]], counters: dic
 def _load_process(args: tuple[int, list[tuple[str, str]], int, float, float]) -> tuple[list[float], int, int]:
     port, devices, connections, start, stop = args
     os.sched_setaffinity(0, LOAD_CPUS)
-    keyed = [(d, bytes.fromhex(k)) for d, k in devices]
-    counters = {d: 0 for d, _ in devices}
+    sims = [SimDevice(d, k) for d, k in devices]
     latencies: list[float] = []
     errors: list[int] = []
     acked = [0]
-    per = [keyed[i::connections] for i in range(connections)]
+    per = [sims[i::connections] for i in range(connections)]
 
     async def main() -> None:
-        await asyncio.gather(*(_connection(port, p, counters, start, stop, latencies, errors, acked) for p in per))
+        await asyncio.gather(*(_connection(port, p, start, stop, latencies, errors, acked) for p in per))
 
     asyncio.run(main())
     return latencies, len(errors), acked[0]

@@ -65,6 +65,10 @@ class SimDevice:
 
     def post(self, client: httpx.Client, path: str, body: dict[str, Any], verify_mac: bool) -> dict[str, Any]:
         raw, headers = self.signed(body)
+        return self.send(client, path, raw, headers, verify_mac)
+
+    def send(self, client: httpx.Client, path: str, raw: bytes, headers: dict[str, str],
+             verify_mac: bool) -> dict[str, Any]:
         r = client.post(path, content=raw, headers=headers)
         if r.status_code != 200:
             raise DeviceProtocolError(f"{self.id}: {path}: HTTP {r.status_code} {r.text[:200]}")
@@ -76,14 +80,19 @@ class SimDevice:
 
     # --- protocol ------------------------------------------------------------------------------
 
-    def heartbeat(self, client: httpx.Client) -> dict[str, Any]:
+    def heartbeat_request(self) -> tuple[int, bytes, dict[str, str]]:
+        """The next heartbeat: its counter, body bytes and headers (the ingest benchmark sends these raw)."""
         counter = self.counter()
         self.uptime_s += 60
         body = {"id": self.id, "counter": counter, "version": self.version, "seq": self.seq,
                 "uptime_s": self.uptime_s, "mem_free": 101232, "rssi": -61, "phase": self.phase or None,
                 "readings": self.readings}
-        body = {k: v for k, v in body.items() if v is not None}
-        reply = self.post(client, "/heartbeat", body, verify_mac=True)
+        raw, headers = self.signed({k: v for k, v in body.items() if v is not None})
+        return counter, raw, headers
+
+    def heartbeat(self, client: httpx.Client) -> dict[str, Any]:
+        counter, raw, headers = self.heartbeat_request()
+        reply = self.send(client, "/heartbeat", raw, headers, verify_mac=True)
         if reply.get("ok") is not True or reply.get("counter") != counter:
             raise DeviceProtocolError(f"{self.id}: heartbeat not acknowledged: {reply}")
         return reply
@@ -173,10 +182,3 @@ class SimDevice:
         offer = self.check(client)
         return self.update(client, offer) if offer else None
 
-
-def register(client: httpx.Client, device_id: str, type_: str = "picow", channel: str = "stable") -> str:
-    """Register a device through the operator API (the client carries the bearer token); its key."""
-    r = client.post("/api/v1/devices", json={"id": device_id, "type": type_, "channel": channel})
-    if r.status_code != 201:
-        raise PicoctlError(f"cannot register {device_id}: HTTP {r.status_code} {r.text[:200]}")
-    return r.json()["key"]

@@ -7,6 +7,8 @@ import hashlib
 import ipaddress
 import socket
 import ssl
+import subprocess
+import sys
 import tomllib
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -82,3 +84,25 @@ def test_example_config_documents_every_key_with_its_default() -> None:
         assert set(raw[section]) == {f.name for f in fields(cls)}, section
     for t in raw["device_types"].values():
         assert set(t) == {f.name for f in fields(config.DeviceTypeConfig)}
+
+
+def _serve(conf: Path, port: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "picoctl", "--config", str(conf), "serve", "--host", "127.0.0.1",
+                           "--port", str(port)], capture_output=True, text=True, timeout=30)
+
+
+def test_serve_refuses_a_bad_setup_with_one_line(hub) -> None:  # noqa: ANN001
+    conf = hub.site / "fleet.toml"
+    second = _serve(conf, hub.port + 1 if hub.port < 65535 else hub.port - 1)
+    assert second.returncode == 1 and "another hub is already serving this data folder" in second.stderr
+    hub.kill()
+    hub.cfg.hub.tls_cert = "hub.crt"
+    config.save(hub.cfg, conf)
+    half_tls = _serve(conf, hub.port)
+    assert half_tls.returncode == 2 and "tls_cert and hub.tls_key must be given together" in half_tls.stderr
+    hub.cfg.hub.tls_cert = ""
+    config.save(hub.cfg, conf)
+    (hub.site / "operator.token").unlink()
+    no_token = _serve(conf, hub.port)
+    assert no_token.returncode == 2 and "cannot read operator token" in no_token.stderr
+    assert "Traceback" not in no_token.stderr + half_tls.stderr + second.stderr

@@ -48,11 +48,11 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(cfg: FleetConfig) -> Starlette:
-    """The hub as an ASGI app; the store opens when the app starts."""
+    """The hub as an ASGI app. The store opens here, so a bad setup fails before serving anything."""
+    hub = Hub(cfg)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        hub = Hub(cfg)
         app.state.hub = hub
         await hub.start()
         try:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import anyio.to_thread
 from starlette.requests import Request
 
 from ..config import FleetConfig
+from ..errors import PicoctlError
 from ..store import Store, add_event, insert_heartbeats
 from . import engine
 from .auth import Refused, Registry
@@ -19,19 +24,24 @@ from .ingest import Tx, Writer
 
 T = TypeVar("T")
 DB_NAME = "fleet.db"
+LOCK_NAME = "hub.lock"
 SECURITY_EVENTS_PER_S = 20
 
 
 class Hub:
     def __init__(self, cfg: FleetConfig) -> None:
         self.cfg = cfg
-        data = cfg.data_dir
-        data.mkdir(parents=True, exist_ok=True)
-        (data / "tmp").mkdir(exist_ok=True)
         self.token = cfg.read_token()
-        self.store = Store(data / DB_NAME, cfg.hub.heartbeat_history)
-        self.reader = Store(data / DB_NAME, cfg.hub.heartbeat_history)
-        self.blobs = BlobStore(data / "blobs")
+        data = cfg.data_dir
+        try:
+            data.mkdir(parents=True, exist_ok=True)
+            self._lock = _single_writer_lock(data / LOCK_NAME)
+            (data / "tmp").mkdir(exist_ok=True)
+            self.store = Store(data / DB_NAME, cfg.hub.heartbeat_history)
+            self.reader = Store(data / DB_NAME, cfg.hub.heartbeat_history)
+            self.blobs = BlobStore(data / "blobs")
+        except (OSError, sqlite3.Error) as exc:
+            raise PicoctlError(f"{data}: cannot open the hub's data folder: {exc}") from None
         self.broadcaster = Broadcaster()
         self.writer = Writer(self.store, self.broadcaster)
         self.registry = Registry(self.reader.devices())
@@ -39,7 +49,7 @@ class Hub:
         self._security_window, self._security_count, self._security_skipped = 0.0, 0, 0
 
     @property
-    def tmp_dir(self):  # noqa: ANN201 - a Path
+    def tmp_dir(self) -> Path:
         return self.cfg.data_dir / "tmp"
 
     async def start(self) -> None:
@@ -52,6 +62,7 @@ class Hub:
         await self.writer.stop()
         self.store.close()
         self.reader.close()
+        os.close(self._lock)
 
     async def _tick(self) -> None:
         """Re-evaluate active rollouts now and then, so silence after a switch counts as failure."""
@@ -113,3 +124,14 @@ class Hub:
             tx.emit("history", ev.as_dict())
 
         self.writer.submit(job).add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+def _single_writer_lock(path: Path) -> int:
+    """Hold an exclusive lock on `path` for the hub's lifetime: one hub (one writer) per data folder."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise PicoctlError(f"{path.parent}: another hub is already serving this data folder") from None
+    return fd

@@ -134,6 +134,8 @@ def rssi():
 
 
 def mem_free():
+    """Free heap after a collection (without one the figure mostly counts garbage)."""
+    gc.collect()
     return gc.mem_free()
 
 

@@ -184,3 +184,17 @@ def test_one_active_rollout_per_target_and_actions_on_unknown_rollouts(hub) -> N
     halted = hub.client.rollout_action(1, "halt", "by hand")
     assert halted["state"] == "halted" and halted["reason"] == "by hand"
     assert hub.client.rollout_action(1, "resume")["state"] == "active"
+
+
+def test_resume_after_a_failure_halt_accepts_those_failures_and_halts_on_the_next(hub) -> None:  # noqa: ANN001
+    devs = fleet(hub, ["can-1", "can-2", "can-3"], [], **{"can-1": {"fail_trial": True}, "can-3": {"fail_trial": True}})
+    with httpx.Client(base_url=hub.url) as c:
+        step_all(c, devs)
+        ro = hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
+        assert devs["can-1"].step(c) == "rolled_back"
+        assert devs["can-2"].step(c) is None  # halted
+        resumed = hub.client.rollout_action(ro["id"], "resume", "flaky board")
+        assert resumed["state"] == "active" and resumed["halt_after_failures"] == 2
+        assert devs["can-2"].step(c) == "committed"
+        assert devs["can-3"].step(c) == "rolled_back"
+        assert hub.client.rollout(ro["id"])["state"] == "halted"

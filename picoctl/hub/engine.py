@@ -222,7 +222,11 @@ def act(tx: Tx, cfg: FleetConfig, rollout_id: int, action: str, reason: str, now
     if action == "halt":
         return _set_state(tx, cfg, r.id, now, "rollout_halted", reason or "by hand", "operator", state="halted")
     if action == "resume":
-        shown = _set_state(tx, cfg, r.id, now, "rollout_resumed", reason or "by hand", "operator", state="active")
+        # the failures so far are accepted: the rollout halts again after as many new ones
+        failed = _counts(tx.c, cfg, r, now).failed
+        raised = {"halt_after_failures": failed + r.halt_after_failures} if r.halt_after_failures and failed else {}
+        shown = _set_state(tx, cfg, r.id, now, "rollout_resumed", reason or "by hand", "operator", state="active",
+                           **raised)
         evaluate(tx, cfg, r.id, now)
         return shown
     return _rollback(tx, cfg, r, reason, now)

@@ -275,7 +275,7 @@ def test_cli_devices_history_and_publish(hub, monkeypatch, capsys) -> None:  # n
     (b"{oops", 400, "not valid JSON"),
     (b'"a string"', 400, "must be a JSON object"),
     (b"{}" + b" " * (1024 * 1024), 413, "limit"),
-])
+], ids=["malformed", "not-an-object", "too-big"])
 def test_operator_bodies_malformed_or_too_big(hub, body: bytes, status: int, message: str) -> None:  # noqa: ANN001
     r = httpx.post(hub.url + "/api/v1/devices", content=body,
                    headers={"Authorization": f"Bearer {hub.token}", "Content-Type": "application/json"})

@@ -198,3 +198,42 @@ def test_resume_after_a_failure_halt_accepts_those_failures_and_halts_on_the_nex
         assert devs["can-2"].step(c) == "committed"
         assert devs["can-3"].step(c) == "rolled_back"
         assert hub.client.rollout(ro["id"])["state"] == "halted"
+
+
+def test_the_event_stream_carries_statuses_and_rollout_changes_in_commit_order(hub) -> None:  # noqa: ANN001
+    import asyncio
+
+    from picoctl.client import AsyncHubClient
+
+    devs = fleet(hub, ["can-bad"], [], **{"can-bad": {"fail_trial": True}})
+
+    async def scenario() -> list:
+        seen: list = []
+        async with AsyncHubClient(hub.url, hub.token) as client:
+            async def follow() -> None:
+                async for ev in client.events():
+                    seen.append(ev)
+                    if ev.event == "rollout" and ev.data["state"] == "halted":
+                        return
+
+            task = asyncio.create_task(follow())
+            await asyncio.sleep(0.3)
+
+            def drive() -> None:
+                with httpx.Client(base_url=hub.url) as c:
+                    devs["can-bad"].heartbeat(c)
+                    hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
+                    devs["can-bad"].step(c)
+
+            await asyncio.to_thread(drive)
+            await asyncio.wait_for(task, 10)
+        return seen
+
+    seen = asyncio.run(scenario())
+    ids = [int(e.id) for e in seen]
+    assert ids == sorted(ids)
+    statuses = [e.data["phase"] for e in seen if e.event == "status"]
+    assert statuses == ["offered", "downloading", "staged", "switching", "trial", "rolled_back"]
+    rollouts = [e.data["state"] for e in seen if e.event == "rollout"]
+    assert rollouts == ["active", "halted"]
+    assert {"heartbeat", "history"} <= {e.event for e in seen}

@@ -7,7 +7,9 @@ import threading
 import time
 
 import httpx
+import pytest
 
+from picoctl.client import HubError
 from picoctl.sim.fleet import DeviceProtocolError, SimDevice
 
 DEVICES = 24
@@ -87,10 +89,15 @@ def test_a_full_disk_answers_503_keeps_what_was_acknowledged_and_recovers(hub) -
         # the hub is still up and answers reads
         assert httpx.get(hub.url + "/healthz").status_code in (200, 503)
         assert hub.client.device("gh-01")["id"] == "gh-01"
+        big = hub.build_release("1.1.0", {"main.py": b"print(1)\n", "data.bin": bytes(300 * 1024)})
+        with pytest.raises(HubError) as exc:
+            hub.publish(big)
+        assert exc.value.status == 503 and "nothing was kept" in exc.value.message
     hub.file_size_limit = None
     hub.restart()
     beats, _ = _stored(hub)
     assert beats["gh-01"] == acked
+    assert hub.client.releases() == [] and not any((hub.cfg.data_dir / "tmp").iterdir())
     with httpx.Client(base_url=hub.url) as c:
         dev.heartbeat(c)
     assert _stored(hub)[0]["gh-01"] == acked + 1

@@ -63,7 +63,10 @@ async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) 
     public_key = hub.cfg.release.public_key
     if not public_key:
         raise ApiError(409, "the hub has no release.public_key in fleet.toml; it cannot accept releases")
-    work = Path(tempfile.mkdtemp(prefix="release-", dir=hub.tmp_dir))
+    try:
+        work = Path(tempfile.mkdtemp(prefix="release-", dir=hub.tmp_dir))
+    except OSError as exc:
+        raise ApiError(503, f"cannot store the release: {exc.strerror}") from None
     try:
         (work / "meta.json").write_text(json.dumps(meta))
         artifact = work / meta["artifact"]
@@ -73,6 +76,8 @@ async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) 
         except PicoctlError as exc:
             raise ApiError(422, str(exc).replace(str(work) + "/", "").replace(str(work), "release")) from None
         await anyio.to_thread.run_sync(_store_blobs, hub, meta, artifact)
+    except OSError as exc:
+        raise ApiError(503, f"cannot store the release, nothing was kept: {exc.strerror}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     added = await hub.writer.run(lambda tx: _record(tx, meta, actor))

@@ -105,6 +105,7 @@ def test_replayed_counter_message_and_event(hub) -> None:  # noqa: ANN001
     (b"{not json", "not valid JSON"),
     (b"[1, 2]", "must be a JSON object"),
     (b"\xff\xfe", "not valid JSON"),
+    (b'{"id": "gh-01", "counter": 1, "readings": {"t": NaN}}', "NaN is not a number JSON allows"),
 ])
 def test_malformed_bodies_are_400(hub, body: bytes, message: str) -> None:  # noqa: ANN001
     key = hub.register("gh-01")

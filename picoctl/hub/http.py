@@ -59,12 +59,16 @@ async def _read_capped(request: Request, cap: int) -> bytes:
 def parse_object(body: bytes) -> dict[str, Any]:
     """A JSON object from `body`, else a 400."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, f"body must be a JSON object, got {type(data).__name__}")
     return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ApiError(400, f"body is not valid JSON: {name} is not a number JSON allows")
 
 
 _KINDS: dict[str, tuple[type, ...]] = {"int": (int,), "number": (int, float), "str": (str,), "bool": (bool,),

@@ -21,7 +21,7 @@ pytestmark = [
 
 V1 = make_app("1.0.0", {"lib/a.py": b"A = 1\n", "gone.py": b"G = 1\n", "data.bin": bytes(range(256)) * 20})
 V2 = make_app("2.0.0", {"lib/a.py": b"A = 2\n" * 1200, "new.py": b"N = 2\n", "data.bin": bytes(range(256)) * 20,
-                        "big.bin": bytes(range(7, 256)) * 200})  # about 25 download chunks
+                        "big.bin": bytes(range(7, 256)) * 440})  # about 27 download chunks
 APPS = {"1.0.0": V1, "2.0.0": V2}
 MIN_POINTS = 50
 RANDOM_POINTS = 16

@@ -21,7 +21,7 @@ EPOCH = "ota/epoch"
 APP = "app"
 NEW = "app.new"
 OLD = "app.old"
-CHUNK = 2048
+CHUNK = 4096
 MAX_BODY = 16384
 MAX_PENDING = 4
 ENOSPC = 28
@@ -239,6 +239,7 @@ class Agent:
         offer = resp.get("offer")
         if offer is None:
             return None
+        hw.step("offer received")
         check_offer(offer, self.cfg["type"], self.st["seq"])
         return offer
 
@@ -311,19 +312,21 @@ class Agent:
                 else:
                     raise Failed("%s: HTTP %d" % (f["name"], resp.status), resp.status >= 500)
                 with open(tmp, "ab" if have else "wb") as out:
+                    full = len(self.mv)
                     while have < size:
                         n = resp.readinto(self.mv)
                         if n == 0:
                             break
                         if have + n > size:
                             raise Failed("%s: longer than offered" % f["name"], False)
-                        chunk = self.mv[:n]
+                        chunk = self.mv if n == full else self.mv[:n]
                         fs.write(out, chunk)
                         h.update(chunk)
                         have += n
-                        chunks += 1
                         hw.wdt_feed()
-                        hw.step("download " + f["name"] + " " + str(chunks))
+                        if hw.TRACING:
+                            chunks += 1
+                            hw.step("download " + f["name"] + " " + str(chunks))
                 if have < size:
                     raise OSError(104)
             except OSError as exc:

@@ -9,7 +9,9 @@ stand in for it, so the agent and the app run unchanged in tests:
 - `PICOW_FLASH_QUOTA` (bytes) makes writes fail with ENOSPC once that much has been written, as on a
   full flash;
 - `PICOW_STEP_SYNC=1` makes step(name) print `@step <name>` and wait for a line on stdin, so the rig
-  can cut the power (SIGKILL) at an exact point of an update.
+  can cut the power (SIGKILL) at an exact point of an update;
+- `PICOW_MEM_TRACE=1` samples the live heap (after a collection) at every step, and reset() prints
+  `@mem <first sample> <peak>` in bytes, for the benchmark.
 """
 
 import gc
@@ -33,16 +35,23 @@ _adc = None
 _pump_state = None
 _quota = None
 _step_sync = False
+_mem_trace = False
+_mem_first = None
+_mem_peak = 0
 if not BOARD:
     _q = os.getenv("PICOW_FLASH_QUOTA")
     _quota = int(_q) if _q else None
     _step_sync = os.getenv("PICOW_STEP_SYNC") == "1"
+    _mem_trace = os.getenv("PICOW_MEM_TRACE") == "1"
+TRACING = _step_sync or _mem_trace  # callers skip building step names in hot loops when False
 
 
 def reset():
     """Restart the board: the next run begins with boot.py."""
     if BOARD:
         machine.reset()
+    if _mem_trace:
+        print("@mem", _mem_first, _mem_peak)
     sys.stdout.write("@reset\n")
     sys.exit(RESET_EXIT)
 
@@ -189,6 +198,13 @@ def refund_flash(n):
 
 def step(name):
     """A named point of an update; under PICOW_STEP_SYNC the rig may cut the power here."""
+    global _mem_first, _mem_peak
+    if _mem_trace:
+        gc.collect()
+        used = gc.mem_alloc()
+        if _mem_first is None:
+            _mem_first = used
+        _mem_peak = max(_mem_peak, used)
     if _step_sync:
         sys.stdout.write("@step " + name + "\n")
         sys.stdin.readline()

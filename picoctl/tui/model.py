@@ -242,7 +242,7 @@ class FleetModel:
         self.new_events: list[Event] = []
         self.dirty: set[str] = set()  # "devices" (whole list), "releases", "rollouts", "events"
         self.applied = 0
-        self.last_event_at: float | None = None  # hub time of the newest heartbeat applied
+        self.oldest_unshown: float | None = None  # hub time of the oldest heartbeat not yet taken by a screen
 
     # --- whole lists, from the API ---------------------------------------------------------
     def load_devices(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -296,7 +296,8 @@ class FleetModel:
                 return
             hb = Heartbeat.from_json(data, self.clock())
             dev.take_heartbeat(hb)
-            self.last_event_at = hb.at
+            if self.oldest_unshown is None:
+                self.oldest_unshown = hb.at
             self.dirty_devices.add(dev.id)
         elif kind in ("device", "status") and (data.get("id") or data.get("device_id")):
             did = str(data.get("id") or data.get("device_id"))
@@ -336,6 +337,7 @@ class FleetModel:
         """(changed device ids, removed device ids, appended events, dirty topics), and reset them."""
         out = (self.dirty_devices, self.removed_devices, self.new_events, self.dirty)
         self.dirty_devices, self.removed_devices, self.new_events, self.dirty = set(), set(), [], set()
+        self.oldest_unshown = None
         return out
 
     # --- derived, for the screens -----------------------------------------------------------

@@ -29,7 +29,6 @@ from picoctl.tui.screens.device import DeviceScreen
 from picoctl.tui.source import Live
 from picoctl.tui.widgets.modals import Confirm, Help, Prompt
 from picoctl.tui.widgets.serial_view import SerialView
-from picoctl.tui.widgets.table import KeyedTable
 from picoctl.usb import uf2
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,8 +82,8 @@ async def until(pilot: Any, pred: Callable[[], Any], timeout: float = 8.0, what:
     raise AssertionError(f"timed out waiting for {what or pred}")
 
 
-def table(app: PicoctlApp, selector: str) -> KeyedTable:
-    return app.screen.query_one(selector, KeyedTable)
+def table(app: PicoctlApp, selector: str) -> Any:
+    return app.screen.query_one(selector)
 
 
 def text_of(app: PicoctlApp, selector: str) -> str:

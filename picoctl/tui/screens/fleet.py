@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from .. import keymap
 from ..model import STATUS_SYMBOL, Device, Event, age, kib
-from ..widgets.table import Cell, KeyedTable
+from ..widgets.fast_table import FastTable
+from ..widgets.table import Cell
 from .base import ModelScreen
 
 COLUMNS = (("id", "ID", 10), ("type", "TYPE", 5), ("channel", "CHAN", 6), ("version", "VERSION", 7),
            ("state", "STATE", 9), ("seen", "SEEN", 4), ("rssi", "RSSI", 4), ("mem", "MEM", 5),
-           ("moisture", "MOIST", 5), ("pump", "PUMP", 4), ("offer", "OFFER", 16))
+           ("moisture", "MOIST", 5), ("pump", "PUMP", 4), ("offer", "OFFER", 18))
 STATE_STYLE = {"online": "green", "stale": "yellow", "offline": "bold red", "new": "dim"}
 
 
@@ -46,7 +47,7 @@ class FleetScreen(ModelScreen):
         yield from self.top()
         yield Static(id="summary")
         yield Input(placeholder="filter: id, type, channel, version or state", id="filter")
-        yield KeyedTable(COLUMNS, id="devices", zebra_stripes=True)
+        yield FastTable(COLUMNS, id="devices")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -54,8 +55,8 @@ class FleetScreen(ModelScreen):
         self.query_one("#devices").focus()
 
     @property
-    def table(self) -> KeyedTable:
-        return self.query_one("#devices", KeyedTable)
+    def table(self) -> FastTable:
+        return self.query_one("#devices", FastTable)
 
     def cells(self, d: Device, now: float) -> Sequence[Cell]:
         state = self.model.liveness(d, now)
@@ -73,38 +74,41 @@ class FleetScreen(ModelScreen):
 
     def sync(self) -> None:
         self._update(self.model.devices, set())
+        self._summary()
 
     def apply_changes(self, changed: set[str], removed: set[str], events: list[Event], topics: set[str]) -> None:
         if "devices" in topics:
             self.sync()
         elif changed or removed:
             self._update(changed, removed)
-        if changed or topics & {"devices", "rollouts"}:
+        if topics & {"devices", "rollouts"}:
             self._summary()
 
-    def _update(self, ids: object, removed: set[str]) -> None:
+    def _update(self, ids: Iterable[str], removed: set[str]) -> None:
+        """Put the rows of `ids` (only their changed cells are written); re-sort only when the sort column moved."""
         now = self.model.clock()
         table = self.table
         devices = self.model.devices
-        touched = False
+        resort = False
         for did in removed:
             table.drop(did)
-        for did in ids:  # type: ignore[attr-defined]
+        for did in ids:
             d = devices.get(did)
             if d is None:
                 continue
             if self.visible(d, now):
-                touched |= table.put(did, self.cells(d, now))
+                resort |= self.sort_column in table.put(did, self.cells(d, now))
             else:
                 table.drop(did)
-        if touched:
+        if resort:
             table.sort_by(self.sort_column, self.sort_reverse)
-        self._summary()
 
     def tick(self) -> None:
-        """Ages and liveness move with the clock: rewrite only the cells whose text changed."""
+        """Ages and liveness move with the clock: rewrite the cells whose text changed, in the rows on
+        screen (a row scrolled into view is at most one tick behind), and the summary."""
         super().tick()
-        self._update(self.model.devices, set())
+        self._update(self.table.keys_in_view(), set())
+        self._summary()
 
     def _summary(self) -> None:
         self.query_one("#summary", Static).update(self.model.summary())
@@ -125,9 +129,9 @@ class FleetScreen(ModelScreen):
         self.sort_reverse = not self.sort_reverse
         self.table.sort_by(self.sort_column, self.sort_reverse)
 
-    @on(DataTable.RowSelected, "#devices")
-    def _selected(self, event: DataTable.RowSelected) -> None:
-        self.open(event.row_key.value)
+    @on(FastTable.Selected, "#devices")
+    def _selected(self, event: FastTable.Selected) -> None:
+        self.open(event.key)
 
     def action_open_device(self) -> None:
         self.open(self.table.selected_key())

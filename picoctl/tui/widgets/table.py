@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
@@ -53,23 +53,34 @@ class KeyedTable(DataTable):
     def has(self, key: str) -> bool:
         return key in self._cells
 
-    def put(self, key: str, cells: Sequence[Cell]) -> bool:
-        """Add the row, or write the cells that differ from what is shown. True when anything changed."""
+    def put(self, key: str, cells: Sequence[Cell]) -> set[str]:
+        """Add the row, or write only the cells that differ from what is shown.
+
+        The keys of the columns written (every column for a new row); empty when nothing changed.
+        """
         new = tuple(plain(c) for c in cells)
         old = self._cells.get(key)
         if old is None:
             self.add_row(*cells, key=key)
             self._cells[key] = new
             self.updates += len(cells)
-            return True
+            return set(self.column_keys)
         if old == new:
-            return False
+            return set()
+        changed = set()
         for i, (a, b) in enumerate(zip(old, new)):
             if a != b:
-                self.update_cell(key, self._columns[i][0], cells[i])
-                self.updates += 1
+                column = self._columns[i][0]
+                self.update_cell(key, column, cells[i])
+                changed.add(column)
+        self.updates += len(changed)
         self._cells[key] = new
-        return True
+        return changed
+
+    def keys_in_view(self) -> list[str]:
+        """The keys of the rows on screen now (rows have a height of one line)."""
+        top = int(self.scroll_y)
+        return [r.key.value for r in self.ordered_rows[top:top + self.size.height + 1]]
 
     def drop(self, key: str) -> None:
         if self._cells.pop(key, None) is not None:
@@ -100,10 +111,3 @@ class KeyedTable(DataTable):
     def action_scroll_bottom(self) -> None:
         self.move_cursor(row=self.row_count - 1)
 
-
-def only_changed(table: KeyedTable, rows: Iterable[tuple[str, Sequence[Cell]]]) -> int:
-    """Put each row; the number of rows that changed."""
-    return sum(table.put(k, cells) for k, cells in rows)
-
-
-RowFn = Callable[[Any], Sequence[Cell]]

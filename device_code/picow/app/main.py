@@ -5,16 +5,23 @@ The OTA agent runs beside it: `step()` is called every tick, `readings()` goes i
 the hub accepts.
 """
 
-from ota import agent, hw
+from ota import agent, fs, hw
 
-DRY_BELOW = 30.0  # start watering under this moisture (percent)
-WET_ABOVE = 45.0  # stop above this one
-MAX_RUN_MS = 30000  # never run the pump longer than this in one go
-REST_MS = 60000  # and let the soil settle this long after a forced stop
+# Defaults, each overridable under "app" in config.json.
+SETTINGS = {
+    "dry_below": 30.0,  # start watering under this moisture (percent)
+    "wet_above": 45.0,  # stop above this one
+    "max_run_s": 30,  # never run the pump longer than this in one go
+    "rest_s": 60,  # and let the soil settle this long after a forced stop
+}
 
 
 class Watering:
-    def __init__(self):
+    def __init__(self, settings):
+        self.dry_below = settings["dry_below"]
+        self.wet_above = settings["wet_above"]
+        self.max_run_ms = int(settings["max_run_s"] * 1000)
+        self.rest_ms = int(settings["rest_s"] * 1000)
         self.moisture = hw.moisture_percent()
         self.on = False
         self.since = hw.ticks_ms()
@@ -25,13 +32,13 @@ class Watering:
     def step(self):
         self.moisture = hw.moisture_percent()
         if self.on:
-            if self.moisture >= WET_ABOVE:
+            if self.moisture >= self.wet_above:
                 self._set(False)
-            elif hw.elapsed_ms(self.since) >= MAX_RUN_MS:
+            elif hw.elapsed_ms(self.since) >= self.max_run_ms:
                 self._set(False)
                 self.forced_stops += 1
-                self.rest_until = hw.deadline(REST_MS)
-        elif self.moisture < DRY_BELOW and (self.rest_until is None or hw.due(self.rest_until)):
+                self.rest_until = hw.deadline(self.rest_ms)
+        elif self.moisture < self.dry_below and (self.rest_until is None or hw.due(self.rest_until)):
             self.rest_until = None
             self._set(True)
 
@@ -47,4 +54,11 @@ class Watering:
         self._set(False)
 
 
-agent.run(Watering())
+def settings():
+    cfg = fs.read_json("config.json", {}) or {}
+    out = dict(SETTINGS)
+    out.update(cfg.get("app") or {})
+    return out
+
+
+agent.run(Watering(settings()))

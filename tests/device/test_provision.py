@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,20 @@ def test_an_id_already_registered_is_refused(cli_env, tmp_path: Path, capsys) ->
     assert main(["device", "provision", "gh-11", "--out", str(tmp_path / "b")]) == 1
     assert "already registered" in capsys.readouterr().err
     assert not (tmp_path / "b" / "config.json").exists()
+
+
+def test_provision_over_usb_to_a_virtual_pico(cli_env, tmp_path: Path, capsys) -> None:
+    from picoctl.sim.virtual_pico import VirtualPico
+
+    hub = cli_env
+    with VirtualPico(tmp_path / "flash") as vp:
+        code = main(["device", "provision", "gh-12", "--port", vp.port, "--hub-url", hub.url])
+        assert code == 0, capsys.readouterr().err
+        image = {p.relative_to(vp.flash_dir).as_posix() for p in vp.flash_dir.rglob("*") if p.is_file()}
+        assert {"boot.py", "config.json", "ota/state.json", "ota/agent.mpy", "app/main.py"} <= image
+        # after the push the board resets into boot.py and its agent checks in with the new key
+        deadline = time.monotonic() + 20
+        while hub.client.device("gh-12")["last_seen"] is None:
+            assert time.monotonic() < deadline, "the provisioned board never reached the hub"
+            time.sleep(0.2)
+    assert json.loads((tmp_path / "flash" / "config.json").read_text())["id"] == "gh-12"

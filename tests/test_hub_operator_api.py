@@ -263,6 +263,10 @@ def test_cli_devices_history_and_publish(hub, monkeypatch, capsys) -> None:  # n
     assert [d["id"] for d in json.loads(capsys.readouterr().out)] == ["gh-01"]
     assert cli.main(["--config", conf, "devices"]) == 0
     assert "gh-01" in capsys.readouterr().out
+    assert cli.main(["--config", conf, "devices", "show", "gh-01"]) == 0
+    assert "device_registered" in capsys.readouterr().out
+    assert cli.main(["--config", conf, "devices", "show", "gh-404"]) == 1
+    assert "no device 'gh-404'" in capsys.readouterr().err
     assert cli.main(["--config", conf, "history", "--device", "gh-01", "--json"]) == 0
     assert [e["kind"] for e in json.loads(capsys.readouterr().out)] == ["device_registered"]
     assert cli.main(["--config", conf, "history", "--limit", "0"]) == 2

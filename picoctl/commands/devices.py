@@ -1,4 +1,4 @@
-"""`picoctl devices`: the fleet as the hub sees it; `picoctl devices add` registers a board."""
+"""`picoctl devices`: the fleet as the hub sees it; `add` registers a board, `show` details one."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from .. import config
+from ..errors import BadInput
 from .output import add_json_flag, console, emit, table
 
 
@@ -49,6 +50,31 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show(args: argparse.Namespace) -> int:
+    if args.beats <= 0:
+        raise BadInput(f"--beats: expected a positive number, got {args.beats}")
+    with _client(args) as client:
+        device = client.device(args.id)
+
+    def render(d: dict[str, Any]) -> None:
+        console.print(f"[bold]{d['id']}[/]  {d['type']}  channel {d['channel']}  version {d['version'] or '-'}  "
+                      f"{d['status']} (last seen {_age(d['last_seen'])})", highlight=False)
+        if d["offer"]:
+            o = d["offer"]
+            console.print(f"offer     rollout {o['rollout_id']} {o['version']} seq {o['seq']}: {o['phase']} {o['detail']}",
+                          highlight=False)
+        beats = d["heartbeats"][-args.beats:]
+        table(f"last {len(beats)} heartbeat(s)", ("at", "version", "uptime", "mem free", "rssi", "readings"), [
+            (time.strftime("%H:%M:%S", time.gmtime(h["at"])), h["version"], h["uptime_s"], h["mem_free"], h["rssi"],
+             " ".join(f"{k}={v}" for k, v in h["readings"].items())) for h in beats])
+        table("events", ("time (UTC)", "kind", "version", "result", "detail"), [
+            (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["at"])), e["kind"], e["version"] or "", e["result"],
+             e["detail"]) for e in d["events"][-20:]])
+
+    emit(args, device, render)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("devices", help="list the fleet: version, status, last heartbeat, offer")
     add_json_flag(p)
@@ -60,3 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--channel", default="stable", choices=("stable", "canary"))
     add_json_flag(a)
     a.set_defaults(func=_add)
+    s = actions.add_parser("show", help="one device: its offer, heartbeat history and events")
+    s.add_argument("id")
+    s.add_argument("--beats", type=int, default=10, help="heartbeats to show (default: %(default)s)")
+    add_json_flag(s)
+    s.set_defaults(func=_show)

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import __version__
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from . import device_api, operator_api
@@ -77,10 +78,14 @@ def serve(cfg: FleetConfig, host: str | None = None, port: int | None = None) ->
         raise BadInput("hub.tls_cert and hub.tls_key must be given together")
     if cert:
         print(f"picoctl hub: TLS certificate sha256 fingerprint {fingerprint(cfg.resolve(cert))}", flush=True)
+    app = create_app(cfg)
+    host, port = host or cfg.hub.listen, port or cfg.hub.port
+    print(f"picoctl hub {__version__}: serving on {'https' if cert else 'http'}://{host}:{port}, "
+          f"data in {cfg.data_dir}", flush=True)
     uvicorn.run(
-        create_app(cfg),
-        host=host or cfg.hub.listen,
-        port=port or cfg.hub.port,
+        app,
+        host=host,
+        port=port,
         log_level="warning",
         access_log=False,
         ssl_certfile=str(cfg.resolve(cert)) if cert else None,

@@ -6,7 +6,8 @@ The rig plays the hardware around the interpreter:
 - watchdog: `@wdt arm <ms>` / `@wdt feed` lines from ota/hw.py; a process that stops feeding is killed
   (SIGKILL) and restarted, as the RP2040 watchdog would reset the board;
 - power cuts: with `kill_at_step=N` the device pauses at every `@step` marker (PICOW_STEP_SYNC) and the
-  rig SIGKILLs it at the N-th one, counted across boots; `kill_after_s` kills at a wall-clock time.
+  rig SIGKILLs it at the N-th one, counted across boots; `kill_after_s` kills at a wall-clock time;
+  `on_step` sees every marker (and keeps the device pausing at each, so it can inspect the flash).
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from typing import Callable
 
 from picoctl import provision
 
-REPO = Path(__file__).resolve().parents[2]
-DEVICE_CODE = REPO / "device_code" / "picow"
 RESET_EXIT = 77
 DEFAULT_HEAP = "160K"  # about what a Pico W has free with Wi-Fi up
 
@@ -114,7 +113,7 @@ class Board:
 
     # --- power ----------------------------------------------------------------------------------
 
-    def _spawn(self, sync: bool) -> subprocess.Popen:
+    def spawn(self, sync: bool) -> subprocess.Popen:
         env = {**os.environ, **self.env}
         env.pop("PICOW_STEP_SYNC", None)
         if sync:
@@ -145,7 +144,7 @@ class Board:
         while True:
             if res.boots >= max_boots:
                 raise AssertionError(f"more than {max_boots} boots\n{res.tail()}")
-            proc = self._spawn(on_step is not None or (kill_at_step is not None and cut_pending))
+            proc = self.spawn(on_step is not None or (kill_at_step is not None and cut_pending))
             res.boots += 1
             lines: queue.Queue[bytes | None] = queue.Queue()
             reader = threading.Thread(target=_pump_lines, args=(proc, lines), daemon=True)

@@ -41,7 +41,7 @@ def layout(flash: Path, state: dict | None, folders: dict[str, dict[str, bytes]]
 
 def boot_once(board: Board) -> tuple[str | None, int | None, list[str]]:
     """Run boot.py once: (version the app announced, exit code, lines)."""
-    proc = board._spawn(sync=False)
+    proc = board.spawn(sync=False)
     out, _ = proc.communicate(timeout=20)
     lines = out.decode().splitlines()
     ran = [ln.split()[1] for ln in lines if ln.startswith("@app ")]

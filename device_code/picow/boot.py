@@ -124,7 +124,11 @@ def recover():
     return ph
 
 
-phase = recover()
+try:
+    phase = recover()
+except Exception as exc:  # e.g. a flash too full to take state.json: run what is there rather than stop
+    sys.print_exception(exc)
+    phase = "unknown"
 sys.path[:] = ["app", ""] + [p for p in sys.path if p not in ("app", "")]
 try:
     import main  # noqa: F401  the app runs its loop from here

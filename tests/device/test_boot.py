@@ -140,3 +140,12 @@ def test_power_cut_at_every_step_of_the_switch(tmp_path: Path) -> None:
 def test_power_cut_at_every_step_of_the_rollback(tmp_path: Path) -> None:
     state = {"version": "1.0.0", "seq": 3, "phase": "trial", "offer": OFFER, "boots": 3}
     assert _sweep(tmp_path, state, {"app": V2, "app.old": V1}, "1.0.0", "rolled_back") >= 4
+
+
+def test_state_that_cannot_be_written_still_starts_the_app(tmp_path: Path) -> None:
+    board = layout(tmp_path / "flash", {"version": "1.0.0", "seq": 3, "phase": "staged", "offer": OFFER},
+                   {"app": V1, "app.new": V2})
+    (board.flash / "ota" / "state.json.tmp").mkdir()  # every state write now fails
+    ran, code, lines = boot_once(board)
+    assert (ran, code) == ("1.0.0", 0), lines
+    assert board.tree("app") == V1 and board.tree("app.new") == V2  # nothing renamed without a record

@@ -34,6 +34,8 @@ DEFAULTS = {
     "download_retries": 5,
     "wifi_timeout_s": 15,
     "tick_ms": 1000,
+    "trial_boots": 3,
+    "wdt_ms": 8000,
 }
 
 
@@ -136,7 +138,10 @@ class Agent:
                 epoch = int(f.read()) + 1
         except (OSError, ValueError):
             epoch = 1
-        fs.write_atomic(EPOCH, str(epoch).encode())
+        try:
+            fs.write_atomic(EPOCH, str(epoch).encode())
+        except OSError as exc:  # a full flash must not stop the app; the hub refuses reused counters
+            print("ota: epoch not saved:", exc)
         return epoch
 
     def counter(self):
@@ -151,7 +156,7 @@ class Agent:
 
     def running_version(self):
         if self.st["phase"] == "trial":
-            return self.st["offer"]["version"]
+            return (self.st.get("offer") or {}).get("version", self.st["version"])
         return self.st["version"]
 
     # --- requests ---------------------------------------------------------------------------------
@@ -484,7 +489,7 @@ class Agent:
 
     def start(self):
         if self.st["phase"] == "trial":
-            hw.wdt_arm(self.cfg.get("wdt_ms", hw.WDT_MAX_MS))
+            hw.wdt_arm(self.cfg["wdt_ms"])
         if self.online():
             self.flush()
 
@@ -536,8 +541,11 @@ class Agent:
         tick = self.cfg["tick_ms"]
         while True:
             if app:
-                app.step()
-            self.poll(app)
+                app.step()  # an app error ends the loop: boot.py resets a trial or runs the agent alone
+            try:
+                self.poll(app)
+            except Exception as exc:  # the agent must never take the app down with it
+                print("ota: error:", repr(exc))
             hw.sleep_ms(tick)
 
 

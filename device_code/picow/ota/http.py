@@ -3,7 +3,7 @@ caller-supplied buffers, so a download never holds more than one chunk in RAM.""
 
 import socket
 
-TIMEOUT_S = 10
+TIMEOUT_S = 5  # below the watchdog's longest timeout (8.4 s), which stays armed after a trial
 MAX_HEADER_LINE = 512
 
 

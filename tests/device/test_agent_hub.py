@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,28 @@ def test_update_stages_switches_confirms_and_cleans(hub, tmp_path: Path) -> None
     assert not list(board.flash.rglob("stale*")) and not (board.flash / "app" / "lib").exists()
     assert "@shadow" not in run.lines and "@app 4.0.0" in run.lines
     assert board.state()["seq"] > 0
+
+
+def test_check_now_from_the_operator_starts_the_update_at_once(hub, tmp_path: Path) -> None:
+    board = new_board(hub, tmp_path, "gh-02", make_app("1.0.0"), "1.0.0", check_s=3600, heartbeat_s=0.2)
+    publish(hub, "2.0.0", make_app("2.0.0"))
+    asked: list[float] = []
+
+    def drive(res: RunResult) -> bool:
+        # after the board's first check (nothing to offer yet) it would not check again for an hour
+        if not asked and "check" in res.steps and time.monotonic() - first_check[0] > 0.5:
+            rollout(hub, "2.0.0")
+            hub.client.check_now("gh-02")
+            asked.append(time.monotonic())
+        return on_version(board, "2.0.0")(res)
+
+    first_check = [0.0]
+
+    def note(name: str) -> None:
+        if name == "check" and not first_check[0]:
+            first_check[0] = time.monotonic()
+
+    run = board.run(drive, on_step=note, timeout=20)
+    assert asked and time.monotonic() - asked[0] < 5
+    before_switch = run.steps[: run.steps.index("app 2.0.0")]
+    assert before_switch.count("check") == 2  # the first, and the one check_now asked for

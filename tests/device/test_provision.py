@@ -142,3 +142,21 @@ def test_provision_over_usb_to_a_virtual_pico(cli_env, tmp_path: Path, capsys) -
             assert time.monotonic() < deadline, "the provisioned board never reached the hub"
             time.sleep(0.2)
     assert json.loads((tmp_path / "flash" / "config.json").read_text())["id"] == "gh-12"
+
+
+def test_provision_installs_a_given_release(cli_env, tmp_path: Path, capsys) -> None:
+    rel = cli_env.build_release("1.2.0", {"main.py": b"print('hi')\n", "lib/x.py": b"X = 1\n"})
+    out = tmp_path / "board"
+    assert main(["device", "provision", "gh-13", "--out", str(out), "--release", str(rel)]) == 0
+    assert json.loads((out / "ota" / "state.json").read_text()) == {"version": "1.2.0", "seq": 0, "phase": "committed"}
+    assert (out / "app" / "main.py").read_bytes() == b"print('hi')\n" and (out / "app" / "lib" / "x.py").exists()
+
+
+def test_unreachable_hub_writes_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+    from picoctl.commands.init import init_site
+
+    monkeypatch.setenv("PICOCTL_CONFIG", str(init_site(tmp_path / "site", port=9)))
+    monkeypatch.setenv("PICOCTL_HUB_URL", "http://127.0.0.1:9")
+    assert main(["device", "provision", "gh-14", "--out", str(tmp_path / "b")]) == 1
+    assert "hub not reachable" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from ..config import FleetConfig
+from ..config import DeviceTypeConfig, FleetConfig
 from .app import PicoctlApp
 from .source import Recording
 
@@ -21,7 +21,9 @@ def demo_app(recording: Path = DEMO, start_mode: str = "fleet") -> PicoctlApp:
     """The app on a recording: its fixed clock, no ticking, the cursor not blinking."""
     os.environ["TZ"] = "UTC"
     source = Recording(recording)
-    app = PicoctlApp(FleetConfig(), source, clock=lambda: source.clock_at, start_mode=start_mode, live_ticks=False)
+    cfg = FleetConfig()
+    cfg.device_types.update({t: DeviceTypeConfig(**v) for t, v in source.data.get("device_types", {}).items()})
+    app = PicoctlApp(cfg, source, clock=lambda: source.clock_at, start_mode=start_mode, live_ticks=False)
     app.animation_level = "none"
     return app
 

@@ -13,7 +13,7 @@ from ..model import Event
 from ..widgets.table import KeyedTable
 from .base import ModelScreen
 
-COLUMNS = (("at", "TIME", 8), ("kind", "KIND", 13), ("device", "DEVICE", 10), ("version", "VERSION", 7),
+COLUMNS = (("at", "TIME", 8), ("kind", "KIND", 17), ("device", "DEVICE", 8), ("version", "VERSION", 7),
            ("result", "RESULT", 8), ("detail", "DETAIL", None))
 RESULT_STYLE = {"ok": "green", "committed": "green", "failed": "bold red", "refused": "red", "rolled_back": "yellow"}
 

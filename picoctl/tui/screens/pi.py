@@ -4,7 +4,9 @@ call_from_thread only."""
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Iterable
 
 from rich.text import Text
 from textual import work
@@ -13,9 +15,17 @@ from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
 from .. import keymap
 from ...progress import Progress, ProgressEvent
+from ..model import Event
 from ..source import PiView
 from ..widgets.modals import Confirm, Prompt
+from ..widgets.table import KeyedTable
 from .base import ModelScreen
+from .device import hms
+from .history import RESULT_STYLE
+
+EVENT_COLUMNS = (("at", "TIME", 8), ("op", "OP", 8), ("moved", "FROM → TO", 16), ("result", "RESULT", 8),
+                 ("why", "DETAIL", None))
+PI_EVENTS = 50
 
 
 class PiScreen(ModelScreen):
@@ -30,7 +40,9 @@ class PiScreen(ModelScreen):
     def compose(self) -> ComposeResult:
         yield from self.top()
         yield Static("reading the Pi's releases…", id="pi-info")
-        yield Label("", id="pi-step")
+        yield Label("recent deploys", classes="section")
+        yield KeyedTable(EVENT_COLUMNS, id="pi-events", show_cursor=False)
+        yield Label("no deploy running: d deploys, b rolls back", id="pi-step")
         yield ProgressBar(total=1, show_eta=False, id="pi-progress")
         yield Label("step log", classes="section")
         yield RichLog(id="pi-log", max_lines=1000, wrap=True, markup=False)
@@ -38,6 +50,26 @@ class PiScreen(ModelScreen):
 
     def on_mount(self) -> None:
         self.action_refresh()
+        self.sync()
+
+    def sync(self) -> None:
+        self._events(e for e in self.model.events if e.kind.startswith("pi_"))
+
+    def apply_changes(self, changed: set[str], removed: set[str], events: list[Event], topics: set[str]) -> None:
+        if "events" in topics:
+            self.sync()
+
+    def _events(self, events: Iterable[Event]) -> None:
+        table = self.query_one("#pi-events", KeyedTable)
+        for e in list(events)[-PI_EVENTS:]:
+            try:
+                detail = json.loads(e.detail)
+            except ValueError:
+                detail = {}
+            moved = f"{detail.get('from') or '-'} → {detail.get('to') or '-'}" if isinstance(detail, dict) else ""
+            why = detail.get("reason", "") if isinstance(detail, dict) else e.detail
+            table.put(str(e.id), (hms(e.at), e.kind.removeprefix("pi_"), moved,
+                                  Text(e.result or "-", style=RESULT_STYLE.get(e.result, "")), why or e.actor))
 
     def action_refresh(self) -> None:
         self.read_status()

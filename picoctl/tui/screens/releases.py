@@ -40,7 +40,7 @@ def stamp(at: float | None) -> str:
 
 def counts_text(r: Rollout) -> Text:
     t = Text()
-    for k in COUNT_KEYS:
+    for k in COUNT_KEYS + (("retrying",) if r.counts.get("retrying") else ()):
         n = r.counts.get(k, 0)
         t.append(f"{k} ", style="dim")
         t.append(f"{n}  ", style="bold red" if k == "failed" and n else "bold")
@@ -106,7 +106,7 @@ class ReleasesScreen(ModelScreen):
         t.append(f"{r.stage_name} ({r.stage_index + 1}/{len(r.stages)})", style="bold")
         t.append("  ")
         t.append(r.state, style=STATE_STYLE.get(r.state, ""))
-        if r.reason:
+        if r.reason and r.state != "active":
             t.append(f"  {r.reason}", style="italic")
         t.append("\n")
         t.append_text(counts_text(r))

@@ -36,6 +36,8 @@ class FastTable(ScrollView, can_focus=True):
         Binding("home", "scroll_top", "Top", show=False, id="table.home"),
         Binding("end", "scroll_bottom", "Bottom", show=False, id="table.end"),
         Binding("enter", "select", "Open", show=False, id="table.select"),
+        Binding("left", "scroll_left", "Left", show=False, id="table.left", tooltip="show the columns to the left"),
+        Binding("right", "scroll_right", "Right", show=False, id="table.right", tooltip="show the columns to the right"),
         *(Binding(b.key, {"cursor_down": "cursor(1)", "cursor_up": "cursor(-1)"}.get(b.action, b.action),
                   b.description, show=False, id=b.id, tooltip=b.tooltip) for b in keymap.TABLE),
     ]

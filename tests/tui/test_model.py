@@ -1,0 +1,116 @@
+"""The TUI's data model and form checks: plain data in, plain data out, bad input refused or ignored."""
+
+from __future__ import annotations
+
+import pytest
+
+from picoctl.config import FleetConfig
+from picoctl.errors import BadInput
+from picoctl.tui.model import FleetModel, age, thresholds_from
+from picoctl.tui.widgets.canary_form import build_request
+
+NOW = 1_800_000_000.0
+
+
+def model() -> FleetModel:
+    m = FleetModel(thresholds_from(FleetConfig()), lambda: NOW)
+    m.load_devices([{"id": "gh-01", "type": "picow", "channel": "canary", "version": "1.0.0", "status": "online",
+                     "last_seen": NOW - 10, "rssi": -60, "mem_free": 100000, "readings": {"moisture": 40.0},
+                     "offer": None},
+                    {"id": "gh-02", "type": "picow", "status": "new", "last_seen": None}])
+    m.take_changes()
+    return m
+
+
+def test_heartbeat_updates_one_device_and_marks_only_it() -> None:
+    m = model()
+    m.apply("heartbeat", {"device_id": "gh-01", "at": NOW - 1, "version": "1.1.0", "rssi": -55, "mem_free": 90000,
+                          "uptime_s": 5, "readings": {"moisture": 12.5, "pump": True}})
+    changed, removed, events, topics = m.take_changes()
+    d = m.devices["gh-01"]
+    assert (changed, removed, events, topics) == ({"gh-01"}, set(), [], set())
+    assert (d.version, d.rssi, d.reading("moisture"), d.last_seen, len(d.heartbeats)) == ("1.1.0", -55, 12.5, NOW - 1, 1)
+
+
+def test_liveness_moves_with_the_clock() -> None:
+    m = model()
+    d = m.devices["gh-01"]
+    assert m.liveness(d, NOW) == "online"
+    assert m.liveness(d, NOW + 200) == "stale"  # picow: 60 s heartbeats, stale after 180 s
+    assert m.liveness(d, NOW + 600) == "offline"
+    assert m.liveness(m.devices["gh-02"], NOW) == "new"
+    assert (age(None), age(4.9), age(61), age(7200), age(3 * 86400)) == ("-", "4s", "1m", "2h", "3d")
+
+
+@pytest.mark.parametrize("kind, data", [
+    ("heartbeat", {"device_id": "nobody", "at": NOW}),  # unknown device
+    ("heartbeat", ["not", "an", "object"]),
+    ("device", {"channel": "canary"}),  # no id
+    ("rollout", {"state": "active"}),  # no id
+    ("release", {"target": "picow"}),  # no version
+    ("mystery", {"id": "gh-01"}),
+])
+def test_malformed_or_unknown_events_change_nothing(kind: str, data: object) -> None:
+    m = model()
+    before = {k: (d.version, d.channel, d.last_seen) for k, d in m.devices.items()}
+    m.apply(kind, data)
+    assert m.take_changes() == (set(), set(), [], set())
+    assert {k: (d.version, d.channel, d.last_seen) for k, d in m.devices.items()} == before
+
+
+def test_status_event_moves_the_offer_phase_and_history_appends_in_order() -> None:
+    m = model()
+    m.apply("status", {"device_id": "gh-01", "rollout_id": 3, "version": "1.1.0", "seq": 5, "phase": "trial"})
+    assert (m.devices["gh-01"].offer.phase, m.devices["gh-01"].offer.seq) == ("trial", 5)
+    m.apply("history", {"id": 7, "at": NOW, "actor": "hub", "kind": "deploy_status", "device_id": "gh-01"})
+    m.apply("history", {"id": 6, "at": NOW, "actor": "hub", "kind": "late"})  # older than the newest: dropped
+    assert [e.id for e in m.events] == [7] and [e.id for e in m.devices["gh-01"].events] == [7]
+
+
+def test_event_filter_words_and_fields() -> None:
+    m = model()
+    m.apply("history", {"id": 1, "at": NOW, "actor": "tui", "kind": "pi_deploy", "version": "2.4.0", "result": "ok"})
+    e = m.events[0]
+    assert e.matches("kind:pi_") and e.matches("2.4") and not e.matches("device:gh-01") and e.matches("")
+
+
+def test_canary_form_builds_the_cli_stages() -> None:
+    req = build_request("picow/1.1.0", "ids", "gh-01, gh-02", "canary,50%,100%", "1", "2")
+    assert (req.target, req.version, req.halt_after_failures, req.promote_after_successes) == ("picow", "1.1.0", 1, 2)
+    assert req.stages[0] == {"name": "canary", "ids": ["gh-01", "gh-02"], "device_type": None, "percent": None,
+                             "channel": None}
+    assert build_request("picow/1.1.0", "channel", "", "", "0", "0").stages[0]["channel"] == "canary"
+    assert build_request("picow/1.1.0", "percent", "5%", "canary,100%", "0", "0").stages[0]["percent"] == 5.0
+
+
+@pytest.mark.parametrize("args, message", [
+    ((None, "channel", "", "", "1", "0"), "release: pick a published release"),
+    (("picow/1.1.0", "ids", "gh-01,,x", "", "1", "0"), "comma-separated device ids"),
+    (("picow/1.1.0", "ids", "bad id!", "", "1", "0"), "device id 'bad id!'"),
+    (("picow/1.1.0", "type", "", "", "1", "0"), "expected a device type"),
+    (("picow/1.1.0", "percent", "lots", "", "1", "0"), "expected a percentage"),
+    (("picow/1.1.0", "percent", "150", "", "1", "0"), "at most 100"),
+    (("picow/1.1.0", "channel", "", "10%,5%", "1", "0"), "does not grow"),
+    (("picow/1.1.0", "channel", "", "", "-1", "0"), "halt after failures"),
+    (("picow/1.1.0", "channel", "", "", "1", "two"), "promote after successes"),
+])
+def test_canary_form_refuses_bad_input_in_one_line(args: tuple[str, ...], message: str) -> None:
+    with pytest.raises(BadInput, match=message.replace("(", r"\(").replace("!", "!")) as info:
+        build_request(*args)
+    assert "\n" not in str(info.value)
+
+
+def test_picoctl_without_a_command_needs_a_config_and_a_token(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from picoctl.commands.init import init_site
+
+    missing = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(tmp_path / "none.toml")],
+                             capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and missing.stderr.count("\n") == 1
+    cfg = init_site(tmp_path / "site")
+    (tmp_path / "site" / "operator.token").unlink()
+    no_token = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(cfg)], capture_output=True, text=True,
+                              timeout=30)
+    assert no_token.returncode == 2 and "cannot read operator token" in no_token.stderr

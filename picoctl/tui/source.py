@@ -176,29 +176,31 @@ class Live:
 
         return SerialLog(port, on_line=on_line, on_status=on_status)
 
-    def usb_transfer(self, op: str, where: str, what: str, progress: Progress) -> str:
-        """Flash a UF2 onto a drive, push a release folder or provision a Pico W over a port; one line on success.
+    def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str:
+        """Flash a UF2 (`what`: its path) onto a drive, push a release folder (`what`: the folder) or
+        provision a Pico W (`what`: {"id", "ssid", "password"}) over a port; one line on success.
 
-        Recorded in the hub's history (`usb_flash`, `usb_push`, `usb_provision`) as the CLI does: done or
-        failed; a refusal before the board was touched (BadInput) is not recorded.
+        Recorded in the hub's history as the CLI records them (`usb_flash`, `usb_push`,
+        `device_provisioned`): done or failed; a refusal before the board was touched is not recorded.
         """
         from .. import history
         from ..errors import BadInput
         from ..pideploy import local_actor
 
-        kind = {"flash": "usb_flash", "push": "usb_push", "provision": "usb_provision"}[op]
+        kind = {"flash": "usb_flash", "push": "usb_push", "provision": "device_provisioned"}[op]
+        shown = what["id"] if op == "provision" else what
         try:
             line, device, version = self._usb(op, where, what, progress)
         except BadInput:
             raise
         except PicoctlError as exc:
-            history.record(self.cfg, kind, actor=local_actor(), result="failed", detail=f"{what} -> {where}: {exc}")
+            history.record(self.cfg, kind, actor=local_actor(), result="failed", detail=f"{shown} -> {where}: {exc}")
             raise
         history.record(self.cfg, kind, actor=local_actor(), device_id=device, version=version, result="ok",
-                       detail=f"{what} -> {where}")
+                       detail=f"{shown} -> {where}")
         return line
 
-    def _usb(self, op: str, where: str, what: str, progress: Progress) -> tuple[str, str | None, str | None]:
+    def _usb(self, op: str, where: str, what: Any, progress: Progress) -> tuple[str, str | None, str | None]:
         from ..usb import push, uf2flash
 
         if op == "flash":
@@ -210,7 +212,13 @@ class Live:
         from .. import provision
         from ..client import HubClient
 
-        with HubClient(self.client.url, self.cfg.read_token()) as hub:
-            done = provision.provision(what, self.cfg.hub.public_url, lambda i, t: hub.register_device(i, t)["key"],
-                                       lambda files: push.push_files(where, files, progress))
-        return f"provisioned {done.device_id} ({done.version})", done.device_id, done.version
+        def register(device_id: str, type_: str) -> str:
+            with HubClient(self.client.url, self.cfg.read_token()) as hub:
+                return hub.register_device(device_id, type_)["key"]
+
+        intervals = self.cfg.device_type("picow")
+        done = provision.provision(what["id"], self.cfg.hub.public_url, register,
+                                   lambda files: push.push_files(where, files, progress), what.get("ssid", ""),
+                                   what.get("password", ""), heartbeat_s=intervals.heartbeat_interval_s,
+                                   check_s=intervals.check_interval_s)
+        return f"provisioned {done.device_id} ({done.version}, {len(done.files)} files)", done.device_id, done.version

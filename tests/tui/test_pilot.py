@@ -352,6 +352,46 @@ def test_usb_serial_log_follow_pause_search_save(hub: conftest.Hub, usb_cfg: con
     asyncio.run(run())
 
 
+@pytest.mark.micropython
+@pytest.mark.skipif(not HAS_MICROPYTHON, reason="MicroPython unix port not installed")
+def test_usb_push_release_and_provision_a_pico_w(hub: conftest.Hub, usb_cfg: config.FleetConfig,
+                                                 tmp_path: Path) -> None:
+    from picoctl.sim.virtual_pico import VirtualPico
+
+    pico_release = hub.build_release("0.9.3", {"main.py": PICO_APP.read_bytes()}, target="pico")
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "config.json").write_text(json.dumps({"id": "bench-9", "heartbeat_s": 1}))
+
+    async def run() -> None:
+        app = app_for(hub, usb_cfg)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("5")
+            with VirtualPico(flash, serial="E66138935F1B2C3E", link_dir=tmp_path / "ports"):
+                await until(pilot, lambda: table(app, "#boards").row_count == 1, what="virtual Pico appears")
+                await pilot.press("p")
+                await until(pilot, lambda: isinstance(app.screen, Prompt))
+                app.screen.query_one("#prompt").value = str(pico_release)
+                await pilot.press("enter")
+                await until(pilot, lambda: "pushed" in text_of(app, "#usb-step"), timeout=40, what="push done")
+                assert "reports 0.9.3" in text_of(app, "#usb-step")
+                assert app.screen.query_one("#usb-progress").percentage == 1
+
+                await pilot.press("v")
+                await until(pilot, lambda: app.screen.__class__.__name__ == "Fields")
+                await pilot.press(*"gh-77", "enter", *"shed", "enter", *"secret", "enter")
+                await until(pilot, lambda: "provisioned gh-77" in text_of(app, "#usb-step"), timeout=60,
+                            what="provision done")
+        await app.source.client.aclose()
+        config_json = json.loads((flash / "config.json").read_text())
+        assert config_json["id"] == "gh-77" and len(config_json["key"]) == 64
+        assert any(d["id"] == "gh-77" for d in hub.client.devices())
+        kinds = {(e["kind"], e["result"]) for e in hub.client.history()}
+        assert {("usb_push", "ok"), ("device_provisioned", "ok")} <= kinds
+
+    asyncio.run(run())
+
+
 # --- the link ----------------------------------------------------------------------------------
 
 def test_hub_down_shows_banner_and_reconnects(hub: conftest.Hub) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -15,7 +16,7 @@ from textual.widgets import Footer, Label, ProgressBar
 from .. import keymap
 from ...progress import Progress, ProgressEvent
 from ..source import BoardView
-from ..widgets.modals import Prompt
+from ..widgets.modals import Fields, Prompt
 from ..widgets.serial_view import SerialView
 from ..widgets.table import KeyedTable
 from .base import ModelScreen
@@ -52,9 +53,12 @@ class UsbScreen(ModelScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="usb-scan")
     def scan(self) -> None:
-        """Scan every usb.poll_s until the screen goes; hand each new list to the table."""
+        """Scan every usb.poll_s while the screen is shown, until it goes; hand each list to the table."""
         every = float(getattr(self.app.cfg.usb, "poll_s", 0.5))  # type: ignore[attr-defined]
         while not self.stop_scan.is_set():
+            if not self.is_current:
+                self.stop_scan.wait(every)
+                continue
             try:
                 boards = self.source.usb_scan()
                 self.app.call_from_thread(self._boards, boards)
@@ -102,16 +106,23 @@ class UsbScreen(ModelScreen):
 
     def action_provision(self) -> None:
         board = self.selected("serial")
-        if board is not None and not self._busy():
-            self.app.push_screen(Prompt(f"Provision {board.path} as a Pico W", "device id, e.g. gh-07"),
-                                 lambda device_id: device_id and self.transfer("provision", board.path, device_id))
+        if board is None or self._busy():
+            return
+
+        def answered(values: dict[str, str] | None) -> None:
+            if values and values["id"]:
+                self.transfer("provision", board.path, values)
+
+        self.app.push_screen(Fields(f"Provision {board.path} as a Pico W", [
+            ("id", "device id", "e.g. gh-07", False), ("ssid", "Wi-Fi SSID", "network the board joins", False),
+            ("password", "password", "", True)]), answered)
 
     def _busy(self) -> bool:
         if self.busy:
             self.fail(f"a {self.busy} is running")
         return bool(self.busy)
 
-    def transfer(self, op: str, where: str, what: str) -> None:
+    def transfer(self, op: str, where: str, what: Any) -> None:
         self.busy = op
         view = self.query_one(SerialView)
         if view.port == where:
@@ -120,7 +131,7 @@ class UsbScreen(ModelScreen):
         self.transfer_worker(op, where, what)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="usb-transfer")
-    def transfer_worker(self, op: str, where: str, what: str) -> None:
+    def transfer_worker(self, op: str, where: str, what: Any) -> None:
         call = self.app.call_from_thread
         progress = Progress(f"{op} {Path(where).name}", lambda e: call(self._progress, e))
         try:

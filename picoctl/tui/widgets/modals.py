@@ -97,3 +97,35 @@ _KEY_NAMES = {"question_mark": "?", "slash": "/", "colon": ":", "left_square_bra
 
 def _key_label(key: str) -> str:
     return ",".join(_KEY_NAMES.get(k, k) for k in key.split(","))
+
+
+class Fields(ModalScreen[dict[str, str] | None]):
+    """A few labelled lines of input; enter on the last (or ctrl+s) submits them all, esc cancels."""
+
+    BINDINGS = [*keymap.MODAL, Binding("ctrl+s", "submit", "Go", id="fields.submit", tooltip="submit the form")]
+
+    def __init__(self, title: str, fields: list[tuple[str, str, str, bool]]) -> None:
+        """`fields`: (key, label, placeholder, secret)."""
+        super().__init__()
+        self.title_text, self.fields = title, fields
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog form"):
+            yield Label(self.title_text, classes="dialog-title")
+            for key, label, placeholder, secret in self.fields:
+                with Horizontal(classes="row"):
+                    yield Label(label, classes="field")
+                    yield Input(placeholder=placeholder, password=secret, id=f"field-{key}")
+            yield Label("enter on the last field or ctrl+s to go, esc to cancel", classes="dim")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == f"field-{self.fields[-1][0]}":
+            self.action_submit()
+        else:
+            self.focus_next()
+
+    def action_submit(self) -> None:
+        self.dismiss({key: self.query_one(f"#field-{key}", Input).value.strip() for key, *_ in self.fields})
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -18,7 +18,8 @@ EVENT_KINDS = ("heartbeat", "device", "status", "rollout", "release", "history",
 STATUS_SYMBOL = {"online": "●", "stale": "◐", "offline": "○", "new": "·"}
 COUNT_KEYS = ("offered", "downloading", "trial", "committed", "failed")
 MAX_EVENTS = 5000  # event log kept in memory; older entries are reloaded from the hub on demand
-MAX_HEARTBEATS = 120  # per device, for the sparklines
+MAX_HEARTBEATS = 120  # per opened device, for the sparklines
+MAX_DEVICE_EVENTS = 200  # per opened device
 
 
 def _num(value: Any) -> float | None:
@@ -92,8 +93,11 @@ class Device:
     uptime_s: int | None = None
     readings: dict[str, Any] = field(default_factory=dict)
     offer: Offer | None = None
+    # History, kept only once the device's detail was loaded (its screen opened): 2,000 devices' worth
+    # of heartbeats would cost far more memory than the fleet table needs.
+    detailed: bool = False
     heartbeats: collections.deque[Heartbeat] = field(default_factory=lambda: collections.deque(maxlen=MAX_HEARTBEATS))
-    events: list[Event] = field(default_factory=list)
+    events: collections.deque[Event] = field(default_factory=lambda: collections.deque(maxlen=MAX_DEVICE_EVENTS))
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Device:
@@ -124,7 +128,8 @@ class Device:
         self.rssi, self.mem_free = hb.rssi, hb.mem_free
         self.uptime_s = hb.uptime_s
         self.readings = hb.readings or self.readings
-        self.heartbeats.append(hb)
+        if self.detailed:
+            self.heartbeats.append(hb)
 
     def reading(self, name: str) -> Any:
         return self.readings.get(name)
@@ -266,7 +271,9 @@ class FleetModel:
         beats = [Heartbeat.from_json(h, now) for h in d.get("heartbeats") or [] if isinstance(h, Mapping)]
         dev.heartbeats.clear()
         dev.heartbeats.extend(sorted(beats, key=lambda h: h.at))
-        dev.events = [Event.from_json(e) for e in d.get("events") or [] if isinstance(e, Mapping)]
+        dev.events.clear()
+        dev.events.extend(Event.from_json(e) for e in d.get("events") or [] if isinstance(e, Mapping))
+        dev.detailed = True
         self.dirty_devices.add(dev.id)
         return dev
 
@@ -330,7 +337,7 @@ class FleetModel:
                 self.new_events.append(e)
                 self.dirty.add("events")
                 dev = self.devices.get(e.device_id or "")
-                if dev is not None and dev.events is not None:
+                if dev is not None and dev.detailed:
                     dev.events.append(e)
 
     def take_changes(self) -> tuple[set[str], set[str], list[Event], set[str]]:

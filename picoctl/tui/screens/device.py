@@ -53,7 +53,7 @@ class DeviceScreen(ModelScreen):
             for key, label in SPARKS:
                 yield Label(label, id=f"label-{key}", classes="spark-label")
                 yield Sparkline([], id=f"spark-{key}", summary_function=max)
-        yield Label("deploy history", classes="section")
+        yield Label("history: deploys, offers, channel moves", classes="section")
         yield KeyedTable(HISTORY_COLUMNS, id="device-history")
         yield Footer()
 

@@ -1,0 +1,52 @@
+"""Keyboard first: every binding has an id and a description, `?` lists them, the palette runs them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.binding import Binding
+
+from picoctl.tui import keymap
+from picoctl.tui.screenshots import demo_app, settle
+from picoctl.tui.widgets.modals import Confirm, Help
+
+
+def all_bindings() -> list[Binding]:
+    from picoctl.tui.screens import device, fleet, history, pi, releases, usb
+
+    screens = [fleet.FleetScreen, device.DeviceScreen, releases.ReleasesScreen, history.HistoryScreen,
+               pi.PiScreen, usb.UsbScreen]
+    return [*keymap.APP, *keymap.TABLE, *keymap.MODAL, *(b for s in screens for b in s.BINDINGS)]
+
+
+def test_every_binding_has_an_id_and_a_description() -> None:
+    for b in all_bindings():
+        assert b.id and b.description, b
+
+
+def test_help_lists_the_screen_and_app_keys_and_the_palette_runs_actions() -> None:
+    async def run() -> None:
+        app = demo_app(start_mode="releases")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, Help)
+            text = " ".join(str(w.render()) for w in app.screen.query(".help-line"))
+            for b in [*keymap.RELEASES, *keymap.APP]:
+                assert (b.tooltip or b.description) in text
+            await pilot.press("escape")
+
+            titles = {c.title for c in app.get_system_commands(app.screen)}
+            assert {"Canary", "Promote", "Halt", "Resume", "Roll back", "Show Fleet", "Show USB"} <= titles
+            await pilot.press("ctrl+p", *"Halt")
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, Confirm) and app.screen.title_text.startswith("Halt rollout #")
+            await pilot.press("n")
+            await pilot.press("3")
+            assert app.current_mode == "history"
+            await pilot.press("left_square_bracket")
+            assert app.current_mode == "releases"
+
+    asyncio.run(run())

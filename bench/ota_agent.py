@@ -40,6 +40,7 @@ HEAP = "64K"
 BUNDLE_KIB = 512
 SIZES_KIB = (16, 24, 32, 40, 48, 56, 64, 96, 128, 256, 512, 1024, 2048)
 THROUGHPUT_KIB = 2048
+TIGHT_HEAPS_KIB = (60, 56, 54, 52, 50, 48)
 MP = shutil.which("micropython", path=str(Path(sys.executable).parent)) or shutil.which("micropython")
 
 APP_MAIN = (b"import ver\nfrom ota import agent, hw\nhw.step('app ' + ver.V)\n"
@@ -116,14 +117,18 @@ def _mp(flash: Path, script: str, env: dict | None = None, timeout: float = 60) 
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def peak_heap(root: Path) -> tuple[int, int]:
-    """(first sample, peak) of the heap in bytes while boot.py and the agent stage the update."""
-    proc = subprocess.run([MP, "-X", f"heapsize={HEAP}", "boot.py"], cwd=root / "mem-board", capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "PICOW_MEM_TRACE": "1"})
+def peak_heap(flash: Path, heap: str = HEAP, timeout: float = 60) -> tuple[int, int] | None:
+    """(first sample, peak) of the heap in bytes while boot.py and the agent stage the update;
+    None when it does not stage within `timeout` (out of memory: the agent retries forever)."""
+    try:
+        proc = subprocess.run([MP, "-X", f"heapsize={heap}", "boot.py"], cwd=flash, capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, "PICOW_MEM_TRACE": "1"})
+    except subprocess.TimeoutExpired:
+        return None
     if proc.returncode != 77:
-        raise SystemExit(f"the update did not stage (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        return None
     mem = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith("@mem ")][0]
-    state = json.loads((root / "mem-board" / "ota" / "state.json").read_text())
+    state = json.loads((flash / "ota" / "state.json").read_text())
     assert state["phase"] == "staged", state
     return int(mem[1]), int(mem[2])
 
@@ -212,16 +217,28 @@ def main() -> int:
         hub.publish("2.0.0", _app("2.0.0", bundle))
 
         mem_board = _flash(root, hub, "mem-board", _app("1.0.0", {}), "1.0.0")
+        tight = {k: _flash(root, hub, f"heap-{k}", _app("1.0.0", {}), "1.0.0") for k in TIGHT_HEAPS_KIB}
         scratch = _flash(root, hub, "scratch", _app("1.0.0", {}), "1.0.0")
-        stage = {"name": "canary", "ids": ["mem-board"], "device_type": None, "percent": None, "channel": None}
+        stage = {"name": "canary", "ids": ["mem-board", *(f"heap-{k}" for k in tight)], "device_type": None,
+                 "percent": None, "channel": None}
         hub.client.start_rollout("picow", "2.0.0", [stage], 1000, 0)
-        first, peak = peak_heap(root)
-        assert mem_board.joinpath("app.new").is_dir()
+        measured = peak_heap(mem_board)
+        if measured is None:
+            raise SystemExit(f"the update did not stage under -X heapsize={HEAP}")
+        first, peak = measured
         staged = sum(p.stat().st_size for p in (mem_board / "app.new").rglob("*") if p.is_file())
         working_kib = (peak - first) / 1024
         print(f"update of a {staged // 1024} KiB bundle under -X heapsize={HEAP}: heap {first / 1024:.1f} KiB "
               f"with the code loaded, peak {peak / 1024:.1f} KiB: agent working memory {working_kib:.1f} KiB")
-
+        # the samples are taken at the update's steps; the smallest heap that still stages the update
+        # also covers what lives briefly between them, and fragmentation
+        smallest = None
+        for k in TIGHT_HEAPS_KIB:
+            if peak_heap(tight[k], f"{k}K", timeout=4) is None:
+                break
+            smallest = k
+        print(f"smallest heap that stages the same update: {smallest} KiB "
+              f"({smallest - first / 1024:.1f} KiB beyond the loaded code)" if smallest else "")
         agent_ok: dict[int, bool] = {}
         naive_ok: dict[int, bool] = {}
         for k in SIZES_KIB:

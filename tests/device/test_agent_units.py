@@ -133,9 +133,10 @@ from ota import http
 import hashlib
 from binascii import hexlify
 U = {server!r}
-r = http.request("GET", U + "/json"); print(r.status, r.mac, r.read_all(100)); r.close()
+buf = memoryview(bytearray(64))
+r = http.request("GET", U + "/json"); body = r.read_all(100, buf); print(r.status, r.mac, bytes(body), len(buf)); r.close()
 r = http.request("GET", U + "/eof"); print(r.status, r.length, r.read_all(100)); r.close()
-r = http.request("POST", U + "/post", b'{{"x": 1}}', {{"X-Picoctl-Device": "d1"}}); print(r.read_all(200)); r.close()
+r = http.request("POST", U + "/post", b'{{"x": 1}}', {{"X-Picoctl-Device": "d1"}}); print(bytes(r.read_all(200))); r.close()
 r = http.request("GET", U + "/big")
 try:
     r.read_all(16384)
@@ -173,7 +174,7 @@ except ValueError as e:
 print(http.split_url("http://h:81/a/b"), http.split_url("http://h"))
 """
     lines = run_mp(tmp_path, script).splitlines()
-    assert lines[0] == "200 abcdef b'{\"a\": 1}'"
+    assert lines[0] == "200 abcdef b'{\"a\": 1}' 64"
     assert lines[1] == "200 -1 b'until-eof'"
     assert json.loads(ast.literal_eval(lines[2])) == {"echo": '{"x": 1}', "dev": "d1"}
     assert lines[3] == "refused response body too large"

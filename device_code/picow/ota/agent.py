@@ -166,11 +166,11 @@ class Agent:
         headers = {"X-Picoctl-Device": self.id, "X-Picoctl-Mac": mac_hex(self.key, body)}
         resp = http.request("POST", self.hub + path, body, headers)
         try:
-            data = resp.read_all(MAX_BODY)
+            data = resp.read_all(MAX_BODY, self.mv)  # the download buffer is free while we talk
         finally:
             resp.close()
         if resp.status != 200:
-            raise http.HTTPError(resp.status, "%s: HTTP %d %s" % (path, resp.status, data[:120]))
+            raise http.HTTPError(resp.status, "%s: HTTP %d %s" % (path, resp.status, bytes(data[:120])))
         if signed and not (resp.mac and equal(mac_hex(self.key, data), resp.mac)):
             raise Refused("%s: response MAC does not verify" % path)
         return json.loads(data)

@@ -83,18 +83,17 @@ class Response:
                 raise OSError(104)  # ECONNRESET: closed before Content-Length bytes arrived
         return n
 
-    def read_all(self, cap):
-        """The whole body, refused above `cap` bytes (bodies here are small JSON)."""
+    def read_all(self, cap, into=None):
+        """The whole body, refused above `cap` bytes (bodies here are small JSON). With `into` (a
+        memoryview) a body that fits is read into it and a slice of it is returned: no allocation."""
         if self.length > cap:
             raise HTTPError(self.status, "response body too large")
         if self.length >= 0:
-            buf = bytearray(self.length)
-            mv = memoryview(buf)
+            mv = into[: self.length] if into is not None and self.length <= len(into) else memoryview(bytearray(self.length))
             got = 0
             while got < self.length:
-                n = self.readinto(mv[got:])
-                got += n
-            return bytes(buf)
+                got += self.readinto(mv[got:])
+            return mv
         data = self.sock.read(cap + 1)
         if len(data) > cap:
             raise HTTPError(self.status, "response body too large")

@@ -41,7 +41,6 @@ class PicoctlApp(App[None]):
     BINDINGS = keymap.APP
     MODES = {"fleet": FleetScreen, "releases": ReleasesScreen, "history": HistoryScreen, "pi": PiScreen,
              "usb": UsbScreen}
-    ENABLE_COMMAND_PALETTE = True
 
     link: reactive[str] = reactive("connecting")
 

@@ -66,7 +66,6 @@ class Recording:
         self.data: dict[str, Any] = json.loads(Path(path).read_text())
         self.url = self.data.get("hub_url", "http://127.0.0.1:8470")
         self.clock_at: float = float(self.data["clock"])
-        self.written: list[tuple[str, tuple[Any, ...]]] = []  # actions asked of a recording, for tests
 
     async def devices(self) -> list[dict[str, Any]]:
         return self.data["devices"]
@@ -92,11 +91,16 @@ class Recording:
         await asyncio.Event().wait()  # a recording's stream stays open and quiet
 
     async def act(self, what: str, *args: Any) -> dict[str, Any]:
-        self.written.append((what, args))
         raise PicoctlError(f"{what}: this is a recording; start the hub to act on a fleet")
 
     def pi_status(self) -> PiView:
         return PiView.from_json(self.data["pi"])
+
+    def pi_deploy(self, source: str, progress: Progress, log: Callable[[str], None]) -> Any:
+        raise PicoctlError("deploy: this is a recording; run picoctl on the Pi to deploy")
+
+    def pi_rollback(self, progress: Progress, log: Callable[[str], None]) -> Any:
+        raise PicoctlError("rollback: this is a recording; run picoctl on the Pi to roll back")
 
     def usb_scan(self) -> list[BoardView]:
         return [BoardView.from_json(b) for b in self.data.get("usb", [])]
@@ -107,8 +111,8 @@ class Recording:
     def serial_reader(self, port: str, on_line: Callable[[str], None], on_status: Callable[[bool, str], None]) -> None:
         return None
 
-    def usb_transfer(self, op: str, where: str, what: str, progress: Progress) -> str:
-        raise PicoctlError(f"{op}: this is a recording; attach a board to flash it")
+    def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str:
+        raise PicoctlError(f"{op}: this is a recording; attach a board and run picoctl")
 
 
 @dataclass

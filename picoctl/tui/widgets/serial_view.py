@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -48,7 +48,8 @@ class SerialView(Vertical):
         self.connected = connected
 
     # --- on the event loop -----------------------------------------------------------------
-    def follow(self, port: str, reader: Any, backlog: list[str] = ()) -> None:  # type: ignore[assignment]
+    def follow(self, port: str, reader: Any, backlog: Sequence[str] = ()) -> None:
+        """Show `port`: the lines of `backlog`, then what `reader` (a SerialLog feeding `feed`) reads."""
         self.stop()
         self.port, self.reader = port, reader
         self.lines.clear()

@@ -53,11 +53,11 @@ def save(st):
     step(st["phase"])
 
 
-def pend(st, phase):
+def pend(st, phase, detail):
     o = st.get("offer") or {}
     p = st.get("pending") or []
     p.append({"seq": o.get("seq", st.get("seq", 0)), "version": o.get("version", st.get("version")),
-              "from_version": st.get("version"), "phase": phase, "detail": "boot %d" % st.get("boots", 0),
+              "from_version": st.get("version"), "phase": phase, "detail": detail,
               "transient": False})
     st["pending"] = p[-4:]
 
@@ -90,7 +90,7 @@ def recover():
             step("app.new -> app")
         st["phase"] = ph = "trial"
         st["boots"] = 0
-        pend(st, "trial")
+        pend(st, "trial", "switched by boot.py")
         save(st)
     if ph == "trial":
         st["boots"] = st.get("boots", 0) + 1
@@ -105,7 +105,7 @@ def recover():
                 step("app -> app.bad")
             os.rename("app.old", "app")
             step("app.old -> app")
-        pend(st, "rolled_back")
+        pend(st, "rolled_back", "not confirmed in %d boots" % (st.get("boots", 1) - 1))
         o = st.get("offer") or {}
         st["seq"] = max(st.get("seq", 0), o.get("seq", 0))
         st["offer"] = None

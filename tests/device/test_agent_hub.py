@@ -95,3 +95,17 @@ def test_check_now_from_the_operator_starts_the_update_at_once(hub, tmp_path: Pa
     assert asked and time.monotonic() - asked[0] < 5
     before_switch = run.steps[: run.steps.index("app 2.0.0")]
     assert before_switch.count("check") == 2  # the first, and the one check_now asked for
+
+
+def test_wifi_join_backs_off_then_the_board_checks_in(hub, tmp_path: Path) -> None:
+    board = new_board(hub, tmp_path, "gh-03", make_app("1.0.0"), "1.0.0")
+    (board.flash / "sim").mkdir()
+    down = board.flash / "sim" / "wifi_down"
+    down.write_text("")
+    started = time.monotonic()
+    run = board.run(lambda _: time.monotonic() - started > 3.5, timeout=10)
+    joins = run.lines.count("@wifi join")
+    assert 2 <= joins <= 4, joins  # at 0, 1, 3 s: 1 s doubling, not once per 20 ms tick
+    assert hub.client.device("gh-03")["last_seen"] is None
+    down.unlink()
+    board.run(lambda _: hub.client.device("gh-03")["last_seen"] is not None, timeout=10)

@@ -5,7 +5,8 @@ stand in for it, so the agent and the app run unchanged in tests:
 - reset() exits with RESET_EXIT; the test rig starts the process again through boot.py;
 - the watchdog prints `@wdt arm <ms>` and `@wdt feed` lines; the rig, standing for the hardware,
   kills a process that has not fed it within the timeout (a hung app cannot check its own deadline);
-- Wi-Fi is the host's network; the sensor reads `sim/moisture` (a percentage) when that file exists;
+- Wi-Fi is the host's network, down while a file `sim/wifi_down` exists (each join attempt prints
+  `@wifi join`); the sensor reads `sim/moisture` (a percentage) when that file exists;
 - `PICOW_FLASH_QUOTA` (bytes) makes writes fail with ENOSPC once that much has been written, as on a
   full flash;
 - `PICOW_STEP_SYNC=1` makes step(name) print `@step <name>` and wait for a line on stdin, so the rig
@@ -111,7 +112,8 @@ def wifi_connect(ssid, password, timeout_ms=15000):
     """Join the network; True once connected."""
     global _wlan
     if not BOARD:
-        return True
+        print("@wifi join")
+        return wifi_connected()
     import network
 
     if _wlan is None:
@@ -130,7 +132,13 @@ def wifi_connect(ssid, password, timeout_ms=15000):
 
 
 def wifi_connected():
-    return (not BOARD) or (_wlan is not None and _wlan.isconnected())
+    if not BOARD:
+        try:
+            os.stat("sim/wifi_down")
+            return False
+        except OSError:
+            return True
+    return _wlan is not None and _wlan.isconnected()
 
 
 def rssi():

@@ -55,7 +55,7 @@ class DeviceScreen(ModelScreen):
                 yield Sparkline([], id=f"spark-{key}", summary_function=max)
         yield Label("history: deploys, offers, channel moves", classes="section")
         yield KeyedTable(HISTORY_COLUMNS, id="device-history")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#device-history").focus()

@@ -48,7 +48,7 @@ class FleetScreen(ModelScreen):
         yield Static(id="summary")
         yield Input(placeholder="filter: id, type, channel, version or state", id="filter")
         yield FastTable(COLUMNS, id="devices")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#filter").display = False

@@ -14,7 +14,7 @@ from ..widgets.table import KeyedTable
 from .base import ModelScreen
 
 COLUMNS = (("at", "TIME", 8), ("kind", "KIND", 17), ("device", "DEVICE", 8), ("version", "VERSION", 7),
-           ("result", "RESULT", 8), ("detail", "DETAIL", None))
+           ("result", "RESULT", 11), ("detail", "DETAIL", None))
 RESULT_STYLE = {"ok": "green", "committed": "green", "failed": "bold red", "refused": "red", "rolled_back": "yellow"}
 
 
@@ -37,7 +37,7 @@ class HistoryScreen(ModelScreen):
         yield Static(id="history-status")
         yield Input(placeholder="filter: words, or device:ID version:V kind:K", id="filter")
         yield KeyedTable(COLUMNS, id="events")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#filter").display = False

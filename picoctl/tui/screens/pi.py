@@ -46,7 +46,7 @@ class PiScreen(ModelScreen):
         yield ProgressBar(total=1, show_eta=False, id="pi-progress")
         yield Label("step log", classes="section")
         yield RichLog(id="pi-log", max_lines=1000, wrap=True, markup=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.action_refresh()

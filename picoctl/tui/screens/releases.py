@@ -59,7 +59,7 @@ class ReleasesScreen(ModelScreen):
         yield KeyedTable(RELEASE_COLUMNS, id="releases")
         yield Label("rollouts", classes="section")
         yield KeyedTable(ROLLOUT_COLUMNS, id="rollouts")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#releases").focus()

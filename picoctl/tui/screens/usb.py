@@ -42,7 +42,7 @@ class UsbScreen(ModelScreen):
         yield Label("no transfer running", id="usb-step")
         yield ProgressBar(total=1, show_eta=False, id="usb-progress")
         yield SerialView(id="serial")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#boards").focus()

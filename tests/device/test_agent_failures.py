@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -215,3 +217,30 @@ def test_dropped_download_resumes_with_range(hub, tmp_path: Path) -> None:
     ranged = [r for r in proxy.requests if "bytes=" in r]
     assert ranged and ranged[0].endswith("bytes=1000-")
     assert board.tree("app") == V2 and board.leftovers() == []
+
+
+def test_hub_restart_mid_download_resumes(hub, tmp_path: Path) -> None:
+    big = make_app("2.0.0", {"big.bin": bytes(range(256)) * 24576})  # 6 MiB: more than socket buffers hold
+    publish(hub, "1.0.0", V1)
+    publish(hub, "2.0.0", big)
+    rollout(hub, "2.0.0")
+    board, _ = board_for(hub, tmp_path, "gh-hubcut")
+    restarter: list[threading.Thread] = []
+
+    def cut_hub(name: str) -> None:
+        if name == "download big.bin 3" and not restarter:
+            hub.kill()  # SIGKILL: the connection drops mid-file
+
+            def back() -> None:
+                time.sleep(0.5)
+                hub.start()
+
+            restarter.append(threading.Thread(target=back))
+            restarter[0].start()
+
+    run = board.run(lambda _: board.state().get("version") == "2.0.0" and not board.state().get("pending"),
+                    on_step=cut_hub, timeout=40)
+    restarter[0].join()
+    assert any("download of big.bin dropped, resuming" in ln for ln in run.lines)
+    assert run.resets == 1 and board.tree("app") == big and board.leftovers() == []
+    assert phases(hub, "gh-hubcut")[-1] == "committed"

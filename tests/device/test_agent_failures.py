@@ -244,3 +244,19 @@ def test_hub_restart_mid_download_resumes(hub, tmp_path: Path) -> None:
     assert any("download of big.bin dropped, resuming" in ln for ln in run.lines)
     assert run.resets == 1 and board.tree("app") == big and board.leftovers() == []
     assert phases(hub, "gh-hubcut")[-1] == "committed"
+
+
+def test_corrupt_partial_file_from_an_earlier_attempt_is_fetched_again(hub, tmp_path: Path) -> None:
+    publish(hub, "1.0.0", V1)
+    publish(hub, "2.0.0", V2)
+    rollout(hub, "2.0.0")
+    board, _ = board_for(hub, tmp_path, "gh-corrupt")
+    # an earlier attempt at 2.0.0 left a partial data.bin whose bytes went bad on the flash
+    st = board.state()
+    st.update(phase="failed", offer={"seq": 1, "version": "2.0.0", "rollout_id": 1})
+    (board.flash / "ota" / "state.json").write_text(json.dumps(st))
+    (board.flash / "app.new").mkdir()
+    (board.flash / "app.new" / "data.bin.tmp").write_bytes(b"\xff" * 1000)
+    board.run(lambda _: board.state().get("version") == "2.0.0" and not board.state().get("pending"), timeout=20)
+    assert board.tree("app") == V2 and board.leftovers() == []
+    assert not any(p.startswith("failed") for p in phases(hub, "gh-corrupt"))

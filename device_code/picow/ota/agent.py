@@ -283,12 +283,16 @@ class Agent:
                 hw.wdt_feed()
         return hexlify(h.digest()).decode() == f["sha256"]
 
-    def _download(self, f, tmp):
-        """Stream an artifact into `tmp`, hashing as it goes, resuming with Range after a drop."""
+    def _download(self, f, tmp, reuse=True):
+        """Stream an artifact into `tmp`, hashing as it goes, resuming with Range after a drop.
+
+        A `tmp` left by an earlier attempt is hashed and continued; should the result then not
+        match, the file is fetched once more from its first byte before the update is given up."""
         size = f["size"]
         h = hashlib.sha256()
         have = 0
-        if fs.exists(tmp):
+        reused = reuse and fs.exists(tmp)
+        if reused:
             h, have = self._hash_file(tmp)
             if have > size:
                 fs.remove(tmp)
@@ -342,6 +346,8 @@ class Agent:
                 resp.close()
         if hexlify(h.digest()).decode() != f["sha256"]:
             fs.remove(tmp)
+            if reused:
+                return self._download(f, tmp, False)
             raise Failed("%s: sha256 does not match the offer" % f["name"], False)
 
     def _dropped(self, f, drops, exc):

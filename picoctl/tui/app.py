@@ -56,7 +56,7 @@ class PicoctlApp(App[None]):
         self.live_ticks = live_ticks
         self.last_event_id: int | None = None
         self.loaded = asyncio.Event()
-        self.stats = {"flushes": 0, "max_staleness_s": 0.0, "applied": 0}
+        self.stats = {"max_staleness_s": 0.0}  # the longest a heartbeat waited to be shown, for the benchmark
 
     # --- lifecycle --------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -122,8 +122,6 @@ class PicoctlApp(App[None]):
         changes = self.model.take_changes()
         if oldest is not None:  # how long the oldest heartbeat of this flush waited since the hub took it
             self.stats["max_staleness_s"] = max(self.stats["max_staleness_s"], self.clock() - oldest)
-        self.stats["flushes"] += 1
-        self.stats["applied"] = self.model.applied
         for screen in self._live_screens():
             screen.apply_changes(*changes)
 
@@ -164,9 +162,6 @@ class PicoctlApp(App[None]):
                 yield SystemCommand(b.description if not b.id or "screen" not in b.id else f"Show {b.description}",
                                     b.tooltip or b.description, lambda a=b.action: self.call_later(self.run_action, a))
         yield from super().get_system_commands(screen)
-
-    def notify_error(self, message: str) -> None:
-        self.notify(message, severity="error", timeout=8)
 
 
 def _bindings_of(screen: Screen) -> Iterable[Binding]:

@@ -14,7 +14,6 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..config import FleetConfig
 
-EVENT_KINDS = ("heartbeat", "device", "status", "rollout", "release", "history", "resync")
 STATUS_SYMBOL = {"online": "●", "stale": "◐", "offline": "○", "new": "·"}
 COUNT_KEYS = ("offered", "downloading", "trial", "committed", "failed")
 MAX_EVENTS = 5000  # event log kept in memory; older entries are reloaded from the hub on demand
@@ -374,9 +373,3 @@ class FleetModel:
             done, total = r.progress
             lines[1] += f"  rollout #{r.id} {r.target} {r.version} {r.stage_name} {r.state} {done}/{total}"
         return "\n".join(lines)
-
-    def versions(self) -> list[str]:
-        return sorted({d.version for d in self.devices.values() if d.version})
-
-    def targets(self) -> list[str]:
-        return sorted({r.target for r in self.releases.values()})

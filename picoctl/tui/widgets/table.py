@@ -77,11 +77,6 @@ class KeyedTable(DataTable):
         self._cells[key] = new
         return changed
 
-    def keys_in_view(self) -> list[str]:
-        """The keys of the rows on screen now (rows have a height of one line)."""
-        top = int(self.scroll_y)
-        return [r.key.value for r in self.ordered_rows[top:top + self.size.height + 1]]
-
     def drop(self, key: str) -> None:
         if self._cells.pop(key, None) is not None:
             self.remove_row(key)

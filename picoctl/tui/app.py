@@ -113,8 +113,17 @@ class PicoctlApp(App[None]):
         self.loaded.set()
 
     async def refresh_rollouts(self) -> None:
+        self.model.counts_stale = False
         self.model.load_rollouts(await self.source.rollouts())
         self.flush()
+
+    @work(exclusive=True, exit_on_error=False, group="counts")
+    async def reload_counts(self) -> None:
+        """Rollout counts after deploy status changed them; at most once a tick, failures left to the next."""
+        try:
+            await self.refresh_rollouts()
+        except Exception:  # noqa: BLE001 - the banner shows link trouble; the next tick retries
+            self.model.counts_stale = True
 
     def flush(self) -> None:
         """Hand what changed since the last flush to the screens that show it."""
@@ -126,6 +135,9 @@ class PicoctlApp(App[None]):
             screen.apply_changes(*changes)
 
     def tick(self) -> None:
+        if self.model.counts_stale:
+            self.model.counts_stale = False
+            self.reload_counts()
         for screen in self._live_screens():
             screen.tick()
 

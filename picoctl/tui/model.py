@@ -247,6 +247,8 @@ class FleetModel:
         self.dirty: set[str] = set()  # "devices" (whole list), "releases", "rollouts", "events"
         self.applied = 0
         self.oldest_unshown: float | None = None  # hub time of the oldest heartbeat not yet taken by a screen
+        # A device's deploy status moves its rollout's counts, which the stream does not carry: reload them.
+        self.counts_stale = False
 
     # --- whole lists, from the API ---------------------------------------------------------
     def load_devices(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -314,6 +316,7 @@ class FleetModel:
             if dev is None:
                 return
             if kind == "status" and "phase" in data:
+                self.counts_stale = True
                 offer = dev.offer or Offer(_int(data.get("rollout_id")), str(data.get("version") or "?"), 0, "offered")
                 offer.phase = str(data["phase"])
                 offer.version = _str(data.get("version")) or offer.version

@@ -182,6 +182,9 @@ def test_canary_start_halt_and_rollback(hub: conftest.Hub) -> None:
             await pilot.press("y")
             await until(pilot, lambda: "stage 10% (2/4)" in text_of(app, "#rollout-info"), what="promoted")
 
+            assert await step(hub, "gh-02") == "committed"  # counts move without a rollout event: reloaded
+            await until(pilot, lambda: "committed 1" in text_of(app, "#rollout-info"), what="counts reloaded")
+
             assert await step(hub, "gh-01") == "rolled_back"  # its trial never confirms: the canary fails
             await until(pilot, lambda: "halted" in text_of(app, "#rollout-info"), what="halt seen over SSE")
             assert "failed 1" in text_of(app, "#rollout-info")
@@ -200,10 +203,11 @@ def test_canary_start_halt_and_rollback(hub: conftest.Hub) -> None:
             await pilot.press("b")
             await until(pilot, lambda: isinstance(app.screen, Confirm))
             assert app.screen.title_text == f"Roll back rollout #{rid}?"
-            assert "1 device(s) that took picow 1.1.0 will be offered 1.0.0 again" in app.screen.body
+            assert "2 device(s) that took picow 1.1.0 will be offered 1.0.0 again" in app.screen.body
             await pilot.press("y")
             back = await until(pilot, lambda: [r for r in hub.client.rollouts() if r.get("kind") == "rollback"],
                                what="rollback rollout on the hub")
+            assert back[0]["stages"][0]["ids"] == ["gh-01", "gh-02"]  # the two that took 1.1.0, as the dialog said
             await until(pilot, lambda: table(app, "#rollouts").has(str(back[0]["id"])), what="rollback listed")
 
             await pilot.press("3")

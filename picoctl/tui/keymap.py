@@ -72,7 +72,7 @@ PI = [
 USB = [
     Binding("f", "flash", "Flash", id="usb.flash", tooltip="copy a UF2 image onto the selected BOOTSEL drive"),
     Binding("p", "push", "Push", id="usb.push", tooltip="push a release folder to the selected board over serial"),
-    Binding("l", "log", "Log", id="usb.log", tooltip="follow the selected board's serial console"),
+    Binding("l", "log", "Log", id="usb.log", tooltip="follow the selected board's serial console (or any port)"),
     Binding("space", "pause", "Pause", id="usb.pause", tooltip="pause or follow the serial log"),
     Binding("slash", "search", "Search", id="usb.search", tooltip="show only log lines holding a text"),
     Binding("x", "clear", "Clear", id="usb.clear", tooltip="clear the serial log view"),

@@ -316,6 +316,21 @@ def test_usb_flash_bootsel_drive(hub: conftest.Hub, usb_cfg: config.FleetConfig,
                 await until(pilot, lambda: "flashed" in text_of(app, "#usb-step"), timeout=20, what="flash done")
                 assert drive.image == image.read_bytes()
                 await until(pilot, lambda: table(app, "#boards").row_count == 0, what="drive gone after reboot")
+
+            master, slave = os.openpty()  # any port, typed in when no board is selected
+            try:
+                await pilot.press("l")
+                await until(pilot, lambda: isinstance(app.screen, Prompt))
+                app.screen.query_one("#prompt").value = os.ttyname(slave)
+                await pilot.press("enter")
+                view = app.screen.query_one(SerialView)
+                await until(pilot, lambda: view.port == os.ttyname(slave) and view.connected, what="port opened")
+                os.write(master, b"hello from a plain port\r\n")
+                await until(pilot, lambda: "hello from a plain port" in view.lines, what="line from the port")
+            finally:
+                app.screen.query_one(SerialView).stop()
+                os.close(master)
+                os.close(slave)
         await app.source.client.aclose()
         assert any(e["kind"] == "usb_flash" and e["result"] == "ok" for e in hub.client.history())
 

@@ -81,13 +81,14 @@ class UsbScreen(ModelScreen):
         table.keep_only(now)
         self.boards = now
 
-    def selected(self, kind: str) -> BoardView | None:
+    def selected(self, kind: str, quiet: bool = False) -> BoardView | None:
+        """The selected board of `kind`, else the only one attached, else None (said unless `quiet`)."""
         key = self.query_one("#boards", KeyedTable).selected_key()
         board = self.boards.get(key or "")
         if board is None or board.kind != kind:
             others = [b for b in self.boards.values() if b.kind == kind]
             board = others[0] if len(others) == 1 else None
-        if board is None:
+        if board is None and not quiet:
             self.fail(f"select a {'BOOTSEL drive' if kind == 'bootsel' else 'serial board'} first")
         return board
 
@@ -156,12 +157,18 @@ class UsbScreen(ModelScreen):
 
     # --- serial log --------------------------------------------------------------------------
     def action_log(self) -> None:
-        board = self.selected("serial")
-        if board is None:
-            return
+        """Follow the selected board's console; with no board selected, any port typed in."""
+        board = self.selected("serial", quiet=True)
+        if board is not None:
+            self.follow(board.path)
+        else:
+            self.app.push_screen(Prompt("Follow the serial log of", "a serial port, e.g. /dev/ttyUSB0"),
+                                 lambda port: port and self.follow(port))
+
+    def follow(self, port: str) -> None:
         view = self.query_one(SerialView)
-        view.follow(board.path, self.source.serial_reader(board.path, view.feed, view.link) if self.live else None,
-                    self.source.serial_lines(board.path))
+        view.follow(port, self.source.serial_reader(port, view.feed, view.link) if self.live else None,
+                    self.source.serial_lines(port))
 
     def action_pause(self) -> None:
         self.query_one(SerialView).toggle_pause()

@@ -1,7 +1,7 @@
 """Pi self-deploy on loopback: release folders + `current` switch against copying over the app folder.
 
 For a 5 MiB and a 50 MiB app (the example app plus incompressible data), both ways run in this one
-process against the same HTTP server, the same restart command (tests/pi_app_control.py, a real app
+process against the same HTTP server, the same restart command (picoctl.sim.pi_app_control, a real app
 process) and the same health check:
 - picoctl: `pideploy.deploy(meta.json URL)` and `pideploy.rollback()` (a link switch + restart);
 - baseline, the original plan's deploy.sh: download + verify, back up the app folder, untar over it,
@@ -37,9 +37,9 @@ sys.path.insert(0, str(REPO))
 
 from picoctl import config, pideploy, release, signing  # noqa: E402
 from picoctl.pideploy.health import wait_healthy  # noqa: E402
+from picoctl.sim import pi_app_control  # noqa: E402
 
 APP = REPO / "examples" / "pi-app"
-CONTROL = REPO / "tests" / "pi_app_control.py"
 MIB = 1 << 20
 REPEAT = 3
 VERSIONS = ("1.0.0", "2.0.0", "3.0.0", "4.0.0")
@@ -80,8 +80,7 @@ class Site:
         self.root = self.work / "pi"
         self.port = free_port()
         self.pidfile = self.work / "app.pid"
-        self.restart = [sys.executable, str(CONTROL), "--root", str(self.root), "--port", str(self.port),
-                        "--pidfile", str(self.pidfile)]
+        self.restart = pi_app_control.command(self.root, self.port, self.pidfile)
         cfg = config.FleetConfig()
         cfg.hub.public_url = f"http://127.0.0.1:{free_port()}"  # no hub: events queue locally
         cfg.hub.data_dir = str(self.work / "data")

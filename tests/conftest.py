@@ -2,126 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import resource
-import signal
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-import httpx
 import pytest
 
-from picoctl import config, release
-from picoctl.client import HubClient
-from picoctl.commands.init import init_site
+from picoctl.sim.local_hub import LocalHub as Hub
+from picoctl.sim.local_hub import free_port
 
-START_TIMEOUT_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Hub:
-    """A running hub and what a test needs to drive it."""
-
-    site: Path
-    port: int
-    cfg: config.FleetConfig
-    token: str
-    signing_key: str
-    client: HubClient
-    proc: subprocess.Popen | None = None
-    starts: int = 0
-    file_size_limit: int | None = None  # RLIMIT_FSIZE for the hub: writes past it fail as on a full disk
-    _log: Any = field(default=None, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.cfg.hub.tls_cert else 'http'}://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.site / "hub.log"
-
-    def start(self) -> None:
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "picoctl", "--config", str(self.site / "fleet.toml"), "serve",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"},
-            preexec_fn=self._limits,
-        )
-        self.starts += 1
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0, verify=False).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"hub did not answer /healthz in {START_TIMEOUT_S}s:\n{self.log_path.read_text()[-3000:]}")
-
-    def _limits(self) -> None:
-        if self.file_size_limit is not None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as in a power cut of the hub process."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def register(self, device_id: str, type: str = "picow", channel: str = "stable") -> str:  # noqa: A002
-        """Register a device; its key (hex)."""
-        return self.client.register_device(device_id, type, channel)["key"]
-
-    def build_release(self, version: str, files: dict[str, bytes], target: str = "picow") -> Path:
-        """A signed release folder of `files` (needs main.py) under the site."""
-        src = self.site / "src" / f"{target}-{version}"
-        for name, data in files.items():
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            (src / name).write_bytes(data)
-        out = self.site / "releases" / f"{target}-{version}"
-        release.build(target, version, src, out, key_hex=self.signing_key)
-        return out
-
-    def publish(self, release_dir: Path) -> dict[str, Any]:
-        return self.client.publish(release_dir)
+__all__ = ["Hub", "free_port", "hub"]
 
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[Hub]:
-    port = free_port()
-    site = tmp_path / "site"
-    cfg_path = init_site(site, port)
-    cfg = config.load(cfg_path)
-    token = cfg.read_token()
-    h = Hub(site=site, port=port, cfg=cfg, token=token,
-            signing_key=(site / "keys" / "release.key").read_text().strip(),
-            client=HubClient(f"http://127.0.0.1:{port}", token))
+    h = Hub.create(tmp_path / "site")
     try:
         h.start()
         yield h
     finally:
-        h.kill()
-        h.client.close()
+        h.close()

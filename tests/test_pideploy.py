@@ -1,5 +1,5 @@
 """Pi self-deploy, for real: the example app runs as a process serving HTTP from `<root>/current`,
-restarted by tests/pi_app_control.py, health-checked on 127.0.0.1; crashes are real SIGKILLs."""
+restarted by picoctl.sim.pi_app_control, health-checked on 127.0.0.1; crashes are real SIGKILLs."""
 
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ from picoctl import config, pideploy, release, signing
 from picoctl.errors import BadInput, PicoctlError
 from picoctl.progress import Progress
 from picoctl.pideploy.journal import CRASH_ENV
+from picoctl.sim import pi_app_control
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "examples" / "pi-app"
-CONTROL = Path(__file__).with_name("pi_app_control.py")
 FAILING_TIMEOUT_S = 2.5  # health deadline in tests of releases that never get healthy
 
 EXITS_AT_START = "import sys\nsys.exit(3)\n"
@@ -209,8 +209,7 @@ def rig(tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> Rig:
     cfg.hub.token_file = str(tmp_path / "operator.token")
     cfg.release.public_key = keys.public
     cfg.pi.root = str(tmp_path / "pi")
-    cfg.pi.restart_command = shlex.join([sys.executable, str(CONTROL), "--root", cfg.pi.root, "--port", str(port),
-                                         "--pidfile", str(tmp_path / "app.pid"), "--log", str(tmp_path / "app.log")])
+    cfg.pi.restart_command = shlex.join(pi_app_control.command(cfg.pi.root, port, tmp_path / "app.pid", tmp_path / "app.log"))
     cfg.pi.health_url = f"http://127.0.0.1:{port}/healthz"
     cfg.pi.health_timeout_s = 5.0  # a healthy start takes a fraction of it; failing releases use FAILING_TIMEOUT_S
     cfg.pi.health_interval_s = 0.05

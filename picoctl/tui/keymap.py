@@ -12,7 +12,7 @@ SCREENS = (("fleet", "Fleet"), ("releases", "Releases"), ("history", "History"),
 
 APP = [
     Binding("question_mark", "help", "Help", id="app.help", tooltip="every key of this screen and the app"),
-    Binding("q", "quit", "Quit", id="app.quit", tooltip="leave picoctl"),
+    Binding("q,ctrl+c", "quit", "Quit", id="app.quit", tooltip="leave picoctl"),
     Binding("colon,ctrl+p", "command_palette", "Commands", show=False, id="app.commands",
             tooltip="search every action by name"),
     Binding("left_square_bracket", "cycle_screen(-1)", "Prev", show=False, id="app.prev_screen",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -96,6 +97,9 @@ class Recording:
     def pi_status(self) -> PiView:
         return PiView.from_json(self.data["pi"])
 
+    def pi_published(self) -> str:
+        return ""
+
     def pi_deploy(self, source: str, progress: Progress, log: Callable[[str], None]) -> Any:
         raise PicoctlError("deploy: this is a recording; run picoctl on the Pi to deploy")
 
@@ -157,6 +161,11 @@ class Live:
         s = pideploy.status(self.cfg)
         return PiView(s.root, s.current, s.previous, list(s.releases), s.healthy, s.health, s.busy, s.queued_events)
 
+    def pi_published(self) -> str:
+        from .. import pideploy
+
+        return pideploy.published_source(self.cfg)
+
     def pi_deploy(self, source: str, progress: Progress, log: Callable[[str], None]) -> Any:
         from .. import pideploy
 
@@ -176,9 +185,19 @@ class Live:
         return []
 
     def serial_reader(self, port: str, on_line: Callable[[str], None], on_status: Callable[[bool, str], None]) -> Any:
+        """A SerialLog of `port` that also records the board's heartbeat lines in the hub, as `usb log` does."""
         from ..usb.serial_log import SerialLog
+        from ..usb.telemetry import HeartbeatForwarder
 
-        return SerialLog(port, on_line=on_line, on_status=on_status)
+        forward = HeartbeatForwarder(self.cfg)
+
+        def line(text: str) -> None:
+            on_line(text)
+            forward(text)
+
+        reader = SerialLog(port, on_line=line, on_status=on_status)
+        weakref.finalize(reader, forward.close)
+        return reader
 
     def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str:
         """Flash a UF2 (`what`: its path) onto a drive, push a release folder (`what`: the folder) or

@@ -15,7 +15,7 @@ import pytest
 
 from .fleet import make_app, phases, publish, rollout
 from .proxy import Proxy, Reply
-from .rig import Board, RunResult, device_config, find_micropython
+from picoctl.sim.board import Board, RunResult, device_config, find_micropython
 
 pytestmark = [
     pytest.mark.micropython,

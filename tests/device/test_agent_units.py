@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .rig import agent_files, find_micropython
+from picoctl.sim.board import agent_files, find_micropython
 
 MP = find_micropython()
 pytestmark = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .rig import RESET_EXIT, Board, agent_files, find_micropython
+from picoctl.sim.board import RESET_EXIT, Board, agent_files, find_micropython
 
 pytestmark = [
     pytest.mark.micropython,

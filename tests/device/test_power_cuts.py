@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .fleet import make_app, publish, rollout
-from .rig import Board, RunResult, device_config, find_micropython
+from picoctl.sim.board import Board, RunResult, device_config, find_micropython
 
 pytestmark = [
     pytest.mark.micropython,

@@ -11,7 +11,7 @@ import pytest
 from picoctl import provision
 from picoctl.cli import main
 
-from .rig import Board, find_micropython
+from picoctl.sim.board import Board, find_micropython
 
 pytestmark = [
     pytest.mark.micropython,

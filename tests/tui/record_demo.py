@@ -25,13 +25,13 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))
 
-import conftest  # noqa: E402
 from picoctl import config, pideploy, release  # noqa: E402
-from picoctl.commands.init import init_site  # noqa: E402
+from picoctl.sim import pi_app_control  # noqa: E402
 from picoctl.sim.bootsel_drive import VirtualDrive  # noqa: E402
 from picoctl.sim.fleet import SimDevice  # noqa: E402
+from picoctl.sim.local_hub import LocalHub, free_port  # noqa: E402
 from picoctl.sim.virtual_pico import VirtualPico  # noqa: E402
 from picoctl.usb import detect  # noqa: E402
 from picoctl.usb.serial_log import SerialLog  # noqa: E402
@@ -60,17 +60,13 @@ class DemoDevice(SimDevice):
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="picoctl-demo-"))
-    site, port = tmp / "site", conftest.free_port()
-    cfg_path = init_site(site, port)
-    cfg = config.load(cfg_path)
+    hub = LocalHub.create(tmp / "site")
+    cfg = hub.cfg
     cfg.device_types["picow"] = config.DeviceTypeConfig(heartbeat_interval_s=2, stale_after_s=STALE_S,
                                                         offline_after_s=OFFLINE_S)
     cfg.device_types["pico"] = config.DeviceTypeConfig(heartbeat_interval_s=2, stale_after_s=STALE_S,
                                                        offline_after_s=OFFLINE_S)
-    config.save(cfg, cfg_path)
-    hub = conftest.Hub(site=site, port=port, cfg=cfg, token=cfg.read_token(),
-                       signing_key=(site / "keys" / "release.key").read_text().strip(),
-                       client=conftest.HubClient(f"http://127.0.0.1:{port}", cfg.read_token()))
+    config.save(cfg, hub.site / "fleet.toml")
     hub.start()
     os.environ["PICOCTL_HUB_URL"] = hub.url
     pidfile = tmp / "app.pid"
@@ -138,17 +134,15 @@ def main() -> None:
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
         except (OSError, ValueError):
             pass
-        hub.kill()
-        hub.client.close()
+        hub.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def record_pi(cfg: config.FleetConfig, tmp: Path, hub: conftest.Hub, pidfile: Path) -> dict[str, Any]:
+def record_pi(cfg: config.FleetConfig, tmp: Path, hub: LocalHub, pidfile: Path) -> dict[str, Any]:
     """Deploy two releases of the example app for real, then take the status the Pi screen shows."""
-    app_port = conftest.free_port()
+    app_port = free_port()
     cfg.pi.root = str(tmp / "pi")
-    cfg.pi.restart_command = shlex.join([sys.executable, str(REPO / "tests" / "pi_app_control.py"), "--root",
-                                         cfg.pi.root, "--port", str(app_port), "--pidfile", str(pidfile)])
+    cfg.pi.restart_command = shlex.join(pi_app_control.command(cfg.pi.root, app_port, pidfile))
     cfg.pi.health_url = f"http://127.0.0.1:{app_port}/healthz"
     cfg.pi.health_interval_s = 0.05
     for version in ("2.3.0", "2.4.0"):

@@ -22,6 +22,7 @@ import conftest  # tests/conftest.py: the hub fixture's Hub
 from picoctl import config, release
 from picoctl.client import AsyncHubClient
 from picoctl.commands.init import init_site
+from picoctl.sim import pi_app_control
 from picoctl.sim.bootsel_drive import VirtualDrive
 from picoctl.sim.fleet import SimDevice
 from picoctl.tui.app import PicoctlApp
@@ -33,7 +34,6 @@ from picoctl.usb import uf2
 
 REPO = Path(__file__).resolve().parents[2]
 PI_APP = REPO / "examples" / "pi-app"
-CONTROL = REPO / "tests" / "pi_app_control.py"
 PICO_APP = REPO / "device_code" / "pico" / "main.py"
 SIZE = (100, 30)
 HAS_MICROPYTHON = bool(shutil.which("micropython", path=os.path.dirname(sys.executable)) or shutil.which("micropython"))
@@ -42,13 +42,7 @@ HAS_MICROPYTHON = bool(shutil.which("micropython", path=os.path.dirname(sys.exec
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[conftest.Hub]:
     """One hub for the module; four Pico W (gh-01, gh-02 on the canary channel) and two releases."""
-    site = tmp_path_factory.mktemp("tui") / "site"
-    port = conftest.free_port()
-    cfg = config.load(init_site(site, port))
-    token = cfg.read_token()
-    h = conftest.Hub(site=site, port=port, cfg=cfg, token=token,
-                     signing_key=(site / "keys" / "release.key").read_text().strip(),
-                     client=conftest.HubClient(f"http://127.0.0.1:{port}", token))
+    h = conftest.Hub.create(tmp_path_factory.mktemp("tui") / "site")
     h.start()
     try:
         for v in ("1.0.0", "1.1.0"):
@@ -63,8 +57,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[conftest.Hub]:
                 sim.heartbeat(c)
         yield h
     finally:
-        h.kill()
-        h.client.close()
+        h.close()
 
 
 def app_for(hub: conftest.Hub, cfg: config.FleetConfig | None = None) -> PicoctlApp:
@@ -232,8 +225,7 @@ def pi_cfg(hub: conftest.Hub, tmp_path: Path) -> Iterator[config.FleetConfig]:
     port = conftest.free_port()
     cfg.pi.root = str(tmp_path / "pi")
     pidfile = tmp_path / "app.pid"
-    cfg.pi.restart_command = shlex.join([sys.executable, str(CONTROL), "--root", cfg.pi.root, "--port", str(port),
-                                         "--pidfile", str(pidfile), "--log", str(tmp_path / "app.log")])
+    cfg.pi.restart_command = shlex.join(pi_app_control.command(cfg.pi.root, port, pidfile, tmp_path / "app.log"))
     cfg.pi.health_url = f"http://127.0.0.1:{port}/healthz"
     cfg.pi.health_timeout_s = 10.0
     cfg.pi.health_interval_s = 0.05

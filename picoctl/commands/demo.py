@@ -1,0 +1,45 @@
+"""`picoctl demo [--devices N] [--no-tui]`: the whole system on a simulated fleet, then the TUI."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+
+def _leave(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGHUP (the SSH link gone): unwind like Ctrl+C so that the demo cleans up."""
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..demo import Demo
+
+    previous = {sig: signal.signal(sig, _leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    print("starting the demo: a hub, Pico W boards, a USB Pico, the Pi app…", file=sys.stderr)
+    try:
+        with Demo(devices=args.devices, log=lambda line: print(f"  {line}", file=sys.stderr)) as demo:
+            if args.no_tui:
+                print(f"ready: PICOCTL_CONFIG={demo.config_path} picoctl   (Ctrl+C stops the demo)", flush=True)
+                threading.Event().wait()
+            from ..tui.app import run_app
+
+            assert demo.cfg is not None
+            run_app(demo.cfg)
+    except KeyboardInterrupt:
+        pass  # Ctrl+C (or SIGTERM, SIGHUP) is how the demo ends; leaving the `with` has cleaned up
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("demo stopped: nothing left running, its folder removed", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run a hub, a simulated fleet, a USB Pico and the Pi app here, and open the TUI")
+    p.add_argument("--devices", type=int, default=8, metavar="N", help="how many Pico W to simulate (default 8)")
+    p.add_argument("--no-tui", action="store_true",
+                   help="run the demo fleet without the TUI (attach with the printed command) until Ctrl+C")
+    p.set_defaults(func=_run)

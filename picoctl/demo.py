@@ -1,0 +1,262 @@
+"""`picoctl demo`: the whole system on this machine, in a temporary folder that goes away afterwards.
+
+A hub on 127.0.0.1; a fleet of Pico W, each the real device_code agent in the MicroPython unix port
+when it is installed (else `SimDevice`, speaking the same protocol); a virtual USB Pico and a BOOTSEL
+drive; the example Pi app deployed by pideploy and restarted like a systemd service would be.
+
+The story it sets up: every board runs picow 1.0.0 and 1.1.0 is published, ready to canary. 1.1.0
+soft-starts the pump through a PWM call the boards' hardware layer does not have; gh-03, whose sensor
+reads dry air, starts its pump at boot and crashes, so its trial fails, it rolls back, and the rollout
+halts. Pi release 2.4.0 waits beside the deployed 2.3.0 (the Pi screen offers it), a UF2 image waits
+for the BOOTSEL drive and picow and pico releases for the USB board.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import shlex
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import httpx
+
+from . import config, pideploy, provision, release
+from .errors import BadInput, PicoctlError
+from .sim import pi_app_control
+from .sim.board import Board, RunResult, find_micropython
+from .sim.bootsel_drive import VirtualDrive
+from .sim.fleet import SimDevice
+from .sim.local_hub import LocalHub, free_port
+from .sim.virtual_pico import VirtualPico
+from .usb import uf2
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the checkout: device_code/ and examples/
+MAX_DEVICES = 50
+HEARTBEAT_S, CHECK_S = 3, 4
+STALE_S, OFFLINE_S = 10, 30
+CANARIES = 3  # gh-01 … gh-03 are on the canary channel
+DRY = "gh-03"  # its sensor reads dry air: 1.1.0 crashes on it
+BOARD_LINES = 400  # console lines kept per board
+SOFT_START = b'''# 1.1.0: soft-start the pump through PWM to spare the relay.
+from ota import hw
+_pump = hw.pump
+
+
+def pump(on):
+    if on:
+        hw.pump_pwm(15, 0.3)  # not in the hardware layer of the boards in the field
+    _pump(on)
+
+
+hw.pump = pump
+'''
+Log = Callable[[str], None]
+
+
+@dataclass
+class Demo:
+    """Everything the demo runs, started by `start()` and gone after `stop()` (also as a context manager)."""
+
+    devices: int = 8
+    real_boards: bool | None = None  # None: the MicroPython agent when the unix port is installed
+    log: Log = print
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="picoctl-demo-")))
+    hub: LocalHub | None = None
+    cfg: config.FleetConfig | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _contexts: list[VirtualDrive | VirtualPico] = field(default_factory=list)
+    _saved_hub_url: str | None = None
+
+    def __enter__(self) -> Demo:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "site" / "fleet.toml"
+
+    @property
+    def pi_pidfile(self) -> Path:
+        return self.root / "pi-app.pid"
+
+    def start(self) -> config.FleetConfig:
+        """Set everything up and start it; the fleet.toml to point picoctl at."""
+        if self.real_boards is None:
+            self.real_boards = find_micropython() is not None
+        if not 1 <= self.devices <= MAX_DEVICES:
+            raise BadInput(f"--devices: expected 1-{MAX_DEVICES}, got {self.devices}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log(f"demo folder {self.root}")
+        hub = self.hub = LocalHub.create(self.root / "site")
+        cfg = self.cfg = self._configure(hub.cfg)
+        hub.cfg = cfg
+        hub.start()
+        self._saved_hub_url = os.environ.get("PICOCTL_HUB_URL")
+        os.environ["PICOCTL_HUB_URL"] = hub.url  # this demo's hub, whatever the caller's environment says
+        self.log(f"hub on {hub.url}")
+        self._publish(hub)
+        self._start_fleet(hub)
+        self._deploy_pi(cfg, hub)
+        self._start_usb(hub)
+        return cfg
+
+    def _configure(self, cfg: config.FleetConfig) -> config.FleetConfig:
+        """Short intervals so that things happen within seconds; the Pi, USB and trust settings."""
+        for t in ("picow", "pico"):
+            cfg.device_types[t] = config.DeviceTypeConfig(heartbeat_interval_s=HEARTBEAT_S, check_interval_s=CHECK_S,
+                                                          stale_after_s=STALE_S, offline_after_s=OFFLINE_S)
+        cfg.rollout.trial_timeout_s = 120
+        cfg.rollout.retry_backoff_s = 5
+        app_port = free_port()
+        cfg.pi.root = str(self.root / "pi")
+        cfg.pi.restart_command = shlex.join(pi_app_control.command(
+            cfg.pi.root, app_port, self.pi_pidfile, self.root / "pi-app.log"))
+        cfg.pi.health_url = f"http://127.0.0.1:{app_port}/healthz"
+        cfg.pi.health_timeout_s = 10.0
+        cfg.pi.health_interval_s = 0.2
+        cfg.pi.update_url = str(self.root / "site" / "releases" / "pi-2.4.0" / "meta.json")
+        for sub in ("media", "ports"):
+            (self.root / sub).mkdir()
+        cfg.usb.drive_roots = str(self.root / "media")
+        cfg.usb.extra_ports = str(self.root / "ports" / "pico-*")
+        config.save(cfg, self.config_path)
+        return config.load(self.config_path)
+
+    def _publish(self, hub: LocalHub) -> None:
+        app = {f.name: f.path.read_bytes() for f in release.iter_source(provision.DEVICE_CODE / "app")}
+        hub.publish(hub.build_release("1.0.0", app, "picow"))
+        hub.publish(hub.build_release("1.1.0", {**app, "main.py": SOFT_START + b"\n" + app["main.py"]}, "picow"))
+        pico = {"main.py": (SOURCE_ROOT / "device_code" / "pico" / "main.py").read_bytes()}
+        hub.publish(hub.build_release("1.0.0", pico, "pico"))
+        for version, rollout in (("2.3.0", "stable"), ("2.4.0", "stable")):
+            out = hub.site / "releases" / f"pi-{version}"
+            release.build("pi", version, SOURCE_ROOT / "examples" / "pi-app", out, key_hex=hub.signing_key,
+                          rollout=rollout)
+            hub.publish(out)
+        firmware = self.root / "firmware"
+        firmware.mkdir()
+        image = bytes(itertools.islice(itertools.cycle(b"picoctl demo firmware "), 64 * 1024))
+        (firmware / "blink-rp2040.uf2").write_bytes(uf2.build_uf2(image, 0x10000000, "rp2040"))
+        self.log("published picow 1.0.0 and 1.1.0, pico 1.0.0, pi 2.3.0 and 2.4.0")
+
+    # --- the Pico W fleet ---------------------------------------------------------------------------
+
+    def _start_fleet(self, hub: LocalHub) -> None:
+        ids = [f"gh-{i:02d}" for i in range(1, self.devices + 1)]
+        keys = {did: hub.register(did, "picow", "canary" if i < CANARIES else "stable") for i, did in enumerate(ids)}
+        if self.real_boards:
+            version, app = provision.app_files(hub.site / "releases" / "picow-1.0.0")
+            for did in ids:
+                board = Board(self.root / "boards" / did)
+                board.install(provision.device_config(
+                    did, keys[did], hub.url, heartbeat_s=HEARTBEAT_S, check_s=CHECK_S, jitter=0.2,
+                    trial_deadline_s=30, wifi_timeout_s=1, tick_ms=250), app, version)
+                (board.flash / "sim").mkdir()
+                self._spawn(f"board {did}", self._power, board)
+            self._spawn("weather", self._weather, [self.root / "boards" / did / "sim" / "moisture" for did in ids])
+            self.log(f"{len(ids)} Pico W running the MicroPython agent")
+        else:
+            for did in ids:
+                self._spawn(f"sim {did}", self._simulate, SimDevice(did, keys[did], fail_trial=(did == DRY)), hub.url)
+            self.log(f"{len(ids)} simulated Pico W (MicroPython unix port not installed)")
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: object) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _power(self, board: Board) -> None:
+        """Keep a board powered: through its resets and, should it halt, by powering it again."""
+
+        def until(res: RunResult) -> bool:
+            del res.lines[:-BOARD_LINES]
+            return self._stop.is_set()
+
+        while not self._stop.is_set():
+            try:
+                board.run(until, timeout=math.inf, max_boots=1 << 30)
+            except AssertionError as exc:  # it halted: a person would power-cycle it
+                (board.flash.parent / f"{board.flash.name}.halted.log").write_text(str(exc))
+                self._stop.wait(CHECK_S)
+
+    def _weather(self, sensors: list[Path]) -> None:
+        """Soil moisture for each board's sensor: slow waves between 36 and 58 %, dry air on DRY."""
+        while True:
+            t = time.time()
+            for i, path in enumerate(sensors):
+                value = 12.0 if path.parent.parent.name == DRY else 47 + 11 * math.sin(t / 90 + i * 1.7)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(f"{value:.1f}")
+                tmp.replace(path)
+            if self._stop.wait(2):
+                return
+
+    def _simulate(self, sim: SimDevice, url: str) -> None:
+        """A SimDevice's agent loop: heartbeat, check, update, every check interval."""
+        phase = int(sim.id[-2:])
+        with httpx.Client(base_url=url, timeout=10) as client:
+            while not self._stop.is_set():
+                wave = math.sin(time.time() / 90 + phase * 1.7)
+                sim.readings = {"moisture": 12.0 if sim.id == DRY else round(47 + 11 * wave, 1), "pump": sim.id == DRY}
+                try:
+                    sim.step(client)
+                except (httpx.HTTPError, PicoctlError):
+                    pass  # the hub is away: try again next round, as a board would
+                self._stop.wait(CHECK_S)
+
+    # --- the Pi and USB -----------------------------------------------------------------------------
+
+    def _deploy_pi(self, cfg: config.FleetConfig, hub: LocalHub) -> None:
+        result = pideploy.deploy(cfg, str(hub.site / "releases" / "pi-2.3.0"), log=lambda line: None)
+        if not result.ok:
+            raise PicoctlError(f"the example Pi app did not deploy: {result.reason}")
+        self.log(f"Pi app 2.3.0 deployed and healthy at {cfg.pi.health_url}")
+
+    def _start_usb(self, hub: LocalHub) -> None:
+        hub.register("bench-1", "pico", "stable")
+        flash = self.root / "usb-pico"
+        flash.mkdir()
+        shutil.copy(SOURCE_ROOT / "device_code" / "pico" / "main.py", flash / "main.py")
+        (flash / "config.json").write_text('{"id": "bench-1", "heartbeat_s": 3, "sample_s": 1}\n')
+        (flash / "version.json").write_text('{"version": "0.9.2", "target": "pico"}\n')
+        drive = VirtualDrive(self.root / "media" / "RPI-RP2")
+        self._contexts.append(drive.__enter__())
+        if find_micropython() is not None:
+            self._contexts.append(VirtualPico(flash, link_dir=self.root / "ports").__enter__())
+            self.log(f"USB: a Pico on {self._contexts[-1].port}, a BOOTSEL drive at {drive.path}")
+        else:
+            self.log(f"USB: a BOOTSEL drive at {drive.path} (no virtual Pico without the MicroPython unix port)")
+
+    def stop(self) -> None:
+        """Stop everything started and remove the folder; safe to call more than once."""
+        self._stop.set()
+        for ctx in reversed(self._contexts):
+            ctx.__exit__(None, None, None)
+        self._contexts.clear()
+        for t in self._threads:
+            t.join(timeout=15)
+        self._threads.clear()
+        pi_app_control.stop(self.pi_pidfile)
+        if self.hub is not None:
+            self.hub.close()
+            self.hub = None
+            if self._saved_hub_url is None:
+                os.environ.pop("PICOCTL_HUB_URL", None)
+            else:
+                os.environ["PICOCTL_HUB_URL"] = self._saved_hub_url
+        shutil.rmtree(self.root, ignore_errors=True)

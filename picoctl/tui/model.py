@@ -303,7 +303,10 @@ class FleetModel:
             if dev is None:
                 return
             hb = Heartbeat.from_json(data, self.clock())
+            version = dev.version
             dev.take_heartbeat(hb)
+            if dev.version != version:
+                self.dirty.add("versions")  # devices per release move
             if self.oldest_unshown is None:
                 self.oldest_unshown = hb.at
             self.dirty_devices.add(dev.id)

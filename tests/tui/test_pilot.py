@@ -177,6 +177,8 @@ def test_canary_start_halt_and_rollback(hub: conftest.Hub) -> None:
 
             assert await step(hub, "gh-02") == "committed"  # counts move without a rollout event: reloaded
             await until(pilot, lambda: "committed 1" in text_of(app, "#rollout-info"), what="counts reloaded")
+            await until(pilot, lambda: str(table(app, "#releases").get_cell("picow/1.1.0", "devices")) == "1",
+                        what="gh-02 counted on 1.1.0 once it reports it")
 
             assert await step(hub, "gh-01") == "rolled_back"  # its trial never confirms: the canary fails
             await until(pilot, lambda: "halted" in text_of(app, "#rollout-info"), what="halt seen over SSE")

@@ -92,7 +92,7 @@ class ReleasesScreen(ModelScreen):
         self._rollouts()
 
     def apply_changes(self, changed: set[str], removed: set[str], events: list[Event], topics: set[str]) -> None:
-        if "releases" in topics or "devices" in topics:
+        if topics & {"releases", "devices", "versions"}:
             self._releases()
         if "rollouts" in topics:
             self._rollouts()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -27,7 +28,12 @@ def _run(args: argparse.Namespace) -> int:
             from ..tui.app import run_app
 
             assert demo.cfg is not None
-            run_app(demo.cfg)
+            home = os.getcwd()
+            os.chdir(demo.root)  # so that the demo's files are short relative paths in the TUI's prompts
+            try:
+                run_app(demo.cfg)
+            finally:
+                os.chdir(home)
     except KeyboardInterrupt:
         pass  # Ctrl+C (or SIGTERM, SIGHUP) is how the demo ends; leaving the `with` has cleaned up
     finally:

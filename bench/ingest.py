@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from picoctl import signing  # noqa: E402
 from picoctl.commands.init import init_site  # noqa: E402
 from picoctl.sim.fleet import SimDevice  # noqa: E402
-from picoctl.store import Store  # noqa: E402
+from picoctl.sim.fleet import register_many  # noqa: E402
+from picoctl.sim.local_hub import free_port  # noqa: E402
 
 N_DEVICES = 1000
 CONNECTIONS = 32  # closed loop: each connection has one heartbeat in flight
@@ -41,25 +42,6 @@ LOAD_PROCESSES = 2
 WARMUP_S = 1.0
 MEASURE_S = 6.0
 SERVER_CPU, LOAD_CPUS = {0}, {1}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def make_devices(db: Path) -> list[tuple[str, str]]:
-    """Register N_DEVICES straight into a fresh store, in one transaction."""
-    devices = [(f"sim-{i:04d}", signing.new_device_key()) for i in range(N_DEVICES)]
-    store = Store(db)
-    with store.transaction() as c:
-        c.executemany("INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, 'picow', 'stable', ?, ?)",
-                      [(d, k, time.time()) for d, k in devices])
-    store.close()
-    return devices
 
 
 # --- the load ----------------------------------------------------------------------------------
@@ -209,7 +191,7 @@ def run_hub(work: Path) -> tuple[list[float], int, int, Path]:
     port = free_port()
     cfg_path = init_site(work / "hub", port)
     db = work / "hub" / "data" / "fleet.db"
-    devices = make_devices(db)
+    devices = register_many(db, N_DEVICES)
     proc = subprocess.Popen([sys.executable, "-m", "picoctl", "--config", str(cfg_path), "serve", "--host", "127.0.0.1",
                              "--port", str(port)], preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPU))
     try:
@@ -224,7 +206,7 @@ def run_hub(work: Path) -> tuple[list[float], int, int, Path]:
 def run_baseline(work: Path) -> tuple[list[float], int, int, Path]:
     port = free_port()
     db = work / "baseline.db"
-    devices = make_devices(db)
+    devices = register_many(db, N_DEVICES)
     proc = multiprocessing.get_context("fork").Process(target=_serve_baseline, args=(str(db), port), daemon=True)
     proc.start()
     try:

@@ -17,7 +17,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from picoctl import config, pideploy, release, signing  # noqa: E402
 from picoctl.pideploy.health import wait_healthy  # noqa: E402
 from picoctl.sim import pi_app_control  # noqa: E402
+from picoctl.sim.local_hub import free_port  # noqa: E402
 
 APP = REPO / "examples" / "pi-app"
 MIB = 1 << 20
@@ -48,12 +48,6 @@ VERSIONS = ("1.0.0", "2.0.0", "3.0.0", "4.0.0")
 class QuietFiles(SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -34,11 +34,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from picoctl import config, signing  # noqa: E402
+from picoctl import config  # noqa: E402
 from picoctl.client import AsyncHubClient  # noqa: E402
 from picoctl.commands.init import init_site  # noqa: E402
 from picoctl.hub.state import DB_NAME  # noqa: E402
-from picoctl.store import Store  # noqa: E402
+from picoctl.sim.fleet import register_many  # noqa: E402
+from picoctl.sim.local_hub import free_port  # noqa: E402
 from picoctl.tui.app import PicoctlApp  # noqa: E402
 from picoctl.tui.source import Live  # noqa: E402
 
@@ -48,24 +49,6 @@ CONNECTIONS = 8
 MEASURE_S = 10.0
 BASELINE_S = 4.0
 PROBE_S = 0.010
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def make_devices(db: Path) -> list[tuple[str, str]]:
-    devices = [(f"sim-{i:04d}", signing.new_device_key()) for i in range(N_DEVICES)]
-    store = Store(db)
-    with store.transaction() as c:
-        c.executemany("INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, 'picow', 'stable', ?, ?)",
-                      [(d, k, time.time()) for d, k in devices])
-    store.close()
-    return devices
 
 
 # --- the load: paced signed heartbeats ----------------------------------------------------------
@@ -198,7 +181,7 @@ def main() -> None:
         port = free_port()
         cfg_path = init_site(Path(tmp) / "site", port)
         cfg = config.load(cfg_path)
-        devices = make_devices(cfg.data_dir / DB_NAME)
+        devices = register_many(cfg.data_dir / DB_NAME, N_DEVICES)
         url = f"http://127.0.0.1:{port}"
         log = open(Path(tmp) / "hub.log", "wb")
         hub = subprocess.Popen([sys.executable, "-m", "picoctl", "--config", str(cfg_path), "serve", "--host",

@@ -217,7 +217,7 @@ class Board:
             finally:
                 _kill(proc)
                 reader.join(timeout=2)
-                _close(proc)
+                close_pipes(proc)
             if outcome == "exit":
                 res.exit_code = proc.returncode
                 if proc.returncode == RESET_EXIT:
@@ -240,7 +240,8 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _close(proc: subprocess.Popen) -> None:
+def close_pipes(proc: subprocess.Popen) -> None:
+    """Close a finished child's pipes (an error closing one does not keep the others open)."""
     for stream in (proc.stdin, proc.stdout):
         try:
             if stream:

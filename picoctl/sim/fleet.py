@@ -15,13 +15,16 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ..errors import PicoctlError
-from ..signing import device_mac
+from ..signing import device_mac, new_device_key
+from ..store import Store
 
 
 class DeviceProtocolError(PicoctlError):
@@ -182,3 +185,14 @@ class SimDevice:
         offer = self.check(client)
         return self.update(client, offer) if offer else None
 
+
+
+def register_many(db: Path, n: int) -> list[tuple[str, str]]:
+    """Register `n` Pico W (sim-0000 …) straight into the store at `db`, in one transaction: (id, key) each."""
+    devices = [(f"sim-{i:04d}", new_device_key()) for i in range(n)]
+    store = Store(db)
+    with store.transaction() as c:
+        c.executemany("INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, 'picow', 'stable', ?, ?)",
+                      [(d, k, time.time()) for d, k in devices])
+    store.close()
+    return devices

@@ -30,7 +30,7 @@ import tty
 from pathlib import Path
 from typing import Callable
 
-from .board import require_micropython
+from .board import close_pipes, require_micropython
 
 HEAP = "192k"  # about what MicroPython leaves free on an RP2040
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
@@ -75,12 +75,7 @@ def _boot_code(flash: Path, run_main: bool) -> str:
 def _reap(child: subprocess.Popen[bytes]) -> int:
     """Wait for an interpreter that exited and close its pipes; its exit status."""
     status = child.wait()
-    for pipe in (child.stdin, child.stdout):
-        try:
-            if pipe:
-                pipe.close()
-        except OSError:
-            pass
+    close_pipes(child)
     return status
 
 

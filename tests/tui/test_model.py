@@ -28,8 +28,10 @@ def test_heartbeat_updates_one_device_and_marks_only_it() -> None:
                           "uptime_s": 5, "readings": {"moisture": 12.5, "pump": True}})
     changed, removed, events, topics = m.take_changes()
     d = m.devices["gh-01"]
-    assert (changed, removed, events, topics) == ({"gh-01"}, set(), [], set())
+    assert (changed, removed, events, topics) == ({"gh-01"}, set(), [], {"versions"})  # it runs a new version
     assert (d.version, d.rssi, d.reading("moisture"), d.last_seen) == ("1.1.0", -55, 12.5, NOW - 1)
+    m.apply("heartbeat", {"device_id": "gh-01", "at": NOW - 0.5, "version": "1.1.0", "rssi": -54})
+    assert m.take_changes() == ({"gh-01"}, set(), [], set())  # the same version: only its row
     assert not d.heartbeats  # history is kept only for a device whose detail was loaded
     m.load_device_detail({"id": "gh-01", "heartbeats": [{"at": NOW - 5, "rssi": -50}], "events": []})
     m.apply("heartbeat", {"device_id": "gh-01", "at": NOW, "rssi": -52})

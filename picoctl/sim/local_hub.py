@@ -26,6 +26,7 @@ START_TIMEOUT_S = 20.0
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -33,7 +34,7 @@ def free_port() -> int:
 
 @dataclass
 class LocalHub:
-    """A running hub and what a test needs to drive it."""
+    """A hub process and what a test, a benchmark or the demo needs to drive it."""
 
     site: Path
     port: int

@@ -8,13 +8,7 @@ from pathlib import Path
 from .. import config, history, provision
 from ..client import HubClient
 from ..errors import BadInput
-from ..progress import Progress, ProgressEvent
-from .output import add_json_flag, console, emit
-
-
-def _sink(event: ProgressEvent) -> None:
-    if event.state == "failed":
-        console.print(f"[red]failed[/] {event.reason}")
+from .output import add_json_flag, console, emit, progress_bar
 
 
 def _provision(args: argparse.Namespace) -> int:
@@ -24,7 +18,6 @@ def _provision(args: argparse.Namespace) -> int:
         raise BadInput("give exactly one of --port PORT (a board on USB) or --out DIR (a folder)")
     cfg = config.load(args.config)
     hub_url = (args.hub_url or cfg.hub.public_url).rstrip("/")
-    progress = Progress(f"provision {args.id}", _sink)
     if args.out:
         provision.check_out_folder(Path(args.out))
 
@@ -41,11 +34,12 @@ def _provision(args: argparse.Namespace) -> int:
             push_files(args.port, files, progress)
 
     intervals = cfg.device_type("picow")
-    result = provision.provision(
-        args.id, hub_url, register, deliver, args.wifi_ssid or "", args.wifi_password or "",
-        Path(args.release) if args.release else None, mpy=not args.source,
-        heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s,
-    )
+    with progress_bar(f"provision {args.id}") as progress:
+        result = provision.provision(
+            args.id, hub_url, register, deliver, args.wifi_ssid or "", args.wifi_password or "",
+            Path(args.release) if args.release else None, mpy=not args.source,
+            heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s,
+        )
     where = args.out or args.port
     history.record(cfg, "device_provisioned", actor="picoctl", device_id=result.device_id, version=result.version,
                    result="ok", detail=f"{len(result.files)} files to {where}")

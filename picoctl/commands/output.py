@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import Progress as Bar
 from rich.table import Table
+
+from ..progress import Progress, ProgressEvent
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,3 +39,16 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for r in rows:
         t.add_row(*("" if v is None else str(v) for v in r))
     console.print(t)
+
+
+@contextmanager
+def progress_bar(task: str) -> Iterator[Progress]:
+    """A Progress drawn as a rich bar on stderr when that is a terminal (silent otherwise)."""
+    with Bar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+             TimeRemainingColumn(), console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        tid = bar.add_task(task, total=None)
+
+        def sink(e: ProgressEvent) -> None:
+            bar.update(tid, description=" ".join(filter(None, (task, e.phase, e.item))), completed=e.done, total=e.total)
+
+        yield Progress(task, sink)

@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from contextlib import contextmanager
-from typing import Iterator
-
-from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TextColumn, TransferSpeedColumn
 
 from .. import config, pideploy
 from ..errors import PicoctlError
-from ..progress import Progress, ProgressEvent, Sink, discard
-from .output import add_json_flag, console, emit, err_console
+from ..progress import Progress
+from .output import add_json_flag, console, emit, err_console, progress_bar
 
 
 def _log(line: str) -> None:
     err_console.print(f"[dim]·[/] {line}", highlight=False)
-
-
-@contextmanager
-def _progress_sink() -> Iterator[Sink]:
-    """A rich progress bar on a terminal; nothing otherwise."""
-    if not err_console.is_terminal:
-        yield discard
-        return
-    with Bar(TextColumn("{task.description:<12}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-             console=err_console, transient=True) as bar:
-        task = bar.add_task("", total=None)
-
-        def sink(ev: ProgressEvent) -> None:
-            bar.update(task, description=ev.phase, completed=ev.done, total=ev.total)
-
-        yield sink
 
 
 def _conclude(args: argparse.Namespace, result: pideploy.DeployResult) -> int:
@@ -48,8 +28,8 @@ def _conclude(args: argparse.Namespace, result: pideploy.DeployResult) -> int:
 
 def _deploy(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
-    with _progress_sink() as sink:
-        result = pideploy.deploy(cfg, args.source, Progress("pi deploy", sink), _log, sha256=args.sha256, wait_s=args.wait)
+    with progress_bar("pi deploy") as progress:
+        result = pideploy.deploy(cfg, args.source, progress, _log, sha256=args.sha256, wait_s=args.wait)
     return _conclude(args, result)
 
 
@@ -61,8 +41,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _update(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
-    with _progress_sink() as sink:
-        result = pideploy.update(cfg, args.channel, Progress("pi update", sink), _log, wait_s=args.wait)
+    with progress_bar("pi update") as progress:
+        result = pideploy.update(cfg, args.channel, progress, _log, wait_s=args.wait)
     return _conclude(args, result)
 
 

@@ -6,16 +6,12 @@ import argparse
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable
-
-from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TextColumn, TimeRemainingColumn
 
 from .. import config, history, release
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
-from ..progress import Progress, ProgressEvent
 from ..usb import bootsel, detect, esp, push, serial_log, telemetry, uf2flash
-from .output import add_json_flag, console, emit, err_console, table
+from .output import add_json_flag, console, emit, err_console, progress_bar, table
 
 ACTOR = "usb"
 NOT_RECORDED = "this will not be recorded in the hub's history"
@@ -38,19 +34,6 @@ def _record(cfg: FleetConfig | None, kind: str, device: str | None, version: str
         return
     if not history.record(cfg, kind, actor=ACTOR, device_id=device, version=version, result=result, detail=detail):
         err_console.print("[yellow]note:[/] hub unreachable; the event is queued and will be sent later")
-
-
-def _run_with_bar(task: str, work: Callable[[Progress], Any]) -> Any:
-    """Run `work` with a Progress drawn as a rich bar (or nothing when output is not a terminal)."""
-    with Bar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-             console=console, transient=True, disable=not console.is_terminal) as bar:
-        tid = bar.add_task(task, total=None)
-
-        def sink(e: ProgressEvent) -> None:
-            label = " ".join(filter(None, (task, e.phase, e.item)))
-            bar.update(tid, description=label, completed=e.done, total=e.total)
-
-        return work(Progress(task, sink))
 
 
 def _serial_of(cfg: FleetConfig | None, port: str) -> str | None:
@@ -118,7 +101,8 @@ def _flash(args: argparse.Namespace) -> int:
     device = device or bootsel.read_info(drive).board_id
     serial_before = {b.path for b in detect.scan(cfg) if b.kind == "serial"}
     try:
-        result = _run_with_bar("flash", lambda p: uf2flash.flash_uf2(source, drive, p, gone_timeout_s=args.timeout))
+        with progress_bar("flash") as p:
+            result = uf2flash.flash_uf2(source, drive, p, gone_timeout_s=args.timeout)
     except BadInput:
         raise  # refused before the board was touched: nothing to record
     except PicoctlError as exc:
@@ -139,7 +123,8 @@ def _push(args: argparse.Namespace) -> int:
     _files, version = push.release_files(source)  # refuse a bad source before touching the board
     device = _serial_of(cfg, args.port)
     try:
-        result = _run_with_bar("push", lambda p: push.push_release(args.port, source, p, verify=args.verify))
+        with progress_bar("push") as p:
+            result = push.push_release(args.port, source, p, verify=args.verify)
     except BadInput:
         raise  # refused before the board was touched: nothing to record
     except PicoctlError as exc:
@@ -158,8 +143,8 @@ def _flash_esp(args: argparse.Namespace) -> int:
     cfg = _config(args, NOT_RECORDED)
     device = _serial_of(cfg, args.port)
     try:
-        result = _run_with_bar("flash-esp", lambda p: esp.flash_esp(Path(args.firmware), args.port, p, chip=args.chip,
-                                                                    address=args.addr, baud=args.baud))
+        with progress_bar("flash-esp") as p:
+            result = esp.flash_esp(Path(args.firmware), args.port, p, chip=args.chip, address=args.addr, baud=args.baud)
     except BadInput:
         raise  # refused before the board was touched: nothing to record
     except PicoctlError as exc:

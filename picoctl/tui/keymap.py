@@ -72,11 +72,14 @@ PI = [
 USB = [
     Binding("f", "flash", "Flash", id="usb.flash", tooltip="copy a UF2 image onto the selected BOOTSEL drive"),
     Binding("p", "push", "Push", id="usb.push", tooltip="push a release folder to the selected board over serial"),
+    Binding("v", "provision", "Provision", id="usb.provision",
+            tooltip="provision the selected board as a Pico W of the fleet"),
     Binding("l", "log", "Log", id="usb.log", tooltip="follow the selected board's serial console (or any port)"),
     Binding("space", "pause", "Pause", id="usb.pause", tooltip="pause or follow the serial log"),
     Binding("slash", "search", "Search", id="usb.search", tooltip="show only log lines holding a text"),
-    Binding("x", "clear", "Clear", id="usb.clear", tooltip="clear the serial log view"),
-    Binding("w", "save", "Save", id="usb.save", tooltip="save the serial log to a file"),
+    # left out of the footer so that it fits 80 columns; `?`, the palette and the log's own line name them
+    Binding("x", "clear", "Clear", show=False, id="usb.clear", tooltip="clear the serial log view"),
+    Binding("w", "save", "Save", show=False, id="usb.save", tooltip="save the serial log to a file"),
 ]
 
 MODAL = [Binding("escape", "cancel", "Cancel", id="modal.cancel", tooltip="close without doing anything")]

@@ -27,8 +27,7 @@ COLUMNS = (("kind", "KIND", 7), ("path", "PORT / DRIVE", 24), ("family", "FAMILY
 
 class UsbScreen(ModelScreen):
     MODE = "usb"
-    BINDINGS = [*keymap.USB, keymap.Binding("v", "provision", "Provision", id="usb.provision",
-                                            tooltip="provision the selected board as a Pico W of the fleet")]
+    BINDINGS = keymap.USB
 
     def __init__(self) -> None:
         super().__init__()

@@ -111,7 +111,7 @@ class SerialView(Vertical):
 
     def _status(self) -> None:
         if not self.port:
-            text = "serial log: select a board and press l"
+            text = "serial log: select a board and press l (then space pauses, / searches, x clears, w saves)"
         else:
             state = "following" if self.following else "paused (space follows)"
             link = "" if self.reader is None or self.connected else "  waiting for the port…"

@@ -42,6 +42,7 @@ class HubConfig:
 class ReleaseConfig:
     public_key: str = ""
     signing_key_file: str = ""
+    import_urls: str = ""  # meta.json URLs `picoctl release import` (and its timer) fetches, space-separated
 
 
 @dataclass

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import hmac
 import json
+import os
 import shutil
 import socket
 import threading
@@ -148,6 +149,30 @@ def test_publish_with_a_bad_meta_header(hub, header: str | None, message: str) -
     headers = {"Authorization": f"Bearer {hub.token}"} | ({"X-Picoctl-Meta": header} if header else {})
     r = httpx.put(hub.url + "/api/v1/releases/picow/1.0.0", content=b"x", headers=headers)
     assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_import_without_a_url_pulls_every_configured_one_as_the_timer_does(hub, static_server, capsys) -> None:  # noqa: ANN001
+    base, root = static_server
+    shutil.copytree(hub.build_release("1.4.0", APP), root / "latest-picow")
+    shutil.copytree(hub.build_release("2.0.0", APP, "pi"), root / "latest-pi")
+    argv = ["--config", str(hub.site / "fleet.toml"), "release", "import", "--json"]
+    assert cli.main(argv) == 2  # release.import_urls is empty: nothing to pull
+    assert "release.import_urls" in capsys.readouterr().err
+
+    hub.cfg.release.import_urls = f"{base}/latest-picow/meta.json {base}/gone/meta.json {base}/latest-pi/meta.json"
+    config.save(hub.cfg, hub.site / "fleet.toml")
+    os.environ["PICOCTL_HUB_URL"] = hub.url
+    try:
+        assert cli.main(argv) == 1  # the missing one fails the run; the others are imported all the same
+        first = json.loads(capsys.readouterr().out)
+        assert [a.get("added") for a in first] == [True, None, True] and "HTTP 404" in first[1]["error"]
+        assert {(r["target"], r["version"]) for r in hub.client.releases()} == {("picow", "1.4.0"), ("pi", "2.0.0")}
+        hub.cfg.release.import_urls = f"{base}/latest-picow/meta.json"
+        config.save(hub.cfg, hub.site / "fleet.toml")
+        assert cli.main(argv) == 0  # the next run of the timer: already there, nothing changes
+        assert [a["added"] for a in json.loads(capsys.readouterr().out)] == [False]
+    finally:
+        os.environ.pop("PICOCTL_HUB_URL", None)
 
 
 def test_import_from_a_url_and_the_ci_webhook(hub, static_server) -> None:  # noqa: ANN001

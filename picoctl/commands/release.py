@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from .. import config, release, signing
-from .output import add_json_flag, console, emit
+from ..errors import BadInput
+from .output import add_json_flag, console, emit, err_console
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -66,9 +67,29 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    with _hub_client(args) as client:
-        emit(args, client.import_release(args.url), _render_published)
-    return 0
+    from ..client import HubClient, HubError
+
+    cfg = config.load(args.config)
+    urls = args.url or cfg.release.import_urls.split()
+    if not urls:
+        raise BadInput("no URL given and release.import_urls in fleet.toml is empty")
+    answers: list[dict] = []
+    with HubClient.from_config(cfg) as client:
+        for url in urls:
+            try:
+                answers.append(client.import_release(url) | {"url": url})
+            except HubError as exc:  # one bad URL does not keep the others from being imported
+                answers.append({"url": url, "error": str(exc)})
+    emit(args, answers, _render_imports)
+    return 1 if any("error" in a for a in answers) else 0
+
+
+def _render_imports(answers: list[dict]) -> None:
+    for a in answers:
+        if "error" in a:
+            err_console.print(f"[red]not imported[/] {a['url']}: {a['error']}", highlight=False)
+        else:
+            _render_published(a)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,7 +120,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(func=_publish)
 
-    i = actions.add_parser("import", help="have the hub fetch a release CI published (its meta.json URL)")
-    i.add_argument("url", help="URL of the release's meta.json; the artifact URL is taken relative to it")
+    i = actions.add_parser("import", help="have the hub fetch releases CI published (their meta.json URLs)")
+    i.add_argument("url", nargs="*", help="URL of a release's meta.json, its artifact URL taken relative to it "
+                                          "(default: release.import_urls from fleet.toml)")
     add_json_flag(i)
     i.set_defaults(func=_import)

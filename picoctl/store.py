@@ -206,7 +206,7 @@ class Store:
                 "INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, ?, ?, ?, ?)",
                 (device_id, type_, channel, key, time.time()),
             )
-            self._event(c, "operator", "device_registered", device_id=device_id, detail=f"type={type_} channel={channel}")
+            add_event(c, "operator", "device_registered", device_id=device_id, detail=f"type={type_} channel={channel}")
 
     def device(self, device_id: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM devices WHERE id = ?", (device_id,))
@@ -246,7 +246,7 @@ class Store:
                 "INSERT INTO releases (target, version, sha256, meta, published_at) VALUES (?, ?, ?, ?, ?)",
                 (meta["target"], meta["version"], meta["sha256"], json.dumps(meta, sort_keys=True), time.time()),
             )
-            self._event(c, "operator", "release_published", version=meta["version"], detail=f"target={meta['target']}")
+            add_event(c, "operator", "release_published", version=meta["version"], detail=f"target={meta['target']}")
 
     def release(self, target: str, version: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM releases WHERE target = ? AND version = ?", (target, version))
@@ -259,23 +259,10 @@ class Store:
 
     # --- events ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _event(
-        c: sqlite3.Connection,
-        actor: str,
-        kind: str,
-        device_id: str | None = None,
-        version: str | None = None,
-        result: str = "",
-        detail: str = "",
-        at: float | None = None,
-    ) -> int:
-        return add_event(c, actor, kind, device_id, version, result, detail, at).id
-
     def append_event(self, actor: str, kind: str, **fields: Any) -> int:
         """Append one event to the audit log; returns its id."""
         with self.transaction() as c:
-            return self._event(c, actor, kind, **fields)
+            return add_event(c, actor, kind, **fields).id
 
     def events(
         self,

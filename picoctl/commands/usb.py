@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from .. import config, history, release
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
+from ..progress import Progress
 from ..usb import bootsel, detect, esp, push, serial_log, telemetry, uf2flash
 from .output import add_json_flag, console, emit, err_console, progress_bar, table
 
@@ -34,6 +37,21 @@ def _record(cfg: FleetConfig | None, kind: str, device: str | None, version: str
         return
     if not history.record(cfg, kind, actor=ACTOR, device_id=device, version=version, result=result, detail=detail):
         err_console.print("[yellow]note:[/] hub unreachable; the event is queued and will be sent later")
+
+
+@contextmanager
+def _recorded(cfg: FleetConfig | None, kind: str, device: str | None, version: str | None,
+              task: str) -> Iterator[Progress]:
+    """A progress bar for work on a board; its failure is recorded in the hub's history, unless it was
+    refused (BadInput) before the board was touched."""
+    try:
+        with progress_bar(task) as progress:
+            yield progress
+    except BadInput:
+        raise
+    except PicoctlError as exc:
+        _record(cfg, kind, device, version, "failed", str(exc))
+        raise
 
 
 def _serial_of(cfg: FleetConfig | None, port: str) -> str | None:
@@ -100,14 +118,8 @@ def _flash(args: argparse.Namespace) -> int:
         drive = Path(drives[0].path)
     device = device or bootsel.read_info(drive).board_id
     serial_before = {b.path for b in detect.scan(cfg) if b.kind == "serial"}
-    try:
-        with progress_bar("flash") as p:
-            result = uf2flash.flash_uf2(source, drive, p, gone_timeout_s=args.timeout)
-    except BadInput:
-        raise  # refused before the board was touched: nothing to record
-    except PicoctlError as exc:
-        _record(cfg, "usb_flash", device, version, "failed", str(exc))
-        raise
+    with _recorded(cfg, "usb_flash", device, version, "flash") as p:
+        result = uf2flash.flash_uf2(source, drive, p, gone_timeout_s=args.timeout)
     _record(cfg, "usb_flash", device, version, "ok", f"{source.name} to {drive} ({result.info.family})")
     console.print(f"[green]flashed[/] {source.name} ({result.bytes_written} bytes, {result.info.family}) "
                   f"in {result.seconds:.1f}s; the board rebooted")
@@ -122,14 +134,8 @@ def _push(args: argparse.Namespace) -> int:
     source = Path(args.source)
     _files, version = push.release_files(source)  # refuse a bad source before touching the board
     device = _serial_of(cfg, args.port)
-    try:
-        with progress_bar("push") as p:
-            result = push.push_release(args.port, source, p, verify=args.verify)
-    except BadInput:
-        raise  # refused before the board was touched: nothing to record
-    except PicoctlError as exc:
-        _record(cfg, "usb_push", device, version, "failed", str(exc))
-        raise
+    with _recorded(cfg, "usb_push", device, version, "push") as p:
+        result = push.push_release(args.port, source, p, verify=args.verify)
     _record(cfg, "usb_push", result.device_id or device, result.version, "ok",
             f"{result.files} files, {result.bytes} bytes{', verified' if result.verified else ''}")
     checked = "verified on the board" if result.verified else "not verified"
@@ -142,14 +148,8 @@ def _push(args: argparse.Namespace) -> int:
 def _flash_esp(args: argparse.Namespace) -> int:
     cfg = _config(args, NOT_RECORDED)
     device = _serial_of(cfg, args.port)
-    try:
-        with progress_bar("flash-esp") as p:
-            result = esp.flash_esp(Path(args.firmware), args.port, p, chip=args.chip, address=args.addr, baud=args.baud)
-    except BadInput:
-        raise  # refused before the board was touched: nothing to record
-    except PicoctlError as exc:
-        _record(cfg, "esp_flash", device, None, "failed", str(exc))
-        raise
+    with _recorded(cfg, "esp_flash", device, None, "flash-esp") as p:
+        result = esp.flash_esp(Path(args.firmware), args.port, p, chip=args.chip, address=args.addr, baud=args.baud)
     _record(cfg, "esp_flash", device, None, "ok", f"{Path(args.firmware).name} at 0x{result.address:x} ({result.chip})")
     console.print(f"[green]flashed[/] {result.chip} at 0x{result.address:x} ({result.bytes} bytes) in {result.seconds:.1f}s")
     return 0

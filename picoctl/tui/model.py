@@ -367,12 +367,12 @@ class FleetModel:
     def summary(self) -> str:
         now = self.clock()
         n = collections.Counter(self.liveness(d, now) for d in self.devices.values())
-        versions = collections.Counter(d.version or "?" for d in self.devices.values())
+        versions = collections.Counter(d.version for d in self.devices.values() if d.version)  # none yet: new
         parts = [f"{len(self.devices)} devices", f"● {n['online']} online", f"◐ {n['stale']} stale",
                  f"○ {n['offline']} offline"]
         if n["new"]:
             parts.append(f"· {n['new']} new")
-        vs = " ".join(f"{v}×{c}" for v, c in versions.most_common(3))
+        vs = " ".join(f"{v}×{c}" for v, c in versions.most_common(3)) or "none reported yet"
         lines = ["  ".join(parts), f"versions {vs}" + (" …" if len(versions) > 3 else "")]
         r = self.active_rollout()
         if r is not None:

@@ -134,3 +134,10 @@ def test_promote_names_the_devices_the_next_stage_adds() -> None:
     assert joining(r, m.devices.values()) == 8  # the stable picows; the canaries are in already, the pico never
     r.stage_index = 1
     assert joining(r, m.devices.values()) == 0  # the last stage: nothing comes next
+
+
+def test_summary_counts_versions_of_devices_that_reported_one() -> None:
+    m = model()
+    assert m.summary().splitlines() == ["2 devices  ● 1 online  ◐ 0 stale  ○ 0 offline  · 1 new", "versions 1.0.0×1"]
+    m.load_devices([{"id": "gh-02", "type": "picow", "status": "new", "last_seen": None}])
+    assert m.summary().splitlines()[1] == "versions none reported yet"

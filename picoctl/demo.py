@@ -95,7 +95,7 @@ class Demo:
         return self.root / "pi-app.pid"
 
     def start(self) -> config.FleetConfig:
-        """Set everything up and start it; the fleet.toml to point picoctl at."""
+        """Set everything up and start it; returns the demo's fleet configuration (at `config_path`)."""
         if self.real_boards is None:
             self.real_boards = find_micropython() is not None
         if not 1 <= self.devices <= MAX_DEVICES:
@@ -116,7 +116,7 @@ class Demo:
         return cfg
 
     def _configure(self, cfg: config.FleetConfig) -> config.FleetConfig:
-        """Short intervals so that things happen within seconds; the Pi, USB and trust settings."""
+        """Short intervals so that things happen within seconds; the Pi app and USB inside the folder."""
         for t in ("picow", "pico"):
             cfg.device_types[t] = config.DeviceTypeConfig(heartbeat_interval_s=HEARTBEAT_S, check_interval_s=CHECK_S,
                                                           stale_after_s=STALE_S, offline_after_s=OFFLINE_S)

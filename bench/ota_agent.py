@@ -161,7 +161,7 @@ BARE_READ = """
 import hashlib, socket, time
 from ota import agent, http
 a = agent.Agent()
-host, port, path = http.split_url(a.hub + "/artifacts/{sha}")
+host, port, path, _ = http.split_url(a.hub + "/artifacts/{sha}")
 buf = bytearray(agent.CHUNK)
 mv = memoryview(buf)
 h = hashlib.sha256() if {hashed} else None

@@ -8,6 +8,7 @@ as MicroPython runs those two only as `.py`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tempfile
@@ -16,12 +17,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import release
+from .config import FleetConfig
 from .errors import BadInput
 from .progress import Progress
 
 DEVICE_CODE = Path(__file__).resolve().parent.parent / "device_code" / "picow"
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 FACTORY_VERSION = "0.0.0"
+HUB_CERT = "hub.der"  # the hub's TLS certificate on a board that reaches it over https
 DEFAULT_SETTINGS: dict[str, Any] = {
     "heartbeat_s": 60, "check_s": 300, "jitter": 0.1, "trial_deadline_s": 120, "trial_boots": 3,
     "wdt_ms": 8000, "download_retries": 5, "wifi_timeout_s": 15, "tick_ms": 1000,
@@ -84,24 +87,44 @@ def app_files(release_dir: Path | None = None, mpy: bool = True) -> tuple[str, d
 
 
 def device_config(device_id: str, key_hex: str, hub_url: str, wifi_ssid: str = "", wifi_password: str = "",
-                  **settings: Any) -> dict[str, Any]:
-    """The board's config.json: identity, hub, Wi-Fi and the agent's intervals."""
-    if not hub_url.startswith("http://"):
-        raise BadInput(f"hub URL {hub_url!r}: the board's agent speaks plain http:// (integrity comes from the MACs)")
+                  hub_cert: bytes | None = None, **settings: Any) -> dict[str, Any]:
+    """The board's config.json: identity, hub, Wi-Fi and the agent's intervals. An https:// hub needs
+    `hub_cert`, its certificate (DER), which the board pins: it goes to HUB_CERT, its sha256 here."""
+    if not hub_url.startswith(("http://", "https://")):
+        raise BadInput(f"hub URL {hub_url!r}: expected http:// or https://")
+    secure = hub_url.startswith("https://")
+    if secure and hub_cert is None:
+        raise BadInput(f"hub URL {hub_url!r}: a board pins the hub's certificate; set hub.tls_cert in fleet.toml")
+    if hub_cert is not None and not secure:
+        raise BadInput(f"hub URL {hub_url!r}: a certificate to pin goes with an https:// hub URL")
     cfg: dict[str, Any] = {"id": check_device_id(device_id), "key": key_hex, "type": "picow",
                            "hub": hub_url.rstrip("/"), "wifi_ssid": wifi_ssid, "wifi_password": wifi_password}
+    if hub_cert is not None:
+        cfg.update(hub_cert=HUB_CERT, hub_fingerprint=hashlib.sha256(hub_cert).hexdigest())
     cfg.update(DEFAULT_SETTINGS)
     cfg.update(settings)
     return cfg
+
+
+def hub_certificate(cfg: FleetConfig, hub_url: str) -> bytes | None:
+    """The certificate boards pin when they reach the hub at `hub_url`: hub.tls_cert for https://, else None."""
+    if not hub_url.startswith("https://") or not cfg.hub.tls_cert:
+        return None
+    from .hub.tls import certificate_der
+
+    return certificate_der(cfg.resolve(cfg.hub.tls_cert))
 
 
 def initial_state(version: str) -> dict[str, Any]:
     return {"version": version, "seq": 0, "phase": "committed"}
 
 
-def board_image(config: dict[str, Any], version: str, app: dict[str, bytes], agent: dict[str, bytes]) -> dict[str, bytes]:
+def board_image(config: dict[str, Any], version: str, app: dict[str, bytes], agent: dict[str, bytes],
+                hub_cert: bytes | None = None) -> dict[str, bytes]:
     """Every file of a freshly provisioned board, by path from the flash root."""
     files = dict(agent)
+    if hub_cert is not None:
+        files[HUB_CERT] = hub_cert
     files.update({f"app/{name}": data for name, data in app.items()})
     files["config.json"] = (json.dumps(config, indent=1) + "\n").encode()
     files["ota/state.json"] = json.dumps(initial_state(version)).encode()
@@ -139,17 +162,19 @@ def provision(
     wifi_password: str = "",
     release_dir: Path | None = None,
     mpy: bool = True,
+    hub_cert: bytes | None = None,
     **settings: Any,
 ) -> Provisioned:
     """Build the image first (so bad input costs nothing), register the device (`register(id, type)`
     answers its key), then hand the files to `deliver` (a folder writer or a USB push)."""
     check_device_id(device_id)
     version, app = app_files(release_dir, mpy)
-    device_config(device_id, "00" * 32, hub_url, **settings)  # validate before registering
+    device_config(device_id, "00" * 32, hub_url, hub_cert=hub_cert, **settings)  # validate before registering
     agent = agent_files(mpy)
     key = register(device_id, "picow")
     if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
         raise BadInput("the hub answered a device key that is not 64 hex digits")
-    files = board_image(device_config(device_id, key, hub_url, wifi_ssid, wifi_password, **settings), version, app, agent)
+    files = board_image(device_config(device_id, key, hub_url, wifi_ssid, wifi_password, hub_cert, **settings),
+                        version, app, agent, hub_cert)
     deliver(files)
     return Provisioned(device_id, version, files)

@@ -90,11 +90,12 @@ class Board:
 
     # --- flash ----------------------------------------------------------------------------------
 
-    def install(self, config: dict, app: dict[str, bytes], version: str) -> None:
-        """Lay out a freshly provisioned board: boot.py, ota/, the app, config and state."""
+    def install(self, config: dict, app: dict[str, bytes], version: str, hub_cert: bytes | None = None) -> None:
+        """Lay out a freshly provisioned board: boot.py, ota/, the app, config and state (and the
+        hub's certificate for an https:// hub)."""
         if self.flash.exists():
             shutil.rmtree(self.flash)
-        files = provision.board_image(config, version, app, agent_files())
+        files = provision.board_image(config, version, app, agent_files(), hub_cert)
         for name, data in files.items():
             p = self.flash / name
             p.parent.mkdir(parents=True, exist_ok=True)

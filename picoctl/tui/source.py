@@ -240,8 +240,9 @@ class Live:
                 return hub.register_device(device_id, type_)["key"]
 
         intervals = self.cfg.device_type("picow")
-        done = provision.provision(what["id"], self.cfg.hub.public_url, register,
+        hub_url = self.cfg.hub.public_url
+        done = provision.provision(what["id"], hub_url, register,
                                    lambda files: push.push_files(where, files, progress), what.get("ssid", ""),
-                                   what.get("password", ""), heartbeat_s=intervals.heartbeat_interval_s,
-                                   check_s=intervals.check_interval_s)
+                                   what.get("password", ""), hub_cert=provision.hub_certificate(self.cfg, hub_url),
+                                   heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s)
         return f"provisioned {done.device_id} ({done.version}, {len(done.files)} files)", done.device_id, done.version

@@ -168,10 +168,14 @@ while True:
 print(r.status, r.content_range, n, hexlify(h.digest()).decode())
 r.close()
 try:
-    http.split_url("https://x/")
+    http.split_url("ftp://x/")
 except ValueError as e:
     print("refused", e)
-print(http.split_url("http://h:81/a/b"), http.split_url("http://h"))
+print(http.split_url("http://h:81/a/b"), http.split_url("http://h"), http.split_url("https://h/x"))
+try:
+    http.request("GET", "https://127.0.0.1:1/x")
+except ValueError as e:
+    print("refused", e)
 """
     lines = run_mp(tmp_path, script).splitlines()
     assert lines[0] == "200 abcdef b'{\"a\": 1}' 64"
@@ -182,8 +186,9 @@ print(http.split_url("http://h:81/a/b"), http.split_url("http://h"))
     assert lines[5] == "refused unsupported transfer encoding"
     blob = _Server.blob[1000:]
     assert lines[6] == f"206 bytes 1000-10239/10240 {len(blob)} {hashlib.sha256(blob).hexdigest()}"
-    assert lines[7].startswith("refused only http://")
-    assert lines[8] == "('h', 81, '/a/b') ('h', 80, '/')"
+    assert lines[7].startswith("refused only http:// and https://")
+    assert lines[8] == "('h', 81, '/a/b', False) ('h', 80, '/', False) ('h', 443, '/x', True)"
+    assert lines[9] == "refused https:// needs the hub's pinned certificate (hub_cert in config.json)"
 
 
 def _file(name: str, data: bytes = b"x") -> dict:

@@ -109,6 +109,7 @@ class Agent:
         self.id = cfg["id"]
         self.key = unhexlify(cfg["key"])
         self.hub = cfg["hub"].rstrip("/")
+        self.tls = self._pinned()
         self.st = load_state()
         self.buf = bytearray(CHUNK)
         self.mv = memoryview(self.buf)
@@ -121,6 +122,22 @@ class Agent:
         self.next_wifi = hw.deadline(0)
         self.wifi_backoff = 1000
         self.trial_until = hw.deadline(self._ms("trial_deadline_s"))
+
+    def _pinned(self):
+        """For an https:// hub, TLS trusting only its certificate from flash, once the certificate
+        matches hub_fingerprint; None otherwise (http, or no usable pin: https requests then fail)."""
+        if not self.hub.startswith("https://"):
+            return None
+        try:
+            with open(self.cfg.get("hub_cert", "hub.der"), "rb") as f:
+                der = f.read()
+        except OSError:
+            print("ota: hub certificate missing: provision the board again")
+            return None
+        if hexlify(hashlib.sha256(der).digest()).decode() != self.cfg.get("hub_fingerprint"):
+            print("ota: hub certificate does not match hub_fingerprint: provision the board again")
+            return None
+        return http.pinned_context(der)
 
     # --- bookkeeping ------------------------------------------------------------------------------
 
@@ -164,7 +181,7 @@ class Agent:
     def _post(self, path, obj, signed):
         body = json.dumps(obj).encode()
         headers = {"X-Picoctl-Device": self.id, "X-Picoctl-Mac": mac_hex(self.key, body)}
-        resp = http.request("POST", self.hub + path, body, headers)
+        resp = http.request("POST", self.hub + path, body, headers, self.tls)
         try:
             data = resp.read_all(MAX_BODY, self.mv)  # the download buffer is free while we talk
         finally:
@@ -305,7 +322,7 @@ class Agent:
                 pass
         while have < size:
             try:
-                resp = http.request("GET", url, None, {"Range": "bytes=%d-" % have} if have else None)
+                resp = http.request("GET", url, None, {"Range": "bytes=%d-" % have} if have else None, self.tls)
             except OSError as exc:
                 drops = self._dropped(f, drops, exc)
                 continue

@@ -1,5 +1,9 @@
 """A small HTTP/1.0 client on raw sockets: one request per connection, bodies read into
-caller-supplied buffers, so a download never holds more than one chunk in RAM."""
+caller-supplied buffers, so a download never holds more than one chunk in RAM.
+
+https:// URLs go through TLS that trusts one certificate only, the hub's own (see pinned_context):
+MicroPython cannot show the peer's certificate, so the pin is the trust anchor itself.
+"""
 
 import socket
 
@@ -16,16 +20,29 @@ class HTTPError(Exception):
 
 
 def split_url(url):
-    """`http://host[:port]/path` -> (host, port, path)."""
-    if not url.startswith("http://"):
-        raise ValueError("only http:// URLs are supported: " + url)
-    rest = url[7:]
+    """`http[s]://host[:port]/path` -> (host, port, path, secure)."""
+    if url.startswith("http://"):
+        rest, port, secure = url[7:], 80, False
+    elif url.startswith("https://"):
+        rest, port, secure = url[8:], 443, True
+    else:
+        raise ValueError("only http:// and https:// URLs are supported: " + url)
     slash = rest.find("/")
     hostport, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
     colon = hostport.rfind(":")
     if colon >= 0:
-        return hostport[:colon], int(hostport[colon + 1 :]), path
-    return hostport, 80, path
+        return hostport[:colon], int(hostport[colon + 1 :]), path, secure
+    return hostport, port, path, secure
+
+
+def pinned_context(der):
+    """A TLS client context that trusts exactly the certificate `der` (the hub's, pinned at provisioning)."""
+    import ssl  # only boards talking https pay for the TLS stack
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=der)
+    return ctx
 
 
 class Response:
@@ -103,14 +120,19 @@ class Response:
         self.sock.close()
 
 
-def request(method, url, body=None, headers=None):
-    """Send a request and return the Response with its head read; the caller closes it."""
-    host, port, path = split_url(url)
+def request(method, url, body=None, headers=None, tls=None):
+    """Send a request and return the Response with its head read; the caller closes it. An https://
+    URL needs `tls`, a pinned_context: a certificate other than the pinned one is refused."""
+    host, port, path, secure = split_url(url)
+    if secure and tls is None:
+        raise ValueError("https:// needs the hub's pinned certificate (hub_cert in config.json)")
     addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
     sock = socket.socket()
     try:
         sock.settimeout(TIMEOUT_S)
         sock.connect(addr)
+        if secure:
+            sock = tls.wrap_socket(sock, server_hostname=host)
         head = method + " " + path + " HTTP/1.0\r\nHost: " + host + "\r\n"
         if headers:
             for k in headers:

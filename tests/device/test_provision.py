@@ -99,7 +99,8 @@ def test_sample_app_hysteresis(cli_env, tmp_path: Path) -> None:
         (["gh-09"], "give exactly one of --port"),
         (["gh-09", "--out", "X", "--port", "/dev/null"], "give exactly one of --port"),
         (["gh-09", "--out", "X", "--type", "pico"], "only picow"),
-        (["gh-09", "--out", "X", "--hub-url", "https://hub:8470"], "plain http://"),
+        (["gh-09", "--out", "X", "--hub-url", "https://hub:8470"], "set hub.tls_cert"),
+        (["gh-09", "--out", "X", "--hub-url", "ftp://hub:8470"], "expected http:// or https://"),
         (["gh-09", "--out", "X", "--release", "nowhere"], "no meta.json"),
     ],
 )

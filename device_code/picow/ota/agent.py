@@ -137,7 +137,9 @@ class Agent:
         if hexlify(hashlib.sha256(der).digest()).decode() != self.cfg.get("hub_fingerprint"):
             print("ota: hub certificate does not match hub_fingerprint: provision the board again")
             return None
-        return http.pinned_context(der)
+        from ota import tls
+
+        return tls.pinned_context(der)
 
     # --- bookkeeping ------------------------------------------------------------------------------
 

@@ -1,8 +1,7 @@
 """A small HTTP/1.0 client on raw sockets: one request per connection, bodies read into
 caller-supplied buffers, so a download never holds more than one chunk in RAM.
 
-https:// URLs go through TLS that trusts one certificate only, the hub's own (see pinned_context):
-MicroPython cannot show the peer's certificate, so the pin is the trust anchor itself.
+https:// URLs go through the TLS context the caller passes (ota/tls.py: the hub's pinned certificate).
 """
 
 import socket
@@ -33,16 +32,6 @@ def split_url(url):
     if colon >= 0:
         return hostport[:colon], int(hostport[colon + 1 :]), path, secure
     return hostport, port, path, secure
-
-
-def pinned_context(der):
-    """A TLS client context that trusts exactly the certificate `der` (the hub's, pinned at provisioning)."""
-    import ssl  # only boards talking https pay for the TLS stack
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(cadata=der)
-    return ctx
 
 
 class Response:
@@ -122,7 +111,7 @@ class Response:
 
 def request(method, url, body=None, headers=None, tls=None):
     """Send a request and return the Response with its head read; the caller closes it. An https://
-    URL needs `tls`, a pinned_context: a certificate other than the pinned one is refused."""
+    URL needs `tls` (ota.tls.pinned_context): a certificate other than the pinned one is refused."""
     host, port, path, secure = split_url(url)
     if secure and tls is None:
         raise ValueError("https:// needs the hub's pinned certificate (hub_cert in config.json)")

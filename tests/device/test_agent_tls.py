@@ -35,6 +35,16 @@ def serve_tls(hub: conftest.Hub, folder: Path) -> bytes:
     return certificate_der(cert)
 
 
+def pinned_board(hub: conftest.Hub, tmp_path: Path, device_id: str, app: dict[str, bytes],
+                 channel: str = "stable") -> tuple[Board, bytes]:
+    """A board registered over http, then the hub moved to https with a new certificate the board pins."""
+    key = hub.register(device_id, channel=channel)
+    der = serve_tls(hub, tmp_path / f"tls-{device_id}")
+    board = Board(tmp_path / device_id)
+    board.install(device_config(device_id, key, hub.url, hub_cert=der), app, "1.0.0", hub_cert=der)
+    return board, der
+
+
 def heartbeats(hub: conftest.Hub, device_id: str) -> int:
     return len(hub.client.device(device_id).get("heartbeats") or [])
 
@@ -43,11 +53,8 @@ def test_update_over_https_with_the_pinned_certificate(hub: conftest.Hub, tmp_pa
     v1, v2 = make_app("1.0.0"), make_app("2.0.0", {"data.bin": bytes(range(256)) * 40})
     publish(hub, "1.0.0", v1)
     publish(hub, "2.0.0", v2)
-    key = hub.register("gh-01", channel="canary")
-    der = serve_tls(hub, tmp_path / "tls")
+    board, _ = pinned_board(hub, tmp_path, "gh-01", v1, channel="canary")
     assert hub.url.startswith("https://")
-    board = Board(tmp_path / "gh-01")
-    board.install(device_config("gh-01", key, hub.url, hub_cert=der), v1, "1.0.0", hub_cert=der)
     rollout(hub, "2.0.0")
 
     def committed(_: RunResult) -> bool:
@@ -61,10 +68,7 @@ def test_update_over_https_with_the_pinned_certificate(hub: conftest.Hub, tmp_pa
 
 def test_a_hub_with_another_certificate_gets_nothing(hub: conftest.Hub, tmp_path: Path) -> None:
     publish(hub, "1.0.0", make_app("1.0.0"))
-    key = hub.register("gh-02")
-    pinned = serve_tls(hub, tmp_path / "first")
-    board = Board(tmp_path / "gh-02")
-    board.install(device_config("gh-02", key, hub.url, hub_cert=pinned), make_app("1.0.0"), "1.0.0", hub_cert=pinned)
+    board, _ = pinned_board(hub, tmp_path, "gh-02", make_app("1.0.0"))
     board.run(lambda _: heartbeats(hub, "gh-02") > 0, timeout=15)  # the pinned hub is trusted
 
     serve_tls(hub, tmp_path / "second")  # same address, another certificate: an impostor to the board
@@ -76,10 +80,7 @@ def test_a_hub_with_another_certificate_gets_nothing(hub: conftest.Hub, tmp_path
 
 def test_an_altered_pin_on_the_flash_keeps_the_board_from_talking(hub: conftest.Hub, tmp_path: Path) -> None:
     publish(hub, "1.0.0", make_app("1.0.0"))
-    key = hub.register("gh-03")
-    der = serve_tls(hub, tmp_path / "tls")
-    board = Board(tmp_path / "gh-03")
-    board.install(device_config("gh-03", key, hub.url, hub_cert=der), make_app("1.0.0"), "1.0.0", hub_cert=der)
+    board, der = pinned_board(hub, tmp_path, "gh-03", make_app("1.0.0"))
     (board.flash / provision.HUB_CERT).write_bytes(der[:-1] + bytes([der[-1] ^ 1]))
     run = board.run(lambda r: sum("https:// needs the hub's pinned certificate" in line for line in r.lines) >= 2,
                     timeout=15)

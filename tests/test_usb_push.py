@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -142,3 +145,42 @@ def test_a_board_side_error_discards_the_temp_files(tmp_path, board):
         push_release(board.port, build_release(tmp_path, "1.0.0"), Progress("push"))
     assert not list(board.flash_dir.rglob(f"*{TMP_SUFFIX}"))
     assert (board.flash_dir / "lib").read_text() == "a file where the push needs a folder\n"
+
+
+SWALLOWS_ONE_CTRL_C = b"""import time
+caught = False
+while True:
+    try:
+        print("tick")
+        time.sleep(0.05)
+    except KeyboardInterrupt:
+        if caught:
+            raise
+        caught = True  # cleans up and carries on, as some apps do on the first Ctrl-C
+"""
+
+
+@contextmanager
+def chatty_board(tmp_path: Path, main: bytes) -> Iterator[VirtualPico]:
+    """A board running `main`, past its start-up (a Ctrl-C then meets the program, not the boot)."""
+    flash = tmp_path / "chatty"
+    flash.mkdir()
+    (flash / "main.py").write_bytes(main)
+    with VirtualPico(flash) as board:
+        time.sleep(1.0)
+        yield board
+
+
+def test_push_stops_a_program_that_shrugs_off_the_first_ctrl_c(tmp_path):
+    """mpremote alone sends one Ctrl-C and then reads the ticks forever."""
+    with chatty_board(tmp_path, SWALLOWS_ONE_CTRL_C) as board:
+        result = push_files(board.port, {"lib/x.py": b"X = 1\n"}, Progress("push"))
+        assert result.files == 1 and (board.flash_dir / "lib" / "x.py").read_bytes() == b"X = 1\n"
+
+
+def test_a_program_that_ignores_ctrl_c_is_a_clear_error_not_a_hang(tmp_path):
+    ignores = SWALLOWS_ONE_CTRL_C.replace(b"if caught:\n            raise\n", b"")
+    with chatty_board(tmp_path, ignores) as board:
+        with pytest.raises(PicoctlError, match="keeps running its program through Ctrl-C"):
+            push_files(board.port, {"lib/x.py": b"X = 1\n"}, Progress("push"))
+        assert not (board.flash_dir / "lib").exists()

@@ -164,7 +164,10 @@ class VirtualPico:
         return self._plugged
 
     # -- the interpreter ------------------------------------------------------------------------
-    def _start_child(self, run_main: bool) -> None:
+    def _start_child(self, run_main: bool, raw: bool | None = None) -> None:
+        """Power the interpreter up: running boot.py and main.py, or straight into the REPL (the raw
+        one by default when main.py is not run; its output held until the raw banner)."""
+        raw = not run_main if raw is None else raw
         self._child = subprocess.Popen(
             [self._exe, "-X", f"heapsize={self.heap}", "-i", "-c", _boot_code(self.flash_dir, run_main)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
@@ -173,8 +176,8 @@ class VirtualPico:
         self.boots += 1
         self._busy = True
         self._tail = b""
-        self._hold_until_raw = not run_main
-        if not run_main:
+        self._hold_until_raw = raw
+        if raw:
             self._to_child(b"\x01")
 
     def _kill_child(self) -> None:
@@ -252,8 +255,13 @@ class VirtualPico:
                         self.on_bootsel(self)
                     return
                 with self._lock:
-                    self._to_host(b"MPY: soft reboot\r\n")
-                    self._start_child(run_main=not self._raw)
+                    if status == -signal.SIGINT:
+                        # Ctrl-C came before the interpreter could catch it (it had just started):
+                        # on a board main.py would stop at the REPL, so start the REPL without it
+                        self._start_child(run_main=False, raw=self._raw)
+                    else:
+                        self._to_host(b"MPY: soft reboot\r\n")
+                        self._start_child(run_main=not self._raw)
                 continue
             self._tail = (self._tail + data)[-64:]
             if self._tail.endswith(PROMPTS):

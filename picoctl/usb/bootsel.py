@@ -81,11 +81,14 @@ def enter_bootsel(port: str) -> None:
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
 
+    from .push import interrupt
+
     try:
         t = SerialTransport(os.path.realpath(port), baudrate=115200, timeout=2)
     except (TransportError, serial.SerialException, OSError) as exc:
         raise PicoctlError(f"{port}: cannot open the serial port: {exc}") from None
     try:
+        interrupt(t)
         t.enter_raw_repl(soft_reset=False)
         t.exec_raw_no_follow("import machine\nmachine.bootloader()")
         out, err = t.follow(timeout=2)

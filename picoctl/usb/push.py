@@ -28,6 +28,10 @@ TMP_SUFFIX = ".picoctl-tmp"
 VERSION_FILE = "version.json"
 CHUNK = 2048  # bytes per raw-REPL write; the board compiles repr(chunk), so keep it well under its heap
 BAUD = 115200
+READ_TIMEOUT_S = 5  # a board silent this long is not answering: an error, never a hang
+QUIET_S = 0.3  # no output for this long after Ctrl-C: the program has stopped
+INTERRUPT_WAIT_S = 1.0  # output for this long after a Ctrl-C: send another
+INTERRUPT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -77,12 +81,40 @@ def push_release(port: str, source: Path, progress: Progress, verify: bool = Tru
     return result
 
 
+def interrupt(t: SerialTransport) -> None:
+    """Stop the board's program: Ctrl-C until it is at a prompt or falls silent.
+
+    mpremote's enter_raw_repl sends one Ctrl-C, then reads until the raw REPL banner for as long as
+    output keeps coming: a Ctrl-C lost while the board reboots (a second push right after the first
+    one's soft reset) would leave it reading a chatty main.py forever. TransportError when the
+    program still prints after INTERRUPT_S of trying.
+    """
+    serial_port = t.serial
+    timeout, serial_port.timeout = serial_port.timeout, QUIET_S
+    try:
+        deadline = time.monotonic() + INTERRUPT_S
+        while time.monotonic() < deadline:
+            serial_port.write(b"\r\x03")
+            tail, asked = b"", time.monotonic()
+            while time.monotonic() - asked < INTERRUPT_WAIT_S:
+                data = serial_port.read(serial_port.in_waiting or 1)
+                if not data:
+                    return  # silent: stopped, or a program that prints nothing; the REPL will tell
+                tail = (tail + data)[-16:]
+                if tail.endswith((b">>> ", b"\r\n>")):
+                    return
+    finally:
+        serial_port.timeout = timeout
+    raise TransportError("the board keeps running its program through Ctrl-C")
+
+
 def _open(port: str) -> SerialTransport:
     try:
-        transport = SerialTransport(os.path.realpath(port), baudrate=BAUD)
+        transport = SerialTransport(os.path.realpath(port), baudrate=BAUD, timeout=READ_TIMEOUT_S)
     except (TransportError, serial.SerialException, OSError) as exc:
         raise PicoctlError(f"{port}: cannot open the serial port: {exc}") from None
     try:
+        interrupt(transport)
         transport.enter_raw_repl(soft_reset=True)
     except (TransportError, serial.SerialException, OSError) as exc:
         transport.close()

@@ -127,7 +127,7 @@ class Demo:
         cfg.pi.restart_command = shlex.join(pi_app_control.command(
             cfg.pi.root, app_port, self.pi_pidfile, self.root / "pi-app.log"))
         cfg.pi.health_url = f"http://127.0.0.1:{app_port}/healthz"
-        cfg.pi.health_timeout_s = 10.0
+        cfg.pi.health_timeout_s = 30.0  # a loaded or small machine starts Python slowly
         cfg.pi.health_interval_s = 0.2
         cfg.pi.update_url = str(self.root / "site" / "releases" / "pi-2.4.0" / "meta.json")
         for sub in ("media", "ports"):

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -60,6 +61,11 @@ hw.pump = pump
 Log = Callable[[str], None]
 
 
+def moisture(device_id: str, now: float) -> float:
+    """The demo's soil: slow waves between 36 and 58 %, each board in its own phase; dry air on DRY."""
+    return 12.0 if device_id == DRY else 47 + 11 * math.sin(now / 90 + int(device_id[-2:]) * 1.7)
+
+
 @dataclass
 class Demo:
     """Everything the demo runs, started by `start()` and gone after `stop()` (also as a context manager)."""
@@ -72,7 +78,7 @@ class Demo:
     cfg: config.FleetConfig | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
-    _contexts: list[VirtualDrive | VirtualPico] = field(default_factory=list)
+    _usb: ExitStack = field(default_factory=ExitStack)
     _saved_hub_url: str | None = None
 
     def __enter__(self) -> Demo:
@@ -168,7 +174,7 @@ class Demo:
                     trial_deadline_s=30, wifi_timeout_s=1, tick_ms=250), app, version)
                 (board.flash / "sim").mkdir()
                 self._spawn(f"board {did}", self._power, board)
-            self._spawn("weather", self._weather, [self.root / "boards" / did / "sim" / "moisture" for did in ids])
+            self._spawn("weather", self._weather, ids)
             self.log(f"{len(ids)} Pico W running the MicroPython agent")
         else:
             for did in ids:
@@ -194,25 +200,23 @@ class Demo:
                 (board.flash.parent / f"{board.flash.name}.halted.log").write_text(str(exc))
                 self._stop.wait(CHECK_S)
 
-    def _weather(self, sensors: list[Path]) -> None:
-        """Soil moisture for each board's sensor: slow waves between 36 and 58 %, dry air on DRY."""
+    def _weather(self, ids: list[str]) -> None:
+        """Each board's moisture sensor (its sim/moisture file) follows `moisture`."""
         while True:
-            t = time.time()
-            for i, path in enumerate(sensors):
-                value = 12.0 if path.parent.parent.name == DRY else 47 + 11 * math.sin(t / 90 + i * 1.7)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(f"{value:.1f}")
-                tmp.replace(path)
+            now = time.time()
+            for did in ids:
+                sensor = self.root / "boards" / did / "sim" / "moisture"
+                tmp = sensor.with_suffix(".tmp")
+                tmp.write_text(f"{moisture(did, now):.1f}")
+                tmp.replace(sensor)
             if self._stop.wait(2):
                 return
 
     def _simulate(self, sim: SimDevice, url: str) -> None:
         """A SimDevice's agent loop: heartbeat, check, update, every check interval."""
-        phase = int(sim.id[-2:])
         with httpx.Client(base_url=url, timeout=10) as client:
             while not self._stop.is_set():
-                wave = math.sin(time.time() / 90 + phase * 1.7)
-                sim.readings = {"moisture": 12.0 if sim.id == DRY else round(47 + 11 * wave, 1), "pump": sim.id == DRY}
+                sim.readings = {"moisture": round(moisture(sim.id, time.time()), 1), "pump": sim.id == DRY}
                 try:
                     sim.step(client)
                 except (httpx.HTTPError, PicoctlError):
@@ -235,19 +239,17 @@ class Demo:
         (flash / "config.json").write_text('{"id": "bench-1", "heartbeat_s": 3, "sample_s": 1}\n')
         (flash / "version.json").write_text('{"version": "0.9.2", "target": "pico"}\n')
         drive = VirtualDrive(self.root / "media" / "RPI-RP2")
-        self._contexts.append(drive.__enter__())
+        self._usb.enter_context(drive)
         if find_micropython() is not None:
-            self._contexts.append(VirtualPico(flash, link_dir=self.root / "ports").__enter__())
-            self.log(f"USB: a Pico on {self._contexts[-1].port}, a BOOTSEL drive at {drive.path}")
+            pico = self._usb.enter_context(VirtualPico(flash, link_dir=self.root / "ports"))
+            self.log(f"USB: a Pico on {pico.port}, a BOOTSEL drive at {drive.path}")
         else:
             self.log(f"USB: a BOOTSEL drive at {drive.path} (no virtual Pico without the MicroPython unix port)")
 
     def stop(self) -> None:
         """Stop everything started and remove the folder; safe to call more than once."""
         self._stop.set()
-        for ctx in reversed(self._contexts):
-            ctx.__exit__(None, None, None)
-        self._contexts.clear()
+        self._usb.close()
         for t in self._threads:
             t.join(timeout=15)
         self._threads.clear()

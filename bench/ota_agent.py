@@ -35,13 +35,14 @@ import httpx
 from picoctl import config, provision, release
 from picoctl.client import HubClient
 from picoctl.commands.init import init_site
+from picoctl.sim.board import find_micropython
 
 HEAP = "64K"
 BUNDLE_KIB = 512
 SIZES_KIB = (16, 24, 32, 40, 48, 56, 64, 96, 128, 256, 512, 1024, 2048)
 THROUGHPUT_KIB = 2048
 TIGHT_HEAPS_KIB = (60, 56, 54, 52, 50, 48)
-MP = shutil.which("micropython", path=str(Path(sys.executable).parent)) or shutil.which("micropython")
+MP = find_micropython()
 
 APP_MAIN = (b"import ver\nfrom ota import agent, hw\nhw.step('app ' + ver.V)\n"
             b"class App:\n    def step(self):\n        pass\n    def readings(self):\n        return {}\n"

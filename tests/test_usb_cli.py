@@ -17,10 +17,10 @@ from picoctl.commands.init import init_site
 from picoctl.sim.bootsel_drive import VirtualDrive, make_drive
 from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.usb import uf2
+from picoctl.sim.board import find_micropython
 
 pytestmark = [pytest.mark.micropython,
-              pytest.mark.skipif(not shutil.which("micropython", path=os.path.dirname(os.sys.executable))
-                                 and not shutil.which("micropython"), reason="MicroPython unix port not installed")]
+              pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
 APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 

@@ -15,8 +15,9 @@ from picoctl.errors import BadInput
 from picoctl.sim.bootsel_drive import make_drive
 from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.usb import detect
+from picoctl.sim.board import find_micropython
 
-HAVE_MP = bool(shutil.which("micropython", path=os.path.dirname(os.sys.executable)) or shutil.which("micropython"))
+HAVE_MP = find_micropython() is not None
 
 
 def port(device="/dev/ttyACM0", vid=None, pid=None, description="n/a", product=None, manufacturer=None, serial="E66"):

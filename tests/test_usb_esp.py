@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,9 @@ from esptool.bin_image import ELFSection, ESP32FirmwareImage, ESP32S3FirmwareIma
 from picoctl.errors import BadInput, PicoctlError
 from picoctl.progress import Progress
 from picoctl.usb.esp import flash_esp, image_chip
+from picoctl.sim.board import find_micropython
 
-HAVE_MP = bool(shutil.which("micropython", path=os.path.dirname(os.sys.executable)) or shutil.which("micropython"))
+HAVE_MP = find_micropython() is not None
 
 
 def esp_image(path: Path, cls=ESP32FirmwareImage) -> Path:

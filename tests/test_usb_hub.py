@@ -4,7 +4,6 @@ heartbeats through `picoctl usb log` and its pushes through the history."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import threading
@@ -20,10 +19,10 @@ from picoctl.cli import main
 from picoctl.commands.init import init_site
 from picoctl.hub.app import create_app
 from picoctl.sim.virtual_pico import VirtualPico
+from picoctl.sim.board import find_micropython
 
 pytestmark = [pytest.mark.micropython,
-              pytest.mark.skipif(not shutil.which("micropython", path=os.path.dirname(os.sys.executable))
-                                 and not shutil.which("micropython"), reason="MicroPython unix port not installed")]
+              pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
 APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 

@@ -14,10 +14,10 @@ import serial
 from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.usb.serial_log import SerialLog
 from picoctl.usb.telemetry import parse_heartbeat
+from picoctl.sim.board import find_micropython
 
 pytestmark = [pytest.mark.micropython,
-              pytest.mark.skipif(not shutil.which("micropython", path=os.path.dirname(os.sys.executable))
-                                 and not shutil.which("micropython"), reason="MicroPython unix port not installed")]
+              pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
 APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 

@@ -17,10 +17,10 @@ from picoctl.errors import BadInput, PicoctlError
 from picoctl.progress import Progress
 from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.usb.push import TMP_SUFFIX, push_files, push_release
+from picoctl.sim.board import find_micropython
 
 pytestmark = [pytest.mark.micropython,
-              pytest.mark.skipif(not shutil.which("micropython", path=os.path.dirname(os.sys.executable))
-                                 and not shutil.which("micropython"), reason="MicroPython unix port not installed")]
+              pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
 APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 

@@ -10,7 +10,6 @@ import os
 import shlex
 import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -31,12 +30,13 @@ from picoctl.tui.source import Live
 from picoctl.tui.widgets.modals import Confirm, Help, Prompt
 from picoctl.tui.widgets.serial_view import SerialView
 from picoctl.usb import uf2
+from picoctl.sim.board import find_micropython
 
 REPO = Path(__file__).resolve().parents[2]
 PI_APP = REPO / "examples" / "pi-app"
 PICO_APP = REPO / "device_code" / "pico" / "main.py"
 SIZE = (100, 30)
-HAS_MICROPYTHON = bool(shutil.which("micropython", path=os.path.dirname(sys.executable)) or shutil.which("micropython"))
+HAS_MICROPYTHON = find_micropython() is not None
 
 
 @pytest.fixture(scope="module")

@@ -167,14 +167,14 @@ class Demo:
         keys = {did: hub.register(did, "picow", "canary" if i < CANARIES else "stable") for i, did in enumerate(ids)}
         if self.real_boards:
             version, app = provision.app_files(hub.site / "releases" / "picow-1.0.0")
-            for did in ids:
-                board = Board(self.root / "boards" / did)
+            boards = {did: Board(self.root / "boards" / did) for did in ids}
+            for did, board in boards.items():
                 board.install(provision.device_config(
                     did, keys[did], hub.url, heartbeat_s=HEARTBEAT_S, check_s=CHECK_S, jitter=0.2,
                     trial_deadline_s=30, wifi_timeout_s=1, tick_ms=250), app, version)
-                (board.flash / "sim").mkdir()
+                board.set_moisture(moisture(did, time.time()))
                 self._spawn(f"board {did}", self._power, board)
-            self._spawn("weather", self._weather, ids)
+            self._spawn("weather", self._weather, boards)
             self.log(f"{len(ids)} Pico W running the MicroPython agent")
         else:
             for did in ids:
@@ -200,15 +200,12 @@ class Demo:
                 (board.flash.parent / f"{board.flash.name}.halted.log").write_text(str(exc))
                 self._stop.wait(CHECK_S)
 
-    def _weather(self, ids: list[str]) -> None:
-        """Each board's moisture sensor (its sim/moisture file) follows `moisture`."""
+    def _weather(self, boards: dict[str, Board]) -> None:
+        """Each board's moisture sensor follows `moisture`."""
         while True:
             now = time.time()
-            for did in ids:
-                sensor = self.root / "boards" / did / "sim" / "moisture"
-                tmp = sensor.with_suffix(".tmp")
-                tmp.write_text(f"{moisture(did, now):.1f}")
-                tmp.replace(sensor)
+            for did, board in boards.items():
+                board.set_moisture(moisture(did, now))
             if self._stop.wait(2):
                 return
 

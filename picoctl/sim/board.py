@@ -101,6 +101,15 @@ class Board:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
 
+    def set_moisture(self, percent: float) -> None:
+        """Set what the board's soil sensor reads (its `sim/moisture` file, replaced atomically so
+        the board never reads it half-written)."""
+        sensor = self.flash / "sim" / "moisture"
+        sensor.parent.mkdir(exist_ok=True)
+        tmp = sensor.with_suffix(".tmp")
+        tmp.write_text(f"{percent:.1f}")
+        tmp.replace(sensor)
+
     def state(self) -> dict:
         try:
             return json.loads((self.flash / "ota" / "state.json").read_text())

@@ -47,9 +47,8 @@ def test_provision_into_a_folder_then_the_board_checks_in(cli_env, tmp_path: Pat
     # the folder is a working board: the sample app reads the sensor, runs the pump and checks in
     cfg.update(tick_ms=20, app={"dry_below": 30, "wet_above": 45, "max_run_s": 0.3, "rest_s": 60})
     (out / "config.json").write_text(json.dumps(cfg))
-    (out / "sim").mkdir()
-    (out / "sim" / "moisture").write_text("20")
     board = Board(out)
+    board.set_moisture(20)
 
     def pumped_and_seen(res) -> bool:
         return "@pump off" in res.lines[res.lines.index("@pump on"):] if "@pump on" in res.lines else False
@@ -67,14 +66,12 @@ def test_sample_app_hysteresis(cli_env, tmp_path: Path) -> None:
     cfg = json.loads((out / "config.json").read_text())
     cfg.update(tick_ms=20, heartbeat_s=0.2)
     (out / "config.json").write_text(json.dumps(cfg))
-    (out / "sim").mkdir()
-    moisture = out / "sim" / "moisture"
-    moisture.write_text("35")  # between the thresholds: the pump stays off
     board = Board(out)
+    board.set_moisture(35)  # between the thresholds: the pump stays off
     # (moisture to set, then what the hub must show before the next step)
-    script = [("25", lambda r: r.get("moisture") == 35 and r.get("pump") is False),  # between thresholds: off
-              ("40", lambda r: r.get("moisture") == 25 and r.get("pump") is True),  # dry: on
-              ("50", lambda r: r.get("moisture") == 40 and r.get("pump") is True),  # under wet_above: stays on
+    script = [(25, lambda r: r.get("moisture") == 35 and r.get("pump") is False),  # between thresholds: off
+              (40, lambda r: r.get("moisture") == 25 and r.get("pump") is True),  # dry: on
+              (50, lambda r: r.get("moisture") == 40 and r.get("pump") is True),  # under wet_above: stays on
               (None, lambda r: r.get("moisture") == 50 and r.get("pump") is False)]  # wet: off
     at = [0]
 
@@ -84,7 +81,7 @@ def test_sample_app_hysteresis(cli_env, tmp_path: Path) -> None:
             return False
         if level is None:
             return True
-        moisture.write_text(level)
+        board.set_moisture(level)
         at[0] += 1
         return False
 

@@ -114,7 +114,7 @@ def test_the_tui_deploys_the_offered_pi_release_and_quits_on_ctrl_c(demo: Demo) 
             await until(pilot, lambda: isinstance(app.screen, Prompt), 5, "the deploy prompt")
             assert app.screen.query_one("#prompt").value.endswith("pi-2.4.0/meta.json")  # the published release
             await pilot.press("enter")
-            await until(pilot, lambda: "deploy: done" in text(app, "#pi-step"), 30, "the deploy")
+            await until(pilot, lambda: text(app, "#pi-step").startswith("deploy: done"), 30, "the deploy")
             await pilot.press("ctrl+c")
             await until(pilot, lambda: not app.is_running, 5, "ctrl+c to quit")
         await app.source.client.aclose()

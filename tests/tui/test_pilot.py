@@ -251,7 +251,7 @@ def test_pi_deploy_and_rollback(hub: conftest.Hub, pi_cfg: config.FleetConfig, t
         await until(pilot, lambda: isinstance(app.screen, Prompt))
         app.screen.query_one("#prompt").value = str(source)
         await pilot.press("enter")
-        await until(pilot, lambda: "deploy: done" in text_of(app, "#pi-step"), timeout=30, what="deploy done")
+        await until(pilot, lambda: text_of(app, "#pi-step").startswith("deploy: done"), timeout=30, what="deploy done")
 
     async def run() -> None:
         app = app_for(hub, pi_cfg)
@@ -269,7 +269,7 @@ def test_pi_deploy_and_rollback(hub: conftest.Hub, pi_cfg: config.FleetConfig, t
             await until(pilot, lambda: isinstance(app.screen, Confirm))
             assert app.screen.title_text == "Roll the Pi back to 2.0.0?" and "from 2.1.0 to 2.0.0" in app.screen.body
             await pilot.press("y")
-            await until(pilot, lambda: "rollback: done" in text_of(app, "#pi-step"), timeout=30, what="rollback done")
+            await until(pilot, lambda: text_of(app, "#pi-step").startswith("rollback: done"), timeout=30, what="rollback done")
             await until(pilot, lambda: text_of(app, "#pi-info").startswith("current   2.0.0"))
             await pilot.press("3")
             await until(pilot, lambda: any(r[1] == "pi_rollback" for r in _rows(app, "#events")), what="pi_rollback event")

@@ -234,9 +234,17 @@ f.close()
 fs.remove("a.bin")
 fs.write_atomic("b.bin", b"z" * 900)
 print(fs.size("b.bin"), fs.exists("b.bin.tmp"))
+try:
+    fs.write_atomic("b.bin", b"w" * 200)
+except OSError as e:
+    print("full", e.errno)
+print(open("b.bin").read() == "z" * 900, fs.exists("b.bin.tmp"))
+fs.write_atomic("b.bin", b"v" * 50)
+print(fs.size("b.bin"))
 """
     out = run_mp(tmp_path, script, env={"PICOW_FLASH_QUOTA": "1000"}).split()
-    assert out == ["full", "28", "900", "False"]
+    # a failed replace keeps the old content and no half-written copy (its room is given back)
+    assert out == ["full", "28", "900", "False", "full", "28", "True", "False", "50"]
 
 
 def test_state_write_is_atomic_and_epoch_grows(tmp_path: Path) -> None:

@@ -84,8 +84,12 @@ def write_atomic(path, data):
     """Replace `path` by `data` so that a power cut leaves either the old or the new content."""
     tmp = path + ".tmp"
     remove(tmp)
-    with open(tmp, "wb") as f:
-        write(f, data)
+    try:
+        with open(tmp, "wb") as f:
+            write(f, data)
+    except OSError:
+        remove(tmp)  # a full flash keeps no half-written copy taking the room
+        raise
     old = size(path)
     os.rename(tmp, path)
     hw.refund_flash(old)

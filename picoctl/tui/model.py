@@ -19,6 +19,7 @@ COUNT_KEYS = ("offered", "downloading", "trial", "committed", "failed")
 MAX_EVENTS = 5000  # event log kept in memory; older entries are reloaded from the hub on demand
 MAX_HEARTBEATS = 120  # per opened device, for the sparklines
 MAX_DEVICE_EVENTS = 200  # per opened device
+SUMMARY_VERSIONS = 4  # (type, version) pairs named in the summary line, the most common first
 
 
 def _num(value: Any) -> float | None:
@@ -367,15 +368,18 @@ class FleetModel:
     def summary(self) -> str:
         now = self.clock()
         n = collections.Counter(self.liveness(d, now) for d in self.devices.values())
-        versions = collections.Counter(d.version for d in self.devices.values() if d.version)  # none yet: new
+        # (type, version): picow 1.0.0 and pico 1.0.0 are different releases; none reported yet: new
+        versions = collections.Counter((d.type, d.version) for d in self.devices.values() if d.version)
         parts = [f"{len(self.devices)} devices", f"● {n['online']} online", f"◐ {n['stale']} stale",
                  f"○ {n['offline']} offline"]
         if n["new"]:
             parts.append(f"· {n['new']} new")
-        vs = " ".join(f"{v}×{c}" for v, c in versions.most_common(3)) or "none reported yet"
-        lines = ["  ".join(parts), f"versions {vs}" + (" …" if len(versions) > 3 else "")]
+        top = versions.most_common(SUMMARY_VERSIONS)
+        types = dict.fromkeys(t for (t, _), _ in top)
+        vs = "  ".join(f"{t} " + " ".join(f"{v}×{c}" for (tt, v), c in top if tt == t) for t in types)
+        lines = ["  ".join(parts), f"versions {vs or 'none reported yet'}" + (" …" if len(versions) > len(top) else "")]
         r = self.active_rollout()
         if r is not None:
             done, total = r.progress
-            lines[1] += f"  rollout #{r.id} {r.target} {r.version} {r.stage_name} {r.state} {done}/{total}"
+            lines.append(f"rollout #{r.id} {r.target} {r.version} {r.stage_name} {r.state} {done}/{total}")
         return "\n".join(lines)

@@ -138,6 +138,17 @@ def test_promote_names_the_devices_the_next_stage_adds() -> None:
 
 def test_summary_counts_versions_of_devices_that_reported_one() -> None:
     m = model()
-    assert m.summary().splitlines() == ["2 devices  ● 1 online  ◐ 0 stale  ○ 0 offline  · 1 new", "versions 1.0.0×1"]
+    assert m.summary().splitlines() == ["2 devices  ● 1 online  ◐ 0 stale  ○ 0 offline  · 1 new",
+                                        "versions picow 1.0.0×1"]
     m.load_devices([{"id": "gh-02", "type": "picow", "status": "new", "last_seen": None}])
     assert m.summary().splitlines()[1] == "versions none reported yet"
+
+
+def test_summary_names_versions_per_device_type() -> None:
+    m = model()
+    fleet = [{"id": f"w{i}", "type": "picow", "version": "1.1.0" if i < 2 else "1.0.0"} for i in range(5)]
+    fleet.append({"id": "p1", "type": "pico", "version": "1.0.0"})
+    m.load_devices(fleet)
+    assert m.summary().splitlines()[1] == "versions picow 1.0.0×3 1.1.0×2  pico 1.0.0×1"
+    m.load_devices(fleet + [{"id": f"t{i}", "type": t, "version": "9.0.0"} for i, t in enumerate(["esp32", "esp32", "x"])])
+    assert m.summary().splitlines()[1] == "versions picow 1.0.0×3 1.1.0×2  esp32 9.0.0×2  pico 1.0.0×1 …"

@@ -37,6 +37,7 @@ from .sim.fleet import SimDevice
 from .sim.local_hub import LocalHub, free_port
 from .sim.virtual_pico import VirtualPico
 from .usb import uf2
+from .usb.follow import Follower
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the checkout: device_code/ and examples/
 MAX_DEVICES = 50
@@ -239,7 +240,8 @@ class Demo:
         self._usb.enter_context(drive)
         if find_micropython() is not None:
             pico = self._usb.enter_context(VirtualPico(flash, link_dir=self.root / "ports"))
-            self.log(f"USB: a Pico on {pico.port}, a BOOTSEL drive at {drive.path}")
+            self._usb.enter_context(Follower(self.cfg))  # as the picoctl-usb-follow service would
+            self.log(f"USB: a Pico on {pico.port} (its heartbeats followed), a BOOTSEL drive at {drive.path}")
         else:
             self.log(f"USB: a BOOTSEL drive at {drive.path} (no virtual Pico without the MicroPython unix port)")
 

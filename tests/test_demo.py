@@ -86,6 +86,8 @@ def test_everything_comes_up(demo: Demo) -> None:
                                             10, "the USB board and the BOOTSEL drive"))
     assert len(kinds) == 2 and "bootsel" in kinds
     assert demo.hub is not None
+    wait_for(lambda: {d["id"]: d["version"] for d in demo.hub.client.devices()}.get("bench-1") == "0.9.2", 15,
+             "the USB Pico's heartbeats, followed with no log open")
     releases = {(r["target"], r["version"]) for r in demo.hub.client.releases()}
     assert {("picow", "1.0.0"), ("picow", "1.1.0"), ("pico", "1.0.0"), ("pi", "2.3.0"), ("pi", "2.4.0")} <= releases
 

@@ -1,10 +1,11 @@
-"""`picoctl usb list|flash|push|flash-esp|log`: boards on this machine's USB ports."""
+"""`picoctl usb list|flash|push|flash-esp|log|follow`: boards on this machine's USB ports."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +14,7 @@ from .. import config, history, release
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
-from ..usb import bootsel, detect, esp, push, serial_log, telemetry, uf2flash
+from ..usb import bootsel, detect, esp, follow, push, serial_log, telemetry, uf2flash
 from .output import add_json_flag, console, emit, err_console, progress_bar, table
 
 ACTOR = "usb"
@@ -181,6 +182,21 @@ def _log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _follow(args: argparse.Namespace) -> int:
+    cfg = config.load(args.config)
+
+    def on_event(port: str, what: str) -> None:
+        err_console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {port}: {what}", highlight=False, soft_wrap=True)
+
+    err_console.print(f"following MicroPython boards on USB; heartbeats go to {cfg.hub_url}", soft_wrap=True)
+    with follow.Follower(cfg, on_event):
+        try:
+            threading.Event().wait(args.seconds or None)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def _address(text: str) -> int:
     try:
         return int(text, 0)
@@ -225,3 +241,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lg.add_argument("--no-hub", action="store_true", help="only print; do not forward heartbeats")
     lg.add_argument("--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C)")
     lg.set_defaults(func=_log)
+
+    fo = actions.add_parser("follow", help="follow every MicroPython board on USB and record its heartbeats "
+                                           "in the hub (a service; gives a port up to push, flash and log)")
+    fo.add_argument("--seconds", type=float, default=0, help="stop after this long (default: until stopped)")
+    fo.set_defaults(func=_follow)

@@ -195,7 +195,7 @@ class Live:
             on_line(text)
             forward(text)
 
-        reader = SerialLog(port, on_line=line, on_status=on_status)
+        reader = SerialLog(port, on_line=line, on_status=on_status, who="the picoctl TUI's log view")
         weakref.finalize(reader, forward.close)
         return reader
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput, PicoctlError
+from . import port_claim
 
 INFO_FILE = "INFO_UF2.TXT"
 
@@ -77,6 +78,15 @@ def enter_bootsel(port: str) -> None:
 
     The board resets at once, so the port going silent or away is success; a traceback is not.
     """
+    with port_claim.claim(port, "picoctl usb flash"):
+        err = _reboot_to_bootsel(port)
+    if err.strip():
+        raise PicoctlError(f"{port}: the board did not reboot into BOOTSEL: "
+                           f"{err.decode(errors='replace').strip().splitlines()[-1]}")
+
+
+def _reboot_to_bootsel(port: str) -> bytes:
+    """machine.bootloader() over the raw REPL; what the board printed on stderr (nothing: it went)."""
     import serial
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
@@ -91,14 +101,12 @@ def enter_bootsel(port: str) -> None:
         interrupt(t)
         t.enter_raw_repl(soft_reset=False)
         t.exec_raw_no_follow("import machine\nmachine.bootloader()")
-        out, err = t.follow(timeout=2)
+        _, err = t.follow(timeout=2)
     except (TransportError, serial.SerialException, OSError):
-        return  # the board dropped off USB on its way to BOOTSEL
+        return b""  # the board dropped off USB on its way to BOOTSEL
     finally:
         try:
             t.close()
         except (serial.SerialException, OSError):
             pass
-    if err.strip():
-        raise PicoctlError(f"{port}: the board did not reboot into BOOTSEL: "
-                           f"{err.decode(errors='replace').strip().splitlines()[-1]}")
+    return err

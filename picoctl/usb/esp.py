@@ -24,6 +24,7 @@ from esptool.util import FatalError
 
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
+from . import port_claim
 
 ESP_IMAGE_MAGIC = 0xE9
 CHIPS = tuple(name for name in CHIP_DEFS if name != "esp8266")
@@ -104,9 +105,9 @@ def flash_esp(firmware: Path, port: str, progress: Progress, chip: str = "auto",
     previous = EspLog.instance
     log.set_logger(_ProgressLogger(progress))
     try:
-        esp = (detect_chip(port, connect_attempts=connect_attempts) if chip == "auto"
-               else connect_esp(port, chip, connect_attempts=connect_attempts))
-        with esp:
+        with port_claim.claim(port, "picoctl usb flash-esp"), \
+                (detect_chip(port, connect_attempts=connect_attempts) if chip == "auto"
+                 else connect_esp(port, chip, connect_attempts=connect_attempts)) as esp:
             found = esp.CHIP_NAME.lower().replace("-", "")
             if found != built_for:
                 raise BadInput(f"{port}: the board is an {esp.CHIP_NAME}, the firmware is for {built_for}")
@@ -118,7 +119,7 @@ def flash_esp(firmware: Path, port: str, progress: Progress, chip: str = "auto",
             progress.phase("write", total=len(data))
             write_flash(esp, [(where, data)])
             reset_chip(esp, "hard-reset")
-    except BadInput as exc:
+    except PicoctlError as exc:
         progress.fail(str(exc))
         raise
     except (FatalError, serial.SerialException, OSError) as exc:

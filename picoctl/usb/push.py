@@ -23,6 +23,7 @@ from mpremote.transport_serial import SerialTransport
 from .. import release
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
+from . import port_claim
 
 TMP_SUFFIX = ".picoctl-tmp"
 VERSION_FILE = "version.json"
@@ -174,10 +175,23 @@ def push_files(port: str, files: dict[str, bytes], progress: Progress, verify: b
     t0 = time.monotonic()
     progress.start(total=total, phase="connect")
     try:
-        transport = _open(port)
+        with port_claim.claim(port, "picoctl usb push"):
+            transport = _open(port)
+            try:
+                version, device_id = _push(transport, port, files, targets, progress, verify)
+            finally:
+                _close(transport)
     except PicoctlError as exc:
         progress.fail(str(exc))
         raise
+    progress.finish()
+    return PushResult(port, len(files), total, time.monotonic() - t0, verify, version, device_id)
+
+
+def _push(transport: SerialTransport, port: str, files: dict[str, bytes], targets: dict[str, str],
+          progress: Progress, verify: bool) -> tuple[str | None, str | None]:
+    """Write, verify and commit over an open raw REPL; the version and id the board reports after."""
+    total = sum(len(d) for d in files.values())
     current, written, committed = "", 0, False
     temps: list[str] = []
     try:
@@ -216,10 +230,6 @@ def push_files(port: str, files: dict[str, bytes], progress: Progress, verify: b
         version, device_id = _read_back(transport)
         transport.exit_raw_repl()
         transport.serial.write(b"\x04")  # soft reset from the friendly REPL: main.py runs again
-    except PicoctlError as exc:
-        progress.fail(str(exc))
-        _close(transport)
-        raise
     except (TransportError, OSError) as exc:
         step = {"push": "while pushing", "verify": "while verifying"}.get(progress.event.phase, "")
         where = f"{step} {current} ({written} of {total} bytes sent)" if current else "while finishing the push"
@@ -229,13 +239,8 @@ def push_files(port: str, files: dict[str, bytes], progress: Progress, verify: b
         state = ("the new files are in place" if committed else
                  "the board's old files are in place" + (" (new ones were still under temporary names)" if lost else ""))
         what = "lost the board" if lost else "the board refused"
-        reason = f"{port}: {what} {where}: {exc}; {state}"
-        progress.fail(reason)
-        _close(transport)
-        raise PicoctlError(reason) from None
-    _close(transport)
-    progress.finish()
-    return PushResult(port, len(files), total, time.monotonic() - t0, verify, version, device_id)
+        raise PicoctlError(f"{port}: {what} {where}: {exc}; {state}") from None
+    return version, device_id
 
 
 def _close(t: SerialTransport) -> None:

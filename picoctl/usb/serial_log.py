@@ -2,6 +2,9 @@
 
 The port is reopened (its link resolved again) whenever it fails or disappears, so the log survives
 the board resetting or being unplugged and plugged back in. Callbacks run on the reader thread.
+
+A log someone is looking at claims the port (port_claim.claim) for each connection; the background
+follower (`gives_way=True`) holds it only while no picoctl operation wants it.
 """
 
 from __future__ import annotations
@@ -9,20 +12,30 @@ from __future__ import annotations
 import collections
 import os
 import threading
+import time
 from typing import Callable
 
 import serial
 
+from ..errors import PicoctlError
+from . import port_claim
+
 BAUD = 115200
 MAX_LINE = 4096  # a line longer than this is cut, so a board printing without newlines cannot eat memory
+READ_S = 0.1  # serial read timeout: how often a quiet port checks for stop()
+YIELD_CHECK_S = 0.02  # how often a follower that gives way asks whether an operation wants the port
+CLAIM_WAIT_S = 1.0  # a claiming log waits this long per attempt for a port another operation has
 
 
 class SerialLog:
     """Reads `port` on a thread until `stop()`; `lines` holds the last `maxlen` lines."""
 
     def __init__(self, port: str, on_line: Callable[[str], None] | None = None, maxlen: int = 2000,
-                 on_status: Callable[[bool, str], None] | None = None, retry_s: float = 0.2) -> None:
+                 on_status: Callable[[bool, str], None] | None = None, retry_s: float = 0.2,
+                 who: str = "picoctl usb log", gives_way: bool = False) -> None:
         self.port = port
+        self.who = who
+        self.gives_way = gives_way
         self.on_line = on_line
         self.on_status = on_status
         self.retry_s = retry_s
@@ -63,36 +76,62 @@ class SerialLog:
             self.on_line(line)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn = serial.Serial(os.path.realpath(self.port), BAUD, timeout=0.1)
-            except (serial.SerialException, OSError) as exc:
-                self._status(False, str(exc))
+        hold = port_claim.FollowerHold(self.port) if self.gives_way else None
+        try:
+            while not self._stop.is_set():
+                if hold is None:
+                    try:
+                        with port_claim.claim(self.port, self.who, timeout=CLAIM_WAIT_S):
+                            self._follow(lambda: False)
+                    except PicoctlError as exc:
+                        self._status(False, str(exc))
+                elif hold.take():
+                    try:
+                        self._follow(hold.wanted)
+                    finally:
+                        hold.release()
+                else:
+                    self._status(False, "given way to another picoctl command")
                 self._stop.wait(self.retry_s)
-                continue
-            self.connects += 1
-            self._status(True, "connected")
-            pending = b""
-            try:
-                while not self._stop.is_set():
-                    chunk = conn.read(conn.in_waiting or 1)
-                    if not chunk:
-                        continue
-                    pending += chunk
-                    *complete, pending = pending.split(b"\n")
-                    for raw in complete:
-                        self._emit(raw)
-                    if len(pending) > MAX_LINE:
-                        self._emit(pending[:MAX_LINE])
-                        pending = pending[MAX_LINE:]
-            except (serial.SerialException, OSError) as exc:
-                if pending:
-                    self._emit(pending)
-                self._status(False, f"disconnected: {exc}")
-            finally:
-                try:
-                    conn.close()
-                except (serial.SerialException, OSError):
-                    pass
-            self._stop.wait(self.retry_s)
+        finally:
+            if hold is not None:
+                hold.close()
         self._status(False, "stopped")
+
+    def _follow(self, give_way: Callable[[], bool]) -> None:
+        """One connection: read lines until stopped, the port fails, or `give_way()` says to."""
+        try:
+            conn = serial.Serial(os.path.realpath(self.port), BAUD,
+                                 timeout=YIELD_CHECK_S if self.gives_way else READ_S)
+        except (serial.SerialException, OSError) as exc:
+            self._status(False, str(exc))
+            return
+        self.connects += 1
+        self._status(True, "connected")
+        pending, asked = b"", time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() - asked >= YIELD_CHECK_S:
+                    asked = time.monotonic()
+                    if give_way():
+                        self._status(False, "given way to another picoctl command")
+                        break
+                chunk = conn.read(conn.in_waiting or 1)
+                if not chunk:
+                    continue
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    self._emit(raw)
+                if len(pending) > MAX_LINE:
+                    self._emit(pending[:MAX_LINE])
+                    pending = pending[MAX_LINE:]
+        except (serial.SerialException, OSError) as exc:
+            self._status(False, f"disconnected: {exc}")
+        finally:
+            if pending:
+                self._emit(pending)
+            try:
+                conn.close()
+            except (serial.SerialException, OSError):
+                pass

@@ -303,6 +303,8 @@ def test_usb_flash_bootsel_drive(hub: conftest.Hub, usb_cfg: config.FleetConfig,
             await pilot.press("5")
             with VirtualDrive(tmp_path / "media" / "RPI-RP2") as drive:
                 await until(pilot, lambda: table(app, "#boards").row_count == 1, what="BOOTSEL drive appears")
+                shown = table(app, "#boards").get_row_at(0)[1]  # a long path keeps its end, the drive's name
+                assert len(str(drive.path)) > 24 and shown == "…" + str(drive.path)[-23:]
                 await pilot.press("f")
                 await until(pilot, lambda: isinstance(app.screen, Prompt))
                 app.screen.query_one("#prompt").value = str(image)
@@ -399,6 +401,9 @@ def test_usb_push_release_and_provision_a_pico_w(hub: conftest.Hub, usb_cfg: con
             await pilot.press("5")
             with VirtualPico(flash, serial="E66138935F1B2C3E", link_dir=tmp_path / "ports"):
                 await until(pilot, lambda: table(app, "#boards").row_count == 1, what="virtual Pico appears")
+                await pilot.press("l")  # its log is open: the push takes the port, the log has it back after
+                view = app.screen.query_one(SerialView)
+                await until(pilot, lambda: view.connected, what="the log following the board")
                 await pilot.press("p")
                 await until(pilot, lambda: isinstance(app.screen, Prompt))
                 app.screen.query_one("#prompt").value = str(pico_release)
@@ -406,6 +411,7 @@ def test_usb_push_release_and_provision_a_pico_w(hub: conftest.Hub, usb_cfg: con
                 await until(pilot, lambda: "pushed" in text_of(app, "#usb-step"), timeout=40, what="push done")
                 assert "reports 0.9.3" in text_of(app, "#usb-step")
                 assert app.screen.query_one("#usb-progress").percentage == 1
+                await until(pilot, lambda: any('"version": "0.9.3"' in x for x in view.lines), what="the log after the push")
 
                 await pilot.press("v")
                 await until(pilot, lambda: app.screen.__class__.__name__ == "Fields")

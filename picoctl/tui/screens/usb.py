@@ -21,8 +21,14 @@ from ..widgets.serial_view import SerialView
 from ..widgets.table import KeyedTable
 from .base import ModelScreen
 
-COLUMNS = (("kind", "KIND", 7), ("path", "PORT / DRIVE", 24), ("family", "FAMILY", 7), ("serial", "SERIAL", 16),
-           ("description", "DESCRIPTION", None))
+PATH_WIDTH = 24
+COLUMNS = (("kind", "KIND", 7), ("path", "PORT / DRIVE", PATH_WIDTH), ("family", "FAMILY", 7),
+           ("serial", "SERIAL", 16), ("description", "DESCRIPTION", None))
+
+
+def path_tail(path: str, width: int = PATH_WIDTH) -> str:
+    """A path cut from the left to fit: its end (the port or drive name) is what tells boards apart."""
+    return path if len(path) <= width else "…" + path[-(width - 1):]
 
 
 class UsbScreen(ModelScreen):
@@ -34,6 +40,7 @@ class UsbScreen(ModelScreen):
         self.boards: dict[str, BoardView] = {}
         self.stop_scan = threading.Event()
         self.busy = ""
+        self.resume_log = ""  # the port whose log a transfer interrupted, followed again after it
 
     def compose(self) -> ComposeResult:
         yield from self.top()
@@ -76,7 +83,7 @@ class UsbScreen(ModelScreen):
         now = {b.key: b for b in boards}
         for key, b in now.items():
             kind = Text("BOOTSEL", style="bold yellow") if b.kind == "bootsel" else Text("serial", style="cyan")
-            table.put(key, (kind, b.path, b.family or "-", b.serial_number or "-", b.description))
+            table.put(key, (kind, path_tail(b.path), b.family or "-", b.serial_number or "-", b.description))
         table.keep_only(now)
         self.boards = now
 
@@ -125,7 +132,8 @@ class UsbScreen(ModelScreen):
     def transfer(self, op: str, where: str, what: Any) -> None:
         self.busy = op
         view = self.query_one(SerialView)
-        if view.port == where:
+        if view.port == where and view.reader is not None:
+            self.resume_log = where
             view.stop()  # the port is the transfer's while it runs
         self.query_one("#usb-progress", ProgressBar).update(total=None, progress=0)
         self.transfer_worker(op, where, what)
@@ -147,6 +155,10 @@ class UsbScreen(ModelScreen):
 
     def _done(self, op: str, where: str, ok: bool, message: str) -> None:
         self.busy = ""
+        if self.resume_log:
+            view = self.query_one(SerialView)
+            view.resume(self._reader(self.resume_log, view))
+            self.resume_log = ""
         self.query_one("#usb-step", Label).update(Text(f"{op} {where}: {message}", style="green" if ok else "bold red"))
         if ok:
             self.query_one("#usb-progress", ProgressBar).update(total=1, progress=1)
@@ -166,8 +178,10 @@ class UsbScreen(ModelScreen):
 
     def follow(self, port: str) -> None:
         view = self.query_one(SerialView)
-        view.follow(port, self.source.serial_reader(port, view.feed, view.link) if self.live else None,
-                    self.source.serial_lines(port))
+        view.follow(port, self._reader(port, view), self.source.serial_lines(port))
+
+    def _reader(self, port: str, view: SerialView) -> Any:
+        return self.source.serial_reader(port, view.feed, view.link) if self.live else None
 
     def action_pause(self) -> None:
         self.query_one(SerialView).toggle_pause()

@@ -66,6 +66,14 @@ class SerialView(Vertical):
             self.reader.stop()
             self.reader = None
 
+    def resume(self, reader: Any) -> None:
+        """Follow the same port again with a new reader (after a transfer had it), keeping the lines."""
+        self.stop()
+        self.reader = reader
+        if reader is not None:
+            reader.start()
+        self._status()
+
     def drain(self) -> None:
         if not self.incoming:
             self._status()

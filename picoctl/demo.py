@@ -28,7 +28,7 @@ from typing import Callable
 
 import httpx
 
-from . import config, pideploy, provision, release
+from . import config, pideploy, provision, release, shipped
 from .errors import BadInput, PicoctlError
 from .sim import pi_app_control
 from .sim.board import Board, RunResult, find_micropython
@@ -39,7 +39,6 @@ from .sim.virtual_pico import VirtualPico
 from .usb import uf2
 from .usb.follow import Follower
 
-SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the checkout: device_code/ and examples/
 MAX_DEVICES = 50
 HEARTBEAT_S, CHECK_S = 3, 4
 STALE_S, OFFLINE_S = 10, 30
@@ -148,11 +147,11 @@ class Demo:
         app = {f.name: f.path.read_bytes() for f in release.iter_source(provision.DEVICE_CODE / "app")}
         hub.publish(hub.build_release("1.0.0", app, "picow"))
         hub.publish(hub.build_release("1.1.0", {**app, "main.py": SOFT_START + b"\n" + app["main.py"]}, "picow"))
-        pico = {"main.py": (SOURCE_ROOT / "device_code" / "pico" / "main.py").read_bytes()}
+        pico = {"main.py": (shipped.DEVICE_CODE / "pico" / "main.py").read_bytes()}
         hub.publish(hub.build_release("1.0.0", pico, "pico"))
         for version, rollout in (("2.3.0", "stable"), ("2.4.0", "stable")):
             out = hub.site / "releases" / f"pi-{version}"
-            release.build("pi", version, SOURCE_ROOT / "examples" / "pi-app", out, key_hex=hub.signing_key,
+            release.build("pi", version, shipped.EXAMPLES / "pi-app", out, key_hex=hub.signing_key,
                           rollout=rollout)
             hub.publish(out)
         firmware = self.root / "firmware"
@@ -233,7 +232,7 @@ class Demo:
         hub.register("bench-1", "pico", "stable")
         flash = self.root / "usb-pico"
         flash.mkdir()
-        shutil.copy(SOURCE_ROOT / "device_code" / "pico" / "main.py", flash / "main.py")
+        shutil.copy(shipped.DEVICE_CODE / "pico" / "main.py", flash / "main.py")
         (flash / "config.json").write_text('{"id": "bench-1", "heartbeat_s": 3, "sample_s": 1}\n')
         (flash / "version.json").write_text('{"version": "0.9.2", "target": "pico"}\n')
         drive = VirtualDrive(self.root / "media" / "RPI-RP2")

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import release
+from . import release, shipped
 from .config import FleetConfig
 from .errors import BadInput
 from .progress import Progress
 
-DEVICE_CODE = Path(__file__).resolve().parent.parent / "device_code" / "picow"
+DEVICE_CODE = shipped.DEVICE_CODE / "picow"
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 FACTORY_VERSION = "0.0.0"
 HUB_CERT = "hub.der"  # the hub's TLS certificate on a board that reaches it over https

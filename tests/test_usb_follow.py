@@ -124,3 +124,15 @@ def test_operations_on_one_port_wait_then_fail_naming_the_holder(board: VirtualP
         holder.kill()
         holder.wait()
         holder.stdout.close()
+
+
+def test_a_lock_folder_that_cannot_be_used_is_a_clear_error(board: VirtualPico, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(port_claim, "lock_dir", lambda: tmp_path / "no-such-folder")
+    with pytest.raises(PicoctlError, match=r"cannot take its lock file .*no-such-folder.*: No such file or directory"):
+        push.push_files(board.port, {"x.txt": b"x"}, Progress("push"))
+    said: list[str] = []
+    follower = SerialLog(board.port, on_status=lambda up, why: said.append(why), gives_way=True)
+    follower.start()
+    wait_for(lambda: said, what="the follower's status")
+    follower.stop()
+    assert "cannot take its lock file" in said[0] and not (board.flash_dir / "x.txt").exists()

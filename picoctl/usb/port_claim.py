@@ -40,17 +40,20 @@ def _lock_file(port: str, kind: str) -> int:
     path = lock_dir() / f"picoctl-port-{name}.{kind}"
     # Opened without O_CREAT when it exists: a sticky folder refuses O_CREAT on another account's
     # file (fs.protected_regular), and the follower's service runs as its own user.
-    while True:
-        try:
-            return os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            pass
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue  # made by someone else just now
-        os.fchmod(fd, 0o666)  # not the umask's: every account's picoctl locks it
-        return fd
+    try:
+        while True:
+            try:
+                return os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                pass
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue  # made by someone else just now
+            os.fchmod(fd, 0o666)  # not the umask's: every account's picoctl locks it
+            return fd
+    except OSError as exc:
+        raise PicoctlError(f"{port}: cannot take its lock file {path}: {exc.strerror}") from None
 
 
 def _try(fd: int, how: int) -> bool:

@@ -76,7 +76,12 @@ class SerialLog:
             self.on_line(line)
 
     def _run(self) -> None:
-        hold = port_claim.FollowerHold(self.port) if self.gives_way else None
+        try:
+            hold = port_claim.FollowerHold(self.port) if self.gives_way else None
+        except PicoctlError as exc:
+            if self.on_status:
+                self.on_status(False, str(exc))
+            return
         try:
             while not self._stop.is_set():
                 if hold is None:

@@ -93,6 +93,13 @@ def test_the_cli_follows_until_its_time_is_up(hub: Hub, board: VirtualPico, tmp_
     assert f"heartbeats go to {hub.cfg.hub_url}" in err and f"{board.port}: following" in err and "connected" in err
 
 
+def test_a_bad_usb_section_stops_the_cli_with_one_line(hub: Hub, capsys) -> None:
+    hub.cfg.usb.poll_s = 0
+    config.save(hub.cfg, hub.cfg.path)
+    assert main(["--config", str(hub.cfg.path), "usb", "follow", "--seconds", "1"]) == 2
+    assert "usb.poll_s: expected a positive number of seconds, got 0" in capsys.readouterr().err
+
+
 def test_a_log_viewer_has_the_port_while_it_looks(hub: Hub, board: VirtualPico, follower) -> None:
     f, _ = follower
     wait_for(lambda: f.heartbeats(board.port) > 0, what="forwarded heartbeats")

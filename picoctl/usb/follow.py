@@ -32,6 +32,7 @@ class Follower:
         self._thread = threading.Thread(target=self._run, name="usb-follow", daemon=True)
 
     def __enter__(self) -> "Follower":
+        detect.scan(self.cfg)  # a bad [usb] section is the caller's error, not a dead thread's
         self._thread.start()
         return self
 

@@ -46,6 +46,9 @@ def test_help_lists_the_screen_and_app_keys_and_the_palette_runs_actions() -> No
             await pilot.press("n")
             await pilot.press("3")
             assert app.current_mode == "history"
+            await pilot.pause(0.3)
+            events = app.screen.query_one("#events")  # shown for the first time, following: the newest in view
+            assert events.max_scroll_y > 0 and events.scroll_y == events.max_scroll_y
             await pilot.press("left_square_bracket")
             assert app.current_mode == "releases"
 

@@ -159,12 +159,13 @@ class UsbScreen(ModelScreen):
             view = self.query_one(SerialView)
             view.resume(self._reader(self.resume_log, view))
             self.resume_log = ""
-        self.query_one("#usb-step", Label).update(Text(f"{op} {where}: {message}", style="green" if ok else "bold red"))
+        said = f"{op} {Path(where).name}: {message}"  # the name, as the progress line has it: a path hid the result
+        self.query_one("#usb-step", Label).update(Text(said, style="green" if ok else "bold red"))
         if ok:
             self.query_one("#usb-progress", ProgressBar).update(total=1, progress=1)
-            self.notify(f"{op} {where}: {message}")
+            self.notify(said)
         else:
-            self.fail(f"{op} {where}: {message}")
+            self.fail(said)
 
     # --- serial log --------------------------------------------------------------------------
     def action_log(self) -> None:

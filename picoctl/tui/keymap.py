@@ -59,6 +59,8 @@ RELEASES = [
 ]
 
 HISTORY = [
+    Binding("enter", "open_event", "Details", id="history.open",
+            tooltip="the selected event in full: actor, time, the whole detail"),
     FILTER,
     Binding("f", "toggle_follow", "Follow", id="history.follow", tooltip="keep the newest event in view"),
 ]

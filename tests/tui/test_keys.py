@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from textual.binding import Binding
 
 from picoctl.tui import keymap
 from picoctl.tui.screenshots import demo_app, settle
-from picoctl.tui.widgets.modals import Confirm, Help
+from picoctl.tui.widgets.modals import Confirm, EventDetail, Help
 
 
 def all_bindings() -> list[Binding]:
@@ -49,6 +50,16 @@ def test_help_lists_the_screen_and_app_keys_and_the_palette_runs_actions() -> No
             await pilot.pause(0.3)
             events = app.screen.query_one("#events")  # shown for the first time, following: the newest in view
             assert events.max_scroll_y > 0 and events.scroll_y == events.max_scroll_y
+            await pilot.press("enter")  # the newest event in full: the table cuts its detail at 80 columns
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, EventDetail)
+            newest = app.model.events[-1]
+            facts = str(app.screen.query_one(".dialog-body").render())
+            detail = str(app.screen.query_one("#event-detail").render())
+            assert f"actor    {newest.actor}" in facts and newest.kind == "pi_deploy"
+            assert '\n  "duration_s": ' in detail and json.loads(detail) == json.loads(newest.detail)
+            await pilot.press("escape")
+            assert app.current_mode == "history" and not isinstance(app.screen, EventDetail)
             await pilot.press("left_square_bracket")
             assert app.current_mode == "releases"
 

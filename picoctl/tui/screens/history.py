@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
-from textual.widgets import Footer, Input, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
 from .. import keymap
 from ..model import Event
+from ..widgets.modals import EventDetail
 from ..widgets.table import KeyedTable
 from .base import ModelScreen
 
@@ -81,6 +83,16 @@ class HistoryScreen(ModelScreen):
     def filter_changed(self, text: str) -> None:
         self.filter_text = text.strip()
         self.sync()
+
+    @on(DataTable.RowSelected, "#events")
+    def _selected(self, _: DataTable.RowSelected) -> None:
+        self.action_open_event()
+
+    def action_open_event(self) -> None:
+        key = self.query_one("#events", KeyedTable).selected_key()
+        event = next((e for e in reversed(self.model.events) if str(e.id) == key), None)
+        if event is not None:
+            self.app.push_screen(EventDetail(event))
 
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow

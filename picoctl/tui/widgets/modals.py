@@ -1,6 +1,9 @@
-"""Modal screens: confirmation of a destructive action, a one-field prompt, the help list."""
+"""Modal screens: confirmation of a destructive action, a one-field prompt, the help list, one event."""
 
 from __future__ import annotations
+
+import json
+import time
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -9,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from .. import keymap
+from ..model import Event
 
 
 class Confirm(ModalScreen[bool]):
@@ -89,6 +93,37 @@ class Help(ModalScreen[None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class EventDetail(ModalScreen[None]):
+    """One event of the log in full: who, when, what, and its whole detail (JSON laid out)."""
+
+    BINDINGS = [*keymap.MODAL, Binding("enter", "cancel", "Close", show=False, id="event.close")]
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+    def compose(self) -> ComposeResult:
+        e = self.event
+        facts = [("time", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(e.at))), ("actor", e.actor),
+                 ("device", e.device_id or "-"), ("version", e.version or "-"), ("result", e.result or "-")]
+        with VerticalScroll(classes="dialog event"):
+            yield Label(f"Event #{e.id}: {e.kind}", classes="dialog-title")
+            yield Static("\n".join(f"{k:<8} {v}" for k, v in facts), classes="dialog-body", markup=False)
+            yield Static(_laid_out(e.detail) or "(no detail)", id="event-detail", markup=False)
+            yield Label("esc or enter closes", classes="dim")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def _laid_out(detail: str) -> str:
+    try:
+        value = json.loads(detail)
+    except ValueError:
+        return detail
+    return json.dumps(value, indent=2, ensure_ascii=False) if isinstance(value, (dict, list)) else detail
 
 
 _KEY_NAMES = {"question_mark": "?", "slash": "/", "colon": ":", "left_square_bracket": "[",

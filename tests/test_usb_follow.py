@@ -21,7 +21,7 @@ from picoctl.errors import PicoctlError
 from picoctl.progress import Progress
 from picoctl.sim.board import find_micropython
 from picoctl.sim.virtual_pico import VirtualPico
-from picoctl.usb import port_claim, push
+from picoctl.usb import port_claim, push, serial_log
 from picoctl.usb.follow import Follower
 from picoctl.usb.serial_log import SerialLog
 from picoctl.usb.telemetry import parse_heartbeat
@@ -123,6 +123,11 @@ def test_operations_on_one_port_wait_then_fail_naming_the_holder(board: VirtualP
         with pytest.raises(PicoctlError, match=r"in use by a test holder \(pid \d+\); try again when it is done"):
             push.push_files(board.port, {"x.txt": b"x"}, Progress("push"))
         assert not (board.flash_dir / "x.txt").exists()
+        said: list[str] = []
+        monkeypatch.setattr(serial_log, "CLAIM_WAIT_S", 0.2)
+        with SerialLog(board.port, on_status=lambda up, why: said.append(why)) as viewer:  # a log says why it waits
+            time.sleep(1.5)  # several attempts: the reason is said once
+            assert not viewer.connected and len(said) == 1 and f"in use by a test holder (pid {holder.pid})" in said[0]
         holder.kill()  # a killed holder holds nothing: the kernel drops its locks
         holder.wait()
         assert push.push_files(board.port, {"x.txt": b"x"}, Progress("push")).files == 1

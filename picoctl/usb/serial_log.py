@@ -82,14 +82,18 @@ class SerialLog:
             if self.on_status:
                 self.on_status(False, str(exc))
             return
+        waiting = ""  # why the port could not be claimed, last time
         try:
             while not self._stop.is_set():
                 if hold is None:
                     try:
                         with port_claim.claim(self.port, self.who, timeout=CLAIM_WAIT_S):
+                            waiting = ""
                             self._follow(lambda: False)
                     except PicoctlError as exc:
-                        self._status(False, str(exc))
+                        if str(exc) != waiting and self.on_status:  # said once per holder, not per attempt
+                            self.on_status(False, str(exc))
+                        waiting = str(exc)
                 elif hold.take():
                     try:
                         self._follow(hold.wanted)

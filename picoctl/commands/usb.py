@@ -169,12 +169,8 @@ def _log(args: argparse.Namespace) -> int:
     def on_status(up: bool, why: str) -> None:
         err_console.print(f"[dim]-- {args.port}: {'connected' if up else why}[/]")
 
-    done = threading.Event()
     with serial_log.SerialLog(args.port, on_line=on_line, on_status=on_status):
-        try:
-            done.wait(args.seconds) if args.seconds else done.wait()
-        except KeyboardInterrupt:
-            pass
+        _run_for(args.seconds)
     if forward:
         forward.close()
         if forward.last_error:
@@ -190,11 +186,16 @@ def _follow(args: argparse.Namespace) -> int:
 
     err_console.print(f"following MicroPython boards on USB; heartbeats go to {cfg.hub_url}", soft_wrap=True)
     with follow.Follower(cfg, on_event):
-        try:
-            threading.Event().wait(args.seconds or None)
-        except KeyboardInterrupt:
-            pass
+        _run_for(args.seconds)
     return 0
+
+
+def _run_for(seconds: float) -> None:
+    """Let the reader threads work for `seconds` (0: until Ctrl-C)."""
+    try:
+        threading.Event().wait(seconds or None)
+    except KeyboardInterrupt:
+        pass
 
 
 def _address(text: str) -> int:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .. import signing
+from .. import protocol, signing
 from ..config import FleetConfig
 from ..store import Store, add_event, one
 from . import engine, releases
@@ -61,11 +61,8 @@ def _int_param(request: Request, name: str, default: int, low: int = 0, high: in
 
 def device_status(cfg: FleetConfig, row: dict[str, Any], now: float) -> str:
     """new (never heard from), online, stale or offline, from the type's heartbeat interval."""
-    if row["last_seen"] is None:
-        return "new"
-    age = now - row["last_seen"]
     t = cfg.device_type(row["type"])
-    return "online" if age <= t.stale_after() else "stale" if age <= t.offline_after() else "offline"
+    return protocol.liveness(row["last_seen"], now, t.stale_after(), t.offline_after())
 
 
 def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | None, now: float) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
 from pathlib import Path
@@ -108,8 +109,9 @@ def _log(args: argparse.Namespace) -> int:
     cfg = None if args.no_hub else _config(args, "heartbeats will not be forwarded to the hub")
     forward = telemetry.HeartbeatForwarder(cfg) if cfg else None
 
-    def on_line(line: str) -> None:
-        console.print(line, markup=False, highlight=False)
+    def on_line(line: str) -> None:  # one output line per board line, unwrapped, its escapes shown
+        sys.stdout.write(serial_log.shown(line) + "\n")
+        sys.stdout.flush()
         if forward:
             forward(line)
 

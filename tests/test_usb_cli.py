@@ -34,9 +34,12 @@ class Hub(BaseHTTPRequestHandler):
         ok = self.headers["Authorization"] == f"Bearer {self.server.token}"  # type: ignore[attr-defined]
         if ok:
             Hub.posts.append((self.path, body))
+        reply = b'{"id": 1}' if ok else b'{"error": "bad token"}'  # the hub's JSON answers
         self.send_response(201 if ok else 401)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
         self.end_headers()
+        self.wfile.write(reply)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -143,3 +146,23 @@ def test_log_forwards_heartbeats_to_the_hub(site, capsys):
     beats = [b for p, b in Hub.posts if p == "/api/v1/devices/pico-bench-7/heartbeat"]
     assert len(beats) >= 3 and beats[0]["version"] == "1.3.0" and beats[0]["mem_free"] > 0
     assert '"type": "heartbeat"' in capsys.readouterr().out
+
+
+def test_a_damaged_release_is_bad_input_for_push_and_flash(site, capsys):
+    """A truncated or altered artifact is a wrong file given: exit 2, one line, nothing recorded."""
+    (site / "app").mkdir()
+    (site / "app" / "main.py").write_text("print(1)\n")
+    release.build("pico", "1.0.0", site / "app", site / "rel-tar")
+    (site / "fw.uf2").write_bytes(uf2.build_uf2(b"\x00" * 1024, 0x10000000, "rp2040"))
+    release.build("pico", "1.0.1", site / "fw.uf2", site / "rel-uf2")
+    for rel in (site / "rel-tar", site / "rel-uf2"):
+        artifact = next(p for p in rel.iterdir() if p.name != "meta.json")
+        data = bytearray(artifact.read_bytes())
+        data[-1] ^= 0xFF
+        artifact.write_bytes(bytes(data))
+    assert main(["usb", "push", str(site / "rel-tar"), "--port", str(site / "ports" / "pico-X")]) == 2
+    assert "sha256 does not match" in capsys.readouterr().err
+    assert main(["usb", "flash", str(site / "rel-uf2"), "--drive", str(make_drive(site / "media" / "RPI-RP2"))]) == 2
+    err = capsys.readouterr().err
+    assert "sha256 does not match" in err and err.strip().count("\n") == 0
+    assert history("usb_push") == history("usb_flash") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from .. import config, operations
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
-from ..usb import bootsel, detect, esp, follow, serial_log, telemetry
+from ..usb import bootsel, detect, esp, follow, serial_log, sources, telemetry
 from .output import add_json_flag, console, emit, err_console, progress_bar, table
 
 NOT_RECORDED = "this will not be recorded in the hub's history"
@@ -55,7 +56,7 @@ def _list(args: argparse.Namespace) -> int:
 # -- flash (UF2) -----------------------------------------------------------------------------
 def _flash(args: argparse.Namespace) -> int:
     cfg = _config(args, NOT_RECORDED)
-    operations.uf2_image(Path(args.file))  # a missing or wrong file is refused before the board is touched
+    sources.uf2_image(Path(args.file))  # a missing or damaged file is refused before the board is touched
     device: str | None = None
     if args.port:
         device = operations.serial_of(cfg, args.port)
@@ -108,8 +109,9 @@ def _log(args: argparse.Namespace) -> int:
     cfg = None if args.no_hub else _config(args, "heartbeats will not be forwarded to the hub")
     forward = telemetry.HeartbeatForwarder(cfg) if cfg else None
 
-    def on_line(line: str) -> None:
-        console.print(line, markup=False, highlight=False)
+    def on_line(line: str) -> None:  # one output line per board line, unwrapped, its escapes shown
+        sys.stdout.write(serial_log.shown(line) + "\n")
+        sys.stdout.flush()
         if forward:
             forward(line)
 

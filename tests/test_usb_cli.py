@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def test_flash_by_port_goes_through_bootsel_and_back(site, capsys):
         drives.append(drive.__enter__())
 
     with pico(site, on_bootsel=to_bootsel) as board:
-        assert main(["usb", "flash", str(site / "fw.uf2"), "--port", board.port, "--timeout", "5"]) == 0
+        assert main(["usb", "flash", str(site / "fw.uf2"), "--port", board.port, "--timeout", "5", "--wait-port"]) == 0
         assert board.plugged
     for d in drives:
         d.stop()
@@ -166,3 +167,18 @@ def test_a_damaged_release_is_bad_input_for_push_and_flash(site, capsys):
     err = capsys.readouterr().err
     assert "sha256 does not match" in err and err.strip().count("\n") == 0
     assert history("usb_push") == history("usb_flash") == []
+
+
+def test_flash_to_a_drive_says_at_once_the_board_rebooted(site, capsys):
+    """Firmware without USB serial brings no port back: the flash ends when the drive goes."""
+    (site / "fw.uf2").write_bytes(uf2.build_uf2(os.urandom(3000), 0x10000000, "rp2040"))
+    with VirtualDrive(site / "media" / "RPI-RP2") as drive:
+        t0 = time.monotonic()
+        assert main(["usb", "flash", str(site / "fw.uf2"), "--drive", str(drive.path), "--timeout", "8"]) == 0
+        took = time.monotonic() - t0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the board rebooted" in out and "serial port" not in out and took < 4
+    with VirtualDrive(site / "media" / "RPI-RP2") as drive:
+        assert main(["usb", "flash", str(site / "fw.uf2"), "--drive", str(drive.path), "--timeout", "1",
+                     "--wait-port"]) == 1
+    assert "the board rebooted but no serial port came back within 1s" in capsys.readouterr().err

@@ -75,13 +75,17 @@ def _flash(args: argparse.Namespace) -> int:
         if len(drives) != 1:
             raise BadInput(f"{len(drives)} BOOTSEL drives attached; name one with --drive (or use --port)")
         drive = Path(drives[0].path)
-    serial_before = {b.path for b in detect.scan(cfg) if b.kind == "serial"}
+    serial_before = {b.path for b in detect.scan(cfg) if b.kind == "serial"} if args.wait_port else set()
     with progress_bar("flash") as p:
         done = operations.flash_uf2(cfg, Path(args.file), drive, p, device_id=device, gone_timeout_s=args.timeout,
                                     on_queued=_queued)
     console.print(f"[green]✓[/] {done.summary}", highlight=False)
-    back = detect.wait_for(cfg, lambda b: b.kind == "serial" and b.path not in serial_before, args.timeout)
-    console.print(f"serial port back: {back.path}" if back else "[yellow]no serial port came back[/] (not MicroPython?)")
+    if args.wait_port:  # firmware without USB serial never brings one back: waited for only when asked
+        back = detect.wait_for(cfg, lambda b: b.kind == "serial" and b.path not in serial_before, args.timeout)
+        if back is None:
+            raise PicoctlError(f"the board rebooted but no serial port came back within {args.timeout:g}s "
+                               f"(firmware without USB serial?)")
+        console.print(f"serial port back: {back.path}", highlight=False)
     return 0
 
 
@@ -168,7 +172,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     where = fl.add_mutually_exclusive_group()
     where.add_argument("--drive", help="the BOOTSEL drive's mount point (default: the only one attached)")
     where.add_argument("--port", help="a running MicroPython board: send it to BOOTSEL first")
-    fl.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the drive and the reboot")
+    fl.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the drive, the reboot and the port")
+    fl.add_argument("--wait-port", action="store_true",
+                    help="then wait for the board's serial port to come back (MicroPython firmware has one)")
     fl.set_defaults(func=_flash)
 
     pu = actions.add_parser("push", help="copy a pico/picow release (or a folder) to a running MicroPython board")

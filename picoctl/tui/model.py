@@ -12,8 +12,8 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from .. import protocol
 from ..config import FleetConfig
-from ..protocol import liveness
 
 COUNT_KEYS = ("offered", "downloading", "trial", "committed", "failed")
 MAX_EVENTS = 5000  # event log kept in memory; older entries are reloaded from the hub on demand
@@ -361,10 +361,10 @@ class FleetModel:
         at = self.clock() if now is None else now
         if self.link.since is not None:
             at = min(at, self.link.since)
-        return liveness(dev.last_seen, at, *self.limits(dev.type))
+        return protocol.liveness(dev.last_seen, at, *self.limits(dev.type))
 
     def active_rollout(self) -> Rollout | None:
-        live = [r for r in self.rollouts.values() if r.state in ("active", "halted")]
+        live = [r for r in self.rollouts.values() if r.state in protocol.LIVE_ROLLOUT_STATES]
         return max(live, key=lambda r: (r.state == "active", r.id)) if live else None
 
     def summary(self) -> str:

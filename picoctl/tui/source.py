@@ -87,6 +87,7 @@ class Source(Protocol):
     def serial_reader(self, port: str, on_line: Callable[[str], None],
                       on_status: Callable[[bool, str], None]) -> Any: ...
     def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str: ...
+    def usb_identity(self, port: str) -> tuple[str | None, str | None]: ...
 
 
 class Recording:
@@ -156,6 +157,18 @@ class Recording:
 
     def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str:
         raise PicoctlError(f"{op}: this is a recording; attach a board and run picoctl")
+
+    def usb_identity(self, port: str) -> tuple[str | None, str | None]:
+        """What the recorded board's telemetry said it is: (version, device id)."""
+        for line in reversed(self.serial_lines(port)):
+            try:
+                said = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(said, dict) and isinstance(said.get("id"), str):
+                version = said.get("version")
+                return (version if isinstance(version, str) else None), said["id"]
+        return None, None
 
 
 def _recorded() -> PicoctlError:
@@ -274,6 +287,11 @@ class Live:
         history.record(self.cfg, kind, actor=local_actor(), device_id=device, version=version, result="ok",
                        detail=f"{shown} -> {where}")
         return line
+
+    def usb_identity(self, port: str) -> tuple[str | None, str | None]:
+        from ..usb import push
+
+        return push.read_identity(port)
 
     def _usb(self, op: str, where: str, what: Any, progress: Progress) -> tuple[str, str | None, str | None]:
         from ..usb import push, uf2flash

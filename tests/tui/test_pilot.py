@@ -406,6 +406,7 @@ def test_usb_push_release_and_provision_a_pico_w(hub: conftest.Hub, usb_cfg: con
                 await until(pilot, lambda: table(app, "#boards").row_count == 1, what="virtual Pico appears")
                 await pilot.press("l")  # its log is open: the push takes the port, the log has it back after
                 view = app.screen.query_one(SerialView)
+
                 await until(pilot, lambda: view.connected, what="the log following the board")
                 await pilot.press("p")
                 await until(pilot, lambda: isinstance(app.screen, Prompt))
@@ -418,7 +419,11 @@ def test_usb_push_release_and_provision_a_pico_w(hub: conftest.Hub, usb_cfg: con
 
                 await pilot.press("v")
                 await until(pilot, lambda: app.screen.__class__.__name__ == "Fields")
-                await pilot.press(*"gh-77", "enter", *"shed", "enter", *"secret", "enter")
+                await pilot.press(*"gh-77", "enter", *"shed", "enter", *"secret-pw", "enter")
+                await until(pilot, lambda: isinstance(app.screen, Confirm), timeout=20, what="the board read")
+                assert app.screen.title_text == f"Overwrite bench-9 on {Path(os.listdir(tmp_path / 'ports')[0]).name} with gh-77?"
+                assert "This board is bench-9 (pico 0.9.3)" in app.screen.body
+                await pilot.press("y")
                 await until(pilot, lambda: "provisioned gh-77" in text_of(app, "#usb-step"), timeout=60,
                             what="provision done")
         await app.source.client.aclose()

@@ -13,13 +13,13 @@ from starlette.routing import Route
 
 from .. import signing
 from ..config import FleetConfig
-from ..store import Store, add_event, one
-from . import engine, releases
+from . import engine, releases, store
 from .auth import DEVICE_ID, check_bearer
 from .device_api import heartbeat_fields
 from .http import INT64_MAX, ApiError, field, int64, json_response, parse_object, read_body
 from .ingest import Tx
 from .state import Hub
+from .store import Db
 
 MAX_JSON_BODY = 1024 * 1024
 CHANNELS = ("stable", "canary")
@@ -95,26 +95,23 @@ def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | 
     }
 
 
-def _list_devices(cfg: FleetConfig, s: Store) -> list[dict[str, Any]]:
+def _list_devices(cfg: FleetConfig, c: Db) -> list[dict[str, Any]]:
     now = time.time()
-    offers = {o["device_id"]: o for o in s.query(
-        "SELECT o.* FROM offers o JOIN (SELECT device_id, MAX(seq) AS seq FROM offers GROUP BY device_id) m"
-        " ON o.device_id = m.device_id AND o.seq = m.seq")}
-    return [_device_view(cfg, d, offers.get(d["id"]), now) for d in s.devices()]
+    offers = store.latest_offers(c)
+    return [_device_view(cfg, d, offers.get(d["id"]), now) for d in store.devices(c)]
 
 
 async def list_devices(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _list_devices(hub.cfg, s)))
 
 
-def _device_detail(cfg: FleetConfig, s: Store, device_id: str) -> dict[str, Any]:
-    row = s.device(device_id)
+def _device_detail(cfg: FleetConfig, c: Db, device_id: str) -> dict[str, Any]:
+    row = store.device(c, device_id)
     if row is None:
         raise ApiError(404, f"no device {device_id!r}")
-    offer = next(iter(s.query("SELECT * FROM offers WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (device_id,))), None)
-    out = _device_view(cfg, row, offer, time.time())
-    out["heartbeats"] = s.heartbeats(device_id, limit=cfg.hub.heartbeat_history)
-    out["events"] = [e.as_dict() for e in s.events(device_id=device_id, limit=200)]
+    out = _device_view(cfg, row, store.latest_offer(c, device_id), time.time())
+    out["heartbeats"] = store.heartbeats(c, device_id, limit=cfg.hub.heartbeat_history)
+    out["events"] = [e.as_dict() for e in store.events(c, device_id=device_id, limit=200)]
     return out
 
 
@@ -123,21 +120,17 @@ async def device_detail(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _device_detail(hub.cfg, s, device_id)))
 
 
-def _register(tx: Tx, device_id: str, type_: str, channel: str, key: str) -> None:
-    now = time.time()
-    tx.c.execute("INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, ?, ?, ?, ?)",
-                 (device_id, type_, channel, key, now))
-    ev = add_event(tx.c, "operator", "device_registered", device_id=device_id,
-                   detail=f"type={type_} channel={channel}", at=now)
+def _announce_registered(tx: Tx, ev: store.Event, device_id: str, type_: str, channel: str) -> None:
     tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
     tx.emit("history", ev.as_dict())
 
 
 def _register_job(device_id: str, type_: str, channel: str, key: str) -> Callable[[Tx], None]:
     def job(tx: Tx) -> None:
-        if one(tx.c, "SELECT 1 FROM devices WHERE id = ?", (device_id,)):
+        ev = store.register_device(tx.c, "operator", device_id, type_, channel, key, time.time())
+        if ev is None:
             raise ApiError(409, f"device {device_id!r} is already registered")
-        _register(tx, device_id, type_, channel, key)
+        _announce_registered(tx, ev, device_id, type_, channel)
     return job
 
 
@@ -164,9 +157,9 @@ async def set_channel(request: Request, hub: Hub) -> Response:
         raise ApiError(400, f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
 
     def job(tx: Tx) -> None:
-        if tx.c.execute("UPDATE devices SET channel = ? WHERE id = ?", (channel, device_id)).rowcount == 0:
+        if not store.set_channel(tx.c, device_id, channel):
             raise ApiError(404, f"no device {device_id!r}")
-        ev = add_event(tx.c, "operator", "device_channel", device_id=device_id, result=channel)
+        ev = store.add_event(tx.c, "operator", "device_channel", device_id=device_id, result=channel)
         tx.emit("device", {"id": device_id, "channel": channel})
         tx.emit("history", ev.as_dict())
 
@@ -181,8 +174,8 @@ async def check_now(request: Request, hub: Hub) -> Response:
         raise ApiError(404, f"no device {device_id!r}")
 
     def job(tx: Tx) -> None:
-        tx.c.execute("UPDATE devices SET check_now = 1 WHERE id = ?", (device_id,))
-        ev = add_event(tx.c, "operator", "check_now", device_id=device_id)
+        store.set_check_now(tx.c, device_id, True)
+        ev = store.add_event(tx.c, "operator", "check_now", device_id=device_id)
         tx.emit("device", {"id": device_id, "check_now": True})
         tx.emit("history", ev.as_dict())
 
@@ -202,11 +195,11 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
 
     def job(tx: Tx) -> bool:
         """Register the board on first sight and store its heartbeat: both, or neither."""
-        new = one(tx.c, "SELECT 1 FROM devices WHERE id = ?", (device_id,)) is None
-        if new:
-            _register(tx, device_id, RELAY_TYPE, "stable", key)
+        ev = store.register_device(tx.c, "operator", device_id, RELAY_TYPE, "stable", key, beat["at"])
+        if ev is not None:
+            _announce_registered(tx, ev, device_id, RELAY_TYPE, "stable")
         record(tx)
-        return new
+        return ev is not None
 
     if await hub.writer.run(job):
         hub.registry.add(device_id, RELAY_TYPE, key)
@@ -217,7 +210,7 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
 
 async def list_releases(request: Request, hub: Hub) -> Response:
     target = request.query_params.get("target") or None
-    return json_response(await hub.read(lambda s: s.releases(target)))
+    return json_response(await hub.read(lambda c: store.releases(c, target)))
 
 
 async def publish_release(request: Request, hub: Hub) -> Response:
@@ -253,14 +246,14 @@ async def webhook(request: Request) -> Response:
 
 # --- rollouts ---------------------------------------------------------------------------------
 
-def _rollouts(cfg: FleetConfig, s: Store, rollout_id: int | None) -> Any:
+def _rollouts(cfg: FleetConfig, c: Db, rollout_id: int | None) -> Any:
     now = time.time()
     if rollout_id is None:
-        return [engine.view(s.conn, cfg, r, now) for r in s.query("SELECT * FROM rollouts ORDER BY id")]
-    found = s.query("SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
-    if not found:
+        return [engine.view(c, cfg, r, now) for r in store.rollouts(c)]
+    found = store.rollout(c, rollout_id)
+    if found is None:
         raise ApiError(404, f"no rollout {rollout_id}")
-    return engine.view(s.conn, cfg, found[0], now)
+    return engine.view(c, cfg, found, now)
 
 
 async def list_rollouts(request: Request, hub: Hub) -> Response:
@@ -300,8 +293,9 @@ async def get_history(request: Request, hub: Hub) -> Response:
     q = request.query_params
     after = _int_param(request, "after", 0)
     limit = _int_param(request, "limit", 500, 1, 10000)
-    events = await hub.read(lambda s: s.events(device_id=q.get("device") or None, version=q.get("version") or None,
-                                               kind=q.get("kind") or None, after_id=after, limit=limit))
+    events = await hub.read(lambda c: store.events(c, device_id=q.get("device") or None,
+                                                   version=q.get("version") or None, kind=q.get("kind") or None,
+                                                   after_id=after, limit=limit))
     return json_response([e.as_dict() for e in events])
 
 
@@ -319,7 +313,7 @@ async def post_history(request: Request, hub: Hub) -> Response:
         raise ApiError(400, f"field 'at': expected seconds since 1970 up to the year 9999, got {fields['at']}")
 
     def job(tx: Tx) -> dict[str, Any]:
-        ev = add_event(tx.c, **fields).as_dict()
+        ev = store.add_event(tx.c, **fields).as_dict()
         tx.emit("history", ev)
         return ev
 

@@ -76,31 +76,27 @@ class SerialLog:
             self.on_line(line)
 
     def _run(self) -> None:
-        try:
-            hold = port_claim.FollowerHold(self.port) if self.gives_way else None
-        except PicoctlError as exc:
-            if self.on_status:
-                self.on_status(False, str(exc))
-            return
+        hold = port_claim.FollowerHold(self.port) if self.gives_way else None
         waiting = ""  # why the port could not be claimed, last time
         try:
             while not self._stop.is_set():
-                if hold is None:
-                    try:
+                try:
+                    if hold is None:
                         with port_claim.claim(self.port, self.who, timeout=CLAIM_WAIT_S):
                             waiting = ""
                             self._follow(lambda: False)
-                    except PicoctlError as exc:
-                        if str(exc) != waiting and self.on_status:  # said once per holder, not per attempt
-                            self.on_status(False, str(exc))
-                        waiting = str(exc)
-                elif hold.take():
-                    try:
-                        self._follow(hold.wanted)
-                    finally:
-                        hold.release()
-                else:
-                    self._status(False, "given way to another picoctl command")
+                    elif hold.take():
+                        waiting = ""
+                        try:
+                            self._follow(hold.wanted)
+                        finally:
+                            hold.release()
+                    else:
+                        self._status(False, "given way to another picoctl command")
+                except PicoctlError as exc:
+                    if str(exc) != waiting and self.on_status:  # said once per cause, not per attempt
+                        self.on_status(False, str(exc))
+                    waiting = str(exc)
                 self._stop.wait(self.retry_s)
         finally:
             if hold is not None:

@@ -27,6 +27,15 @@ YIELD_CHECK_S = 0.02  # how often a follower that gives way asks whether an oper
 CLAIM_WAIT_S = 1.0  # a claiming log waits this long per attempt for a port another operation has
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
+
+
+def shown(line: str) -> str:
+    """A board's line as it may reach an operator's terminal: control characters (escape sequences
+    that set the title or clear the screen, bells, stray carriage returns) written as `\\x1b`."""
+    return line.translate(_CONTROL)
+
+
 class SerialLog:
     """Reads `port` on a thread until `stop()`; `lines` holds the last `maxlen` lines."""
 

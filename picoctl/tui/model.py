@@ -12,6 +12,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from .. import protocol
 from ..config import FleetConfig
 
 STATUS_SYMBOL = {"online": "●", "stale": "◐", "offline": "○", "new": "·"}
@@ -358,11 +359,10 @@ class FleetModel:
         if dev.last_seen is None:
             return "new" if dev.status == "new" else dev.status
         stale, offline = self.limits(dev.type)
-        quiet = (self.clock() if now is None else now) - dev.last_seen
-        return "online" if quiet < stale else "stale" if quiet < offline else "offline"
+        return protocol.liveness(dev.last_seen, self.clock() if now is None else now, stale, offline)
 
     def active_rollout(self) -> Rollout | None:
-        live = [r for r in self.rollouts.values() if r.state in ("active", "halted")]
+        live = [r for r in self.rollouts.values() if r.state in protocol.LIVE_ROLLOUT_STATES]
         return max(live, key=lambda r: (r.state == "active", r.id)) if live else None
 
     def summary(self) -> str:

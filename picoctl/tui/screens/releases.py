@@ -12,6 +12,7 @@ from textual.widgets import Footer, Label, ProgressBar, Static
 
 from .. import keymap
 from ...errors import BadInput
+from ...protocol import ACTION_ACCEPTS
 from ...rollout import DeviceInfo, stages_from_dicts
 from ..model import COUNT_KEYS, Device, Event, Rollout
 from ..widgets.canary_form import CanaryForm, CanaryRequest
@@ -34,8 +35,6 @@ VERBS = {
     "rollback": ("Roll back rollout #{id}?", "{took} device(s) that took {target} {version} will be offered "
                                              "{previous} again."),
 }
-VALID = {"promote": ("active",), "halt": ("active",), "resume": ("halted",),
-         "rollback": ("active", "halted", "completed")}
 
 
 def joining(r: Rollout, devices: Iterable[Device]) -> int:
@@ -166,15 +165,15 @@ class ReleasesScreen(ModelScreen):
         """The selected rollout if the verb applies to it, else the newest one it applies to."""
         key = self.query_one("#rollouts", KeyedTable).selected_key() if self.focused is self.query_one("#rollouts") else None
         chosen = self.model.rollouts.get(int(key)) if key else None
-        if chosen is not None and chosen.state in VALID[verb]:
+        if chosen is not None and chosen.state in ACTION_ACCEPTS[verb]:
             return chosen
-        fit = [r for r in self.model.rollouts.values() if r.state in VALID[verb]]
+        fit = [r for r in self.model.rollouts.values() if r.state in ACTION_ACCEPTS[verb]]
         return max(fit, key=lambda r: r.id) if fit else None
 
     def action_rollout(self, verb: str) -> None:
         r = self._target(verb)
         if r is None:
-            self.fail(f"no {' or '.join(VALID[verb])} rollout to {verb}")
+            self.fail(f"no {' or '.join(ACTION_ACCEPTS[verb])} rollout to {verb}")
             return
         c = r.counts
         facts = {"id": r.id, "target": r.target, "version": r.version, "stage": r.stage_name,

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from . import signing
+from . import protocol, signing
 from .errors import BadInput, PicoctlError
 
 TARGETS = ("pi", "picow", "pico")
@@ -33,12 +33,6 @@ ROLLOUTS = ("canary", "stable")
 ENTRY_FILE = "main.py"
 # Files that must stay as source on a board: MicroPython runs boot.py/main.py only as .py.
 KEEP_AS_SOURCE = {"main.py", "boot.py"}
-# First path parts a picow release may not use (device_code/picow/ota/protocol.py's RESERVED_NAMES,
-# checked equal by a test): boot.py puts app/ first on sys.path, so app/ota/... or app/json.py would be
-# imported in place of the agent or of a built-in module it relies on.
-PICOW_RESERVED = ("ota", "array", "binascii", "collections", "errno", "gzip", "hashlib", "heapq", "io",
-                  "json", "os", "platform", "random", "re", "select", "socket", "ssl", "struct", "time",
-                  "zlib")
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
@@ -257,7 +251,7 @@ def check_picow_names(names: list[str], where: str) -> None:
     for name in names:
         first, _, rest = name.partition("/")
         module = first if rest else first.removesuffix(".py").removesuffix(".mpy")
-        if module in PICOW_RESERVED:
+        if module in protocol.PICOW_RESERVED_NAMES:
             raise BadInput(f"{where}: {name!r} would shadow the board's OTA agent ({module!r} is reserved: "
                            "app/ comes first on the board's import path)")
 

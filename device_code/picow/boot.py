@@ -7,7 +7,7 @@ import os
 import sys
 
 STATE = "ota/state.json"
-MAX_PENDING = 4  # ota/protocol.py's MAX_PENDING (boot.py imports nothing of ota/); a test checks they agree
+MAX_PENDING = 4  # ota/protocol.py's MAX_PENDING (boot.py imports nothing of ota/): tests/test_protocol.py checks they agree
 BOARD = sys.platform == "rp2"
 RESET_EXIT = 77
 SYNC = not BOARD and os.getenv("PICOW_STEP_SYNC") == "1"

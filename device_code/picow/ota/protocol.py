@@ -1,15 +1,15 @@
-"""The board's side of the wire contract and of the flash layout: one home for each fact the agent,
-boot.py and the hub must agree on. picoctl/protocol.py holds the host's copy; a test checks they match
-(boot.py, self-contained on purpose, repeats MAX_PENDING and is checked the same way)."""
+"""The board's side of the wire contract: one home for each fact the agent shares with boot.py and the
+hub. It mirrors picoctl/protocol.py (MAX_PENDING is MAX_PENDING_REPORTS there, RESERVED_NAMES is
+PICOW_RESERVED_NAMES); boot.py, self-contained on purpose, repeats MAX_PENDING. tests/test_protocol.py
+checks all three agree."""
 
 MAX_PENDING = 4  # status reports queued in state.json while the hub cannot be reached
 MAX_BODY = 16384  # largest response body the agent reads (an offer with its file list)
 MAX_HEADER_LINE = 512  # longest response header line, CRLF included
 MAX_HEADERS = 32  # header lines in one response
 CHUNK = 4096  # the download buffer: the most of an artifact held in RAM
-# First path parts a release may not use: boot.py puts app/ first on sys.path, so app/ota/... or
-# app/hashlib.py would be imported in place of the agent or a built-in module it relies on
-# (MicroPython lets a file on the path extend these built-ins).
+# First path parts a release may not use: app/ comes first on sys.path (boot.py), so these would be
+# imported in place of the agent or of a built-in module it relies on.
 RESERVED_NAMES = ("ota", "array", "binascii", "collections", "errno", "gzip", "hashlib", "heapq", "io",
                   "json", "os", "platform", "random", "re", "select", "socket", "ssl", "struct", "time",
                   "zlib")

@@ -1,4 +1,5 @@
-"""`picoctl devices`: the fleet as the hub sees it; `add` registers a board, `show` details one."""
+"""`picoctl devices`: the fleet as the hub sees it; `add` registers a board, `show` details one, `remove`
+decommissions one."""
 
 from __future__ import annotations
 
@@ -51,6 +52,19 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        removed = client.remove_device(args.id)
+
+    def render(d: dict[str, Any]) -> None:
+        console.print(f"[yellow]removed[/] {d['id']} ({d['type']}, {d['version'] or 'no version'}) from the fleet: "
+                      f"its key is refused from now on; its history stays (picoctl history --device {d['id']})",
+                      highlight=False)
+
+    emit(args, removed, render)
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     if args.beats <= 0:
         raise BadInput(f"--beats: expected a positive number, got {args.beats}")
@@ -87,6 +101,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--channel", default="stable", choices=CHANNELS)
     add_json_flag(a)
     a.set_defaults(func=_add)
+    r = actions.add_parser("remove", help="decommission a device: its key stops working, its history stays")
+    r.add_argument("id")
+    add_json_flag(r)
+    r.set_defaults(func=_remove)
     s = actions.add_parser("show", help="one device: its offer, heartbeat history and events")
     s.add_argument("id")
     s.add_argument("--beats", type=int, default=10, help="heartbeats to show (default: %(default)s)")

@@ -75,6 +75,7 @@ class Source(Protocol):
     def stream(self, last_id: int | None) -> AsyncIterator[StreamItem]: ...
     async def check_now(self, device_id: str) -> Json: ...
     async def set_channel(self, device_id: str, channel: str) -> Json: ...
+    async def remove_device(self, device_id: str) -> Json: ...
     async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
                             promote_after_successes: int) -> Json: ...
     async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json: ...
@@ -125,6 +126,9 @@ class Recording:
         raise _recorded()
 
     async def set_channel(self, device_id: str, channel: str) -> Json:
+        raise _recorded()
+
+    async def remove_device(self, device_id: str) -> Json:
         raise _recorded()
 
     async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
@@ -212,6 +216,9 @@ class Live:
 
     async def set_channel(self, device_id: str, channel: str) -> Json:
         return await self.client.set_channel(device_id, channel)
+
+    async def remove_device(self, device_id: str) -> Json:
+        return await self.client.remove_device(device_id)
 
     async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
                             promote_after_successes: int) -> Json:

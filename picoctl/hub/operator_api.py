@@ -109,6 +109,19 @@ async def device_detail(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _device_detail(hub.cfg, s, device_id)))
 
 
+def _readings(s: Store, device_id: str, limit: int) -> list[dict[str, Any]]:
+    if s.device(device_id) is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    return [{"at": h["at"], "readings": h["readings"]} for h in s.heartbeats(device_id, limit=limit)]
+
+
+async def device_readings(request: Request, hub: Hub) -> Response:
+    """A device's heartbeat readings, oldest first: the trace `picoctl release smoke --readings` replays."""
+    device_id = request.path_params["id"]
+    limit = _int_param(request, "limit", hub.cfg.hub.heartbeat_history, 1, 100000)
+    return json_response(await hub.read(lambda s: _readings(s, device_id, limit)))
+
+
 def _register_job(device_id: str, type_: str, channel: str, key: str) -> Callable[[Tx], None]:
     def job(tx: Tx) -> None:
         if one(tx.c, "SELECT 1 FROM devices WHERE id = ?", (device_id,)):
@@ -319,6 +332,7 @@ routes = [
     Route("/api/v1/devices", operator(list_devices), methods=["GET"]),
     Route("/api/v1/devices", operator(register_device), methods=["POST"]),
     Route("/api/v1/devices/{id}", operator(device_detail), methods=["GET"]),
+    Route("/api/v1/devices/{id}/readings", operator(device_readings), methods=["GET"]),
     Route("/api/v1/devices/{id}/channel", operator(set_channel), methods=["POST"]),
     Route("/api/v1/devices/{id}/check-now", operator(check_now), methods=["POST"]),
     Route("/api/v1/devices/{id}/heartbeat", operator(relay_heartbeat), methods=["POST"]),

@@ -567,6 +567,8 @@ class Agent:
         while True:
             if app:
                 app.step()  # an app error ends the loop: boot.py resets a trial or runs the agent alone
+                if hw.PROBING:
+                    hw.probe()
             try:
                 self.poll(app)
             except Exception as exc:  # the agent must never take the app down with it

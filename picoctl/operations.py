@@ -93,7 +93,7 @@ def flash_uf2(cfg: FleetConfig | None, source: Path, drive: Path, progress: Prog
 
     def work() -> tuple[uf2flash.FlashResult, Report]:
         r = uf2flash.flash_uf2(image, drive, progress, gone_timeout_s=gone_timeout_s)
-        facts = f"{r.bytes_written} bytes, {r.info.family}"
+        facts = f"{r.bytes_written} bytes, {r.info.family}" + (f"; {r.info.note}" if r.info.note else "")
         return r, Report(f"flashed {image.name} ({facts}) in {r.seconds:.1f} s; the board rebooted", facts)
 
     return run(cfg, "flash", f"{image} -> {drive}", work, device_id=device_id, version=version, on_queued=on_queued)

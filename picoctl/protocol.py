@@ -24,6 +24,12 @@ ACTION_ACCEPTS: dict[str, tuple[str, ...]] = {
 LIVE_ROLLOUT_STATES = ("active", "halted")  # a rollout the operator may still act on as "the" rollout
 
 MAX_PENDING_REPORTS = 4  # status reports a board queues on flash while the hub is away
+# First path parts a picow release may not use: boot.py puts app/ first on the board's import path, so
+# app/ota/... or app/hashlib.py would be imported in place of the agent or of a built-in module it
+# relies on (MicroPython lets a file on the path extend these built-ins).
+PICOW_RESERVED_NAMES = ("ota", "array", "binascii", "collections", "errno", "gzip", "hashlib", "heapq", "io",
+                        "json", "os", "platform", "random", "re", "select", "socket", "ssl", "struct",
+                        "time", "zlib")
 READING_MAX_STR = 64  # the longest string a heartbeat reading (or phase) may be
 
 

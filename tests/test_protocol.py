@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import re
+import ast
+from pathlib import Path
 
 import pytest
 
@@ -28,10 +29,23 @@ def test_liveness_edges() -> None:
     assert liveness(-201.0, 100.0, 30, 300) == "offline"
 
 
-def test_the_board_queues_as_many_reports_as_the_contract_says() -> None:
-    """boot.py stays self-contained (it must run whatever state ota/ is in), so it carries its own copy."""
+def _constants(path: Path) -> dict[str, object]:
+    """The module-level `NAME = <literal>` assignments of a source file."""
+    out: dict[str, object] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return out
+
+
+def test_the_board_mirrors_the_contract() -> None:
+    """The board's ota/protocol.py, and boot.py, which stays self-contained (it must run whatever state
+    ota/ is in) and so carries its own copy of the queue length."""
     picow = shipped.DEVICE_CODE / "picow"
-    agent = (picow / "ota" / "agent.py").read_text()
-    boot = (picow / "boot.py").read_text()
-    assert re.search(rf"^MAX_PENDING = {protocol.MAX_PENDING_REPORTS}\b", agent, re.M)
-    assert f"[-{protocol.MAX_PENDING_REPORTS}:]" in boot
+    board = _constants(picow / "ota" / "protocol.py")
+    assert board["MAX_PENDING"] == protocol.MAX_PENDING_REPORTS
+    assert _constants(picow / "boot.py")["MAX_PENDING"] == protocol.MAX_PENDING_REPORTS
+    assert board["RESERVED_NAMES"] == protocol.PICOW_RESERVED_NAMES

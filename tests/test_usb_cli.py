@@ -182,3 +182,15 @@ def test_flash_to_a_drive_says_at_once_the_board_rebooted(site, capsys):
         assert main(["usb", "flash", str(site / "fw.uf2"), "--drive", str(drive.path), "--timeout", "1",
                      "--wait-port"]) == 1
     assert "the board rebooted but no serial port came back within 1s" in capsys.readouterr().err
+
+
+def test_flash_says_what_of_a_universal_image_it_skipped(site, capsys):
+    rp2040 = uf2.build_uf2(os.urandom(1024), 0x10000000, "rp2040")
+    rp2350 = uf2.build_uf2(os.urandom(2048), 0x10000000, "rp2350")
+    (site / "universal.uf2").write_bytes(rp2350 + rp2040)
+    with VirtualDrive(site / "media" / "RPI-RP2") as drive:
+        assert main(["usb", "flash", str(site / "universal.uf2"), "--drive", str(drive.path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "2048 bytes, rp2040; skipped 8 blocks of rp2350-arm-s (0xe48bff59)" in out
+    (event,) = history("usb_flash")
+    assert "skipped 8 blocks of rp2350-arm-s" in event["detail"]

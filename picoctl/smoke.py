@@ -53,7 +53,7 @@ class Limits:
     def board_settings(self) -> dict[str, Any]:
         """A real board's settings (provision.DEFAULT_SETTINGS) but for intervals short enough that
         the update happens at once and the app steps often; the agent's own trial deadline after ours."""
-        return {"heartbeat_s": 0.5, "check_s": 0.5, "jitter": 0.1, "tick_ms": 100, "wifi_timeout_s": 1,
+        return {"heartbeat_s": 0.5, "check_s": 0.5, "jitter": 0.1, "tick_ms": 100, "wifi_timeout_s": 1, "switch_deadline_s": 5,
                 "trial_deadline_s": self.confirmed_s + 5, "wdt_ms": self.wdt_ms}
 
     def total(self, seconds: float) -> float:

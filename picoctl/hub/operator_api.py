@@ -115,7 +115,6 @@ async def device_detail(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _device_detail(hub.cfg, s, device_id)))
 
 
-<<<<<<< HEAD
 def _readings(c: Db, device_id: str, limit: int) -> list[dict[str, Any]]:
     if store.device(c, device_id) is None:
         raise ApiError(404, f"no device {device_id!r}")
@@ -127,11 +126,11 @@ async def device_readings(request: Request, hub: Hub) -> Response:
     device_id = request.path_params["id"]
     limit = _int_param(request, "limit", hub.cfg.hub.heartbeat_history, 1, 100000)
     return json_response(await hub.read(lambda c: _readings(c, device_id, limit)))
-=======
+
+
 def _announce_registered(tx: Tx, ev: store.Event, device_id: str, type_: str, channel: str) -> None:
     tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
     tx.emit("history", ev.as_dict())
->>>>>>> main
 
 
 def _register_job(device_id: str, type_: str, channel: str, key: str) -> Callable[[Tx], None]:

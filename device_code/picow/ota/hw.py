@@ -48,11 +48,8 @@ if not BOARD:
     _quota = int(_q) if _q else None
     _step_sync = os.getenv("PICOW_STEP_SYNC") == "1"
     _mem_trace = os.getenv("PICOW_MEM_TRACE") == "1"
-<<<<<<< HEAD
     PROBING = os.getenv("PICOW_PROBE") == "1"
-=======
     _sim = os.getenv("PICOW_SIM") or "sim"
->>>>>>> main
 TRACING = _step_sync or _mem_trace  # callers skip building step names in hot loops when False
 
 

@@ -115,6 +115,19 @@ async def device_detail(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _device_detail(hub.cfg, s, device_id)))
 
 
+def _readings(c: Db, device_id: str, limit: int) -> list[dict[str, Any]]:
+    if store.device(c, device_id) is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    return [{"at": h["at"], "readings": h["readings"]} for h in store.heartbeats(c, device_id, limit=limit)]
+
+
+async def device_readings(request: Request, hub: Hub) -> Response:
+    """A device's heartbeat readings, oldest first: the trace `picoctl release smoke --readings` replays."""
+    device_id = request.path_params["id"]
+    limit = _int_param(request, "limit", hub.cfg.hub.heartbeat_history, 1, 100000)
+    return json_response(await hub.read(lambda c: _readings(c, device_id, limit)))
+
+
 def _announce_registered(tx: Tx, ev: store.Event, device_id: str, type_: str, channel: str) -> None:
     tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
     tx.emit("history", ev.as_dict())
@@ -348,6 +361,7 @@ routes = [
     Route("/api/v1/devices", operator(register_device), methods=["POST"]),
     Route("/api/v1/devices/{id}", operator(device_detail), methods=["GET"]),
     Route("/api/v1/devices/{id}", operator(remove_device), methods=["DELETE"]),
+    Route("/api/v1/devices/{id}/readings", operator(device_readings), methods=["GET"]),
     Route("/api/v1/devices/{id}/channel", operator(set_channel), methods=["POST"]),
     Route("/api/v1/devices/{id}/check-now", operator(check_now), methods=["POST"]),
     Route("/api/v1/devices/{id}/heartbeat", operator(relay_heartbeat), methods=["POST"]),

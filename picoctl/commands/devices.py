@@ -1,10 +1,5 @@
-<<<<<<< HEAD
-"""`picoctl devices`: the fleet as the hub sees it; `add` registers a board, `show` details one, `remove`
-decommissions one."""
-=======
 """`picoctl devices`: the fleet as the hub sees it; `add` registers a board, `show` details one,
-`readings` exports one's heartbeat readings."""
->>>>>>> main
+`readings` exports one's heartbeat readings, `remove` decommissions one."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import config, release, signing
 from ..errors import BadInput
+from . import COMMANDS
 from .output import add_json_flag, console, emit, err_console
 
 
@@ -93,7 +94,7 @@ def _render_imports(answers: list[dict]) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    rel = sub.add_parser("release", help="build, verify and publish releases")
+    rel = sub.add_parser("release", help=COMMANDS["release"])
     actions = rel.add_subparsers(dest="release_command", metavar="ACTION", required=True)
 
     b = actions.add_parser("build", help="build a signed release bundle")

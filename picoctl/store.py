@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from .diagnostics import error_summary
+
 MIGRATIONS: list[str] = [
     # 1: the first schema
     """
@@ -98,6 +100,23 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER events_no_delete BEFORE DELETE ON events
         BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
     """,
+    # 2: why a board failed (its last crash record, reset cause, boot count, firmware inventory),
+    # each offer's error, and the boards' wireless logs
+    """
+    ALTER TABLE devices ADD COLUMN last_error  TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE devices ADD COLUMN reset_cause TEXT NOT NULL DEFAULT '';
+    ALTER TABLE devices ADD COLUMN boots       INTEGER;
+    ALTER TABLE devices ADD COLUMN firmware    TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE devices ADD COLUMN log_until   REAL NOT NULL DEFAULT 0;
+    ALTER TABLE offers  ADD COLUMN error       TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE device_logs (
+        id        INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        at        REAL NOT NULL,
+        line      TEXT NOT NULL
+    );
+    CREATE INDEX device_logs_device ON device_logs(device_id, id);
+    """,
 ]
 
 
@@ -118,7 +137,7 @@ class Event:
 
 def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
-    for k in ("info", "readings", "meta", "stages"):
+    for k in ("info", "readings", "meta", "stages", "last_error", "firmware", "error"):
         if k in d and isinstance(d[k], str):
             d[k] = json.loads(d[k])
     return d
@@ -285,8 +304,14 @@ class Store:
 
 # --- writes on the connection of an open transaction (the hub's writer batches these) ---------
 
-def insert_heartbeats(c: sqlite3.Connection, beats: Sequence[dict[str, Any]], history: int) -> None:
-    """Append heartbeats, update each device's live fields, keep `history` beats per device."""
+def insert_heartbeats(c: sqlite3.Connection, beats: Sequence[dict[str, Any]], history: int) -> list[Event]:
+    """Append heartbeats, update each device's live fields, keep `history` beats per device.
+
+    A beat that carries `boots` also replaces the device's last error (None: it has none), reset
+    cause and firmware; a crash record the device had not reported before is logged as a
+    `device_error` event, and those events are returned.
+    """
+    events: list[Event] = []
     for b in beats:
         readings = b.get("readings") or {}
         c.execute(
@@ -301,12 +326,30 @@ def insert_heartbeats(c: sqlite3.Connection, beats: Sequence[dict[str, Any]], hi
             " phase = COALESCE(?, phase), last_counter = MAX(last_counter, ?), info = ? WHERE id = ?",
             (b["at"], b.get("version"), b.get("seq"), b.get("phase"), b["counter"], json.dumps(info), b["device_id"]),
         )
+        if b.get("boots") is not None:
+            events += _record_diagnostics(c, b)
     for device_id in {b["device_id"] for b in beats}:
         c.execute(
             "DELETE FROM heartbeats WHERE device_id = ? AND id <= ("
             " SELECT id FROM heartbeats WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (device_id, device_id, history),
         )
+    return events
+
+
+def _record_diagnostics(c: sqlite3.Connection, b: dict[str, Any]) -> list[Event]:
+    error = b.get("last_error") or {}
+    c.execute("UPDATE devices SET reset_cause = ?, boots = ?, firmware = ? WHERE id = ?",
+              (b.get("reset_cause") or "", b["boots"], json.dumps(b.get("firmware") or {}, sort_keys=True),
+               b["device_id"]))
+    stored = json.dumps(error, sort_keys=True)
+    changed = c.execute("UPDATE devices SET last_error = ? WHERE id = ? AND last_error != ?",
+                        (stored, b["device_id"], stored)).rowcount
+    if not (changed and error):
+        return []
+    return [add_event(c, "device", "device_error", device_id=b["device_id"], version=b.get("version"),
+                      result=error.get("reset_cause") or "error",
+                      detail=f"boot {error.get('boot')}: {error_summary(error)}", at=b["at"])]
 
 
 def add_event(

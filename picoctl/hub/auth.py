@@ -29,6 +29,7 @@ class DeviceAuth:
     key: bytes
     last_counter: int
     check_now: bool = False
+    log_until: float = 0.0  # the hub wants the board's log until then (seconds since the epoch)
 
     def mac(self, body: bytes) -> str:
         return signing.device_mac(self.key.hex(), body)
@@ -45,7 +46,7 @@ class Refused(ApiError):
 class Registry:
     def __init__(self, devices: list[dict[str, Any]]) -> None:
         self._devices = {d["id"]: DeviceAuth(d["id"], d["type"], bytes.fromhex(d["key"]), d["last_counter"],
-                                             bool(d["check_now"])) for d in devices}
+                                             bool(d["check_now"]), d.get("log_until") or 0.0) for d in devices}
 
     def add(self, device_id: str, type_: str, key_hex: str) -> None:
         self._devices[device_id] = DeviceAuth(device_id, type_, bytes.fromhex(key_hex), 0)

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
-from . import engine
+from . import engine, logs
 from .auth import DeviceAuth, Refused
 from .http import ApiError, field, json_bytes, json_response, read_body
 from .state import Hub
@@ -25,8 +25,8 @@ def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
     return Response(body, 200, media_type="application/json", headers={"X-Picoctl-Mac": device.mac(body)})
 
 
-async def _authenticated(hub: Hub, request: Request) -> tuple[DeviceAuth, dict[str, Any]]:
-    body = await read_body(request, hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
+async def _authenticated(hub: Hub, request: Request, cap: int | None = None) -> tuple[DeviceAuth, dict[str, Any]]:
+    body = await read_body(request, cap or hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
     try:
         return hub.registry.authenticate(request, body)
     except Refused as exc:
@@ -58,7 +58,7 @@ def heartbeat_fields(data: dict[str, Any]) -> dict[str, Any]:
         "rssi": field(data, "rssi", "int", required=False),
         "phase": phase or None,
         "readings": _readings(data),
-    }
+    } | logs.beat_diagnostics(data)
 
 
 async def heartbeat(request: Request) -> Response:
@@ -69,7 +69,11 @@ async def heartbeat(request: Request) -> Response:
     await hub.record_heartbeat(beat, clear_check_now=check_now)
     if check_now:
         device.check_now = False
-    return _signed(device, {"ok": True, "counter": data["counter"], "check_now": check_now})
+    answer = {"ok": True, "counter": data["counter"], "check_now": check_now}
+    log_s = logs.log_seconds(device.log_until, beat["at"])
+    if log_s:
+        answer["log_s"] = log_s
+    return _signed(device, answer)
 
 
 async def check(request: Request) -> Response:
@@ -99,9 +103,18 @@ async def deploy_status(request: Request) -> Response:
         "version": field(data, "version", "str"), "from_version": field(data, "from_version", "str", required=False),
         "detail": field(data, "detail", "str", required=False, default="")[:500],
         "transient": field(data, "transient", "bool", required=False, default=False),
+        "error": logs.status_error(data) if phase in ("failed", "rolled_back") else None,
     }
     await hub.writer.run(lambda tx: engine.status(tx, hub.cfg, device.id, body, time.time()))
     return json_response({"ok": True})
+
+
+async def post_logs(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    device, data = await _authenticated(hub, request, logs.LOG_BODY_MAX)
+    now = time.time()
+    await hub.writer.run(logs.log_post_job(device.id, data, now))
+    return _signed(device, {"ok": True, "counter": data["counter"], "log_s": logs.log_seconds(device.log_until, now)})
 
 
 async def artifact(request: Request) -> Response:
@@ -120,6 +133,7 @@ routes = [
     Route("/check", check, methods=["POST"]),
     Route("/heartbeat", heartbeat, methods=["POST"]),
     Route("/deploy/status", deploy_status, methods=["POST"]),
+    Route("/logs", post_logs, methods=["POST"]),
     Route("/artifacts/{sha256}", artifact, methods=["GET", "HEAD"]),
     Route("/healthz", healthz, methods=["GET"]),
 ]

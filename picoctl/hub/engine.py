@@ -12,6 +12,7 @@ import sqlite3
 from collections import Counter
 from typing import Any
 
+from .. import diagnostics
 from .. import release as release_mod
 from .. import rollout as policy
 from ..config import FleetConfig
@@ -63,6 +64,10 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
     rel = one(c, "SELECT * FROM releases WHERE target = ? AND version = ?", (chosen.target, chosen.version))
     if rel is None:
         return None
+    mismatch = diagnostics.abi_mismatch(rel["meta"].get("mpy_version"), dev["firmware"].get("mpy"))
+    if mismatch:
+        _not_offered(tx, cfg, device_id, chosen, f"not offered: {mismatch}", now)
+        return None
     seq = max(dev["offer_seq"], dev["seq"]) + 1
     c.execute("UPDATE devices SET offer_seq = ?, check_now = 0 WHERE id = ?", (seq, device_id))
     c.execute(
@@ -77,12 +82,32 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
                        "phase": "offered", "at": now})
     tx.emit("history", ev.as_dict())
     meta = rel["meta"]
-    return {
+    offer = {
         "seq": seq, "rollout_id": chosen.id, "type": chosen.target, "version": chosen.version,
         "files": [{"name": f["name"], "size": f["size"], "sha256": f["sha256"], "url": f"/artifacts/{f['sha256']}"}
                   for f in meta.get("files", [])],
         "meta": {k: meta[k] for k in release_mod.META_FIELDS},
     }
+    if meta.get("mpy_version") is not None:
+        offer["mpy_version"] = meta["mpy_version"]
+    return offer
+
+
+def _not_offered(tx: Tx, cfg: FleetConfig, device_id: str, rollout: policy.RolloutInfo, reason: str,
+                 now: float) -> None:
+    """A release the device cannot run: recorded as its failure in the rollout, never offered."""
+    tx.c.execute(
+        "INSERT INTO offers (device_id, rollout_id, version, seq, phase, detail, updated_at)"
+        " VALUES (?, ?, ?, 0, 'failed', ?, ?) ON CONFLICT (device_id, rollout_id) DO UPDATE SET phase = 'failed',"
+        " transient = 0, detail = excluded.detail, updated_at = excluded.updated_at",
+        (device_id, rollout.id, rollout.version, reason, now),
+    )
+    ev = add_event(tx.c, "hub", "offer", device_id=device_id, version=rollout.version, result="refused",
+                   detail=f"rollout {rollout.id}: {reason}", at=now)
+    tx.emit("status", {"device_id": device_id, "rollout_id": rollout.id, "version": rollout.version, "seq": 0,
+                       "phase": "failed", "transient": False, "detail": reason, "at": now})
+    tx.emit("history", ev.as_dict())
+    evaluate(tx, cfg, rollout.id, now)
 
 
 def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> None:
@@ -96,13 +121,18 @@ def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: 
               (now, phase, body["counter"], device_id))
     rec = one(c, "SELECT * FROM offers WHERE device_id = ? AND seq = ?", (device_id, body["seq"]))
     transient = phase == "failed" and bool(body.get("transient"))
+    error = body.get("error") or {}
+    if error:
+        c.execute("UPDATE devices SET last_error = ? WHERE id = ?", (json.dumps(error, sort_keys=True), device_id))
     if rec is not None:
-        c.execute("UPDATE offers SET phase = ?, transient = ?, attempts = attempts + ?, detail = ?, updated_at = ?"
-                  " WHERE device_id = ? AND rollout_id = ?",
-                  (phase, int(transient), int(transient), body.get("detail", ""), now, device_id, rec["rollout_id"]))
+        c.execute("UPDATE offers SET phase = ?, transient = ?, attempts = attempts + ?, detail = ?, error = ?,"
+                  " updated_at = ? WHERE device_id = ? AND rollout_id = ?",
+                  (phase, int(transient), int(transient), body.get("detail", ""), json.dumps(error, sort_keys=True),
+                   now, device_id, rec["rollout_id"]))
     result = f"{phase} (transient)" if transient else phase
+    detail = "; ".join(p for p in (body.get("detail", ""), diagnostics.error_summary(error)) if p)
     ev = add_event(c, "device", "deploy_status", device_id=device_id, version=body["version"], result=result,
-                   detail=body.get("detail", ""), at=now)
+                   detail=detail, at=now)
     tx.emit("status", {"device_id": device_id, "rollout_id": rec["rollout_id"] if rec else None,
                        "version": body["version"], "seq": body["seq"], "phase": phase, "transient": transient,
                        "detail": body.get("detail", ""), "at": now})
@@ -119,11 +149,38 @@ def _counts(c: sqlite3.Connection, cfg: FleetConfig, r: policy.RolloutInfo, now:
     return policy.count(r, devices, records, now, cfg.rollout.trial_timeout_s)
 
 
+def failures(c: sqlite3.Connection, cfg: FleetConfig, rollout_id: int, now: float) -> list[dict[str, Any]]:
+    """The devices that failed a rollout, each with its reason (`rolled_back: AttributeError: …`)."""
+    devices = {d["id"]: d for d in rows(c, "SELECT * FROM devices WHERE id IN"
+                                           " (SELECT device_id FROM offers WHERE rollout_id = ?)", (rollout_id,))}
+    out = []
+    for o in rows(c, "SELECT * FROM offers WHERE rollout_id = ? ORDER BY device_id", (rollout_id,)):
+        dev = devices[o["device_id"]]
+        if not policy.is_failure(offer_record(o), device_info(dev), now, cfg.rollout.trial_timeout_s):
+            continue
+        if o["phase"] in ("failed", "rolled_back"):
+            reason = diagnostics.failure_reason(o["phase"], o["detail"], o["error"])
+        else:
+            reason = f"{o['phase']}: silent for over {cfg.rollout.trial_timeout_s:g} s after switching"
+        out.append({"device_id": o["device_id"], "phase": o["phase"], "detail": o["detail"], "error": o["error"] or None,
+                    "reason": reason})
+    return out
+
+
+def failure_line(failed: list[dict[str, Any]], limit: int = 3) -> str:
+    """`gh-03 rolled_back: AttributeError: … (main.py:12)`, the first `limit` failed devices."""
+    shown = [f"{f['device_id']} {f['reason']}" for f in failed[:limit]]
+    more = f" (+{len(failed) - limit} more)" if len(failed) > limit else ""
+    return "; ".join(shown) + more
+
+
 def view(c: sqlite3.Connection, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
-    """A rollout as the API shows it: its row, its stages and the counts of its current stage."""
+    """A rollout as the API shows it: its row, its stages, the counts of its current stage and the
+    devices that failed it with their reasons."""
     out = dict(row)
     out["stage"] = row["stages"][row["stage_index"]]["name"]
     out["counts"] = _counts(c, cfg, rollout_info(row), now).as_dict()
+    out["failures"] = failures(c, cfg, row["id"], now)
     return out
 
 
@@ -150,7 +207,9 @@ def evaluate(tx: Tx, cfg: FleetConfig, rollout_id: int, now: float) -> None:
     r = rollout_info(row)
     decision = policy.evaluate(r, _counts(tx.c, cfg, r, now))
     if decision.action == "halt":
-        _set_state(tx, cfg, r.id, now, "rollout_halted", decision.reason, "hub", state="halted")
+        why = failure_line(failures(tx.c, cfg, r.id, now))
+        _set_state(tx, cfg, r.id, now, "rollout_halted", f"{decision.reason}: {why}" if why else decision.reason,
+                   "hub", state="halted")
     elif decision.action == "promote":
         _set_state(tx, cfg, r.id, now, "rollout_promoted", decision.reason, "hub", stage_index=r.stage_index + 1)
     elif decision.action == "complete":

@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .. import signing
+from .. import diagnostics, signing
 from ..config import FleetConfig
 from ..store import Store, add_event, one
-from . import engine, releases
+from . import engine, logs, releases
 from .auth import DEVICE_ID, check_bearer
 from .device_api import heartbeat_fields
 from .http import ApiError, field, json_response, parse_object, read_body
@@ -78,7 +78,17 @@ def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | 
         "rssi": info.get("rssi"), "mem_free": info.get("mem_free"), "uptime_s": info.get("uptime_s"),
         "readings": info.get("readings", {}),
         "offer": {k: offer[k] for k in ("rollout_id", "version", "seq", "phase", "detail")} if offer else None,
-    }
+    } | _diagnostics_view(row)
+
+
+def _diagnostics_view(row: dict[str, Any]) -> dict[str, Any]:
+    """Why the device failed, if it did, and what it runs: last error, reset cause, boots, firmware."""
+    error = row["last_error"] or None
+    firmware = dict(row["firmware"])
+    if firmware.get("mpy") is not None:
+        firmware["mpy_abi"] = diagnostics.mpy_abi(firmware["mpy"])
+    return {"last_error": error, "error_summary": diagnostics.error_summary(error), "reset_cause": row["reset_cause"],
+            "boots": row["boots"], "firmware": firmware}
 
 
 def _list_devices(cfg: FleetConfig, s: Store) -> list[dict[str, Any]]:
@@ -189,6 +199,26 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
         hub.registry.add(device_id, RELAY_TYPE, key)
     await hub.record_heartbeat(beat)
     return json_response({"ok": True})
+
+
+async def request_log(request: Request, hub: Hub) -> Response:
+    """Ask a board for its log: its next heartbeat answer says so; it streams for `seconds`."""
+    device_id = request.path_params["id"]
+    device = hub.registry.get(device_id)
+    if device is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    body = await _body(request)
+    seconds = logs.log_window(parse_object(body) if body.strip() else {})
+    until = await hub.writer.run(logs.request_job(device_id, seconds))
+    device.log_until = until
+    return json_response({"ok": True, "id": device_id, "log_until": until})
+
+
+async def device_logs(request: Request, hub: Hub) -> Response:
+    device_id = request.path_params["id"]
+    after = _int_param(request, "after", 0)
+    limit = _int_param(request, "limit", logs.LOG_KEEP, 1, logs.LOG_KEEP)
+    return json_response(await hub.read(lambda s: logs.read_logs(s.conn, device_id, after, limit)))
 
 
 # --- releases ---------------------------------------------------------------------------------
@@ -322,6 +352,8 @@ routes = [
     Route("/api/v1/devices/{id}/channel", operator(set_channel), methods=["POST"]),
     Route("/api/v1/devices/{id}/check-now", operator(check_now), methods=["POST"]),
     Route("/api/v1/devices/{id}/heartbeat", operator(relay_heartbeat), methods=["POST"]),
+    Route("/api/v1/devices/{id}/logs", operator(device_logs), methods=["GET"]),
+    Route("/api/v1/devices/{id}/logs/request", operator(request_log), methods=["POST"]),
     Route("/api/v1/releases", operator(list_releases), methods=["GET"]),
     Route("/api/v1/releases/import", operator(import_release), methods=["POST"]),
     Route("/api/v1/releases/{target}/{version}", operator(publish_release), methods=["PUT"]),

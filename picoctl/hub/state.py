@@ -93,10 +93,12 @@ class Hub:
         history = self.cfg.hub.heartbeat_history
 
         def job(tx: Tx) -> None:
-            insert_heartbeats(tx.c, [beat], history)
+            new_errors = insert_heartbeats(tx.c, [beat], history)
             if clear_check_now:
                 tx.c.execute("UPDATE devices SET check_now = 0 WHERE id = ?", (beat["device_id"],))
             tx.emit("heartbeat", beat)
+            for ev in new_errors:
+                tx.emit("history", ev.as_dict())
 
         await self.writer.run(job)
 

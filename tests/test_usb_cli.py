@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from picoctl import config, release
+from picoctl.history import local_actor
 from picoctl.cli import main
 from picoctl.commands.init import init_site
 from picoctl.sim.bootsel_drive import VirtualDrive, make_drive
@@ -91,7 +92,7 @@ def test_push_records_the_update_in_history(site, capsys):
         assert main(["usb", "push", str(site / "rel"), "--port", board.port]) == 0
     assert "board reports version 1.3.0" in " ".join(capsys.readouterr().out.split())
     (event,) = history("usb_push")
-    assert (event["device_id"], event["version"], event["result"], event["actor"]) == ("pico-bench-7", "1.3.0", "ok", "usb")
+    assert (event["device_id"], event["version"], event["result"], event["actor"]) == ("pico-bench-7", "1.3.0", "ok", local_actor())
 
 
 def test_flash_by_port_goes_through_bootsel_and_back(site, capsys):

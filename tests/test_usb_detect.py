@@ -105,7 +105,8 @@ def test_watch_sees_insertion_and_removal_within_a_second(tmp_path):
         time.sleep(1.0)
     finally:
         stop.set()
-        t.join()
+        t.join(10)
+        assert not t.is_alive(), "the watcher did not stop within 10 s"
     events = {(sign, kind): at for at, sign, kind in seen}
     assert events[("+", "serial")] - t_plug < 1.0 and events[("+", "bootsel")] - t_drive < 1.0
     assert events[("-", "serial")] - t_unplug < 1.0 and events[("-", "bootsel")] - t_unplug < 1.0

@@ -5,6 +5,7 @@ takes it back after); operations on one port wait for each other and fail naming
 from __future__ import annotations
 
 import json
+import select
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,7 @@ def test_operations_on_one_port_wait_then_fail_naming_the_holder(board: VirtualP
          f"with port_claim.claim({board.port!r}, 'a test holder'):\n print('held', flush=True)\n time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:
+        assert select.select([holder.stdout], [], [], 10)[0], "the holder did not take the port within 10 s"
         assert holder.stdout.readline().strip() == "held"
         monkeypatch.setattr(port_claim, "CLAIM_S", 0.5)
         with pytest.raises(PicoctlError, match=r"in use by a test holder \(pid \d+\); try again when it is done"):
@@ -129,12 +131,12 @@ def test_operations_on_one_port_wait_then_fail_naming_the_holder(board: VirtualP
             time.sleep(1.5)  # several attempts: the reason is said once
             assert not viewer.connected and len(said) == 1 and f"in use by a test holder (pid {holder.pid})" in said[0]
         holder.kill()  # a killed holder holds nothing: the kernel drops its locks
-        holder.wait()
+        holder.wait(10)
         assert push.push_files(board.port, {"x.txt": b"x"}, Progress("push")).files == 1
         assert (board.flash_dir / "x.txt").read_bytes() == b"x"
     finally:
         holder.kill()
-        holder.wait()
+        holder.wait(10)
         holder.stdout.close()
 
 

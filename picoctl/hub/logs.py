@@ -9,15 +9,15 @@ lines per board; `GET /api/v1/devices/{id}/logs` reads them.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
 from .. import diagnostics
 from ..errors import BadInput
-from ..store import add_event, one, rows
+from . import store
 from .http import ApiError, field
 from .ingest import Tx
+from .store import Db
 
 LOG_BODY_MAX = 8192  # bytes of one log post; the board sends at most about half
 LOG_KEEP = 500  # lines kept per board
@@ -26,7 +26,7 @@ LOG_WINDOW_MAX_S = 600
 MAX_AGE_MS = 7 * 24 * 3600 * 1000
 
 
-def parsed(kind: str, parse: Any, value: Any) -> Any:
+def _parsed(kind: str, parse: Any, value: Any) -> Any:
     """`parse(value)`, its BadInput as a 400 naming `kind` (413 for a field over its limit)."""
     try:
         return parse(value)
@@ -48,15 +48,15 @@ def beat_diagnostics(data: dict[str, Any]) -> dict[str, Any]:
     return {
         "boots": boots,
         "reset_cause": diagnostics.safe_text(reset_cause),
-        "last_error": parsed("last_error", diagnostics.crash_record, error) if error is not None else None,
-        "firmware": parsed("firmware", diagnostics.firmware, data.get("firmware") or {}),
+        "last_error": _parsed("last_error", diagnostics.crash_record, error) if error is not None else None,
+        "firmware": _parsed("firmware", diagnostics.firmware, data.get("firmware") or {}),
     }
 
 
 def status_error(data: dict[str, Any]) -> dict[str, Any] | None:
     """The crash record a `rolled_back` or `failed` status carries, if any."""
     error = data.get("error")
-    return parsed("error", diagnostics.crash_record, error) if error is not None else None
+    return _parsed("error", diagnostics.crash_record, error) if error is not None else None
 
 
 def log_seconds(until: float, now: float) -> int:
@@ -80,27 +80,14 @@ def _lines(data: dict[str, Any], now: float) -> list[tuple[float, str]]:
     return out
 
 
-def store_lines(c: sqlite3.Connection, device_id: str, lines: list[tuple[float, str]]) -> list[dict[str, Any]]:
-    """Append log lines of a board, keep its last LOG_KEEP; returns the stored lines."""
-    stored = []
-    for at, line in lines:
-        cur = c.execute("INSERT INTO device_logs (device_id, at, line) VALUES (?, ?, ?)", (device_id, at, line))
-        stored.append({"id": int(cur.lastrowid or 0), "at": at, "line": line})
-    c.execute("DELETE FROM device_logs WHERE device_id = ? AND id <= ("
-              " SELECT id FROM device_logs WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-              (device_id, device_id, LOG_KEEP))
-    return stored
-
-
 def log_post_job(device_id: str, data: dict[str, Any], now: float) -> Any:
     """The write of one `POST /logs` body (checked here, before anything is written)."""
     lines = _lines(data, now)
     dropped = field(data, "dropped", "int", required=False, default=0)
 
     def job(tx: Tx) -> None:
-        stored = store_lines(tx.c, device_id, lines)
-        tx.c.execute("UPDATE devices SET last_seen = ?, last_counter = MAX(last_counter, ?) WHERE id = ?",
-                     (now, data["counter"], device_id))
+        stored = store.insert_log_lines(tx.c, device_id, lines, LOG_KEEP)
+        store.record_seen(tx.c, device_id, now, data["counter"])
         tx.emit("log", {"device_id": device_id, "lines": stored, "dropped": dropped})
     return job
 
@@ -110,23 +97,21 @@ def log_post_job(device_id: str, data: dict[str, Any], now: float) -> Any:
 def request_job(device_id: str, seconds: int) -> Any:
     def job(tx: Tx) -> float:
         until = time.time() + seconds
-        if tx.c.execute("UPDATE devices SET log_until = ? WHERE id = ?", (until, device_id)).rowcount == 0:
+        if not store.set_log_until(tx.c, device_id, until):
             raise ApiError(404, f"no device {device_id!r}")
-        ev = add_event(tx.c, "operator", "log_requested", device_id=device_id, detail=f"{seconds} s")
+        ev = store.add_event(tx.c, "operator", "log_requested", device_id=device_id, detail=f"{seconds} s")
         tx.emit("history", ev.as_dict())
         return until
     return job
 
 
-def read_logs(c: sqlite3.Connection, device_id: str, after: int, limit: int) -> dict[str, Any]:
-    dev = one(c, "SELECT id, last_seen, log_until FROM devices WHERE id = ?", (device_id,))
+def read_logs(c: Db, device_id: str, after: int, limit: int) -> dict[str, Any]:
+    dev = store.device(c, device_id)
     if dev is None:
         raise ApiError(404, f"no device {device_id!r}")
-    lines = rows(c, "SELECT id, at, line FROM device_logs WHERE device_id = ? AND id > ? ORDER BY id DESC LIMIT ?",
-                 (device_id, after, limit))[::-1]
-    last = one(c, "SELECT MAX(id) AS id FROM device_logs WHERE device_id = ?", (device_id,))
-    return {"device_id": device_id, "lines": lines, "last_id": (last or {}).get("id") or 0,
-            "log_until": dev["log_until"], "last_seen": dev["last_seen"], "now": time.time()}
+    return {"device_id": device_id, "lines": store.log_lines(c, device_id, after, limit),
+            "last_id": store.last_log_id(c, device_id), "log_until": dev["log_until"], "last_seen": dev["last_seen"],
+            "now": time.time()}
 
 
 def log_window(data: dict[str, Any]) -> int:

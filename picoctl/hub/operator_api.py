@@ -12,13 +12,13 @@ from starlette.routing import Route
 
 from .. import diagnostics, signing
 from ..config import FleetConfig
-from ..store import Store, add_event, one
-from . import engine, logs, releases
+from . import engine, logs, releases, store
 from .auth import DEVICE_ID, check_bearer
 from .device_api import heartbeat_fields
 from .http import ApiError, field, json_response, parse_object, read_body
 from .ingest import Tx
 from .state import Hub
+from .store import Db
 
 MAX_JSON_BODY = 1024 * 1024
 CHANNELS = ("stable", "canary")
@@ -91,26 +91,23 @@ def _diagnostics_view(row: dict[str, Any]) -> dict[str, Any]:
             "boots": row["boots"], "firmware": firmware}
 
 
-def _list_devices(cfg: FleetConfig, s: Store) -> list[dict[str, Any]]:
+def _list_devices(cfg: FleetConfig, c: Db) -> list[dict[str, Any]]:
     now = time.time()
-    offers = {o["device_id"]: o for o in s.query(
-        "SELECT o.* FROM offers o JOIN (SELECT device_id, MAX(seq) AS seq FROM offers GROUP BY device_id) m"
-        " ON o.device_id = m.device_id AND o.seq = m.seq")}
-    return [_device_view(cfg, d, offers.get(d["id"]), now) for d in s.devices()]
+    offers = store.latest_offers(c)
+    return [_device_view(cfg, d, offers.get(d["id"]), now) for d in store.devices(c)]
 
 
 async def list_devices(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _list_devices(hub.cfg, s)))
 
 
-def _device_detail(cfg: FleetConfig, s: Store, device_id: str) -> dict[str, Any]:
-    row = s.device(device_id)
+def _device_detail(cfg: FleetConfig, c: Db, device_id: str) -> dict[str, Any]:
+    row = store.device(c, device_id)
     if row is None:
         raise ApiError(404, f"no device {device_id!r}")
-    offer = next(iter(s.query("SELECT * FROM offers WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (device_id,))), None)
-    out = _device_view(cfg, row, offer, time.time())
-    out["heartbeats"] = s.heartbeats(device_id, limit=cfg.hub.heartbeat_history)
-    out["events"] = [e.as_dict() for e in s.events(device_id=device_id, limit=200)]
+    out = _device_view(cfg, row, store.latest_offer(c, device_id), time.time())
+    out["heartbeats"] = store.heartbeats(c, device_id, limit=cfg.hub.heartbeat_history)
+    out["events"] = [e.as_dict() for e in store.events(c, device_id=device_id, limit=200)]
     return out
 
 
@@ -121,13 +118,9 @@ async def device_detail(request: Request, hub: Hub) -> Response:
 
 def _register_job(device_id: str, type_: str, channel: str, key: str) -> Callable[[Tx], None]:
     def job(tx: Tx) -> None:
-        if one(tx.c, "SELECT 1 FROM devices WHERE id = ?", (device_id,)):
+        ev = store.register_device(tx.c, "operator", device_id, type_, channel, key, time.time())
+        if ev is None:
             raise ApiError(409, f"device {device_id!r} is already registered")
-        now = time.time()
-        tx.c.execute("INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, ?, ?, ?, ?)",
-                     (device_id, type_, channel, key, now))
-        ev = add_event(tx.c, "operator", "device_registered", device_id=device_id,
-                       detail=f"type={type_} channel={channel}", at=now)
         tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
         tx.emit("history", ev.as_dict())
     return job
@@ -156,9 +149,9 @@ async def set_channel(request: Request, hub: Hub) -> Response:
         raise ApiError(400, f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
 
     def job(tx: Tx) -> None:
-        if tx.c.execute("UPDATE devices SET channel = ? WHERE id = ?", (channel, device_id)).rowcount == 0:
+        if not store.set_channel(tx.c, device_id, channel):
             raise ApiError(404, f"no device {device_id!r}")
-        ev = add_event(tx.c, "operator", "device_channel", device_id=device_id, result=channel)
+        ev = store.add_event(tx.c, "operator", "device_channel", device_id=device_id, result=channel)
         tx.emit("device", {"id": device_id, "channel": channel})
         tx.emit("history", ev.as_dict())
 
@@ -173,8 +166,8 @@ async def check_now(request: Request, hub: Hub) -> Response:
         raise ApiError(404, f"no device {device_id!r}")
 
     def job(tx: Tx) -> None:
-        tx.c.execute("UPDATE devices SET check_now = 1 WHERE id = ?", (device_id,))
-        ev = add_event(tx.c, "operator", "check_now", device_id=device_id)
+        store.set_check_now(tx.c, device_id, True)
+        ev = store.add_event(tx.c, "operator", "check_now", device_id=device_id)
         tx.emit("device", {"id": device_id, "check_now": True})
         tx.emit("history", ev.as_dict())
 
@@ -218,14 +211,14 @@ async def device_logs(request: Request, hub: Hub) -> Response:
     device_id = request.path_params["id"]
     after = _int_param(request, "after", 0)
     limit = _int_param(request, "limit", logs.LOG_KEEP, 1, logs.LOG_KEEP)
-    return json_response(await hub.read(lambda s: logs.read_logs(s.conn, device_id, after, limit)))
+    return json_response(await hub.read(lambda c: logs.read_logs(c, device_id, after, limit)))
 
 
 # --- releases ---------------------------------------------------------------------------------
 
 async def list_releases(request: Request, hub: Hub) -> Response:
     target = request.query_params.get("target") or None
-    return json_response(await hub.read(lambda s: s.releases(target)))
+    return json_response(await hub.read(lambda c: store.releases(c, target)))
 
 
 async def publish_release(request: Request, hub: Hub) -> Response:
@@ -261,14 +254,14 @@ async def webhook(request: Request) -> Response:
 
 # --- rollouts ---------------------------------------------------------------------------------
 
-def _rollouts(cfg: FleetConfig, s: Store, rollout_id: int | None) -> Any:
+def _rollouts(cfg: FleetConfig, c: Db, rollout_id: int | None) -> Any:
     now = time.time()
     if rollout_id is None:
-        return [engine.view(s.conn, cfg, r, now) for r in s.query("SELECT * FROM rollouts ORDER BY id")]
-    found = s.query("SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
-    if not found:
+        return [engine.view(c, cfg, r, now) for r in store.rollouts(c)]
+    found = store.rollout(c, rollout_id)
+    if found is None:
         raise ApiError(404, f"no rollout {rollout_id}")
-    return engine.view(s.conn, cfg, found[0], now)
+    return engine.view(c, cfg, found, now)
 
 
 async def list_rollouts(request: Request, hub: Hub) -> Response:
@@ -315,8 +308,9 @@ async def get_history(request: Request, hub: Hub) -> Response:
     q = request.query_params
     after = _int_param(request, "after", 0)
     limit = _int_param(request, "limit", 500, 1, 10000)
-    events = await hub.read(lambda s: s.events(device_id=q.get("device") or None, version=q.get("version") or None,
-                                               kind=q.get("kind") or None, after_id=after, limit=limit))
+    events = await hub.read(lambda c: store.events(c, device_id=q.get("device") or None,
+                                                   version=q.get("version") or None, kind=q.get("kind") or None,
+                                                   after_id=after, limit=limit))
     return json_response([e.as_dict() for e in events])
 
 
@@ -332,7 +326,7 @@ async def post_history(request: Request, hub: Hub) -> Response:
     }
 
     def job(tx: Tx) -> dict[str, Any]:
-        ev = add_event(tx.c, **fields).as_dict()
+        ev = store.add_event(tx.c, **fields).as_dict()
         tx.emit("history", ev)
         return ev
 

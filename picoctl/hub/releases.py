@@ -24,7 +24,7 @@ import httpx
 
 from .. import release as release_mod
 from ..errors import PicoctlError
-from ..store import add_event, one
+from . import store
 from .http import ApiError
 from .ingest import Tx
 from .state import Hub
@@ -92,16 +92,13 @@ def _store_blobs(hub: Hub, meta: dict[str, Any], artifact: Path) -> None:
 
 
 def _record(tx: Tx, meta: dict[str, Any], actor: str) -> bool:
-    existing = one(tx.c, "SELECT * FROM releases WHERE target = ? AND version = ?", (meta["target"], meta["version"]))
+    existing = store.release(tx.c, meta["target"], meta["version"])
     if existing is not None:
         if existing["sha256"] == meta["sha256"] and existing["meta"] == meta:
             return False
         raise ApiError(409, f"release {meta['target']} {meta['version']} is already published with other content")
     now = time.time()
-    tx.c.execute("INSERT INTO releases (target, version, sha256, meta, published_at) VALUES (?, ?, ?, ?, ?)",
-                 (meta["target"], meta["version"], meta["sha256"], json.dumps(meta, sort_keys=True), now))
-    ev = add_event(tx.c, actor, "release_published", version=meta["version"], result="ok",
-                   detail=f"target={meta['target']} sha256={meta['sha256'][:16]}", at=now)
+    ev = store.publish_release(tx.c, actor, meta, now)
     tx.emit("release", {"target": meta["target"], "version": meta["version"], "sha256": meta["sha256"],
                         "meta": meta, "published_at": now})
     tx.emit("history", ev.as_dict())

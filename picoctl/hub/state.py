@@ -15,12 +15,12 @@ from starlette.requests import Request
 
 from ..config import FleetConfig
 from ..errors import PicoctlError
-from ..store import Store, add_event, insert_heartbeats
-from . import engine
+from . import engine, store
 from .auth import Refused, Registry
 from .blobs import BlobStore
 from .events import Broadcaster
 from .ingest import Tx, Writer
+from .store import Db, Store
 
 T = TypeVar("T")
 DB_NAME = "fleet.db"
@@ -37,14 +37,15 @@ class Hub:
             data.mkdir(parents=True, exist_ok=True)
             self._lock = _single_writer_lock(data / LOCK_NAME)
             (data / "tmp").mkdir(exist_ok=True)
-            self.store = Store(data / DB_NAME, cfg.hub.heartbeat_history)
-            self.reader = Store(data / DB_NAME, cfg.hub.heartbeat_history)
+            self.store = Store(data / DB_NAME)
+            self.reader = Store(data / DB_NAME)
             self.blobs = BlobStore(data / "blobs")
         except (OSError, sqlite3.Error) as exc:
             raise PicoctlError(f"{data}: cannot open the hub's data folder: {exc}") from None
         self.broadcaster = Broadcaster()
         self.writer = Writer(self.store, self.broadcaster)
-        self.registry = Registry(self.reader.devices())
+        with self.reader.reading() as c:
+            self.registry = Registry(store.devices(c))
         self._ticker: asyncio.Task[None] | None = None
         self._security_window, self._security_count, self._security_skipped = 0.0, 0, 0
 
@@ -74,17 +75,17 @@ class Hub:
             except Exception:  # noqa: BLE001 - a failed tick is retried at the next one
                 pass
 
-    async def read(self, fn: Callable[[Store], T]) -> T:
-        """Run a read on the reader connection, off the event loop."""
+    async def read(self, fn: Callable[[Db], T]) -> T:
+        """Run reads on the reader connection (one consistent view), off the event loop."""
         def call() -> T:
-            with self.reader.reading():
-                return fn(self.reader)
+            with self.reader.reading() as c:
+                return fn(c)
 
         return await anyio.to_thread.run_sync(call)
 
     async def store_ok(self) -> bool:
         try:
-            await self.read(lambda s: s.query("SELECT 1"))
+            await self.read(store.ping)
         except Exception:  # noqa: BLE001 - any failure means unhealthy
             return False
         return True
@@ -93,9 +94,9 @@ class Hub:
         history = self.cfg.hub.heartbeat_history
 
         def job(tx: Tx) -> None:
-            new_errors = insert_heartbeats(tx.c, [beat], history)
+            new_errors = store.insert_heartbeats(tx.c, [beat], history)
             if clear_check_now:
-                tx.c.execute("UPDATE devices SET check_now = 0 WHERE id = ?", (beat["device_id"],))
+                store.set_check_now(tx.c, beat["device_id"], False)
             tx.emit("heartbeat", beat)
             for ev in new_errors:
                 tx.emit("history", ev.as_dict())
@@ -122,7 +123,7 @@ class Hub:
             self._security_skipped = 0
 
         def job(tx: Tx) -> None:
-            ev = add_event(tx.c, "hub", "security", device_id=exc.device_id, result="refused", detail=detail)
+            ev = store.add_event(tx.c, "hub", "security", device_id=exc.device_id, result="refused", detail=detail)
             tx.emit("history", ev.as_dict())
 
         self.writer.submit(job).add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -10,9 +10,10 @@ import hashlib
 import json
 import os
 import random
+import sys
 from binascii import hexlify, unhexlify
 
-from ota import fs, http, hw
+from ota import crash, fs, http, hw, logring
 from ota.hmac_sha256 import equal, mac_hex
 
 CONFIG = "config.json"
@@ -96,6 +97,9 @@ def check_offer(offer, own_type, stored_seq):
         seen.add(f["name"])
     if "main.py" not in seen:
         raise Refused("offer without main.py")
+    mpy = getattr(sys.implementation, "_mpy", 0) & 0xFF
+    if offer.get("mpy_version") is not None and offer["mpy_version"] != mpy:
+        raise Refused("release built for .mpy v%s, this board loads .mpy v%d" % (offer["mpy_version"], mpy))
 
 
 class Agent:
@@ -242,11 +246,20 @@ class Agent:
         body = {"id": self.id, "counter": counter, "version": self.running_version(), "seq": self.st["seq"],
                 "uptime_s": hw.elapsed_ms(self.started) // 1000, "mem_free": hw.mem_free(),
                 "rssi": hw.rssi(), "phase": self.st["phase"], "readings": readings}
-        resp = self._post("/heartbeat", body, True)
+        body.update(crash.report())
+        try:
+            resp = self._post("/heartbeat", body, True)
+        except http.HTTPError as exc:
+            if exc.status != 413 or body["last_error"] is None:
+                raise
+            body["last_error"] = None  # a record the hub will not take must not cost the heartbeat
+            counter = body["counter"] = self.counter()
+            resp = self._post("/heartbeat", body, True)
         if resp.get("ok") is not True or resp.get("counter") != counter:
             raise Refused("heartbeat response does not answer this heartbeat")
         if resp.get("check_now"):
             self.check_now = True
+        logring.want(resp.get("log_s"))
         return True
 
     def check(self):
@@ -493,6 +506,7 @@ class Agent:
         self.st["boots"] = 0
         self.save()
         hw.step("phase committed")
+        crash.clear()  # the new release is not the one that crashed
         fs.rmtree(OLD)
         hw.step("removed app.old")
         self.flush()
@@ -536,6 +550,11 @@ class Agent:
                     trial = False
             except (OSError, http.HTTPError, Refused, ValueError) as exc:
                 print("ota: heartbeat failed:", exc)
+        if logring.due():
+            try:
+                logring.send(self)
+            except (OSError, http.HTTPError, Refused, ValueError) as exc:
+                print("ota: log not sent:", exc)
         if self.st.get("pending"):
             self.flush()
         if not trial and (self.check_now or hw.due(self.next_check)):

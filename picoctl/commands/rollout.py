@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Callable
 
+from rich.markup import escape
+
 from .. import config, release
 from ..errors import BadInput, PicoctlError
 from ..rollout import Cohort, parse_stages
@@ -124,7 +126,9 @@ def _render(r: dict[str, Any]) -> None:
     console.print(f"rollout {r.get('id')}  {r.get('kind', 'update')} {r.get('target')} "
                   f"{r.get('previous_version') or '-'} -> {r.get('version')}  {state}", highlight=False)
     if r.get("reason"):
-        console.print(f"reason    {r['reason']}", highlight=False)
+        console.print(f"reason    {escape(r['reason'])}", highlight=False)
+    for f in r.get("failures") or []:  # each device that failed, with why (`picoctl devices show ID` for more)
+        console.print(f"[red]failed[/]    {escape(f['device_id'])} {escape(f['reason'])}", highlight=False)
     promote = r.get("promote_after_successes")
     console.print(f"halt after {r.get('halt_after_failures')} failure(s); "
                   f"promote {f'after {promote} success(es)' if promote else 'by hand'}", highlight=False)

@@ -30,6 +30,7 @@ class DeviceAuth:
     last_counter: int
     check_now: bool = False
     log_until: float = 0.0  # the hub wants the board's log until then (seconds since the epoch)
+    log_seen: float = 0.0  # when the board last posted its log
 
     def mac(self, body: bytes) -> str:
         return signing.device_mac(self.key.hex(), body)

@@ -114,6 +114,7 @@ async def post_logs(request: Request) -> Response:
     device, data = await _authenticated(hub, request, logs.LOG_BODY_MAX)
     now = time.time()
     await hub.writer.run(logs.log_post_job(device.id, data, now))
+    device.log_seen = now
     return _signed(device, {"ok": True, "counter": data["counter"], "log_s": logs.log_seconds(device.log_until, now)})
 
 

@@ -5,6 +5,11 @@ firmware inventory in heartbeats; a full flash; power cuts while the record is w
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -146,3 +151,49 @@ def test_a_release_for_another_mpy_version_is_never_offered_to_the_board(hub, tm
     d = _device(hub, "gh-09")
     assert d["version"] == "1.0.0" and "not offered: release built for .mpy v5" in d["offer"]["detail"]
     assert board.tree("app") == V1 and not (board.flash / "app.new").exists()
+
+
+CHATTY = make_app("1.0.0", main_prefix=(
+    b"from ota import logring\nprint('\\x1b[31mred\\x1b[0m and \\x07')\nlogring.add(b'bad \\xff byte')\n"
+    b"import time\n_t = [0]\n"))
+CHATTY["main.py"] = CHATTY["main.py"].replace(
+    b"    def step(self):\n        pass\n",
+    b"    def step(self):\n        _t[0] += 1\n        if _t[0] % 25 == 0:\n            print('tick', _t[0])\n")
+
+
+def _cli(hub, *args: str) -> subprocess.Popen:  # noqa: ANN001
+    return subprocess.Popen([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_devices_log_shows_the_ring_escaped_and_follow_streams_new_lines(hub, tmp_path: Path) -> None:
+    board = _board(hub, tmp_path, "gh-10", app=CHATTY)
+    board.run(_until_hub(hub, "gh-10", lambda d: d["boots"]), timeout=30)
+    proc = _cli(hub, "devices", "log", "gh-10", "--json", "--timeout", "30")
+    board.run(lambda _: proc.poll() is not None, timeout=60)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    lines = [x["line"] for x in json.loads(out)]
+    assert "\\x1b[31mred\\x1b[0m and \\x07" in lines and "bad \\xff byte" in lines and "@app 1.0.0" in lines
+    assert "\x1b" not in out
+
+    follow = _cli(hub, "devices", "log", "gh-10", "--follow", "--json", "--timeout", "30")
+    seen: list[dict] = []
+    reader = threading.Thread(target=lambda: seen.extend(json.loads(x) for x in follow.stdout), daemon=True)
+    reader.start()
+    try:
+        start = time.time()
+        board.run(lambda _: any(x["line"].startswith("tick") and x["at"] > start for x in seen), timeout=60)
+    finally:
+        follow.send_signal(signal.SIGINT)
+        follow.wait(timeout=10)
+    reader.join(timeout=5)
+    assert follow.returncode == 0
+
+
+def test_a_log_request_to_a_board_that_is_off_times_out_clearly(hub, tmp_path: Path) -> None:
+    _board(hub, tmp_path, "gh-11")
+    proc = _cli(hub, "devices", "log", "gh-11", "--timeout", "2")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "gh-11 did not answer the log request within 2 s (never heard from)" in " ".join(err.split())

@@ -8,8 +8,9 @@ function call per line and reaches everything that prints. Output written straig
 is not kept. Bytes given to add() that are not UTF-8 are kept as `\\xNN`.
 
 When the hub asks for the log (`log_s` in a heartbeat answer), the agent calls send() every
-STREAM_MS: the first post holds the ring, later ones the lines written since, at most POST_LINES
-lines and POST_CHARS characters a post (under the hub's 8 KiB cap), until the hub's answer says 0.
+STREAM_MS: the first posts hold the ring (back to back), later ones the lines written since, at most
+POST_LINES lines and POST_CHARS characters a post (under the hub's 8 KiB cap), until the hub's answer
+says 0.
 """
 
 import builtins
@@ -17,7 +18,7 @@ import time
 
 RING_CHARS = 2048
 LINE_MAX = 200
-POST_LINES = 32
+POST_LINES = 64
 POST_CHARS = 3000
 STREAM_MS = 2000
 
@@ -111,4 +112,6 @@ def send(agent):
             _sent = upto
         raise
     _sent = upto
+    if upto < _added:  # more waiting (the ring, at first): the next post goes at once
+        _next = time.ticks_ms()
     want(resp.get("log_s") if resp.get("counter") == counter else 0)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Generic, TypeVar
 
-from . import history, release
+from . import history
 from .config import FleetConfig
 from .errors import BadInput, PicoctlError
 from .progress import Progress
@@ -82,31 +82,18 @@ def serial_of(cfg: FleetConfig | None, port: str) -> str | None:
     return None
 
 
-def uf2_image(path: Path) -> tuple[Path, str | None]:
-    """A .uf2 file, or a pico release folder holding one (then its version is known)."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        meta = release.verify(path, None)
-        if meta.get("format") != "uf2":
-            raise BadInput(f"{path}: a {meta['target']} {meta.get('format')} release has no UF2 image; use `picoctl usb push`")
-        return path / meta["artifact"], meta["version"]
-    if not path.is_file():
-        raise BadInput(f"{path}: no such file")
-    return path, None
-
-
 def flash_uf2(cfg: FleetConfig | None, source: Path, drive: Path, progress: Progress, *, device_id: str | None = None,
               gone_timeout_s: float = 20.0, on_queued: Callable[[str], None] | None = None) -> Done:
     """Flash a .uf2 (or a UF2 release folder) onto a BOOTSEL drive; Done.result is a uf2flash.FlashResult."""
-    from .usb import bootsel, uf2flash
+    from .usb import bootsel, sources, uf2flash
 
-    image, version = uf2_image(source)
+    image, version = sources.uf2_image(source)
     drive = Path(drive)
     device_id = device_id or bootsel.read_info(drive).board_id
 
     def work() -> tuple[uf2flash.FlashResult, Report]:
         r = uf2flash.flash_uf2(image, drive, progress, gone_timeout_s=gone_timeout_s)
-        facts = f"{r.bytes_written} bytes, {r.info.family}"
+        facts = f"{r.bytes_written} bytes, {r.info.family}" + (f"; {r.info.note}" if r.info.note else "")
         return r, Report(f"flashed {image.name} ({facts}) in {r.seconds:.1f} s; the board rebooted", facts)
 
     return run(cfg, "flash", f"{image} -> {drive}", work, device_id=device_id, version=version, on_queued=on_queued)

@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import config, operations, provision
 from ..client import HubClient
 from ..errors import BadInput
+from ..protocol import CHANNELS
 from .output import add_json_flag, console, emit, progress_bar
 
 
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wifi-ssid", help="Wi-Fi network the board joins")
     p.add_argument("--wifi-password", help="its password")
     p.add_argument("--hub-url", help="hub URL as the board reaches it (default: hub.public_url)")
-    p.add_argument("--channel", default="stable", choices=("canary", "stable"))
+    p.add_argument("--channel", default="stable", choices=CHANNELS)
     p.add_argument("--release", help="install this picow release folder instead of the bundled sample app")
     p.add_argument("--source", action="store_true", help="ship .py sources instead of .mpy (debugging)")
     add_json_flag(p)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from .. import config, operations
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
-from ..usb import bootsel, detect, esp, follow, serial_log, telemetry
+from ..usb import bootsel, detect, esp, follow, serial_log, sources, telemetry
 from .output import add_json_flag, console, emit, err_console, progress_bar, table
 
 NOT_RECORDED = "this will not be recorded in the hub's history"
@@ -55,7 +56,7 @@ def _list(args: argparse.Namespace) -> int:
 # -- flash (UF2) -----------------------------------------------------------------------------
 def _flash(args: argparse.Namespace) -> int:
     cfg = _config(args, NOT_RECORDED)
-    operations.uf2_image(Path(args.file))  # a missing or wrong file is refused before the board is touched
+    sources.uf2_image(Path(args.file))  # a missing or damaged file is refused before the board is touched
     device: str | None = None
     if args.port:
         device = operations.serial_of(cfg, args.port)
@@ -74,13 +75,17 @@ def _flash(args: argparse.Namespace) -> int:
         if len(drives) != 1:
             raise BadInput(f"{len(drives)} BOOTSEL drives attached; name one with --drive (or use --port)")
         drive = Path(drives[0].path)
-    serial_before = {b.path for b in detect.scan(cfg) if b.kind == "serial"}
+    serial_before = {b.path for b in detect.scan(cfg) if b.kind == "serial"} if args.wait_port else set()
     with progress_bar("flash") as p:
         done = operations.flash_uf2(cfg, Path(args.file), drive, p, device_id=device, gone_timeout_s=args.timeout,
                                     on_queued=_queued)
     console.print(f"[green]✓[/] {done.summary}", highlight=False)
-    back = detect.wait_for(cfg, lambda b: b.kind == "serial" and b.path not in serial_before, args.timeout)
-    console.print(f"serial port back: {back.path}" if back else "[yellow]no serial port came back[/] (not MicroPython?)")
+    if args.wait_port:  # firmware without USB serial never brings one back: waited for only when asked
+        back = detect.wait_for(cfg, lambda b: b.kind == "serial" and b.path not in serial_before, args.timeout)
+        if back is None:
+            raise PicoctlError(f"the board rebooted but no serial port came back within {args.timeout:g}s "
+                               f"(firmware without USB serial?)")
+        console.print(f"serial port back: {back.path}", highlight=False)
     return 0
 
 
@@ -108,8 +113,9 @@ def _log(args: argparse.Namespace) -> int:
     cfg = None if args.no_hub else _config(args, "heartbeats will not be forwarded to the hub")
     forward = telemetry.HeartbeatForwarder(cfg) if cfg else None
 
-    def on_line(line: str) -> None:
-        console.print(line, markup=False, highlight=False)
+    def on_line(line: str) -> None:  # one output line per board line, unwrapped, its escapes shown
+        sys.stdout.write(serial_log.shown(line) + "\n")
+        sys.stdout.flush()
         if forward:
             forward(line)
 
@@ -166,7 +172,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     where = fl.add_mutually_exclusive_group()
     where.add_argument("--drive", help="the BOOTSEL drive's mount point (default: the only one attached)")
     where.add_argument("--port", help="a running MicroPython board: send it to BOOTSEL first")
-    fl.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the drive and the reboot")
+    fl.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the drive, the reboot and the port")
+    fl.add_argument("--wait-port", action="store_true",
+                    help="then wait for the board's serial port to come back (MicroPython firmware has one)")
     fl.set_defaults(func=_flash)
 
     pu = actions.add_parser("push", help="copy a pico/picow release (or a folder) to a running MicroPython board")

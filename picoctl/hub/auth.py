@@ -8,16 +8,15 @@ its write commits: a replay racing the original is refused too.
 from __future__ import annotations
 
 import hmac
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
 from .. import signing
+from ..protocol import is_device_id
 from .http import ApiError, parse_object
 
-DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 DEVICE_HEADER = "x-picoctl-device"
 MAC_HEADER = "x-picoctl-mac"
 
@@ -58,7 +57,7 @@ class Registry:
     def authenticate(self, request: Request, body: bytes) -> tuple[DeviceAuth, dict[str, Any]]:
         """The device and its parsed body, or a Refused/ApiError naming what is wrong."""
         header_id = request.headers.get(DEVICE_HEADER, "")
-        if not DEVICE_ID.fullmatch(header_id):
+        if not is_device_id(header_id):
             raise Refused(401, f"missing or malformed {DEVICE_HEADER} header", None)
         device = self._devices.get(header_id)
         if device is None:

@@ -11,13 +11,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
+from ..protocol import READING_MAX_STR
 from . import engine, logs
 from .auth import DeviceAuth, Refused
 from .http import ApiError, field, json_bytes, json_response, read_body
 from .state import Hub
 
 NONCE = re.compile(r"[0-9a-f]{32}")
-READING_MAX_STR = 64
 
 
 def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:

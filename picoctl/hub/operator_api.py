@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Awaitable, Callable
 
@@ -12,8 +11,9 @@ from starlette.routing import Route
 
 from .. import diagnostics, signing
 from ..config import FleetConfig
+from ..protocol import CHANNELS, is_device_id, liveness
 from . import engine, logs, releases, store
-from .auth import DEVICE_ID, check_bearer
+from .auth import check_bearer
 from .device_api import heartbeat_fields
 from .http import ApiError, field, json_response, parse_object, read_body
 from .ingest import Tx
@@ -21,8 +21,6 @@ from .state import Hub
 from .store import Db
 
 MAX_JSON_BODY = 1024 * 1024
-CHANNELS = ("stable", "canary")
-RELAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 RELAY_TYPE = "pico"
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -61,11 +59,8 @@ def _int_param(request: Request, name: str, default: int, low: int = 0, high: in
 
 def device_status(cfg: FleetConfig, row: dict[str, Any], now: float) -> str:
     """new (never heard from), online, stale or offline, from the type's heartbeat interval."""
-    if row["last_seen"] is None:
-        return "new"
-    age = now - row["last_seen"]
     t = cfg.device_type(row["type"])
-    return "online" if age <= t.stale_after() else "stale" if age <= t.offline_after() else "offline"
+    return liveness(row["last_seen"], now, t.stale_after(), t.offline_after())
 
 
 def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | None, now: float) -> dict[str, Any]:
@@ -130,7 +125,7 @@ async def register_device(request: Request, hub: Hub) -> Response:
     data = await _json(request)
     device_id, type_ = field(data, "id", "str"), field(data, "type", "str")
     channel = field(data, "channel", "str", required=False, default="stable")
-    if not DEVICE_ID.fullmatch(device_id):
+    if not is_device_id(device_id):
         raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_' or '-'")
     if type_ not in hub.cfg.device_types:
         raise ApiError(400, f"unknown device type {type_!r} (fleet.toml knows {', '.join(sorted(hub.cfg.device_types))})")
@@ -179,7 +174,7 @@ async def check_now(request: Request, hub: Hub) -> Response:
 async def relay_heartbeat(request: Request, hub: Hub) -> Response:
     """A heartbeat picoctl read from a USB-attached board; the board is registered on first sight."""
     device_id = request.path_params["id"]
-    if not RELAY_ID.fullmatch(device_id):
+    if not is_device_id(device_id):
         raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_', ':' or '-'")
     beat = heartbeat_fields(await _json(request)) | {"device_id": device_id, "counter": 0, "at": time.time()}
     if hub.registry.get(device_id) is None:

@@ -12,16 +12,14 @@ It becomes `POST /api/v1/devices/{id}/heartbeat` (picoctl.client's relay_heartbe
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..client import HubClient, HubError
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
+from ..protocol import READING_MAX_STR, is_device_id
 
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-READING_MAX_STR = 64
 TIMEOUT_S = 3.0
 
 
@@ -59,7 +57,7 @@ def parse_heartbeat(line: str) -> Heartbeat | None:
     if not isinstance(obj, dict) or obj.get("type") != "heartbeat":
         return None
     dev, version, uptime = obj.get("id"), obj.get("version"), obj.get("uptime_s")
-    if not isinstance(dev, str) or not DEVICE_ID.match(dev):
+    if not is_device_id(dev):
         raise BadInput(f"heartbeat: bad device id {dev!r}")
     if not isinstance(version, str) or not version:
         raise BadInput(f"heartbeat from {dev}: version must be a non-empty string")

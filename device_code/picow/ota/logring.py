@@ -100,13 +100,15 @@ def _batch():
 
 
 def send(agent):
-    """Post the lines not sent yet (see the module's docstring); raises what the request raises."""
+    """Post the lines not sent yet (see the module's docstring), as a step of the agent's cooperative
+    loop (a generator); raises what the request raises."""
     global _sent, _next
     _next = time.ticks_add(time.ticks_ms(), STREAM_MS)
     lines, dropped, upto = _batch()
     counter = agent.counter()
     try:
-        resp = agent._post("/logs", {"id": agent.id, "counter": counter, "lines": lines, "dropped": dropped}, True)
+        body = {"id": agent.id, "counter": counter, "lines": lines, "dropped": dropped}
+        resp = yield from agent._post("/logs", body, True)
     except Exception as exc:
         if getattr(exc, "status", None) == 413:  # never resend what the hub refused
             _sent = upto

@@ -42,6 +42,7 @@ SEMVER = re.compile(
 FIXED_MTIME = 315532800  # 1980-01-01, the earliest time a zip or FAT filesystem can hold
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "node_modules"}
 META_FIELDS = ("version", "artifact_url", "sha256", "signature", "rollout", "created_at")
+MAX_META_BYTES = 1 << 20  # a meta.json fetched by URL is refused past this size, before it is parsed
 
 
 def check_version(version: str) -> str:

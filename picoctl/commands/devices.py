@@ -8,8 +8,6 @@ import json
 import time
 from typing import Any
 
-from rich.markup import escape
-
 from .. import config, wireless_log
 from ..errors import BadInput
 from ..protocol import CHANNELS
@@ -58,6 +56,8 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from rich.markup import escape  # device text is shown as text, never markup
+
     if args.beats <= 0:
         raise BadInput(f"--beats: expected a positive number, got {args.beats}")
     with _client(args) as client:
@@ -85,6 +85,8 @@ def _show(args: argparse.Namespace) -> int:
 
 def _diagnostics(d: dict[str, Any]) -> None:
     """Firmware, boot count, reset cause and the last crash with its traceback."""
+    from rich.markup import escape
+
     fw = d.get("firmware") or {}
     if fw or d.get("boots") is not None:
         console.print(f"firmware  MicroPython {escape(fw.get('micropython') or '?')}, .mpy {fw.get('mpy_abi') or '?'}, "
@@ -99,6 +101,8 @@ def _diagnostics(d: dict[str, Any]) -> None:
 
 
 def _log(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     cfg = config.load(args.config)
     from ..client import HubClient
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Callable
 
-from rich.markup import escape
-
 from .. import config, release
 from ..errors import BadInput, PicoctlError
 from ..protocol import ACTION_ACCEPTS, ROLLOUT_STATES
@@ -116,6 +114,8 @@ def _describe(stage: dict[str, Any]) -> str:
 
 
 def _render(r: dict[str, Any]) -> None:
+    from rich.markup import escape  # device text (errors in reasons) is shown as text, never markup
+
     colour = {"active": "green", "halted": "red", "completed": "blue", "rolled_back": "yellow"}.get(r.get("state"), "")
     state = f"[{colour}]{r.get('state')}[/]" if colour else str(r.get("state"))
     console.print(f"rollout {r.get('id')}  {r.get('kind', 'update')} {r.get('target')} "

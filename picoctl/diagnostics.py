@@ -2,8 +2,8 @@
 
 Everything a board sends as text (an exception message, a traceback, a line of its output) is made
 safe once, when the hub takes it in: control characters and terminal escapes become visible `\\xNN`
-escapes (newlines are kept in tracebacks), as do lone surrogates, which stand for bytes that were
-not UTF-8. What the hub stores can then be shown on any terminal as it is. The limits here are the contract with the board's agent
+escapes (newlines are kept in tracebacks). Bytes that are not UTF-8 never get this far: the board
+sends them as `\\xNN` (ota/logring.py), and the hub refuses JSON that is not text. What the hub stores can then be shown on any terminal as it is. The limits here are the contract with the board's agent
 (device_code/picow/ota/crash.py and logring.py cut to these sizes before sending; the hub refuses
 more with 413).
 """
@@ -22,8 +22,8 @@ RESET_CAUSE_MAX = 32
 LINE_MAX = 256
 LOG_LINES_MAX = 64  # lines in one log post
 FIRMWARE_STR_MAX = 64
-_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
-_UNSAFE_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+_UNSAFE_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 _LOCATION = re.compile(r'File "([^"]{1,200})", line (\d{1,7})')
 
 

@@ -105,10 +105,10 @@ def push(cfg: FleetConfig | None, source: Path, port: str, progress: Progress, *
     from .usb import push as serial_push
 
     source = Path(source).expanduser()
-    _files, version = serial_push.release_files(source)  # a bad source is refused before the board is touched
+    files, version = serial_push.release_files(source)  # a bad source is refused before the board is touched
 
     def work() -> tuple[serial_push.PushResult, Report]:
-        r = serial_push.push_release(port, source, progress, verify=verify)
+        r = serial_push.push_version(port, files, version, progress, verify=verify)
         checked = "verified on the board" if r.verified else "not verified"
         facts = f"{r.files} files, {r.bytes} bytes, {checked}"
         return r, Report(f"pushed {r.files} files ({r.bytes} bytes, {checked}) in {r.seconds:.1f} s; "

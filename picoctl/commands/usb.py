@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .. import config, history, release
+from .. import config, history, keyset, release
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
@@ -133,10 +133,11 @@ def _flash(args: argparse.Namespace) -> int:
 def _push(args: argparse.Namespace) -> int:
     cfg = _config(args, NOT_RECORDED)
     source = Path(args.source)
-    _files, version = push.release_files(source)  # refuse a bad source before touching the board
+    trusted = keyset.trusted_or_none(cfg)
+    _files, version = push.release_files(source, trusted)  # refuse a bad source before touching the board
     device = _serial_of(cfg, args.port)
     with _recorded(cfg, "usb_push", device, version, "push") as p:
-        result = push.push_release(args.port, source, p, verify=args.verify)
+        result = push.push_release(args.port, source, p, verify=args.verify, trusted=trusted)
     _record(cfg, "usb_push", result.device_id or device, result.version, "ok",
             f"{result.files} files, {result.bytes} bytes{', verified' if result.verified else ''}")
     checked = "verified on the board" if result.verified else "not verified"

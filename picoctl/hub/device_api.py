@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import __version__
+from .. import __version__, keyset
 from . import engine
 from .auth import DeviceAuth, Refused
 from .http import ApiError, field, json_bytes, json_response, read_body
@@ -58,6 +58,7 @@ def heartbeat_fields(data: dict[str, Any]) -> dict[str, Any]:
         "rssi": field(data, "rssi", "int", required=False),
         "phase": phase or None,
         "readings": _readings(data),
+        "keys": field(data, "keys", "int", required=False),  # the version of the key set the board trusts
     }
 
 
@@ -85,7 +86,11 @@ async def check(request: Request) -> Response:
     offer = await hub.writer.run(lambda tx: engine.check(tx, hub.cfg, device.id, body, time.time()))
     if offer is not None:
         device.check_now = False
-    return _signed(device, {"id": device.id, "nonce": nonce, "offer": offer})
+    answer = {"id": device.id, "nonce": nonce, "offer": offer}
+    newer = keyset.newer_for(hub.cfg, field(data, "keys", "int", required=False))
+    if newer is not None:
+        answer["keys"] = newer
+    return _signed(device, answer)
 
 
 async def deploy_status(request: Request) -> Response:

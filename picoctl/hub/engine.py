@@ -77,12 +77,15 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
                        "phase": "offered", "at": now})
     tx.emit("history", ev.as_dict())
     meta = rel["meta"]
-    return {
+    offer = {
         "seq": seq, "rollout_id": chosen.id, "type": chosen.target, "version": chosen.version,
         "files": [{"name": f["name"], "size": f["size"], "sha256": f["sha256"], "url": f"/artifacts/{f['sha256']}"}
                   for f in meta.get("files", [])],
         "meta": {k: meta[k] for k in release_mod.META_FIELDS},
     }
+    if "_type" in meta:  # releases built before boards verified signatures carry none a board can check
+        offer["release"] = release_mod.board_envelope(meta)
+    return offer
 
 
 def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> None:

@@ -6,7 +6,7 @@ is pinned to one core, the load to the other.
 - hub:      the real `picoctl serve` (uvicorn, Starlette; a single writer commits batches durably).
 - baseline: the naive design, a Flask-style synchronous threaded server whose handler checks the
             same HMAC and counter in SQLite, then inserts and commits each heartbeat alone.
-Both use the same schema (picoctl.store) with synchronous=FULL and WAL; after each run the count
+Both use the same schema (picoctl.hub.store) with synchronous=FULL and WAL; after each run the count
 of stored heartbeats must equal the count acknowledged.
 """
 

@@ -21,9 +21,9 @@ from . import keyset, release, shipped
 from .config import FleetConfig
 from .errors import BadInput
 from .progress import Progress
+from .protocol import is_device_id
 
 DEVICE_CODE = shipped.DEVICE_CODE / "picow"
-DEVICE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 FACTORY_VERSION = "0.0.0"
 HUB_CERT = "hub.der"  # the hub's TLS certificate on a board that reaches it over https
 TRUST = "ota/trust.json"  # the key set the board trusts and its downgrade floor (ota/trust.py)
@@ -41,7 +41,7 @@ class Provisioned:
 
 
 def check_device_id(device_id: str) -> str:
-    if not DEVICE_ID.match(device_id):
+    if not is_device_id(device_id):
         raise BadInput(f"device id {device_id!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")
     return device_id
 

@@ -5,6 +5,7 @@ takes it back after); operations on one port wait for each other and fail naming
 from __future__ import annotations
 
 import json
+import select
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,7 @@ def test_operations_on_one_port_wait_then_fail_naming_the_holder(board: VirtualP
          f"with port_claim.claim({board.port!r}, 'a test holder'):\n print('held', flush=True)\n time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:
+        assert select.select([holder.stdout], [], [], 10)[0], "the holder did not take the port within 10 s"
         assert holder.stdout.readline().strip() == "held"
         monkeypatch.setattr(port_claim, "CLAIM_S", 0.5)
         with pytest.raises(PicoctlError, match=r"in use by a test holder \(pid \d+\); try again when it is done"):
@@ -129,12 +131,12 @@ def test_operations_on_one_port_wait_then_fail_naming_the_holder(board: VirtualP
             time.sleep(1.5)  # several attempts: the reason is said once
             assert not viewer.connected and len(said) == 1 and f"in use by a test holder (pid {holder.pid})" in said[0]
         holder.kill()  # a killed holder holds nothing: the kernel drops its locks
-        holder.wait()
+        holder.wait(10)
         assert push.push_files(board.port, {"x.txt": b"x"}, Progress("push")).files == 1
         assert (board.flash_dir / "x.txt").read_bytes() == b"x"
     finally:
         holder.kill()
-        holder.wait()
+        holder.wait(10)
         holder.stdout.close()
 
 
@@ -148,3 +150,21 @@ def test_a_lock_folder_that_cannot_be_used_is_a_clear_error(board: VirtualPico, 
     wait_for(lambda: said, what="the follower's status")
     follower.stop()
     assert "cannot take its lock file" in said[0] and not (board.flash_dir / "x.txt").exists()
+
+
+def test_no_lock_file_stays_behind_once_everyone_let_go(hub: Hub, board: VirtualPico, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    monkeypatch.setattr(port_claim, "lock_dir", lambda: locks)
+    hub.cfg.usb.extra_ports = str(tmp_path / "ports" / "pico-*")
+    hub.cfg.usb.poll_s = 0.2
+    with Follower(hub.cfg, lambda port, what: None) as f:
+        wait_for(lambda: f.heartbeats(board.port) > 0, what="the follower reading the board")
+        for n in range(3):
+            assert push.push_files(board.port, {"x.txt": b"%d" % n}, Progress("push")).files == 1
+        wait_for(lambda: f.heartbeats(board.port) > 0, what="the follower back")
+    assert sorted(p.name for p in locks.iterdir()) == []
+    with port_claim.claim(board.port, "a test"):
+        assert len(list(locks.iterdir())) == 2
+    assert list(locks.iterdir()) == []

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__, keyset
+from ..protocol import READING_MAX_STR
 from . import engine
 from .auth import DeviceAuth, Refused
 from .http import ApiError, field, json_bytes, json_response, read_body
 from .state import Hub
 
 NONCE = re.compile(r"[0-9a-f]{32}")
-READING_MAX_STR = 64
 
 
 def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
@@ -25,13 +25,31 @@ def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
     return Response(body, 200, media_type="application/json", headers={"X-Picoctl-Mac": device.mac(body)})
 
 
-async def _authenticated(hub: Hub, request: Request) -> tuple[DeviceAuth, dict[str, Any]]:
-    body = await read_body(request, hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
-    try:
-        return hub.registry.authenticate(request, body)
-    except Refused as exc:
-        hub.security_event(exc, request)
-        raise
+DeviceHandler = Callable[[Hub, DeviceAuth, dict[str, Any]], Awaitable[Response]]
+
+
+def device_route(handler: DeviceHandler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: authenticate the device, then hand it the hub, the device and the parsed body.
+
+    The request's counter is taken only when the handler returns (what it asked is stored); any
+    refusal or error gives it back, so the board's next request is not taken for a replay.
+    """
+    async def wrapped(request: Request) -> Response:
+        hub: Hub = request.app.state.hub
+        body = await read_body(request, hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
+        try:
+            device, data = hub.registry.authenticate(request, body)
+        except Refused as exc:
+            hub.security_event(exc, request)
+            raise
+        stored = False
+        try:
+            response = await handler(hub, device, data)
+            stored = True
+            return response
+        finally:
+            device.settle(data["counter"], stored)
+    return wrapped
 
 
 def _readings(data: dict[str, Any]) -> dict[str, Any]:
@@ -62,9 +80,7 @@ def heartbeat_fields(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def heartbeat(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
-    device, data = await _authenticated(hub, request)
+async def heartbeat(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     beat = heartbeat_fields(data) | {"device_id": device.id, "counter": data["counter"], "at": time.time()}
     check_now = device.check_now
     await hub.record_heartbeat(beat, clear_check_now=check_now)
@@ -73,9 +89,7 @@ async def heartbeat(request: Request) -> Response:
     return _signed(device, {"ok": True, "counter": data["counter"], "check_now": check_now})
 
 
-async def check(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
-    device, data = await _authenticated(hub, request)
+async def check(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     nonce = field(data, "nonce", "str")
     if not NONCE.fullmatch(nonce):
         raise ApiError(400, "field 'nonce' must be 32 lowercase hex digits (16 random bytes)")
@@ -93,9 +107,7 @@ async def check(request: Request) -> Response:
     return _signed(device, answer)
 
 
-async def deploy_status(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
-    device, data = await _authenticated(hub, request)
+async def deploy_status(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     phase = field(data, "phase", "str")
     if phase not in engine.PHASES:
         raise ApiError(400, f"field 'phase': expected one of {', '.join(engine.PHASES)}, got {phase!r}")
@@ -112,7 +124,7 @@ async def deploy_status(request: Request) -> Response:
 async def artifact(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     sha = request.path_params["sha256"]
-    return hub.blobs.response(sha.lower(), request.headers.get("range"))
+    return hub.blobs.response(sha.lower())
 
 
 async def healthz(request: Request) -> Response:
@@ -122,9 +134,9 @@ async def healthz(request: Request) -> Response:
 
 
 routes = [
-    Route("/check", check, methods=["POST"]),
-    Route("/heartbeat", heartbeat, methods=["POST"]),
-    Route("/deploy/status", deploy_status, methods=["POST"]),
+    Route("/check", device_route(check), methods=["POST"]),
+    Route("/heartbeat", device_route(heartbeat), methods=["POST"]),
+    Route("/deploy/status", device_route(deploy_status), methods=["POST"]),
     Route("/artifacts/{sha256}", artifact, methods=["GET", "HEAD"]),
     Route("/healthz", healthz, methods=["GET"]),
 ]

@@ -7,8 +7,6 @@ an audit event and a change for the event stream.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections import Counter
 from typing import Any
 
@@ -16,9 +14,11 @@ from .. import release as release_mod
 from .. import rollout as policy
 from ..config import FleetConfig
 from ..errors import BadInput
-from ..store import add_event, one, rows
+from ..protocol import ACTION_ACCEPTS
+from . import store
 from .http import ApiError
 from .ingest import Tx
+from .store import Db
 
 PHASES = policy.PHASES[1:]  # what a device may report: everything after "offered"
 ACTIONS = ("promote", "halt", "resume", "rollback")
@@ -48,31 +48,21 @@ def offer_record(row: dict[str, Any]) -> policy.OfferRecord:
 def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> dict[str, Any] | None:
     """Record a device's check and return the offer it should get now (None: nothing to do)."""
     c = tx.c
-    c.execute("UPDATE devices SET last_seen = ?, version = ?, seq = MAX(seq, ?), last_counter = MAX(last_counter, ?)"
-              " WHERE id = ?", (now, body["version"], body["seq"], body["counter"], device_id))
-    dev = one(c, "SELECT * FROM devices WHERE id = ?", (device_id,))
+    store.record_check(c, device_id, now, body["version"], body["seq"], body["counter"])
+    dev = store.device(c, device_id)
     assert dev is not None
     info = device_info(dev)
-    candidates = [rollout_info(r) for r in rows(
-        c, "SELECT * FROM rollouts WHERE target = ? AND (state = 'active' OR id IN"
-           " (SELECT rollout_id FROM offers WHERE device_id = ?)) ORDER BY id", (dev["type"], device_id))]
-    records = {r["rollout_id"]: offer_record(r) for r in rows(c, "SELECT * FROM offers WHERE device_id = ?", (device_id,))}
+    candidates = [rollout_info(r) for r in store.rollouts_for_device(c, dev["type"], device_id)]
+    records = {r["rollout_id"]: offer_record(r) for r in store.offers_of_device(c, device_id)}
     chosen = policy.choose_offer(info, candidates, records, now, cfg.rollout.retry_backoff_s)
     if chosen is None:
         return None
-    rel = one(c, "SELECT * FROM releases WHERE target = ? AND version = ?", (chosen.target, chosen.version))
+    rel = store.release(c, chosen.target, chosen.version)
     if rel is None:
         return None
-    seq = max(dev["offer_seq"], dev["seq"]) + 1
-    c.execute("UPDATE devices SET offer_seq = ?, check_now = 0 WHERE id = ?", (seq, device_id))
-    c.execute(
-        "INSERT INTO offers (device_id, rollout_id, version, seq, phase, updated_at) VALUES (?, ?, ?, ?, 'offered', ?)"
-        " ON CONFLICT (device_id, rollout_id) DO UPDATE SET seq = excluded.seq, phase = 'offered', transient = 0,"
-        " detail = '', updated_at = excluded.updated_at",
-        (device_id, chosen.id, chosen.version, seq, now),
-    )
-    ev = add_event(c, "hub", "offer", device_id=device_id, version=chosen.version, result="offered",
-                   detail=f"rollout {chosen.id} seq {seq}", at=now)
+    seq = store.make_offer(c, device_id, chosen.id, chosen.version, now)
+    ev = store.add_event(c, "hub", "offer", device_id=device_id, version=chosen.version, result="offered",
+                         detail=f"rollout {chosen.id} seq {seq}", at=now)
     tx.emit("status", {"device_id": device_id, "rollout_id": chosen.id, "version": chosen.version, "seq": seq,
                        "phase": "offered", "at": now})
     tx.emit("history", ev.as_dict())
@@ -92,19 +82,17 @@ def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: 
     """Record a device's deploy phase; move its offer on; let the rollout react."""
     c, phase = tx.c, body["phase"]
     if phase == "committed":
-        c.execute("UPDATE devices SET version = ?, seq = MAX(seq, ?) WHERE id = ?", (body["version"], body["seq"], device_id))
+        store.record_deploy_phase(c, device_id, now, phase, body["counter"], body["version"], body["seq"])
     elif phase == "rolled_back" and body.get("from_version"):
-        c.execute("UPDATE devices SET version = ? WHERE id = ?", (body["from_version"], device_id))
-    c.execute("UPDATE devices SET last_seen = ?, phase = ?, last_counter = MAX(last_counter, ?) WHERE id = ?",
-              (now, phase, body["counter"], device_id))
-    rec = one(c, "SELECT * FROM offers WHERE device_id = ? AND seq = ?", (device_id, body["seq"]))
+        store.record_deploy_phase(c, device_id, now, phase, body["counter"], body["from_version"])
+    else:
+        store.record_deploy_phase(c, device_id, now, phase, body["counter"])
+    rec = store.offer_by_seq(c, device_id, body["seq"])
     transient = phase == "failed" and bool(body.get("transient"))
     if rec is not None:
-        c.execute("UPDATE offers SET phase = ?, transient = ?, attempts = attempts + ?, detail = ?, updated_at = ?"
-                  " WHERE device_id = ? AND rollout_id = ?",
-                  (phase, int(transient), int(transient), body.get("detail", ""), now, device_id, rec["rollout_id"]))
+        store.record_offer_phase(c, device_id, rec["rollout_id"], phase, transient, body.get("detail", ""), now)
     result = f"{phase} (transient)" if transient else phase
-    ev = add_event(c, "device", "deploy_status", device_id=device_id, version=body["version"], result=result,
+    ev = store.add_event(c, "device", "deploy_status", device_id=device_id, version=body["version"], result=result,
                    detail=body.get("detail", ""), at=now)
     tx.emit("status", {"device_id": device_id, "rollout_id": rec["rollout_id"] if rec else None,
                        "version": body["version"], "seq": body["seq"], "phase": phase, "transient": transient,
@@ -116,13 +104,13 @@ def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: 
 
 # --- rollouts ---------------------------------------------------------------------------------
 
-def _counts(c: sqlite3.Connection, cfg: FleetConfig, r: policy.RolloutInfo, now: float) -> policy.Counts:
-    devices = [device_info(d) for d in rows(c, "SELECT * FROM devices WHERE type = ?", (r.target,))]
-    records = [offer_record(o) for o in rows(c, "SELECT * FROM offers WHERE rollout_id = ?", (r.id,))]
+def _counts(c: Db, cfg: FleetConfig, r: policy.RolloutInfo, now: float) -> policy.Counts:
+    devices = [device_info(d) for d in store.devices(c, r.target)]
+    records = [offer_record(o) for o in store.offers_of_rollout(c, r.id)]
     return policy.count(r, devices, records, now, cfg.rollout.trial_timeout_s)
 
 
-def view(c: sqlite3.Connection, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
+def view(c: Db, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
     """A rollout as the API shows it: its row, its stages and the counts of its current stage."""
     out = dict(row)
     out["stage"] = row["stages"][row["stage_index"]]["name"]
@@ -132,12 +120,10 @@ def view(c: sqlite3.Connection, cfg: FleetConfig, row: dict[str, Any], now: floa
 
 def _set_state(tx: Tx, cfg: FleetConfig, rollout_id: int, now: float, kind: str, reason: str, actor: str,
                **values: Any) -> dict[str, Any]:
-    cols = ", ".join(f"{k} = ?" for k in values)
-    tx.c.execute(f"UPDATE rollouts SET {cols}, reason = ?, updated_at = ? WHERE id = ?",
-                 (*values.values(), reason, now, rollout_id))
-    row = one(tx.c, "SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
+    store.update_rollout(tx.c, rollout_id, reason, now, **values)
+    row = store.rollout(tx.c, rollout_id)
     assert row is not None
-    ev = add_event(tx.c, actor, kind, version=row["version"], result=row["state"],
+    ev = store.add_event(tx.c, actor, kind, version=row["version"], result=row["state"],
                    detail=f"rollout {rollout_id} stage {row['stages'][row['stage_index']]['name']}: {reason}", at=now)
     shown = view(tx.c, cfg, row, now)
     tx.emit("rollout", shown)
@@ -147,7 +133,7 @@ def _set_state(tx: Tx, cfg: FleetConfig, rollout_id: int, now: float, kind: str,
 
 def evaluate(tx: Tx, cfg: FleetConfig, rollout_id: int, now: float) -> None:
     """Apply the policy's decision (halt, promote, complete) to an active rollout."""
-    row = one(tx.c, "SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
+    row = store.rollout(tx.c, rollout_id)
     if row is None or row["state"] != "active":
         return
     r = rollout_info(row)
@@ -162,18 +148,16 @@ def evaluate(tx: Tx, cfg: FleetConfig, rollout_id: int, now: float) -> None:
 
 def evaluate_active(tx: Tx, cfg: FleetConfig, now: float) -> None:
     """Re-evaluate every active rollout (devices that went silent after switching count as failures)."""
-    for row in rows(tx.c, "SELECT id FROM rollouts WHERE state = 'active'"):
-        evaluate(tx, cfg, row["id"], now)
+    for rollout_id in store.active_rollout_ids(tx.c):
+        evaluate(tx, cfg, rollout_id, now)
 
 
-def _previous_version(c: sqlite3.Connection, target: str, version: str) -> str | None:
+def _previous_version(c: Db, target: str, version: str) -> str | None:
     """What the fleet runs before this rollout: the last completed rollout's version, else the commonest one."""
-    done = one(c, "SELECT version FROM rollouts WHERE target = ? AND state = 'completed' AND version != ?"
-                  " ORDER BY id DESC LIMIT 1", (target, version))
+    done = store.last_completed_version(c, target, version)
     if done:
-        return done["version"]
-    versions = Counter(d["version"] for d in rows(c, "SELECT version FROM devices WHERE type = ? AND version IS NOT NULL"
-                                                     " AND version != ?", (target, version)))
+        return done
+    versions = Counter(store.versions_running(c, target, version))
     return versions.most_common(1)[0][0] if versions else None
 
 
@@ -189,19 +173,14 @@ def start(tx: Tx, cfg: FleetConfig, body: dict[str, Any], now: float) -> dict[st
     halt, promote = body["halt_after_failures"], body["promote_after_successes"]
     if halt < 0 or promote < 0:
         raise ApiError(400, "halt_after_failures and promote_after_successes must be 0 or more")
-    if one(c, "SELECT 1 FROM releases WHERE target = ? AND version = ?", (target, version)) is None:
+    if store.release(c, target, version) is None:
         raise ApiError(404, f"release {target} {version} is not published on the hub")
-    active = one(c, "SELECT id FROM rollouts WHERE target = ? AND state = 'active'", (target,))
+    active = store.active_rollout_ids(c, target)
     if active:
-        raise ApiError(409, f"rollout {active['id']} of {target} is still active; halt or finish it first")
+        raise ApiError(409, f"rollout {active[0]} of {target} is still active; halt or finish it first")
     previous = _previous_version(c, target, version)
-    cur = c.execute(
-        "INSERT INTO rollouts (target, version, previous_version, state, kind, stage_index, stages,"
-        " halt_after_failures, promote_after_successes, created_at, updated_at)"
-        " VALUES (?, ?, ?, 'active', 'update', 0, ?, ?, ?, ?, ?)",
-        (target, version, previous, json.dumps([s.to_dict() for s in stages]), halt, promote, now, now),
-    )
-    rollout_id = int(cur.lastrowid or 0)
+    rollout_id = store.insert_rollout(c, target, version, previous, "update", [s.to_dict() for s in stages], halt,
+                                      promote, now)
     return _set_state(tx, cfg, rollout_id, now, "rollout_started",
                       f"{previous or '-'} -> {version}, stages {','.join(s.name for s in stages)}",
                       "operator", state="active")
@@ -209,12 +188,11 @@ def start(tx: Tx, cfg: FleetConfig, body: dict[str, Any], now: float) -> dict[st
 
 def act(tx: Tx, cfg: FleetConfig, rollout_id: int, action: str, reason: str, now: float) -> dict[str, Any]:
     """An operator's promote, halt, resume or rollback."""
-    row = one(tx.c, "SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
+    row = store.rollout(tx.c, rollout_id)
     if row is None:
         raise ApiError(404, f"no rollout {rollout_id}")
     r = rollout_info(row)
-    allowed = {"promote": ("active",), "halt": ("active",), "resume": ("halted",),
-               "rollback": ("active", "halted", "completed")}[action]
+    allowed = ACTION_ACCEPTS[action]
     if r.state not in allowed:
         raise ApiError(409, f"rollout {rollout_id} is {r.state}; {action} needs it {' or '.join(allowed)}")
     if action == "promote":
@@ -239,20 +217,16 @@ def _rollback(tx: Tx, cfg: FleetConfig, r: policy.RolloutInfo, reason: str, now:
     c = tx.c
     if r.previous_version is None:
         raise ApiError(409, f"rollout {r.id} has no previous version to roll back to")
-    if one(c, "SELECT 1 FROM releases WHERE target = ? AND version = ?", (r.target, r.previous_version)) is None:
+    if store.release(c, r.target, r.previous_version) is None:
         raise ApiError(409, f"release {r.target} {r.previous_version} is not on the hub; publish it to roll back")
-    records = [offer_record(o) for o in rows(c, "SELECT * FROM offers WHERE rollout_id = ?", (r.id,))]
+    records = [offer_record(o) for o in store.offers_of_rollout(c, r.id)]
     try:
         stages = policy.rollback_stages(records)
     except BadInput as exc:
         raise ApiError(409, str(exc)) from None
     _set_state(tx, cfg, r.id, now, "rollout_rolled_back", reason or "by hand", "operator", state="rolled_back")
-    cur = c.execute(
-        "INSERT INTO rollouts (target, version, previous_version, state, kind, stage_index, stages,"
-        " halt_after_failures, promote_after_successes, created_at, updated_at)"
-        " VALUES (?, ?, ?, 'active', 'rollback', 0, ?, 0, 0, ?, ?)",
-        (r.target, r.previous_version, r.version, json.dumps([s.to_dict() for s in stages]), now, now),
-    )
-    return _set_state(tx, cfg, int(cur.lastrowid or 0), now, "rollout_started",
+    rollout_id = store.insert_rollout(c, r.target, r.previous_version, r.version, "rollback",
+                                      [s.to_dict() for s in stages], 0, 0, now)
+    return _set_state(tx, cfg, rollout_id, now, "rollout_started",
                       f"rollback of rollout {r.id}: {r.version} -> {r.previous_version} on "
                       f"{len(stages[0].cohort.ids)} device(s)", "operator", state="active")

@@ -10,14 +10,13 @@ heartbeats, and at rest a lone heartbeat waits for nothing.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
-from ..store import Store
 from .events import Broadcaster
 from .http import ApiError
+from .store import Db, Store
 
 T = TypeVar("T")
 MAX_BATCH = 1000
@@ -27,7 +26,7 @@ MAX_BATCH = 1000
 class Tx:
     """What a job sees: the transaction's connection and a list of changes to publish after commit."""
 
-    c: sqlite3.Connection
+    c: Db
     changes: list[tuple[str, Any]] = field(default_factory=list)
 
     def emit(self, event: str, data: Any) -> None:
@@ -77,8 +76,8 @@ class Writer:
         return await self.submit(job)
 
     def _commit(self, batch: list[_Pending[Any]]) -> list[Any]:
-        def wrap(p: _Pending[Any]) -> Callable[[sqlite3.Connection], Any]:
-            def call(c: sqlite3.Connection) -> Any:
+        def wrap(p: _Pending[Any]) -> Callable[[Db], Any]:
+            def call(c: Db) -> Any:
                 p.tx = Tx(c)
                 return p.job(p.tx)
             return call

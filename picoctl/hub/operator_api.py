@@ -2,29 +2,44 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Awaitable, Callable
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import signing
 from ..config import FleetConfig
-from ..store import Store, add_event, one
-from . import engine, releases
-from .auth import DEVICE_ID, check_bearer
+from ..protocol import CHANNELS, is_device_id, liveness
+from . import engine, releases, store
+from .auth import check_bearer
 from .device_api import heartbeat_fields
-from .http import ApiError, field, json_response, parse_object, read_body
+from .http import INT64_MAX, ApiError, field, int64, json_response, parse_object, read_body
 from .ingest import Tx
 from .state import Hub
+from .store import Db
 
 MAX_JSON_BODY = 1024 * 1024
-CHANNELS = ("stable", "canary")
-RELAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 RELAY_TYPE = "pico"
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can show
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class RowId(Convertor[int]):
+    """A path segment naming a row: ASCII digits of a number SQLite's 64-bit ids can hold."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("rowid", RowId())
 
 
 def operator(handler: Callable[[Request, Hub], Awaitable[Response]]) -> Handler:
@@ -44,15 +59,12 @@ async def _json(request: Request) -> dict[str, Any]:
     return parse_object(await _body(request))
 
 
-def _int_param(request: Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
+def _int_param(request: Request, name: str, default: int, low: int = 0, high: int = INT64_MAX) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name!r} must be an integer, got {raw!r}") from None
-    if value < low or (high is not None and value > high):
+    value = int64(raw, f"query parameter {name!r}")
+    if not low <= value <= high:
         raise ApiError(400, f"query parameter {name!r} must be between {low} and {high}")
     return value
 
@@ -61,11 +73,8 @@ def _int_param(request: Request, name: str, default: int, low: int = 0, high: in
 
 def device_status(cfg: FleetConfig, row: dict[str, Any], now: float) -> str:
     """new (never heard from), online, stale or offline, from the type's heartbeat interval."""
-    if row["last_seen"] is None:
-        return "new"
-    age = now - row["last_seen"]
     t = cfg.device_type(row["type"])
-    return "online" if age <= t.stale_after() else "stale" if age <= t.offline_after() else "offline"
+    return liveness(row["last_seen"], now, t.stale_after(), t.offline_after())
 
 
 def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | None, now: float) -> dict[str, Any]:
@@ -81,26 +90,23 @@ def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | 
     }
 
 
-def _list_devices(cfg: FleetConfig, s: Store) -> list[dict[str, Any]]:
+def _list_devices(cfg: FleetConfig, c: Db) -> list[dict[str, Any]]:
     now = time.time()
-    offers = {o["device_id"]: o for o in s.query(
-        "SELECT o.* FROM offers o JOIN (SELECT device_id, MAX(seq) AS seq FROM offers GROUP BY device_id) m"
-        " ON o.device_id = m.device_id AND o.seq = m.seq")}
-    return [_device_view(cfg, d, offers.get(d["id"]), now) for d in s.devices()]
+    offers = store.latest_offers(c)
+    return [_device_view(cfg, d, offers.get(d["id"]), now) for d in store.devices(c)]
 
 
 async def list_devices(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _list_devices(hub.cfg, s)))
 
 
-def _device_detail(cfg: FleetConfig, s: Store, device_id: str) -> dict[str, Any]:
-    row = s.device(device_id)
+def _device_detail(cfg: FleetConfig, c: Db, device_id: str) -> dict[str, Any]:
+    row = store.device(c, device_id)
     if row is None:
         raise ApiError(404, f"no device {device_id!r}")
-    offer = next(iter(s.query("SELECT * FROM offers WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (device_id,))), None)
-    out = _device_view(cfg, row, offer, time.time())
-    out["heartbeats"] = s.heartbeats(device_id, limit=cfg.hub.heartbeat_history)
-    out["events"] = [e.as_dict() for e in s.events(device_id=device_id, limit=200)]
+    out = _device_view(cfg, row, store.latest_offer(c, device_id), time.time())
+    out["heartbeats"] = store.heartbeats(c, device_id, limit=cfg.hub.heartbeat_history)
+    out["events"] = [e.as_dict() for e in store.events(c, device_id=device_id, limit=200)]
     return out
 
 
@@ -109,17 +115,17 @@ async def device_detail(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _device_detail(hub.cfg, s, device_id)))
 
 
+def _announce_registered(tx: Tx, ev: store.Event, device_id: str, type_: str, channel: str) -> None:
+    tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
+    tx.emit("history", ev.as_dict())
+
+
 def _register_job(device_id: str, type_: str, channel: str, key: str) -> Callable[[Tx], None]:
     def job(tx: Tx) -> None:
-        if one(tx.c, "SELECT 1 FROM devices WHERE id = ?", (device_id,)):
+        ev = store.register_device(tx.c, "operator", device_id, type_, channel, key, time.time())
+        if ev is None:
             raise ApiError(409, f"device {device_id!r} is already registered")
-        now = time.time()
-        tx.c.execute("INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, ?, ?, ?, ?)",
-                     (device_id, type_, channel, key, now))
-        ev = add_event(tx.c, "operator", "device_registered", device_id=device_id,
-                       detail=f"type={type_} channel={channel}", at=now)
-        tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
-        tx.emit("history", ev.as_dict())
+        _announce_registered(tx, ev, device_id, type_, channel)
     return job
 
 
@@ -127,7 +133,7 @@ async def register_device(request: Request, hub: Hub) -> Response:
     data = await _json(request)
     device_id, type_ = field(data, "id", "str"), field(data, "type", "str")
     channel = field(data, "channel", "str", required=False, default="stable")
-    if not DEVICE_ID.fullmatch(device_id):
+    if not is_device_id(device_id):
         raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_' or '-'")
     if type_ not in hub.cfg.device_types:
         raise ApiError(400, f"unknown device type {type_!r} (fleet.toml knows {', '.join(sorted(hub.cfg.device_types))})")
@@ -146,9 +152,9 @@ async def set_channel(request: Request, hub: Hub) -> Response:
         raise ApiError(400, f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
 
     def job(tx: Tx) -> None:
-        if tx.c.execute("UPDATE devices SET channel = ? WHERE id = ?", (channel, device_id)).rowcount == 0:
+        if not store.set_channel(tx.c, device_id, channel):
             raise ApiError(404, f"no device {device_id!r}")
-        ev = add_event(tx.c, "operator", "device_channel", device_id=device_id, result=channel)
+        ev = store.add_event(tx.c, "operator", "device_channel", device_id=device_id, result=channel)
         tx.emit("device", {"id": device_id, "channel": channel})
         tx.emit("history", ev.as_dict())
 
@@ -163,8 +169,8 @@ async def check_now(request: Request, hub: Hub) -> Response:
         raise ApiError(404, f"no device {device_id!r}")
 
     def job(tx: Tx) -> None:
-        tx.c.execute("UPDATE devices SET check_now = 1 WHERE id = ?", (device_id,))
-        ev = add_event(tx.c, "operator", "check_now", device_id=device_id)
+        store.set_check_now(tx.c, device_id, True)
+        ev = store.add_event(tx.c, "operator", "check_now", device_id=device_id)
         tx.emit("device", {"id": device_id, "check_now": True})
         tx.emit("history", ev.as_dict())
 
@@ -176,18 +182,22 @@ async def check_now(request: Request, hub: Hub) -> Response:
 async def relay_heartbeat(request: Request, hub: Hub) -> Response:
     """A heartbeat picoctl read from a USB-attached board; the board is registered on first sight."""
     device_id = request.path_params["id"]
-    if not RELAY_ID.fullmatch(device_id):
+    if not is_device_id(device_id):
         raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_', ':' or '-'")
     beat = heartbeat_fields(await _json(request)) | {"device_id": device_id, "counter": 0, "at": time.time()}
-    if hub.registry.get(device_id) is None:
-        key = signing.new_device_key()
-        try:
-            await hub.writer.run(_register_job(device_id, RELAY_TYPE, "stable", key))
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+    key = signing.new_device_key()
+    record = hub.heartbeat_job(beat)
+
+    def job(tx: Tx) -> bool:
+        """Register the board on first sight and store its heartbeat: both, or neither."""
+        ev = store.register_device(tx.c, "operator", device_id, RELAY_TYPE, "stable", key, beat["at"])
+        if ev is not None:
+            _announce_registered(tx, ev, device_id, RELAY_TYPE, "stable")
+        record(tx)
+        return ev is not None
+
+    if await hub.writer.run(job):
         hub.registry.add(device_id, RELAY_TYPE, key)
-    await hub.record_heartbeat(beat)
     return json_response({"ok": True})
 
 
@@ -195,7 +205,7 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
 
 async def list_releases(request: Request, hub: Hub) -> Response:
     target = request.query_params.get("target") or None
-    return json_response(await hub.read(lambda s: s.releases(target)))
+    return json_response(await hub.read(lambda c: store.releases(c, target)))
 
 
 async def publish_release(request: Request, hub: Hub) -> Response:
@@ -231,29 +241,22 @@ async def webhook(request: Request) -> Response:
 
 # --- rollouts ---------------------------------------------------------------------------------
 
-def _rollouts(cfg: FleetConfig, s: Store, rollout_id: int | None) -> Any:
+def _rollouts(cfg: FleetConfig, c: Db, rollout_id: int | None) -> Any:
     now = time.time()
     if rollout_id is None:
-        return [engine.view(s.conn, cfg, r, now) for r in s.query("SELECT * FROM rollouts ORDER BY id")]
-    found = s.query("SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
-    if not found:
+        return [engine.view(c, cfg, r, now) for r in store.rollouts(c)]
+    found = store.rollout(c, rollout_id)
+    if found is None:
         raise ApiError(404, f"no rollout {rollout_id}")
-    return engine.view(s.conn, cfg, found[0], now)
+    return engine.view(c, cfg, found, now)
 
 
 async def list_rollouts(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _rollouts(hub.cfg, s, None)))
 
 
-def _rollout_id(request: Request) -> int:
-    raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise ApiError(404, f"no rollout {raw!r}")
-    return int(raw)
-
-
 async def get_rollout(request: Request, hub: Hub) -> Response:
-    rollout_id = _rollout_id(request)
+    rollout_id = request.path_params["id"]
     return json_response(await hub.read(lambda s: _rollouts(hub.cfg, s, rollout_id)))
 
 
@@ -270,7 +273,7 @@ async def start_rollout(request: Request, hub: Hub) -> Response:
 
 
 async def rollout_action(request: Request, hub: Hub) -> Response:
-    rollout_id, action = _rollout_id(request), request.path_params["action"]
+    rollout_id, action = request.path_params["id"], request.path_params["action"]
     if action not in engine.ACTIONS:
         raise ApiError(404, f"unknown rollout action {action!r} (expected {', '.join(engine.ACTIONS)})")
     body = await _body(request)
@@ -285,8 +288,9 @@ async def get_history(request: Request, hub: Hub) -> Response:
     q = request.query_params
     after = _int_param(request, "after", 0)
     limit = _int_param(request, "limit", 500, 1, 10000)
-    events = await hub.read(lambda s: s.events(device_id=q.get("device") or None, version=q.get("version") or None,
-                                               kind=q.get("kind") or None, after_id=after, limit=limit))
+    events = await hub.read(lambda c: store.events(c, device_id=q.get("device") or None,
+                                                   version=q.get("version") or None, kind=q.get("kind") or None,
+                                                   after_id=after, limit=limit))
     return json_response([e.as_dict() for e in events])
 
 
@@ -300,9 +304,11 @@ async def post_history(request: Request, hub: Hub) -> Response:
         "detail": field(data, "detail", "str", required=False, default=""),
         "at": field(data, "at", "number", required=False, default=None),
     }
+    if fields["at"] is not None and not 0 <= fields["at"] <= MAX_TIMESTAMP:
+        raise ApiError(400, f"field 'at': expected seconds since 1970 up to the year 9999, got {fields['at']}")
 
     def job(tx: Tx) -> dict[str, Any]:
-        ev = add_event(tx.c, **fields).as_dict()
+        ev = store.add_event(tx.c, **fields).as_dict()
         tx.emit("history", ev)
         return ev
 
@@ -328,8 +334,8 @@ routes = [
     Route("/api/v1/webhook", webhook, methods=["POST"]),
     Route("/api/v1/rollouts", operator(list_rollouts), methods=["GET"]),
     Route("/api/v1/rollouts", operator(start_rollout), methods=["POST"]),
-    Route("/api/v1/rollouts/{id}", operator(get_rollout), methods=["GET"]),
-    Route("/api/v1/rollouts/{id}/{action}", operator(rollout_action), methods=["POST"]),
+    Route("/api/v1/rollouts/{id:rowid}", operator(get_rollout), methods=["GET"]),
+    Route("/api/v1/rollouts/{id:rowid}/{action}", operator(rollout_action), methods=["POST"]),
     Route("/api/v1/history", operator(get_history), methods=["GET"]),
     Route("/api/v1/history", operator(post_history), methods=["POST"]),
     Route("/api/v1/events", operator(events), methods=["GET"]),

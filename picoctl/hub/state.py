@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -15,17 +16,39 @@ from starlette.requests import Request
 
 from ..config import FleetConfig
 from ..errors import PicoctlError
-from ..store import Store, add_event, insert_heartbeats
-from . import engine
+from . import engine, store
 from .auth import Refused, Registry
 from .blobs import BlobStore
 from .events import Broadcaster
 from .ingest import Tx, Writer
+from .store import Db, Store
 
 T = TypeVar("T")
 DB_NAME = "fleet.db"
 LOCK_NAME = "hub.lock"
 SECURITY_EVENTS_PER_S = 20
+TICK_ERROR_LOG_S = 60.0
+log = logging.getLogger("picoctl.hub")
+
+
+class RateLimitedLog:
+    """Logs an error with its traceback at most once per `every_s`; the next one counts those left out."""
+
+    def __init__(self, logger: logging.Logger, every_s: float) -> None:
+        self._log, self._every_s = logger, every_s
+        self._last: float | None = None
+        self._skipped = 0
+
+    def exception(self, message: str, *args: Any, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self._every_s:
+            self._skipped += 1
+            return
+        if self._skipped:
+            message += f" ({self._skipped} more since the last one logged)"
+            self._skipped = 0
+        self._last = now
+        self._log.error(message, *args, exc_info=exc)
 
 
 class Hub:
@@ -37,14 +60,15 @@ class Hub:
             data.mkdir(parents=True, exist_ok=True)
             self._lock = _single_writer_lock(data / LOCK_NAME)
             (data / "tmp").mkdir(exist_ok=True)
-            self.store = Store(data / DB_NAME, cfg.hub.heartbeat_history)
-            self.reader = Store(data / DB_NAME, cfg.hub.heartbeat_history)
+            self.store = Store(data / DB_NAME)
+            self.reader = Store(data / DB_NAME)
             self.blobs = BlobStore(data / "blobs")
         except (OSError, sqlite3.Error) as exc:
             raise PicoctlError(f"{data}: cannot open the hub's data folder: {exc}") from None
         self.broadcaster = Broadcaster()
         self.writer = Writer(self.store, self.broadcaster)
-        self.registry = Registry(self.reader.devices())
+        with self.reader.reading() as c:
+            self.registry = Registry(store.devices(c))
         self._ticker: asyncio.Task[None] | None = None
         self._security_window, self._security_count, self._security_skipped = 0.0, 0, 0
 
@@ -67,38 +91,43 @@ class Hub:
     async def _tick(self) -> None:
         """Re-evaluate active rollouts now and then, so silence after a switch counts as failure."""
         interval = min(5.0, max(0.5, self.cfg.rollout.trial_timeout_s / 4))
+        errors = RateLimitedLog(log, TICK_ERROR_LOG_S)
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.writer.run(lambda tx: engine.evaluate_active(tx, self.cfg, time.time()))
-            except Exception:  # noqa: BLE001 - a failed tick is retried at the next one
-                pass
+            except Exception as exc:  # noqa: BLE001 - a failed tick is logged and retried at the next one
+                errors.exception("rollout tick failed, retried every %.1f s", interval, exc=exc)
 
-    async def read(self, fn: Callable[[Store], T]) -> T:
-        """Run a read on the reader connection, off the event loop."""
+    async def read(self, fn: Callable[[Db], T]) -> T:
+        """Run reads on the reader connection (one consistent view), off the event loop."""
         def call() -> T:
-            with self.reader.reading():
-                return fn(self.reader)
+            with self.reader.reading() as c:
+                return fn(c)
 
         return await anyio.to_thread.run_sync(call)
 
     async def store_ok(self) -> bool:
         try:
-            await self.read(lambda s: s.query("SELECT 1"))
+            await self.read(store.ping)
         except Exception:  # noqa: BLE001 - any failure means unhealthy
             return False
         return True
 
-    async def record_heartbeat(self, beat: dict[str, Any], clear_check_now: bool = False) -> None:
+    def heartbeat_job(self, beat: dict[str, Any], clear_check_now: bool = False) -> Callable[[Tx], None]:
+        """The writer job that stores one heartbeat (and clears a delivered check-now)."""
         history = self.cfg.hub.heartbeat_history
 
         def job(tx: Tx) -> None:
-            insert_heartbeats(tx.c, [beat], history)
+            store.insert_heartbeats(tx.c, [beat], history)
             if clear_check_now:
-                tx.c.execute("UPDATE devices SET check_now = 0 WHERE id = ?", (beat["device_id"],))
+                store.set_check_now(tx.c, beat["device_id"], False)
             tx.emit("heartbeat", beat)
 
-        await self.writer.run(job)
+        return job
+
+    async def record_heartbeat(self, beat: dict[str, Any], clear_check_now: bool = False) -> None:
+        await self.writer.run(self.heartbeat_job(beat, clear_check_now))
 
     def security_event(self, exc: Refused, request: Request) -> None:
         """Log a refused device request; the response does not wait for it.
@@ -120,7 +149,7 @@ class Hub:
             self._security_skipped = 0
 
         def job(tx: Tx) -> None:
-            ev = add_event(tx.c, "hub", "security", device_id=exc.device_id, result="refused", detail=detail)
+            ev = store.add_event(tx.c, "hub", "security", device_id=exc.device_id, result="refused", detail=detail)
             tx.emit("history", ev.as_dict())
 
         self.writer.submit(job).add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -32,6 +32,7 @@ from .. import provision
 from ..errors import PicoctlError
 
 RESET_EXIT = 77
+STOP_WAIT_S = 10  # a board process not gone this long after its end or a SIGKILL is a fault of the rig
 DEFAULT_HEAP = "160K"  # about what a Pico W has free with Wi-Fi up
 
 
@@ -241,14 +242,14 @@ def _pump_lines(proc: subprocess.Popen, out: queue.Queue) -> None:
     assert proc.stdout is not None
     for raw in proc.stdout:
         out.put(raw)
-    proc.wait()
+    proc.wait(STOP_WAIT_S)  # its output ended: it exits; a TimeoutExpired here ends in the run's deadline
     out.put(None)
 
 
 def _kill(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(STOP_WAIT_S)  # TimeoutExpired names the process that survived SIGKILL
 
 
 def close_pipes(proc: subprocess.Popen) -> None:

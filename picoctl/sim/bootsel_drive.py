@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import BadInput
+from . import SimError
 from ..usb import uf2
 from ..usb.bootsel import INFO_FILE
 
@@ -58,8 +59,10 @@ class VirtualDrive:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+            if self._thread.is_alive():
+                raise SimError(f"BOOTSEL drive {self.path}: its watcher still running 5 s after stop")
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_s):
@@ -72,7 +75,7 @@ class VirtualDrive:
                 except (OSError, BadInput):
                     continue
                 self.image = data
-                self.flashed = uf2.payload_of(data)
+                self.flashed = uf2.payload_of(data, self.family)
                 shutil.rmtree(self.path, ignore_errors=True)
                 if self.on_flashed:
                     self.on_flashed(data)

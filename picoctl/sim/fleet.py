@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 
 from ..errors import PicoctlError
+from ..hub import store
 from ..signing import device_mac, new_device_key
-from ..store import Store
 
 
 class DeviceProtocolError(PicoctlError):
@@ -190,9 +190,9 @@ class SimDevice:
 def register_many(db: Path, n: int) -> list[tuple[str, str]]:
     """Register `n` Pico W (sim-0000 …) straight into the store at `db`, in one transaction: (id, key) each."""
     devices = [(f"sim-{i:04d}", new_device_key()) for i in range(n)]
-    store = Store(db)
-    with store.transaction() as c:
-        c.executemany("INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, 'picow', 'stable', ?, ?)",
-                      [(d, k, time.time()) for d, k in devices])
-    store.close()
+    s = store.Store(db)
+    with s.transaction() as c:
+        for device_id, key in devices:
+            store.register_device(c, "operator", device_id, "picow", "stable", key, time.time())
+    s.close()
     return devices

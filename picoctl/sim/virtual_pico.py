@@ -12,7 +12,12 @@ Its `machine` adds what the unix port lacks: `ADC(4)`, the temperature sensor (a
 `machine.bootloader()`, which reboots into BOOTSEL: the serial port goes away (as on a board) and
 `on_bootsel` runs, e.g. to bring up a VirtualDrive that plugs the Pico back in once flashed.
 The flash folder is mounted at `/` (VfsPosix), so board paths such as `/main.py` are its files.
-Output that no host reads is dropped after a short wait, as a board's USB CDC does.
+Output waits while a host has the port open, however long it takes to read it (a board's USB CDC
+waits while the port is open); with no host it is dropped after a short wait, as a board's is.
+
+Starting and killing the interpreter happen under one lock, and the bridge starts none once unplugging
+began, so an unplug racing a soft reset leaves no interpreter behind. Every wait of the rig is bounded:
+one that runs out raises SimError naming what did not stop.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import tty
 from pathlib import Path
 from typing import Callable
 
+from . import SimError
 from .board import close_pipes, require_micropython
 
 HEAP = "192k"  # about what MicroPython leaves free on an RP2040
@@ -37,6 +43,7 @@ RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 PROMPTS = (b">>> ", b"... ", RAW_BANNER + b">", b"\x04>")
 WRITE_WAIT_S = 0.5
 BOOTSEL_EXIT = 66  # exit status of the interpreter for machine.bootloader()
+STOP_WAIT_S = 5.0  # an interpreter or bridge thread not gone this long after being stopped is a fault
 
 
 def _boot_code(flash: Path, run_main: bool) -> str:
@@ -73,8 +80,11 @@ def _boot_code(flash: Path, run_main: bool) -> str:
 
 
 def _reap(child: subprocess.Popen[bytes]) -> int:
-    """Wait for an interpreter that exited and close its pipes; its exit status."""
-    status = child.wait()
+    """Wait (bounded) for an interpreter that exited or was killed, close its pipes; its exit status."""
+    try:
+        status = child.wait(STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        raise SimError(f"the interpreter (pid {child.pid}) had not exited {STOP_WAIT_S} s after its output ended") from None
     close_pipes(child)
     return status
 
@@ -95,7 +105,8 @@ class VirtualPico:
         self.pty = ""
         self.boots = 0
         self._exe = require_micropython()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the host's input and the REPL mode it implies
+        self._power = threading.Lock()  # plugged or not, and which interpreter runs: changed together
         self._plugged = False
         self._master = self._slave = -1
         self._child: subprocess.Popen[bytes] | None = None
@@ -115,15 +126,16 @@ class VirtualPico:
 
     def replug(self) -> None:
         """Plug the board in: a new pty, the link pointed at it, a fresh power-up (main.py runs)."""
-        if self._plugged:
-            return
-        self._master, self._slave = pty.openpty()
-        tty.setraw(self._slave)
-        os.set_blocking(self._master, False)
-        self.pty = os.ttyname(self._slave)
-        self._raw = False
-        self._plugged = True
-        self._start_child(run_main=True)
+        with self._power:
+            if self._plugged:
+                return
+            self._master, self._slave = pty.openpty()
+            tty.setraw(self._slave)
+            os.set_blocking(self._master, False)
+            self.pty = os.ttyname(self._slave)
+            self._raw = False
+            self._plugged = True
+            self._start_child(run_main=True)
         tmp = self.link_dir / f".pico-{self.serial}.tmp"  # hidden: never seen as a port half-made
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(self.pty)
@@ -137,14 +149,18 @@ class VirtualPico:
 
     def unplug(self) -> None:
         """Pull the cable: the link goes, the pty closes (hosts see an I/O error), the board stops."""
-        if not self._plugged:
-            return
-        self._plugged = False
+        with self._power:  # after this no interpreter starts, and the one running is killed
+            if not self._plugged:
+                return
+            self._plugged = False
+            self._kill_child()
         Path(self.port).unlink(missing_ok=True)
-        self._kill_child()
         for t in self._threads:
             if t is not threading.current_thread():
-                t.join(timeout=5)
+                t.join(STOP_WAIT_S)
+                if t.is_alive():
+                    raise SimError(f"virtual Pico {self.serial}: bridge thread {t.name} still running "
+                                   f"{STOP_WAIT_S} s after unplug")
         if self._child:
             _reap(self._child)  # its pipes close only once no thread reads them
         for fd in (self._master, self._slave):
@@ -184,7 +200,10 @@ class VirtualPico:
         child = self._child
         if child and child.poll() is None:
             child.kill()
-            child.wait()
+            try:
+                child.wait(STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                raise SimError(f"the interpreter (pid {child.pid}) survived SIGKILL for {STOP_WAIT_S} s") from None
 
     def _to_child(self, data: bytes) -> None:
         child = self._child
@@ -223,6 +242,26 @@ class VirtualPico:
                 self._track_input(data)
                 self._to_child(data)
 
+    def _host_has_port(self) -> bool:
+        """A host holds the pty open (any descriptor on it but the bridge's own)."""
+        me, target = str(os.getpid()), self.pty
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                if pid == me and int(fd) == self._slave:
+                    continue
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                        return True
+                except OSError:
+                    continue
+        return False
+
     def _to_host(self, data: bytes) -> None:
         view = memoryview(data)
         deadline = time.monotonic() + WRITE_WAIT_S
@@ -232,7 +271,9 @@ class VirtualPico:
                 view = view[n:]
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    return  # nobody is reading: drop, as USB CDC does
+                    if not self._host_has_port():
+                        return  # nobody has the port open: drop, as USB CDC does
+                    deadline = time.monotonic() + WRITE_WAIT_S  # open but slow to read: wait, as a board does
                 select.select([], [self._master], [], 0.05)
             except OSError:
                 return
@@ -254,13 +295,16 @@ class VirtualPico:
                     if self.on_bootsel:
                         self.on_bootsel(self)
                     return
-                with self._lock:
+                if status != -signal.SIGINT:
+                    self._to_host(b"MPY: soft reboot\r\n")  # outside the locks: it may wait for a slow host
+                with self._power, self._lock:
+                    if not self._plugged:
+                        return  # unplugged since: starting one now would outlive the unplug
                     if status == -signal.SIGINT:
                         # Ctrl-C came before the interpreter could catch it (it had just started):
                         # on a board main.py would stop at the REPL, so start the REPL without it
                         self._start_child(run_main=False, raw=self._raw)
                     else:
-                        self._to_host(b"MPY: soft reboot\r\n")
                         self._start_child(run_main=not self._raw)
                 continue
             self._tail = (self._tail + data)[-64:]

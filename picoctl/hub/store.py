@@ -1,0 +1,462 @@
+"""The hub's store: the schema, every query, and the one write path of each change.
+
+SQLite in WAL mode with `synchronous=FULL`: a transaction returns only once it is committed and
+durable. The schema evolves through `MIGRATIONS`, tracked by `PRAGMA user_version`. The hub is the
+only writer; everything it writes goes through the functions below, run on the connection of an
+open transaction (the hub's writer batches them). Readers (tests, benchmarks) use the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE devices (
+        id            TEXT PRIMARY KEY,
+        type          TEXT NOT NULL,
+        channel       TEXT NOT NULL DEFAULT 'stable',
+        key           TEXT NOT NULL,
+        registered_at REAL NOT NULL,
+        last_seen     REAL,
+        version       TEXT,
+        seq           INTEGER NOT NULL DEFAULT 0,
+        offer_seq     INTEGER NOT NULL DEFAULT 0,
+        phase         TEXT NOT NULL DEFAULT '',
+        check_now     INTEGER NOT NULL DEFAULT 0,
+        last_counter  INTEGER NOT NULL DEFAULT 0,
+        info          TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE heartbeats (
+        id        INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        at        REAL NOT NULL,
+        version   TEXT,
+        uptime_s  INTEGER,
+        mem_free  INTEGER,
+        rssi      INTEGER,
+        phase     TEXT,
+        readings  TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX heartbeats_device ON heartbeats(device_id, id);
+    CREATE TABLE releases (
+        target       TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        sha256       TEXT NOT NULL,
+        meta         TEXT NOT NULL,
+        published_at REAL NOT NULL,
+        PRIMARY KEY (target, version)
+    );
+    CREATE TABLE rollouts (
+        id                      INTEGER PRIMARY KEY,
+        target                  TEXT NOT NULL,
+        version                 TEXT NOT NULL,
+        previous_version        TEXT,
+        state                   TEXT NOT NULL,
+        kind                    TEXT NOT NULL DEFAULT 'update',
+        stage_index             INTEGER NOT NULL DEFAULT 0,
+        stages                  TEXT NOT NULL,
+        halt_after_failures     INTEGER NOT NULL,
+        promote_after_successes INTEGER NOT NULL,
+        reason                  TEXT NOT NULL DEFAULT '',
+        created_at              REAL NOT NULL,
+        updated_at              REAL NOT NULL
+    );
+    CREATE TABLE offers (
+        device_id  TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        rollout_id INTEGER NOT NULL REFERENCES rollouts(id),
+        version    TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        phase      TEXT NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        transient  INTEGER NOT NULL DEFAULT 0,
+        detail     TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (device_id, rollout_id)
+    );
+    CREATE TABLE events (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at        REAL NOT NULL,
+        actor     TEXT NOT NULL,
+        device_id TEXT,
+        version   TEXT,
+        kind      TEXT NOT NULL,
+        result    TEXT NOT NULL DEFAULT '',
+        detail    TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_device ON events(device_id, id);
+    CREATE INDEX events_version ON events(version, id);
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    """,
+]
+
+JSON_COLUMNS = ("info", "readings", "meta", "stages")
+Db = sqlite3.Connection  # what every query below runs on
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: float
+    actor: str
+    device_id: str | None
+    version: str | None
+    kind: str
+    result: str
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    for k in JSON_COLUMNS:
+        if k in d and isinstance(d[k], str):
+            d[k] = json.loads(d[k])
+    return d
+
+
+def _one(c: Db, sql: str, args: Iterable[Any] = ()) -> dict[str, Any] | None:
+    row = c.execute(sql, tuple(args)).fetchone()
+    return _row_dict(row) if row is not None else None
+
+
+def _rows(c: Db, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    return [_row_dict(r) for r in c.execute(sql, tuple(args))]
+
+
+class Store:
+    """One connection to the fleet database; transactions and reads are serialised by a lock."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Apply every migration past `user_version`, each in its own transaction."""
+        with self._lock:
+            current = self.schema_version
+            for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                self.conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Db]:
+        """A write transaction, committed (durably) when the block leaves without error."""
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:  # a failed COMMIT (e.g. a full disk) leaves it open
+                    self.conn.execute("ROLLBACK")
+                raise
+
+    def batch(self, jobs: Sequence[Callable[[Db], Any]]) -> list[Any]:
+        """Run `jobs` in one durable transaction, each inside its own savepoint.
+
+        Returns one entry per job: its result, or the exception it raised (its writes undone while
+        the others' stay). An error of the transaction itself (e.g. a full disk at COMMIT) is raised.
+        """
+        out: list[Any] = []
+        with self.transaction() as c:
+            for job in jobs:
+                c.execute("SAVEPOINT job")
+                try:
+                    out.append(job(c))
+                except Exception as exc:  # noqa: BLE001 - handed back to the job's caller
+                    c.execute("ROLLBACK TO job")
+                    out.append(exc)
+                c.execute("RELEASE job")
+        return out
+
+    @contextmanager
+    def reading(self) -> Iterator[Db]:
+        """The connection, held for several reads in a row (one consistent view)."""
+        with self._lock:
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                self.conn.execute("COMMIT")
+
+
+def ping(c: Db) -> None:
+    """A query that fails when the store is unreachable."""
+    c.execute("SELECT 1").fetchone()
+
+
+# --- devices -------------------------------------------------------------------------------------
+
+def device(c: Db, device_id: str) -> dict[str, Any] | None:
+    return _one(c, "SELECT * FROM devices WHERE id = ?", (device_id,))
+
+
+def devices(c: Db, type_: str | None = None) -> list[dict[str, Any]]:
+    if type_ is not None:
+        return _rows(c, "SELECT * FROM devices WHERE type = ? ORDER BY id", (type_,))
+    return _rows(c, "SELECT * FROM devices ORDER BY id")
+
+
+def register_device(c: Db, actor: str, device_id: str, type_: str, channel: str, key: str, at: float) -> Event | None:
+    """Add a device and its `device_registered` event; None when the id is already taken."""
+    if _one(c, "SELECT 1 FROM devices WHERE id = ?", (device_id,)):
+        return None
+    c.execute("INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, ?, ?, ?, ?)",
+              (device_id, type_, channel, key, at))
+    return add_event(c, actor, "device_registered", device_id=device_id, detail=f"type={type_} channel={channel}",
+                     at=at)
+
+
+def set_channel(c: Db, device_id: str, channel: str) -> bool:
+    """Move a device to `channel`; False when there is no such device."""
+    return c.execute("UPDATE devices SET channel = ? WHERE id = ?", (channel, device_id)).rowcount > 0
+
+
+def set_check_now(c: Db, device_id: str, value: bool) -> None:
+    c.execute("UPDATE devices SET check_now = ? WHERE id = ?", (int(value), device_id))
+
+
+def record_check(c: Db, device_id: str, at: float, version: str, seq: int, counter: int) -> None:
+    """What a device's check tells about it: alive, running `version` at `seq`."""
+    c.execute("UPDATE devices SET last_seen = ?, version = ?, seq = MAX(seq, ?), last_counter = MAX(last_counter, ?)"
+              " WHERE id = ?", (at, version, seq, counter, device_id))
+
+
+def record_deploy_phase(c: Db, device_id: str, at: float, phase: str, counter: int, version: str | None = None,
+                        seq: int | None = None) -> None:
+    """A device's reported deploy phase; `version` (and `seq`) when it now runs another release."""
+    if version is not None:
+        c.execute("UPDATE devices SET version = ?, seq = MAX(seq, COALESCE(?, seq)) WHERE id = ?",
+                  (version, seq, device_id))
+    c.execute("UPDATE devices SET last_seen = ?, phase = ?, last_counter = MAX(last_counter, ?) WHERE id = ?",
+              (at, phase, counter, device_id))
+
+
+def versions_running(c: Db, type_: str, other_than: str) -> list[str]:
+    """The version of every device of `type_` that reported one other than `other_than`."""
+    return [r["version"] for r in _rows(c, "SELECT version FROM devices WHERE type = ? AND version IS NOT NULL"
+                                           " AND version != ?", (type_, other_than))]
+
+
+# --- heartbeats ----------------------------------------------------------------------------------
+
+def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> None:
+    """Append heartbeats, update each device's live fields, keep `history` beats per device.
+
+    Each beat: device_id, counter, at, and optionally version, seq, phase, uptime_s, mem_free, rssi,
+    readings.
+    """
+    for b in beats:
+        readings = b.get("readings") or {}
+        c.execute(
+            "INSERT INTO heartbeats (device_id, at, version, uptime_s, mem_free, rssi, phase, readings)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (b["device_id"], b["at"], b.get("version"), b.get("uptime_s"), b.get("mem_free"), b.get("rssi"),
+             b.get("phase"), json.dumps(readings)),
+        )
+        info = {k: b.get(k) for k in ("uptime_s", "mem_free", "rssi", "keys")} | {"readings": readings}
+        c.execute(
+            "UPDATE devices SET last_seen = ?, version = COALESCE(?, version), seq = MAX(seq, COALESCE(?, seq)),"
+            " phase = COALESCE(?, phase), last_counter = MAX(last_counter, ?), info = ? WHERE id = ?",
+            (b["at"], b.get("version"), b.get("seq"), b.get("phase"), b["counter"], json.dumps(info), b["device_id"]),
+        )
+    for device_id in {b["device_id"] for b in beats}:
+        c.execute(
+            "DELETE FROM heartbeats WHERE device_id = ? AND id <= ("
+            " SELECT id FROM heartbeats WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (device_id, device_id, history),
+        )
+
+
+def heartbeats(c: Db, device_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The device's last `limit` heartbeats, oldest first."""
+    return _rows(c, "SELECT * FROM heartbeats WHERE device_id = ? ORDER BY id DESC LIMIT ?", (device_id, limit))[::-1]
+
+
+# --- releases ------------------------------------------------------------------------------------
+
+def release(c: Db, target: str, version: str) -> dict[str, Any] | None:
+    return _one(c, "SELECT * FROM releases WHERE target = ? AND version = ?", (target, version))
+
+
+def releases(c: Db, target: str | None = None) -> list[dict[str, Any]]:
+    if target:
+        return _rows(c, "SELECT * FROM releases WHERE target = ? ORDER BY published_at", (target,))
+    return _rows(c, "SELECT * FROM releases ORDER BY target, published_at")
+
+
+def publish_release(c: Db, actor: str, meta: dict[str, Any], at: float) -> Event:
+    """Record a verified release and its `release_published` event."""
+    c.execute("INSERT INTO releases (target, version, sha256, meta, published_at) VALUES (?, ?, ?, ?, ?)",
+              (meta["target"], meta["version"], meta["sha256"], json.dumps(meta, sort_keys=True), at))
+    return add_event(c, actor, "release_published", version=meta["version"], result="ok",
+                     detail=f"target={meta['target']} sha256={meta['sha256'][:16]}", at=at)
+
+
+# --- rollouts ------------------------------------------------------------------------------------
+
+def rollout(c: Db, rollout_id: int) -> dict[str, Any] | None:
+    return _one(c, "SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
+
+
+def rollouts(c: Db) -> list[dict[str, Any]]:
+    return _rows(c, "SELECT * FROM rollouts ORDER BY id")
+
+
+def active_rollout_ids(c: Db, target: str | None = None) -> list[int]:
+    if target is not None:
+        found = _rows(c, "SELECT id FROM rollouts WHERE target = ? AND state = 'active' ORDER BY id", (target,))
+    else:
+        found = _rows(c, "SELECT id FROM rollouts WHERE state = 'active' ORDER BY id")
+    return [r["id"] for r in found]
+
+
+def rollouts_for_device(c: Db, type_: str, device_id: str) -> list[dict[str, Any]]:
+    """The rollouts that may concern a device: the active ones of its type and those it was offered."""
+    return _rows(c, "SELECT * FROM rollouts WHERE target = ? AND (state = 'active' OR id IN"
+                    " (SELECT rollout_id FROM offers WHERE device_id = ?)) ORDER BY id", (type_, device_id))
+
+
+def last_completed_version(c: Db, target: str, other_than: str) -> str | None:
+    done = _one(c, "SELECT version FROM rollouts WHERE target = ? AND state = 'completed' AND version != ?"
+                   " ORDER BY id DESC LIMIT 1", (target, other_than))
+    return done["version"] if done else None
+
+
+def insert_rollout(c: Db, target: str, version: str, previous_version: str | None, kind: str,
+                   stages: list[dict[str, Any]], halt_after_failures: int, promote_after_successes: int,
+                   at: float) -> int:
+    """A new active rollout; returns its id (its `rollout_started` event is the caller's)."""
+    cur = c.execute(
+        "INSERT INTO rollouts (target, version, previous_version, state, kind, stage_index, stages,"
+        " halt_after_failures, promote_after_successes, created_at, updated_at)"
+        " VALUES (?, ?, ?, 'active', ?, 0, ?, ?, ?, ?, ?)",
+        (target, version, previous_version, kind, json.dumps(stages), halt_after_failures, promote_after_successes,
+         at, at),
+    )
+    return int(cur.lastrowid or 0)
+
+
+ROLLOUT_FIELDS = frozenset(("state", "stage_index", "halt_after_failures"))
+
+
+def update_rollout(c: Db, rollout_id: int, reason: str, at: float, **values: Any) -> None:
+    """Set a rollout's state, stage or threshold (`values`), with the reason why."""
+    assert values.keys() <= ROLLOUT_FIELDS
+    cols = "".join(f"{k} = ?, " for k in values)
+    c.execute(f"UPDATE rollouts SET {cols}reason = ?, updated_at = ? WHERE id = ?",
+              (*values.values(), reason, at, rollout_id))
+
+
+# --- offers --------------------------------------------------------------------------------------
+
+def offers_of_device(c: Db, device_id: str) -> list[dict[str, Any]]:
+    return _rows(c, "SELECT * FROM offers WHERE device_id = ?", (device_id,))
+
+
+def offers_of_rollout(c: Db, rollout_id: int) -> list[dict[str, Any]]:
+    return _rows(c, "SELECT * FROM offers WHERE rollout_id = ?", (rollout_id,))
+
+
+def offer_by_seq(c: Db, device_id: str, seq: int) -> dict[str, Any] | None:
+    return _one(c, "SELECT * FROM offers WHERE device_id = ? AND seq = ?", (device_id, seq))
+
+
+def latest_offer(c: Db, device_id: str) -> dict[str, Any] | None:
+    return _one(c, "SELECT * FROM offers WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (device_id,))
+
+
+def latest_offers(c: Db) -> dict[str, dict[str, Any]]:
+    """Each device's newest offer, by device id."""
+    return {o["device_id"]: o for o in _rows(
+        c, "SELECT o.* FROM offers o JOIN (SELECT device_id, MAX(seq) AS seq FROM offers GROUP BY device_id) m"
+           " ON o.device_id = m.device_id AND o.seq = m.seq")}
+
+
+def make_offer(c: Db, device_id: str, rollout_id: int, version: str, at: float) -> int:
+    """A fresh offer of a rollout to a device, under the next seq of the device; returns that seq."""
+    dev = device(c, device_id)
+    assert dev is not None
+    seq = max(dev["offer_seq"], dev["seq"]) + 1
+    c.execute("UPDATE devices SET offer_seq = ?, check_now = 0 WHERE id = ?", (seq, device_id))
+    c.execute(
+        "INSERT INTO offers (device_id, rollout_id, version, seq, phase, updated_at) VALUES (?, ?, ?, ?, 'offered', ?)"
+        " ON CONFLICT (device_id, rollout_id) DO UPDATE SET seq = excluded.seq, phase = 'offered', transient = 0,"
+        " detail = '', updated_at = excluded.updated_at",
+        (device_id, rollout_id, version, seq, at),
+    )
+    return seq
+
+
+def record_offer_phase(c: Db, device_id: str, rollout_id: int, phase: str, transient: bool, detail: str,
+                       at: float) -> None:
+    """Move an offer to the phase its device reported (a transient failure counts an attempt)."""
+    c.execute("UPDATE offers SET phase = ?, transient = ?, attempts = attempts + ?, detail = ?, updated_at = ?"
+              " WHERE device_id = ? AND rollout_id = ?",
+              (phase, int(transient), int(transient), detail, at, device_id, rollout_id))
+
+
+# --- events --------------------------------------------------------------------------------------
+
+def add_event(
+    c: Db,
+    actor: str,
+    kind: str,
+    device_id: str | None = None,
+    version: str | None = None,
+    result: str = "",
+    detail: str = "",
+    at: float | None = None,
+) -> Event:
+    """Append one event to the audit log inside the open transaction."""
+    at = at if at is not None else time.time()
+    cur = c.execute(
+        "INSERT INTO events (at, actor, device_id, version, kind, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (at, actor, device_id, version, kind, result, detail),
+    )
+    return Event(int(cur.lastrowid or 0), at, actor, device_id, version, kind, result, detail)
+
+
+def events(
+    c: Db,
+    device_id: str | None = None,
+    version: str | None = None,
+    kind: str | None = None,
+    after_id: int = 0,
+    limit: int = 500,
+) -> list[Event]:
+    """The last `limit` events after `after_id` matching the filters, oldest first."""
+    where, args = ["id > ?"], [after_id]
+    for col, val in (("device_id", device_id), ("version", version), ("kind", kind)):
+        if val is not None:
+            where.append(f"{col} = ?")
+            args.append(val)
+    sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
+    return [Event(**dict(r)) for r in reversed(c.execute(sql, (*args, limit)).fetchall())]

@@ -239,6 +239,15 @@ def set_channel(c: Db, device_id: str, channel: str) -> bool:
     return c.execute("UPDATE devices SET channel = ? WHERE id = ?", (channel, device_id)).rowcount > 0
 
 
+def remove_device(c: Db, device_id: str) -> dict[str, Any] | None:
+    """Forget a device (its key, heartbeats and offers go; its events stay); what it was, or None."""
+    row = c.execute("SELECT type, channel, version FROM devices WHERE id = ?", (device_id,)).fetchone()
+    if row is None:
+        return None
+    c.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+    return {"type": row[0], "channel": row[1], "version": row[2]}
+
+
 def set_check_now(c: Db, device_id: str, value: bool) -> None:
     c.execute("UPDATE devices SET check_now = ? WHERE id = ?", (int(value), device_id))
 

@@ -1,8 +1,9 @@
 """Accepting releases on the hub: uploaded by `picoctl release publish`, or fetched from a URL.
 
 Either way the release lands in a private temp folder, goes through picoctl.release.verify (size,
-sha256, every file's sha256, the Ed25519 signature against release.public_key), its files go into
-the blob store, and only then is it recorded. The same version with other content is refused.
+sha256, every file's sha256, the Ed25519 signature under a release key of the site's key set), its
+files go into the blob store, and only then is it recorded. The same version with other content is
+refused.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import config, keyset, signing
 from ..errors import BadInput
+from . import COMMANDS
 from .output import add_json_flag, console, emit, table
 
 
@@ -90,8 +91,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    keys = sub.add_parser("keys", help="release signing keys and the key set boards trust").add_subparsers(
-        dest="keys_command", metavar="ACTION", required=True)
+    keys = sub.add_parser("keys", help=COMMANDS["keys"]).add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     g = keys.add_parser("generate", help="write NAME.key (0600) and NAME.pub (a release key, or --name root)")
     g.add_argument("--out", required=True, help="folder for the keypair")
     g.add_argument("--name", default="release", choices=("release", "root"), help="release (default) or root")

@@ -167,6 +167,8 @@ def _parse(response: httpx.Response) -> Any:
         except (ValueError, KeyError, TypeError):
             message = response.text[:200] or response.reason_phrase
         raise HubError(response.status_code, message)
+    if not response.content:
+        return None  # taken, with nothing to say (a 204, or a 201 with an empty body)
     try:
         return response.json()
     except ValueError:

@@ -54,12 +54,13 @@ def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=title, title_justify="left", header_style="bold")
     for c in columns:
         t.add_column(c)
     for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r))
+        t.add_row(*(Text("" if v is None else str(v)) for v in r))  # cells are text, never markup
     console.print(t)
 
 

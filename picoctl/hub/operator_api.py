@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .. import signing
+from .. import diagnostics, signing
 from ..config import FleetConfig
 from ..protocol import CHANNELS, is_device_id, liveness
-from . import engine, releases, store
+from . import engine, logs, releases, store
 from .auth import check_bearer
 from .device_api import heartbeat_fields
 from .http import INT64_MAX, ApiError, field, int64, json_response, parse_object, read_body
@@ -87,7 +87,17 @@ def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | 
         "rssi": info.get("rssi"), "mem_free": info.get("mem_free"), "uptime_s": info.get("uptime_s"),
         "readings": info.get("readings", {}),
         "offer": {k: offer[k] for k in ("rollout_id", "version", "seq", "phase", "detail")} if offer else None,
-    }
+    } | _diagnostics_view(row)
+
+
+def _diagnostics_view(row: dict[str, Any]) -> dict[str, Any]:
+    """Why the device failed, if it did, and what it runs: last error, reset cause, boots, firmware."""
+    error = row["last_error"] or None
+    firmware = dict(row["firmware"])
+    if firmware.get("mpy") is not None:
+        firmware["mpy_abi"] = diagnostics.mpy_abi(firmware["mpy"])
+    return {"last_error": error, "error_summary": diagnostics.error_summary(error), "reset_cause": row["reset_cause"],
+            "boots": row["boots"], "firmware": firmware}
 
 
 def _list_devices(cfg: FleetConfig, c: Db) -> list[dict[str, Any]]:
@@ -113,6 +123,19 @@ def _device_detail(cfg: FleetConfig, c: Db, device_id: str) -> dict[str, Any]:
 async def device_detail(request: Request, hub: Hub) -> Response:
     device_id = request.path_params["id"]
     return json_response(await hub.read(lambda s: _device_detail(hub.cfg, s, device_id)))
+
+
+def _readings(c: Db, device_id: str, limit: int) -> list[dict[str, Any]]:
+    if store.device(c, device_id) is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    return [{"at": h["at"], "readings": h["readings"]} for h in store.heartbeats(c, device_id, limit=limit)]
+
+
+async def device_readings(request: Request, hub: Hub) -> Response:
+    """A device's heartbeat readings, oldest first: the trace `picoctl release smoke --readings` replays."""
+    device_id = request.path_params["id"]
+    limit = _int_param(request, "limit", hub.cfg.hub.heartbeat_history, 1, 100000)
+    return json_response(await hub.read(lambda c: _readings(c, device_id, limit)))
 
 
 def _announce_registered(tx: Tx, ev: store.Event, device_id: str, type_: str, channel: str) -> None:
@@ -162,6 +185,28 @@ async def set_channel(request: Request, hub: Hub) -> Response:
     return json_response({"ok": True, "id": device_id, "channel": channel})
 
 
+async def remove_device(request: Request, hub: Hub) -> Response:
+    """Decommission a device: its key is refused from now on, it leaves the fleet and every rollout; its
+    history stays (the event log is append-only), with a device_removed event at its end."""
+    device_id = request.path_params["id"]
+    if hub.registry.get(device_id) is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    hub.registry.remove(device_id)  # before the write: no request of its is taken meanwhile
+
+    def job(tx: Tx) -> dict[str, Any]:
+        was = store.remove_device(tx.c, device_id)
+        if was is None:
+            raise ApiError(404, f"no device {device_id!r}")
+        ev = store.add_event(tx.c, "operator", "device_removed", device_id=device_id, version=was["version"],
+                             detail=f"type={was['type']} channel={was['channel']}")
+        tx.emit("device_removed", {"id": device_id})
+        tx.emit("history", ev.as_dict())
+        return was
+
+    was = await hub.writer.run(job)
+    return json_response({"ok": True, "id": device_id, "removed": True, **was})
+
+
 async def check_now(request: Request, hub: Hub) -> Response:
     device_id = request.path_params["id"]
     device = hub.registry.get(device_id)
@@ -199,6 +244,28 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
     if await hub.writer.run(job):
         hub.registry.add(device_id, RELAY_TYPE, key)
     return json_response({"ok": True})
+
+
+async def request_log(request: Request, hub: Hub) -> Response:
+    """Ask a board for its log: its next heartbeat answer says so; it streams for `seconds`."""
+    device_id = request.path_params["id"]
+    device = hub.registry.get(device_id)
+    if device is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    body = await _body(request)
+    seconds = logs.log_window(parse_object(body) if body.strip() else {})
+    until = await hub.writer.run(logs.request_job(device_id, seconds))
+    device.log_until = until
+    return json_response({"ok": True, "id": device_id, "log_until": until})
+
+
+async def device_logs(request: Request, hub: Hub) -> Response:
+    device_id = request.path_params["id"]
+    after = _int_param(request, "after", 0)
+    limit = _int_param(request, "limit", logs.LOG_KEEP, 1, logs.LOG_KEEP)
+    shown = await hub.read(lambda c: logs.read_logs(c, device_id, after, limit))
+    device = hub.registry.get(device_id)
+    return json_response(shown | {"answered_at": device.log_seen if device else 0.0})
 
 
 # --- releases ---------------------------------------------------------------------------------
@@ -325,9 +392,13 @@ routes = [
     Route("/api/v1/devices", operator(list_devices), methods=["GET"]),
     Route("/api/v1/devices", operator(register_device), methods=["POST"]),
     Route("/api/v1/devices/{id}", operator(device_detail), methods=["GET"]),
+    Route("/api/v1/devices/{id}", operator(remove_device), methods=["DELETE"]),
+    Route("/api/v1/devices/{id}/readings", operator(device_readings), methods=["GET"]),
     Route("/api/v1/devices/{id}/channel", operator(set_channel), methods=["POST"]),
     Route("/api/v1/devices/{id}/check-now", operator(check_now), methods=["POST"]),
     Route("/api/v1/devices/{id}/heartbeat", operator(relay_heartbeat), methods=["POST"]),
+    Route("/api/v1/devices/{id}/logs", operator(device_logs), methods=["GET"]),
+    Route("/api/v1/devices/{id}/logs/request", operator(request_log), methods=["POST"]),
     Route("/api/v1/releases", operator(list_releases), methods=["GET"]),
     Route("/api/v1/releases/import", operator(import_release), methods=["POST"]),
     Route("/api/v1/releases/{target}/{version}", operator(publish_release), methods=["PUT"]),

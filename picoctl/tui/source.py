@@ -79,6 +79,7 @@ class Source(Protocol):
     async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
                             promote_after_successes: int) -> Json: ...
     async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json: ...
+    def smoke(self, version: str, readings_of: list[str]) -> Json: ...
     def pi_status(self) -> PiView: ...
     def pi_published(self) -> str: ...
     def pi_deploy(self, source: str, progress: Progress, log: Callable[[str], None]) -> Any: ...
@@ -136,6 +137,9 @@ class Recording:
         raise _recorded()
 
     async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json:
+        raise _recorded()
+
+    def smoke(self, version: str, readings_of: list[str]) -> Json:
         raise _recorded()
 
     def pi_status(self) -> PiView:
@@ -227,6 +231,14 @@ class Live:
     async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json:
         return await self.client.rollout_action(rollout_id, action, reason)
 
+    def smoke(self, version: str, readings_of: list[str]) -> Json:
+        """`picoctl release smoke` of picow `version` as the hub has it, with these devices' readings."""
+        from .. import smoke
+        from ..client import HubClient
+
+        with HubClient.from_config(self.cfg) as client:
+            return smoke.run_published(client, version, readings_of).as_dict()
+
     def pi_status(self) -> PiView:
         from .. import pideploy
 
@@ -307,7 +319,9 @@ class Live:
             r = uf2flash.flash_uf2(Path(what).expanduser(), Path(where), progress)
             return f"flashed {r.bytes_written} bytes in {r.seconds:.1f} s; the board rebooted", None, None
         if op == "push":
-            p = push.push_release(where, Path(what).expanduser(), progress)
+            from .. import keyset
+
+            p = push.push_release(where, Path(what).expanduser(), progress, trusted=keyset.trusted_or_none(self.cfg))
             return f"pushed {p.files} file(s); the board reports {p.version or 'no version'}", p.device_id, p.version
         from .. import provision
         from ..client import HubClient
@@ -321,5 +335,6 @@ class Live:
         done = provision.provision(what["id"], hub_url, register,
                                    lambda files: push.push_files(where, files, progress), what.get("ssid", ""),
                                    what.get("password", ""), hub_cert=provision.hub_certificate(self.cfg, hub_url),
+                                   keys=provision.site_keys(self.cfg),
                                    heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s)
         return f"provisioned {done.device_id} ({done.version}, {len(done.files)} files)", done.device_id, done.version

@@ -191,6 +191,10 @@ def test_canary_start_halt_and_rollback(hub: conftest.Hub) -> None:
             await pilot.press("2", "n")
             await until(pilot, lambda: app.screen.__class__.__name__ == "CanaryForm")
             await pilot.press("ctrl+s")
+            await until(pilot, lambda: isinstance(app.screen, Confirm), what="the smoke offered first")
+            assert app.screen.title_text == "Canary picow 1.1.0 without a passing smoke?"
+            assert "has no smoke attestation and was not smoked here" in app.screen.body
+            await pilot.press("y")  # the operator may still canary it
             started = await until(pilot, lambda: [r for r in hub.client.rollouts() if r["version"] == "1.1.0"],
                                   what="rollout on the hub")
             rid = started[0]["id"]

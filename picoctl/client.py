@@ -124,6 +124,12 @@ class _Routes(Generic[T]):
     def relay_heartbeat(self, device_id: str, body: dict[str, Any]) -> T:
         return self._do(Call("POST", f"/api/v1/devices/{device_id}/heartbeat", json=body))
 
+    def request_log(self, device_id: str, seconds: int | None = None) -> T:
+        return self._do(Call("POST", f"/api/v1/devices/{device_id}/logs/request", json=_params(seconds=seconds)))
+
+    def device_logs(self, device_id: str, after: int | None = None) -> T:
+        return self._do(Call("GET", f"/api/v1/devices/{device_id}/logs", params=_params(after=after)))
+
     def releases(self, target: str | None = None) -> T:
         return self._do(Call("GET", "/api/v1/releases", params=_params(target=target)))
 
@@ -204,6 +210,19 @@ class HubClient(_Routes[Any]):
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from None
         return _parse(r)
+
+    def download_artifact(self, sha256: str, dest: Path) -> None:
+        """Stream a release artifact the hub stores (GET /artifacts/{sha256}) into `dest`."""
+        try:
+            with self._http.stream("GET", f"/artifacts/{sha256}") as r:
+                if r.status_code != 200:
+                    r.read()
+                    _parse(r)
+                with open(dest, "wb") as f:
+                    for chunk in r.iter_bytes():
+                        f.write(chunk)
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from None
 
     def close(self) -> None:
         self._http.close()

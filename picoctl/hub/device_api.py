@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import __version__
+from .. import __version__, keyset
 from ..protocol import READING_MAX_STR
-from . import engine
+from . import engine, logs
 from .auth import DeviceAuth, Refused
 from .http import ApiError, field, json_bytes, json_response, read_body
 from .state import Hub
@@ -28,7 +28,7 @@ def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
 DeviceHandler = Callable[[Hub, DeviceAuth, dict[str, Any]], Awaitable[Response]]
 
 
-def device_route(handler: DeviceHandler) -> Callable[[Request], Awaitable[Response]]:
+def device_route(handler: DeviceHandler, cap: int | None = None) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler: authenticate the device, then hand it the hub, the device and the parsed body.
 
     The request's counter is taken only when the handler returns (what it asked is stored); any
@@ -36,7 +36,7 @@ def device_route(handler: DeviceHandler) -> Callable[[Request], Awaitable[Respon
     """
     async def wrapped(request: Request) -> Response:
         hub: Hub = request.app.state.hub
-        body = await read_body(request, hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
+        body = await read_body(request, cap or hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
         try:
             device, data = hub.registry.authenticate(request, body)
         except Refused as exc:
@@ -76,7 +76,8 @@ def heartbeat_fields(data: dict[str, Any]) -> dict[str, Any]:
         "rssi": field(data, "rssi", "int", required=False),
         "phase": phase or None,
         "readings": _readings(data),
-    }
+        "keys": field(data, "keys", "int", required=False),  # the version of the key set the board trusts
+    } | logs.beat_diagnostics(data)
 
 
 async def heartbeat(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
@@ -85,7 +86,11 @@ async def heartbeat(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Respo
     await hub.record_heartbeat(beat, clear_check_now=check_now)
     if check_now:
         device.check_now = False
-    return _signed(device, {"ok": True, "counter": data["counter"], "check_now": check_now})
+    answer = {"ok": True, "counter": data["counter"], "check_now": check_now}
+    log_s = logs.log_seconds(device.log_until, beat["at"])
+    if log_s:
+        answer["log_s"] = log_s
+    return _signed(device, answer)
 
 
 async def check(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
@@ -99,7 +104,11 @@ async def check(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     offer = await hub.writer.run(lambda tx: engine.check(tx, hub.cfg, device.id, body, time.time()))
     if offer is not None:
         device.check_now = False
-    return _signed(device, {"id": device.id, "nonce": nonce, "offer": offer})
+    answer = {"id": device.id, "nonce": nonce, "offer": offer}
+    newer = keyset.newer_for(hub.cfg, field(data, "keys", "int", required=False))
+    if newer is not None:
+        answer["keys"] = newer
+    return _signed(device, answer)
 
 
 async def deploy_status(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
@@ -111,9 +120,17 @@ async def deploy_status(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> R
         "version": field(data, "version", "str"), "from_version": field(data, "from_version", "str", required=False),
         "detail": field(data, "detail", "str", required=False, default="")[:500],
         "transient": field(data, "transient", "bool", required=False, default=False),
+        "error": logs.status_error(data) if phase in ("failed", "rolled_back") else None,
     }
     await hub.writer.run(lambda tx: engine.status(tx, hub.cfg, device.id, body, time.time()))
     return json_response({"ok": True})
+
+
+async def post_logs(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
+    now = time.time()
+    await hub.writer.run(logs.log_post_job(device.id, data, now))
+    device.log_seen = now
+    return _signed(device, {"ok": True, "counter": data["counter"], "log_s": logs.log_seconds(device.log_until, now)})
 
 
 async def artifact(request: Request) -> Response:
@@ -132,6 +149,7 @@ routes = [
     Route("/check", device_route(check), methods=["POST"]),
     Route("/heartbeat", device_route(heartbeat), methods=["POST"]),
     Route("/deploy/status", device_route(deploy_status), methods=["POST"]),
+    Route("/logs", device_route(post_logs, logs.LOG_BODY_MAX), methods=["POST"]),
     Route("/artifacts/{sha256}", artifact, methods=["GET", "HEAD"]),
     Route("/healthz", healthz, methods=["GET"]),
 ]

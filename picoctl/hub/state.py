@@ -119,10 +119,12 @@ class Hub:
         history = self.cfg.hub.heartbeat_history
 
         def job(tx: Tx) -> None:
-            store.insert_heartbeats(tx.c, [beat], history)
+            new_errors = store.insert_heartbeats(tx.c, [beat], history)
             if clear_check_now:
                 store.set_check_now(tx.c, beat["device_id"], False)
             tx.emit("heartbeat", beat)
+            for ev in new_errors:
+                tx.emit("history", ev.as_dict())
 
         return job
 

@@ -461,6 +461,11 @@ def test_usb_push_release_and_provision_a_pico_w(hub: conftest.Hub, usb_cfg: con
         assert any(d["id"] == "gh-77" for d in hub.client.devices())
         kinds = {(e["kind"], e["result"]) for e in hub.client.history()}
         assert {("usb_push", "ok"), ("device_provisioned", "ok")} <= kinds
+        from picoctl.history import local_actor
+
+        push = next(e for e in hub.client.history() if e["kind"] == "usb_push")  # recorded as `usb push` records it
+        assert (push["actor"], push["device_id"], push["version"]) == (local_actor(), "bench-9", "0.9.3")
+        assert push["detail"].startswith(f"{pico_release} -> ") and "files" in push["detail"]
 
     asyncio.run(run())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -125,24 +126,28 @@ def test_a_failing_rollout_tick_is_logged_at_most_once_a_minute(hub) -> None:  #
 
 
 def test_a_relay_heartbeat_the_store_refuses_registers_nothing(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    from starlette.testclient import TestClient
-
     from picoctl.hub import store
     from picoctl.hub.app import create_app
     from picoctl.sim.local_hub import LocalHub
 
     site = LocalHub.create(tmp_path / "site")
     site.client.close()
+    bearer = {"Authorization": f"Bearer {site.token}"}
+    url = "/api/v1/devices/usb-e66038b7/heartbeat"
 
     def disk_error(*args: object, **kwargs: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    bearer = {"Authorization": f"Bearer {site.token}"}
-    with TestClient(create_app(site.cfg)) as c:
-        monkeypatch.setattr(store, "insert_heartbeats", disk_error)  # the beat's write fails after registering
-        r = c.post("/api/v1/devices/usb-e66038b7/heartbeat", json={"version": "1.0.0"}, headers=bearer)
-        assert r.status_code == 503 and "nothing was saved" in r.json()["error"]
-        assert c.get("/api/v1/devices", headers=bearer).json() == []
-        monkeypatch.undo()
-        assert c.post("/api/v1/devices/usb-e66038b7/heartbeat", json={"version": "1.0.0"}, headers=bearer).status_code == 200
-        assert [d["id"] for d in c.get("/api/v1/devices", headers=bearer).json()] == ["usb-e66038b7"]
+    async def scenario() -> None:
+        app = create_app(site.cfg)  # in this process, so the store's insert can be made to fail
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://hub", headers=bearer) as c:
+            monkeypatch.setattr(store, "insert_heartbeats", disk_error)  # the beat fails after the registration
+            r = await c.post(url, json={"version": "1.0.0"})
+            assert r.status_code == 503 and "nothing was saved" in r.json()["error"]
+            assert (await c.get("/api/v1/devices")).json() == []
+            monkeypatch.undo()
+            assert (await c.post(url, json={"version": "1.0.0"})).status_code == 200
+            assert [d["id"] for d in (await c.get("/api/v1/devices")).json()] == ["usb-e66038b7"]
+
+    asyncio.run(scenario())

@@ -441,7 +441,8 @@ def run(candidate: Path, previous: Path | None = None, trace: list[dict[str, flo
             _offer(hub, meta["version"], files)
             board = Board(work / "board" / "flash", heap=limits.heap, env={"PICOW_PROBE": "1"})
             key = hub.register(DEVICE_ID, "picow", "stable")
-            board.install(device_config(DEVICE_ID, key, hub.url, **limits.board_settings()), from_files, from_version)
+            board.install(device_config(DEVICE_ID, key, hub.url, **limits.board_settings()), from_files, from_version,
+                          keys=hub.keys)
             _watch(result, hub, board, seconds, limits, _Replay(board, trace, seconds) if trace else None, log)
         finally:
             hub.close()

@@ -13,6 +13,7 @@ from typing import Any
 from .. import config, wireless_log
 from ..errors import BadInput
 from ..protocol import CHANNELS
+from . import COMMANDS
 from .output import add_json_flag, console, emit, table
 
 
@@ -164,7 +165,7 @@ def _readings(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="list the fleet: version, status, last heartbeat, offer")
+    p = sub.add_parser("devices", help=COMMANDS["devices"])
     add_json_flag(p)
     p.set_defaults(func=_list)
     actions = p.add_subparsers(dest="devices_command", metavar="ACTION")

@@ -67,6 +67,9 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 @contextmanager
 def progress_bar(task: str) -> Iterator[Progress]:
     """A Progress drawn as a rich bar on stderr when that is a terminal (silent otherwise)."""
+    if not sys.stderr.isatty():
+        yield Progress(task)  # no bar to draw: rich stays unloaded
+        return
     from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
     from rich.progress import Progress as Bar
 

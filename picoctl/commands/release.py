@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .. import config, release, signing
+from .. import config, keyset, release, signing
 from ..errors import BadInput, PicoctlError
+from . import COMMANDS
 from .output import add_json_flag, console, emit, err_console, table
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def _build(args: argparse.Namespace) -> int:
         rollout=args.rollout,
         artifact_base_url=args.artifact_base_url,
         mpy=args.mpy,
+        min_version=args.min_version,
     )
     result = None
     if args.smoke:
@@ -58,12 +60,12 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _public_key(args: argparse.Namespace) -> str | None:
+def _public_key(args: argparse.Namespace) -> str | tuple[str, ...] | None:
     if args.pubkey:
         return Path(args.pubkey).read_text().strip()
     if args.unsigned_ok:
         return None
-    return config.load(args.config).release.public_key or None
+    return keyset.release_keys(config.load(args.config), "release verify")
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -180,7 +182,7 @@ def _render_imports(answers: list[dict]) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    rel = sub.add_parser("release", help="build, verify and publish releases")
+    rel = sub.add_parser("release", help=COMMANDS["release"])
     actions = rel.add_subparsers(dest="release_command", metavar="ACTION", required=True)
 
     b = actions.add_parser("build", help="build a signed release bundle")
@@ -192,6 +194,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--rollout", default="canary", choices=release.ROLLOUTS)
     b.add_argument("--artifact-base-url", help="URL the artifact will be published under")
     b.add_argument("--mpy", action="store_true", help="compile .py modules (not main.py/boot.py) with mpy-cross")
+    b.add_argument("--min-version", help="signed downgrade floor: boards that take this release never install "
+                                         "one below this version again")
     b.add_argument("--smoke", action="store_true",
                    help="picow: run `release smoke` on the build and record its result, signed, in meta.json")
     b.add_argument("--smoke-from", metavar="RELEASE_DIR", help="--smoke: the release the board runs before")
@@ -202,7 +206,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     v = actions.add_parser("verify", help="check every hash and the signature of a release folder")
     v.add_argument("dir")
-    v.add_argument("--pubkey", help="public key file (default: release.public_key from fleet.toml)")
+    v.add_argument("--pubkey", help="public key file (default: the release keys of fleet.toml's key set)")
     v.add_argument("--unsigned-ok", action="store_true", help="check hashes only")
     add_json_flag(v)
     v.set_defaults(func=_verify)

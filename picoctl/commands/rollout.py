@@ -9,6 +9,7 @@ from .. import config, release
 from ..errors import BadInput, PicoctlError
 from ..protocol import ACTION_ACCEPTS, ROLLOUT_STATES
 from ..rollout import Cohort, parse_stages
+from . import COMMANDS
 from .output import add_json_flag, console, emit, table
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def _render(r: dict[str, Any]) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ro = sub.add_parser("rollout", help="stage a release through the fleet: start, promote, halt, roll back")
+    ro = sub.add_parser("rollout", help=COMMANDS["rollout"])
     actions = ro.add_subparsers(dest="rollout_command", metavar="ACTION", required=True)
 
     def target(p: argparse.ArgumentParser) -> None:

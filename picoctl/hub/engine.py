@@ -78,6 +78,8 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
                   for f in meta.get("files", [])],
         "meta": {k: meta[k] for k in release_mod.META_FIELDS},
     }
+    if "_type" in meta:  # releases built before boards verified signatures carry none a board can check
+        offer["release"] = release_mod.board_envelope(meta)
     if meta.get("mpy_version") is not None:
         offer["mpy_version"] = meta["mpy_version"]
     return offer

@@ -318,7 +318,7 @@ def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> l
             (b["device_id"], b["at"], b.get("version"), b.get("uptime_s"), b.get("mem_free"), b.get("rssi"),
              b.get("phase"), json.dumps(readings)),
         )
-        info = {k: b.get(k) for k in ("uptime_s", "mem_free", "rssi")} | {"readings": readings}
+        info = {k: b.get(k) for k in ("uptime_s", "mem_free", "rssi", "keys")} | {"readings": readings}
         c.execute(
             "UPDATE devices SET last_seen = ?, version = COALESCE(?, version), seq = MAX(seq, COALESCE(?, seq)),"
             " phase = COALESCE(?, phase), last_counter = MAX(last_counter, ?), info = ? WHERE id = ?",

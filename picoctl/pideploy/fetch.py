@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from .. import release, signing
+from .. import keyset, release
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
@@ -94,13 +94,11 @@ def check_trust(cfg: FleetConfig, meta: dict[str, Any], where: str) -> None:
     release.safe_member_name(meta["root"])
     if not isinstance(meta["size"], int) or not 0 < meta["size"] <= cfg.pi.max_archive_bytes:
         raise BadInput(f"{where}: artifact size {meta['size']} is over pi.max_archive_bytes ({cfg.pi.max_archive_bytes})")
-    key = cfg.release.public_key
-    if not key:
-        raise BadInput("release.public_key is not set in fleet.toml; a Pi deploy needs it to verify releases")
-    if not meta["signature"]:
-        raise BadInput(f"{where}: meta.json is not signed")
-    if not signing.verify_document(meta, key):
-        raise BadInput(f"{where}: signature does not verify against release.public_key")
+    keys = keyset.release_keys(cfg, "a Pi deploy")
+    try:
+        release.check_signature(meta, keys, where)
+    except PicoctlError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def _chunks_from_file(path: Path) -> Iterator[bytes]:

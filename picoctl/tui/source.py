@@ -320,7 +320,9 @@ class Live:
             r = uf2flash.flash_uf2(Path(what).expanduser(), Path(where), progress)
             return f"flashed {r.bytes_written} bytes in {r.seconds:.1f} s; the board rebooted", None, None
         if op == "push":
-            p = push.push_release(where, Path(what).expanduser(), progress)
+            from .. import keyset
+
+            p = push.push_release(where, Path(what).expanduser(), progress, trusted=keyset.trusted_or_none(self.cfg))
             return f"pushed {p.files} file(s); the board reports {p.version or 'no version'}", p.device_id, p.version
         from .. import provision
         from ..client import HubClient
@@ -334,5 +336,6 @@ class Live:
         done = provision.provision(what["id"], hub_url, register,
                                    lambda files: push.push_files(where, files, progress), what.get("ssid", ""),
                                    what.get("password", ""), hub_cert=provision.hub_certificate(self.cfg, hub_url),
+                                   keys=provision.site_keys(self.cfg),
                                    heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s)
         return f"provisioned {done.device_id} ({done.version}, {len(done.files)} files)", done.device_id, done.version

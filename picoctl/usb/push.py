@@ -2,8 +2,9 @@
 
 Every file goes to a temporary name next to its destination, is hashed on the board (sha256) and
 compared, and only when all of them match are they renamed into place, so a failed or interrupted
-push leaves the board's old files as they were. Then the board is soft-reset and its version read
-back from `/version.json`.
+push leaves the board's old files as they were. Then the version and id are read back from the
+board's `/version.json` and `/config.json`, and the board is soft-reset so its new main.py runs.
+File bytes travel as base64, zlib-compressed where the board has `deflate` (usb/transfer.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Sequence
 
 import serial
 from mpremote.transport import TransportError, TransportExecError
@@ -23,11 +25,10 @@ from mpremote.transport_serial import SerialTransport
 from .. import release
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
-from . import port_claim, sources
+from . import port_claim, sources, transfer
 
 TMP_SUFFIX = ".picoctl-tmp"
 VERSION_FILE = "version.json"
-CHUNK = 2048  # bytes per raw-REPL write; the board compiles repr(chunk), so keep it well under its heap
 BAUD = 115200
 READ_TIMEOUT_S = 5  # a board silent this long is not answering: an error, never a hang
 QUIET_S = 0.3  # no output for this long after Ctrl-C: the program has stopped
@@ -51,8 +52,9 @@ def _board_path(prefix: str, name: str) -> str:
     return str(PurePosixPath(prefix or "/") / name)
 
 
-def release_files(source: Path) -> tuple[dict[str, bytes], str | None]:
-    """The files of a pico/picow release folder (checked against meta.json) or of a plain folder.
+def release_files(source: Path, trusted: Sequence[str] | None = None) -> tuple[dict[str, bytes], str | None]:
+    """The files of a pico/picow release folder (checked against meta.json and, given `trusted`
+    release keys, its signature) or of a plain folder.
 
     A release also gets `/version.json` ({"version", "target"}), which the board app reports.
     """
@@ -60,7 +62,7 @@ def release_files(source: Path) -> tuple[dict[str, bytes], str | None]:
     if not source.is_dir():
         raise BadInput(f"{source}: not a folder (expected a pico/picow release or a folder of files)")
     if (source / "meta.json").exists():
-        meta = sources.verified(source)
+        meta = sources.verified(source, trusted)
         if meta["target"] not in ("pico", "picow") or meta.get("format") != "tar":
             raise BadInput(f"{source}: a {meta['target']} {meta.get('format')} release cannot be pushed over serial"
                            + ("; flash it with `picoctl usb flash`" if meta.get("format") == "uf2" else ""))
@@ -73,9 +75,10 @@ def release_files(source: Path) -> tuple[dict[str, bytes], str | None]:
     return files, None
 
 
-def push_release(port: str, source: Path, progress: Progress, verify: bool = True) -> PushResult:
+def push_release(port: str, source: Path, progress: Progress, verify: bool = True,
+                 trusted: Sequence[str] | None = None) -> PushResult:
     """Push a release folder (or a plain folder) and check the board reports the new version."""
-    files, version = release_files(source)
+    files, version = release_files(source, trusted)
     result = push_files(port, files, progress, verify=verify)
     if version is not None and result.version != version:
         raise PicoctlError(f"{port}: pushed {version} but the board reports {result.version or 'no version'} after reset")
@@ -147,8 +150,7 @@ def _discard(t: SerialTransport, paths: list[str]) -> None:
 
 
 def _read_back(t: SerialTransport) -> tuple[str | None, str | None]:
-    """Soft-reset into the raw REPL, then read the version and the device id the board holds."""
-    t.enter_raw_repl(soft_reset=True)
+    """The version and the device id the board holds, read from its flash (the files just committed)."""
     out = t.exec(
         "def _r(p):\n try:\n  with open(p) as f:\n   return f.read()\n except OSError:\n  return ''\n"
         f"print(repr([_r('/{VERSION_FILE}'), _r('/config.json')]))"
@@ -209,31 +211,30 @@ def _push(transport: SerialTransport, port: str, files: dict[str, bytes], target
     try:
         progress.phase("push", item="")
         _mkdirs(transport, list(targets.values()))
+        inflate = transfer.prepare(transport)
         for name, dest in targets.items():
             current, data, tmp = name, files[name], dest + TMP_SUFFIX
             progress.phase("push", item=name)
             temps.append(tmp)
-            base = written
 
-            def step(done: int, _size: int, base: int = base) -> None:
-                progress.update(base + done)
-
-            transport.fs_writefile(tmp, data, chunk_size=CHUNK, progress_callback=step)
-            written += len(data)
-            if not data:
+            def step(done: int) -> None:
+                nonlocal written
+                written += done
                 progress.update(written)
+
+            transfer.write_file(transport, tmp, data, inflate, step)
         if verify:
             progress.phase("verify", total=total)
-            for name, dest in targets.items():
-                current = name
-                digest = transport.fs_hashfile(dest + TMP_SUFFIX, "sha256", chunk_size=1024)
+            current = ""
+            names = {dest + TMP_SUFFIX: name for name, dest in targets.items()}
+            got = transfer.hashes(transport, [(dest + TMP_SUFFIX, len(files[name])) for name, dest in targets.items()],
+                                  lambda paths, n: progress.advance(n, item=names[paths[-1]]))
+            for tmp, name in names.items():
                 want = hashlib.sha256(files[name]).digest()
-                if digest != want:
+                if got[tmp] != want:
                     _discard(transport, temps)
-                    got = digest.hex() if isinstance(digest, bytes) else repr(digest)
-                    raise PicoctlError(f"{port}: {name} failed verification on the board (sha256 {got[:16]}…, "
+                    raise PicoctlError(f"{port}: {name} failed verification on the board (sha256 {got[tmp].hex()[:16]}…, "
                                        f"expected {want.hex()[:16]}…); nothing was replaced, old files are in place")
-                progress.advance(len(files[name]), item=name)
         progress.phase("commit", item="")
         current = ""
         _commit(transport, [(d + TMP_SUFFIX, d) for d in targets.values()])
@@ -251,7 +252,8 @@ def _push(transport: SerialTransport, port: str, files: dict[str, bytes], target
         state = ("the new files are in place" if committed else
                  "the board's old files are in place" + (" (new ones were still under temporary names)" if lost else ""))
         what = "lost the board" if lost else "the board refused"
-        raise PicoctlError(f"{port}: {what} {where}: {exc}; {state}") from None
+        lines = str(exc).strip().splitlines()  # a board's traceback: its last line says what went wrong
+        raise PicoctlError(f"{port}: {what} {where}: {lines[-1] if lines else type(exc).__name__}; {state}") from None
     return version, device_id
 
 

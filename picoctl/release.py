@@ -247,6 +247,17 @@ def smoke_refusal(meta: dict[str, Any]) -> str | None:
     return None
 
 
+def smoke_summary(meta: dict[str, Any]) -> str:
+    """A release's smoke attestation in a few words: `passed 20 s, 43 KiB`, `failed` or `-` (none)."""
+    record = meta.get(SMOKE_FIELD)
+    if not isinstance(record, dict):
+        return "-"
+    if record.get("passed") is not True:
+        return "failed"
+    heap = record.get("peak_heap")
+    return f"passed {record.get('seconds', 0):g} s" + (f", {heap / 1024:.0f} KiB" if isinstance(heap, int) else "")
+
+
 def load_meta(path: Path) -> dict[str, Any]:
     """Read and shape-check a meta.json; `path` is the file or its release directory."""
     path = Path(path)

@@ -22,6 +22,7 @@ from .. import keyset, release
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
+from .layout import disk_error
 
 CHUNK = 1 << 16
 CONNECT_TIMEOUT_S = 10.0
@@ -132,7 +133,11 @@ def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha
     else:
         progress.phase("copy", total=meta["size"], item=where)
         chunks = _chunks_from_file(Path(where))
-    fd, tmp_name = tempfile.mkstemp(prefix="artifact-", suffix=".tar.gz", dir=incoming)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix="artifact-", suffix=".tar.gz", dir=incoming)
+    except OSError as exc:
+        chunks.close()
+        raise disk_error(exc, f"{where}: cannot store the download in {incoming}") from None
     tmp = Path(tmp_name)
     try:
         h, size = hashlib.sha256(), 0
@@ -151,6 +156,9 @@ def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha
             raise BadInput(f"{where}: sha256 does not match the signed meta.json: the artifact was altered")
         if sha256 is not None and digest != sha256.lower():
             raise BadInput(f"{where}: sha256 {digest} is not the expected --sha256 {sha256.lower()}")
+    except OSError as exc:  # reading errors are PicoctlErrors already: this is the disk refusing our copy
+        tmp.unlink(missing_ok=True)
+        raise disk_error(exc, f"{where}: cannot store the download in {incoming}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

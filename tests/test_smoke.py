@@ -39,7 +39,7 @@ def build(tmp_path: Path, version: str, files: dict[str, bytes]) -> Path:
 def app(step: str, head: str = "") -> dict[str, bytes]:
     """An app running the agent whose step() has the body `step` (self.n counts the steps)."""
     main_py = (f"import time\nfrom ota import agent, hw\n{head}\n"
-               "class App:\n    n = 0\n    held = []\n"
+               "class App:\n    n = 0\n    held = []\n    chain = ()\n"
                f"    def step(self):\n        self.n += 1\n" + "".join(f"        {line}\n" for line in step.splitlines())
                + "    def readings(self):\n        return {}\n    def stop(self):\n        pass\n"
                "agent.run(App())\n")
@@ -63,10 +63,13 @@ def test_the_sample_app_passes_with_every_step_and_figure(tmp_path: Path) -> Non
 @pytest.mark.parametrize(("files", "reason"), [
     ({"main.py": b"while True:\n    pass\n"}, "never reached its loop: the watchdog reset the board"),
     (app("if self.n == 12:\n    raise ValueError('sensor out of range')"),
-     "raised ValueError: sensor out of range (app/main.py, line 10, in step)"),
+     "raised ValueError: sensor out of range (app/main.py, line 11, in step)"),
     ({"main.py": b"from ota import hw\nhw.wdt_arm(1500)\nwhile True:\n    hw.sleep_ms(50)\n"},
      "the trial was never confirmed: the hub accepted no heartbeat from the candidate"),
-    (app("while self.n == 5 and hw.mem_free() > 10000:\n    self.held.append(bytearray(512))"),
+    (app("if self.n == 5:  # all the heap (in a chain of small tuples), then 6 KB of it back\n"
+         "    for size in (1024, 32):\n        try:\n            while True:\n"
+         "                self.chain = (bytearray(size), self.chain)\n        except MemoryError:\n            pass\n"
+         "    while hw.mem_free() < 6000:\n        self.chain = self.chain[1]"),
      "of heap free, under the floor of 16 KiB"),
     (app("self.held.append(bytearray(20000))"), "raised MemoryError"),
     (app("if self.n == 12:\n    time.sleep(30)"), "stopped feeding the watchdog"),

@@ -27,6 +27,7 @@ from . import keymap
 from .model import FleetModel, Link, thresholds_from
 from .screens.base import ModelScreen, one_line
 from .screens.device import DeviceScreen
+from .screens.device_log import DeviceLogScreen
 from .screens.fleet import FleetScreen
 from .screens.history import HistoryScreen
 from .screens.pi import PiScreen
@@ -204,6 +205,16 @@ class PicoctlApp(App[None]):
 
     def open_device(self, device_id: str) -> None:
         self.push_screen(DeviceScreen(device_id))
+
+    def open_device_log(self, device_id: str) -> None:
+        """The log viewer on a Pico W's output over the air (USB boards have theirs on the USB screen)."""
+        d = self.model.devices.get(device_id)
+        if d is None:
+            return
+        if d.type != "picow":
+            self.notify(f"{device_id} is a {d.type}: its log is read over USB (5, then l)", severity="warning")
+            return
+        self.push_screen(DeviceLogScreen(device_id, d.type))
 
     # --- actions ---------------------------------------------------------------------------
     def action_show(self, mode: str) -> None:

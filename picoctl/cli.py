@@ -13,7 +13,8 @@ from . import __version__
 from .errors import PicoctlError
 
 # Each module defines `register(subparsers)`, adding parsers whose default `func(args) -> int` runs them.
-COMMAND_MODULES = ("init", "keys", "release", "pi", "rollout", "usb", "serve", "devices", "history", "device", "demo")
+COMMAND_MODULES = ("init", "keys", "release", "pi", "rollout", "usb", "serve", "hub", "devices", "history", "device",
+                   "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

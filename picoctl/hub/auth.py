@@ -1,8 +1,9 @@
 """Who may talk to the hub: devices by id + counter + HMAC, operators by bearer token.
 
-The registry keeps each device's key and last accepted counter in memory (the hub is the only
-writer of the store, so it is authoritative). A counter is taken the moment a request passes, before
-its write commits: a replay racing the original is refused too.
+The registry keeps each device's key and last accepted counter in memory. A counter is taken the
+moment a request passes, before its write commits: a replay racing the original is refused too.
+The store takes it again in the request's transaction (picoctl.hub.engine.claim), which refuses a
+replay that another hub on the same database accepted.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ class DeviceAuth:
     type: str
     key: bytes
     last_counter: int
-    check_now: bool = False
 
     def mac(self, body: bytes) -> str:
         return signing.device_mac(self.key.hex(), body)
@@ -44,11 +44,11 @@ class Refused(ApiError):
 
 class Registry:
     def __init__(self, devices: list[dict[str, Any]]) -> None:
-        self._devices = {d["id"]: DeviceAuth(d["id"], d["type"], bytes.fromhex(d["key"]), d["last_counter"],
-                                             bool(d["check_now"])) for d in devices}
+        self._devices = {d["id"]: DeviceAuth(d["id"], d["type"], bytes.fromhex(d["key"]), d["last_counter"])
+                         for d in devices}
 
-    def add(self, device_id: str, type_: str, key_hex: str) -> None:
-        self._devices[device_id] = DeviceAuth(device_id, type_, bytes.fromhex(key_hex), 0)
+    def add(self, device_id: str, type_: str, key_hex: str, last_counter: int = 0) -> None:
+        self._devices[device_id] = DeviceAuth(device_id, type_, bytes.fromhex(key_hex), last_counter)
 
     def get(self, device_id: str) -> DeviceAuth | None:
         return self._devices.get(device_id)

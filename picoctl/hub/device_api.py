@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,9 +12,12 @@ from starlette.routing import Route
 
 from .. import __version__
 from . import engine
-from .auth import DeviceAuth, Refused
+from .auth import DEVICE_HEADER, DEVICE_ID, DeviceAuth, Refused
 from .http import ApiError, field, json_bytes, json_response, read_body
+from .ingest import Tx
 from .state import Hub
+
+T = TypeVar("T")
 
 NONCE = re.compile(r"[0-9a-f]{32}")
 READING_MAX_STR = 64
@@ -27,8 +30,20 @@ def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
 
 async def _authenticated(hub: Hub, request: Request) -> tuple[DeviceAuth, dict[str, Any]]:
     body = await read_body(request, hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
+    header_id = request.headers.get(DEVICE_HEADER, "")
+    if DEVICE_ID.fullmatch(header_id):
+        await hub.device(header_id)  # one another hub registered becomes known here
     try:
         return hub.registry.authenticate(request, body)
+    except Refused as exc:
+        hub.security_event(exc, request)
+        raise
+
+
+async def _write(hub: Hub, request: Request, job: Callable[[Tx], T]) -> T:
+    """Run a device request's write; a replay refused by the store is logged like any refusal."""
+    try:
+        return await hub.writer.run(job)
     except Refused as exc:
         hub.security_event(exc, request)
         raise
@@ -65,10 +80,11 @@ async def heartbeat(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     device, data = await _authenticated(hub, request)
     beat = heartbeat_fields(data) | {"device_id": device.id, "counter": data["counter"], "at": time.time()}
-    check_now = device.check_now
-    await hub.record_heartbeat(beat, clear_check_now=check_now)
-    if check_now:
-        device.check_now = False
+    try:
+        check_now = await hub.record_heartbeat(beat, authenticated=True)
+    except Refused as exc:
+        hub.security_event(exc, request)
+        raise
     return _signed(device, {"ok": True, "counter": data["counter"], "check_now": check_now})
 
 
@@ -82,9 +98,7 @@ async def check(request: Request) -> Response:
     dev_type = field(data, "type", "str")
     if dev_type != device.type:
         raise ApiError(400, f"device {device.id} is registered as {device.type}, not {dev_type}")
-    offer = await hub.writer.run(lambda tx: engine.check(tx, hub.cfg, device.id, body, time.time()))
-    if offer is not None:
-        device.check_now = False
+    offer = await _write(hub, request, lambda tx: engine.check(tx, hub.cfg, device.id, body, time.time()))
     return _signed(device, {"id": device.id, "nonce": nonce, "offer": offer})
 
 
@@ -100,7 +114,7 @@ async def deploy_status(request: Request) -> Response:
         "detail": field(data, "detail", "str", required=False, default="")[:500],
         "transient": field(data, "transient", "bool", required=False, default=False),
     }
-    await hub.writer.run(lambda tx: engine.status(tx, hub.cfg, device.id, body, time.time()))
+    await _write(hub, request, lambda tx: engine.status(tx, hub.cfg, device.id, body, time.time()))
     return json_response({"ok": True})
 
 

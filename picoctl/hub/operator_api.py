@@ -151,18 +151,15 @@ async def set_channel(request: Request, hub: Hub) -> Response:
 
 async def check_now(request: Request, hub: Hub) -> Response:
     device_id = request.path_params["id"]
-    device = hub.registry.get(device_id)
-    if device is None:
-        raise ApiError(404, f"no device {device_id!r}")
 
     def job(tx: Tx) -> None:
-        store.set_check_now(tx.c, device_id, True)
+        if not store.set_check_now(tx.c, device_id):
+            raise ApiError(404, f"no device {device_id!r}")
         ev = store.add_event(tx.c, "operator", "check_now", device_id=device_id)
         tx.emit("device", {"id": device_id, "check_now": True})
         tx.emit("history", ev.as_dict())
 
     await hub.writer.run(job)
-    device.check_now = True
     return json_response({"ok": True, "id": device_id, "check_now": True})
 
 
@@ -172,7 +169,7 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
     if not RELAY_ID.fullmatch(device_id):
         raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_', ':' or '-'")
     beat = heartbeat_fields(await _json(request)) | {"device_id": device_id, "counter": 0, "at": time.time()}
-    if hub.registry.get(device_id) is None:
+    if await hub.device(device_id) is None:
         key = signing.new_device_key()
         try:
             await hub.writer.run(_register_job(device_id, RELAY_TYPE, "stable", key))
@@ -180,7 +177,7 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
             if exc.status != 409:
                 raise
         hub.registry.add(device_id, RELAY_TYPE, key)
-    await hub.record_heartbeat(beat)
+    await hub.record_heartbeat(beat, authenticated=False)
     return json_response({"ok": True})
 
 

@@ -140,17 +140,23 @@ from ota import agent
 a = agent.Agent()
 f = {{"name": "x.bin", "size": {size}, "sha256": "{sha}", "url": "/artifacts/{sha}"}}
 t = time.ticks_us()
-a._download(f, "x.bin.tmp")
+a.drive(a._download(f, "x.bin.tmp"))
 print("@us", time.ticks_diff(time.ticks_us(), t))
 """
 
 NAIVE_FETCH = """
-import hashlib, json
+import hashlib, json, time
 from binascii import hexlify
 from ota import http
 hub = json.load(open("config.json"))["hub"]
-r = http.request("GET", hub + "/artifacts/{sha}")
-content = r.sock.read()  # what requests.get(url).content does: the whole body in RAM
+r = http.request("GET", hub + "/artifacts/{sha}", None, None, None, bytearray(512), time.ticks_add(time.ticks_ms(), 60000))
+try:
+    while True:
+        next(r)
+except StopIteration as done:
+    r = done.value
+r.sock.setblocking(True)
+content = bytes(r.mv[r.start:r.end]) + r.sock.read()  # what requests.get(url).content does: the whole body in RAM
 r.close()
 ok = hexlify(hashlib.sha256(content).digest()).decode() == "{sha}"
 with open("x.bin", "wb") as f:
@@ -160,10 +166,10 @@ print("@ok", ok, len(content))
 
 BARE_READ = """
 import hashlib, socket, time
-from ota import agent, http
+from ota import agent, http, protocol
 a = agent.Agent()
 host, port, path, _ = http.split_url(a.hub + "/artifacts/{sha}")
-buf = bytearray(agent.CHUNK)
+buf = bytearray(protocol.CHUNK)
 mv = memoryview(buf)
 h = hashlib.sha256() if {hashed} else None
 t = time.ticks_us()

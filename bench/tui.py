@@ -116,7 +116,7 @@ async def measure(app_cls: type[PicoctlApp], cfg: config.FleetConfig, url: str, 
     lags: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
         await asyncio.wait_for(app.loaded.wait(), 30)
-        while app.link != "live":
+        while app.link.state != "live":
             await pilot.pause(0.05)
         await pilot.pause(0.5)
         queue: multiprocessing.Queue[int] = multiprocessing.get_context("fork").Queue()

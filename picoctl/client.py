@@ -186,8 +186,8 @@ class HubClient(_Routes[Any]):
                                   headers={"Authorization": f"Bearer {token}"})
 
     @classmethod
-    def from_config(cls, cfg: FleetConfig) -> HubClient:
-        return cls(cfg.hub_url, cfg.read_token())
+    def from_config(cls, cfg: FleetConfig, timeout: httpx.Timeout | float = TIMEOUT) -> HubClient:
+        return cls(cfg.hub_url, cfg.read_token(), timeout=timeout)
 
     def _do(self, call: Call) -> Any:
         try:

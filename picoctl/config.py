@@ -17,6 +17,7 @@ from typing import Any
 import tomli_w
 
 from .errors import BadInput
+from .protocol import CHANNELS
 
 ENV_VAR = "PICOCTL_CONFIG"
 SEARCH_PATH = (Path("~/.config/picoctl/fleet.toml"), Path("/etc/picoctl/fleet.toml"))
@@ -192,8 +193,8 @@ def _validate(cfg: FleetConfig, name: str) -> None:
         raise BadInput(f"{name}: hub.artifact_base_url: expected an http:// or https:// URL or nothing")
     if cfg.pi.keep_releases < 2:
         raise BadInput(f"{name}: pi.keep_releases: expected at least 2 (current and previous), got {cfg.pi.keep_releases}")
-    if cfg.pi.channel not in ("stable", "canary"):
-        raise BadInput(f"{name}: pi.channel: expected 'stable' or 'canary', got {cfg.pi.channel!r}")
+    if cfg.pi.channel not in CHANNELS:
+        raise BadInput(f"{name}: pi.channel: expected one of {', '.join(CHANNELS)}, got {cfg.pi.channel!r}")
     key = cfg.release.public_key
     if key and (len(key) != 64 or any(c not in "0123456789abcdef" for c in key.lower())):
         raise BadInput(f"{name}: release.public_key: expected 64 hex digits (an Ed25519 public key)")

@@ -5,7 +5,7 @@ when it is installed (else `SimDevice`, speaking the same protocol); a virtual U
 drive; the example Pi app deployed by pideploy and restarted like a systemd service would be.
 
 The story it sets up: every board runs picow 1.0.0 and 1.1.0 is published, ready to canary. 1.1.0
-soft-starts the pump through a PWM call the boards' hardware layer does not have; gh-03, whose sensor
+soft-starts the pump through a PWM call its hardware module does not have; gh-03, whose sensor
 reads dry air, starts its pump at boot and crashes, so its trial fails, it rolls back, and the rollout
 halts. Pi release 2.4.0 waits beside the deployed 2.3.0 (the Pi screen offers it), a UF2 image waits
 for the BOOTSEL drive and picow and pico releases for the USB board.
@@ -46,17 +46,17 @@ CANARIES = 3  # gh-01 … gh-03 are on the canary channel
 DRY = "gh-03"  # its sensor reads dry air: 1.1.0 crashes on it
 BOARD_LINES = 400  # console lines kept per board
 SOFT_START = b'''# 1.1.0: soft-start the pump through PWM to spare the relay.
-from ota import hw
-_pump = hw.pump
+import hardware
+_pump = hardware.pump
 
 
 def pump(on):
     if on:
-        hw.pump_pwm(15, 0.3)  # not in the hardware layer of the boards in the field
+        hardware.pump_pwm(15, 0.3)  # a function this release forgot to ship in hardware.py
     _pump(on)
 
 
-hw.pump = pump
+hardware.pump = pump
 '''
 Log = Callable[[str], None]
 

@@ -1,37 +1,51 @@
-"""Report events from this machine (Pi deploys, USB flashes) into the hub's history.
+"""Report events from this machine (Pi deploys, USB flashes and pushes, provisioning) into the hub's history.
 
-When the hub cannot be reached the event is appended to a local queue (JSON lines in the data
-folder) and sent, in order, before the next event that gets through.
+Events go to `POST /api/v1/history` through picoctl.client's HubClient. When the hub cannot be
+reached the event is appended to a local queue (JSON lines in the data folder) and sent, in order,
+before the next event that gets through. Several processes record at once (the CLI, the TUI, a Pi
+deploy, the follower service), so the queue is read, sent and rewritten under an exclusive flock of
+its lock file: no event is lost, none is sent twice.
 """
 
 from __future__ import annotations
 
+import fcntl
+import getpass
 import json
 import os
+import socket
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import Any, Iterator
 
 from .config import FleetConfig
 from .errors import PicoctlError
 
 QUEUE_NAME = "pending-events.jsonl"
+LOCK_NAME = "pending-events.lock"
 TIMEOUT_S = 3.0
+
+
+def local_actor() -> str:
+    """Who acts from this machine: `user@host`, whichever face (CLI or TUI) is used."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 def queue_path(cfg: FleetConfig) -> Path:
     return cfg.data_dir / QUEUE_NAME
 
 
-def _post(cfg: FleetConfig, client: httpx.Client, event: dict[str, Any]) -> None:
-    r = client.post(
-        f"{cfg.hub_url}/api/v1/history",
-        json=event,
-        headers={"Authorization": f"Bearer {cfg.read_token()}"},
-    )
-    r.raise_for_status()
+@contextmanager
+def _locked(cfg: FleetConfig) -> Iterator[None]:
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cfg.data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held at most one send's timeouts; the kernel drops it if killed
+        yield
+    finally:
+        os.close(fd)
 
 
 def _pending(path: Path) -> list[dict[str, Any]]:
@@ -47,9 +61,31 @@ def _pending(path: Path) -> list[dict[str, Any]]:
 
 
 def _rewrite(path: Path, events: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _send(cfg: FleetConfig, events: list[dict[str, Any]]) -> int:
+    """How many of `events` the hub took, in order, stopping at the first it did not."""
+    from .client import HubClient  # imported on use: httpx stays out of `picoctl --help`
+
+    sent = 0
+    try:
+        with HubClient.from_config(cfg, timeout=TIMEOUT_S) as hub:
+            for e in events:
+                hub.add_history(e)
+                sent += 1
+    except PicoctlError:
+        pass
+    return sent
 
 
 def record(
@@ -66,19 +102,11 @@ def record(
     event = {"at": time.time(), "actor": actor, "kind": kind, "device_id": device_id,
              "version": version, "result": result, "detail": detail}
     path = queue_path(cfg)
-    backlog = _pending(path) + [event]
-    sent = 0
-    try:
-        with httpx.Client(timeout=TIMEOUT_S) as client:
-            for e in backlog:
-                _post(cfg, client, e)
-                sent += 1
-    except (httpx.HTTPError, OSError, ValueError, PicoctlError):
-        pass
-    if sent == len(backlog):
-        if path.exists():
-            path.unlink()
-        return True
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _rewrite(path, backlog[sent:])
-    return False
+    with _locked(cfg):
+        backlog = _pending(path) + [event]
+        sent = _send(cfg, backlog)
+        if sent == len(backlog):
+            path.unlink(missing_ok=True)
+            return True
+        _rewrite(path, backlog[sent:])
+        return False

@@ -20,9 +20,9 @@ from . import release, shipped
 from .config import FleetConfig
 from .errors import BadInput
 from .progress import Progress
+from .protocol import is_device_id
 
 DEVICE_CODE = shipped.DEVICE_CODE / "picow"
-DEVICE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 FACTORY_VERSION = "0.0.0"
 HUB_CERT = "hub.der"  # the hub's TLS certificate on a board that reaches it over https
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -39,7 +39,7 @@ class Provisioned:
 
 
 def check_device_id(device_id: str) -> str:
-    if not DEVICE_ID.match(device_id):
+    if not is_device_id(device_id):
         raise BadInput(f"device id {device_id!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")
     return device_id
 

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from . import signing
+from . import protocol, signing
 from .errors import BadInput, PicoctlError
 
 TARGETS = ("pi", "picow", "pico")
@@ -41,6 +41,7 @@ SEMVER = re.compile(
 FIXED_MTIME = 315532800  # 1980-01-01, the earliest time a zip or FAT filesystem can hold
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "node_modules"}
 META_FIELDS = ("version", "artifact_url", "sha256", "signature", "rollout", "created_at")
+MAX_META_BYTES = 1 << 20  # a meta.json fetched by URL is refused past this size, before it is parsed
 
 
 def check_version(version: str) -> str:
@@ -115,6 +116,8 @@ def _collect_app_files(source: Path, target: str, mpy: bool, work: Path) -> list
         raise BadInput(f"{source}: source folder is empty")
     if not any(f.name == ENTRY_FILE for f in files):
         raise BadInput(f"{source}: a {target} release needs its entry file {ENTRY_FILE} at the top of the source")
+    if target == "picow":
+        check_picow_names([f.name for f in files], str(source))
     out: list[tuple[str, bytes]] = []
     for f in files:
         if mpy and f.name.endswith(".py") and PurePosixPath(f.name).name not in KEEP_AS_SOURCE:
@@ -239,7 +242,19 @@ def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
                 and isinstance(f.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", f["sha256"])):
             raise BadInput(f"{where}: malformed entry in files: {f!r}")
         safe_member_name(f["name"])
+    if meta["target"] == "picow":
+        check_picow_names([f["name"] for f in meta.get("files", [])], where)
     return meta
+
+
+def check_picow_names(names: list[str], where: str) -> None:
+    """Refuse app files that would shadow the board's agent or a built-in module it imports."""
+    for name in names:
+        first, _, rest = name.partition("/")
+        module = first if rest else first.removesuffix(".py").removesuffix(".mpy")
+        if module in protocol.PICOW_RESERVED_NAMES:
+            raise BadInput(f"{where}: {name!r} would shadow the board's OTA agent ({module!r} is reserved: "
+                           "app/ comes first on the board's import path)")
 
 
 def safe_member_name(name: str) -> str:

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import BadInput
+from .protocol import ROLLOUT_STATES, is_device_id
 
 PHASES = ("offered", "checking", "downloading", "staged", "switching", "trial",
           "committed", "failed", "rolled_back")
-STATES = ("active", "halted", "completed", "rolled_back")
+STATES = ROLLOUT_STATES
 KINDS = ("update", "rollback")
 DEFAULT_STAGES = "canary,10%,50%,100%"
 
@@ -30,7 +31,6 @@ SWITCHED = frozenset(("switching", "trial"))
 TOOK_RELEASE = frozenset(("switching", "trial", "committed", "rolled_back"))
 MAX_BACKOFF_DOUBLINGS = 10  # the retry delay stops growing at retry_backoff_s * 1024
 
-_DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _PERCENT_STAGE = re.compile(r"(\d+(?:\.\d+)?)%")
 _STAGE_KEYS = ("name", "ids", "device_type", "percent", "channel")
 
@@ -54,7 +54,7 @@ def check_device_ids(ids: Iterable[str]) -> tuple[str, ...]:
     """Device ids, de-duplicated in order, each checked against the protocol's id syntax."""
     out: dict[str, None] = {}
     for i in ids:
-        if not isinstance(i, str) or not _DEVICE_ID.fullmatch(i):
+        if not is_device_id(i):
             raise BadInput(f"device id {i!r}: expected 1-64 letters, digits, '.', '_' or '-'")
         out[i] = None
     return tuple(out)

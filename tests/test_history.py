@@ -1,6 +1,7 @@
 """Local events reach the hub's history in order, queued while the hub is unreachable."""
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,9 +20,12 @@ class Recorder(BaseHTTPRequestHandler):
         ok = self.path == "/api/v1/history" and self.headers["Authorization"] == f"Bearer {self.server.token}"  # type: ignore[attr-defined]
         if ok:
             Recorder.received.append(json.loads(body))
+        reply = b'{"id": 1}' if ok else b'{"error": "bad token"}'  # the hub's JSON answers
         self.send_response(201 if ok else 401)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
         self.end_headers()
+        self.wfile.write(reply)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -80,3 +84,28 @@ def test_torn_last_line_loses_only_itself(site: config.FleetConfig, monkeypatch)
     monkeypatch.setenv("PICOCTL_HUB_URL", "http://127.0.0.1:9")
     history.record(site, "b", actor="pi")
     assert [json.loads(line)["kind"] for line in path.read_text().splitlines()] == ["a", "b"]
+
+
+RECORDER = """
+import sys
+from picoctl import config, history
+cfg = config.load(sys.argv[1])
+for n in range(int(sys.argv[3])):
+    history.record(cfg, "usb_push", actor="t", device_id=sys.argv[2], detail=str(n))
+"""
+
+
+def test_processes_recording_at_once_queue_every_event(site: config.FleetConfig, tmp_path: Path) -> None:
+    """The queue is rewritten by each recorder: without its lock, concurrent ones lose each other's events."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PICOCTL_HUB_URL": "http://127.0.0.1:9"}
+    procs = [subprocess.Popen([sys.executable, "-c", RECORDER, str(site.path), f"p{i}", "25"], env=env)
+             for i in range(4)]
+    for p in procs:
+        assert p.wait(60) == 0
+    queued = [json.loads(line) for line in history.queue_path(site).read_text().splitlines()]
+    for i in range(4):
+        assert [e["detail"] for e in queued if e["device_id"] == f"p{i}"] == [str(n) for n in range(25)]
+    assert not [p for p in site.data_dir.iterdir() if p.name.startswith(".")], "a temporary file was left"

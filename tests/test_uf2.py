@@ -47,11 +47,11 @@ def _blocks(data: bytes) -> list[bytearray]:
 @pytest.mark.parametrize("damage, message", [
     (lambda b: b[0].__setitem__(slice(0, 4), b"NOPE"), "bad magic"),
     (lambda b: b[3].__setitem__(slice(508, 512), b"\0\0\0\0"), "bad magic"),
-    (lambda b: b.__setitem__(slice(2, 4), [b[3], b[2]]), "out of order"),
-    (lambda b: b.pop(4), "out of order"),
-    (lambda b: b.pop(), "truncated"),
+    (lambda b: b.pop(4), "block 4 is missing"),
+    (lambda b: b.pop(), "block 10 is missing: truncated"),
     (lambda b: b[1].__setitem__(slice(16, 20), struct.pack("<I", 476)), "payload size 476"),
-    (lambda b: b[1].__setitem__(slice(28, 32), struct.pack("<I", 0xADA52840)), "not an RP2040 or RP2350"),
+    (lambda b: b[1].__setitem__(slice(28, 32), struct.pack("<I", 0xADA52840)), "block 1 is missing"),
+    (lambda b: b[2].__setitem__(slice(24, 28), struct.pack("<I", 12)), "block count 12 differs"),
     (lambda b: b[1].__setitem__(slice(8, 12), struct.pack("<I", 0)), "no family id"),
 ])
 def test_broken_images_are_refused(damage, message):
@@ -139,3 +139,50 @@ def test_flash_callback_can_plug_the_board_back(tmp_path):
     with VirtualDrive(tmp_path / "RPI-RP2", on_flashed=lambda _: back.set()):
         flash_uf2(uf2.build_uf2(PAYLOAD, BASE, "rp2040"), tmp_path / "RPI-RP2", Progress("flash"))
     assert back.wait(1)
+
+
+# -- images made independently of picoctl.usb.uf2, from the UF2 specification ----------------------
+RP2040, RP2350_ARM_S, RP2350_RISCV, ESP32 = 0xE48BFF56, 0xE48BFF59, 0xE48BFF5A, 0x1C5F21B0
+
+
+def spec_blocks(payload: bytes, base: int, family_id: int) -> list[bytes]:
+    """uf2conv's way: 256 bytes a block, numbered 0..n-1, the family id in the fileSize field."""
+    pages = [payload[i: i + 256].ljust(256, b"\xff") for i in range(0, len(payload), 256)]
+    return [struct.pack("<8I", 0x0A324655, 0x9E5D5157, 0x2000, base + 256 * n, 256, n, len(pages), family_id)
+            + page + b"\x00" * (476 - 256) + struct.pack("<I", 0x0AB16F30) for n, page in enumerate(pages)]
+
+
+A, B, C = (os.urandom(5 * 256) for _ in range(3))
+UNIVERSAL = b"".join(spec_blocks(A, BASE, RP2040) + spec_blocks(B, BASE, RP2350_ARM_S)
+                     + spec_blocks(C, BASE, RP2350_RISCV))
+
+
+@pytest.mark.parametrize("family, want, skipped", [
+    ("rp2040", A, "skipped 5 blocks of rp2350-arm-s (0xe48bff59), 5 blocks of rp2350-riscv (0xe48bff5a)"),
+    ("rp2350", B, "skipped 5 blocks of rp2040 (0xe48bff56), 5 blocks of rp2350-riscv (0xe48bff5a)"),
+])
+def test_a_universal_image_flashes_the_boards_own_family(tmp_path, family, want, skipped):
+    with VirtualDrive(tmp_path / "drive", family) as drive:
+        result = flash_uf2(UNIVERSAL, drive.path, Progress("flash"))
+    assert _flash_contents(drive.flashed) == want and result.info.note == skipped
+    assert result.bytes_written == 5 * 512  # only the blocks this board writes were copied
+
+
+def test_blocks_of_another_family_inside_an_image_are_skipped(tmp_path):
+    own = spec_blocks(A, BASE, RP2040)
+    data = b"".join(own[:2] + spec_blocks(b"\x01" * 512, 0x0, ESP32) + own[2:])
+    info = uf2.validate(data, "rp2040")
+    assert info.blocks == 5 and info.note == "skipped 2 blocks of esp32 (0x1c5f21b0)"
+    with pytest.raises(BadInput, match=r"holds no blocks for rp2040 \(only esp32"):
+        uf2.validate(b"".join(spec_blocks(A, 0, ESP32)), "rp2040")
+
+
+def test_blocks_in_any_order_and_repeated_flash_as_the_boot_rom_does(tmp_path):
+    own = spec_blocks(A, BASE, RP2040)
+    other = bytearray(own[3])
+    other[32:288] = b"\x00" * 256  # a later copy of block 3 with other data: the first one is written
+    data = b"".join([own[4], own[1], own[3], own[0], own[1], bytes(other), own[2]])
+    with VirtualDrive(tmp_path / "drive") as drive:
+        result = flash_uf2(data, drive.path, Progress("flash"))
+    assert _flash_contents(drive.flashed) == A
+    assert result.info.blocks == 5 and result.info.note == "2 repeated blocks written once"

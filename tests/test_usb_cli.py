@@ -6,12 +6,14 @@ import json
 import os
 import shutil
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from picoctl import config, release
+from picoctl.history import local_actor
 from picoctl.cli import main
 from picoctl.commands.init import init_site
 from picoctl.sim.bootsel_drive import VirtualDrive, make_drive
@@ -33,9 +35,12 @@ class Hub(BaseHTTPRequestHandler):
         ok = self.headers["Authorization"] == f"Bearer {self.server.token}"  # type: ignore[attr-defined]
         if ok:
             Hub.posts.append((self.path, body))
+        reply = b'{"id": 1}' if ok else b'{"error": "bad token"}'  # the hub's JSON answers
         self.send_response(201 if ok else 401)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
         self.end_headers()
+        self.wfile.write(reply)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -91,7 +96,7 @@ def test_push_records_the_update_in_history(site, capsys):
         assert main(["usb", "push", str(site / "rel"), "--port", board.port]) == 0
     assert "board reports version 1.3.0" in " ".join(capsys.readouterr().out.split())
     (event,) = history("usb_push")
-    assert (event["device_id"], event["version"], event["result"], event["actor"]) == ("pico-bench-7", "1.3.0", "ok", "usb")
+    assert (event["device_id"], event["version"], event["result"], event["actor"]) == ("pico-bench-7", "1.3.0", "ok", local_actor())
 
 
 def test_flash_by_port_goes_through_bootsel_and_back(site, capsys):
@@ -104,7 +109,7 @@ def test_flash_by_port_goes_through_bootsel_and_back(site, capsys):
         drives.append(drive.__enter__())
 
     with pico(site, on_bootsel=to_bootsel) as board:
-        assert main(["usb", "flash", str(site / "fw.uf2"), "--port", board.port, "--timeout", "5"]) == 0
+        assert main(["usb", "flash", str(site / "fw.uf2"), "--port", board.port, "--timeout", "5", "--wait-port"]) == 0
         assert board.plugged
     for d in drives:
         d.stop()
@@ -142,3 +147,50 @@ def test_log_forwards_heartbeats_to_the_hub(site, capsys):
     beats = [b for p, b in Hub.posts if p == "/api/v1/devices/pico-bench-7/heartbeat"]
     assert len(beats) >= 3 and beats[0]["version"] == "1.3.0" and beats[0]["mem_free"] > 0
     assert '"type": "heartbeat"' in capsys.readouterr().out
+
+
+def test_a_damaged_release_is_bad_input_for_push_and_flash(site, capsys):
+    """A truncated or altered artifact is a wrong file given: exit 2, one line, nothing recorded."""
+    (site / "app").mkdir()
+    (site / "app" / "main.py").write_text("print(1)\n")
+    release.build("pico", "1.0.0", site / "app", site / "rel-tar")
+    (site / "fw.uf2").write_bytes(uf2.build_uf2(b"\x00" * 1024, 0x10000000, "rp2040"))
+    release.build("pico", "1.0.1", site / "fw.uf2", site / "rel-uf2")
+    for rel in (site / "rel-tar", site / "rel-uf2"):
+        artifact = next(p for p in rel.iterdir() if p.name != "meta.json")
+        data = bytearray(artifact.read_bytes())
+        data[-1] ^= 0xFF
+        artifact.write_bytes(bytes(data))
+    assert main(["usb", "push", str(site / "rel-tar"), "--port", str(site / "ports" / "pico-X")]) == 2
+    assert "sha256 does not match" in capsys.readouterr().err
+    assert main(["usb", "flash", str(site / "rel-uf2"), "--drive", str(make_drive(site / "media" / "RPI-RP2"))]) == 2
+    err = capsys.readouterr().err
+    assert "sha256 does not match" in err and err.strip().count("\n") == 0
+    assert history("usb_push") == history("usb_flash") == []
+
+
+def test_flash_to_a_drive_says_at_once_the_board_rebooted(site, capsys):
+    """Firmware without USB serial brings no port back: the flash ends when the drive goes."""
+    (site / "fw.uf2").write_bytes(uf2.build_uf2(os.urandom(3000), 0x10000000, "rp2040"))
+    with VirtualDrive(site / "media" / "RPI-RP2") as drive:
+        t0 = time.monotonic()
+        assert main(["usb", "flash", str(site / "fw.uf2"), "--drive", str(drive.path), "--timeout", "8"]) == 0
+        took = time.monotonic() - t0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the board rebooted" in out and "serial port" not in out and took < 4
+    with VirtualDrive(site / "media" / "RPI-RP2") as drive:
+        assert main(["usb", "flash", str(site / "fw.uf2"), "--drive", str(drive.path), "--timeout", "1",
+                     "--wait-port"]) == 1
+    assert "the board rebooted but no serial port came back within 1s" in capsys.readouterr().err
+
+
+def test_flash_says_what_of_a_universal_image_it_skipped(site, capsys):
+    rp2040 = uf2.build_uf2(os.urandom(1024), 0x10000000, "rp2040")
+    rp2350 = uf2.build_uf2(os.urandom(2048), 0x10000000, "rp2350")
+    (site / "universal.uf2").write_bytes(rp2350 + rp2040)
+    with VirtualDrive(site / "media" / "RPI-RP2") as drive:
+        assert main(["usb", "flash", str(site / "universal.uf2"), "--drive", str(drive.path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "2048 bytes, rp2040; skipped 8 blocks of rp2350-arm-s (0xe48bff59)" in out
+    (event,) = history("usb_flash")
+    assert "skipped 8 blocks of rp2350-arm-s" in event["detail"]

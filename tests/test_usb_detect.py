@@ -32,11 +32,21 @@ def port(device="/dev/ttyACM0", vid=None, pid=None, description="n/a", product=N
     (port(vid=0x2E8A, pid=0x000F), "rp2350", "bootsel"),
     (port(vid=0x2E8A, pid=0x000A, product="Pico"), "rp2", None),
     (port(vid=0x239A, pid=0x80F4, description="Feather RP2040 - MicroPython"), "rp2", "micropython"),
-    (port(vid=0x10C4, pid=0xEA60, product="CP2102 USB to UART"), "esp32", None),
-    (port(vid=0x1A86, pid=0x7523), "esp32", None),
     (port(vid=0x303A, pid=0x1001), "esp32", None),
+    (port(vid=0x303A, pid=0x4001, product="ESP32S3 module - MicroPython"), "esp32", "micropython"),
+    # a bridge chip proves a bridge, not an ESP32: an Arduino clone or a Zigbee stick uses the same ones
+    (port(vid=0x10C4, pid=0xEA60, product="CP2102 USB to UART"), None, None),
+    (port(vid=0x10C4, pid=0xEA70, product="CP2105 Dual USB to UART"), None, None),
+    (port(vid=0x1A86, pid=0x7523, description="USB2.0-Serial"), None, None),
+    (port(vid=0x1A86, pid=0x55D3, description="USB Single Serial"), None, None),
+    (port(vid=0x0403, pid=0x6001, product="FT232R USB UART"), None, None),
+    # CircuitPython under Adafruit's ids is not MicroPython: listed as what it is, never followed
+    (port(vid=0x239A, pid=0x80F4, description="Feather RP2040 - CircuitPython CDC control"), "rp2", "circuitpython"),
+    (port(vid=0x239A, pid=0x8120, product="Feather ESP32-S2", manufacturer="Adafruit",
+          description="CircuitPython CDC control"), None, "circuitpython"),
+    (port(vid=0x239A, pid=0x80F4, product="Feather RP2040"), "rp2", None),  # firmware unknown: not followed
 ])
-def test_classify_known_boards(info, family, board_id):
+def test_classify_says_only_what_the_ids_prove(info, family, board_id):
     b = detect.classify(info)
     assert b is not None and (b.kind, b.family, b.board_id, b.path, b.serial_number) == \
         ("serial", family, board_id, "/dev/ttyACM0", "E66")
@@ -135,6 +145,12 @@ def test_udev_rules_cover_the_ids_detection_knows():
         assert vid, line
         ids.add((int(vid.group(1), 16), int(pid.group(1), 16) if pid else None))
         if 'SUBSYSTEM=="tty"' in line:
-            assert re.search(r'SYMLINK\+="(pico|esp)-\$env\{ID_SERIAL_SHORT\}"', line), line
-    wanted = {(0x2E8A, detect.PID_MICROPYTHON), *((0x2E8A, p) for p in detect.PID_BOOTSEL), *detect.ESP_IDS}
+            assert re.search(r'SYMLINK\+="(pico|esp|usbserial)-\$env\{ID_SERIAL_SHORT\}"', line), line
+    wanted = {(0x2E8A, detect.PID_MICROPYTHON), *((0x2E8A, p) for p in detect.PID_BOOTSEL),
+              *detect.BRIDGE_IDS, (detect.ESPRESSIF_VID, None)}
     assert ids == wanted
+
+
+def test_bridge_ports_name_their_chip():
+    b = detect.classify(port(vid=0x1A86, pid=0x55D3))
+    assert b is not None and b.description.startswith("CH343 USB-serial bridge")

@@ -150,3 +150,21 @@ def test_a_lock_folder_that_cannot_be_used_is_a_clear_error(board: VirtualPico, 
     wait_for(lambda: said, what="the follower's status")
     follower.stop()
     assert "cannot take its lock file" in said[0] and not (board.flash_dir / "x.txt").exists()
+
+
+def test_no_lock_file_stays_behind_once_everyone_let_go(hub: Hub, board: VirtualPico, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    monkeypatch.setattr(port_claim, "lock_dir", lambda: locks)
+    hub.cfg.usb.extra_ports = str(tmp_path / "ports" / "pico-*")
+    hub.cfg.usb.poll_s = 0.2
+    with Follower(hub.cfg, lambda port, what: None) as f:
+        wait_for(lambda: f.heartbeats(board.port) > 0, what="the follower reading the board")
+        for n in range(3):
+            assert push.push_files(board.port, {"x.txt": b"%d" % n}, Progress("push")).files == 1
+        wait_for(lambda: f.heartbeats(board.port) > 0, what="the follower back")
+    assert sorted(p.name for p in locks.iterdir()) == []
+    with port_claim.claim(board.port, "a test"):
+        assert len(list(locks.iterdir())) == 2
+    assert list(locks.iterdir()) == []

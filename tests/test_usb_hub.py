@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 
 from picoctl import config, release
+from picoctl.history import local_actor
 from picoctl.cli import main
 from picoctl.commands.init import init_site
 from picoctl.hub.app import create_app
@@ -68,4 +69,4 @@ def test_usb_pico_shows_in_the_fleet_with_its_pushes(tmp_path, hub):
     devices = {d["id"]: d for d in hub.get("/api/v1/devices").json()}
     assert devices["pico-usb-3"]["version"] == "2.1.0" and devices["pico-usb-3"]["mem_free"] > 0
     (push,) = hub.get("/api/v1/history", params={"kind": "usb_push"}).json()
-    assert (push["device_id"], push["version"], push["result"], push["actor"]) == ("pico-usb-3", "2.1.0", "ok", "usb")
+    assert (push["device_id"], push["version"], push["result"], push["actor"]) == ("pico-usb-3", "2.1.0", "ok", local_actor())

@@ -87,3 +87,20 @@ def test_log_waits_for_a_board_not_yet_plugged(tmp_path):
             assert wait_for(lambda: "hello from main" in log.snapshot())
     finally:
         vp.stop()
+
+
+def test_usb_log_into_a_pipe_keeps_board_lines_whole_and_escapes_control_sequences(tmp_path, capsys):
+    from picoctl.cli import main
+
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text(
+        "import time\ntime.sleep(1.5)\n"
+        "print('L' * 200)\nprint('\\x1b]0;owned\\x07title')\nprint('\\x1b[2Jcleared')\nprint('done')\n"
+        "while True:\n    time.sleep(1)\n")
+    with VirtualPico(flash) as vp:
+        assert main(["usb", "log", "--port", vp.port, "--no-hub", "--seconds", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "L" * 200 in out
+    assert "\\x1b]0;owned\\x07title" in out and "\\x1b[2Jcleared" in out
+    assert not any("\x1b" in line for line in out)

@@ -66,9 +66,13 @@ class Hub(BaseHTTPRequestHandler):
         known = self.path.startswith("/api/v1/devices/pico-") and self.path.endswith("/heartbeat")
         if ok and known:
             Hub.received.append((self.path, body))
-        self.send_response(200 if ok and known else 401 if not ok else 404)
-        self.send_header("Content-Length", "0")
+        status = 200 if ok and known else 401 if not ok else 404
+        reply = json.dumps({"ok": True} if status == 200 else {"error": "refused"}).encode()  # the hub's JSON answers
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
         self.end_headers()
+        self.wfile.write(reply)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -101,7 +105,7 @@ def test_refusals_and_unreachable_hub_are_clear_errors(hub, monkeypatch):
     with pytest.raises(PicoctlError, match="HTTP 401"):
         post_heartbeat(cfg, parse_heartbeat(line()))
     monkeypatch.setenv("PICOCTL_HUB_URL", "http://127.0.0.1:9")
-    with pytest.raises(PicoctlError, match="unreachable"):
+    with pytest.raises(PicoctlError, match="hub not reachable at http://127.0.0.1:9"):
         post_heartbeat(cfg, parse_heartbeat(line()))
 
 

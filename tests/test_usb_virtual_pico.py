@@ -81,3 +81,18 @@ def test_unplugging_during_soft_resets_leaves_no_interpreter_and_never_hangs(tmp
             assert interpreters_of(flash) == [], f"an interpreter outlived unplug (round {n})"
     finally:
         board.stop()
+
+
+def test_a_large_write_waits_for_a_slow_host_instead_of_being_lost(tmp_path: Path) -> None:
+    """100 KB from one print, read by a host that pauses first: a board with the port open keeps it all."""
+    with VirtualPico(tmp_path / "flash") as board:
+        fd = os.open(board.pty, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"\r\x03\x01")
+            read_until(fd, RAW_BANNER + b">")
+            os.write(fd, b"print('x' * 100000); print('end')\x04")
+            time.sleep(1.5)  # the host is busy: three times the bridge's wait for a reader
+            got = read_until(fd, b"end", timeout=20)
+        finally:
+            os.close(fd)
+    assert got.count(b"x") == 100000

@@ -7,6 +7,7 @@ import os
 import sys
 
 STATE = "ota/state.json"
+MAX_PENDING = 4  # ota/protocol.py's MAX_PENDING (boot.py imports nothing of ota/): tests/test_protocol.py checks they agree
 BOARD = sys.platform == "rp2"
 RESET_EXIT = 77
 SYNC = not BOARD and os.getenv("PICOW_STEP_SYNC") == "1"
@@ -59,7 +60,7 @@ def pend(st, phase, detail):
     p.append({"seq": o.get("seq", st.get("seq", 0)), "version": o.get("version", st.get("version")),
               "from_version": st.get("version"), "phase": phase, "detail": detail,
               "transient": False})
-    st["pending"] = p[-4:]
+    st["pending"] = p[-MAX_PENDING:]
 
 
 def reset():

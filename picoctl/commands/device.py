@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import config, history, provision
+from .. import config, operations, provision
 from ..client import HubClient
 from ..errors import BadInput
+from ..protocol import CHANNELS
 from .output import add_json_flag, console, emit, progress_bar
 
 
@@ -34,16 +35,14 @@ def _provision(args: argparse.Namespace) -> int:
             push_files(args.port, files, progress)
 
     intervals = cfg.device_type("picow")
+    where = args.out or args.port
     with progress_bar(f"provision {args.id}") as progress:
-        result = provision.provision(
+        result = operations.provision(cfg, args.id, where, lambda: provision.provision(
             args.id, hub_url, register, deliver, args.wifi_ssid or "", args.wifi_password or "",
             Path(args.release) if args.release else None, mpy=not args.source,
             hub_cert=provision.hub_certificate(cfg, hub_url),
             heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s,
-        )
-    where = args.out or args.port
-    history.record(cfg, "device_provisioned", actor="picoctl", device_id=result.device_id, version=result.version,
-                   result="ok", detail=f"{len(result.files)} files to {where}")
+        )).result
     summary = {"id": result.device_id, "version": result.version, "hub": hub_url, "destination": where,
                "files": sorted(result.files)}
     emit(args, summary, lambda s: console.print(
@@ -62,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wifi-ssid", help="Wi-Fi network the board joins")
     p.add_argument("--wifi-password", help="its password")
     p.add_argument("--hub-url", help="hub URL as the board reaches it (default: hub.public_url)")
-    p.add_argument("--channel", default="stable", choices=("canary", "stable"))
+    p.add_argument("--channel", default="stable", choices=CHANNELS)
     p.add_argument("--release", help="install this picow release folder instead of the bundled sample app")
     p.add_argument("--source", action="store_true", help="ship .py sources instead of .mpy (debugging)")
     add_json_flag(p)

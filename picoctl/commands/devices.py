@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import config
 from ..errors import BadInput
+from ..protocol import CHANNELS
 from .output import add_json_flag, console, emit, table
 
 
@@ -83,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = actions.add_parser("add", help="register a device and print its new key")
     a.add_argument("id", help="device id: 1-64 letters, digits, '.', '_' or '-'")
     a.add_argument("--type", default="picow", help="device type from fleet.toml (default: %(default)s)")
-    a.add_argument("--channel", default="stable", choices=("stable", "canary"))
+    a.add_argument("--channel", default="stable", choices=CHANNELS)
     add_json_flag(a)
     a.set_defaults(func=_add)
     s = actions.add_parser("show", help="one device: its offer, heartbeat history and events")

@@ -8,6 +8,7 @@ import dataclasses
 from .. import config, pideploy
 from ..errors import PicoctlError
 from ..progress import Progress
+from ..protocol import CHANNELS
 from .output import add_json_flag, console, emit, err_console, progress_bar
 
 
@@ -90,6 +91,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_status)
 
     u = actions.add_parser("update", help="deploy the published release when it is newer (for the timer)")
-    u.add_argument("--channel", choices=("stable", "canary"), help="default: pi.channel from fleet.toml")
+    u.add_argument("--channel", choices=CHANNELS, help="default: pi.channel from fleet.toml")
     common(u)
     u.set_defaults(func=_update)

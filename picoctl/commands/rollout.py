@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import config, release
 from ..errors import BadInput, PicoctlError
+from ..protocol import ACTION_ACCEPTS, ROLLOUT_STATES
 from ..rollout import Cohort, parse_stages
 from .output import add_json_flag, console, emit, table
 
@@ -16,13 +17,7 @@ if TYPE_CHECKING:
 DEVICE_TARGETS = tuple(t for t in release.TARGETS if t != "pi")  # the Pi updates itself: `picoctl pi`
 
 # The states of the rollouts an action without an ID may pick (the active one first, else the newest).
-DEFAULT_STATES = {
-    "promote": ("active",),
-    "halt": ("active",),
-    "resume": ("halted",),
-    "rollback": ("active", "halted", "completed"),
-    "status": ("active", "halted", "completed", "rolled_back"),
-}
+DEFAULT_STATES = {**ACTION_ACCEPTS, "status": ROLLOUT_STATES}
 DONE = {"promote": "promoted", "halt": "halted", "resume": "resumed", "rollback": "rolled back"}
 
 

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from .. import config, history, release
+from .. import config, operations
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
-from ..progress import Progress
-from ..usb import bootsel, detect, esp, follow, push, serial_log, telemetry, uf2flash
+from ..usb import bootsel, detect, esp, follow, serial_log, sources, telemetry
 from .output import add_json_flag, console, emit, err_console, progress_bar, table
 
-ACTOR = "usb"
 NOT_RECORDED = "this will not be recorded in the hub's history"
 
 
@@ -33,34 +29,8 @@ def _config(args: argparse.Namespace, unrecorded: str = "") -> FleetConfig | Non
         return None
 
 
-def _record(cfg: FleetConfig | None, kind: str, device: str | None, version: str | None, result: str, detail: str) -> None:
-    if cfg is None:
-        return
-    if not history.record(cfg, kind, actor=ACTOR, device_id=device, version=version, result=result, detail=detail):
-        err_console.print("[yellow]note:[/] hub unreachable; the event is queued and will be sent later")
-
-
-@contextmanager
-def _recorded(cfg: FleetConfig | None, kind: str, device: str | None, version: str | None,
-              task: str) -> Iterator[Progress]:
-    """A progress bar for work on a board; its failure is recorded in the hub's history, unless it was
-    refused (BadInput) before the board was touched."""
-    try:
-        with progress_bar(task) as progress:
-            yield progress
-    except BadInput:
-        raise
-    except PicoctlError as exc:
-        _record(cfg, kind, device, version, "failed", str(exc))
-        raise
-
-
-def _serial_of(cfg: FleetConfig | None, port: str) -> str | None:
-    real = os.path.realpath(port)
-    for b in detect.scan(cfg):
-        if b.kind == "serial" and (b.path == port or os.path.realpath(b.path) == real):
-            return b.serial_number
-    return None
+def _queued(note: str) -> None:
+    err_console.print(f"[yellow]note:[/] {note}")
 
 
 # -- list ------------------------------------------------------------------------------------
@@ -84,24 +54,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 # -- flash (UF2) -----------------------------------------------------------------------------
-def _uf2_source(path: Path) -> tuple[Path, str | None]:
-    """A .uf2 file, or a pico release folder holding one (then its version is known)."""
-    if path.is_dir():
-        meta = release.verify(path, None)
-        if meta.get("format") != "uf2":
-            raise BadInput(f"{path}: a {meta['target']} {meta.get('format')} release has no UF2 image; use `picoctl usb push`")
-        return path / meta["artifact"], meta["version"]
-    if not path.is_file():
-        raise BadInput(f"{path}: no such file")
-    return path, None
-
-
 def _flash(args: argparse.Namespace) -> int:
     cfg = _config(args, NOT_RECORDED)
-    source, version = _uf2_source(Path(args.file))
+    sources.uf2_image(Path(args.file))  # a missing or damaged file is refused before the board is touched
     device: str | None = None
     if args.port:
-        device = _serial_of(cfg, args.port)
+        device = operations.serial_of(cfg, args.port)
         before = {b.path for b in detect.scan(cfg) if b.kind == "bootsel"}
         bootsel.enter_bootsel(args.port)
         console.print(f"{args.port}: rebooting into BOOTSEL…")
@@ -117,42 +75,36 @@ def _flash(args: argparse.Namespace) -> int:
         if len(drives) != 1:
             raise BadInput(f"{len(drives)} BOOTSEL drives attached; name one with --drive (or use --port)")
         drive = Path(drives[0].path)
-    device = device or bootsel.read_info(drive).board_id
-    serial_before = {b.path for b in detect.scan(cfg) if b.kind == "serial"}
-    with _recorded(cfg, "usb_flash", device, version, "flash") as p:
-        result = uf2flash.flash_uf2(source, drive, p, gone_timeout_s=args.timeout)
-    _record(cfg, "usb_flash", device, version, "ok", f"{source.name} to {drive} ({result.info.family})")
-    console.print(f"[green]flashed[/] {source.name} ({result.bytes_written} bytes, {result.info.family}) "
-                  f"in {result.seconds:.1f}s; the board rebooted")
-    back = detect.wait_for(cfg, lambda b: b.kind == "serial" and b.path not in serial_before, args.timeout)
-    console.print(f"serial port back: {back.path}" if back else "[yellow]no serial port came back[/] (not MicroPython?)")
+    serial_before = {b.path for b in detect.scan(cfg) if b.kind == "serial"} if args.wait_port else set()
+    with progress_bar("flash") as p:
+        done = operations.flash_uf2(cfg, Path(args.file), drive, p, device_id=device, gone_timeout_s=args.timeout,
+                                    on_queued=_queued)
+    console.print(f"[green]✓[/] {done.summary}", highlight=False)
+    if args.wait_port:  # firmware without USB serial never brings one back: waited for only when asked
+        back = detect.wait_for(cfg, lambda b: b.kind == "serial" and b.path not in serial_before, args.timeout)
+        if back is None:
+            raise PicoctlError(f"the board rebooted but no serial port came back within {args.timeout:g}s "
+                               f"(firmware without USB serial?)")
+        console.print(f"serial port back: {back.path}", highlight=False)
     return 0
 
 
 # -- push ------------------------------------------------------------------------------------
 def _push(args: argparse.Namespace) -> int:
     cfg = _config(args, NOT_RECORDED)
-    source = Path(args.source)
-    _files, version = push.release_files(source)  # refuse a bad source before touching the board
-    device = _serial_of(cfg, args.port)
-    with _recorded(cfg, "usb_push", device, version, "push") as p:
-        result = push.push_release(args.port, source, p, verify=args.verify)
-    _record(cfg, "usb_push", result.device_id or device, result.version, "ok",
-            f"{result.files} files, {result.bytes} bytes{', verified' if result.verified else ''}")
-    checked = "verified on the board" if result.verified else "not verified"
-    console.print(f"[green]pushed[/] {result.files} files ({result.bytes} bytes, {checked}) in {result.seconds:.1f}s; "
-                  f"board reports version {result.version or '?'}")
+    with progress_bar("push") as p:
+        done = operations.push(cfg, Path(args.source), args.port, p, verify=args.verify, on_queued=_queued)
+    console.print(f"[green]✓[/] {done.summary}", highlight=False)
     return 0
 
 
 # -- flash-esp -------------------------------------------------------------------------------
 def _flash_esp(args: argparse.Namespace) -> int:
     cfg = _config(args, NOT_RECORDED)
-    device = _serial_of(cfg, args.port)
-    with _recorded(cfg, "esp_flash", device, None, "flash-esp") as p:
-        result = esp.flash_esp(Path(args.firmware), args.port, p, chip=args.chip, address=args.addr, baud=args.baud)
-    _record(cfg, "esp_flash", device, None, "ok", f"{Path(args.firmware).name} at 0x{result.address:x} ({result.chip})")
-    console.print(f"[green]flashed[/] {result.chip} at 0x{result.address:x} ({result.bytes} bytes) in {result.seconds:.1f}s")
+    with progress_bar("flash-esp") as p:
+        done = operations.flash_esp(cfg, Path(args.firmware), args.port, p, chip=args.chip, address=args.addr,
+                                    baud=args.baud, on_queued=_queued)
+    console.print(f"[green]✓[/] {done.summary}", highlight=False)
     return 0
 
 
@@ -161,8 +113,9 @@ def _log(args: argparse.Namespace) -> int:
     cfg = None if args.no_hub else _config(args, "heartbeats will not be forwarded to the hub")
     forward = telemetry.HeartbeatForwarder(cfg) if cfg else None
 
-    def on_line(line: str) -> None:
-        console.print(line, markup=False, highlight=False)
+    def on_line(line: str) -> None:  # one output line per board line, unwrapped, its escapes shown
+        sys.stdout.write(serial_log.shown(line) + "\n")
+        sys.stdout.flush()
         if forward:
             forward(line)
 
@@ -219,7 +172,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     where = fl.add_mutually_exclusive_group()
     where.add_argument("--drive", help="the BOOTSEL drive's mount point (default: the only one attached)")
     where.add_argument("--port", help="a running MicroPython board: send it to BOOTSEL first")
-    fl.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the drive and the reboot")
+    fl.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the drive, the reboot and the port")
+    fl.add_argument("--wait-port", action="store_true",
+                    help="then wait for the board's serial port to come back (MicroPython firmware has one)")
     fl.set_defaults(func=_flash)
 
     pu = actions.add_parser("push", help="copy a pico/picow release (or a folder) to a running MicroPython board")

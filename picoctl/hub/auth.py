@@ -1,24 +1,24 @@
 """Who may talk to the hub: devices by id + counter + HMAC, operators by bearer token.
 
-The registry keeps each device's key and last accepted counter in memory. A counter is taken the
-moment a request passes, before its write commits: a replay racing the original is refused too.
-The store takes it again in the request's transaction (picoctl.hub.engine.claim), which refuses a
-replay that another hub on the same database accepted.
+The registry keeps each device's key and last accepted counter in memory. A counter is claimed the
+moment a request passes, so a replay racing the original is refused too, and taken only once what
+the request asked is stored: a request refused after authentication (bad field, full disk, any
+error) gives its counter back. The store takes it again in the request's transaction
+(picoctl.hub.engine.claim), which refuses a replay that another hub on the same database accepted.
 """
 
 from __future__ import annotations
 
 import hmac
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 
 from .. import signing
+from ..protocol import is_device_id
 from .http import ApiError, parse_object
 
-DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 DEVICE_HEADER = "x-picoctl-device"
 MAC_HEADER = "x-picoctl-mac"
 
@@ -28,10 +28,29 @@ class DeviceAuth:
     id: str
     type: str
     key: bytes
-    last_counter: int
+    last_counter: int  # the highest counter of a stored request
+    claimed: set[int] = field(default_factory=set)  # counters of requests in flight
 
     def mac(self, body: bytes) -> str:
         return signing.device_mac(self.key.hex(), body)
+
+    def claim(self, counter: int) -> bool:
+        """Hold `counter` for a request in flight; False when it is not above every counter seen."""
+        if counter <= max(self.last_counter, *self.claimed, 0):
+            return False
+        self.claimed.add(counter)
+        return True
+
+    def settle(self, counter: int, stored: bool) -> None:
+        """The request holding `counter` ended: its counter is taken only if it was stored."""
+        self.claimed.discard(counter)
+        if stored:
+            self.last_counter = max(self.last_counter, counter)
+
+
+def same_secret(expected: str, given: str) -> bool:
+    """Constant-time comparison of a secret with what a request sent, whatever characters it holds."""
+    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 class Refused(ApiError):
@@ -54,15 +73,15 @@ class Registry:
         return self._devices.get(device_id)
 
     def authenticate(self, request: Request, body: bytes) -> tuple[DeviceAuth, dict[str, Any]]:
-        """The device and its parsed body, or a Refused/ApiError naming what is wrong."""
+        """The device and its parsed body, its counter claimed (settle it), or a Refused/ApiError."""
         header_id = request.headers.get(DEVICE_HEADER, "")
-        if not DEVICE_ID.fullmatch(header_id):
+        if not is_device_id(header_id):
             raise Refused(401, f"missing or malformed {DEVICE_HEADER} header", None)
         device = self._devices.get(header_id)
         if device is None:
             raise Refused(403, f"unknown device {header_id!r}", None)
         mac = request.headers.get(MAC_HEADER, "")
-        if not mac or not hmac.compare_digest(device.mac(body), mac.lower()):
+        if not mac or not same_secret(device.mac(body), mac.lower()):
             raise Refused(401, "MAC missing or wrong", header_id)
         data = parse_object(body)
         if data.get("id") != header_id:
@@ -70,9 +89,8 @@ class Registry:
         counter = data.get("counter")
         if not isinstance(counter, int) or isinstance(counter, bool) or counter < 0:
             raise ApiError(400, "field 'counter' must be a non-negative integer")
-        if counter <= device.last_counter:
+        if not device.claim(counter):
             raise Refused(403, "replayed counter", header_id)
-        device.last_counter = counter
         return device, data
 
 
@@ -80,5 +98,5 @@ def check_bearer(request: Request, token: str) -> None:
     """401 unless the request carries `Authorization: Bearer <token>`."""
     got = request.headers.get("authorization", "")
     scheme, _, value = got.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+    if scheme.lower() != "bearer" or not same_secret(token, value.strip()):
         raise ApiError(401, "missing or wrong operator token (Authorization: Bearer <token>)")

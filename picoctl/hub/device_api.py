@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
+from ..protocol import READING_MAX_STR, is_device_id
 from . import engine
-from .auth import DEVICE_HEADER, DEVICE_ID, DeviceAuth, Refused
+from .auth import DEVICE_HEADER, DeviceAuth, Refused
 from .http import ApiError, field, json_bytes, json_response, read_body
-from .ingest import Tx
 from .state import Hub
 
-T = TypeVar("T")
-
 NONCE = re.compile(r"[0-9a-f]{32}")
-READING_MAX_STR = 64
 
 
 def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
@@ -28,25 +25,34 @@ def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
     return Response(body, 200, media_type="application/json", headers={"X-Picoctl-Mac": device.mac(body)})
 
 
-async def _authenticated(hub: Hub, request: Request) -> tuple[DeviceAuth, dict[str, Any]]:
-    body = await read_body(request, hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
-    header_id = request.headers.get(DEVICE_HEADER, "")
-    if DEVICE_ID.fullmatch(header_id):
-        await hub.device(header_id)  # one another hub registered becomes known here
-    try:
-        return hub.registry.authenticate(request, body)
-    except Refused as exc:
-        hub.security_event(exc, request)
-        raise
+DeviceHandler = Callable[[Hub, DeviceAuth, dict[str, Any]], Awaitable[Response]]
 
 
-async def _write(hub: Hub, request: Request, job: Callable[[Tx], T]) -> T:
-    """Run a device request's write; a replay refused by the store is logged like any refusal."""
-    try:
-        return await hub.writer.run(job)
-    except Refused as exc:
-        hub.security_event(exc, request)
-        raise
+def device_route(handler: DeviceHandler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: authenticate the device, then hand it the hub, the device and the parsed body.
+
+    The request's counter is taken only when the handler returns (what it asked is stored); any
+    refusal or error gives it back, so the board's next request is not taken for a replay.
+    """
+    async def wrapped(request: Request) -> Response:
+        hub: Hub = request.app.state.hub
+        body = await read_body(request, hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
+        header_id = request.headers.get(DEVICE_HEADER, "")
+        if is_device_id(header_id):
+            await hub.device(header_id)  # one another hub on the same database registered becomes known
+        stored = False
+        try:
+            device, data = hub.registry.authenticate(request, body)
+            try:
+                response = await handler(hub, device, data)
+                stored = True
+                return response
+            finally:
+                device.settle(data["counter"], stored)
+        except Refused as exc:  # by the registry, or by the store (a replay another hub accepted)
+            hub.security_event(exc, request)
+            raise
+    return wrapped
 
 
 def _readings(data: dict[str, Any]) -> dict[str, Any]:
@@ -76,21 +82,13 @@ def heartbeat_fields(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def heartbeat(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
-    device, data = await _authenticated(hub, request)
+async def heartbeat(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     beat = heartbeat_fields(data) | {"device_id": device.id, "counter": data["counter"], "at": time.time()}
-    try:
-        check_now = await hub.record_heartbeat(beat, authenticated=True)
-    except Refused as exc:
-        hub.security_event(exc, request)
-        raise
+    check_now = await hub.record_heartbeat(beat, authenticated=True)
     return _signed(device, {"ok": True, "counter": data["counter"], "check_now": check_now})
 
 
-async def check(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
-    device, data = await _authenticated(hub, request)
+async def check(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     nonce = field(data, "nonce", "str")
     if not NONCE.fullmatch(nonce):
         raise ApiError(400, "field 'nonce' must be 32 lowercase hex digits (16 random bytes)")
@@ -98,13 +96,11 @@ async def check(request: Request) -> Response:
     dev_type = field(data, "type", "str")
     if dev_type != device.type:
         raise ApiError(400, f"device {device.id} is registered as {device.type}, not {dev_type}")
-    offer = await _write(hub, request, lambda tx: engine.check(tx, hub.cfg, device.id, body, time.time()))
+    offer = await hub.writer.run(lambda tx: engine.check(tx, hub.cfg, device.id, body, time.time()))
     return _signed(device, {"id": device.id, "nonce": nonce, "offer": offer})
 
 
-async def deploy_status(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
-    device, data = await _authenticated(hub, request)
+async def deploy_status(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     phase = field(data, "phase", "str")
     if phase not in engine.PHASES:
         raise ApiError(400, f"field 'phase': expected one of {', '.join(engine.PHASES)}, got {phase!r}")
@@ -114,14 +110,14 @@ async def deploy_status(request: Request) -> Response:
         "detail": field(data, "detail", "str", required=False, default="")[:500],
         "transient": field(data, "transient", "bool", required=False, default=False),
     }
-    await _write(hub, request, lambda tx: engine.status(tx, hub.cfg, device.id, body, time.time()))
+    await hub.writer.run(lambda tx: engine.status(tx, hub.cfg, device.id, body, time.time()))
     return json_response({"ok": True})
 
 
 async def artifact(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     sha = request.path_params["sha256"]
-    return hub.blobs.response(sha.lower(), request.headers.get("range"))
+    return hub.blobs.response(sha.lower())
 
 
 async def healthz(request: Request) -> Response:
@@ -131,9 +127,9 @@ async def healthz(request: Request) -> Response:
 
 
 routes = [
-    Route("/check", check, methods=["POST"]),
-    Route("/heartbeat", heartbeat, methods=["POST"]),
-    Route("/deploy/status", deploy_status, methods=["POST"]),
+    Route("/check", device_route(check), methods=["POST"]),
+    Route("/heartbeat", device_route(heartbeat), methods=["POST"]),
+    Route("/deploy/status", device_route(deploy_status), methods=["POST"]),
     Route("/artifacts/{sha256}", artifact, methods=["GET", "HEAD"]),
     Route("/healthz", healthz, methods=["GET"]),
 ]

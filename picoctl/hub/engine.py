@@ -14,6 +14,7 @@ from .. import release as release_mod
 from .. import rollout as policy
 from ..config import FleetConfig
 from ..errors import BadInput
+from ..protocol import ACTION_ACCEPTS
 from . import store
 from .auth import Refused
 from .http import ApiError
@@ -208,8 +209,7 @@ def act(tx: Tx, cfg: FleetConfig, rollout_id: int, action: str, reason: str, now
     if row is None:
         raise ApiError(404, f"no rollout {rollout_id}")
     r = rollout_info(row)
-    allowed = {"promote": ("active",), "halt": ("active",), "resume": ("halted",),
-               "rollback": ("active", "halted", "completed")}[action]
+    allowed = ACTION_ACCEPTS[action]
     if r.state not in allowed:
         raise ApiError(409, f"rollout {rollout_id} is {r.state}; {action} needs it {' or '.join(allowed)}")
     if action == "promote":

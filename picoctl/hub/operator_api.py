@@ -2,29 +2,44 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Awaitable, Callable
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import signing
 from ..config import FleetConfig
+from ..protocol import CHANNELS, is_device_id, liveness
 from . import engine, releases, store
-from .auth import DEVICE_ID, check_bearer
+from .auth import check_bearer
 from .device_api import heartbeat_fields
-from .http import ApiError, field, json_response, parse_object, read_body
+from .http import INT64_MAX, ApiError, field, int64, json_response, parse_object, read_body
 from .ingest import Tx
 from .state import Hub
 from .store import Db
 
 MAX_JSON_BODY = 1024 * 1024
-CHANNELS = ("stable", "canary")
-RELAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 RELAY_TYPE = "pico"
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can show
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class RowId(Convertor[int]):
+    """A path segment naming a row: ASCII digits of a number SQLite's 64-bit ids can hold."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("rowid", RowId())
 
 
 def operator(handler: Callable[[Request, Hub], Awaitable[Response]]) -> Handler:
@@ -44,15 +59,12 @@ async def _json(request: Request) -> dict[str, Any]:
     return parse_object(await _body(request))
 
 
-def _int_param(request: Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
+def _int_param(request: Request, name: str, default: int, low: int = 0, high: int = INT64_MAX) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name!r} must be an integer, got {raw!r}") from None
-    if value < low or (high is not None and value > high):
+    value = int64(raw, f"query parameter {name!r}")
+    if not low <= value <= high:
         raise ApiError(400, f"query parameter {name!r} must be between {low} and {high}")
     return value
 
@@ -61,11 +73,8 @@ def _int_param(request: Request, name: str, default: int, low: int = 0, high: in
 
 def device_status(cfg: FleetConfig, row: dict[str, Any], now: float) -> str:
     """new (never heard from), online, stale or offline, from the type's heartbeat interval."""
-    if row["last_seen"] is None:
-        return "new"
-    age = now - row["last_seen"]
     t = cfg.device_type(row["type"])
-    return "online" if age <= t.stale_after() else "stale" if age <= t.offline_after() else "offline"
+    return liveness(row["last_seen"], now, t.stale_after(), t.offline_after())
 
 
 def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | None, now: float) -> dict[str, Any]:
@@ -106,13 +115,17 @@ async def device_detail(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _device_detail(hub.cfg, s, device_id)))
 
 
+def _announce_registered(tx: Tx, ev: store.Event, device_id: str, type_: str, channel: str) -> None:
+    tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
+    tx.emit("history", ev.as_dict())
+
+
 def _register_job(device_id: str, type_: str, channel: str, key: str) -> Callable[[Tx], None]:
     def job(tx: Tx) -> None:
         ev = store.register_device(tx.c, "operator", device_id, type_, channel, key, time.time())
         if ev is None:
             raise ApiError(409, f"device {device_id!r} is already registered")
-        tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
-        tx.emit("history", ev.as_dict())
+        _announce_registered(tx, ev, device_id, type_, channel)
     return job
 
 
@@ -120,7 +133,7 @@ async def register_device(request: Request, hub: Hub) -> Response:
     data = await _json(request)
     device_id, type_ = field(data, "id", "str"), field(data, "type", "str")
     channel = field(data, "channel", "str", required=False, default="stable")
-    if not DEVICE_ID.fullmatch(device_id):
+    if not is_device_id(device_id):
         raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_' or '-'")
     if type_ not in hub.cfg.device_types:
         raise ApiError(400, f"unknown device type {type_!r} (fleet.toml knows {', '.join(sorted(hub.cfg.device_types))})")
@@ -166,18 +179,22 @@ async def check_now(request: Request, hub: Hub) -> Response:
 async def relay_heartbeat(request: Request, hub: Hub) -> Response:
     """A heartbeat picoctl read from a USB-attached board; the board is registered on first sight."""
     device_id = request.path_params["id"]
-    if not RELAY_ID.fullmatch(device_id):
+    if not is_device_id(device_id):
         raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_', ':' or '-'")
     beat = heartbeat_fields(await _json(request)) | {"device_id": device_id, "counter": 0, "at": time.time()}
-    if await hub.device(device_id) is None:
-        key = signing.new_device_key()
-        try:
-            await hub.writer.run(_register_job(device_id, RELAY_TYPE, "stable", key))
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+    key = signing.new_device_key()
+    record = hub.heartbeat_job(beat, authenticated=False)
+
+    def job(tx: Tx) -> bool:
+        """Register the board on first sight and store its heartbeat: both, or neither."""
+        ev = store.register_device(tx.c, "operator", device_id, RELAY_TYPE, "stable", key, beat["at"])
+        if ev is not None:
+            _announce_registered(tx, ev, device_id, RELAY_TYPE, "stable")
+        record(tx)
+        return ev is not None
+
+    if await hub.writer.run(job):
         hub.registry.add(device_id, RELAY_TYPE, key)
-    await hub.record_heartbeat(beat, authenticated=False)
     return json_response({"ok": True})
 
 
@@ -235,15 +252,8 @@ async def list_rollouts(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _rollouts(hub.cfg, s, None)))
 
 
-def _rollout_id(request: Request) -> int:
-    raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise ApiError(404, f"no rollout {raw!r}")
-    return int(raw)
-
-
 async def get_rollout(request: Request, hub: Hub) -> Response:
-    rollout_id = _rollout_id(request)
+    rollout_id = request.path_params["id"]
     return json_response(await hub.read(lambda s: _rollouts(hub.cfg, s, rollout_id)))
 
 
@@ -260,7 +270,7 @@ async def start_rollout(request: Request, hub: Hub) -> Response:
 
 
 async def rollout_action(request: Request, hub: Hub) -> Response:
-    rollout_id, action = _rollout_id(request), request.path_params["action"]
+    rollout_id, action = request.path_params["id"], request.path_params["action"]
     if action not in engine.ACTIONS:
         raise ApiError(404, f"unknown rollout action {action!r} (expected {', '.join(engine.ACTIONS)})")
     body = await _body(request)
@@ -291,6 +301,8 @@ async def post_history(request: Request, hub: Hub) -> Response:
         "detail": field(data, "detail", "str", required=False, default=""),
         "at": field(data, "at", "number", required=False, default=None),
     }
+    if fields["at"] is not None and not 0 <= fields["at"] <= MAX_TIMESTAMP:
+        raise ApiError(400, f"field 'at': expected seconds since 1970 up to the year 9999, got {fields['at']}")
 
     def job(tx: Tx) -> dict[str, Any]:
         ev = store.add_event(tx.c, **fields).as_dict()
@@ -319,8 +331,8 @@ routes = [
     Route("/api/v1/webhook", webhook, methods=["POST"]),
     Route("/api/v1/rollouts", operator(list_rollouts), methods=["GET"]),
     Route("/api/v1/rollouts", operator(start_rollout), methods=["POST"]),
-    Route("/api/v1/rollouts/{id}", operator(get_rollout), methods=["GET"]),
-    Route("/api/v1/rollouts/{id}/{action}", operator(rollout_action), methods=["POST"]),
+    Route("/api/v1/rollouts/{id:rowid}", operator(get_rollout), methods=["GET"]),
+    Route("/api/v1/rollouts/{id:rowid}/{action}", operator(rollout_action), methods=["POST"]),
     Route("/api/v1/history", operator(get_history), methods=["GET"]),
     Route("/api/v1/history", operator(post_history), methods=["POST"]),
     Route("/api/v1/events", operator(events), methods=["GET"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
 import secrets
 import time
@@ -28,6 +29,28 @@ T = TypeVar("T")
 DB_NAME = "fleet.db"
 LOCK_NAME = "hub.lock"
 SECURITY_EVENTS_PER_S = 20
+TICK_ERROR_LOG_S = 60.0
+log = logging.getLogger("picoctl.hub")
+
+
+class RateLimitedLog:
+    """Logs an error with its traceback at most once per `every_s`; the next one counts those left out."""
+
+    def __init__(self, logger: logging.Logger, every_s: float) -> None:
+        self._log, self._every_s = logger, every_s
+        self._last: float | None = None
+        self._skipped = 0
+
+    def exception(self, message: str, *args: Any, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self._every_s:
+            self._skipped += 1
+            return
+        if self._skipped:
+            message += f" ({self._skipped} more since the last one logged)"
+            self._skipped = 0
+        self._last = now
+        self._log.error(message, *args, exc_info=exc)
 
 
 def store_location(cfg: FleetConfig) -> str:
@@ -102,13 +125,14 @@ class Hub:
         Only the hub holding the leadership does (one of the replicas on a shared database).
         """
         interval = min(5.0, max(0.5, self.cfg.rollout.trial_timeout_s / 4))
+        errors = RateLimitedLog(log, TICK_ERROR_LOG_S)
         while True:
             await asyncio.sleep(interval)
             try:
                 if await anyio.to_thread.run_sync(self.leadership.held):
                     await self.writer.run(lambda tx: engine.evaluate_active(tx, self.cfg, time.time()))
-            except Exception:  # noqa: BLE001 - a failed tick is retried at the next one
-                pass
+            except Exception as exc:  # noqa: BLE001 - a failed tick is logged and retried at the next one
+                errors.exception("rollout tick failed, retried every %.1f s", interval, exc=exc)
 
     async def device(self, device_id: str) -> DeviceAuth | None:
         """A registered device's credentials; on a shared database, one another hub registered is looked up."""
@@ -135,9 +159,9 @@ class Hub:
             return False
         return True
 
-    async def record_heartbeat(self, beat: dict[str, Any], authenticated: bool) -> bool:
-        """Store a heartbeat; an `authenticated` one (from the board, not relayed) also takes its
-        counter and any check-now request, which it returns."""
+    def heartbeat_job(self, beat: dict[str, Any], authenticated: bool) -> Callable[[Tx], bool]:
+        """The writer job that stores one heartbeat; an `authenticated` one (from the board, not
+        relayed) also takes its counter and any check-now request, which the job returns."""
         history = self.cfg.hub.heartbeat_history
 
         def job(tx: Tx) -> bool:
@@ -147,7 +171,10 @@ class Hub:
             tx.emit("heartbeat", beat)
             return authenticated and store.take_check_now(tx.c, beat["device_id"])
 
-        return await self.writer.run(job)
+        return job
+
+    async def record_heartbeat(self, beat: dict[str, Any], authenticated: bool) -> bool:
+        return await self.writer.run(self.heartbeat_job(beat, authenticated))
 
     def security_event(self, exc: Refused, request: Request) -> None:
         """Log a refused device request; the response does not wait for it.

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import socket
 from dataclasses import dataclass
 from typing import Callable
 
 from .. import history
 from ..config import FleetConfig
+from ..history import local_actor
 
 Log = Callable[[str], None]
+__all__ = ["DeployResult", "Log", "local_actor", "quiet", "record"]
 KINDS = {"deploy": "pi_deploy", "rollback": "pi_rollback"}
 
 
 def quiet(_: str) -> None:
     """A log for callers that do not show step messages."""
-
-
-def local_actor() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)

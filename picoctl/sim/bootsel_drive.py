@@ -75,7 +75,7 @@ class VirtualDrive:
                 except (OSError, BadInput):
                     continue
                 self.image = data
-                self.flashed = uf2.payload_of(data)
+                self.flashed = uf2.payload_of(data, self.family)
                 shutil.rmtree(self.path, ignore_errors=True)
                 if self.on_flashed:
                     self.on_flashed(data)

@@ -12,7 +12,8 @@ Its `machine` adds what the unix port lacks: `ADC(4)`, the temperature sensor (a
 `machine.bootloader()`, which reboots into BOOTSEL: the serial port goes away (as on a board) and
 `on_bootsel` runs, e.g. to bring up a VirtualDrive that plugs the Pico back in once flashed.
 The flash folder is mounted at `/` (VfsPosix), so board paths such as `/main.py` are its files.
-Output that no host reads is dropped after a short wait, as a board's USB CDC does.
+Output waits while a host has the port open, however long it takes to read it (a board's USB CDC
+waits while the port is open); with no host it is dropped after a short wait, as a board's is.
 
 Starting and killing the interpreter happen under one lock, and the bridge starts none once unplugging
 began, so an unplug racing a soft reset leaves no interpreter behind. Every wait of the rig is bounded:
@@ -241,6 +242,26 @@ class VirtualPico:
                 self._track_input(data)
                 self._to_child(data)
 
+    def _host_has_port(self) -> bool:
+        """A host holds the pty open (any descriptor on it but the bridge's own)."""
+        me, target = str(os.getpid()), self.pty
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                if pid == me and int(fd) == self._slave:
+                    continue
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                        return True
+                except OSError:
+                    continue
+        return False
+
     def _to_host(self, data: bytes) -> None:
         view = memoryview(data)
         deadline = time.monotonic() + WRITE_WAIT_S
@@ -250,7 +271,9 @@ class VirtualPico:
                 view = view[n:]
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    return  # nobody is reading: drop, as USB CDC does
+                    if not self._host_has_port():
+                        return  # nobody has the port open: drop, as USB CDC does
+                    deadline = time.monotonic() + WRITE_WAIT_S  # open but slow to read: wait, as a board does
                 select.select([], [self._master], [], 0.05)
             except OSError:
                 return
@@ -272,6 +295,8 @@ class VirtualPico:
                     if self.on_bootsel:
                         self.on_bootsel(self)
                     return
+                if status != -signal.SIGINT:
+                    self._to_host(b"MPY: soft reboot\r\n")  # outside the locks: it may wait for a slow host
                 with self._power, self._lock:
                     if not self._plugged:
                         return  # unplugged since: starting one now would outlive the unplug
@@ -280,7 +305,6 @@ class VirtualPico:
                         # on a board main.py would stop at the REPL, so start the REPL without it
                         self._start_child(run_main=False, raw=self._raw)
                     else:
-                        self._to_host(b"MPY: soft reboot\r\n")
                         self._start_child(run_main=not self._raw)
                 continue
             self._tail = (self._tail + data)[-64:]

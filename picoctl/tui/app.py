@@ -10,22 +10,26 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from ..config import FleetConfig
 from . import keymap
-from .model import FleetModel, thresholds_from
+from .model import FleetModel, Link, thresholds_from
+from .screens.base import ModelScreen, one_line
+from .screens.device import DeviceScreen
 from .screens.fleet import FleetScreen
 from .screens.history import HistoryScreen
 from .screens.pi import PiScreen
 from .screens.releases import ReleasesScreen
 from .screens.usb import UsbScreen
+from .source import Source
 from .widgets.modals import Help
 
 FLUSH_S = 0.25
@@ -42,9 +46,9 @@ class PicoctlApp(App[None]):
     MODES = {"fleet": FleetScreen, "releases": ReleasesScreen, "history": HistoryScreen, "pi": PiScreen,
              "usb": UsbScreen}
 
-    link: reactive[str] = reactive("connecting")
+    link: reactive[Link] = reactive(Link())
 
-    def __init__(self, cfg: FleetConfig, source: Any, clock: Callable[[], float] = time.time,
+    def __init__(self, cfg: FleetConfig, source: Source, clock: Callable[[], float] = time.time,
                  start_mode: str = "fleet", live_ticks: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
@@ -76,7 +80,7 @@ class PicoctlApp(App[None]):
                 if need_lists:
                     await self.reload()
                     need_lists = False
-                self.link = "live"
+                self.link = Link("live")
                 delay = 0.5
                 n = 0
                 async for eid, kind, data in self.source.stream(self.last_event_id):
@@ -93,9 +97,13 @@ class PicoctlApp(App[None]):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of the link: banner, wait, retry
-                self.link = f"down: {_one_line(exc)}"
+                self.link = Link("down", one_line(exc), self.link.since or self.clock())
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+
+    def watch_link(self, link: Link) -> None:
+        self.model.link = link  # liveness holds still while the hub cannot be reached
+        self.model.dirty.add("devices")  # every row says whether it is last-known
 
     def take(self, kind: str, data: object) -> None:
         """One event of the stream into the model; the screens see it at the next flush."""
@@ -113,17 +121,20 @@ class PicoctlApp(App[None]):
         self.loaded.set()
 
     async def refresh_rollouts(self) -> None:
-        self.model.counts_stale = False
         self.model.load_rollouts(await self.source.rollouts())
+        self.model.counts_stale = False
         self.flush()
 
-    @work(exclusive=True, exit_on_error=False, group="counts")
+    @work(exclusive=True, exit_on_error=False, group="counts", name="rollout counts")
     async def reload_counts(self) -> None:
-        """Rollout counts after deploy status changed them; at most once a tick, failures left to the next."""
-        try:
-            await self.refresh_rollouts()
-        except Exception:  # noqa: BLE001 - the banner shows link trouble; the next tick retries
-            self.model.counts_stale = True
+        """Rollout counts after deploy status changed them; at most once a tick, a failure left to the next."""
+        await self.refresh_rollouts()
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """The app's own workers; the screens route theirs (ModelScreen). Link trouble is the banner's."""
+        if event.state is WorkerState.ERROR and event.worker.group != "counts":
+            self.notify(f"{event.worker.name}: {one_line(event.worker.error)}", severity="error", timeout=8)
 
     def flush(self) -> None:
         """Hand what changed since the last flush to the screens that show it."""
@@ -135,17 +146,19 @@ class PicoctlApp(App[None]):
             screen.apply_changes(*changes)
 
     def tick(self) -> None:
-        if self.model.counts_stale:
-            self.model.counts_stale = False
+        if self.model.counts_stale and not self.link.down:
             self.reload_counts()
         for screen in self._live_screens():
             screen.tick()
 
-    def _live_screens(self) -> Iterable[Any]:
+    def _live_screens(self) -> Iterable[ModelScreen]:
         """The screens of the current mode's stack that render model data."""
         for screen in self.screen_stack:
-            if getattr(screen, "ready", False):
+            if isinstance(screen, ModelScreen) and screen.ready:
                 yield screen
+
+    def open_device(self, device_id: str) -> None:
+        self.push_screen(DeviceScreen(device_id))
 
     # --- actions ---------------------------------------------------------------------------
     def action_show(self, mode: str) -> None:
@@ -182,12 +195,7 @@ def _bindings_of(screen: Screen) -> Iterable[Binding]:
             yield b
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__
-
-
-def run_app(cfg: FleetConfig, source: Any = None, clock: Callable[[], float] = time.time,
+def run_app(cfg: FleetConfig, source: Source | None = None, clock: Callable[[], float] = time.time,
             start_mode: str = "fleet") -> int:
     """Run the TUI against the hub of `cfg` (or another source, e.g. a Recording); 0 when quit."""
     from .source import Live

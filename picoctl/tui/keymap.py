@@ -37,7 +37,7 @@ FLEET = [
     FILTER,
     Binding("s", "sort_next", "Sort", id="fleet.sort", tooltip="sort by the next column"),
     Binding("S", "sort_reverse", "Reverse", show=False, id="fleet.sort_reverse", tooltip="reverse the sort order"),
-    Binding("c", "check_now", "Check now", show=False, id="fleet.check_now",
+    Binding("c", "check_now", "Check now", id="fleet.check_now",
             tooltip="the selected device checks for an update at its next heartbeat"),
 ]
 

@@ -12,9 +12,9 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from .. import protocol
 from ..config import FleetConfig
 
-STATUS_SYMBOL = {"online": "●", "stale": "◐", "offline": "○", "new": "·"}
 COUNT_KEYS = ("offered", "downloading", "trial", "committed", "failed")
 MAX_EVENTS = 5000  # event log kept in memory; older entries are reloaded from the hub on demand
 MAX_HEARTBEATS = 120  # per opened device, for the sparklines
@@ -33,21 +33,6 @@ def _int(value: Any) -> int | None:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def age(seconds: float | None) -> str:
-    """A short age for people: 4s, 3m, 2h, 5d; '-' when never seen."""
-    if seconds is None:
-        return "-"
-    s = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
-
-
-def kib(n: int | None) -> str:
-    return "-" if n is None else f"{n / 1024:.0f}K"
 
 
 @dataclass
@@ -222,6 +207,19 @@ class Event:
                                                         self.result, self.detail))
 
 
+@dataclass(frozen=True)
+class Link:
+    """The TUI's link to the hub: connecting, live, or down (since `since`, by the app's clock, and why)."""
+
+    state: str = "connecting"  # "connecting", "live" or "down"
+    why: str = ""
+    since: float | None = None
+
+    @property
+    def down(self) -> bool:
+        return self.state == "down"
+
+
 Liveness = Callable[[str], tuple[float, float]]  # device type -> (stale after s, offline after s)
 
 
@@ -250,6 +248,7 @@ class FleetModel:
         self.oldest_unshown: float | None = None  # hub time of the oldest heartbeat not yet taken by a screen
         # A device's deploy status moves its rollout's counts, which the stream does not carry: reload them.
         self.counts_stale = False
+        self.link = Link()
 
     # --- whole lists, from the API ---------------------------------------------------------
     def load_devices(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -355,14 +354,17 @@ class FleetModel:
 
     # --- derived, for the screens -----------------------------------------------------------
     def liveness(self, dev: Device, now: float | None = None) -> str:
+        """The hub's rule (picoctl.protocol.liveness) at `now`, or at the moment the link was lost while
+        the hub cannot be reached: a board's silence then says nothing about the board."""
         if dev.last_seen is None:
-            return "new" if dev.status == "new" else dev.status
-        stale, offline = self.limits(dev.type)
-        quiet = (self.clock() if now is None else now) - dev.last_seen
-        return "online" if quiet < stale else "stale" if quiet < offline else "offline"
+            return dev.status
+        at = self.clock() if now is None else now
+        if self.link.since is not None:
+            at = min(at, self.link.since)
+        return protocol.liveness(dev.last_seen, at, *self.limits(dev.type))
 
     def active_rollout(self) -> Rollout | None:
-        live = [r for r in self.rollouts.values() if r.state in ("active", "halted")]
+        live = [r for r in self.rollouts.values() if r.state in protocol.LIVE_ROLLOUT_STATES]
         return max(live, key=lambda r: (r.state == "active", r.id)) if live else None
 
     def summary(self) -> str:

@@ -13,13 +13,14 @@ import json
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Protocol
 
 from ..config import FleetConfig
 from ..errors import PicoctlError
 from ..progress import Progress
 
 StreamItem = tuple[int | None, str, Any]  # (event id, kind, data)
+Json = dict[str, Any]
 
 
 @dataclass
@@ -60,6 +61,34 @@ class BoardView:
         return cls(d["kind"], d["path"], d.get("description") or "", d.get("serial_number"), d.get("family"))
 
 
+class Source(Protocol):
+    """What the screens read and do: the hub's operator API (async) and this machine's Pi and USB (blocking,
+    called from thread workers). A refusal is a PicoctlError naming what was refused."""
+
+    url: str
+
+    async def devices(self) -> list[Json]: ...
+    async def device(self, device_id: str) -> Json: ...
+    async def releases(self) -> list[Json]: ...
+    async def rollouts(self) -> list[Json]: ...
+    async def history(self, limit: int = 1000) -> list[Json]: ...
+    def stream(self, last_id: int | None) -> AsyncIterator[StreamItem]: ...
+    async def check_now(self, device_id: str) -> Json: ...
+    async def set_channel(self, device_id: str, channel: str) -> Json: ...
+    async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
+                            promote_after_successes: int) -> Json: ...
+    async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json: ...
+    def pi_status(self) -> PiView: ...
+    def pi_published(self) -> str: ...
+    def pi_deploy(self, source: str, progress: Progress, log: Callable[[str], None]) -> Any: ...
+    def pi_rollback(self, progress: Progress, log: Callable[[str], None]) -> Any: ...
+    def usb_scan(self) -> list[BoardView]: ...
+    def serial_lines(self, port: str) -> list[str]: ...
+    def serial_reader(self, port: str, on_line: Callable[[str], None],
+                      on_status: Callable[[bool, str], None]) -> Any: ...
+    def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str: ...
+
+
 class Recording:
     """A recorded hub session (tests/tui/data/*.json): lists, device details, stream events, Pi and USB."""
 
@@ -91,8 +120,18 @@ class Recording:
             yield item[0], item[1], item[2]
         await asyncio.Event().wait()  # a recording's stream stays open and quiet
 
-    async def act(self, what: str, *args: Any) -> dict[str, Any]:
-        raise PicoctlError(f"{what}: this is a recording; start the hub to act on a fleet")
+    async def check_now(self, device_id: str) -> Json:
+        raise _recorded()
+
+    async def set_channel(self, device_id: str, channel: str) -> Json:
+        raise _recorded()
+
+    async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
+                            promote_after_successes: int) -> Json:
+        raise _recorded()
+
+    async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json:
+        raise _recorded()
 
     def pi_status(self) -> PiView:
         return PiView.from_json(self.data["pi"])
@@ -117,6 +156,10 @@ class Recording:
 
     def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str:
         raise PicoctlError(f"{op}: this is a recording; attach a board and run picoctl")
+
+
+def _recorded() -> PicoctlError:
+    return PicoctlError("this is a recording; start the hub to act on a fleet")
 
 
 @dataclass
@@ -151,9 +194,18 @@ class Live:
         async for ev in self.client.events(None if last_id is None else str(last_id)):
             yield (int(ev.id) if ev.id and ev.id.isdigit() else None), ev.event, ev.data
 
-    async def act(self, what: str, *args: Any) -> Any:
-        """One operator action by client method name, e.g. act("rollout_action", 3, "halt", "")."""
-        return await getattr(self.client, what)(*args)
+    async def check_now(self, device_id: str) -> Json:
+        return await self.client.check_now(device_id)
+
+    async def set_channel(self, device_id: str, channel: str) -> Json:
+        return await self.client.set_channel(device_id, channel)
+
+    async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
+                            promote_after_successes: int) -> Json:
+        return await self.client.start_rollout(target, version, stages, halt_after_failures, promote_after_successes)
+
+    async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json:
+        return await self.client.rollout_action(rollout_id, action, reason)
 
     def pi_status(self) -> PiView:
         from .. import pideploy

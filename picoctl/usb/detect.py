@@ -19,14 +19,21 @@ from . import RP2_VID, bootsel
 
 PID_MICROPYTHON = 0x0005
 PID_BOOTSEL = {0x0003: "rp2040", 0x000F: "rp2350"}
-# USB-serial bridges and native USB found on ESP32 boards: (vid, pid or None for any).
-ESP_IDS = {
-    (0x10C4, 0xEA60): "CP210x", (0x1A86, 0x7523): "CH340", (0x1A86, 0x55D4): "CH9102",
-    (0x0403, 0x6001): "FT232R", (0x0403, 0x6010): "FT2232", (0x0403, 0x6015): "FT231X",
-    (0x303A, None): "Espressif native USB",
+ESPRESSIF_VID = 0x303A  # Espressif's own ids: an ESP32-S2/S3/C3/C6 on its native USB
+# USB-serial bridge chips. They prove only that a bridge is there: ESP32 boards use them, and so do
+# Arduino clones, Zigbee sticks and GPS receivers, so a port behind one is listed as what it is.
+BRIDGE_IDS = {
+    (0x10C4, 0xEA60): "CP210x", (0x10C4, 0xEA70): "CP2105", (0x10C4, 0xEA71): "CP2108",
+    (0x1A86, 0x7523): "CH340", (0x1A86, 0x7522): "CH340", (0x1A86, 0x5523): "CH341",
+    (0x1A86, 0x55D3): "CH343", (0x1A86, 0x55D4): "CH9102",
+    (0x0403, 0x6001): "FT232R", (0x0403, 0x6010): "FT2232", (0x0403, 0x6011): "FT4232",
+    (0x0403, 0x6014): "FT232H", (0x0403, 0x6015): "FT231X",
 }
-# Boards running MicroPython under another vendor's ids say so in their description.
-RP2_TEXT = re.compile(r"micropython|board in fs mode|\bpico\b|rp2040|rp2350", re.IGNORECASE)
+# Firmware that names itself in the USB strings under a maker's own ids (Adafruit, Pimoroni…).
+# MicroPython's rp2 port says "MicroPython" or "Board in FS mode"; CircuitPython says so too.
+MICROPYTHON_TEXT = re.compile(r"micropython|board in fs mode", re.IGNORECASE)
+CIRCUITPYTHON_TEXT = re.compile(r"circuitpython", re.IGNORECASE)
+RP2_TEXT = re.compile(r"\bpico\b|rp2040|rp2350", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -49,24 +56,39 @@ class Board:
 
 
 def classify(port: ListPortInfo) -> Board | None:
-    """A Board for a serial port that is an RP2 running MicroPython or an ESP32; None otherwise."""
+    """A Board for a USB serial port, said to be only what its ids (and the firmware's own USB
+    strings) prove: `board_id` "micropython" only for MicroPython, which alone is followed and pushed
+    to; "circuitpython" for CircuitPython; None for an RP2 of unknown firmware or a bridge chip's port.
+    None for ports without USB ids and USB devices of no kind known here."""
     text = " ".join(filter(None, (port.description, port.product, port.manufacturer, port.interface)))
     vid, pid = port.vid, port.pid
 
     def board(family: str | None, description: str, board_id: str | None = None) -> Board:
         return Board("serial", port.device, description, port.serial_number, board_id, family, vid, pid)
 
+    if vid is None:
+        return None
+    rp2 = vid == RP2_VID or bool(RP2_TEXT.search(text))
+    name = port.product or port.description
+    if CIRCUITPYTHON_TEXT.search(text):
+        return board("rp2" if rp2 else None, f"{name or 'CircuitPython board'} (CircuitPython)", "circuitpython")
     if vid == RP2_VID:
         if pid in PID_BOOTSEL:
             return board(PID_BOOTSEL[pid], f"{PID_BOOTSEL[pid].upper()} in BOOTSEL mode", "bootsel")
         if pid == PID_MICROPYTHON:
             return board("rp2", port.product or "MicroPython board", "micropython")
+    if MICROPYTHON_TEXT.search(text):
+        return board("esp32" if vid == ESPRESSIF_VID else "rp2" if rp2 else None, name or "MicroPython board",
+                     "micropython")
+    if vid == RP2_VID:
         return board("rp2", port.product or f"Raspberry Pi device 0x{pid or 0:04x}")
-    for (v, p), name in ESP_IDS.items():
-        if vid == v and (p is None or pid == p):
-            return board("esp32", f"{port.product or 'ESP32 board'} ({name})")
-    if vid is not None and RP2_TEXT.search(text):
-        return board("rp2", port.product or port.description or "MicroPython board", "micropython")
+    if vid == ESPRESSIF_VID:
+        return board("esp32", f"{name or 'ESP32 board'} (Espressif native USB)")
+    chip = BRIDGE_IDS.get((vid, pid or 0))
+    if chip:
+        return board(None, f"{chip} USB-serial bridge: an ESP32 or another board")
+    if rp2:
+        return board("rp2", name or "RP2 board")
     return None
 
 

@@ -23,7 +23,7 @@ from mpremote.transport_serial import SerialTransport
 from .. import release
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
-from . import port_claim
+from . import port_claim, sources
 
 TMP_SUFFIX = ".picoctl-tmp"
 VERSION_FILE = "version.json"
@@ -60,7 +60,7 @@ def release_files(source: Path) -> tuple[dict[str, bytes], str | None]:
     if not source.is_dir():
         raise BadInput(f"{source}: not a folder (expected a pico/picow release or a folder of files)")
     if (source / "meta.json").exists():
-        meta = release.verify(source, None)
+        meta = sources.verified(source)
         if meta["target"] not in ("pico", "picow") or meta.get("format") != "tar":
             raise BadInput(f"{source}: a {meta['target']} {meta.get('format')} release cannot be pushed over serial"
                            + ("; flash it with `picoctl usb flash`" if meta.get("format") == "uf2" else ""))

@@ -27,6 +27,15 @@ YIELD_CHECK_S = 0.02  # how often a follower that gives way asks whether an oper
 CLAIM_WAIT_S = 1.0  # a claiming log waits this long per attempt for a port another operation has
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
+
+
+def shown(line: str) -> str:
+    """A board's line as it may reach an operator's terminal: control characters (escape sequences
+    that set the title or clear the screen, bells, stray carriage returns) written as `\\x1b`."""
+    return line.translate(_CONTROL)
+
+
 class SerialLog:
     """Reads `port` on a thread until `stop()`; `lines` holds the last `maxlen` lines."""
 
@@ -76,31 +85,27 @@ class SerialLog:
             self.on_line(line)
 
     def _run(self) -> None:
-        try:
-            hold = port_claim.FollowerHold(self.port) if self.gives_way else None
-        except PicoctlError as exc:
-            if self.on_status:
-                self.on_status(False, str(exc))
-            return
+        hold = port_claim.FollowerHold(self.port) if self.gives_way else None
         waiting = ""  # why the port could not be claimed, last time
         try:
             while not self._stop.is_set():
-                if hold is None:
-                    try:
+                try:
+                    if hold is None:
                         with port_claim.claim(self.port, self.who, timeout=CLAIM_WAIT_S):
                             waiting = ""
                             self._follow(lambda: False)
-                    except PicoctlError as exc:
-                        if str(exc) != waiting and self.on_status:  # said once per holder, not per attempt
-                            self.on_status(False, str(exc))
-                        waiting = str(exc)
-                elif hold.take():
-                    try:
-                        self._follow(hold.wanted)
-                    finally:
-                        hold.release()
-                else:
-                    self._status(False, "given way to another picoctl command")
+                    elif hold.take():
+                        waiting = ""
+                        try:
+                            self._follow(hold.wanted)
+                        finally:
+                            hold.release()
+                    else:
+                        self._status(False, "given way to another picoctl command")
+                except PicoctlError as exc:
+                    if str(exc) != waiting and self.on_status:  # said once per cause, not per attempt
+                        self.on_status(False, str(exc))
+                    waiting = str(exc)
                 self._stop.wait(self.retry_s)
         finally:
             if hold is not None:

@@ -5,24 +5,21 @@ A heartbeat line, as device_code/pico/main.py prints it:
     {"type": "heartbeat", "id": "pico-e6614c31", "version": "1.2.0", "uptime_s": 42,
      "mem_free": 151232, "readings": {"temp_c": 24.5}}
 
-It becomes `POST /api/v1/devices/{id}/heartbeat` with the operator token and the body
+It becomes `POST /api/v1/devices/{id}/heartbeat` (picoctl.client's relay_heartbeat) with the body
 {version, uptime_s, mem_free, rssi, readings}, so USB boards show in the fleet like Pico-Ws.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from ..client import HubClient, HubError
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
+from ..protocol import READING_MAX_STR, is_device_id
 
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-READING_MAX_STR = 64
 TIMEOUT_S = 3.0
 
 
@@ -60,7 +57,7 @@ def parse_heartbeat(line: str) -> Heartbeat | None:
     if not isinstance(obj, dict) or obj.get("type") != "heartbeat":
         return None
     dev, version, uptime = obj.get("id"), obj.get("version"), obj.get("uptime_s")
-    if not isinstance(dev, str) or not DEVICE_ID.match(dev):
+    if not is_device_id(dev):
         raise BadInput(f"heartbeat: bad device id {dev!r}")
     if not isinstance(version, str) or not version:
         raise BadInput(f"heartbeat from {dev}: version must be a non-empty string")
@@ -77,20 +74,16 @@ def parse_heartbeat(line: str) -> Heartbeat | None:
     return Heartbeat(dev, version, uptime, mem_free, rssi, readings)
 
 
-def post_heartbeat(cfg: FleetConfig, hb: Heartbeat, client: httpx.Client | None = None) -> None:
+def post_heartbeat(cfg: FleetConfig, hb: Heartbeat, client: HubClient | None = None) -> None:
     """Record `hb` in the hub; PicoctlError naming the cause when the hub does not take it."""
-    url = f"{cfg.hub_url}/api/v1/devices/{hb.device_id}/heartbeat"
-    headers = {"Authorization": f"Bearer {cfg.read_token()}"}
     try:
         if client is None:
-            with httpx.Client(timeout=TIMEOUT_S) as own:
-                r = own.post(url, json=hb.body(), headers=headers)
+            with HubClient.from_config(cfg, timeout=TIMEOUT_S) as own:
+                own.relay_heartbeat(hb.device_id, hb.body())
         else:
-            r = client.post(url, json=hb.body(), headers=headers)
-    except httpx.HTTPError as exc:
-        raise PicoctlError(f"hub at {cfg.hub_url} unreachable: {exc}") from None
-    if r.status_code >= 400:
-        raise PicoctlError(f"hub refused the heartbeat of {hb.device_id}: HTTP {r.status_code} {r.text[:200]}")
+            client.relay_heartbeat(hb.device_id, hb.body())
+    except HubError as exc:
+        raise PicoctlError(f"hub refused the heartbeat of {hb.device_id}: HTTP {exc.status} {exc.message}") from None
 
 
 class HeartbeatForwarder:
@@ -98,7 +91,7 @@ class HeartbeatForwarder:
 
     def __init__(self, cfg: FleetConfig) -> None:
         self.cfg = cfg
-        self.client = httpx.Client(timeout=TIMEOUT_S)
+        self.client = HubClient.from_config(cfg, timeout=TIMEOUT_S)
         self.sent = 0
         self.last_error = ""
 

@@ -1,14 +1,21 @@
-"""UF2 images: validate one for a board family, and build one (for tests and the demo).
+"""UF2 images: check one for a board family, take the blocks that board would flash, and build one.
 
 A UF2 file is a run of 512-byte blocks: two start magics, flags, target address, payload size,
 block number, block count, family id, 476 bytes of data (of which RP2 boards use 256), end magic.
 https://github.com/microsoft/uf2
+
+As the specification and the RP2 boot ROMs have it: a block of another family is disregarded whole
+(its number and count too), so images for several families concatenated (RP2040 + RP2350
+"universal" images) flash the board's own; blocks may come in any order and more than once (the
+first of each number is the one written); the image is complete once every number 0..count-1 of
+the board's family has come. An RP2350 takes the first of its families (ARM-S, RISC-V, ARM-NS) met
+in the file, and the one-block "absolute" sequence (the E10 erratum workaround) that may open it.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import BadInput
 
@@ -22,95 +29,165 @@ FLAG_FAMILY_ID = 0x00002000
 HEADER = struct.Struct("<8I")
 DATA_AREA = 476
 
-# Family ids from the UF2 registry (uf2families.json). RP2350 images may start with a one-block
-# "absolute" sequence (the RP2350-E10 erratum workaround), which belongs to no family of its own.
+# Family ids from the UF2 registry (uf2families.json).
 FAMILIES: dict[str, tuple[int, ...]] = {
     "rp2040": (0xE48BFF56,),
     "rp2350": (0xE48BFF59, 0xE48BFF5A, 0xE48BFF5B),  # ARM secure, RISC-V, ARM non-secure
 }
 ABSOLUTE_FAMILY = 0xE48BFF57
 FAMILY_OF_ID = {fid: name for name, ids in FAMILIES.items() for fid in ids}
+FAMILY_NAMES = {0xE48BFF56: "rp2040", 0xE48BFF57: "absolute", 0xE48BFF58: "data", 0xE48BFF59: "rp2350-arm-s",
+                0xE48BFF5A: "rp2350-riscv", 0xE48BFF5B: "rp2350-arm-ns", 0x1C5F21B0: "esp32",
+                0xBFDD4EEE: "esp32s2", 0xC47E5767: "esp32s3", 0x68ED2B88: "samd21", 0x55114460: "samd51",
+                0xADA52840: "nrf52840"}
 
 
 @dataclass(frozen=True)
 class UF2Info:
-    family: str  # "rp2040" | "rp2350"
+    family: str  # "rp2040" | "rp2350": the board family the image was taken for
     family_id: int
-    blocks: int
+    blocks: int  # blocks the board writes (its family's, each number once)
     payload_bytes: int
     start_addr: int
     end_addr: int  # one past the last byte written
+    skipped: dict[int, int] = field(default_factory=dict)  # family id -> blocks disregarded
+    duplicates: int = 0  # blocks repeating a number already seen (the first one is written)
+
+    @property
+    def note(self) -> str:
+        """What of the file the board does not write, in words ("" when nothing)."""
+        parts = [f"{n} blocks of {family_name(fid)}" for fid, n in sorted(self.skipped.items())]
+        said = f"skipped {', '.join(parts)}" if parts else ""
+        if self.duplicates:
+            said += ("; " if said else "") + f"{self.duplicates} repeated blocks written once"
+        return said
 
 
-def _family_id(family: str) -> int:
-    try:
-        return FAMILIES[family][0]
-    except KeyError:
-        raise BadInput(f"unknown UF2 family {family!r} (expected one of {', '.join(FAMILIES)})") from None
+def family_name(fid: int) -> str:
+    return f"{FAMILY_NAMES[fid]} (0x{fid:08x})" if fid in FAMILY_NAMES else f"family 0x{fid:08x}"
 
 
-def validate(data: bytes, family: str | None = None) -> UF2Info:
-    """Check every block of a UF2 image; `family` given, refuse an image for another one."""
-    if family is not None:
-        _family_id(family)
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise BadInput(f"unknown UF2 family {family!r} (expected one of {', '.join(FAMILIES)})")
+
+
+@dataclass(frozen=True)
+class _Block:
+    index: int  # position in the file
+    flags: int
+    addr: int
+    size: int
+    number: int
+    count: int
+    family_id: int
+
+
+def _blocks(data: bytes) -> list[_Block]:
     if not data:
         raise BadInput("UF2 image is empty")
     if len(data) % BLOCK_SIZE:
         raise BadInput(f"UF2 image is {len(data)} bytes, not a whole number of 512-byte blocks: truncated?")
-    sequences: dict[int, tuple[int, int]] = {}  # family id -> (next block number, block count)
-    payload = 0
-    lo, hi = None, 0
+    out = []
     for i in range(len(data) // BLOCK_SIZE):
         off = i * BLOCK_SIZE
-        m0, m1, flags, addr, size, block_no, num_blocks, fid = HEADER.unpack_from(data, off)
+        m0, m1, flags, addr, size, number, count, fid = HEADER.unpack_from(data, off)
         (end,) = struct.unpack_from("<I", data, off + BLOCK_SIZE - 4)
         if m0 != MAGIC_START0 or m1 != MAGIC_START1 or end != MAGIC_END:
             raise BadInput(f"UF2 block {i}: bad magic number: not a UF2 image or damaged")
         if not flags & FLAG_FAMILY_ID:
             raise BadInput(f"UF2 block {i}: no family id (flag 0x2000 unset); RP2 boards need one")
-        if fid != ABSOLUTE_FAMILY and fid not in FAMILY_OF_ID:
-            raise BadInput(f"UF2 block {i}: family id 0x{fid:08x} is not an RP2040 or RP2350 family")
-        if size != PAYLOAD_SIZE:
-            raise BadInput(f"UF2 block {i}: payload size {size}, RP2 boards take {PAYLOAD_SIZE}")
-        if addr % PAYLOAD_SIZE:
-            raise BadInput(f"UF2 block {i}: target address 0x{addr:08x} is not 256-byte aligned")
-        expected, count = sequences.get(fid, (0, num_blocks))
-        if num_blocks != count or num_blocks == 0:
-            raise BadInput(f"UF2 block {i}: block count {num_blocks} differs from the image's {count}")
-        if block_no != expected:
-            raise BadInput(f"UF2 block {i}: block number {block_no}, expected {expected}: blocks out of order or missing")
-        sequences[fid] = (expected + 1, count)
-        if fid != ABSOLUTE_FAMILY and not flags & FLAG_NOT_MAIN_FLASH:
-            payload += size
-            lo = addr if lo is None else min(lo, addr)
-            hi = max(hi, addr + size)
-    for fid, (seen, count) in sequences.items():
-        if seen != count:
-            raise BadInput(f"UF2 image ends after {seen} of {count} blocks (family 0x{fid:08x}): truncated")
-    families = {FAMILY_OF_ID[fid] for fid in sequences if fid != ABSOLUTE_FAMILY}
-    if len(families) != 1:
-        raise BadInput("UF2 image holds no RP2040/RP2350 blocks" if not families
-                       else f"UF2 image mixes families: {', '.join(sorted(families))}")
-    (image_family,) = families
-    if family is not None and image_family != family:
-        raise BadInput(f"UF2 image is for {image_family}, but the board is {family}: refusing to flash it")
-    fid = next(f for f in sequences if FAMILY_OF_ID.get(f) == image_family)
-    return UF2Info(image_family, fid, len(data) // BLOCK_SIZE, payload, lo or 0, hi)
+        out.append(_Block(i, flags, addr, size, number, count, fid))
+    return out
 
 
-def payload_of(data: bytes) -> dict[int, bytes]:
-    """The main-flash payload of a valid image, by target address (what the board would write)."""
+def _sequence(blocks: list[_Block], fid: int) -> list[_Block]:
+    """The blocks of family `fid` the boot ROM writes: the first of each number, by number; BadInput
+    when they cannot all be written or do not all come."""
+    mine = [b for b in blocks if b.family_id == fid]
+    count = mine[0].count
+    taken: dict[int, _Block] = {}
+    for b in mine:
+        if b.size != PAYLOAD_SIZE:
+            raise BadInput(f"UF2 block {b.index}: payload size {b.size}, RP2 boards take {PAYLOAD_SIZE}")
+        if b.addr % PAYLOAD_SIZE:
+            raise BadInput(f"UF2 block {b.index}: target address 0x{b.addr:08x} is not 256-byte aligned")
+        if b.count != count or count == 0:
+            raise BadInput(f"UF2 block {b.index}: block count {b.count} differs from the image's {count} "
+                           f"({family_name(fid)})")
+        if b.number >= count:
+            raise BadInput(f"UF2 block {b.index}: block number {b.number} is past the image's count {count}")
+        taken.setdefault(b.number, b)
+    missing = [n for n in range(count) if n not in taken]
+    if missing:
+        raise BadInput(f"UF2 image has {len(taken)} of its {count} blocks ({family_name(fid)}); block {missing[0]} "
+                       f"is missing: truncated?")
+    return [taken[n] for n in range(count)]
+
+
+def _chosen(blocks: list[_Block], family: str | None) -> tuple[str, int]:
+    """The board family and family id the image is flashed as."""
+    present = [b.family_id for b in blocks]
+    rp = [fid for fid in dict.fromkeys(present) if fid in FAMILY_OF_ID]
+    if family is None:
+        if not rp:
+            raise BadInput("UF2 image holds no RP2040/RP2350 blocks")
+        family = FAMILY_OF_ID[rp[0]]
+    for fid in rp:  # the first of the board's families met in the file
+        if FAMILY_OF_ID[fid] == family:
+            return family, fid
+    found = sorted({FAMILY_OF_ID[fid] for fid in rp})
+    if found:
+        raise BadInput(f"UF2 image is for {', '.join(found)}, but the board is {family}: refusing to flash it")
+    others = ", ".join(family_name(f) for f in dict.fromkeys(present))
+    raise BadInput(f"UF2 image holds no blocks for {family} (only {others})")
+
+
+def select(data: bytes, family: str | None = None) -> tuple[bytes, UF2Info]:
+    """The blocks a board of `family` writes from `data` (as one image, in block order) and what they
+    are; BadInput naming the block when the image is damaged or has nothing complete for that family.
+    `family` None: check the image for its first RP2 family."""
+    if family is not None:
+        _check_family(family)
+    blocks = _blocks(data)
+    family, fid = _chosen(blocks, family)
+    keep = _sequence(blocks, fid)
+    wanted = {fid}
+    if family == "rp2350" and any(b.family_id == ABSOLUTE_FAMILY for b in blocks):
+        keep = _sequence(blocks, ABSOLUTE_FAMILY) + keep
+        wanted.add(ABSOLUTE_FAMILY)
+    skipped: dict[int, int] = {}
+    for b in blocks:
+        if b.family_id not in wanted:
+            skipped[b.family_id] = skipped.get(b.family_id, 0) + 1
+    duplicates = sum(1 for b in blocks if b.family_id in wanted) - len(keep)
+    main = [b for b in keep if b.family_id == fid and not b.flags & FLAG_NOT_MAIN_FLASH]
+    image = b"".join(data[b.index * BLOCK_SIZE: (b.index + 1) * BLOCK_SIZE] for b in keep)
+    info = UF2Info(family, fid, len(keep), sum(b.size for b in main), min((b.addr for b in main), default=0),
+                   max((b.addr + b.size for b in main), default=0), skipped, duplicates)
+    return image, info
+
+
+def validate(data: bytes, family: str | None = None) -> UF2Info:
+    """Check a UF2 image (see select); what a board of `family` would write of it."""
+    return select(data, family)[1]
+
+
+def payload_of(data: bytes, family: str | None = None) -> dict[int, bytes]:
+    """The main-flash payload a board of `family` writes from a valid image, by target address."""
+    image, info = select(data, family)
     out: dict[int, bytes] = {}
-    for off in range(0, len(data), BLOCK_SIZE):
-        _m0, _m1, flags, addr, size, _n, _c, fid = HEADER.unpack_from(data, off)
-        if fid != ABSOLUTE_FAMILY and not flags & FLAG_NOT_MAIN_FLASH:
-            out[addr] = data[off + 32: off + 32 + size]
+    for off in range(0, len(image), BLOCK_SIZE):
+        _m0, _m1, flags, addr, size, _n, _c, fid = HEADER.unpack_from(image, off)
+        if fid == info.family_id and not flags & FLAG_NOT_MAIN_FLASH:
+            out[addr] = image[off + 32: off + 32 + size]
     return out
 
 
 def build_uf2(payload: bytes, base_addr: int, family: str) -> bytes:
     """A UF2 image writing `payload` (padded with 0xFF to 256 bytes) from `base_addr`."""
-    fid = _family_id(family)
+    _check_family(family)
+    fid = FAMILIES[family][0]
     if base_addr % PAYLOAD_SIZE:
         raise BadInput(f"base address 0x{base_addr:08x} is not 256-byte aligned")
     if not payload:

@@ -28,7 +28,8 @@ def _gone(drive: Path) -> bool:
 
 
 def flash_uf2(source: bytes | Path, drive: Path, progress: Progress, gone_timeout_s: float = 20.0) -> FlashResult:
-    """Validate `source` for the drive's family, copy it in fsynced chunks, await the drive's going.
+    """Validate `source` for the drive's family, copy the blocks that family writes (FlashResult.info
+    says what was skipped) in fsynced chunks, await the drive's going.
 
     A board reboots as soon as the last block lands, so an I/O error after every byte was written
     (the volume vanished under the final flush) counts as success once the drive is gone.
@@ -39,7 +40,7 @@ def flash_uf2(source: bytes | Path, drive: Path, progress: Progress, gone_timeou
     board = bootsel.read_info(drive)
     if board.family is None:
         raise BadInput(f"{drive}: board {board.board_id or board.model or '?'} is not an RP2040 or RP2350")
-    info = uf2.validate(data, board.family)
+    data, info = uf2.select(data, board.family)  # only what this board writes: its family's blocks, once each
     progress.start(total=len(data), phase="copy")
     written = 0
     try:

@@ -224,7 +224,7 @@ def test_hub_restart_mid_download_resumes(hub, tmp_path: Path) -> None:
     publish(hub, "1.0.0", V1)
     publish(hub, "2.0.0", big)
     rollout(hub, "2.0.0")
-    board, _ = board_for(hub, tmp_path, "gh-hubcut")
+    board, _ = board_for(hub, tmp_path, "gh-hubcut", download_retries=6)  # resumes over 23 s: a slow hub start
     restarter: list[threading.Thread] = []
 
     def cut_hub(name: str) -> None:

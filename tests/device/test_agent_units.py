@@ -127,27 +127,43 @@ def server():
     srv.server_close()
 
 
-def test_http_client_against_a_real_server(tmp_path: Path, server: str) -> None:
-    script = f"""
+DRIVE = """
+import time
 from ota import http
+def drive(gen, ms=5000):
+    until = time.ticks_add(time.ticks_ms(), ms)
+    try:
+        while True:
+            w = next(gen)
+            if w is not None:
+                http.wait(w, 20)
+    except StopIteration as stop:
+        return stop.value
+def get(url, headers=None, body=None, method="GET", ms=5000):
+    until = time.ticks_add(time.ticks_ms(), ms)
+    return drive(http.request(method, url, body, headers, None, bytearray(512), until)), until
+"""
+
+
+def test_http_client_against_a_real_server(tmp_path: Path, server: str) -> None:
+    script = DRIVE + f"""
 import hashlib
 from binascii import hexlify
 U = {server!r}
-buf = memoryview(bytearray(64))
-r = http.request("GET", U + "/json"); body = r.read_all(100, buf); print(r.status, r.mac, bytes(body), len(buf)); r.close()
-r = http.request("GET", U + "/eof"); print(r.status, r.length, r.read_all(100)); r.close()
-r = http.request("POST", U + "/post", b'{{"x": 1}}', {{"X-Picoctl-Device": "d1"}}); print(bytes(r.read_all(200))); r.close()
-r = http.request("GET", U + "/big")
+r, t = get(U + "/json"); body = drive(r.read_all(100, t)); print(r.status, r.mac, bytes(body), len(r.buf)); r.close()
+r, t = get(U + "/eof"); print(r.status, r.length, bytes(drive(r.read_all(100, t)))); r.close()
+r, t = get(U + "/post", {{"X-Picoctl-Device": "d1"}}, b'{{"x": 1}}', "POST"); print(bytes(drive(r.read_all(200, t)))); r.close()
+r, t = get(U + "/big")
 try:
-    r.read_all(16384)
+    drive(r.read_all(16384, t))
 except http.HTTPError as e:
     print("refused", e)
 r.close()
-r = http.request("GET", U + "/short")
-buf = bytearray(128); mv = memoryview(buf); got = 0
+r, t = get(U + "/short")
+got = 0
 try:
     while True:
-        n = r.readinto(mv)
+        n = len(drive(r.chunk(t)))
         if not n:
             break
         got += n
@@ -155,16 +171,16 @@ except OSError as e:
     print("dropped after", got, e.errno)
 r.close()
 try:
-    http.request("GET", U + "/chunked")
+    get(U + "/chunked")
 except http.HTTPError as e:
     print("refused", e)
-r = http.request("GET", U + "/blob", None, {{"Range": "bytes=1000-"}})
+r, t = get(U + "/blob", {{"Range": "bytes=1000-"}})
 h = hashlib.sha256(); n = 0
 while True:
-    k = r.readinto(mv)
-    if not k:
+    c = drive(r.chunk(t))
+    if not c:
         break
-    h.update(mv[:k]); n += k
+    h.update(c); n += len(c)
 print(r.status, r.content_range, n, hexlify(h.digest()).decode())
 r.close()
 try:
@@ -173,12 +189,12 @@ except ValueError as e:
     print("refused", e)
 print(http.split_url("http://h:81/a/b"), http.split_url("http://h"), http.split_url("https://h/x"))
 try:
-    http.request("GET", "https://127.0.0.1:1/x")
+    get("https://127.0.0.1:1/x")
 except ValueError as e:
     print("refused", e)
 """
     lines = run_mp(tmp_path, script).splitlines()
-    assert lines[0] == "200 abcdef b'{\"a\": 1}' 64"
+    assert lines[0] == "200 abcdef b'{\"a\": 1}' 512"
     assert lines[1] == "200 -1 b'until-eof'"
     assert json.loads(ast.literal_eval(lines[2])) == {"echo": '{"x": 1}', "dev": "d1"}
     assert lines[3] == "refused response body too large"
@@ -208,6 +224,10 @@ def _file(name: str, data: bytes = b"x") -> dict:
         ({"files": [_file("main.py"), _file("x.py.tmp")]}, "malformed file entry in offer"),
         ({"files": [_file("main.py"), _file("main.py")]}, "file listed twice in offer"),
         ({"files": [_file("lib.py")]}, "offer without main.py"),
+        ({"files": [_file("main.py"), _file("ota/agent.mpy")]}, "offer file 'ota/agent.mpy' would shadow the agent"),
+        ({"files": [_file("main.py"), _file("ota.py")]}, "offer file 'ota.py' would shadow the agent"),
+        ({"files": [_file("main.py"), _file("hashlib.mpy")]}, "offer file 'hashlib.mpy' would shadow the agent"),
+        ({"files": [_file("main.py"), _file("lib/ota/x.py"), _file("ota.txt")]}, None),
         ({"version": None}, "offer without a version"),
         ({"ok": None}, None),
     ],

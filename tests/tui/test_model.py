@@ -6,7 +6,9 @@ import pytest
 
 from picoctl.config import FleetConfig
 from picoctl.errors import BadInput
-from picoctl.tui.model import FleetModel, age, thresholds_from
+from picoctl.tui.format import age
+from picoctl.hub.operator_api import device_status
+from picoctl.tui.model import FleetModel, Link, thresholds_from
 from picoctl.tui.widgets.canary_form import build_request
 
 NOW = 1_800_000_000.0
@@ -46,6 +48,24 @@ def test_liveness_moves_with_the_clock() -> None:
     assert m.liveness(d, NOW + 600) == "offline"
     assert m.liveness(m.devices["gh-02"], NOW) == "new"
     assert (age(None), age(4.9), age(61), age(7200), age(3 * 86400)) == ("-", "4s", "1m", "2h", "3d")
+
+
+def test_liveness_is_the_hubs_rule_at_every_age() -> None:
+    cfg = FleetConfig()
+    m = FleetModel(thresholds_from(cfg), lambda: NOW)
+    for quiet in (0, 179.5, 180, 180.5, 599.9, 600, 600.1, 5000):
+        row = {"id": "gh-01", "type": "picow", "last_seen": NOW - quiet}
+        m.load_devices([row])
+        assert m.liveness(m.devices["gh-01"]) == device_status(cfg, row, NOW), quiet
+
+
+def test_while_the_hub_is_unreachable_liveness_holds_at_the_last_contact() -> None:
+    m = model()
+    d = m.devices["gh-01"]
+    m.link = Link("down", "connection refused", since=NOW)
+    assert m.liveness(d, NOW + 600) == "online"  # its silence since says nothing about the board
+    m.link = Link("live")
+    assert m.liveness(d, NOW + 600) == "offline"
 
 
 @pytest.mark.parametrize("kind, data", [

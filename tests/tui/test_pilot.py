@@ -60,9 +60,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[conftest.Hub]:
         h.close()
 
 
-def app_for(hub: conftest.Hub, cfg: config.FleetConfig | None = None) -> PicoctlApp:
+def app_for(hub: conftest.Hub, cfg: config.FleetConfig | None = None, live_ticks: bool = True) -> PicoctlApp:
     cfg = cfg or hub.cfg
-    return PicoctlApp(cfg, Live(cfg, client=AsyncHubClient(hub.url, hub.token)))
+    return PicoctlApp(cfg, Live(cfg, client=AsyncHubClient(hub.url, hub.token)), live_ticks=live_ticks)
 
 
 async def until(pilot: Any, pred: Callable[[], Any], timeout: float = 8.0, what: str = "") -> Any:
@@ -107,7 +107,7 @@ async def heartbeat(hub: conftest.Hub, did: str, **readings: Any) -> dict[str, A
 
 def test_fleet_updates_live_filters_and_opens_a_device(hub: conftest.Hub) -> None:
     async def run() -> None:
-        app = app_for(hub)
+        app = app_for(hub, live_ticks=False)  # no ages ticking: only what the heartbeat changed is written
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: table(app, "#devices").row_count == 4, what="four devices")
             assert "4 devices" in text_of(app, "#summary") and "● 4 online" in text_of(app, "#summary")
@@ -118,12 +118,15 @@ def test_fleet_updates_live_filters_and_opens_a_device(hub: conftest.Hub) -> Non
             assert cell(app, "gh-02", "pump") == "on"
             assert table(app, "#devices").updates - before <= 6  # that row's changed cells, not a rebuild
 
-            await pilot.press("slash", *"gh-04")
+            await pilot.press("slash", *"gh-04", "enter")
             await until(pilot, lambda: table(app, "#devices").row_count == 1, what="filtered to one row")
-            await pilot.press("escape")
+            await pilot.press("slash", *"nope", "enter")  # the box's text is selected: typing replaces it
+            await until(pilot, lambda: "no device matches 'nope'" in text_of(app, "#fleet-empty"), what="no matches")
+            await pilot.press("escape")  # from the table: the filter goes
             await until(pilot, lambda: table(app, "#devices").row_count == 4, what="filter cleared")
+            assert not app.screen.query_one("#filter").display
 
-            await pilot.press("j", "j", "enter")  # the third row: gh-03
+            await pilot.press("g", "j", "j", "enter")  # the third row: gh-03
             await until(pilot, lambda: isinstance(app.screen, DeviceScreen))
             assert app.screen.device_id == "gh-03"
             await until(pilot, lambda: "gh-03" in text_of(app, "#device-info"))
@@ -435,13 +438,13 @@ def test_hub_down_shows_banner_and_reconnects(hub: conftest.Hub) -> None:
     async def run() -> None:
         app = app_for(hub)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.link == "live")
+            await until(pilot, lambda: app.link.state == "live")
             await asyncio.to_thread(hub.kill)
-            await until(pilot, lambda: app.link.startswith("down"), what="link down")
+            await until(pilot, lambda: app.link.down, what="link down")
             banner = text_of(app, "#banner")
             assert hub.url in banner and "picoctl serve" in banner and app.screen.query_one("#banner").display
             await asyncio.to_thread(hub.start)
-            await until(pilot, lambda: app.link == "live", timeout=15, what="reconnected")
+            await until(pilot, lambda: app.link.state == "live", timeout=15, what="reconnected")
             assert not app.screen.query_one("#banner").display
             await heartbeat(hub, "gh-04", moisture=77.7)
             await until(pilot, lambda: cell(app, "gh-04", "moisture") == "77.7", what="events after reconnect")
@@ -459,7 +462,7 @@ def test_unreachable_at_start_says_so(tmp_path: Path) -> None:
     async def run() -> None:
         app = PicoctlApp(cfg, Live(cfg))
         async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: app.link.startswith("down"), what="down")
+            await until(pilot, lambda: app.link.down, what="down")
             banner = text_of(app, "#banner")
             assert f"http://127.0.0.1:{port}" in banner and "picoctl serve" in banner
             assert "hub down" in text_of(app, "#titlebar")

@@ -1,10 +1,12 @@
 """Sample fleet app: soil moisture on GP26 drives a pump on GP15 with hysteresis and a run limit.
 
-The OTA agent runs beside it: `step()` is called every tick, `readings()` goes into heartbeats, and
-`stop()` makes the pump safe before an update. The agent confirms a trial boot on the first heartbeat
-the hub accepts.
+The OTA agent runs beside it: `step()` is called every tick (downloads included), `readings()` goes
+into heartbeats, `may_switch()` holds a staged update back while the pump runs (the agent waits at
+most `switch_deadline_s`), and `stop()` makes the pump safe before the switch. The agent confirms a
+trial boot on the first heartbeat the hub accepts.
 """
 
+import hardware
 from ota import agent, fs, hw
 
 # Defaults, each overridable under "app" in config.json.
@@ -22,15 +24,15 @@ class Watering:
         self.wet_above = settings["wet_above"]
         self.max_run_ms = int(settings["max_run_s"] * 1000)
         self.rest_ms = int(settings["rest_s"] * 1000)
-        self.moisture = hw.moisture_percent()
+        self.moisture = hardware.moisture_percent()
         self.on = False
         self.since = hw.ticks_ms()
         self.rest_until = None
         self.forced_stops = 0
-        hw.pump(False)
+        hardware.pump(False)
 
     def step(self):
-        self.moisture = hw.moisture_percent()
+        self.moisture = hardware.moisture_percent()
         if self.on:
             if self.moisture >= self.wet_above:
                 self._set(False)
@@ -45,10 +47,13 @@ class Watering:
     def _set(self, on):
         self.on = on
         self.since = hw.ticks_ms()
-        hw.pump(on)
+        hardware.pump(on)
 
     def readings(self):
         return {"moisture": self.moisture, "pump": self.on, "forced_stops": self.forced_stops}
+
+    def may_switch(self):
+        return not self.on
 
     def stop(self):
         self._set(False)

@@ -4,6 +4,12 @@ Flash layout (relative to the flash root): `app/` the running app, `app.new/` th
 `app.old/` the previous one during a trial, `ota/state.json` the update state, `ota/epoch` the boot
 epoch for request counters, `config.json` the device's identity and settings. boot.py performs the
 switch and the rollback; the agent never renames `app/` itself. See docs/device-agent.md.
+
+The agent's duties are jobs (generators) that poll() advances in the app's idle time between two
+ticks: a heartbeat, the flush of queued reports, a check and the download of an update all run
+while the app keeps stepping, each request bounded by `request_s` and each download by a minimum
+rate as well. The app is stopped only for the switch, which it may hold off (`may_switch()`, for
+example while the pump runs) for at most `switch_deadline_s`.
 """
 
 import hashlib
@@ -12,7 +18,7 @@ import os
 import random
 from binascii import hexlify, unhexlify
 
-from ota import fs, http, hw
+from ota import fs, http, hw, protocol
 from ota.hmac_sha256 import equal, mac_hex
 
 CONFIG = "config.json"
@@ -21,9 +27,6 @@ EPOCH = "ota/epoch"
 APP = "app"
 NEW = "app.new"
 OLD = "app.old"
-CHUNK = 4096
-MAX_BODY = 16384
-MAX_PENDING = 4
 ENOSPC = 28
 DEFAULTS = {
     "type": "picow",
@@ -36,6 +39,9 @@ DEFAULTS = {
     "tick_ms": 1000,
     "trial_boots": 3,
     "wdt_ms": 8000,
+    "request_s": 10,
+    "min_rate_bps": 1024,
+    "switch_deadline_s": 120,
 }
 
 
@@ -91,6 +97,8 @@ def check_offer(offer, own_type, stored_seq):
                 and f["size"] >= 0 and isinstance(f.get("sha256"), str) and len(f["sha256"]) == 64
                 and isinstance(f.get("url"), str)):
             raise Refused("malformed file entry in offer")
+        if protocol.reserved(f["name"]):
+            raise Refused("offer file %r would shadow the agent" % f["name"])
         if f["name"] in seen:
             raise Refused("file listed twice in offer")
         seen.add(f["name"])
@@ -111,13 +119,16 @@ class Agent:
         self.hub = cfg["hub"].rstrip("/")
         self.tls = self._pinned()
         self.st = load_state()
-        self.buf = bytearray(CHUNK)
+        self.buf = bytearray(protocol.CHUNK)
         self.mv = memoryview(self.buf)
         self.started = hw.ticks_ms()
         self.n = 0
         self.epoch = self._next_epoch()
+        self.job = None  # the duty in progress, a generator advanced by poll()
+        self.switch_by = None  # staged: when the switch goes ahead whatever the app says
         self.check_now = self.st["phase"] in ("downloading", "failed") and bool(self.st.get("offer"))
         self.next_hb = hw.deadline(0)
+        self.next_flush = hw.deadline(0)
         self.next_check = hw.deadline(random.random() * min(self._ms("check_s"), 5000))
         self.next_wifi = hw.deadline(0)
         self.wifi_backoff = 1000
@@ -178,26 +189,52 @@ class Agent:
             return (self.st.get("offer") or {}).get("version", self.st["version"])
         return self.st["version"]
 
+    # --- running jobs -----------------------------------------------------------------------------
+
+    def _advance(self, until):
+        """Run the current job until it ends or `until` comes; waits for its sockets meanwhile."""
+        while self.job is not None:
+            try:
+                wait = next(self.job)
+            except StopIteration:
+                self.job = None
+                return
+            hw.wdt_feed()
+            if hw.due(until):
+                return
+            if wait is not None:
+                http.wait(wait, hw.left_ms(until))
+
+    def drive(self, job):
+        """Run `job` to its end (outside the app loop: tests, the benchmark, the switch)."""
+        self.job = job
+        while self.job is not None:
+            self._advance(hw.deadline(1000))
+
     # --- requests ---------------------------------------------------------------------------------
 
     def _post(self, path, obj, signed):
+        """POST `obj`; the answer as a dict, once it is 200, MAC-verified when `signed`, an object."""
         body = json.dumps(obj).encode()
         headers = {"X-Picoctl-Device": self.id, "X-Picoctl-Mac": mac_hex(self.key, body)}
-        resp = http.request("POST", self.hub + path, body, headers, self.tls)
+        until = hw.deadline(self._ms("request_s"))
+        resp = yield from http.request("POST", self.hub + path, body, headers, self.tls, self.buf, until)
         try:
-            data = resp.read_all(MAX_BODY, self.mv)  # the download buffer is free while we talk
+            data = yield from resp.read_all(protocol.MAX_BODY, until)  # the download buffer is free meanwhile
         finally:
             resp.close()
         if resp.status != 200:
             raise http.HTTPError(resp.status, "%s: HTTP %d %s" % (path, resp.status, bytes(data[:120])))
         if signed and not (resp.mac and equal(mac_hex(self.key, data), resp.mac)):
             raise Refused("%s: response MAC does not verify" % path)
-        return json.loads(data)
+        doc = json.loads(data)
+        if not isinstance(doc, dict):
+            raise Refused("%s: response is not an object" % path)
+        return doc
 
     def report(self, phase, detail="", transient=False, offer=None):
         """Send one status report now; False when the hub could not be reached."""
-        entry = self._status(phase, detail, transient, offer)
-        return self._send_status(entry)
+        return (yield from self._send_status(self._status(phase, detail, transient, offer)))
 
     def _status(self, phase, detail, transient, offer):
         o = offer or self.st.get("offer") or {}
@@ -210,9 +247,9 @@ class Agent:
         for k in entry:
             body[k] = entry[k]
         try:
-            self._post("/deploy/status", body, False)
+            yield from self._post("/deploy/status", body, False)
             return True
-        except (OSError, http.HTTPError, ValueError) as exc:
+        except Exception as exc:  # the report stays queued (or is lost, for progress reports)
             print("ota: status not sent:", exc)
             return False
 
@@ -220,7 +257,7 @@ class Agent:
         """Queue a status report in the state, to be saved with it and sent by flush()."""
         pending = self.st.get("pending") or []
         pending.append(self._status(phase, detail, transient, offer))
-        self.st["pending"] = pending[-MAX_PENDING:]
+        self.st["pending"] = pending[-protocol.MAX_PENDING:]
 
     def flush(self):
         """Send the queued status reports, oldest first."""
@@ -229,11 +266,11 @@ class Agent:
             return
         sent = 0
         for entry in pending:
-            if not self._send_status(entry):
+            if not (yield from self._send_status(entry)):
                 break
             sent += 1
         if sent:
-            self.st["pending"] = pending[sent:]
+            self.st["pending"] = self.st["pending"][sent:]
             self.save()
 
     def heartbeat(self, readings):
@@ -242,7 +279,7 @@ class Agent:
         body = {"id": self.id, "counter": counter, "version": self.running_version(), "seq": self.st["seq"],
                 "uptime_s": hw.elapsed_ms(self.started) // 1000, "mem_free": hw.mem_free(),
                 "rssi": hw.rssi(), "phase": self.st["phase"], "readings": readings}
-        resp = self._post("/heartbeat", body, True)
+        resp = yield from self._post("/heartbeat", body, True)
         if resp.get("ok") is not True or resp.get("counter") != counter:
             raise Refused("heartbeat response does not answer this heartbeat")
         if resp.get("check_now"):
@@ -255,7 +292,7 @@ class Agent:
         nonce = hexlify(os.urandom(16)).decode()
         body = {"id": self.id, "counter": self.counter(), "type": self.cfg["type"],
                 "version": self.running_version(), "seq": self.st["seq"], "nonce": nonce}
-        resp = self._post("/check", body, True)
+        resp = yield from self._post("/check", body, True)
         if resp.get("id") != self.id:
             raise Refused("response for device %r" % (resp.get("id"),))
         if not (isinstance(resp.get("nonce"), str) and equal(resp["nonce"], nonce)):
@@ -280,13 +317,14 @@ class Agent:
                     break
                 h.update(self.mv[:k])
                 n += k
-                hw.wdt_feed()
+                yield
         return h, n
 
     def _matches(self, path, f):
         if fs.size(path) != f["size"]:
             return False
-        return hexlify(self._hash_file(path)[0].digest()).decode() == f["sha256"]
+        h, _ = yield from self._hash_file(path)
+        return hexlify(h.digest()).decode() == f["sha256"]
 
     def _copy(self, src, tmp, f):
         """Copy an unchanged file from the running app, verifying it on the way."""
@@ -299,7 +337,7 @@ class Agent:
                     break
                 h.update(self.mv[:k])
                 fs.write(o, self.mv[:k])
-                hw.wdt_feed()
+                yield
         return hexlify(h.digest()).decode() == f["sha256"]
 
     def _download(self, f, tmp, reuse=True):
@@ -307,94 +345,128 @@ class Agent:
 
         A `tmp` left by an earlier attempt is hashed and continued; should the result then not
         match, the file is fetched once more from its first byte before the update is given up."""
-        size = f["size"]
-        h = hashlib.sha256()
-        have = 0
-        reused = reuse and fs.exists(tmp)
-        if reused:
-            h, have = self._hash_file(tmp)
-            if have > size:
-                fs.remove(tmp)
-                h, have = hashlib.sha256(), 0
+        h, have = yield from self._resume_point(f, tmp, reuse)
+        reused = have > 0
         url = self.hub + f["url"] if f["url"].startswith("/") else f["url"]
         drops = 0
-        chunks = 0
-        if size == 0:
+        if f["size"] == 0:
             with open(tmp, "wb"):
                 pass
-        while have < size:
+        while have < f["size"]:
             try:
-                resp = http.request("GET", url, None, {"Range": "bytes=%d-" % have} if have else None, self.tls)
-            except OSError as exc:
-                drops = self._dropped(f, drops, exc)
+                resp, h, have = yield from self._open(f, url, h, have)
+            except (OSError, http.HTTPError) as exc:
+                drops = yield from self._dropped(f, drops, exc)
                 continue
             try:
-                if resp.status == 206:
-                    if not (resp.content_range or "").startswith("bytes %d-" % have):
-                        raise Failed("%s: Content-Range %s does not resume at %d" % (f["name"], resp.content_range, have), False)
-                elif resp.status == 200:
-                    if have:
-                        h, have = hashlib.sha256(), 0
-                elif resp.status == 416:
-                    raise Failed("%s: the hub holds fewer bytes than offered" % f["name"], False)
-                else:
-                    raise Failed("%s: HTTP %d" % (f["name"], resp.status), resp.status >= 500)
-                with open(tmp, "ab" if have else "wb") as out:
-                    full = len(self.mv)
-                    while have < size:
-                        n = resp.readinto(self.mv)
-                        if n == 0:
-                            break
-                        if have + n > size:
-                            raise Failed("%s: longer than offered" % f["name"], False)
-                        chunk = self.mv if n == full else self.mv[:n]
-                        fs.write(out, chunk)
-                        h.update(chunk)
-                        have += n
-                        hw.wdt_feed()
-                        if hw.TRACING:
-                            chunks += 1
-                            hw.step("download " + f["name"] + " " + str(chunks))
-                if have < size:
-                    raise OSError(104)
-            except OSError as exc:
-                if exc.errno == ENOSPC:
-                    raise
-                drops = self._dropped(f, drops, exc)
+                have = yield from self._receive(f, resp, tmp, h, have)
+            except (OSError, http.HTTPError) as exc:  # the network's; the flash's come as FlashError
+                have = fs.size(tmp)  # every byte written was hashed: resume after the last one
+                drops = yield from self._dropped(f, drops, exc)
             finally:
                 resp.close()
         if hexlify(h.digest()).decode() != f["sha256"]:
             fs.remove(tmp)
             if reused:
-                return self._download(f, tmp, False)
+                return (yield from self._download(f, tmp, False))
             raise Failed("%s: sha256 does not match the offer" % f["name"], False)
+
+    def _resume_point(self, f, tmp, reuse):
+        """(hasher, size) of what an earlier attempt left in `tmp`, or a fresh start."""
+        if reuse and fs.exists(tmp):
+            h, have = yield from self._hash_file(tmp)
+            if have <= f["size"]:
+                return h, have
+            fs.remove(tmp)
+        return hashlib.sha256(), 0
+
+    def _open(self, f, url, h, have):
+        """GET the rest of the file from byte `have`: (response, hasher, have), the last two reset
+        when the server sends the whole file again."""
+        until = hw.deadline(self._ms("request_s"))
+        resp = yield from http.request("GET", url, None, {"Range": "bytes=%d-" % have} if have else None,
+                                       self.tls, self.buf, until)
+        if resp.status == 206 and (resp.content_range or "").startswith("bytes %d-" % have):
+            return resp, h, have
+        if resp.status == 200:
+            return resp, hashlib.sha256(), 0
+        resp.close()
+        if resp.status == 206:
+            raise Failed("%s: Content-Range %s does not resume at %d" % (f["name"], resp.content_range, have), False)
+        if resp.status == 416:
+            raise Failed("%s: the hub holds fewer bytes than offered" % f["name"], False)
+        raise Failed("%s: HTTP %d" % (f["name"], resp.status), resp.status >= 500)
+
+    def _receive(self, f, resp, tmp, h, have):
+        """Stream the body into `tmp` from byte `have`; returns the new size. The transfer must keep
+        up `min_rate_bps` from its start (after `request_s` of grace) and never stall for `request_s`."""
+        size = f["size"]
+        grace = self._ms("request_s")
+        rate = self.cfg["min_rate_bps"]
+        start = hw.ticks_ms()
+        got = 0
+        chunks = 0
+        out = on_flash(open, tmp, "ab" if have else "wb")
+        try:
+            while have < size:
+                until = hw.earlier(hw.after(start, grace + got // rate * 1000), hw.deadline(grace))
+                chunk = yield from resp.chunk(until)
+                n = len(chunk)
+                if n == 0:
+                    break
+                if have + n > size:
+                    raise Failed("%s: longer than offered" % f["name"], False)
+                on_flash(fs.write, out, chunk)
+                h.update(chunk)
+                have += n
+                got += n
+                if hw.TRACING:
+                    chunks += 1
+                    hw.step("download " + f["name"] + " " + str(chunks))
+                yield
+        except BaseException:
+            try:
+                out.close()
+            except OSError:
+                pass
+            raise
+        on_flash(out.close)  # LittleFS commits the file here: a full flash may show only now
+        if have < size:
+            raise OSError(ECONNRESET)
+        return have
 
     def _dropped(self, f, drops, exc):
         drops += 1
         if drops > self.cfg["download_retries"]:
-            raise Failed("%s: download dropped %d times (%s)" % (f["name"], drops, exc), True)
-        print("ota: download of", f["name"], "dropped, resuming:", exc)
-        self.report("downloading", "%s resumed after drop %d" % (f["name"], drops))
-        hw.sleep_ms(min(250 * (1 << drops), 8000))
+            raise Failed("%s: download dropped %d times (%s)" % (f["name"], drops, describe(exc)), True)
+        print("ota: download of", f["name"], "dropped, resuming:", describe(exc))
+        yield from self.report("downloading", "%s resumed after drop %d" % (f["name"], drops))
+        yield from self._pause(min(250 * (1 << drops), 8000))
         return drops
+
+    def _pause(self, ms):
+        """Let `ms` go by without holding up the app."""
+        until = hw.deadline(ms)
+        while not hw.due(until):
+            yield
 
     def _stage_file(self, f):
         name = f["name"]
         dst = NEW + "/" + name
         tmp = dst + ".tmp"
         if fs.exists(dst):
-            if self._matches(dst, f):
+            if (yield from self._matches(dst, f)):
                 return
             fs.remove(dst)
         slash = name.rfind("/")
         if slash > 0:
             fs.makedirs(NEW + "/" + name[:slash])
         src = APP + "/" + name
-        if self._matches(src, f) and self._copy(src, tmp, f):
+        if (yield from self._matches(src, f)) and (yield from self._copy(src, tmp, f)):
             hw.step("copied " + name)
         else:
-            self.report("downloading", "%s 0/%d" % (name, f["size"]))
-            self._download(f, tmp)
+            yield from self.report("downloading", "%s 0/%d" % (name, f["size"]))
+            yield from self._download(f, tmp)
         os.rename(tmp, dst)
         hw.step("renamed " + name)
 
@@ -414,7 +486,8 @@ class Agent:
                     os.rmdir(sub)
 
     def stage(self, offer):
-        """Stage `offer` in app.new; on success the state says `staged` and the board resets.
+        """Stage `offer` in app.new; on success the state says `staged` and the switch waits for the
+        app's consent. Every other ending is reported and recorded as `failed`.
 
         Files already staged for the same version (before a power cut or a dropped connection,
         possibly under an earlier seq) are kept: each is verified by its sha256 before reuse."""
@@ -426,29 +499,33 @@ class Agent:
         self.st["phase"] = "downloading"
         self.save()
         hw.step("phase downloading")
-        self.report("downloading", "%d files" % len(offer["files"]))
+        yield from self.report("downloading", "%d files" % len(offer["files"]))
         try:
             fs.makedirs(NEW)
             names = set()
             for f in offer["files"]:
-                self._stage_file(f)
+                yield from self._stage_file(f)
                 names.add(f["name"])
             self._prune(names)
         except Failed as exc:
-            self.fail(str(exc), exc.transient)
-            return False
+            reason, transient = str(exc), exc.transient
+        except FlashError as exc:
+            reason, transient = flash_reason(exc.args[0]), False
         except OSError as exc:
-            reason = "flash full" if exc.errno == ENOSPC else "flash error %s" % exc
-            self.fail(reason, False)
-            return False
-        hw.step("staged")
-        self.st["phase"] = "staged"
-        self.pend("staged")
-        self.save()
-        hw.step("phase staged")
-        self.flush()
-        self.report("switching", "resetting into boot.py")
-        hw.reset()
+            reason, transient = flash_reason(exc), False
+        except Exception as exc:  # whatever else: still an update that ended, and the hub hears of it
+            reason, transient = "error while staging: " + describe(exc), False
+        else:
+            hw.step("staged")
+            self.st["phase"] = "staged"
+            self.pend("staged")
+            self.save()
+            hw.step("phase staged")
+            self.switch_by = hw.deadline(self._ms("switch_deadline_s"))
+            self.next_flush = hw.deadline(0)
+            return True
+        yield from self.fail(reason, transient)
+        return False
 
     def fail(self, reason, transient):
         """End or pause an update without touching the running app."""
@@ -464,13 +541,16 @@ class Agent:
             self.st["offer"] = None
         self.st["phase"] = "failed"
         self.pend("failed", reason, transient, offer)
-        self.save()
-        self.flush()
+        try:
+            self.save()
+        except OSError as exc:  # the report still goes out from memory
+            print("ota: state not saved:", exc)
+        yield from self.flush()
 
     def refuse(self, reason):
         """Report an offer that failed its checks; nothing is kept."""
         print("ota: offer refused:", reason)
-        self.report("failed", "offer refused: " + reason)
+        yield from self.report("failed", "offer refused: " + reason)
 
     def drop_stale_staging(self):
         """The hub no longer offers the update we had begun: forget its files."""
@@ -479,6 +559,13 @@ class Agent:
             self.st["offer"] = None
             self.st["phase"] = "failed" if self.st["phase"] == "failed" else "committed"
             self.save()
+
+    def switch(self, app):
+        """Stop the app and reset into boot.py, which switches to the staged app."""
+        if app:
+            app.stop()
+        self.drive(self.report("switching", "resetting into boot.py"))  # queued reports wait in state.json
+        hw.reset()
 
     # --- trial ------------------------------------------------------------------------------------
 
@@ -495,7 +582,6 @@ class Agent:
         hw.step("phase committed")
         fs.rmtree(OLD)
         hw.step("removed app.old")
-        self.flush()
 
     # --- main loop --------------------------------------------------------------------------------
 
@@ -515,63 +601,112 @@ class Agent:
     def start(self):
         if self.st["phase"] == "trial":
             hw.wdt_arm(self.cfg["wdt_ms"])
-        if self.online():
-            self.flush()
 
-    def poll(self, app=None):
-        """One round of the agent's duties; the app calls it from its loop."""
+    def poll(self, app=None, until=None):
+        """The agent's duties until `until` (a ticks value; 50 ms from now when None), the app's
+        idle time: one job after another, each picked up where the last poll left it."""
+        until = until if until is not None else hw.deadline(50)
         hw.wdt_feed()
-        trial = self.st["phase"] == "trial"
-        if trial and hw.due(self.trial_until):
+        if self.st["phase"] == "trial" and hw.due(self.trial_until):
             print("ota: trial not confirmed in time")
             hw.reset()
-        if not self.online():
-            return
+        while True:
+            if self.job is None:
+                self.job = self._due_job(app)
+                if self.job is None:
+                    return
+            self._advance(until)
+            if hw.due(until):
+                return
+
+    def _due_job(self, app):
+        online = self.online()
+        if self.switch_by is not None:
+            if online and self.st.get("pending") and hw.due(self.next_flush):
+                self.next_flush = hw.deadline(self._ms("heartbeat_s"))
+                return self.flush()  # `staged` goes out while the app still runs
+            if hw.due(self.switch_by) or not app or getattr(app, "may_switch", lambda: True)():
+                self.switch(app)
+        if not online:
+            return None
         if hw.due(self.next_hb):
             self.next_hb = self._jittered("heartbeat_s")
-            try:
-                readings = app.readings() if app else {}
-                if self.heartbeat(readings) and trial:
-                    self.commit()
-                    trial = False
-            except (OSError, http.HTTPError, Refused, ValueError) as exc:
-                print("ota: heartbeat failed:", exc)
-        if self.st.get("pending"):
-            self.flush()
-        if not trial and (self.check_now or hw.due(self.next_check)):
+            return self._heartbeat(app)
+        if self.st.get("pending") and hw.due(self.next_flush):
+            self.next_flush = hw.deadline(self._ms("heartbeat_s"))
+            return self.flush()
+        if self.st["phase"] != "trial" and self.switch_by is None and (self.check_now or hw.due(self.next_check)):
             self.check_now = False
             self.next_check = self._jittered("check_s")
-            self.update(app)
+            return self.update()
+        return None
 
-    def update(self, app=None):
+    def _heartbeat(self, app):
         try:
-            offer = self.check()
+            readings = app.readings() if app else {}
+            if (yield from self.heartbeat(readings)) and self.st["phase"] == "trial":
+                self.commit()
+                self.next_flush = hw.deadline(0)
+        except Exception as exc:
+            print("ota: heartbeat failed:", describe(exc))
+
+    def update(self):
+        """Check for an offer and stage it."""
+        try:
+            offer = yield from self.check()
         except Refused as exc:
-            self.refuse(str(exc))
+            yield from self.refuse(str(exc))
             return
-        except (OSError, http.HTTPError, ValueError) as exc:
-            print("ota: check failed:", exc)
+        except Exception as exc:
+            print("ota: check failed:", describe(exc))
             return
         if offer is None:
             self.drop_stale_staging()
             return
-        self.report("checking", "offer verified", False, offer)
-        if app:
-            app.stop()
-        self.stage(offer)
+        yield from self.report("checking", "offer verified", False, offer)
+        yield from self.stage(offer)
 
     def run(self, app=None):
-        """Run the app's steps and the agent's duties forever."""
+        """Run the app's steps every `tick_ms` and the agent's duties in between, forever."""
         self.start()
         tick = self.cfg["tick_ms"]
         while True:
+            next_tick = hw.deadline(tick)
             if app:
                 app.step()  # an app error ends the loop: boot.py resets a trial or runs the agent alone
             try:
-                self.poll(app)
+                self.poll(app, next_tick)
             except Exception as exc:  # the agent must never take the app down with it
-                print("ota: error:", repr(exc))
-            hw.sleep_ms(tick)
+                print("ota: error:", describe(exc))
+                self.job = None
+            hw.sleep_until(next_tick)
+
+
+class FlashError(Exception):
+    """A flash operation failed while a download was streaming (args[0]: the OSError), told apart
+    from the network's errors, which are resumed."""
+
+
+ECONNRESET = 104
+
+
+def on_flash(fn, *args):
+    try:
+        return fn(*args)
+    except OSError as exc:
+        raise FlashError(exc)
+
+
+def flash_reason(exc):
+    return "flash full" if exc.errno == ENOSPC else "flash error %s" % exc
+
+
+def describe(exc):
+    """An exception as one short line for a report: its type when its message says nothing."""
+    if isinstance(exc, OSError) and exc.errno == http.ETIMEDOUT:
+        return "timed out"
+    text = str(exc)
+    return text if text and not isinstance(exc, MemoryError) else exc.__class__.__name__ + (": " + text if text else "")
 
 
 def run(app=None):

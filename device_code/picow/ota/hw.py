@@ -1,12 +1,13 @@
-"""Everything board-specific: reset, watchdog, Wi-Fi, sensor and pump pins, flash quota.
+"""The board under the agent: reset, watchdog, Wi-Fi, clock, free heap, flash quota. (The app's sensors
+and actuators are the app's own: see app/hardware.py in the sample app.)
 
 On the Pico W (`sys.platform == "rp2"`) these drive the hardware. On the unix port the same calls
 stand in for it, so the agent and the app run unchanged in tests:
 - reset() exits with RESET_EXIT; the test rig starts the process again through boot.py;
 - the watchdog prints `@wdt arm <ms>` and `@wdt feed` lines; the rig, standing for the hardware,
   kills a process that has not fed it within the timeout (a hung app cannot check its own deadline);
-- Wi-Fi is the host's network, down while a file `sim/wifi_down` exists (each join attempt prints
-  `@wifi join`); the sensor reads `sim/moisture` (a percentage) when that file exists;
+- Wi-Fi is the host's network, down while a file `wifi_down` exists in the rig's hardware folder
+  (PICOW_SIM, else `sim/`); each join attempt prints `@wifi join`;
 - `PICOW_FLASH_QUOTA` (bytes) makes writes fail with ENOSPC once that much has been written, as on a
   full flash;
 - `PICOW_STEP_SYNC=1` makes step(name) print `@step <name>` and wait for a line on stdin, so the rig
@@ -31,9 +32,6 @@ else:
 _wdt = None
 _wdt_printed = 0
 _wlan = None
-_pump_pin = None
-_adc = None
-_pump_state = None
 _quota = None
 _step_sync = False
 _mem_trace = False
@@ -44,6 +42,7 @@ if not BOARD:
     _quota = int(_q) if _q else None
     _step_sync = os.getenv("PICOW_STEP_SYNC") == "1"
     _mem_trace = os.getenv("PICOW_MEM_TRACE") == "1"
+    _sim = os.getenv("PICOW_SIM") or "sim"
 TRACING = _step_sync or _mem_trace  # callers skip building step names in hot loops when False
 
 
@@ -70,8 +69,29 @@ def deadline(ms):
     return time.ticks_add(time.ticks_ms(), int(ms))
 
 
+def after(base, ms):
+    """The ticks value `ms` after the ticks value `base`."""
+    return time.ticks_add(base, int(ms))
+
+
+def earlier(a, b):
+    """The earlier of two ticks values."""
+    return a if time.ticks_diff(a, b) < 0 else b
+
+
 def due(when):
     return time.ticks_diff(time.ticks_ms(), when) >= 0
+
+
+def left_ms(when):
+    """Milliseconds until `when` (0 once it is due)."""
+    left = time.ticks_diff(when, time.ticks_ms())
+    return left if left > 0 else 0
+
+
+def sleep_until(when):
+    """Sleep until the ticks value `when`, feeding the watchdog."""
+    sleep_ms(left_ms(when))
 
 
 def sleep_ms(ms):
@@ -134,7 +154,7 @@ def wifi_connect(ssid, password, timeout_ms=15000):
 def wifi_connected():
     if not BOARD:
         try:
-            os.stat("sim/wifi_down")
+            os.stat(_sim + "/wifi_down")
             return False
         except OSError:
             return True
@@ -154,36 +174,6 @@ def mem_free():
     """Free heap after a collection (without one the figure mostly counts garbage)."""
     gc.collect()
     return gc.mem_free()
-
-
-def moisture_percent():
-    """Soil moisture in percent: 0 dry air, 100 in water (capacitive sensor on GP26)."""
-    global _adc
-    if BOARD:
-        if _adc is None:
-            _adc = machine.ADC(26)
-        raw = _adc.read_u16()
-        # capacitive sensors read high when dry: about 52000 in air, 23000 in water
-        pct = (52000 - raw) * 100 // (52000 - 23000)
-        return max(0, min(100, pct))
-    try:
-        with open("sim/moisture") as f:
-            return float(f.read())
-    except OSError:
-        return 50.0
-
-
-def pump(on):
-    """Switch the pump relay on GP15."""
-    global _pump_pin, _pump_state
-    on = bool(on)
-    if BOARD:
-        if _pump_pin is None:
-            _pump_pin = machine.Pin(15, machine.Pin.OUT)
-        _pump_pin.value(1 if on else 0)
-    elif on != _pump_state:
-        print("@pump", "on" if on else "off")
-    _pump_state = on
 
 
 def charge_flash(n):

@@ -1,29 +1,50 @@
-"""What every screen shares: the title bar, the hub banner, the model, and the update hooks the app calls."""
+"""What every screen shares: the title bar, the hub banner, the model, the update hooks the app calls, and
+the one route by which a failed worker is shown."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
+from textual import on
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Input
+from textual.worker import Worker, WorkerState
 
 from ..model import Event, FleetModel
+from ..source import Source
 from ..widgets.bars import LinkBanner, TitleBar
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from ..app import PicoctlApp
+
+
+def one_line(exc: BaseException | None) -> str:
+    text = str(exc).strip().splitlines() if exc is not None else []
+    return text[0] if text else exc.__class__.__name__
 
 
 class ModelScreen(Screen[None]):
-    """A screen rendering the app's FleetModel; `apply_changes` gets each flush, `tick` each second."""
+    """A screen rendering the app's FleetModel; `apply_changes` gets each flush, `tick` each second.
+
+    Workers raise what refuses them: a worker that fails ends in `worker_ended` (for the screen to put
+    itself right) and its error is shown as a toast, `<worker name>: <error>`.
+    """
 
     MODE = "fleet"
 
-    @property
-    def model(self) -> FleetModel:
-        return self.app.model  # type: ignore[attr-defined]
+    if TYPE_CHECKING:
+        app = getters.app(PicoctlApp)
 
     @property
-    def source(self) -> Any:
-        return self.app.source  # type: ignore[attr-defined]
+    def model(self) -> FleetModel:
+        return self.app.model
+
+    @property
+    def source(self) -> Source:
+        return self.app.source
 
     def top(self) -> ComposeResult:
         yield TitleBar(self.MODE, id="titlebar")
@@ -46,6 +67,21 @@ class ModelScreen(Screen[None]):
     def tick(self) -> None:
         self.query_one(TitleBar).refresh()
 
+    @on(Worker.StateChanged)
+    def _worker_state(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            return
+        error = worker.error if event.state is WorkerState.ERROR else None
+        shown = self.worker_ended(worker, error)
+        if error is not None and not shown:
+            self.fail(f"{worker.name}: {one_line(error)}")
+
+    def worker_ended(self, worker: Worker[object], error: BaseException | None) -> bool:
+        """A worker of this screen finished (`error` None), failed or was cancelled; True when the screen
+        has shown the error itself."""
+        return False
+
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
@@ -60,11 +96,13 @@ class ModelScreen(Screen[None]):
             self.focus_next()
 
     def key_escape(self) -> None:
-        box = self.query("#filter")
-        if box and box.first().has_focus:
-            box.first().value = ""
-            box.first().display = False
-            self.focus_next()
+        """esc clears the filter, from the box or from the table it filters."""
+        box = self.query("#filter").only_one(Input) if self.query("#filter") else None
+        if box is not None and (box.has_focus or box.value):
+            box.value = ""
+            box.display = False
+            if box.has_focus:
+                self.focus_next()
 
     def filter_changed(self, text: str) -> None:
         """The filter box's text changed."""

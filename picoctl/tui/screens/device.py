@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -11,11 +9,11 @@ from textual.containers import Grid
 from textual.widgets import Footer, Label, Sparkline, Static
 
 from .. import keymap
-from ..model import Device, Event, age, kib
+from ..format import PHASE_STYLE, age, hms, kib, seen, shown, status_cell
+from ..model import Device, Event
 from ..widgets.modals import Confirm
 from ..widgets.table import KeyedTable
 from .base import ModelScreen
-from .fleet import state_cell
 
 SPARKS = (("moisture", "moisture"), ("rssi", "RSSI"), ("mem_free", "free mem"))
 HISTORY_COLUMNS = (("at", "TIME", 8), ("kind", "KIND", 17), ("version", "VERSION", 8), ("result", "RESULT", 11),
@@ -29,14 +27,6 @@ def series(d: Device, name: str) -> list[float]:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out.append(float(v))
     return out
-
-
-def _shown(value: object) -> str:
-    return ("on" if value else "off") if isinstance(value, bool) else str(value)
-
-
-def hms(at: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(at))
 
 
 class DeviceScreen(ModelScreen):
@@ -66,12 +56,9 @@ class DeviceScreen(ModelScreen):
     def device(self) -> Device | None:
         return self.model.devices.get(self.device_id)
 
-    @work(exclusive=True, exit_on_error=False, group="device-detail")
+    @work(exclusive=True, exit_on_error=False, group="device-detail", name="device history")
     async def load_detail(self) -> None:
-        try:
-            self.model.load_device_detail(await self.source.device(self.device_id))
-        except Exception as exc:  # noqa: BLE001 - shown, the screen keeps what it has
-            self.fail(f"device {self.device_id}: {exc}")
+        self.model.load_device_detail(await self.source.device(self.device_id))
         self.sync()
 
     def sync(self) -> None:
@@ -93,14 +80,14 @@ class DeviceScreen(ModelScreen):
         t = Text()
         t.append(d.id, style="bold")
         t.append(f" {d.type}  channel {d.channel}  version {d.version or '-'}  ")
-        t.append_text(state_cell(self.model.liveness(d, now)))
-        t.append(f" seen {age(None if d.last_seen is None else now - d.last_seen)} ago\n")
+        t.append_text(status_cell(self.model.liveness(d, now)))
+        t.append(f" {seen(d.last_seen, now)}\n")
         t.append(f"RSSI {d.rssi if d.rssi is not None else '-'} dBm  free {kib(d.mem_free)}  "
                  f"uptime {age(d.uptime_s)}  ")
-        t.append("  ".join(f"{k} {_shown(v)}" for k, v in sorted(d.readings.items())) + "\n")
+        t.append("  ".join(f"{k} {shown(v)}" for k, v in sorted(d.readings.items())) + "\n")
         if d.offer:
             t.append(f"offer: rollout #{d.offer.rollout_id} {d.offer.version} seq {d.offer.seq}  phase ")
-            t.append(d.offer.phase, style="red" if d.offer.phase in ("failed", "rolled_back") else "cyan")
+            t.append(d.offer.phase, style=PHASE_STYLE.get(d.offer.phase, ""))
         else:
             t.append("offer: none", style="dim")
         self.query_one("#device-info", Static).update(t)
@@ -134,7 +121,7 @@ class DeviceScreen(ModelScreen):
         self.dismiss()
 
     def action_check_now(self) -> None:
-        self.act("check_now", f"{self.device_id} will check for an update at its next heartbeat")
+        self.check_now()
 
     def action_move_channel(self) -> None:
         d = self.device
@@ -144,19 +131,25 @@ class DeviceScreen(ModelScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.act("set_channel", f"{self.device_id} moved to the {to} channel", to)
+                self.set_channel(to)
 
         self.app.push_screen(Confirm(f"Move {self.device_id} to {to}?",
                                      f"1 device ({self.device_id}) leaves the {d.channel} channel and joins {to}: "
                                      f"it will get the offers of {to} rollouts.", "Move"), answered)
 
-    @work(exclusive=True, exit_on_error=False, group="device-action")
-    async def act(self, what: str, done: str, *args: str) -> None:
-        try:
-            result = await self.source.act(what, self.device_id, *args)
-            if isinstance(result, dict) and result.get("id") == self.device_id:
-                self.model.devices[self.device_id].update(result)
-            self.notify(done)
-            self.sync()
-        except Exception as exc:  # noqa: BLE001 - any refusal becomes a toast
-            self.fail(f"{what.replace('_', ' ')} {self.device_id}: {exc}")
+    def check_now(self) -> None:
+        self.run_worker(self._check_now(), name=f"check now {self.device_id}", group="device-action",
+                        exclusive=True, exit_on_error=False)
+
+    async def _check_now(self) -> None:
+        await self.source.check_now(self.device_id)
+        self.notify(f"{self.device_id} will check for an update at its next heartbeat")
+
+    def set_channel(self, to: str) -> None:
+        self.run_worker(self._set_channel(to), name=f"move {self.device_id} to {to}", group="device-action",
+                        exclusive=True, exit_on_error=False)
+
+    async def _set_channel(self, to: str) -> None:
+        self.model.apply("device", await self.source.set_channel(self.device_id, to))
+        self.notify(f"{self.device_id} moved to the {to} channel")
+        self.sync()

@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.widgets import Footer, Input, Static
 
 from .. import keymap
-from ..model import STATUS_SYMBOL, Device, Event, age, kib
+from ..format import PHASE_STYLE, age, kib, reading_cell, status_cell
+from ..model import Device, Event
 from ..widgets.fast_table import FastTable
-from ..widgets.table import Cell
+from ..widgets.table import Cell, sort_key
 from .base import ModelScreen
 
-COLUMNS = (("id", "ID", 10), ("type", "TYPE", 5), ("channel", "CHAN", 6), ("version", "VERSION", 7),
-           ("state", "STATE", 9), ("seen", "SEEN", 4), ("rssi", "RSSI", 4), ("mem", "MEM", 5),
-           ("moisture", "MOIST", 5), ("pump", "PUMP", 4), ("offer", "OFFER", 18))
-STATE_STYLE = {"online": "green", "stale": "yellow", "offline": "bold red", "new": "dim"}
+# What a row must show at 80 columns comes first (id, state, version, rollout phase), the rest to the right;
+# the ID stays in place when the table scrolls sideways.
+COLUMNS = (("id", "ID", 10), ("state", "STATE", 9), ("version", "VERSION", 8), ("offer", "OFFER", 18),
+           ("seen", "SEEN", 5), ("channel", "CHAN", 6), ("type", "TYPE", 5), ("moisture", "MOIST", 6),
+           ("pump", "PUMP", 5), ("rssi", "RSSI", 5), ("mem", "MEM", 5))
 
-
-def state_cell(state: str) -> Text:
-    return Text(f"{STATUS_SYMBOL.get(state, '?')} {state}", style=STATE_STYLE.get(state, ""), justify="left")
-
-
-def _reading(value: object) -> Cell:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, (int, float)):
-        return Text(f"{value:.1f}", justify="right")
-    return str(value) if value is not None else "-"
+NO_DEVICES = ("No devices yet. Provision a Pico W on the USB screen (5, then v on its port), or register one\n"
+              "with `picoctl device provision ID --port PORT` or `picoctl devices add ID`; it shows here when it\n"
+              "first reports.")
 
 
 class FleetScreen(ModelScreen):
@@ -48,6 +42,7 @@ class FleetScreen(ModelScreen):
         yield Static(id="summary")
         yield Input(placeholder="filter: id, type, channel, version or state", id="filter")
         yield FastTable(COLUMNS, id="devices")
+        yield Static(id="fleet-empty", classes="empty")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -59,14 +54,13 @@ class FleetScreen(ModelScreen):
         return self.query_one("#devices", FastTable)
 
     def cells(self, d: Device, now: float) -> Sequence[Cell]:
-        state = self.model.liveness(d, now)
-        offer = f"{d.offer.version} {d.offer.phase}" if d.offer else "-"
-        return (d.id, d.type, d.channel, d.version or "-", state_cell(state),
-                age(None if d.last_seen is None else now - d.last_seen),
-                d.rssi if d.rssi is not None else "-", kib(d.mem_free),
-                _reading(d.reading("moisture")), _reading(d.reading("pump")), offer)
+        state = status_cell(self.model.liveness(d, now), last_known=self.model.link.down)
+        offer = Text(f"{d.offer.version} {d.offer.phase}", style=PHASE_STYLE.get(d.offer.phase, "")) if d.offer else "-"
+        return (d.id, state, d.version or "-", offer, age(None if d.last_seen is None else now - d.last_seen),
+                d.channel, d.type, reading_cell(d.reading("moisture")), reading_cell(d.reading("pump")),
+                d.rssi if d.rssi is not None else "-", kib(d.mem_free))
 
-    def visible(self, d: Device, now: float) -> bool:
+    def passes_filter(self, d: Device, now: float) -> bool:
         f = self.filter_text
         if not f:
             return True
@@ -96,12 +90,12 @@ class FleetScreen(ModelScreen):
             d = devices.get(did)
             if d is None:
                 continue
-            if self.visible(d, now):
+            if self.passes_filter(d, now):
                 resort |= self.sort_column in table.put(did, self.cells(d, now))
             else:
                 table.drop(did)
         if resort:
-            table.sort_by(self.sort_column, self.sort_reverse)
+            self._sort()
 
     def tick(self) -> None:
         """Ages and liveness move with the clock: rewrite the cells whose text changed, in the rows on
@@ -112,22 +106,45 @@ class FleetScreen(ModelScreen):
 
     def _summary(self) -> None:
         self.query_one("#summary", Static).update(self.model.summary())
+        empty = self.query_one("#fleet-empty", Static)
+        empty.display = not self.table.row_count
+        if not self.model.devices:
+            empty.update(NO_DEVICES)
+        elif not self.table.row_count:
+            empty.update(f"no device matches {self.filter_text!r}: esc clears the filter")
 
     def filter_changed(self, text: str) -> None:
         self.filter_text = text.strip().lower()
         now = self.model.clock()
-        self.table.keep_only(did for did, d in self.model.devices.items() if self.visible(d, now))
+        self.table.keep_only(did for did, d in self.model.devices.items() if self.passes_filter(d, now))
         self.sync()
+
+    def _sort(self) -> None:
+        self.table.sort_by(self.sort_column, self.sort_reverse, self._sort_value(self.sort_column))
+
+    def _sort_value(self, column: str) -> Callable[[str], Any] | None:
+        """Columns whose text does not sort as their value does: ages and sizes, by the number."""
+        devices = self.model.devices
+        if column == "seen":
+            return lambda did: sort_key(-(devices[did].last_seen or float("-inf")) if did in devices else "-")
+        if column == "mem":
+            return lambda did: sort_key(devices[did].mem_free if did in devices else "-")
+        return None
 
     def action_sort_next(self) -> None:
         keys = [c[0] for c in COLUMNS]
         self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
-        self.table.sort_by(self.sort_column, self.sort_reverse)
-        self.notify(f"sorted by {self.sort_column}", timeout=2)
+        self._sort()
+        self._said_sort()
 
     def action_sort_reverse(self) -> None:
         self.sort_reverse = not self.sort_reverse
-        self.table.sort_by(self.sort_column, self.sort_reverse)
+        self._sort()
+        self._said_sort()
+
+    def _said_sort(self) -> None:
+        label = next(label for key, label, _ in COLUMNS if key == self.sort_column)
+        self.notify(f"sorted by {label} {'descending ▼' if self.sort_reverse else 'ascending ▲'}", timeout=2)
 
     @on(FastTable.Selected, "#devices")
     def _selected(self, event: FastTable.Selected) -> None:
@@ -137,20 +154,18 @@ class FleetScreen(ModelScreen):
         self.open(self.table.selected_key())
 
     def open(self, device_id: str | None) -> None:
-        from .device import DeviceScreen
-
         if device_id:
-            self.app.push_screen(DeviceScreen(device_id))
+            self.app.open_device(device_id)
 
     def action_check_now(self) -> None:
         device_id = self.table.selected_key()
         if device_id:
             self.check_now(device_id)
 
-    @work(exclusive=True, exit_on_error=False, group="fleet-action")
-    async def check_now(self, device_id: str) -> None:
-        try:
-            await self.source.act("check_now", device_id)
-            self.notify(f"{device_id} will check for an update at its next heartbeat")
-        except Exception as exc:  # noqa: BLE001 - any refusal becomes a toast
-            self.fail(f"check now {device_id}: {exc}")
+    def check_now(self, device_id: str) -> None:
+        self.run_worker(self._check_now(device_id), name=f"check now {device_id}", group="fleet-action",
+                        exclusive=True, exit_on_error=False)
+
+    async def _check_now(self, device_id: str) -> None:
+        await self.source.check_now(device_id)
+        self.notify(f"{device_id} will check for an update at its next heartbeat")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Input, Static
 
 from .. import keymap
+from ..format import RESULT_STYLE, hms, plural
 from ..model import Event
 from ..widgets.modals import EventDetail
 from ..widgets.table import KeyedTable
@@ -17,7 +16,6 @@ from .base import ModelScreen
 
 COLUMNS = (("at", "TIME", 8), ("kind", "KIND", 17), ("device", "DEVICE", 8), ("version", "VERSION", 7),
            ("result", "RESULT", 11), ("detail", "DETAIL", None))
-RESULT_STYLE = {"ok": "green", "committed": "green", "failed": "bold red", "refused": "red", "rolled_back": "yellow"}
 
 
 def matches(e: Event, text: str) -> bool:
@@ -46,7 +44,7 @@ class HistoryScreen(ModelScreen):
         self.query_one("#events").focus()
 
     def _row(self, e: Event) -> tuple[object, ...]:
-        return (time.strftime("%H:%M:%S", time.gmtime(e.at)), e.kind, e.device_id or "-", e.version or "-",
+        return (hms(e.at), e.kind, e.device_id or "-", e.version or "-",
                 Text(e.result or "-", style=RESULT_STYLE.get(e.result, "")), e.detail)
 
     def sync(self) -> None:
@@ -78,7 +76,7 @@ class HistoryScreen(ModelScreen):
     def _status(self, n: int) -> None:
         where = f" matching {self.filter_text!r}" if self.filter_text else ""
         follow = "following" if self.follow else "paused (f follows)"
-        self.query_one("#history-status", Static).update(f"{n} event(s){where}  {follow}")
+        self.query_one("#history-status", Static).update(f"{plural(n, 'event')}{where}  {follow}")
 
     def filter_changed(self, text: str) -> None:
         self.filter_text = text.strip()

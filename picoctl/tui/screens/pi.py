@@ -5,23 +5,23 @@ call_from_thread only."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Iterable
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
+from textual.worker import Worker
 
 from .. import keymap
 from ...progress import Progress, ProgressEvent
+from ..format import RESULT_STYLE, hms
 from ..model import Event
+from .base import one_line
 from ..source import PiView
 from ..widgets.modals import Confirm, Prompt
 from ..widgets.table import KeyedTable
 from .base import ModelScreen
-from .device import hms
-from .history import RESULT_STYLE
 
 EVENT_COLUMNS = (("at", "TIME", 8), ("op", "OP", 8), ("moved", "FROM → TO", 16), ("result", "RESULT", 8),
                  ("why", "DETAIL", None))
@@ -74,14 +74,20 @@ class PiScreen(ModelScreen):
     def action_refresh(self) -> None:
         self.read_status()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="pi-status")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pi-status", name="pi status")
     def read_status(self) -> None:
-        try:
-            view = self.source.pi_status()
-        except Exception as exc:  # noqa: BLE001 - shown on the screen
-            self.app.call_from_thread(self._show_error, str(exc))
-            return
-        self.app.call_from_thread(self._show, view)
+        self.app.call_from_thread(self._show, self.source.pi_status())
+
+    def worker_ended(self, worker: Worker[object], error: BaseException | None) -> bool:
+        if error is None:
+            return False
+        if worker.group == "pi-status":
+            self._show_error(one_line(error))
+            return True
+        if worker.group == "pi-op":
+            self._done(self.running, False, one_line(error))
+            return True
+        return False
 
     def _show_error(self, message: str) -> None:
         self.query_one("#pi-info", Static).update(Text(f"✖ {message}", style="red"))
@@ -144,21 +150,17 @@ class PiScreen(ModelScreen):
         self.query_one("#pi-progress", ProgressBar).update(total=None, progress=0)
         self.pi_worker(op, source)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="pi-op")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pi-op", name="pi")
     def pi_worker(self, op: str, source: str) -> None:
+        """A refusal or failure raised here ends the operation through worker_ended."""
         call = self.app.call_from_thread
         progress = Progress(f"pi {op}", lambda e: call(self._progress, e))
         log = lambda line: call(self._log, line)  # noqa: E731
-        try:
-            if op == "deploy":
-                result = self.source.pi_deploy(source, progress, log)
-            else:
-                result = self.source.pi_rollback(progress, log)
-            ok = getattr(result, "ok", True)
-            reason = getattr(result, "reason", "") or f"{op} done"
-            call(self._done, op, ok, reason)
-        except Exception as exc:  # noqa: BLE001 - refusals and failures end the operation, shown
-            call(self._done, op, False, str(exc))
+        if op == "deploy":
+            result = self.source.pi_deploy(source, progress, log)
+        else:
+            result = self.source.pi_rollback(progress, log)
+        call(self._done, op, getattr(result, "ok", True), getattr(result, "reason", "") or f"{op} done")
 
     def _progress(self, e: ProgressEvent) -> None:
         bar = self.query_one("#pi-progress", ProgressBar)
@@ -166,7 +168,7 @@ class PiScreen(ModelScreen):
         self.query_one("#pi-step", Label).update(f"{e.task}: {e.phase or e.state} {e.item}".rstrip())
 
     def _log(self, line: str) -> None:
-        self.query_one("#pi-log", RichLog).write(f"{time.strftime('%H:%M:%S', time.gmtime(self.app.clock()))} {line}")  # type: ignore[attr-defined]
+        self.query_one("#pi-log", RichLog).write(f"{hms(self.app.clock())} {line}")
 
     def _done(self, op: str, ok: bool, reason: str) -> None:
         self.running = ""

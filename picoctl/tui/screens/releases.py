@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from typing import Iterable
 
 from rich.text import Text
@@ -12,7 +12,9 @@ from textual.widgets import Footer, Label, ProgressBar, Static
 
 from .. import keymap
 from ...errors import BadInput
-from ...rollout import DeviceInfo, stages_from_dicts
+from ...protocol import ACTION_ACCEPTS
+from ...rollout import DeviceInfo, RolloutInfo, stage_of, stages_from_dicts
+from ..format import FAILED, ROLLOUT_STYLE, stamp
 from ..model import COUNT_KEYS, Device, Event, Rollout
 from ..widgets.canary_form import CanaryForm, CanaryRequest
 from ..widgets.modals import Confirm
@@ -23,7 +25,6 @@ RELEASE_COLUMNS = (("target", "TARGET", 6), ("version", "VERSION", 9), ("publish
                    ("devices", "DEVICES", 7), ("sha", "SHA256", 12))
 ROLLOUT_COLUMNS = (("id", "#", 3), ("kind", "KIND", 8), ("target", "TARGET", 6), ("version", "VERSION", 15),
                    ("stage", "STAGE", 8), ("state", "STATE", 11), ("done", "DONE", 9))
-STATE_STYLE = {"active": "green", "halted": "bold red", "completed": "blue", "rolled_back": "yellow"}
 # What each verb does, for the confirmation: (title, body); {n} devices, {r} the rollout.
 VERBS = {
     "promote": ("Promote rollout #{id}?", "Stage {next} opens: {target} {version} will be offered to {joining} more "
@@ -34,31 +35,29 @@ VERBS = {
     "rollback": ("Roll back rollout #{id}?", "{took} device(s) that took {target} {version} will be offered "
                                              "{previous} again."),
 }
-VALID = {"promote": ("active",), "halt": ("active",), "resume": ("halted",),
-         "rollback": ("active", "halted", "completed")}
+
+
+def policy(r: Rollout) -> RolloutInfo | None:
+    """The rollout as picoctl.rollout sees it; None for one whose stages the policy would refuse."""
+    try:
+        return RolloutInfo(r.id, r.target, r.version, r.previous_version, r.state, r.kind, r.stage_index,
+                           stages_from_dicts(r.stages), r.halt_after_failures, r.promote_after_successes,
+                           r.created_at or 0.0, r.reason)
+    except (BadInput, ValueError):
+        return None
+
+
+def device_info(d: Device) -> DeviceInfo:
+    return DeviceInfo(d.id, d.type, d.channel, d.version, 0, d.last_seen)
 
 
 def joining(r: Rollout, devices: Iterable[Device]) -> int:
     """Devices not on the version that the next stage adds to those the rollout covers now."""
-    try:
-        stages = stages_from_dicts(r.stages)
-    except BadInput:
+    info = policy(r)
+    if info is None or info.last_stage:
         return 0
-    nxt = r.stage_index + 1
-    if nxt >= len(stages):
-        return 0
-    n = 0
-    for d in devices:
-        if d.type != r.target or d.version == r.version:
-            continue
-        info = DeviceInfo(d.id, d.type, d.channel, d.version, 0, d.last_seen)
-        first = next((i for i, s in enumerate(stages[:nxt + 1]) if s.cohort.contains(info)), None)
-        n += first == nxt
-    return n
-
-
-def stamp(at: float | None) -> str:
-    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))
+    nxt = dataclasses.replace(info, stage_index=info.stage_index + 1)
+    return sum(1 for d in devices if d.version != r.version and stage_of(nxt, device_info(d)) == nxt.stage_index)
 
 
 def counts_text(r: Rollout) -> Text:
@@ -66,7 +65,7 @@ def counts_text(r: Rollout) -> Text:
     for k in COUNT_KEYS + (("retrying",) if r.counts.get("retrying") else ()):
         n = r.counts.get(k, 0)
         t.append(f"{k} ", style="dim")
-        t.append(f"{n}  ", style="bold red" if k == "failed" and n else "bold")
+        t.append(f"{n}  ", style=FAILED if k == "failed" and n else "bold")
     return t
 
 
@@ -111,7 +110,7 @@ class ReleasesScreen(ModelScreen):
         for r in sorted(self.model.rollouts.values(), key=lambda r: -r.id):
             done, total = r.progress
             table.put(str(r.id), (r.id, r.kind, r.target, f"{r.previous_version or '-'} → {r.version}",
-                                  r.stage_name, Text(r.state, style=STATE_STYLE.get(r.state, "")), f"{done}/{total}"))
+                                  r.stage_name, Text(r.state, style=ROLLOUT_STYLE.get(r.state, "")), f"{done}/{total}"))
         table.keep_only(str(i) for i in self.model.rollouts)
         self._active()
 
@@ -128,7 +127,7 @@ class ReleasesScreen(ModelScreen):
         t.append(f"{r.kind} {r.target} {r.previous_version or '-'} → {r.version}  stage ")
         t.append(f"{r.stage_name} ({r.stage_index + 1}/{len(r.stages)})", style="bold")
         t.append("  ")
-        t.append(r.state, style=STATE_STYLE.get(r.state, ""))
+        t.append(r.state, style=ROLLOUT_STYLE.get(r.state, ""))
         if r.reason and r.state != "active":
             t.append(f"  {r.reason}", style="italic")
         t.append("\n")
@@ -139,7 +138,7 @@ class ReleasesScreen(ModelScreen):
 
     # --- verbs -------------------------------------------------------------------------------
     def action_new_canary(self) -> None:
-        cfg = self.app.cfg  # type: ignore[attr-defined]
+        cfg = self.app.cfg
         releases = sorted(k for k, r in self.model.releases.items() if r.target != "pi")
         if not releases:
             self.fail("no release published for a device target: publish one with `picoctl release publish`")
@@ -152,29 +151,26 @@ class ReleasesScreen(ModelScreen):
         self.app.push_screen(CanaryForm(releases, cfg.rollout.stages, cfg.rollout.halt_after_failures,
                                         cfg.rollout.promote_after_successes), answered)
 
-    @work(exclusive=True, exit_on_error=False, group="rollout-action")
+    @work(exclusive=True, exit_on_error=False, group="rollout-action", name="start rollout")
     async def start(self, req: CanaryRequest) -> None:
-        try:
-            r = await self.source.act("start_rollout", req.target, req.version, req.stages,
-                                      req.halt_after_failures, req.promote_after_successes)
-            self.notify(f"started rollout #{r.get('id')}: {req.describe()}")
-            await self.app.refresh_rollouts()  # type: ignore[attr-defined]
-        except Exception as exc:  # noqa: BLE001 - a refusal is shown; nothing changed
-            self.fail(f"start rollout: {exc}")
+        r = await self.source.start_rollout(req.target, req.version, req.stages, req.halt_after_failures,
+                                            req.promote_after_successes)
+        self.notify(f"started rollout #{r.get('id')}: {req.describe()}")
+        await self.app.refresh_rollouts()
 
     def _target(self, verb: str) -> Rollout | None:
         """The selected rollout if the verb applies to it, else the newest one it applies to."""
         key = self.query_one("#rollouts", KeyedTable).selected_key() if self.focused is self.query_one("#rollouts") else None
         chosen = self.model.rollouts.get(int(key)) if key else None
-        if chosen is not None and chosen.state in VALID[verb]:
+        if chosen is not None and chosen.state in ACTION_ACCEPTS[verb]:
             return chosen
-        fit = [r for r in self.model.rollouts.values() if r.state in VALID[verb]]
+        fit = [r for r in self.model.rollouts.values() if r.state in ACTION_ACCEPTS[verb]]
         return max(fit, key=lambda r: r.id) if fit else None
 
     def action_rollout(self, verb: str) -> None:
         r = self._target(verb)
         if r is None:
-            self.fail(f"no {' or '.join(VALID[verb])} rollout to {verb}")
+            self.fail(f"no {' or '.join(ACTION_ACCEPTS[verb])} rollout to {verb}")
             return
         c = r.counts
         facts = {"id": r.id, "target": r.target, "version": r.version, "stage": r.stage_name,
@@ -191,13 +187,12 @@ class ReleasesScreen(ModelScreen):
 
         self.app.push_screen(Confirm(title, body, verb.capitalize()), answered)
 
-    @work(exclusive=True, exit_on_error=False, group="rollout-action")
-    async def act(self, rollout_id: int, verb: str) -> None:
-        try:
-            result = await self.source.act("rollout_action", rollout_id, verb, "from the picoctl TUI")
-            if isinstance(result, dict) and "id" in result:
-                self.model.apply("rollout", result)
-            self.notify(f"{verb}: rollout #{rollout_id}")
-            await self.app.refresh_rollouts()  # type: ignore[attr-defined]
-        except Exception as exc:  # noqa: BLE001 - a refusal is shown; nothing changed
-            self.fail(f"{verb} rollout #{rollout_id}: {exc}")
+    def act(self, rollout_id: int, verb: str) -> None:
+        self.run_worker(self._act(rollout_id, verb), name=f"{verb} rollout #{rollout_id}", group="rollout-action",
+                        exclusive=True, exit_on_error=False)
+
+    async def _act(self, rollout_id: int, verb: str) -> None:
+        result = await self.source.rollout_action(rollout_id, verb, "from the picoctl TUI")
+        self.model.apply("rollout", result)
+        self.notify(f"{verb}: rollout #{rollout_id}")
+        await self.app.refresh_rollouts()

@@ -12,6 +12,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Footer, Label, ProgressBar
+from textual.worker import Worker
 
 from .. import keymap
 from ...progress import Progress, ProgressEvent
@@ -19,7 +20,7 @@ from ..source import BoardView
 from ..widgets.modals import Fields, Prompt
 from ..widgets.serial_view import SerialView
 from ..widgets.table import KeyedTable
-from .base import ModelScreen
+from .base import ModelScreen, one_line
 
 PATH_WIDTH = 24
 COLUMNS = (("kind", "KIND", 7), ("path", "PORT / DRIVE", PATH_WIDTH), ("family", "FAMILY", 7),
@@ -40,6 +41,7 @@ class UsbScreen(ModelScreen):
         self.boards: dict[str, BoardView] = {}
         self.stop_scan = threading.Event()
         self.busy = ""
+        self.busy_where = ""
         self.resume_log = ""  # the port whose log a transfer interrupted, followed again after it
 
     def compose(self) -> ComposeResult:
@@ -60,7 +62,7 @@ class UsbScreen(ModelScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="usb-scan")
     def scan(self) -> None:
         """Scan every usb.poll_s while the screen is shown, until it goes; hand each list to the table."""
-        every = float(getattr(self.app.cfg.usb, "poll_s", 0.5))  # type: ignore[attr-defined]
+        every = self.app.cfg.usb.poll_s
         while not self.stop_scan.is_set():
             if not self.is_current:
                 self.stop_scan.wait(every)
@@ -76,7 +78,7 @@ class UsbScreen(ModelScreen):
 
     @property
     def live(self) -> bool:
-        return getattr(self.app, "live_ticks", True)
+        return self.app.live_ticks
 
     def _boards(self, boards: list[BoardView]) -> None:
         table = self.query_one("#boards", KeyedTable)
@@ -130,7 +132,7 @@ class UsbScreen(ModelScreen):
         return bool(self.busy)
 
     def transfer(self, op: str, where: str, what: Any) -> None:
-        self.busy = op
+        self.busy, self.busy_where = op, where
         view = self.query_one(SerialView)
         if view.port == where and view.reader is not None:
             self.resume_log = where
@@ -138,16 +140,18 @@ class UsbScreen(ModelScreen):
         self.query_one("#usb-progress", ProgressBar).update(total=None, progress=0)
         self.transfer_worker(op, where, what)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="usb-transfer")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="usb-transfer", name="usb")
     def transfer_worker(self, op: str, where: str, what: Any) -> None:
+        """A refusal or failure raised here ends the transfer through worker_ended."""
         call = self.app.call_from_thread
         progress = Progress(f"{op} {Path(where).name}", lambda e: call(self._progress, e))
-        try:
-            done = self.source.usb_transfer(op, where, what, progress)
-            call(self._done, op, where, True, done)
-        except Exception as exc:  # noqa: BLE001 - refusals and failures end the transfer, shown
-            progress.fail(str(exc))
-            call(self._done, op, where, False, str(exc))
+        call(self._done, op, where, True, self.source.usb_transfer(op, where, what, progress))
+
+    def worker_ended(self, worker: Worker[object], error: BaseException | None) -> bool:
+        if error is not None and worker.group == "usb-transfer":
+            self._done(self.busy, self.busy_where, False, one_line(error))
+            return True
+        return False
 
     def _progress(self, e: ProgressEvent) -> None:
         self.query_one("#usb-progress", ProgressBar).update(total=e.total, progress=e.done)
@@ -161,8 +165,8 @@ class UsbScreen(ModelScreen):
             self.resume_log = ""
         said = f"{op} {Path(where).name}: {message}"  # the name, as the progress line has it: a path hid the result
         self.query_one("#usb-step", Label).update(Text(said, style="green" if ok else "bold red"))
+        self.query_one("#usb-progress", ProgressBar).update(total=1, progress=1 if ok else 0)  # not left pulsing
         if ok:
-            self.query_one("#usb-progress", ProgressBar).update(total=1, progress=1)
             self.notify(said)
         else:
             self.fail(said)

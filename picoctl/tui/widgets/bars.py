@@ -8,10 +8,13 @@ from rich.text import Text
 from textual.widgets import Static
 
 from .. import keymap
+from ..format import FAILED
+from ..model import Link
 
 
 class TitleBar(Static):
-    """`picoctl │ 1 Fleet 2 Releases … │ ● live`: the current screen highlighted, the link state at the right."""
+    """`picoctl 1 Fleet 2 Releases … ● live 12:00:00Z 127.0.0.1:8470`: the current screen highlighted, then
+    the link, the clock and the hub the TUI is attached to."""
 
     def __init__(self, current: str, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -23,19 +26,21 @@ class TitleBar(Static):
     def render(self) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" picoctl ", style="bold reverse")
-        narrow = self.size.width and self.size.width < 70
+        narrow = self.size.width and self.size.width < 100
         accent = self.app.theme_variables.get("accent", "blue")
         for i, (mode, title) in enumerate(keymap.SCREENS, 1):
             label = f" {i} {title[:3] if narrow else title} "
             t.append(label, style=f"bold black on {accent}" if mode == self.current else "dim")
-        link = getattr(self.app, "link", "")
-        state = link.split(":")[0]
-        style = {"live": "green", "connecting": "yellow"}.get(state, "bold red")
-        symbol = {"live": "● live", "connecting": "◌ connecting"}.get(state, "✖ hub down")
+        link: Link = getattr(self.app, "link", Link())
+        style = {"live": "green", "connecting": "yellow"}.get(link.state, FAILED)
+        symbol = {"live": "● live", "connecting": "◌ connecting"}.get(link.state, "✖ hub down")
         t.append("  ")
         t.append(symbol, style=style)
         clock = getattr(self.app, "clock", time.time)
-        t.append("   " + time.strftime("%H:%M:%S", time.gmtime(clock())) + "Z", style="dim")
+        t.append("  " + time.strftime("%H:%M:%S", time.gmtime(clock())) + "Z", style="dim")
+        url = getattr(self.app, "hub_url", "")
+        if url:  # which hub this is (hub.public_url or $PICOCTL_HUB_URL decide it)
+            t.append(f"  {url.removeprefix('http://')}", style="dim")
         return t
 
 
@@ -45,11 +50,10 @@ class LinkBanner(Static):
     def on_mount(self) -> None:
         self.watch(self.app, "link", self._show, init=True)
 
-    def _show(self, link: str) -> None:
-        state, _, why = link.partition(":")
-        self.display = state == "down"
+    def _show(self, link: Link) -> None:
+        self.display = link.down
         if self.display:
             url = getattr(self.app, "hub_url", "")
-            why = why.strip().removeprefix(f"hub not reachable at {url}:").strip() or "no answer"
-            self.update(f"✖ hub {url} unreachable: {why}; retrying.\n"
+            why = link.why.removeprefix(f"hub not reachable at {url}:").strip() or "no answer"
+            self.update(f"✖ hub {url} unreachable: {why}; retrying. Devices show their last-known state (?).\n"
                         f"  Start it with `picoctl serve` (or `systemctl start picoctl-hub`).")

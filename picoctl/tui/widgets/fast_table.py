@@ -8,7 +8,7 @@ Same `put`/`drop`/`keep_only`/`selected_key` interface as KeyedTable.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from rich.segment import Segment
 from rich.style import Style
@@ -33,9 +33,9 @@ class FastTable(ScrollView, can_focus=True):
         Binding("down", "cursor(1)", "Down", show=False, id="table.down_arrow"),
         Binding("pageup", "page(-1)", "Page up", show=False, id="table.page_up"),
         Binding("pagedown", "page(1)", "Page down", show=False, id="table.page_down"),
-        Binding("home", "scroll_top", "Top", show=False, id="table.home"),
+        Binding("home", "home", "Start", show=False, id="table.home", tooltip="the first row, scrolled back left"),
         Binding("end", "scroll_bottom", "Bottom", show=False, id="table.end"),
-        Binding("enter", "select", "Open", show=False, id="table.select"),
+        Binding("enter", "select", "Open", id="table.select", tooltip="open the selected row"),
         Binding("left", "scroll_left", "Left", show=False, id="table.left", tooltip="show the columns to the left"),
         Binding("right", "scroll_right", "Right", show=False, id="table.right", tooltip="show the columns to the right"),
         *(Binding(b.key, {"cursor_down": "cursor(1)", "cursor_up": "cursor(-1)"}.get(b.action, b.action),
@@ -107,23 +107,25 @@ class FastTable(ScrollView, can_focus=True):
     def drop(self, key: str) -> None:
         if self._cells.pop(key, None) is None:
             return
+        selected = self.selected_key()
         self._shown.pop(key, None)
         self._forget(key)
         self._order.remove(key)
-        self._reindex()
+        self._reindex(selected)
         self._resize()
         self.refresh()
 
     def keep_only(self, keys: Iterable[str]) -> None:
         wanted = set(keys)
         gone = [k for k in self._cells if k not in wanted]
+        selected = self.selected_key()
         for key in gone:
             self._cells.pop(key)
             self._shown.pop(key, None)
             self._forget(key)
         if gone:
             self._order = [k for k in self._order if k in wanted]
-            self._reindex()
+            self._reindex(selected)
             self._resize()
             self.refresh()
 
@@ -145,13 +147,20 @@ class FastTable(ScrollView, can_focus=True):
             return None
         return self._order[min(self.cursor_row, len(self._order) - 1)]
 
-    def sort_by(self, column: str, reverse: bool = False) -> None:
+    def sort_by(self, column: str, reverse: bool = False, key: Callable[[str], Any] | None = None) -> None:
+        """Order the rows by `column` (or by `key` of each row's key, when the shown text does not sort, such
+        as ages); the header marks it (▲ ascending, ▼ descending); the cursor stays on the row it was on."""
         i = self._index[column]
         cells = self._cells
-        self._order.sort(key=lambda k: sort_key(cells[k][i]), reverse=reverse)
+        selected = self.selected_key()
+        self._order.sort(key=key or (lambda k: sort_key(cells[k][i])), reverse=reverse)
         self._sort = (column, reverse)
-        self._reindex()
+        self._reindex(selected)
         self.refresh()
+
+    @property
+    def sorted_by(self) -> tuple[str, bool] | None:
+        return self._sort
 
     def move_cursor(self, row: int, animate: bool = False) -> None:
         self.cursor_row = max(0, min(row, len(self._order) - 1))
@@ -161,9 +170,15 @@ class FastTable(ScrollView, can_focus=True):
         for variant in (0, 1, 2):
             self._strips.pop((key, variant), None)
 
-    def _reindex(self) -> None:
+    def _reindex(self, selected: str | None = None) -> None:
+        """Positions after the order changed; the cursor follows the row `selected` if it is still here."""
         self._position = {k: i for i, k in enumerate(self._order)}
         self._strips.clear()  # zebra stripes follow positions
+        row = self._position.get(selected) if selected is not None else None
+        if row is not None:
+            self.cursor_row = row
+        elif self.cursor_row >= len(self._order):
+            self.cursor_row = max(len(self._order) - 1, 0)
 
     def _resize(self) -> None:
         width = sum(w + 2 * PAD for _, _, w in self._columns)
@@ -187,13 +202,24 @@ class FastTable(ScrollView, can_focus=True):
             out += [pad, Segment(text.rjust(width) if right else text.ljust(width), style), pad]
         return out
 
+    def _header(self) -> list[str]:
+        column, reverse = self._sort or ("", False)
+        return [f"{label}{'▼' if reverse else '▲'}" if key == column else label for key, label, _ in self._columns]
+
+    def _cropped(self, strip: Strip, scroll_x: int, width: int, style: Style) -> Strip:
+        """The visible part of a row; the first column (the row's key) stays in place when scrolled sideways."""
+        if scroll_x <= 0:
+            return strip.crop_extend(0, width, style)
+        pinned = self._columns[0][2] + 2 * PAD
+        return Strip.join([strip.crop_extend(0, pinned, style),
+                           strip.crop_extend(pinned + scroll_x, scroll_x + width, style)])
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         scroll_x = int(self.scroll_offset.x)
         if y == 0:
             base = self.get_component_rich_style("fast-table--header")
-            strip = Strip(self._line([label for _, label, _ in self._columns], base))
-            return strip.crop_extend(scroll_x, scroll_x + width, base)
+            return self._cropped(Strip(self._line(self._header(), base)), scroll_x, width, base)
         row = int(self.scroll_offset.y) + y - 1
         if row >= len(self._order):
             return Strip.blank(width, self.rich_style)
@@ -208,7 +234,7 @@ class FastTable(ScrollView, can_focus=True):
                 base = base + self.get_component_rich_style("fast-table--even")
             strip = Strip(self._line(self._shown[key], base))
             self._strips[(key, variant)] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        return self._cropped(strip, scroll_x, width, self.rich_style)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -231,6 +257,29 @@ class FastTable(ScrollView, can_focus=True):
         self.move_cursor(self.cursor_row + step * max(self.size.height - 2, 1))
 
     def action_scroll_top(self) -> None:
+        self.move_cursor(0)
+
+    def _column_edges(self) -> list[int]:
+        """Where each column after the pinned one starts, as a sideways scroll offset."""
+        edges, x = [], 0
+        for _, _, width in self._columns[1:]:
+            edges.append(x)
+            x += width + 2 * PAD
+        return edges
+
+    def action_scroll_right(self) -> None:
+        """One column to the right (the ID column stays)."""
+        x = int(self.scroll_x)
+        nxt = next((e for e in self._column_edges() if e > x), x)
+        self.scroll_to(x=min(nxt, self.max_scroll_x), animate=False)
+
+    def action_scroll_left(self) -> None:
+        x = int(self.scroll_x)
+        self.scroll_to(x=max([e for e in self._column_edges() if e < x] or [0]), animate=False)
+
+    def action_home(self) -> None:
+        """The first row and the first columns: back to where the table starts."""
+        self.scroll_to(x=0, animate=False)
         self.move_cursor(0)
 
     def action_scroll_bottom(self) -> None:

@@ -1,0 +1,45 @@
+"""The wire contract in one place: what the hub, the CLI, the TUI and the boards agree on.
+
+The board mirrors the facts it needs in device_code/picow/ota/ (a test checks the mirror).
+"""
+
+from __future__ import annotations
+
+import re
+
+# A device id: a letter or digit first (never `.`, `..` or something that reads as an option), then
+# letters, digits, `.`, `_` or `-`; at most 64 characters. Pico W, USB Pico and relayed ids alike.
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+CHANNELS = ("stable", "canary")
+
+ROLLOUT_STATES = ("active", "halted", "completed", "rolled_back")
+# The rollout states each operator action accepts.
+ACTION_ACCEPTS: dict[str, tuple[str, ...]] = {
+    "promote": ("active",),
+    "halt": ("active",),
+    "resume": ("halted",),
+    "rollback": ("active", "halted", "completed"),
+}
+LIVE_ROLLOUT_STATES = ("active", "halted")  # a rollout the operator may still act on as "the" rollout
+
+MAX_PENDING_REPORTS = 4  # status reports a board queues on flash while the hub is away
+# First path parts a picow release may not use: boot.py puts app/ first on the board's import path, so
+# app/ota/... or app/hashlib.py would be imported in place of the agent or of a built-in module it
+# relies on (MicroPython lets a file on the path extend these built-ins).
+PICOW_RESERVED_NAMES = ("ota", "array", "binascii", "collections", "errno", "gzip", "hashlib", "heapq", "io",
+                        "json", "os", "platform", "random", "re", "select", "socket", "ssl", "struct",
+                        "time", "zlib")
+READING_MAX_STR = 64  # the longest string a heartbeat reading (or phase) may be
+
+
+def is_device_id(value: object) -> bool:
+    return isinstance(value, str) and DEVICE_ID.fullmatch(value) is not None
+
+
+def liveness(last_seen: float | None, now: float, stale_after: float, offline_after: float) -> str:
+    """new (never heard from), online, stale or offline: how long ago the device was last heard."""
+    if last_seen is None:
+        return "new"
+    age = now - last_seen
+    return "online" if age <= stale_after else "stale" if age <= offline_after else "offline"

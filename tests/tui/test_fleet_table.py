@@ -1,0 +1,59 @@
+"""The fleet table on the recorded demo session: the selection follows its device, the sort is shown, the
+ID column stays when the table scrolls sideways, Home goes back to the start."""
+
+from __future__ import annotations
+
+import asyncio
+
+from picoctl.tui.screenshots import demo_app, settle
+from picoctl.tui.screens.device import DeviceScreen
+from picoctl.tui.widgets.fast_table import FastTable
+
+
+def header(table: FastTable) -> str:
+    return "".join(seg.text for seg in table.render_line(0))
+
+
+def test_the_selection_follows_its_device_through_sorting_and_live_updates() -> None:
+    async def run() -> None:
+        app = demo_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one("#devices", FastTable)
+            await pilot.press("j", "j", "j")
+            assert table.selected_key() == "gh-02"
+            assert header(table).startswith(" ID▲ ")
+            await pilot.press("s", "s", "s", "s")  # sorted by seen
+            assert table.sorted_by == ("seen", False) and " SEEN▲ " in header(table)
+            assert table.selected_key() == "gh-02" and table.keys_in_order()[-1] in ("gh-02", "gh-08")
+            await pilot.press("S")
+            assert " SEEN▼ " in header(table) and table.selected_key() == "gh-02"
+            # gh-02 reports again: it moves to the other end of the "seen" order, the cursor with it
+            app.take("heartbeat", {"device_id": "gh-02", "at": app.clock(), "version": "1.0.0"})
+            app.flush()
+            await pilot.pause()
+            assert table.keys_in_order()[-1] == "gh-02" and table.selected_key() == "gh-02"
+            await pilot.press("enter")
+            assert isinstance(app.screen, DeviceScreen) and app.screen.device_id == "gh-02"
+
+    asyncio.run(run())
+
+
+def test_the_id_column_stays_when_scrolled_right_and_home_goes_back() -> None:
+    async def run() -> None:
+        app = demo_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one("#devices", FastTable)
+            row = "".join(seg.text for seg in table.render_line(1))
+            assert row.split()[:4] == ["bench-1", "●", "online", "0.9.2"]  # id, state, version at 80 columns
+            await pilot.press("j", "right", "right", "right")
+            await pilot.pause()
+            assert table.scroll_x > 0
+            row = "".join(seg.text for seg in table.render_line(2))
+            assert row.startswith(" bench-2 ") and "online" not in row  # pinned id, the state scrolled off
+            await pilot.press("home")
+            await pilot.pause()
+            assert table.scroll_x == 0 and table.selected_key() == "bench-1"
+
+    asyncio.run(run())

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from .. import config, operations, provision
-from ..client import HubClient
 from ..errors import BadInput
 from ..protocol import CHANNELS
 from .output import add_json_flag, console, emit, progress_bar
@@ -23,6 +22,8 @@ def _provision(args: argparse.Namespace) -> int:
         provision.check_out_folder(Path(args.out))
 
     def register(device_id: str, type_: str) -> str:
+        from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
+
         with HubClient.from_config(cfg) as client:
             return client.register_device(device_id, type_, args.channel)["key"]
 

@@ -1,8 +1,11 @@
-"""`picoctl devices`: the fleet as the hub sees it; `add` registers a board, `show` details one."""
+"""`picoctl devices`: the fleet as the hub sees it; `add` registers a board, `show` details one,
+`readings` exports one's heartbeat readings, `remove` decommissions one."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from typing import Any
 
@@ -51,6 +54,19 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        removed = client.remove_device(args.id)
+
+    def render(d: dict[str, Any]) -> None:
+        console.print(f"[yellow]removed[/] {d['id']} ({d['type']}, {d['version'] or 'no version'}) from the fleet: "
+                      f"its key is refused from now on; its history stays (picoctl history --device {d['id']})",
+                      highlight=False)
+
+    emit(args, removed, render)
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     if args.beats <= 0:
         raise BadInput(f"--beats: expected a positive number, got {args.beats}")
@@ -76,6 +92,20 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _readings(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit <= 0:
+        raise BadInput(f"--limit: expected a positive number, got {args.limit}")
+    with _client(args) as client:
+        beats = client.readings(args.id, args.limit)
+    if args.json:  # a trace for `picoctl release smoke --readings`: one heartbeat a line
+        sys.stdout.write("[\n" + ",\n".join(json.dumps(b, sort_keys=True) for b in beats) + "\n]\n")
+        return 0
+    table(f"{args.id}: {len(beats)} heartbeat reading(s)", ("at (UTC)", "readings"), [
+        (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(b["at"])), " ".join(f"{k}={v}" for k, v in b["readings"].items()))
+        for b in beats])
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("devices", help="list the fleet: version, status, last heartbeat, offer")
     add_json_flag(p)
@@ -87,8 +117,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--channel", default="stable", choices=CHANNELS)
     add_json_flag(a)
     a.set_defaults(func=_add)
+    r = actions.add_parser("remove", help="decommission a device: its key stops working, its history stays")
+    r.add_argument("id")
+    add_json_flag(r)
+    r.set_defaults(func=_remove)
     s = actions.add_parser("show", help="one device: its offer, heartbeat history and events")
     s.add_argument("id")
     s.add_argument("--beats", type=int, default=10, help="heartbeats to show (default: %(default)s)")
     add_json_flag(s)
     s.set_defaults(func=_show)
+    r = actions.add_parser("readings", help="a device's heartbeat readings, oldest first (--json: a trace to "
+                                            "replay with release smoke --readings)")
+    r.add_argument("id")
+    r.add_argument("--limit", type=int, help="the newest N (default: every one the hub keeps)")
+    add_json_flag(r)
+    r.set_defaults(func=_readings)

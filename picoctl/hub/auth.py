@@ -69,6 +69,10 @@ class Registry:
     def add(self, device_id: str, type_: str, key_hex: str, last_counter: int = 0) -> None:
         self._devices[device_id] = DeviceAuth(device_id, type_, bytes.fromhex(key_hex), last_counter)
 
+    def remove(self, device_id: str) -> None:
+        """The device's key stops working at once."""
+        self._devices.pop(device_id, None)
+
     def get(self, device_id: str) -> DeviceAuth | None:
         return self._devices.get(device_id)
 

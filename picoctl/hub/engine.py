@@ -189,8 +189,13 @@ def start(tx: Tx, cfg: FleetConfig, body: dict[str, Any], now: float) -> dict[st
     halt, promote = body["halt_after_failures"], body["promote_after_successes"]
     if halt < 0 or promote < 0:
         raise ApiError(400, "halt_after_failures and promote_after_successes must be 0 or more")
-    if store.release(c, target, version) is None:
+    rel = store.release(c, target, version)
+    if rel is None:
         raise ApiError(404, f"release {target} {version} is not published on the hub")
+    refusal = release_mod.smoke_refusal(rel["meta"]) if cfg.rollout.require_smoke and target == "picow" else None
+    if refusal:
+        raise ApiError(409, f"release {target} {version} cannot be rolled out: {refusal}, "
+                            "and [rollout] require_smoke is on")
     store.lock_target(c, target)
     active = store.active_rollout_ids(c, target)
     if active:

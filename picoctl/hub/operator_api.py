@@ -115,6 +115,19 @@ async def device_detail(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _device_detail(hub.cfg, s, device_id)))
 
 
+def _readings(c: Db, device_id: str, limit: int) -> list[dict[str, Any]]:
+    if store.device(c, device_id) is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    return [{"at": h["at"], "readings": h["readings"]} for h in store.heartbeats(c, device_id, limit=limit)]
+
+
+async def device_readings(request: Request, hub: Hub) -> Response:
+    """A device's heartbeat readings, oldest first: the trace `picoctl release smoke --readings` replays."""
+    device_id = request.path_params["id"]
+    limit = _int_param(request, "limit", hub.cfg.hub.heartbeat_history, 1, 100000)
+    return json_response(await hub.read(lambda c: _readings(c, device_id, limit)))
+
+
 def _announce_registered(tx: Tx, ev: store.Event, device_id: str, type_: str, channel: str) -> None:
     tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
     tx.emit("history", ev.as_dict())
@@ -160,6 +173,28 @@ async def set_channel(request: Request, hub: Hub) -> Response:
 
     await hub.writer.run(job)
     return json_response({"ok": True, "id": device_id, "channel": channel})
+
+
+async def remove_device(request: Request, hub: Hub) -> Response:
+    """Decommission a device: its key is refused from now on, it leaves the fleet and every rollout; its
+    history stays (the event log is append-only), with a device_removed event at its end."""
+    device_id = request.path_params["id"]
+    if await hub.device(device_id) is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    hub.registry.remove(device_id)  # before the write: no request of its is taken meanwhile
+
+    def job(tx: Tx) -> dict[str, Any]:
+        was = store.remove_device(tx.c, device_id)
+        if was is None:
+            raise ApiError(404, f"no device {device_id!r}")
+        ev = store.add_event(tx.c, "operator", "device_removed", device_id=device_id, version=was["version"],
+                             detail=f"type={was['type']} channel={was['channel']}")
+        tx.emit("device_removed", {"id": device_id})
+        tx.emit("history", ev.as_dict())
+        return was
+
+    was = await hub.writer.run(job)
+    return json_response({"ok": True, "id": device_id, "removed": True, **was})
 
 
 async def check_now(request: Request, hub: Hub) -> Response:
@@ -322,6 +357,8 @@ routes = [
     Route("/api/v1/devices", operator(list_devices), methods=["GET"]),
     Route("/api/v1/devices", operator(register_device), methods=["POST"]),
     Route("/api/v1/devices/{id}", operator(device_detail), methods=["GET"]),
+    Route("/api/v1/devices/{id}", operator(remove_device), methods=["DELETE"]),
+    Route("/api/v1/devices/{id}/readings", operator(device_readings), methods=["GET"]),
     Route("/api/v1/devices/{id}/channel", operator(set_channel), methods=["POST"]),
     Route("/api/v1/devices/{id}/check-now", operator(check_now), methods=["POST"]),
     Route("/api/v1/devices/{id}/heartbeat", operator(relay_heartbeat), methods=["POST"]),

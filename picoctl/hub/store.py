@@ -175,6 +175,15 @@ def set_channel(c: Db, device_id: str, channel: str) -> bool:
     return c.execute("UPDATE devices SET channel = ? WHERE id = ?", (channel, device_id)).rowcount > 0
 
 
+def remove_device(c: Db, device_id: str) -> dict[str, Any] | None:
+    """Forget a device (its key, heartbeats and offers go; its events stay); what it was, or None."""
+    row = _one(c, "SELECT type, channel, version FROM devices WHERE id = ?", (device_id,))
+    if row is None:
+        return None
+    c.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+    return row
+
+
 def claim_counter(c: Db, device_id: str, counter: int) -> bool:
     """Take a device request's counter: False when it is not above the last one taken (a replay).
 

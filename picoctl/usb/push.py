@@ -188,6 +188,18 @@ def push_files(port: str, files: dict[str, bytes], progress: Progress, verify: b
     return PushResult(port, len(files), total, time.monotonic() - t0, verify, version, device_id)
 
 
+def read_identity(port: str) -> tuple[str | None, str | None]:
+    """(version, device id) the board on `port` holds now (None each when it has none); it restarts."""
+    with port_claim.claim(port, "picoctl usb (reading the board's identity)"):
+        transport = _open(port)
+        try:
+            return _read_back(transport)
+        except (TransportError, serial.SerialException, OSError, ValueError, SyntaxError) as exc:
+            raise PicoctlError(f"{port}: cannot read what the board holds: {exc}") from None
+        finally:
+            _close(transport)
+
+
 def _push(transport: SerialTransport, port: str, files: dict[str, bytes], targets: dict[str, str],
           progress: Progress, verify: bool) -> tuple[str | None, str | None]:
     """Write, verify and commit over an open raw REPL; the version and id the board reports after."""

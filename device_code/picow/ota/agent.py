@@ -674,6 +674,8 @@ class Agent:
             next_tick = hw.deadline(tick)
             if app:
                 app.step()  # an app error ends the loop: boot.py resets a trial or runs the agent alone
+                if hw.PROBING:
+                    hw.probe()
             try:
                 self.poll(app, next_tick)
             except Exception as exc:  # the agent must never take the app down with it

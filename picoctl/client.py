@@ -124,6 +124,12 @@ class _Routes(Generic[T]):
     def relay_heartbeat(self, device_id: str, body: dict[str, Any]) -> T:
         return self._do(Call("POST", f"/api/v1/devices/{device_id}/heartbeat", json=body))
 
+    def request_log(self, device_id: str, seconds: int | None = None) -> T:
+        return self._do(Call("POST", f"/api/v1/devices/{device_id}/logs/request", json=_params(seconds=seconds)))
+
+    def device_logs(self, device_id: str, after: int | None = None) -> T:
+        return self._do(Call("GET", f"/api/v1/devices/{device_id}/logs", params=_params(after=after)))
+
     def releases(self, target: str | None = None) -> T:
         return self._do(Call("GET", "/api/v1/releases", params=_params(target=target)))
 

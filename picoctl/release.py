@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from . import protocol, signing
+from .diagnostics import mpy_file_version
 from .errors import BadInput, PicoctlError
 
 TARGETS = ("pi", "picow", "pico")
@@ -187,6 +188,11 @@ def build(
             meta["root"] = prefix
         else:
             files = _collect_app_files(source, target, mpy, work)
+            versions = {mpy_file_version(d) for n, d in files if n.endswith(".mpy")}
+            if len(versions) > 1:
+                raise BadInput(f"{source}: .mpy files of several versions ({sorted(versions)}) in one release")
+            if versions:
+                meta["mpy_version"] = versions.pop()  # the .mpy format every board taking it must load
             artifact = f"{target}-{version}.tar"
             _write_tar(stage / artifact, files, compress=False)
             meta["format"] = "tar"
@@ -255,6 +261,9 @@ def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
         if not isinstance(meta[key], str):
             raise BadInput(f"{where}: field {key!r} must be a string")
     check_version(meta["version"])
+    mpy_version = meta.get("mpy_version")
+    if mpy_version is not None and not (type(mpy_version) is int and 0 < mpy_version < 256):
+        raise BadInput(f"{where}: field 'mpy_version' must be an .mpy format version (1-255)")
     if meta["target"] not in TARGETS:
         raise BadInput(f"{where}: unknown target {meta['target']!r}")
     if "/" in meta["artifact"] or meta["artifact"] in ("", ".", ".."):

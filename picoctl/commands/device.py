@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import config, operations, provision
 from ..errors import BadInput
 from ..protocol import CHANNELS
+from . import COMMANDS
 from .output import add_json_flag, console, emit, progress_bar
 
 
@@ -52,7 +53,7 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    dev = sub.add_parser("device", help="provision boards")
+    dev = sub.add_parser("device", help=COMMANDS["device"])
     actions = dev.add_subparsers(dest="device_command", metavar="ACTION", required=True)
     p = actions.add_parser("provision", help="create a device key, register it with the hub, write the board")
     p.add_argument("id", help="device id (1-64 of A-Z a-z 0-9 . _ -)")

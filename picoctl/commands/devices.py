@@ -1,5 +1,6 @@
-"""`picoctl devices`: the fleet as the hub sees it; `add` registers a board, `show` details one,
-`readings` exports one's heartbeat readings, `remove` decommissions one."""
+"""`picoctl devices`: the fleet as the hub sees it; `add` registers a board, `show` details one (why it
+failed included), `log` reads a Pico W's output over the air, `readings` exports one's heartbeat
+readings, `remove` decommissions one."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import sys
 import time
 from typing import Any
 
-from .. import config
+from .. import config, wireless_log
 from ..errors import BadInput
 from ..protocol import CHANNELS
+from . import COMMANDS
 from .output import add_json_flag, console, emit, table
 
 
@@ -33,9 +35,11 @@ def _list(args: argparse.Namespace) -> int:
         devices = client.devices()
 
     def render(rows: list[dict[str, Any]]) -> None:
-        table(f"{len(rows)} device(s)", ("id", "type", "channel", "version", "status", "last seen", "rssi", "offer"), [
+        table(f"{len(rows)} device(s)", ("id", "type", "channel", "version", "status", "last seen", "rssi", "offer",
+                                         "last error"), [
             (d["id"], d["type"], d["channel"], d["version"] or "-", d["status"], _age(d["last_seen"]), d["rssi"],
-             f"{d['offer']['version']} {d['offer']['phase']}" if d["offer"] else "")
+             f"{d['offer']['version']} {d['offer']['phase']}" if d["offer"] else "",
+             f"! {d['error_summary']}" if d.get("error_summary") else "")
             for d in rows])
 
     emit(args, devices, render)
@@ -68,6 +72,8 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from rich.markup import escape  # device text is shown as text, never markup
+
     if args.beats <= 0:
         raise BadInput(f"--beats: expected a positive number, got {args.beats}")
     with _client(args) as client:
@@ -78,8 +84,9 @@ def _show(args: argparse.Namespace) -> int:
                       f"{d['status']} (last seen {_age(d['last_seen'])})", highlight=False)
         if d["offer"]:
             o = d["offer"]
-            console.print(f"offer     rollout {o['rollout_id']} {o['version']} seq {o['seq']}: {o['phase']} {o['detail']}",
-                          highlight=False)
+            console.print(f"offer     rollout {o['rollout_id']} {o['version']} seq {o['seq']}: {o['phase']} "
+                          f"{escape(o['detail'])}", highlight=False)
+        _diagnostics(d)
         beats = d["heartbeats"][-args.beats:]
         table(f"last {len(beats)} heartbeat(s)", ("at", "version", "uptime", "mem free", "rssi", "readings"), [
             (time.strftime("%H:%M:%S", time.gmtime(h["at"])), h["version"], h["uptime_s"], h["mem_free"], h["rssi"],
@@ -89,6 +96,57 @@ def _show(args: argparse.Namespace) -> int:
              e["detail"]) for e in d["events"][-20:]])
 
     emit(args, device, render)
+    return 0
+
+
+def _diagnostics(d: dict[str, Any]) -> None:
+    """Firmware, boot count, reset cause and the last crash with its traceback."""
+    from rich.markup import escape
+
+    fw = d.get("firmware") or {}
+    if fw or d.get("boots") is not None:
+        console.print(f"firmware  MicroPython {escape(fw.get('micropython') or '?')}, .mpy {fw.get('mpy_abi') or '?'}, "
+                      f"{escape(fw.get('board') or '?')}, id {escape(fw.get('uid') or '?')}", highlight=False)
+        console.print(f"boot      {d.get('boots')}, reset cause {escape(d.get('reset_cause') or '?')}", highlight=False)
+    error = d.get("last_error")
+    if error:
+        console.print(f"[red]last error[/] {escape(d['error_summary'])} (boot {error.get('boot')}, "
+                      f"then reset: {escape(error.get('reset_cause') or '?')})", highlight=False)
+        if error.get("traceback"):
+            console.print(escape(error["traceback"].rstrip("\n")), highlight=False)
+
+
+def _log(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    cfg = config.load(args.config)
+    from ..client import HubClient
+
+    with HubClient.from_config(cfg) as client:
+        device = client.device(args.id)
+        timeout = args.timeout if args.timeout is not None else wireless_log.answer_timeout(cfg, device["type"])
+        if timeout <= 0:
+            raise BadInput(f"--timeout: expected a positive number of seconds, got {args.timeout}")
+        got: list[wireless_log.LogLine] = []
+
+        def show(lines: list[wireless_log.LogLine]) -> None:
+            if args.json and not args.follow:
+                got.extend(lines)
+                return
+            now = time.time()
+            for x in lines:
+                if args.json:
+                    print(json.dumps({"id": x.id, "at": x.at, "line": x.line}), flush=True)
+                else:
+                    console.print(f"[dim]{time.strftime('%H:%M:%S', time.localtime(x.at))} "
+                                  f"{x.age(now):>4} ago[/]  {escape(x.line)}", highlight=False)
+
+        try:
+            wireless_log.read(client, args.id, show, timeout, follow=args.follow)
+        except KeyboardInterrupt:
+            return 0
+    if args.json and not args.follow:
+        emit(args, [{"id": x.id, "at": x.at, "line": x.line} for x in got], lambda _: None)
     return 0
 
 
@@ -107,7 +165,7 @@ def _readings(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="list the fleet: version, status, last heartbeat, offer")
+    p = sub.add_parser("devices", help=COMMANDS["devices"])
     add_json_flag(p)
     p.set_defaults(func=_list)
     actions = p.add_subparsers(dest="devices_command", metavar="ACTION")
@@ -126,6 +184,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--beats", type=int, default=10, help="heartbeats to show (default: %(default)s)")
     add_json_flag(s)
     s.set_defaults(func=_show)
+    lg = actions.add_parser("log", help="a Pico W's recent output over the air; --follow streams new lines")
+    lg.add_argument("id")
+    lg.add_argument("--follow", "-f", action="store_true", help="keep streaming new lines until Ctrl-C")
+    lg.add_argument("--timeout", type=float, help="seconds to wait for the board to answer "
+                                                  "(default: its heartbeat interval and a margin)")
+    add_json_flag(lg)
+    lg.set_defaults(func=_log)
     r = actions.add_parser("readings", help="a device's heartbeat readings, oldest first (--json: a trace to "
                                             "replay with release smoke --readings)")
     r.add_argument("id")

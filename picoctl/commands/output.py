@@ -54,18 +54,22 @@ def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=title, title_justify="left", header_style="bold")
     for c in columns:
         t.add_column(c)
     for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r))
+        t.add_row(*(Text("" if v is None else str(v)) for v in r))  # cells are text, never markup
     console.print(t)
 
 
 @contextmanager
 def progress_bar(task: str) -> Iterator[Progress]:
     """A Progress drawn as a rich bar on stderr when that is a terminal (silent otherwise)."""
+    if not sys.stderr.isatty():
+        yield Progress(task)  # no bar to draw: rich stays unloaded
+        return
     from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
     from rich.progress import Progress as Bar
 

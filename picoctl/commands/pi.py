@@ -10,6 +10,7 @@ from .. import config
 from ..errors import PicoctlError
 from ..progress import Progress
 from ..protocol import CHANNELS
+from . import COMMANDS
 from .output import add_json_flag, console, emit, err_console, progress_bar
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pi = sub.add_parser("pi", help="deploy, roll back and inspect the Pi app on this machine")
+    pi = sub.add_parser("pi", help=COMMANDS["pi"])
     actions = pi.add_subparsers(dest="pi_command", metavar="ACTION", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

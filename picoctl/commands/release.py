@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .. import config, release, signing
 from ..errors import BadInput, PicoctlError
+from . import COMMANDS
 from .output import add_json_flag, console, emit, err_console, table
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ def _render_imports(answers: list[dict]) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    rel = sub.add_parser("release", help="build, verify and publish releases")
+    rel = sub.add_parser("release", help=COMMANDS["release"])
     actions = rel.add_subparsers(dest="release_command", metavar="ACTION", required=True)
 
     b = actions.add_parser("build", help="build a signed release bundle")

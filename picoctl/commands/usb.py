@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import config, operations
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
+from . import COMMANDS
 from .output import add_json_flag, console, emit, err_console, progress_bar, table
 
 NOT_RECORDED = "this will not be recorded in the hub's history"
@@ -170,7 +171,7 @@ def _address(text: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    usb = sub.add_parser("usb", help="find, flash, push to and watch boards on USB")
+    usb = sub.add_parser("usb", help=COMMANDS["usb"])
     actions = usb.add_subparsers(dest="usb_command", metavar="ACTION", required=True)
 
     ls = actions.add_parser("list", help="boards attached now: MicroPython/ESP32 serial ports, BOOTSEL drives")

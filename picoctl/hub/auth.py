@@ -29,6 +29,8 @@ class DeviceAuth:
     type: str
     key: bytes
     last_counter: int  # the highest counter of a stored request
+    log_until: float = 0.0  # the hub wants the board's log until then (seconds since the epoch)
+    log_seen: float = 0.0  # when the board last posted its log
     claimed: set[int] = field(default_factory=set)  # counters of requests in flight
 
     def mac(self, body: bytes) -> str:
@@ -63,8 +65,8 @@ class Refused(ApiError):
 
 class Registry:
     def __init__(self, devices: list[dict[str, Any]]) -> None:
-        self._devices = {d["id"]: DeviceAuth(d["id"], d["type"], bytes.fromhex(d["key"]), d["last_counter"])
-                         for d in devices}
+        self._devices = {d["id"]: DeviceAuth(d["id"], d["type"], bytes.fromhex(d["key"]), d["last_counter"],
+                                             log_until=d.get("log_until") or 0.0) for d in devices}
 
     def add(self, device_id: str, type_: str, key_hex: str, last_counter: int = 0) -> None:
         self._devices[device_id] = DeviceAuth(device_id, type_, bytes.fromhex(key_hex), last_counter)

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..protocol import READING_MAX_STR, is_device_id
-from . import engine
+from . import engine, logs
 from .auth import DEVICE_HEADER, DeviceAuth, Refused
 from .http import ApiError, field, json_bytes, json_response, read_body
 from .state import Hub
@@ -28,7 +28,7 @@ def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
 DeviceHandler = Callable[[Hub, DeviceAuth, dict[str, Any]], Awaitable[Response]]
 
 
-def device_route(handler: DeviceHandler) -> Callable[[Request], Awaitable[Response]]:
+def device_route(handler: DeviceHandler, cap: int | None = None) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler: authenticate the device, then hand it the hub, the device and the parsed body.
 
     The request's counter is taken only when the handler returns (what it asked is stored); any
@@ -36,7 +36,7 @@ def device_route(handler: DeviceHandler) -> Callable[[Request], Awaitable[Respon
     """
     async def wrapped(request: Request) -> Response:
         hub: Hub = request.app.state.hub
-        body = await read_body(request, hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
+        body = await read_body(request, cap or hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
         header_id = request.headers.get(DEVICE_HEADER, "")
         if is_device_id(header_id):
             await hub.device(header_id)  # one another hub on the same database registered becomes known
@@ -79,13 +79,17 @@ def heartbeat_fields(data: dict[str, Any]) -> dict[str, Any]:
         "rssi": field(data, "rssi", "int", required=False),
         "phase": phase or None,
         "readings": _readings(data),
-    }
+    } | logs.beat_diagnostics(data)
 
 
 async def heartbeat(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     beat = heartbeat_fields(data) | {"device_id": device.id, "counter": data["counter"], "at": time.time()}
-    check_now = await hub.record_heartbeat(beat, authenticated=True)
-    return _signed(device, {"ok": True, "counter": data["counter"], "check_now": check_now})
+    check_now, device.log_until = await hub.record_heartbeat(beat, authenticated=True)
+    answer = {"ok": True, "counter": data["counter"], "check_now": check_now}
+    log_s = logs.log_seconds(device.log_until, beat["at"])
+    if log_s:
+        answer["log_s"] = log_s
+    return _signed(device, answer)
 
 
 async def check(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
@@ -109,9 +113,17 @@ async def deploy_status(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> R
         "version": field(data, "version", "str"), "from_version": field(data, "from_version", "str", required=False),
         "detail": field(data, "detail", "str", required=False, default="")[:500],
         "transient": field(data, "transient", "bool", required=False, default=False),
+        "error": logs.status_error(data) if phase in ("failed", "rolled_back") else None,
     }
     await hub.writer.run(lambda tx: engine.status(tx, hub.cfg, device.id, body, time.time()))
     return json_response({"ok": True})
+
+
+async def post_logs(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
+    now = time.time()
+    await hub.writer.run(logs.log_post_job(device.id, data, now))
+    device.log_seen = now
+    return _signed(device, {"ok": True, "counter": data["counter"], "log_s": logs.log_seconds(device.log_until, now)})
 
 
 async def artifact(request: Request) -> Response:
@@ -130,6 +142,7 @@ routes = [
     Route("/check", device_route(check), methods=["POST"]),
     Route("/heartbeat", device_route(heartbeat), methods=["POST"]),
     Route("/deploy/status", device_route(deploy_status), methods=["POST"]),
+    Route("/logs", device_route(post_logs, logs.LOG_BODY_MAX), methods=["POST"]),
     Route("/artifacts/{sha256}", artifact, methods=["GET", "HEAD"]),
     Route("/healthz", healthz, methods=["GET"]),
 ]

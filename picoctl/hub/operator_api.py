@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .. import signing
+from .. import diagnostics, signing
 from ..config import FleetConfig
 from ..protocol import CHANNELS, is_device_id, liveness
-from . import engine, releases, store
+from . import engine, logs, releases, store
 from .auth import check_bearer
 from .device_api import heartbeat_fields
 from .http import INT64_MAX, ApiError, field, int64, json_response, parse_object, read_body
@@ -87,7 +87,17 @@ def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | 
         "rssi": info.get("rssi"), "mem_free": info.get("mem_free"), "uptime_s": info.get("uptime_s"),
         "readings": info.get("readings", {}),
         "offer": {k: offer[k] for k in ("rollout_id", "version", "seq", "phase", "detail")} if offer else None,
-    }
+    } | _diagnostics_view(row)
+
+
+def _diagnostics_view(row: dict[str, Any]) -> dict[str, Any]:
+    """Why the device failed, if it did, and what it runs: last error, reset cause, boots, firmware."""
+    error = row["last_error"] or None
+    firmware = dict(row["firmware"])
+    if firmware.get("mpy") is not None:
+        firmware["mpy_abi"] = diagnostics.mpy_abi(firmware["mpy"])
+    return {"last_error": error, "error_summary": diagnostics.error_summary(error), "reset_cause": row["reset_cause"],
+            "boots": row["boots"], "firmware": firmware}
 
 
 def _list_devices(cfg: FleetConfig, c: Db) -> list[dict[str, Any]]:
@@ -233,6 +243,28 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
     return json_response({"ok": True})
 
 
+async def request_log(request: Request, hub: Hub) -> Response:
+    """Ask a board for its log: its next heartbeat answer says so; it streams for `seconds`."""
+    device_id = request.path_params["id"]
+    device = await hub.device(device_id)
+    if device is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    body = await _body(request)
+    seconds = logs.log_window(parse_object(body) if body.strip() else {})
+    until = await hub.writer.run(logs.request_job(device_id, seconds))
+    device.log_until = until
+    return json_response({"ok": True, "id": device_id, "log_until": until})
+
+
+async def device_logs(request: Request, hub: Hub) -> Response:
+    device_id = request.path_params["id"]
+    after = _int_param(request, "after", 0)
+    limit = _int_param(request, "limit", logs.LOG_KEEP, 1, logs.LOG_KEEP)
+    shown = await hub.read(lambda c: logs.read_logs(c, device_id, after, limit))
+    device = hub.registry.get(device_id)
+    return json_response(shown | {"answered_at": device.log_seen if device else 0.0})
+
+
 # --- releases ---------------------------------------------------------------------------------
 
 async def list_releases(request: Request, hub: Hub) -> Response:
@@ -362,6 +394,8 @@ routes = [
     Route("/api/v1/devices/{id}/channel", operator(set_channel), methods=["POST"]),
     Route("/api/v1/devices/{id}/check-now", operator(check_now), methods=["POST"]),
     Route("/api/v1/devices/{id}/heartbeat", operator(relay_heartbeat), methods=["POST"]),
+    Route("/api/v1/devices/{id}/logs", operator(device_logs), methods=["GET"]),
+    Route("/api/v1/devices/{id}/logs/request", operator(request_log), methods=["POST"]),
     Route("/api/v1/releases", operator(list_releases), methods=["GET"]),
     Route("/api/v1/releases/import", operator(import_release), methods=["POST"]),
     Route("/api/v1/releases/{target}/{version}", operator(publish_release), methods=["PUT"]),

@@ -159,21 +159,24 @@ class Hub:
             return False
         return True
 
-    def heartbeat_job(self, beat: dict[str, Any], authenticated: bool) -> Callable[[Tx], bool]:
+    def heartbeat_job(self, beat: dict[str, Any], authenticated: bool) -> Callable[[Tx], tuple[bool, float]]:
         """The writer job that stores one heartbeat; an `authenticated` one (from the board, not
-        relayed) also takes its counter and any check-now request, which the job returns."""
+        relayed) also takes its counter and what an operator asked of the board (store.take_requests),
+        which the job returns."""
         history = self.cfg.hub.heartbeat_history
 
-        def job(tx: Tx) -> bool:
+        def job(tx: Tx) -> tuple[bool, float]:
             if authenticated:
                 engine.claim(tx.c, beat["device_id"], beat["counter"])
-            store.insert_heartbeats(tx.c, [beat], history)
+            new_errors = store.insert_heartbeats(tx.c, [beat], history)
             tx.emit("heartbeat", beat)
-            return authenticated and store.take_check_now(tx.c, beat["device_id"])
+            for ev in new_errors:
+                tx.emit("history", ev.as_dict())
+            return store.take_requests(tx.c, beat["device_id"]) if authenticated else (False, 0.0)
 
         return job
 
-    async def record_heartbeat(self, beat: dict[str, Any], authenticated: bool) -> bool:
+    async def record_heartbeat(self, beat: dict[str, Any], authenticated: bool) -> tuple[bool, float]:
         return await self.writer.run(self.heartbeat_job(beat, authenticated))
 
     def security_event(self, exc: Refused, request: Request) -> None:

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
+from ..diagnostics import error_summary
+
 MIGRATIONS: list[str] = [
     # 1: the first schema
     """
@@ -95,13 +97,30 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER events_no_delete BEFORE DELETE ON events
         BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
     """,
-    # 2: one offer per seq of a device, whichever hub made it
+    # 2: why a board failed (its last crash record, reset cause, boot count, firmware inventory),
+    # each offer's error, and the boards' wireless logs
+    """
+    ALTER TABLE devices ADD COLUMN last_error  TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE devices ADD COLUMN reset_cause TEXT NOT NULL DEFAULT '';
+    ALTER TABLE devices ADD COLUMN boots       INTEGER;
+    ALTER TABLE devices ADD COLUMN firmware    TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE devices ADD COLUMN log_until   REAL NOT NULL DEFAULT 0;
+    ALTER TABLE offers  ADD COLUMN error       TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE device_logs (
+        id        INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        at        REAL NOT NULL,
+        line      TEXT NOT NULL
+    );
+    CREATE INDEX device_logs_device ON device_logs(device_id, id);
+    """,
+    # 3: one offer per seq of a device, whichever hub made it
     """
     CREATE UNIQUE INDEX offers_seq ON offers(device_id, seq);
     """,
 ]
 
-JSON_COLUMNS = ("info", "readings", "meta", "stages")
+JSON_COLUMNS = ("info", "readings", "meta", "stages", "last_error", "firmware", "error")
 
 
 class Db(Protocol):
@@ -198,9 +217,15 @@ def set_check_now(c: Db, device_id: str) -> bool:
     return c.execute("UPDATE devices SET check_now = 1 WHERE id = ?", (device_id,)).rowcount > 0
 
 
-def take_check_now(c: Db, device_id: str) -> bool:
-    """Whether an operator asked the device to check now; the request is used up."""
-    return c.execute("UPDATE devices SET check_now = 0 WHERE id = ? AND check_now != 0", (device_id,)).rowcount > 0
+def take_requests(c: Db, device_id: str) -> tuple[bool, float]:
+    """What an operator asked of the device, whichever hub they asked: check now (the request is used
+    up) and the time until which its log is wanted."""
+    row = _one(c, "SELECT check_now, log_until FROM devices WHERE id = ?", (device_id,))
+    if row is None:
+        return False, 0.0
+    if row["check_now"]:
+        c.execute("UPDATE devices SET check_now = 0 WHERE id = ?", (device_id,))
+    return bool(row["check_now"]), float(row["log_until"])
 
 
 def record_check(c: Db, device_id: str, at: float, version: str, seq: int) -> None:
@@ -218,6 +243,11 @@ def record_deploy_phase(c: Db, device_id: str, at: float, phase: str, version: s
     c.execute("UPDATE devices SET last_seen = ?, phase = ? WHERE id = ?", (at, phase, device_id))
 
 
+def record_seen(c: Db, device_id: str, at: float) -> None:
+    """A device was heard from (a request that changes nothing else about it)."""
+    c.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (at, device_id))
+
+
 def versions_running(c: Db, type_: str, other_than: str) -> list[str]:
     """The version of every device of `type_` that reported one other than `other_than`."""
     return [r["version"] for r in _rows(c, "SELECT version FROM devices WHERE type = ? AND version IS NOT NULL"
@@ -226,12 +256,15 @@ def versions_running(c: Db, type_: str, other_than: str) -> list[str]:
 
 # --- heartbeats ----------------------------------------------------------------------------------
 
-def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> None:
+def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> list[Event]:
     """Append heartbeats, update each device's live fields, keep `history` beats per device.
 
-    Each beat: device_id, at, and optionally version, seq, phase, uptime_s, mem_free, rssi, readings.
-    (Its counter is taken by `claim_counter`.)
+    Each beat: device_id, at, and optionally version, seq, phase, uptime_s, mem_free, rssi, readings
+    (its counter is taken by `claim_counter`). A beat that carries `boots` also replaces the device's
+    last error (None: it has none), reset cause and firmware; a crash record not reported before is
+    logged as a `device_error` event, and those events are returned.
     """
+    events: list[Event] = []
     for b in beats:
         readings = b.get("readings") or {}
         c.execute(
@@ -246,12 +279,34 @@ def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> N
             " phase = COALESCE(?, phase), info = ? WHERE id = ?",
             (b["at"], b.get("version"), b.get("seq"), b.get("phase"), json.dumps(info), b["device_id"]),
         )
+        if b.get("boots") is not None:
+            events += _record_diagnostics(c, b)
     for device_id in {b["device_id"] for b in beats}:
         c.execute(
             "DELETE FROM heartbeats WHERE device_id = ? AND id <= ("
             " SELECT id FROM heartbeats WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (device_id, device_id, history),
         )
+    return events
+
+
+def _record_diagnostics(c: Db, b: dict[str, Any]) -> list[Event]:
+    c.execute("UPDATE devices SET reset_cause = ?, boots = ?, firmware = ? WHERE id = ?",
+              (b.get("reset_cause") or "", b["boots"], json.dumps(b.get("firmware") or {}, sort_keys=True),
+               b["device_id"]))
+    error = b.get("last_error") or {}
+    if not set_last_error(c, b["device_id"], error) or not error:
+        return []
+    return [add_event(c, "device", "device_error", device_id=b["device_id"], version=b.get("version"),
+                      result=error.get("reset_cause") or "error",
+                      detail=f"boot {error.get('boot')}: {error_summary(error)}", at=b["at"])]
+
+
+def set_last_error(c: Db, device_id: str, error: dict[str, Any]) -> bool:
+    """Replace the device's last crash record ({}: none); True when it changed."""
+    stored = json.dumps(error, sort_keys=True)
+    return c.execute("UPDATE devices SET last_error = ? WHERE id = ? AND last_error != ?",
+                     (stored, device_id, stored)).rowcount > 0
 
 
 def heartbeats(c: Db, device_id: str, limit: int = 200) -> list[dict[str, Any]]:
@@ -386,11 +441,60 @@ def make_offer(c: Db, device_id: str, rollout_id: int, version: str, at: float) 
 
 
 def record_offer_phase(c: Db, device_id: str, rollout_id: int, phase: str, transient: bool, detail: str,
-                       at: float) -> None:
-    """Move an offer to the phase its device reported (a transient failure counts an attempt)."""
-    c.execute("UPDATE offers SET phase = ?, transient = ?, attempts = attempts + ?, detail = ?, updated_at = ?"
-              " WHERE device_id = ? AND rollout_id = ?",
-              (phase, int(transient), int(transient), detail, at, device_id, rollout_id))
+                       at: float, error: dict[str, Any] | None = None) -> None:
+    """Move an offer to the phase its device reported (a transient failure counts an attempt), with
+    the crash record that explains it, if any."""
+    c.execute("UPDATE offers SET phase = ?, transient = ?, attempts = attempts + ?, detail = ?, error = ?,"
+              " updated_at = ? WHERE device_id = ? AND rollout_id = ?",
+              (phase, int(transient), int(transient), detail, json.dumps(error or {}, sort_keys=True), at, device_id,
+               rollout_id))
+
+
+def record_not_offered(c: Db, device_id: str, rollout_id: int, version: str, reason: str, at: float) -> None:
+    """A rollout's release the device cannot run: its record fails for good, without a seq."""
+    c.execute(
+        "INSERT INTO offers (device_id, rollout_id, version, seq, phase, detail, updated_at)"
+        " VALUES (?, ?, ?, 0, 'failed', ?, ?) ON CONFLICT (device_id, rollout_id) DO UPDATE SET phase = 'failed',"
+        " transient = 0, detail = excluded.detail, updated_at = excluded.updated_at",
+        (device_id, rollout_id, version, reason, at),
+    )
+
+
+def devices_of_rollout(c: Db, rollout_id: int) -> list[dict[str, Any]]:
+    """The devices that have a record in a rollout."""
+    return _rows(c, "SELECT * FROM devices WHERE id IN (SELECT device_id FROM offers WHERE rollout_id = ?)",
+                 (rollout_id,))
+
+
+# --- device logs ---------------------------------------------------------------------------------
+
+def set_log_until(c: Db, device_id: str, until: float) -> bool:
+    """Want the device's log until `until`; False when there is no such device."""
+    return c.execute("UPDATE devices SET log_until = ? WHERE id = ?", (until, device_id)).rowcount > 0
+
+
+def insert_log_lines(c: Db, device_id: str, lines: Sequence[tuple[float, str]], keep: int) -> list[dict[str, Any]]:
+    """Append a device's log lines, keep its last `keep`; returns the stored lines (id, at, line)."""
+    stored = []
+    for at, line in lines:
+        line_id = c.execute("INSERT INTO device_logs (device_id, at, line) VALUES (?, ?, ?) RETURNING id",
+                            (device_id, at, line)).fetchall()[0]["id"]
+        stored.append({"id": int(line_id), "at": at, "line": line})
+    c.execute("DELETE FROM device_logs WHERE device_id = ? AND id <= ("
+              " SELECT id FROM device_logs WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+              (device_id, device_id, keep))
+    return stored
+
+
+def log_lines(c: Db, device_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+    """The device's last `limit` log lines after id `after`, oldest first."""
+    return _rows(c, "SELECT id, at, line FROM device_logs WHERE device_id = ? AND id > ? ORDER BY id DESC LIMIT ?",
+                 (device_id, after, limit))[::-1]
+
+
+def last_log_id(c: Db, device_id: str) -> int:
+    row = _one(c, "SELECT MAX(id) AS id FROM device_logs WHERE device_id = ?", (device_id,))
+    return int((row or {}).get("id") or 0)
 
 
 # --- events --------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ The rig plays the hardware around the interpreter:
   the process exiting with RESET_EXIT, after which the rig starts it again through boot.py;
 - watchdog: `@wdt arm <ms>` / `@wdt feed` lines from ota/hw.py; a process that stops feeding is killed
   (SIGKILL) and restarted, as the RP2040 watchdog would reset the board;
+- reset cause: PICOW_RESET_CAUSE tells the next run what machine.reset_cause() would: `power_on`
+  after a power cut (and at first), `watchdog` after any reset (the RP2040 resets through its watchdog);
 - power cuts: with `kill_at_step=N` the device pauses at every `@step` marker (PICOW_STEP_SYNC) and the
   rig SIGKILLs it at the N-th one, counted across boots; `kill_after_s` kills at a wall-clock time;
   `on_step` sees every marker (and keeps the device pausing at each, so it can inspect the flash).
@@ -132,8 +134,8 @@ class Board:
 
     # --- power ----------------------------------------------------------------------------------
 
-    def spawn(self, sync: bool) -> subprocess.Popen:
-        env = {**os.environ, **self.env}
+    def spawn(self, sync: bool, reset_cause: str = "power_on") -> subprocess.Popen:
+        env = {**os.environ, **self.env, "PICOW_RESET_CAUSE": reset_cause}
         env.pop("PICOW_STEP_SYNC", None)
         if sync:
             env["PICOW_STEP_SYNC"] = "1"
@@ -157,13 +159,14 @@ class Board:
         on timeout, on more than `max_boots` boots, or when the board halts (an exit other than a reset).
         """
         res = RunResult()
+        reset_cause = "power_on"
         cut_pending = kill_at_step is not None or kill_after_s is not None
         started = time.monotonic()
         deadline = started + timeout
         while True:
             if res.boots >= max_boots:
                 raise AssertionError(f"more than {max_boots} boots\n{res.tail()}")
-            proc = self.spawn(on_step is not None or (kill_at_step is not None and cut_pending))
+            proc = self.spawn(on_step is not None or (kill_at_step is not None and cut_pending), reset_cause)
             res.boots += 1
             lines: queue.Queue[bytes | None] = queue.Queue()
             reader = threading.Thread(target=_pump_lines, args=(proc, lines), daemon=True)
@@ -229,6 +232,8 @@ class Board:
                 _kill(proc)
                 reader.join(timeout=2)
                 close_pipes(proc)
+            # what machine.reset_cause() says next: an RP2040's machine.reset() goes through its watchdog
+            reset_cause = "power_on" if outcome == "cut" else "watchdog"
             if outcome == "exit":
                 res.exit_code = proc.returncode
                 if proc.returncode == RESET_EXIT:

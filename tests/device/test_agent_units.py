@@ -277,5 +277,5 @@ a.st["phase"] = "failed"; a.save()
 from ota import fs
 print(fs.read_json("ota/state.json")["phase"], fs.exists("ota/state.json.tmp"))
 """
-    out = run_mp(tmp_path, script).split()
+    out = run_mp(tmp_path, script, heap="96K").split()  # two agents at once, each with its buffers
     assert out == ["1", "2", "1000001", "1000002", "2000001", "failed", "False"]

@@ -55,6 +55,9 @@ TRACING = _step_sync or _mem_trace  # callers skip building step names in hot lo
 
 def reset():
     """Restart the board: the next run begins with boot.py."""
+    from ota import crash
+
+    crash.will_reset()
     if BOARD:
         machine.reset()
     if _mem_trace:

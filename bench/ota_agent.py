@@ -106,7 +106,8 @@ def _flash(root: Path, hub: Hub, device_id: str, app: dict[str, bytes], version:
     key = hub.client.register_device(device_id, "picow", "canary")["key"]
     cfg = provision.device_config(device_id, key, hub.url, heartbeat_s=5, check_s=0.2, tick_ms=10)
     flash = root / device_id
-    for name, data in provision.board_image(cfg, version, app, provision.agent_files(mpy=True)).items():
+    for name, data in provision.board_image(cfg, version, app, provision.agent_files(mpy=True),
+                                            keys=provision.site_keys(hub.cfg)).items():
         (flash / name).parent.mkdir(parents=True, exist_ok=True)
         (flash / name).write_bytes(data)
     return flash

@@ -65,6 +65,7 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
     dev = store.device(c, device_id)
     assert dev is not None
     info = device_info(dev)
+    _join_rollback(tx, cfg, info, now)
     candidates = [rollout_info(r) for r in store.rollouts_for_device(c, dev["type"], device_id)]
     records = {r["rollout_id"]: offer_record(r) for r in store.offers_of_device(c, device_id)}
     chosen = policy.choose_offer(info, candidates, records, now, cfg.rollout.retry_backoff_s)
@@ -90,6 +91,8 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
                   for f in meta.get("files", [])],
         "meta": {k: meta[k] for k in release_mod.META_FIELDS},
     }
+    if "_type" in meta:  # releases built before boards verified signatures carry none a board can check
+        offer["release"] = release_mod.board_envelope(meta)
     if meta.get("mpy_version") is not None:
         offer["mpy_version"] = meta["mpy_version"]
     return offer
@@ -111,6 +114,20 @@ def artifact_url(cfg: FleetConfig, sha256: str) -> str:
     """Where a board fetches a blob: the hub's /artifacts, or the static host of hub.artifact_base_url."""
     base = cfg.hub.artifact_base_url.rstrip("/")
     return f"{base}/{sha256[:2]}/{sha256}" if base else f"/artifacts/{sha256}"
+
+
+def _join_rollback(tx: Tx, cfg: FleetConfig, device: policy.DeviceInfo, now: float) -> None:
+    """Add a device running the release the newest rollout rolls back to that rollback (reopened if done)."""
+    row = store.latest_rollout(tx.c, device.type)
+    if row is None:
+        return
+    r = rollout_info(row)
+    stages = policy.rollback_joined(r, device)
+    if stages is None:
+        return
+    reopen = {"state": "active"} if r.state == "completed" else {}
+    _set_state(tx, cfg, r.id, now, "rollout_extended", f"{device.id} runs {r.previous_version} too: rolled back",
+               "hub", stages=[s.to_dict() for s in stages], **reopen)
 
 
 def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> None:

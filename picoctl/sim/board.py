@@ -93,12 +93,13 @@ class Board:
 
     # --- flash ----------------------------------------------------------------------------------
 
-    def install(self, config: dict, app: dict[str, bytes], version: str, hub_cert: bytes | None = None) -> None:
+    def install(self, config: dict, app: dict[str, bytes], version: str, hub_cert: bytes | None = None,
+                keys: dict | None = None) -> None:
         """Lay out a freshly provisioned board: boot.py, ota/, the app, config and state (and the
-        hub's certificate for an https:// hub)."""
+        hub's certificate for an https:// hub, and the key set it trusts: without one it takes no offer)."""
         if self.flash.exists():
             shutil.rmtree(self.flash)
-        files = provision.board_image(config, version, app, agent_files(), hub_cert)
+        files = provision.board_image(config, version, app, agent_files(), hub_cert, keys)
         for name, data in files.items():
             p = self.flash / name
             p.parent.mkdir(parents=True, exist_ok=True)

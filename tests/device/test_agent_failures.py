@@ -33,7 +33,7 @@ def mac(key: str, body: bytes) -> str:
 def board_for(hub, tmp_path: Path, device_id: str, url: str | None = None, env: dict | None = None, **cfg) -> tuple[Board, str]:
     key = hub.register(device_id, channel="canary")
     board = Board(tmp_path / device_id, env=env)
-    board.install(device_config(device_id, key, url or hub.url, **cfg), V1, "1.0.0")
+    board.install(device_config(device_id, key, url or hub.url, **cfg), V1, "1.0.0", keys=hub.keys)
     return board, key
 
 

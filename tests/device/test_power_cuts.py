@@ -46,7 +46,7 @@ def _complete_app(board: Board):
 def _board(hub, tmp_path: Path, device_id: str) -> Board:
     key = hub.register(device_id, channel="canary")
     board = Board(tmp_path / device_id)
-    board.install(device_config(device_id, key, hub.url, check_s=0.2), V1, "1.0.0")
+    board.install(device_config(device_id, key, hub.url, check_s=0.2), V1, "1.0.0", keys=hub.keys)
     return board
 
 

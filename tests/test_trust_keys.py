@@ -82,3 +82,12 @@ def test_keys_sign_set_rotates_and_revokes_and_refuses_a_foreign_root(tmp_path: 
                  "--release", str(tmp_path / "new/release.pub")]) == 2
     assert "not signed by a root key of the current set" in capsys.readouterr().err
     assert keyset.load(tmp_path / "site/keys/keys.json").version == 2  # nothing written
+
+
+def test_the_device_screen_says_which_key_set_a_board_trusts() -> None:
+    from picoctl.tui.model import Device
+
+    d = Device.from_json({"id": "gh-01", "type": "picow", "keys": 2})
+    assert d.keys == 2
+    d.update({"keys": 3})
+    assert d.keys == 3 and Device.from_json({"id": "gh-02", "type": "picow"}).keys is None

@@ -106,10 +106,10 @@ def push(cfg: FleetConfig | None, source: Path, port: str, progress: Progress, *
 
     source = Path(source).expanduser()
     trusted = keyset.trusted_or_none(cfg)  # with a site, a release must be signed by a key of its set
-    _files, version = serial_push.release_files(source, trusted)  # a bad source is refused before the board is touched
+    files, version = serial_push.release_files(source, trusted)  # a bad source is refused before the board is touched
 
     def work() -> tuple[serial_push.PushResult, Report]:
-        r = serial_push.push_release(port, source, progress, verify=verify, trusted=trusted)
+        r = serial_push.push_version(port, files, version, progress, verify=verify)
         checked = "verified on the board" if r.verified else "not verified"
         facts = f"{r.files} files, {r.bytes} bytes, {checked}"
         return r, Report(f"pushed {r.files} files ({r.bytes} bytes, {checked}) in {r.seconds:.1f} s; "

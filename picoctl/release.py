@@ -230,6 +230,8 @@ def attest_smoke(release_dir: Path, record: dict[str, Any], key_hex: str | None)
     release_dir = Path(release_dir)
     meta = load_meta(release_dir)
     meta[SMOKE_FIELD] = record
+    if key_hex:
+        meta["signed_by"] = signing.public_from_private(key_hex)
     meta["signature"] = signing.sign_document(meta, key_hex) if key_hex else ""
     tmp = release_dir / "meta.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -245,6 +247,17 @@ def smoke_refusal(meta: dict[str, Any]) -> str | None:
     if record.get("passed") is not True:
         return f"its smoke failed: {record.get('reason') or 'no reason recorded'}"
     return None
+
+
+def smoke_summary(meta: dict[str, Any]) -> str:
+    """A release's smoke attestation in a few words: `passed 20 s, 43 KiB`, `failed` or `-` (none)."""
+    record = meta.get(SMOKE_FIELD)
+    if not isinstance(record, dict):
+        return "-"
+    if record.get("passed") is not True:
+        return "failed"
+    heap = record.get("peak_heap")
+    return f"passed {record.get('seconds', 0):g} s" + (f", {heap / 1024:.0f} KiB" if isinstance(heap, int) else "")
 
 
 def load_meta(path: Path) -> dict[str, Any]:

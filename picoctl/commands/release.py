@@ -121,17 +121,6 @@ def _render_published(answer: dict) -> None:
     console.print(f"[green]{what}[/] {m['target']} {m['version']} sha256 {m['sha256'][:16]}", highlight=False)
 
 
-def smoke_cell(meta: dict) -> str:
-    """A release's smoke attestation in a few words: `passed 20 s, 43 KiB`, `failed` or `-`."""
-    record = meta.get(release.SMOKE_FIELD)
-    if not isinstance(record, dict):
-        return "-"
-    if record.get("passed") is not True:
-        return "failed"
-    heap = record.get("peak_heap")
-    return f"passed {record.get('seconds', 0):g} s" + (f", {heap / 1024:.0f} KiB" if isinstance(heap, int) else "")
-
-
 def _list(args: argparse.Namespace) -> int:
     with _hub_client(args) as client:
         rows = client.releases(args.target)
@@ -139,9 +128,9 @@ def _list(args: argparse.Namespace) -> int:
     def render(found: list[dict]) -> None:
         table(f"{len(found)} release(s)", ("target", "version", "published (UTC)", "sha256", "smoke"), [
             (r["target"], r["version"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["published_at"])),
-             r["sha256"][:12], smoke_cell(r["meta"])) for r in found])
+             r["sha256"][:12], release.smoke_summary(r["meta"])) for r in found])
         for r in found:
-            if smoke_cell(r["meta"]) == "failed":
+            if release.smoke_summary(r["meta"]) == "failed":
                 console.print(f"{r['target']} {r['version']}: smoke failed: "
                               f"{r['meta'][release.SMOKE_FIELD].get('reason') or '-'}", highlight=False)
 

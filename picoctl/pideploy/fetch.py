@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -22,6 +23,7 @@ from .. import keyset, release
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
+from .layout import disk_error
 
 CHUNK = 1 << 16
 CONNECT_TIMEOUT_S = 10.0
@@ -101,7 +103,7 @@ def check_trust(cfg: FleetConfig, meta: dict[str, Any], where: str) -> None:
         raise BadInput(str(exc)) from None
 
 
-def _chunks_from_file(path: Path) -> Iterator[bytes]:
+def _chunks_from_file(path: Path) -> Generator[bytes, None, None]:
     try:
         with open(path, "rb") as f:
             while block := f.read(CHUNK):
@@ -110,7 +112,7 @@ def _chunks_from_file(path: Path) -> Iterator[bytes]:
         raise PicoctlError(f"{path}: cannot read artifact: {exc.strerror}") from None
 
 
-def _chunks_from_url(url: str, progress: Progress, expected: int) -> Iterator[bytes]:
+def _chunks_from_url(url: str, progress: Progress, expected: int) -> Generator[bytes, None, None]:
     try:
         with httpx.stream("GET", url, timeout=_timeout(), follow_redirects=True) as r:
             if r.status_code != 200:
@@ -132,7 +134,11 @@ def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha
     else:
         progress.phase("copy", total=meta["size"], item=where)
         chunks = _chunks_from_file(Path(where))
-    fd, tmp_name = tempfile.mkstemp(prefix="artifact-", suffix=".tar.gz", dir=incoming)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix="artifact-", suffix=".tar.gz", dir=incoming)
+    except OSError as exc:
+        chunks.close()
+        raise disk_error(exc, f"{where}: cannot store the download in {incoming}") from None
     tmp = Path(tmp_name)
     try:
         h, size = hashlib.sha256(), 0
@@ -151,6 +157,9 @@ def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha
             raise BadInput(f"{where}: sha256 does not match the signed meta.json: the artifact was altered")
         if sha256 is not None and digest != sha256.lower():
             raise BadInput(f"{where}: sha256 {digest} is not the expected --sha256 {sha256.lower()}")
+    except OSError as exc:  # reading errors are PicoctlErrors already: this is the disk refusing our copy
+        tmp.unlink(missing_ok=True)
+        raise disk_error(exc, f"{where}: cannot store the download in {incoming}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -79,6 +79,12 @@ def push_release(port: str, source: Path, progress: Progress, verify: bool = Tru
                  trusted: Sequence[str] | None = None) -> PushResult:
     """Push a release folder (or a plain folder) and check the board reports the new version."""
     files, version = release_files(source, trusted)
+    return push_version(port, files, version, progress, verify)
+
+
+def push_version(port: str, files: dict[str, bytes], version: str | None, progress: Progress,
+                 verify: bool = True) -> PushResult:
+    """Push the files of release_files and check the board reports their version."""
     result = push_files(port, files, progress, verify=verify)
     if version is not None and result.version != version:
         raise PicoctlError(f"{port}: pushed {version} but the board reports {result.version or 'no version'} after reset")

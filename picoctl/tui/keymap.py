@@ -39,6 +39,7 @@ FLEET = [
     Binding("S", "sort_reverse", "Reverse", show=False, id="fleet.sort_reverse", tooltip="reverse the sort order"),
     Binding("c", "check_now", "Check now", id="fleet.check_now",
             tooltip="the selected device checks for an update at its next heartbeat"),
+    Binding("l", "log", "Log", id="fleet.log", tooltip="the selected Pico W's output over the air"),
 ]
 
 DEVICE = [
@@ -49,6 +50,13 @@ DEVICE = [
             tooltip="move the device between the canary and stable channels"),
     Binding("x", "remove", "Remove", id="device.remove",
             tooltip="decommission the device: its key stops working, its history stays"),
+    Binding("l", "log", "Log", id="device.log", tooltip="the Pico W's output over the air"),
+]
+
+DEVICE_LOG = [
+    Binding("escape", "back", "Back", id="device_log.back", tooltip="close the log"),
+    Binding("space", "pause", "Pause", id="device_log.pause", tooltip="pause or follow the log"),
+    Binding("x", "clear", "Clear", show=False, id="device_log.clear", tooltip="clear the log view"),
 ]
 
 RELEASES = [
@@ -60,6 +68,8 @@ RELEASES = [
     Binding("r", "rollout('resume')", "Resume", id="releases.resume", tooltip="resume the halted rollout"),
     Binding("b", "rollout('rollback')", "Roll back", id="releases.rollback",
             tooltip="offer the previous release to every device that took this one"),
+    Binding("w", "why", "Why", id="releases.why",
+            tooltip="the first device that failed the rollout: its error and traceback"),
 ]
 
 HISTORY = [

@@ -153,7 +153,11 @@ class ReleasesScreen(ModelScreen):
         t.append(f"{r.stage_name} ({r.stage_index + 1}/{len(r.stages)})", style="bold")
         t.append("  ")
         t.append(r.state, style=ROLLOUT_STYLE.get(r.state, ""))
-        if r.reason and r.state != "active":
+        why = r.why()
+        if why:
+            t.append(f"  {r.state}: {why}", style=FAILED)
+            t.append("  w: why", style="dim")
+        elif r.reason and r.state != "active":
             t.append(f"  {r.reason}", style="italic")
         t.append("\n")
         t.append_text(counts_text(r))
@@ -162,6 +166,13 @@ class ReleasesScreen(ModelScreen):
         bar.update(total=max(total, 1), progress=done)
 
     # --- verbs -------------------------------------------------------------------------------
+    def action_why(self) -> None:
+        r = self.model.active_rollout()
+        if r is None or not r.failures:
+            self.fail("no device has failed the rollout")
+            return
+        self.app.open_device(r.failures[0]["device_id"])
+
     def action_new_canary(self) -> None:
         cfg = self.app.cfg
         releases = sorted(k for k, r in self.model.releases.items() if r.target != "pi")

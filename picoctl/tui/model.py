@@ -77,6 +77,7 @@ class Device:
     rssi: int | None = None
     mem_free: int | None = None
     uptime_s: int | None = None
+    keys: int | None = None  # the version of the release key set the board reports trusting
     readings: dict[str, Any] = field(default_factory=dict)
     offer: Offer | None = None
     # Why it failed, as the board reports it (picoctl.diagnostics): its last crash, reset cause, boot
@@ -105,7 +106,7 @@ class Device:
                 setattr(self, key, _str(d[key]) or getattr(self, key))
         if "type" in d and _str(d["type"]):
             self.type = d["type"]
-        for key in ("rssi", "mem_free", "uptime_s"):
+        for key in ("rssi", "mem_free", "uptime_s", "keys"):
             if key in d:
                 setattr(self, key, _int(d[key]))
         if "last_seen" in d:

@@ -1,15 +1,20 @@
-"""A Pico W on the bench: the MicroPython unix port running boot.py in a folder standing for its flash.
+"""A Pico W on the bench: the MicroPython unix port running boot.py from the flash the board really has.
 
 Used by the device tests, the agent benchmark and `picoctl demo`.
 
-The rig plays the hardware around the interpreter:
-- power: a run is one process (`micropython -X heapsize=… boot.py`, cwd = the flash folder); a reset is
-  the process exiting with RESET_EXIT, after which the rig starts it again through boot.py;
+A board is a host folder: `flash.img`, the whole flash as a LittleFS2 image on a NOR-like block device
+(flash_image.py from the host, nor_boot.py from the board), `flash.ops` counting the flash operations,
+and `sim/`, the hardware around the chip (the sensor's reading, Wi-Fi down). The rig plays that hardware:
+- power: a run is one process (`micropython -X heapsize=… nor_boot.py`, which mounts the image and
+  runs boot.py from it); a reset is the process exiting with RESET_EXIT, after which the rig powers it
+  on again;
 - watchdog: `@wdt arm <ms>` / `@wdt feed` lines from ota/hw.py; a process that stops feeding is killed
   (SIGKILL) and restarted, as the RP2040 watchdog would reset the board;
-- power cuts: with `kill_at_step=N` the device pauses at every `@step` marker (PICOW_STEP_SYNC) and the
-  rig SIGKILLs it at the N-th one, counted across boots; `kill_after_s` kills at a wall-clock time;
-  `on_step` sees every marker (and keeps the device pausing at each, so it can inspect the flash).
+- power cuts: with `kill_at_op=N` the N-th flash operation of the run (program or erase, counted across
+  boots) is torn and the power goes (see nor_boot.py); with `kill_at_step=N` the device pauses at every
+  `@step` marker (PICOW_STEP_SYNC) and the rig SIGKILLs it at the N-th one; `kill_after_s` kills at a
+  wall-clock time; `on_step` sees every marker (and keeps the device pausing at each, so it can
+  inspect the flash).
 """
 
 from __future__ import annotations
@@ -30,10 +35,13 @@ from typing import Callable
 
 from .. import provision
 from ..errors import PicoctlError
+from .flash_image import BLOCK_COUNT, FlashImage
 
 RESET_EXIT = 77
 STOP_WAIT_S = 10  # a board process not gone this long after its end or a SIGKILL is a fault of the rig
 DEFAULT_HEAP = "160K"  # about what a Pico W has free with Wi-Fi up
+NOR_BOOT = Path(__file__).with_name("nor_boot.py")
+STAGING = ("app.new", "app.old", "app.bad")
 
 
 def find_micropython() -> str | None:
@@ -66,6 +74,15 @@ def device_config(device_id: str, key_hex: str, hub_url: str, **overrides: objec
     return provision.device_config(device_id, key_hex, hub_url, **settings)
 
 
+@dataclass(frozen=True)
+class FlashOps:
+    """Flash operations counted over a run: all of them, bytes programmed, blocks erased."""
+
+    ops: int = 0
+    programmed: int = 0
+    erased: int = 0
+
+
 @dataclass
 class RunResult:
     boots: int = 0
@@ -75,17 +92,22 @@ class RunResult:
     steps: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     exit_code: int | None = None
+    flash: FlashOps = FlashOps()
 
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.lines[-n:])
 
 
 class Board:
-    """One simulated board: its flash folder and the processes that run on it."""
+    """One simulated board: its folder (flash image, hardware) and the processes that run on it."""
 
-    def __init__(self, flash: Path, heap: str = DEFAULT_HEAP, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, heap: str = DEFAULT_HEAP, env: dict[str, str] | None = None,
+                 blocks: int = BLOCK_COUNT) -> None:
         self.exe = require_micropython()
-        self.flash = Path(flash)
+        self.root = Path(root)
+        self.flash = FlashImage(self.root / "flash.img", blocks)
+        self.sim = self.root / "sim"
+        self.ops_path = self.root / "flash.ops"
         self.heap = heap
         self.env = dict(env or {})
 
@@ -94,52 +116,69 @@ class Board:
     def install(self, config: dict, app: dict[str, bytes], version: str, hub_cert: bytes | None = None) -> None:
         """Lay out a freshly provisioned board: boot.py, ota/, the app, config and state (and the
         hub's certificate for an https:// hub)."""
-        if self.flash.exists():
-            shutil.rmtree(self.flash)
-        files = provision.board_image(config, version, app, agent_files(), hub_cert)
-        for name, data in files.items():
-            p = self.flash / name
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
+        self.install_files(provision.board_image(config, version, app, agent_files(), hub_cert))
+
+    def install_files(self, files: dict[str, bytes]) -> None:
+        """A freshly formatted flash holding `files` (by path from the flash root)."""
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.sim.mkdir(parents=True)
+        self.flash.format(files)
 
     def set_moisture(self, percent: float) -> None:
-        """Set what the board's soil sensor reads (its `sim/moisture` file, replaced atomically so
-        the board never reads it half-written)."""
-        sensor = self.flash / "sim" / "moisture"
-        sensor.parent.mkdir(exist_ok=True)
-        tmp = sensor.with_suffix(".tmp")
-        tmp.write_text(f"{percent:.1f}")
-        tmp.replace(sensor)
+        """Set what the board's soil sensor reads (`sim/moisture`, replaced atomically so the board
+        never reads it half-written)."""
+        _replace(self.sim / "moisture", f"{percent:.1f}")
+
+    def set_wifi(self, up: bool) -> None:
+        """Bring the board's network up or down (`sim/wifi_down`)."""
+        if up:
+            (self.sim / "wifi_down").unlink(missing_ok=True)
+        else:
+            _replace(self.sim / "wifi_down", "")
 
     def state(self) -> dict:
         try:
-            return json.loads((self.flash / "ota" / "state.json").read_text())
-        except (OSError, ValueError):
+            st = json.loads(self.flash.read("ota/state.json") or b"")
+        except ValueError:
             return {}
+        return st if isinstance(st, dict) else {}
 
     def tree(self, folder: str) -> dict[str, bytes]:
         """Every file under a flash folder, by relative name."""
-        root = self.flash / folder
-        if not root.is_dir():
-            return {}
-        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        prefix = folder.rstrip("/") + "/"
+        return {name[len(prefix):]: data for name, data in self.flash.files().items() if name.startswith(prefix)}
 
     def leftovers(self) -> list[str]:
         """Half-written or staging files anywhere on the flash."""
-        out = [p.relative_to(self.flash).as_posix() for p in self.flash.rglob("*.tmp")]
-        out += [d for d in ("app.new", "app.old", "app.bad") if (self.flash / d).exists()]
+        out = [name for name in self.flash.files() if name.endswith(".tmp")]
+        out += [d for d in self.flash.dirs() if d in STAGING]
         return sorted(out)
+
+    def flash_ops(self) -> FlashOps:
+        """The flash operations counted since the last run started."""
+        try:
+            ops, programmed, erased = (int(x) for x in self.ops_path.read_text().split())
+        except (OSError, ValueError):
+            return FlashOps()
+        return FlashOps(ops, programmed, erased)
 
     # --- power ----------------------------------------------------------------------------------
 
-    def spawn(self, sync: bool) -> subprocess.Popen:
-        env = {**os.environ, **self.env}
-        env.pop("PICOW_STEP_SYNC", None)
+    def spawn(self, sync: bool, cut_at_op: int | None = None) -> subprocess.Popen:
+        env = {**os.environ, **self.env, "PICOW_FLASH": str(self.flash.path), "PICOW_FLASH_OPS": str(self.ops_path),
+               "PICOW_SIM": str(self.sim)}
+        for name in ("PICOW_STEP_SYNC", "PICOW_FLASH_CUT"):
+            env.pop(name, None)
         if sync:
             env["PICOW_STEP_SYNC"] = "1"
+        if cut_at_op is not None:
+            env["PICOW_FLASH_CUT"] = str(cut_at_op)
+        if not self.ops_path.exists():
+            self.ops_path.write_text("0 0 0")
         return subprocess.Popen(
-            [self.exe, "-X", f"heapsize={self.heap}", "boot.py"],
-            cwd=self.flash, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [self.exe, "-X", f"heapsize={self.heap}", str(NOR_BOOT)],
+            cwd=self.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
 
     def run(
@@ -147,6 +186,7 @@ class Board:
         until: Callable[[RunResult], bool],
         timeout: float = 20.0,
         kill_at_step: int | None = None,
+        kill_at_op: int | None = None,
         kill_after_s: float | None = None,
         on_step: Callable[[str], None] | None = None,
         max_boots: int = 20,
@@ -157,13 +197,15 @@ class Board:
         on timeout, on more than `max_boots` boots, or when the board halts (an exit other than a reset).
         """
         res = RunResult()
-        cut_pending = kill_at_step is not None or kill_after_s is not None
+        self.ops_path.write_text("0 0 0")
+        cut_pending = kill_at_step is not None or kill_at_op is not None or kill_after_s is not None
         started = time.monotonic()
         deadline = started + timeout
         while True:
             if res.boots >= max_boots:
                 raise AssertionError(f"more than {max_boots} boots\n{res.tail()}")
-            proc = self.spawn(on_step is not None or (kill_at_step is not None and cut_pending))
+            proc = self.spawn(on_step is not None or (kill_at_step is not None and cut_pending),
+                              kill_at_op if cut_pending else None)
             res.boots += 1
             lines: queue.Queue[bytes | None] = queue.Queue()
             reader = threading.Thread(target=_pump_lines, args=(proc, lines), daemon=True)
@@ -193,7 +235,7 @@ class Board:
                         raw = lines.get(timeout=0.05)
                     except queue.Empty:
                         if until(res):
-                            return res
+                            return self._done(res)
                         continue
                     if raw is None:
                         outcome = "exit"
@@ -201,6 +243,15 @@ class Board:
                     line = raw.decode(errors="replace").rstrip("\n")
                     if line != "@wdt feed":
                         res.lines.append(line)
+                    if line.startswith("@flash cut "):
+                        _kill(proc)
+                        cut_pending = False
+                        res.killed_at = line[1:]
+                        res.lines.append(f"[rig] power cut at {res.killed_at}")
+                        outcome = "cut"
+                        break
+                    if line == "@flash formatted":
+                        raise AssertionError(f"the flash did not mount and was formatted: the board lost everything\n{res.tail()}")
                     if line.startswith("@wdt arm "):
                         wdt_ms = int(line.split()[2])
                         wdt_due = time.monotonic() + wdt_ms / 1000
@@ -224,7 +275,7 @@ class Board:
                         except BrokenPipeError:
                             pass
                     if until(res):
-                        return res
+                        return self._done(res)
             finally:
                 _kill(proc)
                 reader.join(timeout=2)
@@ -235,6 +286,18 @@ class Board:
                     res.resets += 1
                     continue
                 raise AssertionError(f"board halted with exit code {proc.returncode}\n{res.tail()}")
+
+
+    def _done(self, res: RunResult) -> RunResult:
+        res.flash = self.flash_ops()
+        return res
+
+
+def _replace(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _pump_lines(proc: subprocess.Popen, out: queue.Queue) -> None:

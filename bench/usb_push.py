@@ -1,15 +1,18 @@
-"""Push a 200 KiB pico release to the virtual USB Pico: picoctl (with on-board verification) beside
-`mpremote cp -r` (the command line), in the same run; then picoctl again while `usb follow` reads
-the board, and how long an operation waits for the follower to give the port up.
+"""Push a 200 KiB pico release to the virtual USB Pico with the commands a user types, in the same
+run: `picoctl usb push` (write, on-board sha256 of every file, rename, reset, version read back)
+against `mpremote cp -r . :` (write only), each a process, each onto a fresh virtual Pico (the
+MicroPython unix port behind a pty); then `picoctl usb push` while `usb follow` reads the board, and
+how long an operation waits for the follower to give the port up.
 
-Each tool pushes to a fresh virtual Pico (MicroPython unix port behind a pty); the median of
-three runs is reported. ratio = mpremote time / picoctl time (above 1: picoctl is faster);
-followed_ratio = picoctl time / picoctl time with the follower running (1: it costs nothing);
-handover_ms = the median wait of 20 claims of a port the follower is reading.
+ratio = mpremote time / picoctl time, medians of RUNS runs (above 1: picoctl is faster end to end,
+start-up included); followed_ratio = picoctl time / picoctl time with the follower (1: it costs
+nothing); handover_ms = the median wait of 20 claims of a port the follower is reading;
+startup_ratio = `mpremote --help` time / `picoctl --help` time (medians).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import subprocess
@@ -18,17 +21,20 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from picoctl import release  # noqa: E402
-from picoctl.progress import Progress  # noqa: E402
 from picoctl.sim.virtual_pico import VirtualPico  # noqa: E402
 from picoctl.usb import port_claim  # noqa: E402
-from picoctl.usb.push import push_release  # noqa: E402
 from picoctl.usb.serial_log import SerialLog  # noqa: E402
 
 TOTAL = 200 * 1024
-RUNS = 3
+RUNS = 5
+BIN = Path(sys.executable).parent
+PICOCTL = [str(BIN / "picoctl")] if (BIN / "picoctl").exists() else [sys.executable, "-m", "picoctl"]
+MPREMOTE = [str(BIN / "mpremote")] if (BIN / "mpremote").exists() else [sys.executable, "-m", "mpremote"]
+ENV = {**os.environ, "PICOCTL_CONFIG": os.devnull + ".none"}  # no fleet.toml: nothing is recorded
 
 
 def make_source(root: Path) -> None:
@@ -59,16 +65,21 @@ def following(port: str) -> SerialLog:
     return log
 
 
+def timed(cmd: list[str], **kw: object) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, env=ENV, **kw)
+    return time.perf_counter() - t0
+
+
 def run_picoctl(rel: Path, work: Path, n: int, followed: bool = False) -> float:
     with VirtualPico(work / f"flash-picoctl-{n}-{followed}") as board:
-        time.sleep(0.2)
+        time.sleep(0.3)  # past its power-up
         follower = following(board.port) if followed else None
-        t0 = time.perf_counter()
-        result = push_release(board.port, rel, Progress("bench"), verify=True)
-        elapsed = time.perf_counter() - t0
-        assert result.version == "1.0.0" and result.verified
+        elapsed = timed([*PICOCTL, "usb", "push", str(rel), "--port", board.port])
         if follower:
             follower.stop()
+        got = board_files(board.flash_dir)
+    assert b'"1.0.0"' in got["version.json"], "picoctl usb push did not leave the release's version"
     return elapsed
 
 
@@ -88,13 +99,9 @@ def handover_ms(work: Path) -> float:
 
 
 def run_mpremote(files: Path, work: Path, n: int) -> float:
-    mpremote = [sys.executable, "-m", "mpremote"]
     with VirtualPico(work / f"flash-mpremote-{n}") as board:
-        time.sleep(0.2)
-        t0 = time.perf_counter()
-        subprocess.run([*mpremote, "connect", board.pty, "cp", "-r", ".", ":"], cwd=files, check=True,
-                       stdout=subprocess.DEVNULL)
-        elapsed = time.perf_counter() - t0
+        time.sleep(0.3)  # past its power-up
+        elapsed = timed([*MPREMOTE, "connect", board.pty, "cp", "-r", ".", ":"], cwd=files)
         got = board_files(board.flash_dir)
     want = board_files(files)
     assert all(got.get(k) == v for k, v in want.items()), "mpremote cp did not copy every file intact"
@@ -120,20 +127,20 @@ def main() -> None:
             followed_runs.append(run_picoctl(rel, work, n, followed=True))
         p, m = statistics.median(picoctl_runs), statistics.median(mpremote_runs)
         f, handover = statistics.median(followed_runs), handover_ms(work)
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mpremote", "version"], check=True, stdout=subprocess.DEVNULL)
-        startup = time.perf_counter() - t0
-        print(f"release: {len(meta['files'])} files, {size} bytes")
-        print(f"picoctl push (write, on-board sha256 verify, rename, reset, read version): "
+        p_start = statistics.median(timed([*PICOCTL, "--help"]) for _ in range(RUNS))
+        m_start = statistics.median(timed([*MPREMOTE, "--help"]) for _ in range(RUNS))
+        print(f"release: {len(meta['files'])} files, {size} bytes; medians of {RUNS} runs, each command a process")
+        print(f"picoctl usb push (write, on-board sha256 verify, rename, reset, read version): "
               f"{', '.join(f'{t:.2f}' for t in picoctl_runs)} s -> median {p:.2f} s ({size / p / 1024:.0f} KiB/s)")
-        print(f"mpremote cp -r (write only):                                            "
+        print(f"mpremote cp -r . : (write only):                                          "
               f"{', '.join(f'{t:.2f}' for t in mpremote_runs)} s -> median {m:.2f} s ({size / m / 1024:.0f} KiB/s)")
-        print(f"(of mpremote's time, {startup:.2f} s is starting the command: `mpremote version` alone)")
-        print(f"picoctl push while `usb follow` reads the board:                         "
+        print(f"start-up: picoctl --help {p_start:.2f} s, mpremote --help {m_start:.2f} s")
+        print(f"picoctl usb push while `usb follow` reads the board:                       "
               f"{', '.join(f'{t:.2f}' for t in followed_runs)} s -> median {f:.2f} s")
         print(f"an operation waits {handover:.0f} ms (median of 20) for the follower to give the port up")
         print(f"RESULT picoctl_s={p:.3f} mpremote_s={m:.3f} ratio={m / p:.2f} followed_s={f:.3f} "
-              f"followed_ratio={p / f:.2f} handover_ms={handover:.0f} bytes={size} files={len(meta['files'])}")
+              f"followed_ratio={p / f:.2f} handover_ms={handover:.0f} startup_ratio={m_start / p_start:.2f} "
+              f"bytes={size} files={len(meta['files'])}")
 
 
 if __name__ == "__main__":

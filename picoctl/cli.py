@@ -10,13 +10,27 @@ import importlib
 import sys
 
 from . import __version__
+from .commands import COMMANDS
 from .errors import PicoctlError
 
-# Each module defines `register(subparsers)`, adding parsers whose default `func(args) -> int` runs them.
-COMMAND_MODULES = ("init", "keys", "release", "pi", "rollout", "usb", "serve", "devices", "history", "device", "demo")
+
+def _command_in(argv: list[str]) -> str | None:
+    """The command named in `argv` (after the global options), if any."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--config":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full sub-parser of the command `argv` names (of every command when
+    `argv` is None); the others are listed by their help line, their modules left unimported.
+
+    Each module commands.<name> defines `register(subparsers)`, adding its parser whose default
+    `func(args) -> int` runs it."""
     parser = argparse.ArgumentParser(
         prog="picoctl",
         description="Operate a fleet of Raspberry Pi Pico boards: releases, rollouts, Pi deploys, USB flashing.",
@@ -24,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"picoctl {__version__}")
     parser.add_argument("--config", metavar="FILE", help="fleet.toml to use (else $PICOCTL_CONFIG, ~/.config/picoctl, /etc/picoctl)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f".commands.{name}", __package__).register(sub)
+    wanted = None if argv is None else _command_in(argv)
+    for name, summary in COMMANDS.items():
+        if argv is None or name == wanted:
+            importlib.import_module(f".commands.{name}", __package__).register(sub)
+        else:
+            sub.add_parser(name, help=summary)
     return parser
 
 
@@ -38,7 +56,8 @@ def _tui(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         args.func = _tui

@@ -106,8 +106,14 @@ class _Routes(Generic[T]):
     def device(self, device_id: str) -> T:
         return self._do(Call("GET", f"/api/v1/devices/{device_id}"))
 
+    def readings(self, device_id: str, limit: int | None = None) -> T:
+        return self._do(Call("GET", f"/api/v1/devices/{device_id}/readings", params=_params(limit=limit)))
+
     def register_device(self, device_id: str, type_: str = "picow", channel: str = "stable") -> T:
         return self._do(Call("POST", "/api/v1/devices", json={"id": device_id, "type": type_, "channel": channel}))
+
+    def remove_device(self, device_id: str) -> T:
+        return self._do(Call("DELETE", f"/api/v1/devices/{device_id}"))
 
     def set_channel(self, device_id: str, channel: str) -> T:
         return self._do(Call("POST", f"/api/v1/devices/{device_id}/channel", json={"channel": channel}))
@@ -117,6 +123,12 @@ class _Routes(Generic[T]):
 
     def relay_heartbeat(self, device_id: str, body: dict[str, Any]) -> T:
         return self._do(Call("POST", f"/api/v1/devices/{device_id}/heartbeat", json=body))
+
+    def request_log(self, device_id: str, seconds: int | None = None) -> T:
+        return self._do(Call("POST", f"/api/v1/devices/{device_id}/logs/request", json=_params(seconds=seconds)))
+
+    def device_logs(self, device_id: str, after: int | None = None) -> T:
+        return self._do(Call("GET", f"/api/v1/devices/{device_id}/logs", params=_params(after=after)))
 
     def releases(self, target: str | None = None) -> T:
         return self._do(Call("GET", "/api/v1/releases", params=_params(target=target)))
@@ -167,6 +179,8 @@ def _parse(response: httpx.Response) -> Any:
         except (ValueError, KeyError, TypeError):
             message = response.text[:200] or response.reason_phrase
         raise HubError(response.status_code, message)
+    if not response.content:
+        return None  # taken, with nothing to say (a 204, or a 201 with an empty body)
     try:
         return response.json()
     except ValueError:

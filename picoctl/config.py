@@ -83,6 +83,7 @@ class RolloutConfig:
     promote_after_successes: int = 0
     trial_timeout_s: int = 900
     retry_backoff_s: int = 60
+    require_smoke: bool = False  # picow rollouts only of releases with a passing smoke attestation
 
 
 @dataclass

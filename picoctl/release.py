@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from . import protocol, signing
+from .diagnostics import mpy_file_version
 from .errors import BadInput, PicoctlError
 
 TARGETS = ("pi", "picow", "pico")
@@ -41,6 +42,8 @@ SEMVER = re.compile(
 FIXED_MTIME = 315532800  # 1980-01-01, the earliest time a zip or FAT filesystem can hold
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "node_modules"}
 META_FIELDS = ("version", "artifact_url", "sha256", "signature", "rollout", "created_at")
+SMOKE_FIELD = "smoke"  # the signed result of `release build --smoke`
+MAX_META_BYTES = 1 << 20  # a meta.json fetched by URL is refused past this size, before it is parsed
 
 
 def check_version(version: str) -> str:
@@ -185,6 +188,11 @@ def build(
             meta["root"] = prefix
         else:
             files = _collect_app_files(source, target, mpy, work)
+            versions = {mpy_file_version(d) for n, d in files if n.endswith(".mpy")}
+            if len(versions) > 1:
+                raise BadInput(f"{source}: .mpy files of several versions ({sorted(versions)}) in one release")
+            if versions:
+                meta["mpy_version"] = versions.pop()  # the .mpy format every board taking it must load
             artifact = f"{target}-{version}.tar"
             _write_tar(stage / artifact, files, compress=False)
             meta["format"] = "tar"
@@ -203,6 +211,29 @@ def build(
             out.rmdir()
         os.replace(stage, out)
     return meta
+
+
+def attest_smoke(release_dir: Path, record: dict[str, Any], key_hex: str | None) -> dict[str, Any]:
+    """Record a smoke's result (picoctl.smoke) in a built release's meta.json and sign it again:
+    the signature covers it like every other field. Returns the new meta."""
+    release_dir = Path(release_dir)
+    meta = load_meta(release_dir)
+    meta[SMOKE_FIELD] = record
+    meta["signature"] = signing.sign_document(meta, key_hex) if key_hex else ""
+    tmp = release_dir / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, release_dir / "meta.json")
+    return meta
+
+
+def smoke_refusal(meta: dict[str, Any]) -> str | None:
+    """Why a release has no passing smoke attestation; None when it has one."""
+    record = meta.get(SMOKE_FIELD)
+    if record is None:
+        return "it has no smoke attestation (build it with `picoctl release build --smoke`)"
+    if record.get("passed") is not True:
+        return f"its smoke failed: {record.get('reason') or 'no reason recorded'}"
+    return None
 
 
 def load_meta(path: Path) -> dict[str, Any]:
@@ -230,12 +261,18 @@ def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
         if not isinstance(meta[key], str):
             raise BadInput(f"{where}: field {key!r} must be a string")
     check_version(meta["version"])
+    mpy_version = meta.get("mpy_version")
+    if mpy_version is not None and not (type(mpy_version) is int and 0 < mpy_version < 256):
+        raise BadInput(f"{where}: field 'mpy_version' must be an .mpy format version (1-255)")
     if meta["target"] not in TARGETS:
         raise BadInput(f"{where}: unknown target {meta['target']!r}")
     if "/" in meta["artifact"] or meta["artifact"] in ("", ".", ".."):
         raise BadInput(f"{where}: artifact must be a plain file name")
     if not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
         raise BadInput(f"{where}: sha256 must be 64 lowercase hex digits")
+    smoke = meta.get(SMOKE_FIELD)
+    if smoke is not None and not (isinstance(smoke, dict) and isinstance(smoke.get("passed"), bool)):
+        raise BadInput(f"{where}: field {SMOKE_FIELD!r} must be an object with a true or false 'passed'")
     for f in meta.get("files", []):
         if not (isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("size"), int)
                 and isinstance(f.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", f["sha256"])):

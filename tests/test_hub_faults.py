@@ -49,7 +49,9 @@ def test_sigkill_under_load_loses_no_acknowledged_heartbeat_or_status(hub) -> No
     threads = [threading.Thread(target=_load, args=(hub, devices[i::THREADS], acked, stop)) for i in range(THREADS)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 30
+    while sum(a[0] for a in acked.values()) <= 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
     hub.kill()
     stop.set()
     for t in threads:

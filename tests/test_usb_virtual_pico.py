@@ -96,3 +96,24 @@ def test_a_large_write_waits_for_a_slow_host_instead_of_being_lost(tmp_path: Pat
         finally:
             os.close(fd)
     assert got.count(b"x") == 100000
+
+
+def test_ctrl_c_while_the_board_starts_stops_main_py_without_a_host_side_traceback(tmp_path: Path) -> None:
+    """A Ctrl-C at power-up reached the unix port's CPython launcher, which printed a CPython traceback."""
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text("import time\nwhile True:\n    time.sleep(1)\n")
+    board = VirtualPico(flash)
+    try:
+        for n in range(15):
+            board.replug()
+            fd = os.open(board.pty, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            try:
+                os.write(fd, b"\r\x03")  # at once: the interpreter is still starting
+                got = read_until(fd, b">>> ")
+            finally:
+                os.close(fd)
+            assert b"micropython_unix" not in got and b"most recent call last" not in got, (n, got)
+            unplug_within_bound(board)
+    finally:
+        board.stop()

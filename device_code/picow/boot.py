@@ -1,5 +1,6 @@
 # boot.py: finish or undo an interrupted switch, count trial boots, roll back, then start the app.
-# Self-contained on purpose (os, sys, json only): it must work whatever state ota/ and app/ are in.
+# Self-contained on purpose (os, sys, json only): it must work whatever state ota/ and app/ are in;
+# the crash record (ota/crash.py) is used when it imports, and never needed.
 # Every step is recorded in ota/state.json (temp file + rename) before the next one, so a power
 # cut at any instant resumes it on the next boot. See docs/device-agent.md.
 import json
@@ -64,6 +65,8 @@ def pend(st, phase, detail):
 
 
 def reset():
+    if crash:
+        crash.will_reset()
     if BOARD:
         import machine
         machine.reset()
@@ -107,6 +110,9 @@ def recover():
             os.rename("app.old", "app")
             step("app.old -> app")
         pend(st, "rolled_back", "not confirmed in %d boots" % (st.get("boots", 1) - 1))
+        rec = crash.load() if crash else None
+        if rec and rec.get("boot", 0) >= crash.BOOT - st.get("boots", 1):  # a crash of this trial
+            st["pending"][-1]["error"] = rec
         o = st.get("offer") or {}
         st["seq"] = max(st.get("seq", 0), o.get("seq", 0))
         st["offer"] = None
@@ -126,6 +132,14 @@ def recover():
 
 
 try:
+    from ota import crash, logring
+
+    logring.install()
+    crash.begin()
+except Exception as exc:  # a broken ota/ costs the crash record, not the boot
+    sys.print_exception(exc)
+    crash = None
+try:
     phase = recover()
 except Exception as exc:  # e.g. a flash too full to take state.json: run what is there rather than stop
     sys.print_exception(exc)
@@ -135,6 +149,8 @@ try:
     import main  # noqa: F401  the app runs its loop from here
 except Exception as exc:
     sys.print_exception(exc)
+    if crash:
+        crash.record(exc)
     if phase == "trial":
         reset()
     # outside a trial nothing older remains: keep the board reachable for the next update

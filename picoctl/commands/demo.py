@@ -9,6 +9,8 @@ import sys
 import threading
 from types import FrameType
 
+from . import COMMANDS
+
 
 def _leave(signum: int, frame: FrameType | None) -> None:
     """SIGTERM or SIGHUP (the SSH link gone): unwind like Ctrl+C so that the demo cleans up."""
@@ -44,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run a hub, a simulated fleet, a USB Pico and the Pi app here, and open the TUI")
+    p = sub.add_parser("demo", help=COMMANDS["demo"])
     p.add_argument("--devices", type=int, default=8, metavar="N", help="how many Pico W to simulate (default 8)")
     p.add_argument("--no-tui", action="store_true",
                    help="run the demo fleet without the TUI (attach with the printed command) until Ctrl+C")

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from .. import config, operations, provision
-from ..client import HubClient
 from ..errors import BadInput
 from ..protocol import CHANNELS
+from . import COMMANDS
 from .output import add_json_flag, console, emit, progress_bar
 
 
@@ -23,6 +23,8 @@ def _provision(args: argparse.Namespace) -> int:
         provision.check_out_folder(Path(args.out))
 
     def register(device_id: str, type_: str) -> str:
+        from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
+
         with HubClient.from_config(cfg) as client:
             return client.register_device(device_id, type_, args.channel)["key"]
 
@@ -51,7 +53,7 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    dev = sub.add_parser("device", help="provision boards")
+    dev = sub.add_parser("device", help=COMMANDS["device"])
     actions = dev.add_subparsers(dest="device_command", metavar="ACTION", required=True)
     p = actions.add_parser("provision", help="create a device key, register it with the hub, write the board")
     p.add_argument("id", help="device id (1-64 of A-Z a-z 0-9 . _ -)")

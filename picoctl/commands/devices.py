@@ -1,14 +1,19 @@
-"""`picoctl devices`: the fleet as the hub sees it; `add` registers a board, `show` details one."""
+"""`picoctl devices`: the fleet as the hub sees it; `add` registers a board, `show` details one (why it
+failed included), `log` reads a Pico W's output over the air, `readings` exports one's heartbeat
+readings, `remove` decommissions one."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from typing import Any
 
-from .. import config
+from .. import config, wireless_log
 from ..errors import BadInput
 from ..protocol import CHANNELS
+from . import COMMANDS
 from .output import add_json_flag, console, emit, table
 
 
@@ -30,9 +35,11 @@ def _list(args: argparse.Namespace) -> int:
         devices = client.devices()
 
     def render(rows: list[dict[str, Any]]) -> None:
-        table(f"{len(rows)} device(s)", ("id", "type", "channel", "version", "status", "last seen", "rssi", "offer"), [
+        table(f"{len(rows)} device(s)", ("id", "type", "channel", "version", "status", "last seen", "rssi", "offer",
+                                         "last error"), [
             (d["id"], d["type"], d["channel"], d["version"] or "-", d["status"], _age(d["last_seen"]), d["rssi"],
-             f"{d['offer']['version']} {d['offer']['phase']}" if d["offer"] else "")
+             f"{d['offer']['version']} {d['offer']['phase']}" if d["offer"] else "",
+             f"! {d['error_summary']}" if d.get("error_summary") else "")
             for d in rows])
 
     emit(args, devices, render)
@@ -51,7 +58,22 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        removed = client.remove_device(args.id)
+
+    def render(d: dict[str, Any]) -> None:
+        console.print(f"[yellow]removed[/] {d['id']} ({d['type']}, {d['version'] or 'no version'}) from the fleet: "
+                      f"its key is refused from now on; its history stays (picoctl history --device {d['id']})",
+                      highlight=False)
+
+    emit(args, removed, render)
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
+    from rich.markup import escape  # device text is shown as text, never markup
+
     if args.beats <= 0:
         raise BadInput(f"--beats: expected a positive number, got {args.beats}")
     with _client(args) as client:
@@ -62,8 +84,9 @@ def _show(args: argparse.Namespace) -> int:
                       f"{d['status']} (last seen {_age(d['last_seen'])})", highlight=False)
         if d["offer"]:
             o = d["offer"]
-            console.print(f"offer     rollout {o['rollout_id']} {o['version']} seq {o['seq']}: {o['phase']} {o['detail']}",
-                          highlight=False)
+            console.print(f"offer     rollout {o['rollout_id']} {o['version']} seq {o['seq']}: {o['phase']} "
+                          f"{escape(o['detail'])}", highlight=False)
+        _diagnostics(d)
         beats = d["heartbeats"][-args.beats:]
         table(f"last {len(beats)} heartbeat(s)", ("at", "version", "uptime", "mem free", "rssi", "readings"), [
             (time.strftime("%H:%M:%S", time.gmtime(h["at"])), h["version"], h["uptime_s"], h["mem_free"], h["rssi"],
@@ -76,8 +99,73 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnostics(d: dict[str, Any]) -> None:
+    """Firmware, boot count, reset cause and the last crash with its traceback."""
+    from rich.markup import escape
+
+    fw = d.get("firmware") or {}
+    if fw or d.get("boots") is not None:
+        console.print(f"firmware  MicroPython {escape(fw.get('micropython') or '?')}, .mpy {fw.get('mpy_abi') or '?'}, "
+                      f"{escape(fw.get('board') or '?')}, id {escape(fw.get('uid') or '?')}", highlight=False)
+        console.print(f"boot      {d.get('boots')}, reset cause {escape(d.get('reset_cause') or '?')}", highlight=False)
+    error = d.get("last_error")
+    if error:
+        console.print(f"[red]last error[/] {escape(d['error_summary'])} (boot {error.get('boot')}, "
+                      f"then reset: {escape(error.get('reset_cause') or '?')})", highlight=False)
+        if error.get("traceback"):
+            console.print(escape(error["traceback"].rstrip("\n")), highlight=False)
+
+
+def _log(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    cfg = config.load(args.config)
+    from ..client import HubClient
+
+    with HubClient.from_config(cfg) as client:
+        device = client.device(args.id)
+        timeout = args.timeout if args.timeout is not None else wireless_log.answer_timeout(cfg, device["type"])
+        if timeout <= 0:
+            raise BadInput(f"--timeout: expected a positive number of seconds, got {args.timeout}")
+        got: list[wireless_log.LogLine] = []
+
+        def show(lines: list[wireless_log.LogLine]) -> None:
+            if args.json and not args.follow:
+                got.extend(lines)
+                return
+            now = time.time()
+            for x in lines:
+                if args.json:
+                    print(json.dumps({"id": x.id, "at": x.at, "line": x.line}), flush=True)
+                else:
+                    console.print(f"[dim]{time.strftime('%H:%M:%S', time.localtime(x.at))} "
+                                  f"{x.age(now):>4} ago[/]  {escape(x.line)}", highlight=False)
+
+        try:
+            wireless_log.read(client, args.id, show, timeout, follow=args.follow)
+        except KeyboardInterrupt:
+            return 0
+    if args.json and not args.follow:
+        emit(args, [{"id": x.id, "at": x.at, "line": x.line} for x in got], lambda _: None)
+    return 0
+
+
+def _readings(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit <= 0:
+        raise BadInput(f"--limit: expected a positive number, got {args.limit}")
+    with _client(args) as client:
+        beats = client.readings(args.id, args.limit)
+    if args.json:  # a trace for `picoctl release smoke --readings`: one heartbeat a line
+        sys.stdout.write("[\n" + ",\n".join(json.dumps(b, sort_keys=True) for b in beats) + "\n]\n")
+        return 0
+    table(f"{args.id}: {len(beats)} heartbeat reading(s)", ("at (UTC)", "readings"), [
+        (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(b["at"])), " ".join(f"{k}={v}" for k, v in b["readings"].items()))
+        for b in beats])
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="list the fleet: version, status, last heartbeat, offer")
+    p = sub.add_parser("devices", help=COMMANDS["devices"])
     add_json_flag(p)
     p.set_defaults(func=_list)
     actions = p.add_subparsers(dest="devices_command", metavar="ACTION")
@@ -87,8 +175,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--channel", default="stable", choices=CHANNELS)
     add_json_flag(a)
     a.set_defaults(func=_add)
+    r = actions.add_parser("remove", help="decommission a device: its key stops working, its history stays")
+    r.add_argument("id")
+    add_json_flag(r)
+    r.set_defaults(func=_remove)
     s = actions.add_parser("show", help="one device: its offer, heartbeat history and events")
     s.add_argument("id")
     s.add_argument("--beats", type=int, default=10, help="heartbeats to show (default: %(default)s)")
     add_json_flag(s)
     s.set_defaults(func=_show)
+    lg = actions.add_parser("log", help="a Pico W's recent output over the air; --follow streams new lines")
+    lg.add_argument("id")
+    lg.add_argument("--follow", "-f", action="store_true", help="keep streaming new lines until Ctrl-C")
+    lg.add_argument("--timeout", type=float, help="seconds to wait for the board to answer "
+                                                  "(default: its heartbeat interval and a margin)")
+    add_json_flag(lg)
+    lg.set_defaults(func=_log)
+    r = actions.add_parser("readings", help="a device's heartbeat readings, oldest first (--json: a trace to "
+                                            "replay with release smoke --readings)")
+    r.add_argument("id")
+    r.add_argument("--limit", type=int, help="the newest N (default: every one the hub keeps)")
+    add_json_flag(r)
+    r.set_defaults(func=_readings)

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import config
 from ..errors import BadInput
+from . import COMMANDS
 from .output import add_json_flag, emit, table
 
 
@@ -29,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("history", help="the audit log: deploys, offers, statuses, rollouts, refusals")
+    p = sub.add_parser("history", help=COMMANDS["history"])
     p.add_argument("--device", metavar="ID", help="only this device's events")
     p.add_argument("--version", metavar="V", help="only events about this version")
     p.add_argument("--kind", metavar="K", help="only this kind (e.g. deploy_status, security, rollout_halted)")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import config, signing
 from ..errors import BadInput
+from . import COMMANDS
 from .output import console
 
 
@@ -45,6 +46,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("init", help="create fleet.toml, data folder, operator token and release keys")
+    p = sub.add_parser("init", help=COMMANDS["init"])
     p.add_argument("--dir", default="~/.config/picoctl", help="where to create them (default: %(default)s)")
     p.set_defaults(func=_run)

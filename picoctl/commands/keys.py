@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import signing
+from . import COMMANDS
 from .output import console
 
 
@@ -17,7 +18,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    keys = sub.add_parser("keys", help="release signing keys").add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    keys = sub.add_parser("keys", help=COMMANDS["keys"]).add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     g = keys.add_parser("generate", help="write release.key (0600) and release.pub")
     g.add_argument("--out", required=True, help="folder for the keypair")
     g.set_defaults(func=_generate)

@@ -8,15 +8,35 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.progress import Progress as Bar
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from ..progress import Progress, ProgressEvent
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """rich's Console, made on first use: importing rich costs more than many commands' own work
+    (and nothing of it for `picoctl --help`)."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+console = _LazyConsole()
+err_console = _LazyConsole(stderr=True)
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -33,19 +53,28 @@ def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> 
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     t = Table(title=title, title_justify="left", header_style="bold")
     for c in columns:
         t.add_column(c)
     for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r))
+        t.add_row(*(Text("" if v is None else str(v)) for v in r))  # cells are text, never markup
     console.print(t)
 
 
 @contextmanager
 def progress_bar(task: str) -> Iterator[Progress]:
     """A Progress drawn as a rich bar on stderr when that is a terminal (silent otherwise)."""
+    if not sys.stderr.isatty():
+        yield Progress(task)  # no bar to draw: rich stays unloaded
+        return
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import Progress as Bar
+
     with Bar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-             TimeRemainingColumn(), console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+             TimeRemainingColumn(), console=err_console.get(), transient=True, disable=not err_console.is_terminal) as bar:
         tid = bar.add_task(task, total=None)
 
         def sink(e: ProgressEvent) -> None:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import TYPE_CHECKING
 
-from .. import config, pideploy
+from .. import config
 from ..errors import PicoctlError
 from ..progress import Progress
 from ..protocol import CHANNELS
+from . import COMMANDS
 from .output import add_json_flag, console, emit, err_console, progress_bar
+
+if TYPE_CHECKING:
+    from .. import pideploy
 
 
 def _log(line: str) -> None:
@@ -28,6 +33,8 @@ def _conclude(args: argparse.Namespace, result: pideploy.DeployResult) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    from .. import pideploy  # imported on use: httpx stays out of `picoctl --help`
+
     cfg = config.load(args.config)
     with progress_bar("pi deploy") as progress:
         result = pideploy.deploy(cfg, args.source, progress, _log, sha256=args.sha256, wait_s=args.wait)
@@ -35,12 +42,16 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    from .. import pideploy  # imported on use: httpx stays out of `picoctl --help`
+
     cfg = config.load(args.config)
     result = pideploy.rollback(cfg, args.to, Progress("pi rollback"), _log, wait_s=args.wait)
     return _conclude(args, result)
 
 
 def _update(args: argparse.Namespace) -> int:
+    from .. import pideploy  # imported on use: httpx stays out of `picoctl --help`
+
     cfg = config.load(args.config)
     with progress_bar("pi update") as progress:
         result = pideploy.update(cfg, args.channel, progress, _log, wait_s=args.wait)
@@ -48,6 +59,8 @@ def _update(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from .. import pideploy  # imported on use: httpx stays out of `picoctl --help`
+
     st = pideploy.status(config.load(args.config), _log)
 
     def render(_: dict) -> None:
@@ -67,7 +80,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pi = sub.add_parser("pi", help="deploy, roll back and inspect the Pi app on this machine")
+    pi = sub.add_parser("pi", help=COMMANDS["pi"])
     actions = pi.add_subparsers(dest="pi_command", metavar="ACTION", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

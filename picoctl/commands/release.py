@@ -1,17 +1,32 @@
-"""`picoctl release build|verify`: signed release bundles for pi, picow and pico."""
+"""`picoctl release build|verify|smoke|publish|list|import`: signed release bundles for pi, picow and pico."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from .. import config, release, signing
-from ..errors import BadInput
-from .output import add_json_flag, console, emit, err_console
+from ..errors import BadInput, PicoctlError
+from . import COMMANDS
+from .output import add_json_flag, console, emit, err_console, table
+
+if TYPE_CHECKING:
+    from ..smoke import Step
 
 
 def _build(args: argparse.Namespace) -> int:
     key = signing.load_private_key(Path(args.key)) if args.key else None
+    if args.smoke:
+        from .. import smoke  # imported on use: the simulator stays out of `picoctl --help`
+
+        if args.target != "picow":
+            raise BadInput(f"--smoke: only picow releases boot in the simulator, not {args.target}")
+        trace = smoke.load_trace(Path(args.smoke_readings)) if args.smoke_readings else None
+        smoke.unix_port()
+    elif args.smoke_from or args.smoke_readings or args.smoke_seconds is not None:
+        raise BadInput("--smoke-from, --smoke-readings and --smoke-seconds go with --smoke")
     meta = release.build(
         args.target,
         args.version,
@@ -22,6 +37,12 @@ def _build(args: argparse.Namespace) -> int:
         artifact_base_url=args.artifact_base_url,
         mpy=args.mpy,
     )
+    result = None
+    if args.smoke:
+        result = smoke.run(Path(args.out), Path(args.smoke_from) if args.smoke_from else None, trace,
+                           smoke.DEFAULT_SECONDS if args.smoke_seconds is None else args.smoke_seconds,
+                           _smoke_log(args))
+        meta = release.attest_smoke(Path(args.out), result.attestation(), key)
 
     def render(m: dict) -> None:
         signed = "signed" if m["signature"] else "[yellow]unsigned[/]"
@@ -29,8 +50,12 @@ def _build(args: argparse.Namespace) -> int:
         console.print(f"  sha256 {m['sha256']}")
         for f in m.get("files", []):
             console.print(f"  {f['name']:<32} {f['size']:>8}  {f['sha256'][:16]}")
+        if result is not None:
+            _render_smoke(result.as_dict())
 
     emit(args, meta, render)
+    if result is not None and not result.passed:
+        raise PicoctlError(f"built {args.out}, its failed smoke recorded in meta.json: {result.reason}")
     return 0
 
 
@@ -48,6 +73,41 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _smoke(args: argparse.Namespace) -> int:
+    from .. import smoke  # imported on use: the simulator stays out of `picoctl --help`
+
+    trace = smoke.load_trace(Path(args.readings)) if args.readings else None
+    result = smoke.run(Path(args.dir), Path(args.previous) if args.previous else None, trace, args.seconds,
+                       _smoke_log(args))
+    emit(args, result.as_dict(), _render_smoke)
+    if not result.passed:
+        raise PicoctlError(f"smoke of picow {result.version} failed: {result.reason}")
+    return 0
+
+
+def _smoke_log(args: argparse.Namespace) -> Callable[[Step], None]:
+    """Each step of a smoke as it is reached (nothing with --json)."""
+    def log(step: Step) -> None:
+        if not args.json:
+            console.print(f"{step.at:7.1f} s  [green]{step.name:<9}[/] {step.detail}", highlight=False)
+    return log
+
+
+def _render_smoke(r: dict) -> None:
+    figures = [f"boot {r['boot_s']:.2f} s" if r["boot_s"] is not None else "",
+               f"peak heap {r['peak_heap'] / 1024:.1f} KiB, least free {r['min_free'] / 1024:.1f} KiB"
+               if r["peak_heap"] is not None else "",
+               f"{r['steps_per_s']:.1f} steps/s" if r["steps_per_s"] is not None else ""]
+    shown = ", ".join(f for f in figures if f)
+    if r["error"]:
+        err_console.print("the board's first traceback:", style="bold", highlight=False)
+        err_console.print(r["error"], highlight=False, markup=False)
+    if r["passed"]:
+        console.print(f"[green]passed[/] picow {r['version']}: {shown}", highlight=False)
+    elif shown:
+        console.print(f"[red]failed[/] picow {r['version']}: {shown}", highlight=False)
+
+
 def _hub_client(args: argparse.Namespace):  # noqa: ANN202 - a HubClient
     from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
 
@@ -58,6 +118,34 @@ def _render_published(answer: dict) -> None:
     m = answer["meta"]
     what = "published" if answer["added"] else "already published (same content)"
     console.print(f"[green]{what}[/] {m['target']} {m['version']} sha256 {m['sha256'][:16]}", highlight=False)
+
+
+def smoke_cell(meta: dict) -> str:
+    """A release's smoke attestation in a few words: `passed 20 s, 43 KiB`, `failed` or `-`."""
+    record = meta.get(release.SMOKE_FIELD)
+    if not isinstance(record, dict):
+        return "-"
+    if record.get("passed") is not True:
+        return "failed"
+    heap = record.get("peak_heap")
+    return f"passed {record.get('seconds', 0):g} s" + (f", {heap / 1024:.0f} KiB" if isinstance(heap, int) else "")
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _hub_client(args) as client:
+        rows = client.releases(args.target)
+
+    def render(found: list[dict]) -> None:
+        table(f"{len(found)} release(s)", ("target", "version", "published (UTC)", "sha256", "smoke"), [
+            (r["target"], r["version"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["published_at"])),
+             r["sha256"][:12], smoke_cell(r["meta"])) for r in found])
+        for r in found:
+            if smoke_cell(r["meta"]) == "failed":
+                console.print(f"{r['target']} {r['version']}: smoke failed: "
+                              f"{r['meta'][release.SMOKE_FIELD].get('reason') or '-'}", highlight=False)
+
+    emit(args, rows, render)
+    return 0
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -93,7 +181,7 @@ def _render_imports(answers: list[dict]) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    rel = sub.add_parser("release", help="build, verify and publish releases")
+    rel = sub.add_parser("release", help=COMMANDS["release"])
     actions = rel.add_subparsers(dest="release_command", metavar="ACTION", required=True)
 
     b = actions.add_parser("build", help="build a signed release bundle")
@@ -105,6 +193,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--rollout", default="canary", choices=release.ROLLOUTS)
     b.add_argument("--artifact-base-url", help="URL the artifact will be published under")
     b.add_argument("--mpy", action="store_true", help="compile .py modules (not main.py/boot.py) with mpy-cross")
+    b.add_argument("--smoke", action="store_true",
+                   help="picow: run `release smoke` on the build and record its result, signed, in meta.json")
+    b.add_argument("--smoke-from", metavar="RELEASE_DIR", help="--smoke: the release the board runs before")
+    b.add_argument("--smoke-readings", metavar="FILE", help="--smoke: heartbeat readings to replay")
+    b.add_argument("--smoke-seconds", type=float, help="--smoke: how long the app must run (default: 20)")
     add_json_flag(b)
     b.set_defaults(func=_build)
 
@@ -115,10 +208,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(v)
     v.set_defaults(func=_verify)
 
+    sm = actions.add_parser("smoke", help="boot a picow release on a virtual Pico W through a whole update first")
+    sm.add_argument("dir", help="the picow release folder to try")
+    sm.add_argument("--from", dest="previous", metavar="RELEASE_DIR",
+                    help="the picow release the board runs before (default: the bundled app)")
+    sm.add_argument("--readings", metavar="FILE",
+                    help="heartbeat readings to replay to the sensors (picoctl devices readings ID --json)")
+    sm.add_argument("--seconds", type=float, default=20.0, help="how long the app must run (default: %(default)g)")
+    add_json_flag(sm)
+    sm.set_defaults(func=_smoke)
+
     p = actions.add_parser("publish", help="upload a built release to the hub (it checks signature and hashes)")
     p.add_argument("dir", help="release folder (meta.json and its artifact)")
     add_json_flag(p)
     p.set_defaults(func=_publish)
+
+    ls = actions.add_parser("list", help="the releases published on the hub, with their smoke attestations")
+    ls.add_argument("--target", choices=release.TARGETS)
+    add_json_flag(ls)
+    ls.set_defaults(func=_list)
 
     i = actions.add_parser("import", help="have the hub fetch releases CI published (their meta.json URLs)")
     i.add_argument("url", nargs="*", help="URL of a release's meta.json, its artifact URL taken relative to it "

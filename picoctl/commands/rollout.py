@@ -9,6 +9,7 @@ from .. import config, release
 from ..errors import BadInput, PicoctlError
 from ..protocol import ACTION_ACCEPTS, ROLLOUT_STATES
 from ..rollout import Cohort, parse_stages
+from . import COMMANDS
 from .output import add_json_flag, console, emit, table
 
 if TYPE_CHECKING:
@@ -114,12 +115,16 @@ def _describe(stage: dict[str, Any]) -> str:
 
 
 def _render(r: dict[str, Any]) -> None:
+    from rich.markup import escape  # device text (errors in reasons) is shown as text, never markup
+
     colour = {"active": "green", "halted": "red", "completed": "blue", "rolled_back": "yellow"}.get(r.get("state"), "")
     state = f"[{colour}]{r.get('state')}[/]" if colour else str(r.get("state"))
     console.print(f"rollout {r.get('id')}  {r.get('kind', 'update')} {r.get('target')} "
                   f"{r.get('previous_version') or '-'} -> {r.get('version')}  {state}", highlight=False)
     if r.get("reason"):
-        console.print(f"reason    {r['reason']}", highlight=False)
+        console.print(f"reason    {escape(r['reason'])}", highlight=False)
+    for f in r.get("failures") or []:  # each device that failed, with why (`picoctl devices show ID` for more)
+        console.print(f"[red]failed[/]    {escape(f['device_id'])} {escape(f['reason'])}", highlight=False)
     promote = r.get("promote_after_successes")
     console.print(f"halt after {r.get('halt_after_failures')} failure(s); "
                   f"promote {f'after {promote} success(es)' if promote else 'by hand'}", highlight=False)
@@ -135,7 +140,7 @@ def _render(r: dict[str, Any]) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ro = sub.add_parser("rollout", help="stage a release through the fleet: start, promote, halt, roll back")
+    ro = sub.add_parser("rollout", help=COMMANDS["rollout"])
     actions = ro.add_subparsers(dest="rollout_command", metavar="ACTION", required=True)
 
     def target(p: argparse.ArgumentParser) -> None:

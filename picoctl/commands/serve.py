@@ -6,6 +6,7 @@ import argparse
 
 from .. import config
 from ..errors import BadInput
+from . import COMMANDS
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -19,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the hub: device API, operator API and event stream")
+    p = sub.add_parser("serve", help=COMMANDS["serve"])
     p.add_argument("--host", help="address to listen on (default: hub.listen from fleet.toml)")
     p.add_argument("--port", type=int, help="port to listen on (default: hub.port from fleet.toml)")
     p.set_defaults(func=_run)

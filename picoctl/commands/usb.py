@@ -1,4 +1,8 @@
-"""`picoctl usb list|flash|push|flash-esp|log|follow`: boards on this machine's USB ports."""
+"""`picoctl usb list|flash|push|flash-esp|log|follow`: boards on this machine's USB ports.
+
+picoctl.usb's modules (pyserial, mpremote, esptool, httpx) are imported by the command that uses them:
+`picoctl --help` and every other command start without them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 from .. import config, operations
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
-from ..usb import bootsel, detect, esp, follow, serial_log, sources, telemetry
+from . import COMMANDS
 from .output import add_json_flag, console, emit, err_console, progress_bar, table
 
 NOT_RECORDED = "this will not be recorded in the hub's history"
@@ -35,6 +39,8 @@ def _queued(note: str) -> None:
 
 # -- list ------------------------------------------------------------------------------------
 def _list(args: argparse.Namespace) -> int:
+    from ..usb import detect
+
     cfg = _config(args)
     if args.watch:
         try:
@@ -55,6 +61,8 @@ def _list(args: argparse.Namespace) -> int:
 
 # -- flash (UF2) -----------------------------------------------------------------------------
 def _flash(args: argparse.Namespace) -> int:
+    from ..usb import bootsel, detect, sources
+
     cfg = _config(args, NOT_RECORDED)
     sources.uf2_image(Path(args.file))  # a missing or damaged file is refused before the board is touched
     device: str | None = None
@@ -110,6 +118,8 @@ def _flash_esp(args: argparse.Namespace) -> int:
 
 # -- log -------------------------------------------------------------------------------------
 def _log(args: argparse.Namespace) -> int:
+    from ..usb import serial_log, telemetry
+
     cfg = None if args.no_hub else _config(args, "heartbeats will not be forwarded to the hub")
     forward = telemetry.HeartbeatForwarder(cfg) if cfg else None
 
@@ -132,6 +142,8 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _follow(args: argparse.Namespace) -> int:
+    from ..usb import follow
+
     cfg = config.load(args.config)
 
     def on_event(port: str, what: str) -> None:
@@ -159,7 +171,7 @@ def _address(text: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    usb = sub.add_parser("usb", help="find, flash, push to and watch boards on USB")
+    usb = sub.add_parser("usb", help=COMMANDS["usb"])
     actions = usb.add_subparsers(dest="usb_command", metavar="ACTION", required=True)
 
     ls = actions.add_parser("list", help="boards attached now: MicroPython/ESP32 serial ports, BOOTSEL drives")
@@ -187,7 +199,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fe = actions.add_parser("flash-esp", help="flash ESP32 firmware through esptool")
     fe.add_argument("firmware", help="FIRMWARE.bin (an ESP image, e.g. MicroPython's firmware.bin)")
     fe.add_argument("--port", required=True)
-    fe.add_argument("--chip", default="auto", choices=("auto", *esp.CHIPS))
+    fe.add_argument("--chip", default="auto", help="auto (esptool detects it) or a chip, e.g. esp32, esp32s3, esp32c3")
     fe.add_argument("--addr", type=_address, help="flash address, e.g. 0x1000 (default: the chip's bootloader offset)")
     fe.add_argument("--baud", type=int, default=460800)
     fe.set_defaults(func=_flash_esp)

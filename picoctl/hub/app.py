@@ -7,25 +7,63 @@ import logging
 import sqlite3
 from typing import AsyncIterator
 
+import h11
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .. import __version__
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from . import device_api, operator_api
-from .http import ApiError, error_response
+from .http import ApiError, error_response, json_bytes
 from .state import Hub
 from .tls import fingerprint
 
 log = logging.getLogger("picoctl.hub")
+MAX_HEAD_BYTES = 16 * 1024  # request line and headers together
+
+
+class HeadLimit:
+    """431 for a request whose line and headers pass MAX_HEAD_BYTES, however the bytes arrived.
+
+    (uvicorn's h11 limit only bounds a head still incomplete in its buffer: one that arrives whole
+    passes it.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+            if size > MAX_HEAD_BYTES:
+                response = error_response(431, f"request headers of {size} bytes are over the limit of {MAX_HEAD_BYTES}")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class HubProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse in the hub's JSON error shape."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json_bytes({"error": "malformed HTTP request (request line, a header or Content-Length)"})
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                      h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.message)
+    return error_response(exc.status, exc.message, exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -63,6 +101,7 @@ def create_app(cfg: FleetConfig) -> Starlette:
 
     return Starlette(
         routes=[*device_api.routes, *operator_api.routes],
+        middleware=[Middleware(HeadLimit)],
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, sqlite3.Error: _store_error,
                             PicoctlError: _bad_input, Exception: _server_error},
@@ -92,5 +131,6 @@ def serve(cfg: FleetConfig, host: str | None = None, port: int | None = None) ->
         ssl_keyfile=str(cfg.resolve(key)) if key else None,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=3,  # event streams never end by themselves
-        h11_max_incomplete_event_size=16 * 1024,
+        http=HubProtocol,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )

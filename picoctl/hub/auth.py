@@ -1,14 +1,15 @@
 """Who may talk to the hub: devices by id + counter + HMAC, operators by bearer token.
 
 The registry keeps each device's key and last accepted counter in memory (the hub is the only
-writer of the store, so it is authoritative). A counter is taken the moment a request passes, before
-its write commits: a replay racing the original is refused too.
+writer of the store, so it is authoritative). A counter is claimed the moment a request passes, so a
+replay racing the original is refused too, and taken only once what the request asked is stored: a
+request refused after authentication (bad field, full disk, any error) gives its counter back.
 """
 
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -26,11 +27,32 @@ class DeviceAuth:
     id: str
     type: str
     key: bytes
-    last_counter: int
+    last_counter: int  # the highest counter of a stored request
     check_now: bool = False
+    log_until: float = 0.0  # the hub wants the board's log until then (seconds since the epoch)
+    log_seen: float = 0.0  # when the board last posted its log
+    claimed: set[int] = field(default_factory=set)  # counters of requests in flight
 
     def mac(self, body: bytes) -> str:
         return signing.device_mac(self.key.hex(), body)
+
+    def claim(self, counter: int) -> bool:
+        """Hold `counter` for a request in flight; False when it is not above every counter seen."""
+        if counter <= max(self.last_counter, *self.claimed, 0):
+            return False
+        self.claimed.add(counter)
+        return True
+
+    def settle(self, counter: int, stored: bool) -> None:
+        """The request holding `counter` ended: its counter is taken only if it was stored."""
+        self.claimed.discard(counter)
+        if stored:
+            self.last_counter = max(self.last_counter, counter)
+
+
+def same_secret(expected: str, given: str) -> bool:
+    """Constant-time comparison of a secret with what a request sent, whatever characters it holds."""
+    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 class Refused(ApiError):
@@ -44,16 +66,20 @@ class Refused(ApiError):
 class Registry:
     def __init__(self, devices: list[dict[str, Any]]) -> None:
         self._devices = {d["id"]: DeviceAuth(d["id"], d["type"], bytes.fromhex(d["key"]), d["last_counter"],
-                                             bool(d["check_now"])) for d in devices}
+                                             bool(d["check_now"]), log_until=d.get("log_until") or 0.0) for d in devices}
 
     def add(self, device_id: str, type_: str, key_hex: str) -> None:
         self._devices[device_id] = DeviceAuth(device_id, type_, bytes.fromhex(key_hex), 0)
+
+    def remove(self, device_id: str) -> None:
+        """The device's key stops working at once."""
+        self._devices.pop(device_id, None)
 
     def get(self, device_id: str) -> DeviceAuth | None:
         return self._devices.get(device_id)
 
     def authenticate(self, request: Request, body: bytes) -> tuple[DeviceAuth, dict[str, Any]]:
-        """The device and its parsed body, or a Refused/ApiError naming what is wrong."""
+        """The device and its parsed body, its counter claimed (settle it), or a Refused/ApiError."""
         header_id = request.headers.get(DEVICE_HEADER, "")
         if not is_device_id(header_id):
             raise Refused(401, f"missing or malformed {DEVICE_HEADER} header", None)
@@ -61,7 +87,7 @@ class Registry:
         if device is None:
             raise Refused(403, f"unknown device {header_id!r}", None)
         mac = request.headers.get(MAC_HEADER, "")
-        if not mac or not hmac.compare_digest(device.mac(body), mac.lower()):
+        if not mac or not same_secret(device.mac(body), mac.lower()):
             raise Refused(401, "MAC missing or wrong", header_id)
         data = parse_object(body)
         if data.get("id") != header_id:
@@ -69,9 +95,8 @@ class Registry:
         counter = data.get("counter")
         if not isinstance(counter, int) or isinstance(counter, bool) or counter < 0:
             raise ApiError(400, "field 'counter' must be a non-negative integer")
-        if counter <= device.last_counter:
+        if not device.claim(counter):
             raise Refused(403, "replayed counter", header_id)
-        device.last_counter = counter
         return device, data
 
 
@@ -79,5 +104,5 @@ def check_bearer(request: Request, token: str) -> None:
     """401 unless the request carries `Authorization: Bearer <token>`."""
     got = request.headers.get("authorization", "")
     scheme, _, value = got.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+    if scheme.lower() != "bearer" or not same_secret(token, value.strip()):
         raise ApiError(401, "missing or wrong operator token (Authorization: Bearer <token>)")

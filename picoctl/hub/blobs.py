@@ -1,4 +1,4 @@
-"""Content-addressed artifact store under `<data_dir>/blobs`, served with HTTP Range.
+"""Content-addressed artifact store under `<data_dir>/blobs`, served with HTTP Range (Starlette's FileResponse).
 
 A blob is named by its sha256 (`blobs/ab/abcdef…`), written to a temp file, fsynced and renamed, so
 a blob that exists is whole.
@@ -11,15 +11,12 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterator
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 
 from .http import ApiError
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
-CHUNK = 64 * 1024
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 class BlobStore:
@@ -65,40 +62,23 @@ class BlobStore:
             os.fsync(f.fileno())
         os.replace(src, dest)
 
-    def response(self, sha256: str, range_header: str | None) -> Response:
-        """The blob, whole (200) or one byte range (206); 416 for a range outside it, 404 if unknown."""
+    def response(self, sha256: str) -> Response:
+        """The blob, whole (200) or by Range (206); 416 for a range outside it, 404 if unknown."""
         if not self.has(sha256):
             raise ApiError(404, f"no artifact with sha256 {sha256}")
-        path = self.path(sha256)
-        size = path.stat().st_size
-        start, end, status = 0, size - 1, 200
-        headers = {"Accept-Ranges": "bytes", "ETag": f'"{sha256}"'}
-        if range_header:
-            m = _RANGE.fullmatch(range_header.strip())
-            if not m or (not m.group(1) and not m.group(2)):
-                raise ApiError(416, f"unsupported Range {range_header!r} (expected bytes=START- or bytes=START-END)")
-            if m.group(1):
-                start = int(m.group(1))
-                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-            else:  # a suffix: the last N bytes
-                start = max(0, size - int(m.group(2)))
-            if start >= size or start > end:
-                return Response(b'{"error":"range not satisfiable"}', 416, media_type="application/json",
-                                headers={"Content-Range": f"bytes */{size}"})
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        headers["Content-Length"] = str(end - start + 1)
-        return StreamingResponse(_read(path, start, end + 1), status, headers=headers,
-                                 media_type="application/octet-stream")
+        return ArtifactResponse(self.path(sha256), headers={"ETag": f'"{sha256}"'},
+                                media_type="application/octet-stream")
 
 
-def _read(path: Path, start: int, stop: int) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        f.seek(start)
-        left = stop - start
-        while left > 0:
-            block = f.read(min(CHUNK, left))
-            if not block:
-                return
-            left -= len(block)
-            yield block
+class ArtifactResponse(FileResponse):
+    """Starlette's file response, its Range refusals answered in the hub's JSON error shape."""
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except RangeNotSatisfiable:
+            raise ApiError(416, f"range {http_range[:80]!r} is outside the artifact's {file_size} bytes",
+                           {"Content-Range": f"bytes */{file_size}"}) from None
+        except MalformedRangeHeader as exc:
+            raise ApiError(400, f"malformed Range {http_range[:80]!r}: {exc.content}") from None

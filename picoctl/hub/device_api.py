@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..protocol import READING_MAX_STR
-from . import engine
+from . import engine, logs
 from .auth import DeviceAuth, Refused
 from .http import ApiError, field, json_bytes, json_response, read_body
 from .state import Hub
@@ -25,13 +25,31 @@ def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
     return Response(body, 200, media_type="application/json", headers={"X-Picoctl-Mac": device.mac(body)})
 
 
-async def _authenticated(hub: Hub, request: Request) -> tuple[DeviceAuth, dict[str, Any]]:
-    body = await read_body(request, hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
-    try:
-        return hub.registry.authenticate(request, body)
-    except Refused as exc:
-        hub.security_event(exc, request)
-        raise
+DeviceHandler = Callable[[Hub, DeviceAuth, dict[str, Any]], Awaitable[Response]]
+
+
+def device_route(handler: DeviceHandler, cap: int | None = None) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: authenticate the device, then hand it the hub, the device and the parsed body.
+
+    The request's counter is taken only when the handler returns (what it asked is stored); any
+    refusal or error gives it back, so the board's next request is not taken for a replay.
+    """
+    async def wrapped(request: Request) -> Response:
+        hub: Hub = request.app.state.hub
+        body = await read_body(request, cap or hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
+        try:
+            device, data = hub.registry.authenticate(request, body)
+        except Refused as exc:
+            hub.security_event(exc, request)
+            raise
+        stored = False
+        try:
+            response = await handler(hub, device, data)
+            stored = True
+            return response
+        finally:
+            device.settle(data["counter"], stored)
+    return wrapped
 
 
 def _readings(data: dict[str, Any]) -> dict[str, Any]:
@@ -58,23 +76,23 @@ def heartbeat_fields(data: dict[str, Any]) -> dict[str, Any]:
         "rssi": field(data, "rssi", "int", required=False),
         "phase": phase or None,
         "readings": _readings(data),
-    }
+    } | logs.beat_diagnostics(data)
 
 
-async def heartbeat(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
-    device, data = await _authenticated(hub, request)
+async def heartbeat(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     beat = heartbeat_fields(data) | {"device_id": device.id, "counter": data["counter"], "at": time.time()}
     check_now = device.check_now
     await hub.record_heartbeat(beat, clear_check_now=check_now)
     if check_now:
         device.check_now = False
-    return _signed(device, {"ok": True, "counter": data["counter"], "check_now": check_now})
+    answer = {"ok": True, "counter": data["counter"], "check_now": check_now}
+    log_s = logs.log_seconds(device.log_until, beat["at"])
+    if log_s:
+        answer["log_s"] = log_s
+    return _signed(device, answer)
 
 
-async def check(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
-    device, data = await _authenticated(hub, request)
+async def check(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     nonce = field(data, "nonce", "str")
     if not NONCE.fullmatch(nonce):
         raise ApiError(400, "field 'nonce' must be 32 lowercase hex digits (16 random bytes)")
@@ -88,9 +106,7 @@ async def check(request: Request) -> Response:
     return _signed(device, {"id": device.id, "nonce": nonce, "offer": offer})
 
 
-async def deploy_status(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
-    device, data = await _authenticated(hub, request)
+async def deploy_status(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     phase = field(data, "phase", "str")
     if phase not in engine.PHASES:
         raise ApiError(400, f"field 'phase': expected one of {', '.join(engine.PHASES)}, got {phase!r}")
@@ -99,15 +115,23 @@ async def deploy_status(request: Request) -> Response:
         "version": field(data, "version", "str"), "from_version": field(data, "from_version", "str", required=False),
         "detail": field(data, "detail", "str", required=False, default="")[:500],
         "transient": field(data, "transient", "bool", required=False, default=False),
+        "error": logs.status_error(data) if phase in ("failed", "rolled_back") else None,
     }
     await hub.writer.run(lambda tx: engine.status(tx, hub.cfg, device.id, body, time.time()))
     return json_response({"ok": True})
 
 
+async def post_logs(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
+    now = time.time()
+    await hub.writer.run(logs.log_post_job(device.id, data, now))
+    device.log_seen = now
+    return _signed(device, {"ok": True, "counter": data["counter"], "log_s": logs.log_seconds(device.log_until, now)})
+
+
 async def artifact(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     sha = request.path_params["sha256"]
-    return hub.blobs.response(sha.lower(), request.headers.get("range"))
+    return hub.blobs.response(sha.lower())
 
 
 async def healthz(request: Request) -> Response:
@@ -117,9 +141,10 @@ async def healthz(request: Request) -> Response:
 
 
 routes = [
-    Route("/check", check, methods=["POST"]),
-    Route("/heartbeat", heartbeat, methods=["POST"]),
-    Route("/deploy/status", deploy_status, methods=["POST"]),
+    Route("/check", device_route(check), methods=["POST"]),
+    Route("/heartbeat", device_route(heartbeat), methods=["POST"]),
+    Route("/deploy/status", device_route(deploy_status), methods=["POST"]),
+    Route("/logs", device_route(post_logs, logs.LOG_BODY_MAX), methods=["POST"]),
     Route("/artifacts/{sha256}", artifact, methods=["GET", "HEAD"]),
     Route("/healthz", healthz, methods=["GET"]),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from .. import diagnostics
 from .. import release as release_mod
 from .. import rollout as policy
 from ..config import FleetConfig
@@ -60,6 +61,10 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
     rel = store.release(c, chosen.target, chosen.version)
     if rel is None:
         return None
+    mismatch = diagnostics.abi_mismatch(rel["meta"].get("mpy_version"), dev["firmware"].get("mpy"))
+    if mismatch:
+        _not_offered(tx, cfg, device_id, chosen, f"not offered: {mismatch}", now)
+        return None
     seq = store.make_offer(c, device_id, chosen.id, chosen.version, now)
     ev = store.add_event(c, "hub", "offer", device_id=device_id, version=chosen.version, result="offered",
                          detail=f"rollout {chosen.id} seq {seq}", at=now)
@@ -67,12 +72,27 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
                        "phase": "offered", "at": now})
     tx.emit("history", ev.as_dict())
     meta = rel["meta"]
-    return {
+    offer = {
         "seq": seq, "rollout_id": chosen.id, "type": chosen.target, "version": chosen.version,
         "files": [{"name": f["name"], "size": f["size"], "sha256": f["sha256"], "url": f"/artifacts/{f['sha256']}"}
                   for f in meta.get("files", [])],
         "meta": {k: meta[k] for k in release_mod.META_FIELDS},
     }
+    if meta.get("mpy_version") is not None:
+        offer["mpy_version"] = meta["mpy_version"]
+    return offer
+
+
+def _not_offered(tx: Tx, cfg: FleetConfig, device_id: str, rollout: policy.RolloutInfo, reason: str,
+                 now: float) -> None:
+    """A release the device cannot run: recorded as its failure in the rollout, never offered."""
+    store.record_not_offered(tx.c, device_id, rollout.id, rollout.version, reason, now)
+    ev = store.add_event(tx.c, "hub", "offer", device_id=device_id, version=rollout.version, result="refused",
+                         detail=f"rollout {rollout.id}: {reason}", at=now)
+    tx.emit("status", {"device_id": device_id, "rollout_id": rollout.id, "version": rollout.version, "seq": 0,
+                       "phase": "failed", "transient": False, "detail": reason, "at": now})
+    tx.emit("history", ev.as_dict())
+    evaluate(tx, cfg, rollout.id, now)
 
 
 def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> None:
@@ -86,11 +106,16 @@ def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: 
         store.record_deploy_phase(c, device_id, now, phase, body["counter"])
     rec = store.offer_by_seq(c, device_id, body["seq"])
     transient = phase == "failed" and bool(body.get("transient"))
+    error = body.get("error") or {}
+    if error:
+        store.set_last_error(c, device_id, error)
     if rec is not None:
-        store.record_offer_phase(c, device_id, rec["rollout_id"], phase, transient, body.get("detail", ""), now)
+        store.record_offer_phase(c, device_id, rec["rollout_id"], phase, transient, body.get("detail", ""), now,
+                                 error)
     result = f"{phase} (transient)" if transient else phase
+    detail = "; ".join(p for p in (body.get("detail", ""), diagnostics.error_summary(error)) if p)
     ev = store.add_event(c, "device", "deploy_status", device_id=device_id, version=body["version"], result=result,
-                   detail=body.get("detail", ""), at=now)
+                         detail=detail, at=now)
     tx.emit("status", {"device_id": device_id, "rollout_id": rec["rollout_id"] if rec else None,
                        "version": body["version"], "seq": body["seq"], "phase": phase, "transient": transient,
                        "detail": body.get("detail", ""), "at": now})
@@ -107,11 +132,37 @@ def _counts(c: Db, cfg: FleetConfig, r: policy.RolloutInfo, now: float) -> polic
     return policy.count(r, devices, records, now, cfg.rollout.trial_timeout_s)
 
 
+def failures(c: Db, cfg: FleetConfig, rollout_id: int, now: float) -> list[dict[str, Any]]:
+    """The devices that failed a rollout, each with its reason (`rolled_back: AttributeError: …`)."""
+    devices = {d["id"]: d for d in store.devices_of_rollout(c, rollout_id)}
+    out = []
+    for o in sorted(store.offers_of_rollout(c, rollout_id), key=lambda o: o["device_id"]):
+        if not policy.is_failure(offer_record(o), device_info(devices[o["device_id"]]), now,
+                                 cfg.rollout.trial_timeout_s):
+            continue
+        if o["phase"] in ("failed", "rolled_back"):
+            reason = diagnostics.failure_reason(o["phase"], o["detail"], o["error"])
+        else:
+            reason = f"{o['phase']}: silent for over {cfg.rollout.trial_timeout_s:g} s after switching"
+        out.append({"device_id": o["device_id"], "phase": o["phase"], "detail": o["detail"],
+                    "error": o["error"] or None, "reason": reason})
+    return out
+
+
+def failure_line(failed: list[dict[str, Any]], limit: int = 3) -> str:
+    """`gh-03 rolled_back: AttributeError: … (main.py:12)`, the first `limit` failed devices."""
+    shown = [f"{f['device_id']} {f['reason']}" for f in failed[:limit]]
+    more = f" (+{len(failed) - limit} more)" if len(failed) > limit else ""
+    return "; ".join(shown) + more
+
+
 def view(c: Db, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
-    """A rollout as the API shows it: its row, its stages and the counts of its current stage."""
+    """A rollout as the API shows it: its row, its stages, the counts of its current stage and the
+    devices that failed it with their reasons."""
     out = dict(row)
     out["stage"] = row["stages"][row["stage_index"]]["name"]
     out["counts"] = _counts(c, cfg, rollout_info(row), now).as_dict()
+    out["failures"] = failures(c, cfg, row["id"], now)
     return out
 
 
@@ -136,7 +187,9 @@ def evaluate(tx: Tx, cfg: FleetConfig, rollout_id: int, now: float) -> None:
     r = rollout_info(row)
     decision = policy.evaluate(r, _counts(tx.c, cfg, r, now))
     if decision.action == "halt":
-        _set_state(tx, cfg, r.id, now, "rollout_halted", decision.reason, "hub", state="halted")
+        why = failure_line(failures(tx.c, cfg, r.id, now))
+        _set_state(tx, cfg, r.id, now, "rollout_halted", f"{decision.reason}: {why}" if why else decision.reason,
+                   "hub", state="halted")
     elif decision.action == "promote":
         _set_state(tx, cfg, r.id, now, "rollout_promoted", decision.reason, "hub", stage_index=r.stage_index + 1)
     elif decision.action == "complete":
@@ -170,8 +223,13 @@ def start(tx: Tx, cfg: FleetConfig, body: dict[str, Any], now: float) -> dict[st
     halt, promote = body["halt_after_failures"], body["promote_after_successes"]
     if halt < 0 or promote < 0:
         raise ApiError(400, "halt_after_failures and promote_after_successes must be 0 or more")
-    if store.release(c, target, version) is None:
+    rel = store.release(c, target, version)
+    if rel is None:
         raise ApiError(404, f"release {target} {version} is not published on the hub")
+    refusal = release_mod.smoke_refusal(rel["meta"]) if cfg.rollout.require_smoke and target == "picow" else None
+    if refusal:
+        raise ApiError(409, f"release {target} {version} cannot be rolled out: {refusal}, "
+                            "and [rollout] require_smoke is on")
     active = store.active_rollout_ids(c, target)
     if active:
         raise ApiError(409, f"rollout {active[0]} of {target} is still active; halt or finish it first")

@@ -1,9 +1,16 @@
-"""HTTP plumbing shared by the hub's routes: JSON errors, capped bodies, typed field checks."""
+"""HTTP plumbing shared by the hub's routes: JSON errors, capped bodies, strict JSON, typed field checks.
+
+Every value a request brings in passes here first: integers must fit SQLite's 64 bits, numbers must
+be finite, strings must be Unicode text (no lone surrogates), so whatever is stored can be stored and
+shown again as JSON.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -13,10 +20,11 @@ from starlette.responses import Response
 class ApiError(Exception):
     """A refusal answered as `{"error": message}` with `status`."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -27,8 +35,8 @@ def json_bytes(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), default=str).encode()
 
 
-def error_response(status: int, message: str) -> Response:
-    return json_response({"error": message}, status)
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": message}, status, headers)
 
 
 async def read_body(request: Request, cap: int, timeout_s: float) -> bytes:
@@ -42,11 +50,8 @@ async def read_body(request: Request, cap: int, timeout_s: float) -> bytes:
 
 async def _read_capped(request: Request, cap: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise ApiError(400, "Content-Length is not a number")
-        if int(declared) > cap:
-            raise ApiError(413, f"body of {declared} bytes is over the limit of {cap}")
+    if declared is not None and int64(declared, "Content-Length") > cap:
+        raise ApiError(413, f"body of {declared} bytes is over the limit of {cap}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -56,19 +61,63 @@ async def _read_capped(request: Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_object(body: bytes) -> dict[str, Any]:
-    """A JSON object from `body`, else a 400."""
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+_INT_TEXT = re.compile(r"-?[0-9]{1,19}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def int64(text: str, what: str) -> int:
+    """`text` as an integer of at most 64 bits (ASCII digits only), else a 400 naming `what`."""
+    if _INT_TEXT.fullmatch(text):
+        value = int(text)
+        if INT64_MIN <= value <= INT64_MAX:
+            return value
+    raise ApiError(400, f"{what}: expected an integer of at most 64 bits, got {text[:40]!r}")
+
+
+def parse_json(raw: bytes, what: str = "body") -> Any:
+    """JSON the hub can store: 64-bit integers, finite numbers, text without lone surrogates; else a 400."""
+    def integer(text: str) -> int:
+        return int64(text, f"{what}: number")
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ApiError(400, f"{what}: number {text[:40]} is out of range")
+        return value
+
+    def constant(name: str) -> Any:
+        raise ApiError(400, f"{what} is not valid JSON: {name} is not a number JSON allows")
+
     try:
-        data = json.loads(body, parse_constant=_no_constant)
+        data = json.loads(raw, parse_int=integer, parse_float=finite, parse_constant=constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, f"body must be a JSON object, got {type(data).__name__}")
+        raise ApiError(400, f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, f"{what} is not valid JSON: nested too deeply") from None
+    _check_text(data, what)
     return data
 
 
-def _no_constant(name: str) -> Any:
-    raise ApiError(400, f"body is not valid JSON: {name} is not a number JSON allows")
+def _check_text(data: Any, what: str) -> None:
+    todo = [data]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo.extend(item)
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, str) and _SURROGATE.search(item):
+            raise ApiError(400, f"{what}: a string holds a lone UTF-16 surrogate, which is not text")
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """A JSON object from `body` (checked as parse_json does), else a 400."""
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise ApiError(400, f"body must be a JSON object, got {type(data).__name__}")
+    return data
 
 
 _KINDS: dict[str, tuple[type, ...]] = {"int": (int,), "number": (int, float), "str": (str,), "bool": (bool,),

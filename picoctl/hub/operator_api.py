@@ -5,24 +5,41 @@ from __future__ import annotations
 import time
 from typing import Any, Awaitable, Callable
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .. import signing
+from .. import diagnostics, signing
 from ..config import FleetConfig
 from ..protocol import CHANNELS, is_device_id, liveness
-from . import engine, releases, store
+from . import engine, logs, releases, store
 from .auth import check_bearer
 from .device_api import heartbeat_fields
-from .http import ApiError, field, json_response, parse_object, read_body
+from .http import INT64_MAX, ApiError, field, int64, json_response, parse_object, read_body
 from .ingest import Tx
 from .state import Hub
 from .store import Db
 
 MAX_JSON_BODY = 1024 * 1024
 RELAY_TYPE = "pico"
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can show
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class RowId(Convertor[int]):
+    """A path segment naming a row: ASCII digits of a number SQLite's 64-bit ids can hold."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("rowid", RowId())
 
 
 def operator(handler: Callable[[Request, Hub], Awaitable[Response]]) -> Handler:
@@ -42,15 +59,12 @@ async def _json(request: Request) -> dict[str, Any]:
     return parse_object(await _body(request))
 
 
-def _int_param(request: Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
+def _int_param(request: Request, name: str, default: int, low: int = 0, high: int = INT64_MAX) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name!r} must be an integer, got {raw!r}") from None
-    if value < low or (high is not None and value > high):
+    value = int64(raw, f"query parameter {name!r}")
+    if not low <= value <= high:
         raise ApiError(400, f"query parameter {name!r} must be between {low} and {high}")
     return value
 
@@ -73,7 +87,17 @@ def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | 
         "rssi": info.get("rssi"), "mem_free": info.get("mem_free"), "uptime_s": info.get("uptime_s"),
         "readings": info.get("readings", {}),
         "offer": {k: offer[k] for k in ("rollout_id", "version", "seq", "phase", "detail")} if offer else None,
-    }
+    } | _diagnostics_view(row)
+
+
+def _diagnostics_view(row: dict[str, Any]) -> dict[str, Any]:
+    """Why the device failed, if it did, and what it runs: last error, reset cause, boots, firmware."""
+    error = row["last_error"] or None
+    firmware = dict(row["firmware"])
+    if firmware.get("mpy") is not None:
+        firmware["mpy_abi"] = diagnostics.mpy_abi(firmware["mpy"])
+    return {"last_error": error, "error_summary": diagnostics.error_summary(error), "reset_cause": row["reset_cause"],
+            "boots": row["boots"], "firmware": firmware}
 
 
 def _list_devices(cfg: FleetConfig, c: Db) -> list[dict[str, Any]]:
@@ -101,13 +125,30 @@ async def device_detail(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _device_detail(hub.cfg, s, device_id)))
 
 
+def _readings(c: Db, device_id: str, limit: int) -> list[dict[str, Any]]:
+    if store.device(c, device_id) is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    return [{"at": h["at"], "readings": h["readings"]} for h in store.heartbeats(c, device_id, limit=limit)]
+
+
+async def device_readings(request: Request, hub: Hub) -> Response:
+    """A device's heartbeat readings, oldest first: the trace `picoctl release smoke --readings` replays."""
+    device_id = request.path_params["id"]
+    limit = _int_param(request, "limit", hub.cfg.hub.heartbeat_history, 1, 100000)
+    return json_response(await hub.read(lambda c: _readings(c, device_id, limit)))
+
+
+def _announce_registered(tx: Tx, ev: store.Event, device_id: str, type_: str, channel: str) -> None:
+    tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
+    tx.emit("history", ev.as_dict())
+
+
 def _register_job(device_id: str, type_: str, channel: str, key: str) -> Callable[[Tx], None]:
     def job(tx: Tx) -> None:
         ev = store.register_device(tx.c, "operator", device_id, type_, channel, key, time.time())
         if ev is None:
             raise ApiError(409, f"device {device_id!r} is already registered")
-        tx.emit("device", {"id": device_id, "type": type_, "channel": channel, "status": "new"})
-        tx.emit("history", ev.as_dict())
+        _announce_registered(tx, ev, device_id, type_, channel)
     return job
 
 
@@ -144,6 +185,28 @@ async def set_channel(request: Request, hub: Hub) -> Response:
     return json_response({"ok": True, "id": device_id, "channel": channel})
 
 
+async def remove_device(request: Request, hub: Hub) -> Response:
+    """Decommission a device: its key is refused from now on, it leaves the fleet and every rollout; its
+    history stays (the event log is append-only), with a device_removed event at its end."""
+    device_id = request.path_params["id"]
+    if hub.registry.get(device_id) is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    hub.registry.remove(device_id)  # before the write: no request of its is taken meanwhile
+
+    def job(tx: Tx) -> dict[str, Any]:
+        was = store.remove_device(tx.c, device_id)
+        if was is None:
+            raise ApiError(404, f"no device {device_id!r}")
+        ev = store.add_event(tx.c, "operator", "device_removed", device_id=device_id, version=was["version"],
+                             detail=f"type={was['type']} channel={was['channel']}")
+        tx.emit("device_removed", {"id": device_id})
+        tx.emit("history", ev.as_dict())
+        return was
+
+    was = await hub.writer.run(job)
+    return json_response({"ok": True, "id": device_id, "removed": True, **was})
+
+
 async def check_now(request: Request, hub: Hub) -> Response:
     device_id = request.path_params["id"]
     device = hub.registry.get(device_id)
@@ -167,16 +230,42 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
     if not is_device_id(device_id):
         raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_', ':' or '-'")
     beat = heartbeat_fields(await _json(request)) | {"device_id": device_id, "counter": 0, "at": time.time()}
-    if hub.registry.get(device_id) is None:
-        key = signing.new_device_key()
-        try:
-            await hub.writer.run(_register_job(device_id, RELAY_TYPE, "stable", key))
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+    key = signing.new_device_key()
+    record = hub.heartbeat_job(beat)
+
+    def job(tx: Tx) -> bool:
+        """Register the board on first sight and store its heartbeat: both, or neither."""
+        ev = store.register_device(tx.c, "operator", device_id, RELAY_TYPE, "stable", key, beat["at"])
+        if ev is not None:
+            _announce_registered(tx, ev, device_id, RELAY_TYPE, "stable")
+        record(tx)
+        return ev is not None
+
+    if await hub.writer.run(job):
         hub.registry.add(device_id, RELAY_TYPE, key)
-    await hub.record_heartbeat(beat)
     return json_response({"ok": True})
+
+
+async def request_log(request: Request, hub: Hub) -> Response:
+    """Ask a board for its log: its next heartbeat answer says so; it streams for `seconds`."""
+    device_id = request.path_params["id"]
+    device = hub.registry.get(device_id)
+    if device is None:
+        raise ApiError(404, f"no device {device_id!r}")
+    body = await _body(request)
+    seconds = logs.log_window(parse_object(body) if body.strip() else {})
+    until = await hub.writer.run(logs.request_job(device_id, seconds))
+    device.log_until = until
+    return json_response({"ok": True, "id": device_id, "log_until": until})
+
+
+async def device_logs(request: Request, hub: Hub) -> Response:
+    device_id = request.path_params["id"]
+    after = _int_param(request, "after", 0)
+    limit = _int_param(request, "limit", logs.LOG_KEEP, 1, logs.LOG_KEEP)
+    shown = await hub.read(lambda c: logs.read_logs(c, device_id, after, limit))
+    device = hub.registry.get(device_id)
+    return json_response(shown | {"answered_at": device.log_seen if device else 0.0})
 
 
 # --- releases ---------------------------------------------------------------------------------
@@ -233,15 +322,8 @@ async def list_rollouts(request: Request, hub: Hub) -> Response:
     return json_response(await hub.read(lambda s: _rollouts(hub.cfg, s, None)))
 
 
-def _rollout_id(request: Request) -> int:
-    raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise ApiError(404, f"no rollout {raw!r}")
-    return int(raw)
-
-
 async def get_rollout(request: Request, hub: Hub) -> Response:
-    rollout_id = _rollout_id(request)
+    rollout_id = request.path_params["id"]
     return json_response(await hub.read(lambda s: _rollouts(hub.cfg, s, rollout_id)))
 
 
@@ -258,7 +340,7 @@ async def start_rollout(request: Request, hub: Hub) -> Response:
 
 
 async def rollout_action(request: Request, hub: Hub) -> Response:
-    rollout_id, action = _rollout_id(request), request.path_params["action"]
+    rollout_id, action = request.path_params["id"], request.path_params["action"]
     if action not in engine.ACTIONS:
         raise ApiError(404, f"unknown rollout action {action!r} (expected {', '.join(engine.ACTIONS)})")
     body = await _body(request)
@@ -289,6 +371,8 @@ async def post_history(request: Request, hub: Hub) -> Response:
         "detail": field(data, "detail", "str", required=False, default=""),
         "at": field(data, "at", "number", required=False, default=None),
     }
+    if fields["at"] is not None and not 0 <= fields["at"] <= MAX_TIMESTAMP:
+        raise ApiError(400, f"field 'at': expected seconds since 1970 up to the year 9999, got {fields['at']}")
 
     def job(tx: Tx) -> dict[str, Any]:
         ev = store.add_event(tx.c, **fields).as_dict()
@@ -308,17 +392,21 @@ routes = [
     Route("/api/v1/devices", operator(list_devices), methods=["GET"]),
     Route("/api/v1/devices", operator(register_device), methods=["POST"]),
     Route("/api/v1/devices/{id}", operator(device_detail), methods=["GET"]),
+    Route("/api/v1/devices/{id}", operator(remove_device), methods=["DELETE"]),
+    Route("/api/v1/devices/{id}/readings", operator(device_readings), methods=["GET"]),
     Route("/api/v1/devices/{id}/channel", operator(set_channel), methods=["POST"]),
     Route("/api/v1/devices/{id}/check-now", operator(check_now), methods=["POST"]),
     Route("/api/v1/devices/{id}/heartbeat", operator(relay_heartbeat), methods=["POST"]),
+    Route("/api/v1/devices/{id}/logs", operator(device_logs), methods=["GET"]),
+    Route("/api/v1/devices/{id}/logs/request", operator(request_log), methods=["POST"]),
     Route("/api/v1/releases", operator(list_releases), methods=["GET"]),
     Route("/api/v1/releases/import", operator(import_release), methods=["POST"]),
     Route("/api/v1/releases/{target}/{version}", operator(publish_release), methods=["PUT"]),
     Route("/api/v1/webhook", webhook, methods=["POST"]),
     Route("/api/v1/rollouts", operator(list_rollouts), methods=["GET"]),
     Route("/api/v1/rollouts", operator(start_rollout), methods=["POST"]),
-    Route("/api/v1/rollouts/{id}", operator(get_rollout), methods=["GET"]),
-    Route("/api/v1/rollouts/{id}/{action}", operator(rollout_action), methods=["POST"]),
+    Route("/api/v1/rollouts/{id:rowid}", operator(get_rollout), methods=["GET"]),
+    Route("/api/v1/rollouts/{id:rowid}/{action}", operator(rollout_action), methods=["POST"]),
     Route("/api/v1/history", operator(get_history), methods=["GET"]),
     Route("/api/v1/history", operator(post_history), methods=["POST"]),
     Route("/api/v1/events", operator(events), methods=["GET"]),

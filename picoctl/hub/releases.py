@@ -25,23 +25,24 @@ import httpx
 from .. import release as release_mod
 from ..errors import PicoctlError
 from . import store
-from .http import ApiError
+from .auth import same_secret
+from .http import ApiError, parse_json
 from .ingest import Tx
 from .state import Hub
 
 MAX_RELEASE_BYTES = 512 * 1024 * 1024
-MAX_META_BYTES = 1024 * 1024
 FETCH_TIMEOUT_S = 30.0
 
 
-def decode_meta(header: str | None) -> dict[str, Any]:
+def decode_meta(header: str | None) -> Any:
     """meta.json from the base64 `X-Picoctl-Meta` header."""
     if not header:
         raise ApiError(400, "missing X-Picoctl-Meta header (base64 of meta.json)")
     try:
-        return json.loads(base64.b64decode(header, validate=True))
+        raw = base64.b64decode(header, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ApiError(400, f"X-Picoctl-Meta is not base64 of a JSON meta.json: {exc}") from None
+    return parse_json(raw, "X-Picoctl-Meta")
 
 
 async def _write_capped(chunks: AsyncIterator[bytes], dest: Path, cap: int) -> None:
@@ -111,15 +112,12 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
         raise ApiError(400, f"meta url {meta_url!r}: expected an http:// or https:// URL")
     try:
         async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True) as client:
-            r = await client.get(meta_url)
-            if r.status_code != 200:
-                raise ApiError(502, f"{meta_url}: HTTP {r.status_code}")
-            if len(r.content) > MAX_META_BYTES:
-                raise ApiError(502, f"{meta_url}: meta.json is over {MAX_META_BYTES} bytes")
             try:
-                meta = r.json()
-            except ValueError:
-                raise ApiError(422, f"{meta_url}: not a JSON meta.json") from None
+                meta = parse_json(await _get_meta(client, meta_url), f"{meta_url}: meta.json")
+            except ApiError as exc:
+                if exc.status != 400:
+                    raise
+                raise ApiError(422, exc.message) from None
             if not isinstance(meta, dict) or not isinstance(meta.get("artifact_url"), str):
                 raise ApiError(422, f"{meta_url}: meta.json has no artifact_url")
             artifact_url = urljoin(meta_url, meta["artifact_url"])
@@ -131,8 +129,22 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
         raise ApiError(502, f"cannot fetch the release: {exc}") from None
 
 
+async def _get_meta(client: httpx.AsyncClient, url: str) -> bytes:
+    """The body of a meta.json URL, refused as soon as it passes MAX_META_BYTES."""
+    cap = release_mod.MAX_META_BYTES
+    async with client.stream("GET", url) as r:
+        if r.status_code != 200:
+            raise ApiError(502, f"{url}: HTTP {r.status_code}")
+        body = bytearray()
+        async for chunk in r.aiter_bytes():
+            body += chunk
+            if len(body) > cap:
+                raise ApiError(502, f"{url}: meta.json is over {cap} bytes")
+    return bytes(body)
+
+
 def check_webhook_signature(secret: bytes, body: bytes, header: str | None) -> None:
     """401 unless `header` is `sha256=<hex HMAC-SHA256 of body under secret>` (GitHub's form)."""
     expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-    if not header or not hmac.compare_digest(expected, header.strip().lower()):
+    if not header or not same_secret(expected, header.strip().lower()):
         raise ApiError(401, "X-Hub-Signature-256 missing or wrong")

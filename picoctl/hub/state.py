@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -26,6 +27,28 @@ T = TypeVar("T")
 DB_NAME = "fleet.db"
 LOCK_NAME = "hub.lock"
 SECURITY_EVENTS_PER_S = 20
+TICK_ERROR_LOG_S = 60.0
+log = logging.getLogger("picoctl.hub")
+
+
+class RateLimitedLog:
+    """Logs an error with its traceback at most once per `every_s`; the next one counts those left out."""
+
+    def __init__(self, logger: logging.Logger, every_s: float) -> None:
+        self._log, self._every_s = logger, every_s
+        self._last: float | None = None
+        self._skipped = 0
+
+    def exception(self, message: str, *args: Any, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self._every_s:
+            self._skipped += 1
+            return
+        if self._skipped:
+            message += f" ({self._skipped} more since the last one logged)"
+            self._skipped = 0
+        self._last = now
+        self._log.error(message, *args, exc_info=exc)
 
 
 class Hub:
@@ -68,12 +91,13 @@ class Hub:
     async def _tick(self) -> None:
         """Re-evaluate active rollouts now and then, so silence after a switch counts as failure."""
         interval = min(5.0, max(0.5, self.cfg.rollout.trial_timeout_s / 4))
+        errors = RateLimitedLog(log, TICK_ERROR_LOG_S)
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.writer.run(lambda tx: engine.evaluate_active(tx, self.cfg, time.time()))
-            except Exception:  # noqa: BLE001 - a failed tick is retried at the next one
-                pass
+            except Exception as exc:  # noqa: BLE001 - a failed tick is logged and retried at the next one
+                errors.exception("rollout tick failed, retried every %.1f s", interval, exc=exc)
 
     async def read(self, fn: Callable[[Db], T]) -> T:
         """Run reads on the reader connection (one consistent view), off the event loop."""
@@ -90,16 +114,22 @@ class Hub:
             return False
         return True
 
-    async def record_heartbeat(self, beat: dict[str, Any], clear_check_now: bool = False) -> None:
+    def heartbeat_job(self, beat: dict[str, Any], clear_check_now: bool = False) -> Callable[[Tx], None]:
+        """The writer job that stores one heartbeat (and clears a delivered check-now)."""
         history = self.cfg.hub.heartbeat_history
 
         def job(tx: Tx) -> None:
-            store.insert_heartbeats(tx.c, [beat], history)
+            new_errors = store.insert_heartbeats(tx.c, [beat], history)
             if clear_check_now:
                 store.set_check_now(tx.c, beat["device_id"], False)
             tx.emit("heartbeat", beat)
+            for ev in new_errors:
+                tx.emit("history", ev.as_dict())
 
-        await self.writer.run(job)
+        return job
+
+    async def record_heartbeat(self, beat: dict[str, Any], clear_check_now: bool = False) -> None:
+        await self.writer.run(self.heartbeat_job(beat, clear_check_now))
 
     def security_event(self, exc: Refused, request: Request) -> None:
         """Log a refused device request; the response does not wait for it.

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from ..diagnostics import error_summary
+
 MIGRATIONS: list[str] = [
     # 1: the first schema
     """
@@ -99,9 +101,26 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER events_no_delete BEFORE DELETE ON events
         BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
     """,
+    # 2: why a board failed (its last crash record, reset cause, boot count, firmware inventory),
+    # each offer's error, and the boards' wireless logs
+    """
+    ALTER TABLE devices ADD COLUMN last_error  TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE devices ADD COLUMN reset_cause TEXT NOT NULL DEFAULT '';
+    ALTER TABLE devices ADD COLUMN boots       INTEGER;
+    ALTER TABLE devices ADD COLUMN firmware    TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE devices ADD COLUMN log_until   REAL NOT NULL DEFAULT 0;
+    ALTER TABLE offers  ADD COLUMN error       TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE device_logs (
+        id        INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        at        REAL NOT NULL,
+        line      TEXT NOT NULL
+    );
+    CREATE INDEX device_logs_device ON device_logs(device_id, id);
+    """,
 ]
 
-JSON_COLUMNS = ("info", "readings", "meta", "stages")
+JSON_COLUMNS = ("info", "readings", "meta", "stages", "last_error", "firmware", "error")
 Db = sqlite3.Connection  # what every query below runs on
 
 
@@ -239,6 +258,15 @@ def set_channel(c: Db, device_id: str, channel: str) -> bool:
     return c.execute("UPDATE devices SET channel = ? WHERE id = ?", (channel, device_id)).rowcount > 0
 
 
+def remove_device(c: Db, device_id: str) -> dict[str, Any] | None:
+    """Forget a device (its key, heartbeats and offers go; its events stay); what it was, or None."""
+    row = c.execute("SELECT type, channel, version FROM devices WHERE id = ?", (device_id,)).fetchone()
+    if row is None:
+        return None
+    c.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+    return {"type": row[0], "channel": row[1], "version": row[2]}
+
+
 def set_check_now(c: Db, device_id: str, value: bool) -> None:
     c.execute("UPDATE devices SET check_now = ? WHERE id = ?", (int(value), device_id))
 
@@ -259,6 +287,12 @@ def record_deploy_phase(c: Db, device_id: str, at: float, phase: str, counter: i
               (at, phase, counter, device_id))
 
 
+def record_seen(c: Db, device_id: str, at: float, counter: int) -> None:
+    """A device was heard from (a request that changes nothing else about it)."""
+    c.execute("UPDATE devices SET last_seen = ?, last_counter = MAX(last_counter, ?) WHERE id = ?",
+              (at, counter, device_id))
+
+
 def versions_running(c: Db, type_: str, other_than: str) -> list[str]:
     """The version of every device of `type_` that reported one other than `other_than`."""
     return [r["version"] for r in _rows(c, "SELECT version FROM devices WHERE type = ? AND version IS NOT NULL"
@@ -267,12 +301,15 @@ def versions_running(c: Db, type_: str, other_than: str) -> list[str]:
 
 # --- heartbeats ----------------------------------------------------------------------------------
 
-def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> None:
+def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> list[Event]:
     """Append heartbeats, update each device's live fields, keep `history` beats per device.
 
     Each beat: device_id, counter, at, and optionally version, seq, phase, uptime_s, mem_free, rssi,
-    readings.
+    readings. A beat that carries `boots` also replaces the device's last error (None: it has none),
+    reset cause and firmware; a crash record not reported before is logged as a `device_error` event,
+    and those events are returned.
     """
+    events: list[Event] = []
     for b in beats:
         readings = b.get("readings") or {}
         c.execute(
@@ -287,12 +324,34 @@ def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> N
             " phase = COALESCE(?, phase), last_counter = MAX(last_counter, ?), info = ? WHERE id = ?",
             (b["at"], b.get("version"), b.get("seq"), b.get("phase"), b["counter"], json.dumps(info), b["device_id"]),
         )
+        if b.get("boots") is not None:
+            events += _record_diagnostics(c, b)
     for device_id in {b["device_id"] for b in beats}:
         c.execute(
             "DELETE FROM heartbeats WHERE device_id = ? AND id <= ("
             " SELECT id FROM heartbeats WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (device_id, device_id, history),
         )
+    return events
+
+
+def _record_diagnostics(c: Db, b: dict[str, Any]) -> list[Event]:
+    c.execute("UPDATE devices SET reset_cause = ?, boots = ?, firmware = ? WHERE id = ?",
+              (b.get("reset_cause") or "", b["boots"], json.dumps(b.get("firmware") or {}, sort_keys=True),
+               b["device_id"]))
+    error = b.get("last_error") or {}
+    if not set_last_error(c, b["device_id"], error) or not error:
+        return []
+    return [add_event(c, "device", "device_error", device_id=b["device_id"], version=b.get("version"),
+                      result=error.get("reset_cause") or "error",
+                      detail=f"boot {error.get('boot')}: {error_summary(error)}", at=b["at"])]
+
+
+def set_last_error(c: Db, device_id: str, error: dict[str, Any]) -> bool:
+    """Replace the device's last crash record ({}: none); True when it changed."""
+    stored = json.dumps(error, sort_keys=True)
+    return c.execute("UPDATE devices SET last_error = ? WHERE id = ? AND last_error != ?",
+                     (stored, device_id, stored)).rowcount > 0
 
 
 def heartbeats(c: Db, device_id: str, limit: int = 200) -> list[dict[str, Any]]:
@@ -416,11 +475,59 @@ def make_offer(c: Db, device_id: str, rollout_id: int, version: str, at: float) 
 
 
 def record_offer_phase(c: Db, device_id: str, rollout_id: int, phase: str, transient: bool, detail: str,
-                       at: float) -> None:
-    """Move an offer to the phase its device reported (a transient failure counts an attempt)."""
-    c.execute("UPDATE offers SET phase = ?, transient = ?, attempts = attempts + ?, detail = ?, updated_at = ?"
-              " WHERE device_id = ? AND rollout_id = ?",
-              (phase, int(transient), int(transient), detail, at, device_id, rollout_id))
+                       at: float, error: dict[str, Any] | None = None) -> None:
+    """Move an offer to the phase its device reported (a transient failure counts an attempt), with
+    the crash record that explains it, if any."""
+    c.execute("UPDATE offers SET phase = ?, transient = ?, attempts = attempts + ?, detail = ?, error = ?,"
+              " updated_at = ? WHERE device_id = ? AND rollout_id = ?",
+              (phase, int(transient), int(transient), detail, json.dumps(error or {}, sort_keys=True), at, device_id,
+               rollout_id))
+
+
+def record_not_offered(c: Db, device_id: str, rollout_id: int, version: str, reason: str, at: float) -> None:
+    """A rollout's release the device cannot run: its record fails for good, without a seq."""
+    c.execute(
+        "INSERT INTO offers (device_id, rollout_id, version, seq, phase, detail, updated_at)"
+        " VALUES (?, ?, ?, 0, 'failed', ?, ?) ON CONFLICT (device_id, rollout_id) DO UPDATE SET phase = 'failed',"
+        " transient = 0, detail = excluded.detail, updated_at = excluded.updated_at",
+        (device_id, rollout_id, version, reason, at),
+    )
+
+
+def devices_of_rollout(c: Db, rollout_id: int) -> list[dict[str, Any]]:
+    """The devices that have a record in a rollout."""
+    return _rows(c, "SELECT * FROM devices WHERE id IN (SELECT device_id FROM offers WHERE rollout_id = ?)",
+                 (rollout_id,))
+
+
+# --- device logs ---------------------------------------------------------------------------------
+
+def set_log_until(c: Db, device_id: str, until: float) -> bool:
+    """Want the device's log until `until`; False when there is no such device."""
+    return c.execute("UPDATE devices SET log_until = ? WHERE id = ?", (until, device_id)).rowcount > 0
+
+
+def insert_log_lines(c: Db, device_id: str, lines: Sequence[tuple[float, str]], keep: int) -> list[dict[str, Any]]:
+    """Append a device's log lines, keep its last `keep`; returns the stored lines (id, at, line)."""
+    stored = []
+    for at, line in lines:
+        cur = c.execute("INSERT INTO device_logs (device_id, at, line) VALUES (?, ?, ?)", (device_id, at, line))
+        stored.append({"id": int(cur.lastrowid or 0), "at": at, "line": line})
+    c.execute("DELETE FROM device_logs WHERE device_id = ? AND id <= ("
+              " SELECT id FROM device_logs WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+              (device_id, device_id, keep))
+    return stored
+
+
+def log_lines(c: Db, device_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+    """The device's last `limit` log lines after id `after`, oldest first."""
+    return _rows(c, "SELECT id, at, line FROM device_logs WHERE device_id = ? AND id > ? ORDER BY id DESC LIMIT ?",
+                 (device_id, after, limit))[::-1]
+
+
+def last_log_id(c: Db, device_id: str) -> int:
+    row = _one(c, "SELECT MAX(id) AS id FROM device_logs WHERE device_id = ?", (device_id,))
+    return int((row or {}).get("id") or 0)
 
 
 # --- events --------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from ..errors import BadInput, PicoctlError
 from ..progress import Progress
 
 CHUNK = 1 << 16
-MAX_META_BYTES = 1 << 20
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0
 
@@ -45,18 +44,21 @@ def _timeout() -> httpx.Timeout:
 
 def fetch_meta_url(url: str) -> dict[str, Any]:
     """Download and shape-check a published meta.json."""
+    cap = release.MAX_META_BYTES
+    body = bytearray()
     try:
-        with httpx.Client(timeout=_timeout(), follow_redirects=True) as client:
-            r = client.get(url)
+        with httpx.stream("GET", url, timeout=_timeout(), follow_redirects=True) as r:
+            if r.status_code != 200:
+                raise PicoctlError(f"{url}: HTTP {r.status_code} fetching meta.json")
+            for chunk in r.iter_bytes(CHUNK):
+                body += chunk
+                if len(body) > cap:
+                    raise BadInput(f"{url}: meta.json larger than {cap} bytes")
     except httpx.HTTPError as exc:
         raise PicoctlError(f"{url}: cannot fetch meta.json: {exc}") from None
-    if r.status_code != 200:
-        raise PicoctlError(f"{url}: HTTP {r.status_code} fetching meta.json")
-    if len(r.content) > MAX_META_BYTES:
-        raise BadInput(f"{url}: meta.json larger than {MAX_META_BYTES} bytes")
     try:
-        meta = json.loads(r.content)
-    except (ValueError, UnicodeDecodeError) as exc:
+        meta = json.loads(body)
+    except (ValueError, RecursionError) as exc:
         raise BadInput(f"{url}: not a meta.json: {exc}") from None
     return release.check_meta(meta, url)
 

@@ -10,6 +10,8 @@ and `sim/`, the hardware around the chip (the sensor's reading, Wi-Fi down). The
   on again;
 - watchdog: `@wdt arm <ms>` / `@wdt feed` lines from ota/hw.py; a process that stops feeding is killed
   (SIGKILL) and restarted, as the RP2040 watchdog would reset the board;
+- reset cause: PICOW_RESET_CAUSE tells the next run what machine.reset_cause() would: `power_on`
+  after a power cut (and at first), `watchdog` after any reset (the RP2040 resets through its watchdog);
 - power cuts: with `kill_at_op=N` the N-th flash operation of the run (program or erase, counted across
   boots) is torn and the power goes (see nor_boot.py); with `kill_at_step=N` the device pauses at every
   `@step` marker (PICOW_STEP_SYNC) and the rig SIGKILLs it at the N-th one; `kill_after_s` kills at a
@@ -42,6 +44,21 @@ STOP_WAIT_S = 10  # a board process not gone this long after its end or a SIGKIL
 DEFAULT_HEAP = "160K"  # about what a Pico W has free with Wi-Fi up
 NOR_BOOT = Path(__file__).with_name("nor_boot.py")
 STAGING = ("app.new", "app.old", "app.bad")
+FILL_METADATA = """import os
+def fill(folder):
+    for entry in list(os.ilistdir(folder)):
+        if entry[1] & 0x4000:
+            fill(folder + "/" + entry[0])
+    n = 0
+    try:
+        while True:
+            with open("%s/filler-%d" % (folder, n), "wb") as f:
+                f.write(b"x" * 64)
+            n += 1
+    except OSError:
+        pass
+fill(".")
+"""
 
 
 def find_micropython() -> str | None:
@@ -125,6 +142,19 @@ class Board:
         self.sim.mkdir(parents=True)
         self.flash.format(files)
 
+    def fill_flash(self, leave: int = 0) -> None:
+        """Make the flash nearly full (about `leave` bytes free) or, with 0, full: then the board
+        itself also takes the room left in every folder's metadata, which small files would use."""
+        self.flash.fill(leave)
+        if leave:
+            return
+        script = self.root / "fill.py"
+        script.write_text(FILL_METADATA)
+        proc = subprocess.run([self.exe, str(NOR_BOOT)], env={**os.environ, "PICOW_FLASH": str(self.flash.path),
+                              "PICOW_RUN": str(script)}, capture_output=True, timeout=60)
+        if proc.returncode != 0:
+            raise PicoctlError(f"filling the flash failed: {proc.stdout.decode()[-500:]}")
+
     def set_moisture(self, percent: float) -> None:
         """Set what the board's soil sensor reads (`sim/moisture`, replaced atomically so the board
         never reads it half-written)."""
@@ -165,9 +195,9 @@ class Board:
 
     # --- power ----------------------------------------------------------------------------------
 
-    def spawn(self, sync: bool, cut_at_op: int | None = None) -> subprocess.Popen:
+    def spawn(self, sync: bool, cut_at_op: int | None = None, reset_cause: str = "power_on") -> subprocess.Popen:
         env = {**os.environ, **self.env, "PICOW_FLASH": str(self.flash.path), "PICOW_FLASH_OPS": str(self.ops_path),
-               "PICOW_SIM": str(self.sim)}
+               "PICOW_SIM": str(self.sim), "PICOW_RESET_CAUSE": reset_cause}
         for name in ("PICOW_STEP_SYNC", "PICOW_FLASH_CUT"):
             env.pop(name, None)
         if sync:
@@ -198,6 +228,7 @@ class Board:
         """
         res = RunResult()
         self.ops_path.write_text("0 0 0")
+        reset_cause = "power_on"
         cut_pending = kill_at_step is not None or kill_at_op is not None or kill_after_s is not None
         started = time.monotonic()
         deadline = started + timeout
@@ -205,7 +236,7 @@ class Board:
             if res.boots >= max_boots:
                 raise AssertionError(f"more than {max_boots} boots\n{res.tail()}")
             proc = self.spawn(on_step is not None or (kill_at_step is not None and cut_pending),
-                              kill_at_op if cut_pending else None)
+                              kill_at_op if cut_pending else None, reset_cause)
             res.boots += 1
             lines: queue.Queue[bytes | None] = queue.Queue()
             reader = threading.Thread(target=_pump_lines, args=(proc, lines), daemon=True)
@@ -280,6 +311,8 @@ class Board:
                 _kill(proc)
                 reader.join(timeout=2)
                 close_pipes(proc)
+            # what machine.reset_cause() says next: an RP2040's machine.reset() goes through its watchdog
+            reset_cause = "power_on" if outcome == "cut" else "watchdog"
             if outcome == "exit":
                 res.exit_code = proc.returncode
                 if proc.returncode == RESET_EXIT:

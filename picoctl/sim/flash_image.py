@@ -64,6 +64,14 @@ class FlashImage:
         _write(fs, files)
         self._save(fs)
 
+    def fill(self, leave: int) -> None:
+        """Take the flash's free room but about `leave` bytes with a file (while the board is off)."""
+        fs = self._fs(self.path.read_bytes())
+        free = (self.blocks - fs.used_block_count) * BLOCK_SIZE
+        with fs.open("filler.bin", "wb") as f:
+            f.write(bytes(max(free - leave - BLOCK_SIZE, 0)))
+        self._save(fs)
+
     def mkdir(self, path: str) -> None:
         fs = self._fs(self.path.read_bytes())
         fs.makedirs(path, exist_ok=True)

@@ -4,7 +4,8 @@ The board's whole flash is a LittleFS2 image (a host file) on a block device tha
 flash: an erase sets a 4096-byte block to 0xFF, a program can only clear bits, LittleFS programs
 256 bytes at a time as on the rp2 port. This mounts it at /flash as the rp2 port's _boot.py does
 (formatting a filesystem that does not mount, which on a board loses everything: the rig reports it
-as `@flash formatted`), makes it the working folder and runs boot.py (or PICOW_RUN, a module name).
+as `@flash formatted`), makes it the working folder and runs boot.py (or PICOW_RUN, a script on the
+host, for tests of single modules and for filling the flash).
 
 Environment (set by picoctl.sim.board):
 - PICOW_FLASH: the image; PICOW_FLASH_OPS: a host file counting `ops programmed_bytes erases` since
@@ -105,7 +106,12 @@ def power_on():
     del sys.path[0]  # this file's folder: nothing of the rig is importable on the board
     if "" not in sys.path:
         sys.path.insert(0, "")
-    __import__(os.getenv("PICOW_RUN") or "boot")
+    script = os.getenv("PICOW_RUN")
+    if script:
+        with open(script) as f:
+            exec(f.read(), {"__name__": "__main__"})
+    else:
+        __import__("boot")
 
 
 power_on()

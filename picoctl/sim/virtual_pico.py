@@ -113,6 +113,8 @@ class VirtualPico:
         self._threads: list[threading.Thread] = []
         self._raw = False  # the host put the board in the raw REPL
         self._busy = False  # running code: Ctrl-C must interrupt it
+        self._booting = False  # started, no output yet: the unix port may not be running Python code
+        self._boot_interrupted = False
         self._tail = b""
         self._hold_until_raw = False
 
@@ -191,6 +193,8 @@ class VirtualPico:
         )
         self.boots += 1
         self._busy = True
+        self._booting = True
+        self._boot_interrupted = False
         self._tail = b""
         self._hold_until_raw = raw
         if raw:
@@ -223,7 +227,13 @@ class VirtualPico:
             elif b == 0x03:
                 child = self._child
                 if self._busy and child and child.poll() is None:
-                    child.send_signal(signal.SIGINT)
+                    if self._booting:
+                        # Still starting: a SIGINT would stop the unix port's CPython launcher with a
+                        # CPython traceback a board never prints. A board stops main.py at the REPL.
+                        self._boot_interrupted = True
+                        child.kill()
+                    else:
+                        child.send_signal(signal.SIGINT)
             elif b == 0x04 and self._raw:
                 self._busy = True  # runs the command typed, or soft-resets on an empty line
 
@@ -295,18 +305,19 @@ class VirtualPico:
                     if self.on_bootsel:
                         self.on_bootsel(self)
                     return
-                if status != -signal.SIGINT:
+                if status != -signal.SIGINT and not self._boot_interrupted:
                     self._to_host(b"MPY: soft reboot\r\n")  # outside the locks: it may wait for a slow host
                 with self._power, self._lock:
                     if not self._plugged:
                         return  # unplugged since: starting one now would outlive the unplug
-                    if status == -signal.SIGINT:
+                    if status == -signal.SIGINT or self._boot_interrupted:
                         # Ctrl-C came before the interpreter could catch it (it had just started):
                         # on a board main.py would stop at the REPL, so start the REPL without it
                         self._start_child(run_main=False, raw=self._raw)
                     else:
                         self._start_child(run_main=not self._raw)
                 continue
+            self._booting = False
             self._tail = (self._tail + data)[-64:]
             if self._tail.endswith(PROMPTS):
                 self._busy = False

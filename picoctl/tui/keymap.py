@@ -47,6 +47,8 @@ DEVICE = [
             tooltip="the device checks for an update at its next heartbeat"),
     Binding("m", "move_channel", "Move channel", id="device.move_channel",
             tooltip="move the device between the canary and stable channels"),
+    Binding("x", "remove", "Remove", id="device.remove",
+            tooltip="decommission the device: its key stops working, its history stays"),
 ]
 
 RELEASES = [

@@ -328,6 +328,10 @@ class FleetModel:
             else:
                 dev.update(data)
             self.dirty_devices.add(did)
+        elif kind == "device_removed" and data.get("id"):
+            if self.devices.pop(str(data["id"]), None) is not None:
+                self.removed_devices.add(str(data["id"]))
+                self.dirty.add("versions")
         elif kind == "rollout" and "id" in data:
             self.rollouts[int(data["id"])] = Rollout.from_json(data)
             self.dirty.add("rollouts")

@@ -75,6 +75,7 @@ class Source(Protocol):
     def stream(self, last_id: int | None) -> AsyncIterator[StreamItem]: ...
     async def check_now(self, device_id: str) -> Json: ...
     async def set_channel(self, device_id: str, channel: str) -> Json: ...
+    async def remove_device(self, device_id: str) -> Json: ...
     async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
                             promote_after_successes: int) -> Json: ...
     async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json: ...
@@ -87,6 +88,7 @@ class Source(Protocol):
     def serial_reader(self, port: str, on_line: Callable[[str], None],
                       on_status: Callable[[bool, str], None]) -> Any: ...
     def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str: ...
+    def usb_identity(self, port: str) -> tuple[str | None, str | None]: ...
 
 
 class Recording:
@@ -126,6 +128,9 @@ class Recording:
     async def set_channel(self, device_id: str, channel: str) -> Json:
         raise _recorded()
 
+    async def remove_device(self, device_id: str) -> Json:
+        raise _recorded()
+
     async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
                             promote_after_successes: int) -> Json:
         raise _recorded()
@@ -156,6 +161,18 @@ class Recording:
 
     def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str:
         raise PicoctlError(f"{op}: this is a recording; attach a board and run picoctl")
+
+    def usb_identity(self, port: str) -> tuple[str | None, str | None]:
+        """What the recorded board's telemetry said it is: (version, device id)."""
+        for line in reversed(self.serial_lines(port)):
+            try:
+                said = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(said, dict) and isinstance(said.get("id"), str):
+                version = said.get("version")
+                return (version if isinstance(version, str) else None), said["id"]
+        return None, None
 
 
 def _recorded() -> PicoctlError:
@@ -199,6 +216,9 @@ class Live:
 
     async def set_channel(self, device_id: str, channel: str) -> Json:
         return await self.client.set_channel(device_id, channel)
+
+    async def remove_device(self, device_id: str) -> Json:
+        return await self.client.remove_device(device_id)
 
     async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
                             promote_after_successes: int) -> Json:
@@ -274,6 +294,11 @@ class Live:
         history.record(self.cfg, kind, actor=local_actor(), device_id=device, version=version, result="ok",
                        detail=f"{shown} -> {where}")
         return line
+
+    def usb_identity(self, port: str) -> tuple[str | None, str | None]:
+        from ..usb import push
+
+        return push.read_identity(port)
 
     def _usb(self, op: str, where: str, what: Any, progress: Progress) -> tuple[str, str | None, str | None]:
         from ..usb import push, uf2flash

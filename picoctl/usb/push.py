@@ -2,8 +2,9 @@
 
 Every file goes to a temporary name next to its destination, is hashed on the board (sha256) and
 compared, and only when all of them match are they renamed into place, so a failed or interrupted
-push leaves the board's old files as they were. Then the board is soft-reset and its version read
-back from `/version.json`.
+push leaves the board's old files as they were. Then the version and id are read back from the
+board's `/version.json` and `/config.json`, and the board is soft-reset so its new main.py runs.
+File bytes travel as base64, zlib-compressed where the board has `deflate` (usb/transfer.py).
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from mpremote.transport_serial import SerialTransport
 from .. import release
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
-from . import port_claim, sources
+from . import port_claim, sources, transfer
 
 TMP_SUFFIX = ".picoctl-tmp"
 VERSION_FILE = "version.json"
-CHUNK = 2048  # bytes per raw-REPL write; the board compiles repr(chunk), so keep it well under its heap
 BAUD = 115200
 READ_TIMEOUT_S = 5  # a board silent this long is not answering: an error, never a hang
 QUIET_S = 0.3  # no output for this long after Ctrl-C: the program has stopped
@@ -147,8 +147,7 @@ def _discard(t: SerialTransport, paths: list[str]) -> None:
 
 
 def _read_back(t: SerialTransport) -> tuple[str | None, str | None]:
-    """Soft-reset into the raw REPL, then read the version and the device id the board holds."""
-    t.enter_raw_repl(soft_reset=True)
+    """The version and the device id the board holds, read from its flash (the files just committed)."""
     out = t.exec(
         "def _r(p):\n try:\n  with open(p) as f:\n   return f.read()\n except OSError:\n  return ''\n"
         f"print(repr([_r('/{VERSION_FILE}'), _r('/config.json')]))"
@@ -188,6 +187,18 @@ def push_files(port: str, files: dict[str, bytes], progress: Progress, verify: b
     return PushResult(port, len(files), total, time.monotonic() - t0, verify, version, device_id)
 
 
+def read_identity(port: str) -> tuple[str | None, str | None]:
+    """(version, device id) the board on `port` holds now (None each when it has none); it restarts."""
+    with port_claim.claim(port, "picoctl usb (reading the board's identity)"):
+        transport = _open(port)
+        try:
+            return _read_back(transport)
+        except (TransportError, serial.SerialException, OSError, ValueError, SyntaxError) as exc:
+            raise PicoctlError(f"{port}: cannot read what the board holds: {exc}") from None
+        finally:
+            _close(transport)
+
+
 def _push(transport: SerialTransport, port: str, files: dict[str, bytes], targets: dict[str, str],
           progress: Progress, verify: bool) -> tuple[str | None, str | None]:
     """Write, verify and commit over an open raw REPL; the version and id the board reports after."""
@@ -197,31 +208,30 @@ def _push(transport: SerialTransport, port: str, files: dict[str, bytes], target
     try:
         progress.phase("push", item="")
         _mkdirs(transport, list(targets.values()))
+        inflate = transfer.prepare(transport)
         for name, dest in targets.items():
             current, data, tmp = name, files[name], dest + TMP_SUFFIX
             progress.phase("push", item=name)
             temps.append(tmp)
-            base = written
 
-            def step(done: int, _size: int, base: int = base) -> None:
-                progress.update(base + done)
-
-            transport.fs_writefile(tmp, data, chunk_size=CHUNK, progress_callback=step)
-            written += len(data)
-            if not data:
+            def step(done: int) -> None:
+                nonlocal written
+                written += done
                 progress.update(written)
+
+            transfer.write_file(transport, tmp, data, inflate, step)
         if verify:
             progress.phase("verify", total=total)
-            for name, dest in targets.items():
-                current = name
-                digest = transport.fs_hashfile(dest + TMP_SUFFIX, "sha256", chunk_size=1024)
+            current = ""
+            names = {dest + TMP_SUFFIX: name for name, dest in targets.items()}
+            got = transfer.hashes(transport, [(dest + TMP_SUFFIX, len(files[name])) for name, dest in targets.items()],
+                                  lambda paths, n: progress.advance(n, item=names[paths[-1]]))
+            for tmp, name in names.items():
                 want = hashlib.sha256(files[name]).digest()
-                if digest != want:
+                if got[tmp] != want:
                     _discard(transport, temps)
-                    got = digest.hex() if isinstance(digest, bytes) else repr(digest)
-                    raise PicoctlError(f"{port}: {name} failed verification on the board (sha256 {got[:16]}…, "
+                    raise PicoctlError(f"{port}: {name} failed verification on the board (sha256 {got[tmp].hex()[:16]}…, "
                                        f"expected {want.hex()[:16]}…); nothing was replaced, old files are in place")
-                progress.advance(len(files[name]), item=name)
         progress.phase("commit", item="")
         current = ""
         _commit(transport, [(d + TMP_SUFFIX, d) for d in targets.values()])
@@ -239,7 +249,8 @@ def _push(transport: SerialTransport, port: str, files: dict[str, bytes], target
         state = ("the new files are in place" if committed else
                  "the board's old files are in place" + (" (new ones were still under temporary names)" if lost else ""))
         what = "lost the board" if lost else "the board refused"
-        raise PicoctlError(f"{port}: {what} {where}: {exc}; {state}") from None
+        lines = str(exc).strip().splitlines()  # a board's traceback: its last line says what went wrong
+        raise PicoctlError(f"{port}: {what} {where}: {lines[-1] if lines else type(exc).__name__}; {state}") from None
     return version, device_id
 
 

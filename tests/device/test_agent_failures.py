@@ -42,12 +42,6 @@ def board_for(hub, tmp_path: Path, device_id: str, url: str | None = None, block
 FULL_LEAVES = 2 * 4096  # free flash left: less than the update needs, enough for the state and reports
 
 
-def fill(board: Board, leave: int) -> None:
-    """Fill the board's flash with a file until only `leave` bytes are free, as a nearly full flash."""
-    board.flash.write({"filler.bin": bytes(board.flash.free_bytes() - leave - 4096)})
-    assert leave <= board.flash.free_bytes() < leave + 2 * 4096, board.flash.free_bytes()
-
-
 def hub_saw_failure(hub, device_id: str):
     return lambda _: any(p.startswith("failed") for p in phases(hub, device_id))
 
@@ -140,7 +134,7 @@ def test_tampered_updates_are_refused(hub, tmp_path: Path, case: str) -> None:
     try:
         board, keys["k"] = board_for(hub, tmp_path, device_id, proxy.url if proxy else None)
         if case == "full_flash":
-            fill(board, leave=FULL_LEAVES)
+            board.fill_flash(FULL_LEAVES)
         run = board.run(hub_saw_failure(hub, device_id), timeout=30)
     finally:
         if proxy:

@@ -266,8 +266,9 @@ fs.write_atomic("b.bin", b"v" * 8000)
 print(fs.size("b.bin"), fs.exists("b.bin.tmp"))
 """
     board = Board(tmp_path / "board", blocks=24)
-    board.install_files({**agent_files(), "t.py": script.encode()})
-    board.env["PICOW_RUN"] = "t"
+    board.install_files(agent_files())
+    (tmp_path / "t.py").write_text(script)
+    board.env["PICOW_RUN"] = str(tmp_path / "t.py")
     proc = board.spawn(sync=False)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out.decode()
@@ -284,5 +285,5 @@ a.st["phase"] = "failed"; a.save()
 from ota import fs
 print(fs.read_json("ota/state.json")["phase"], fs.exists("ota/state.json.tmp"))
 """
-    out = run_mp(tmp_path, script).split()
+    out = run_mp(tmp_path, script, heap="96K").split()  # two agents at once, each with its buffers
     assert out == ["1", "2", "1000001", "1000002", "2000001", "failed", "False"]

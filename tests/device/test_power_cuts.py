@@ -119,7 +119,7 @@ def test_power_cut_at_every_flash_operation_of_an_update(hub, tmp_path: Path, fl
         board = Board(tmp_path / device_id)
         board.install(device_config(device_id, key, hub.url, check_s=0.2), V1, "1.0.0")
         if flash == "nearly_full":
-            board.flash.write({"filler.bin": bytes(board.flash.free_bytes() - NEARLY_FULL_FREE - 4096)})
+            board.fill_flash(NEARLY_FULL_FREE)
         return board
 
     def committed(board: Board):

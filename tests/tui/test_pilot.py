@@ -23,7 +23,7 @@ from picoctl.client import AsyncHubClient
 from picoctl.commands.init import init_site
 from picoctl.sim import pi_app_control
 from picoctl.sim.bootsel_drive import VirtualDrive
-from picoctl.sim.fleet import SimDevice
+from picoctl.sim.fleet import DeviceProtocolError, SimDevice
 from picoctl.tui.app import PicoctlApp
 from picoctl.tui.screens.device import DeviceScreen
 from picoctl.tui.source import Live
@@ -156,6 +156,31 @@ def test_fleet_updates_live_filters_and_opens_a_device(hub: conftest.Hub) -> Non
         await app.source.client.aclose()
 
     asyncio.run(run())
+
+
+def test_remove_a_device_after_confirmation(hub: conftest.Hub) -> None:
+    key = hub.register("gh-99")
+
+    async def run() -> None:
+        app = app_for(hub)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: table(app, "#devices").has("gh-99"), what="gh-99 listed")
+            app.open_device("gh-99")
+            await until(pilot, lambda: isinstance(app.screen, DeviceScreen))
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, Confirm))
+            assert app.screen.title_text == "Remove gh-99 from the fleet?"
+            assert "its key is refused from now on" in app.screen.body and "history stays" in app.screen.body
+            await pilot.press("y")
+            await until(pilot, lambda: not table(app, "#devices").has("gh-99"), what="gh-99 gone from the table")
+        await app.source.client.aclose()
+
+    asyncio.run(run())
+    assert all(d["id"] != "gh-99" for d in hub.client.devices())
+    assert hub.client.history(device="gh-99")[-1]["kind"] == "device_removed"
+    with httpx.Client(base_url=hub.url, timeout=10) as c:
+        with pytest.raises(DeviceProtocolError):
+            SimDevice("gh-99", key).heartbeat(c)
 
 
 def test_canary_start_halt_and_rollback(hub: conftest.Hub) -> None:
@@ -406,6 +431,7 @@ def test_usb_push_release_and_provision_a_pico_w(hub: conftest.Hub, usb_cfg: con
                 await until(pilot, lambda: table(app, "#boards").row_count == 1, what="virtual Pico appears")
                 await pilot.press("l")  # its log is open: the push takes the port, the log has it back after
                 view = app.screen.query_one(SerialView)
+
                 await until(pilot, lambda: view.connected, what="the log following the board")
                 await pilot.press("p")
                 await until(pilot, lambda: isinstance(app.screen, Prompt))
@@ -418,7 +444,11 @@ def test_usb_push_release_and_provision_a_pico_w(hub: conftest.Hub, usb_cfg: con
 
                 await pilot.press("v")
                 await until(pilot, lambda: app.screen.__class__.__name__ == "Fields")
-                await pilot.press(*"gh-77", "enter", *"shed", "enter", *"secret", "enter")
+                await pilot.press(*"gh-77", "enter", *"shed", "enter", *"secret-pw", "enter")
+                await until(pilot, lambda: isinstance(app.screen, Confirm), timeout=20, what="the board read")
+                assert app.screen.title_text == f"Overwrite bench-9 on {Path(os.listdir(tmp_path / 'ports')[0]).name} with gh-77?"
+                assert "This board is bench-9 (pico 0.9.3)" in app.screen.body
+                await pilot.press("y")
                 await until(pilot, lambda: "provisioned gh-77" in text_of(app, "#usb-step"), timeout=60,
                             what="provision done")
         await app.source.client.aclose()

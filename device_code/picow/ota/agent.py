@@ -16,9 +16,10 @@ import hashlib
 import json
 import os
 import random
+import sys
 from binascii import hexlify, unhexlify
 
-from ota import fs, http, hw, protocol
+from ota import crash, fs, http, hw, logring, protocol
 from ota.hmac_sha256 import equal, mac_hex
 
 CONFIG = "config.json"
@@ -104,6 +105,9 @@ def check_offer(offer, own_type, stored_seq):
         seen.add(f["name"])
     if "main.py" not in seen:
         raise Refused("offer without main.py")
+    mpy = getattr(sys.implementation, "_mpy", 0) & 0xFF
+    if offer.get("mpy_version") is not None and offer["mpy_version"] != mpy:
+        raise Refused("release built for .mpy v%s, this board loads .mpy v%d" % (offer["mpy_version"], mpy))
 
 
 class Agent:
@@ -279,11 +283,20 @@ class Agent:
         body = {"id": self.id, "counter": counter, "version": self.running_version(), "seq": self.st["seq"],
                 "uptime_s": hw.elapsed_ms(self.started) // 1000, "mem_free": hw.mem_free(),
                 "rssi": hw.rssi(), "phase": self.st["phase"], "readings": readings}
-        resp = yield from self._post("/heartbeat", body, True)
+        body.update(crash.report())
+        try:
+            resp = yield from self._post("/heartbeat", body, True)
+        except http.HTTPError as exc:
+            if exc.status != 413 or body["last_error"] is None:
+                raise
+            body["last_error"] = None  # a record the hub will not take must not cost the heartbeat
+            counter = body["counter"] = self.counter()
+            resp = yield from self._post("/heartbeat", body, True)
         if resp.get("ok") is not True or resp.get("counter") != counter:
             raise Refused("heartbeat response does not answer this heartbeat")
         if resp.get("check_now"):
             self.check_now = True
+        logring.want(resp.get("log_s"))
         return True
 
     def check(self):
@@ -580,6 +593,7 @@ class Agent:
         self.st["boots"] = 0
         self.save()
         hw.step("phase committed")
+        crash.clear()  # the new release is not the one that crashed
         fs.rmtree(OLD)
         hw.step("removed app.old")
 
@@ -635,6 +649,8 @@ class Agent:
         if self.st.get("pending") and hw.due(self.next_flush):
             self.next_flush = hw.deadline(self._ms("heartbeat_s"))
             return self.flush()
+        if logring.due():
+            return self._send_log()
         if self.st["phase"] != "trial" and self.switch_by is None and (self.check_now or hw.due(self.next_check)):
             self.check_now = False
             self.next_check = self._jittered("check_s")
@@ -649,6 +665,12 @@ class Agent:
                 self.next_flush = hw.deadline(0)
         except Exception as exc:
             print("ota: heartbeat failed:", describe(exc))
+
+    def _send_log(self):
+        try:
+            yield from logring.send(self)
+        except Exception as exc:
+            print("ota: log not sent:", describe(exc))
 
     def update(self):
         """Check for an offer and stage it."""
@@ -674,6 +696,8 @@ class Agent:
             next_tick = hw.deadline(tick)
             if app:
                 app.step()  # an app error ends the loop: boot.py resets a trial or runs the agent alone
+                if hw.PROBING:
+                    hw.probe()
             try:
                 self.poll(app, next_tick)
             except Exception as exc:  # the agent must never take the app down with it

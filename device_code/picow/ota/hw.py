@@ -11,7 +11,10 @@ stand in for it, so the agent and the app run unchanged in tests:
 - `PICOW_STEP_SYNC=1` makes step(name) print `@step <name>` and wait for a line on stdin, so the rig
   can cut the power (SIGKILL) at an exact point of an update;
 - `PICOW_MEM_TRACE=1` samples the live heap (after a collection) at every step, and reset() prints
-  `@mem <first sample> <peak>` in bytes, for the benchmark.
+  `@mem <first sample> <peak>` in bytes, for the benchmark;
+- `PICOW_PROBE=1` makes probe(), called after every app step, print `@probe <app steps> <live heap>
+  <free heap>` (bytes, after a collection) on the first step and then at most twice a second, for
+  `picoctl release smoke`.
 """
 
 import gc
@@ -34,15 +37,22 @@ _step_sync = False
 _mem_trace = False
 _mem_first = None
 _mem_peak = 0
+_probe_steps = 0
+_probe_at = 0
+PROBING = False  # callers skip probe() when False
 if not BOARD:
     _step_sync = os.getenv("PICOW_STEP_SYNC") == "1"
     _mem_trace = os.getenv("PICOW_MEM_TRACE") == "1"
+    PROBING = os.getenv("PICOW_PROBE") == "1"
     _sim = os.getenv("PICOW_SIM") or "sim"
 TRACING = _step_sync or _mem_trace  # callers skip building step names in hot loops when False
 
 
 def reset():
     """Restart the board: the next run begins with boot.py."""
+    from ota import crash
+
+    crash.will_reset()
     if BOARD:
         machine.reset()
     if _mem_trace:
@@ -169,6 +179,17 @@ def mem_free():
     """Free heap after a collection (without one the figure mostly counts garbage)."""
     gc.collect()
     return gc.mem_free()
+
+
+def probe():
+    """One app step done; under PICOW_PROBE the rig hears the step count and the heap now and then."""
+    global _probe_steps, _probe_at
+    _probe_steps += 1
+    now = time.ticks_ms()
+    if _probe_steps == 1 or time.ticks_diff(now, _probe_at) >= 500:
+        _probe_at = now
+        gc.collect()
+        print("@probe", _probe_steps, gc.mem_alloc(), gc.mem_free())
 
 
 def step(name):

@@ -137,6 +137,28 @@ class DeviceScreen(ModelScreen):
                                      f"1 device ({self.device_id}) leaves the {d.channel} channel and joins {to}: "
                                      f"it will get the offers of {to} rollouts.", "Move"), answered)
 
+    def action_remove(self) -> None:
+        d = self.device
+        if d is None:
+            return
+        offer = f" It leaves rollout #{d.offer.rollout_id} ({d.offer.version} {d.offer.phase})." if d.offer else ""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._remove(), name=f"remove {self.device_id}", group="device-action",
+                                exclusive=True, exit_on_error=False)
+
+        self.app.push_screen(Confirm(
+            f"Remove {self.device_id} from the fleet?",
+            f"1 device ({self.device_id}, {d.type} {d.version or 'no version'}) is decommissioned: its key is "
+            f"refused from now on, so the board can no longer report or update.{offer} Its history stays in "
+            f"the log. To bring the board back, provision it again.", "Remove"), answered)
+
+    async def _remove(self) -> None:
+        await self.source.remove_device(self.device_id)
+        self.notify(f"{self.device_id} removed from the fleet; its history stays")
+        self.dismiss()
+
     def check_now(self) -> None:
         self.run_worker(self._check_now(), name=f"check now {self.device_id}", group="device-action",
                         exclusive=True, exit_on_error=False)

@@ -17,7 +17,8 @@ from textual.worker import Worker
 from .. import keymap
 from ...progress import Progress, ProgressEvent
 from ..source import BoardView
-from ..widgets.modals import Fields, Prompt
+from ...protocol import is_device_id
+from ..widgets.modals import Confirm, Fields, Prompt
 from ..widgets.serial_view import SerialView
 from ..widgets.table import KeyedTable
 from .base import ModelScreen, one_line
@@ -119,12 +120,44 @@ class UsbScreen(ModelScreen):
             return
 
         def answered(values: dict[str, str] | None) -> None:
-            if values and values["id"]:
-                self.transfer("provision", board.path, values)
+            if values:
+                self.busy, self.busy_where = "provision", board.path  # nothing else takes the port meanwhile
+                self._stop_log(board.path)
+                self.read_identity(board.path, values)
 
-        self.app.push_screen(Fields(f"Provision {board.path} as a Pico W", [
+        self.app.push_screen(Fields(f"Provision {path_tail(board.path, 40)} as a Pico W", [
             ("id", "device id", "e.g. gh-07", False), ("ssid", "Wi-Fi SSID", "network the board joins", False),
-            ("password", "password", "", True)]), answered)
+            ("password", "password", "8-63 characters", True)], provision_problem), answered)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="usb-transfer", name="read the board")
+    def read_identity(self, port: str, values: dict[str, str]) -> None:
+        self.app.call_from_thread(self._confirm_provision, port, values, self.source.usb_identity(port))
+
+    def _confirm_provision(self, port: str, values: dict[str, str],
+                           identity: tuple[str | None, str | None]) -> None:
+        version, now = identity
+        new = values["id"]
+        if now:
+            known = self.model.devices.get(now)
+            what = f"{now} ({known.type} {known.version or version or 'no version'})" if known else \
+                f"{now} ({version or 'no version'}, not in this fleet)"
+            body = (f"This board is {what}. Its identity, key, Wi-Fi settings and program are replaced: it "
+                    f"becomes {new} (a Pico W of this fleet, joining {values['ssid']!r})." +
+                    (f" {now} stays in the fleet and its history until retired (picoctl devices remove {now})."
+                     if known and now != new else ""))
+        else:
+            body = (f"This board holds no fleet identity{f' (it runs {version})' if version else ''}. It is "
+                    f"written as {new}, a Pico W of this fleet, joining {values['ssid']!r}.")
+
+        def answered(yes: bool | None) -> None:
+            self.busy = ""
+            if yes:
+                self.transfer("provision", port, values)
+            else:
+                self._resume_log()
+
+        self.app.push_screen(Confirm(f"Overwrite {now or 'the board'} on {Path(port).name} with {new}?"
+                                     if now else f"Provision {Path(port).name} as {new}?", body, "Provision"), answered)
 
     def _busy(self) -> bool:
         if self.busy:
@@ -133,12 +166,22 @@ class UsbScreen(ModelScreen):
 
     def transfer(self, op: str, where: str, what: Any) -> None:
         self.busy, self.busy_where = op, where
-        view = self.query_one(SerialView)
-        if view.port == where and view.reader is not None:
-            self.resume_log = where
-            view.stop()  # the port is the transfer's while it runs
+        self._stop_log(where)
         self.query_one("#usb-progress", ProgressBar).update(total=None, progress=0)
         self.transfer_worker(op, where, what)
+
+    def _stop_log(self, port: str) -> None:
+        """The port is an operation's while it runs: a log open on it stops, to follow it again after."""
+        view = self.query_one(SerialView)
+        if view.port == port and view.reader is not None:
+            self.resume_log = port
+            view.stop()
+
+    def _resume_log(self) -> None:
+        if self.resume_log:
+            view = self.query_one(SerialView)
+            view.resume(self._reader(self.resume_log, view))
+            self.resume_log = ""
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="usb-transfer", name="usb")
     def transfer_worker(self, op: str, where: str, what: Any) -> None:
@@ -153,16 +196,14 @@ class UsbScreen(ModelScreen):
             return True
         return False
 
+
     def _progress(self, e: ProgressEvent) -> None:
         self.query_one("#usb-progress", ProgressBar).update(total=e.total, progress=e.done)
         self.query_one("#usb-step", Label).update(f"{e.task}: {e.phase or e.state} {e.item}".rstrip())
 
     def _done(self, op: str, where: str, ok: bool, message: str) -> None:
         self.busy = ""
-        if self.resume_log:
-            view = self.query_one(SerialView)
-            view.resume(self._reader(self.resume_log, view))
-            self.resume_log = ""
+        self._resume_log()
         said = f"{op} {Path(where).name}: {message}"  # the name, as the progress line has it: a path hid the result
         self.query_one("#usb-step", Label).update(Text(said, style="green" if ok else "bold red"))
         self.query_one("#usb-progress", ProgressBar).update(total=1, progress=1 if ok else 0)  # not left pulsing
@@ -215,3 +256,17 @@ class UsbScreen(ModelScreen):
                     self.fail(f"save {path}: {exc.strerror}")
 
         self.app.push_screen(Prompt("Save the serial log to", "a file path", default), answered)
+
+
+def provision_problem(values: dict[str, str]) -> str | None:
+    """What is wrong with a provision form, or None: the board would not reach the hub otherwise."""
+    if not is_device_id(values["id"]):
+        return (f"device id: 1-64 of A-Z a-z 0-9 . _ -, a letter or digit first (got {values['id']!r})"
+                if values["id"] else "device id: the name the board has in the fleet, e.g. gh-07")
+    if not values["ssid"]:
+        return "Wi-Fi SSID: the network the board joins to reach the hub"
+    if len(values["ssid"].encode()) > 32:
+        return "Wi-Fi SSID: at most 32 bytes"
+    if not 8 <= len(values["password"]) <= 63:
+        return "password: 8 to 63 characters (WPA2)"
+    return None

@@ -10,12 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
-from .. import keymap
+from .modals import FormScreen
 from ...errors import BadInput
 from ...rollout import parse_stages
 
@@ -67,8 +65,8 @@ def build_request(release: str | None, cohort: str, value: str, stages: str, hal
                          _count(promote, "promote after successes"))
 
 
-class CanaryForm(ModalScreen[CanaryRequest | None]):
-    BINDINGS = [*keymap.MODAL, Binding("ctrl+s", "submit", "Start", id="canary.start", tooltip="start the rollout")]
+class CanaryForm(FormScreen[CanaryRequest | None]):
+    ENTER_MOVES = False  # enter in any field starts the rollout
 
     def __init__(self, releases: list[str], stages: str, halt: int, promote: int) -> None:
         super().__init__()
@@ -102,20 +100,14 @@ class CanaryForm(ModalScreen[CanaryRequest | None]):
                              self.query_one("#cohort-value", Input).value, self.query_one("#stages", Input).value,
                              self.query_one("#halt", Input).value, self.query_one("#promote", Input).value)
 
-    def action_submit(self) -> None:
+    def submit(self) -> None:
         try:
             self.dismiss(self.request())
         except BadInput as exc:
             self.query_one("#form-error", Label).update(f"✖ {exc}")
-
-    def on_input_submitted(self) -> None:
-        self.action_submit()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start":
             self.action_submit()
         else:
             self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

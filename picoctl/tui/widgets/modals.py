@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Callable, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,6 +14,8 @@ from textual.widgets import Button, Input, Label, Static
 
 from .. import keymap
 from ..model import Event
+
+T = TypeVar("T")
 
 
 class Confirm(ModalScreen[bool]):
@@ -134,15 +137,70 @@ def _key_label(key: str) -> str:
     return ",".join(_KEY_NAMES.get(k, k) for k in key.split(","))
 
 
-class Fields(ModalScreen[dict[str, str] | None]):
-    """A few labelled lines of input; enter on the last (or ctrl+s) submits them all, esc cancels."""
+class FormScreen(ModalScreen[T]):
+    """A modal of several inputs in which every keystroke counts in the order typed, however fast they come
+    (a paste, a laggy SSH link): tab and enter move between fields in the app's own key order, not after
+    the keys already typed have gone to the next field, and a submit reads the fields only once every
+    input has taken the keys sent to it before."""
 
-    BINDINGS = [*keymap.MODAL, Binding("ctrl+s", "submit", "Go", id="fields.submit", tooltip="submit the form")]
+    BINDINGS = [*keymap.MODAL,
+                Binding("tab", "next_field", "Next field", show=False, priority=True, id="form.next"),
+                Binding("shift+tab", "previous_field", "Previous field", show=False, priority=True, id="form.previous"),
+                Binding("enter", "enter", "Next / go", show=False, priority=True, id="form.enter",
+                        tooltip="the next field; on the last, submit"),
+                Binding("ctrl+s", "submit", "Go", id="form.submit", tooltip="submit the form")]
 
-    def __init__(self, title: str, fields: list[tuple[str, str, str, bool]]) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "enter" and not isinstance(self.focused, Input):
+            return False  # a button or a list takes its own enter
+        return True
+
+    def action_next_field(self) -> None:
+        self.focus_next()
+
+    def action_previous_field(self) -> None:
+        self.focus_previous()
+
+    def action_enter(self) -> None:
+        inputs = list(self.query(Input))
+        if self.focused is inputs[-1] or not self.ENTER_MOVES:
+            self.action_submit()
+        else:
+            self.focus_next()
+
+    ENTER_MOVES = True  # enter on a field but the last goes to the next one
+
+    def action_submit(self) -> None:
+        self.after_typing(self.submit)
+
+    def after_typing(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once each input has handled the keys already sent to it."""
+        inputs = list(self.query(Input))
+
+        def step(i: int) -> None:
+            if i == len(inputs):
+                callback()
+            else:
+                inputs[i].call_later(step, i + 1)
+
+        step(0)
+
+    def submit(self) -> None:
+        """Check the fields and dismiss with them, or say what is wrong."""
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class Fields(FormScreen[dict[str, str] | None]):
+    """A few labelled lines of input; enter on the last (or ctrl+s) submits them all, esc cancels.
+    `check` names what is wrong with the values (shown in the form), or None."""
+
+    def __init__(self, title: str, fields: list[tuple[str, str, str, bool]],
+                 check: Callable[[dict[str, str]], str | None] = lambda _: None) -> None:
         """`fields`: (key, label, placeholder, secret)."""
         super().__init__()
-        self.title_text, self.fields = title, fields
+        self.title_text, self.fields, self.check = title, fields, check
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog form"):
@@ -151,16 +209,18 @@ class Fields(ModalScreen[dict[str, str] | None]):
                 with Horizontal(classes="row"):
                     yield Label(label, classes="field")
                     yield Input(placeholder=placeholder, password=secret, id=f"field-{key}")
+            yield Label("", id="form-error", classes="error")
             yield Label("enter on the last field or ctrl+s to go, esc to cancel", classes="dim")
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == f"field-{self.fields[-1][0]}":
-            self.action_submit()
+    def values(self) -> dict[str, str]:
+        """Each field's text, stripped but for secrets (a password may hold spaces)."""
+        typed = {key: self.query_one(f"#field-{key}", Input).value for key, *_ in self.fields}
+        return {key: typed[key] if secret else typed[key].strip() for key, _, _, secret in self.fields}
+
+    def submit(self) -> None:
+        values = self.values()
+        wrong = self.check(values)
+        if wrong:
+            self.query_one("#form-error", Label).update(f"✖ {wrong}")
         else:
-            self.focus_next()
-
-    def action_submit(self) -> None:
-        self.dismiss({key: self.query_one(f"#field-{key}", Input).value.strip() for key, *_ in self.fields})
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+            self.dismiss(values)

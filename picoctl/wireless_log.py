@@ -1,0 +1,83 @@
+"""A Pico W's log over the air, as `picoctl devices log` reads it through the operator API.
+
+The hub asks the board in its next heartbeat answer; the board posts its ring of recent output,
+then new lines every couple of seconds while the request lasts. A board that does not answer within
+`answer_timeout()` (its heartbeat interval and a margin) is reported as such rather than waited for.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .config import FleetConfig
+from .errors import PicoctlError
+
+POLL_S = 1.0
+QUIET_POLLS = 3  # the board posts every 2 s while it streams
+RENEW_BEFORE_S = 20.0  # a follower asks again this long before the board's window ends
+MARGIN_S = 15.0
+
+
+@dataclass(frozen=True)
+class LogLine:
+    id: int
+    at: float
+    line: str
+
+    def age(self, now: float) -> str:
+        """How old the line is, for people: `4s`, `3m`, `2h`."""
+        s = max(0, int(now - self.at))
+        return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+
+
+class NoAnswer(PicoctlError):
+    """The board did not answer a log request in time."""
+
+
+def answer_timeout(cfg: FleetConfig, device_type: str) -> float:
+    """How long a board may take to answer: one heartbeat interval (it learns of the request in the
+    next heartbeat answer), jitter, and a margin."""
+    return cfg.device_type(device_type).heartbeat_interval_s * 1.2 + MARGIN_S
+
+
+def _ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never heard from"
+    return f"last heard {LogLine(0, ts, '').age(now)} ago"
+
+
+def read(client: Any, device_id: str, on_lines: Callable[[list[LogLine]], None], timeout_s: float,
+         follow: bool = False, stop: Callable[[], bool] = lambda: False, window_s: int = 120,
+         sleep: Callable[[float], None] = time.sleep) -> None:
+    """Ask for the board's log and hand its lines to `on_lines` as they come.
+
+    Without `follow`, returns once the board has answered and sent its ring (a line written after the
+    request arrived, or QUIET_POLLS polls in a row brought nothing new); with it, goes on (renewing the request) until `stop()`. Raises NoAnswer
+    when the board sends nothing within `timeout_s` of the request.
+    """
+    start = client.device_logs(device_id)
+    after = start["last_id"]
+    asked = client.request_log(device_id, seconds=window_s)
+    asked_at, until = time.time(), asked["log_until"]
+    answered, ring_sent, quiet = False, False, 0
+    while not stop():
+        got = client.device_logs(device_id, after=after)
+        lines = [LogLine(x["id"], x["at"], x["line"]) for x in got["lines"]]
+        quiet = 0 if lines else quiet + 1
+        if lines:
+            after = lines[-1].id
+            on_lines(lines)
+        answered = answered or bool(lines) or (got.get("answered_at") or 0) >= asked_at
+        ring_sent = ring_sent or any(x.at >= asked_at for x in lines)  # lines written since the request
+        now = time.time()
+        if not answered and now - asked_at > timeout_s:
+            raise NoAnswer(f"{device_id} did not answer the log request within {timeout_s:.0f} s "
+                           f"({_ago(got.get('last_seen'), now)}): it is offline or does not run picoctl's agent")
+        if answered and not follow and (ring_sent or quiet >= QUIET_POLLS):
+            return
+        if follow and until - now < RENEW_BEFORE_S:
+            asked = client.request_log(device_id, seconds=window_s)
+            until = asked["log_until"]
+        sleep(POLL_S)

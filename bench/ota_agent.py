@@ -120,7 +120,8 @@ def _flash(root: Path, hub: Hub, device_id: str, app: dict[str, bytes], version:
     key = hub.client.register_device(device_id, "picow", "canary")["key"]
     cfg = provision.device_config(device_id, key, hub.url, heartbeat_s=5, check_s=0.2, tick_ms=10)
     flash = root / device_id
-    for name, data in provision.board_image(cfg, version, app, provision.agent_files(mpy=True)).items():
+    for name, data in provision.board_image(cfg, version, app, provision.agent_files(mpy=True),
+                                            keys=provision.site_keys(hub.cfg)).items():
         (flash / name).parent.mkdir(parents=True, exist_ok=True)
         (flash / name).write_bytes(data)
     return flash
@@ -241,7 +242,7 @@ def main() -> int:
         gap_board = Board(root / "gap-board")
         gap_board.install(provision.device_config("gap-board", gap_key, hub.url, heartbeat_s=5, check_s=0.2,
                                                   tick_ms=GAP_TICK_MS),
-                          {"main.py": GAP_MAIN, "ver.py": b"V = '1.0.0'\n"}, "1.0.0")
+                          {"main.py": GAP_MAIN, "ver.py": b"V = '1.0.0'\n"}, "1.0.0", keys=provision.site_keys(hub.cfg))
         mem_board = _flash(root, hub, "mem-board", _app("1.0.0", {}), "1.0.0")
         tight = {k: _flash(root, hub, f"heap-{k}", _app("1.0.0", {}), "1.0.0") for k in TIGHT_HEAPS_KIB}
         scratch = _flash(root, hub, "scratch", _app("1.0.0", {}), "1.0.0")

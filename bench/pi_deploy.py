@@ -9,6 +9,10 @@ process) and the same health check:
 Times are medians of REPEAT runs, from the call until the new release answers its health check
 (picoctl's `DeployResult.duration_s`, which leaves out sending the history event; the wall time of
 the whole call, event included, is printed beside it).
+
+The durable switch (every file and folder of the release fsynced before the rename and the `current`
+switch) is measured against the same deploys with every fsync made a no-op, on a third Pi root: an
+upper bound of what durability costs (the journal and the links were fsynced before too).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import contextlib
 import signal
 import statistics
 import subprocess
@@ -27,7 +32,7 @@ import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import httpx
 
@@ -36,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from picoctl import config, pideploy, release, signing  # noqa: E402
 from picoctl.pideploy.health import wait_healthy  # noqa: E402
+from picoctl.progress import Progress  # noqa: E402
 from picoctl.sim import pi_app_control  # noqa: E402
 from picoctl.sim.local_hub import free_port  # noqa: E402
 
@@ -54,6 +60,15 @@ def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def timed_install(fn: Callable[[Progress], pideploy.DeployResult], walls: list[float]) -> tuple[float, float]:
+    """A picoctl deploy: (its time to healthy, the time from unpacking to the restart: unpack, fsyncs,
+    rename into releases/ and the `current` switch), keeping the call's wall time in `walls`."""
+    marks: dict[str, float] = {}
+    progress = Progress("pi deploy", lambda ev: marks.setdefault(ev.phase, time.perf_counter()))
+    took = ours(lambda: fn(progress), walls)
+    return took, marks["restart"] - marks["unpack"]
 
 
 def ours(fn: Callable[[], pideploy.DeployResult], walls: list[float]) -> float:
@@ -97,6 +112,18 @@ class Site:
             os.kill(int(self.pidfile.read_text()), signal.SIGKILL)
         except (OSError, ValueError):
             pass
+
+
+@contextlib.contextmanager
+def without_fsync() -> Iterator[list[int]]:
+    """os.fsync as a no-op, counting the calls it skips."""
+    skipped: list[int] = []
+    real = os.fsync
+    os.fsync = lambda fd: skipped.append(fd)  # type: ignore[assignment]
+    try:
+        yield skipped
+    finally:
+        os.fsync = real
 
 
 def baseline_deploy(site: Site, base_url: str, version: str, public_key: str) -> None:
@@ -146,14 +173,24 @@ def measure(work: Path, size_mib: int, keys: tuple[str, str], repeat: int) -> di
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     mine, theirs = Site(work, f"ours-{size_mib}", public_key), Site(work, f"baseline-{size_mib}", public_key)
+    unsynced = Site(work, f"nosync-{size_mib}", public_key)
     deploy_walls: list[float] = []
     rollback_walls: list[float] = []
     try:
         assert pideploy.deploy(mine.cfg, f"{base}/{VERSIONS[0]}/meta.json").ok
-        deploys = []
-        for v in VERSIONS[1:1 + repeat]:
-            deploys.append(ours(lambda: pideploy.deploy(mine.cfg, f"{base}/{v}/meta.json"), deploy_walls))
+        with without_fsync():
+            assert pideploy.deploy(unsynced.cfg, f"{base}/{VERSIONS[0]}/meta.json").ok
+        deploys, installs, nosync, nosync_installs, fsyncs = [], [], [], [], 0
+        for v in VERSIONS[1:1 + repeat]:  # the two arms alternate, so the machine's load falls on both alike
+            took, install = timed_install(lambda p: pideploy.deploy(mine.cfg, f"{base}/{v}/meta.json", p), deploy_walls)
+            deploys.append(took)
+            installs.append(install)
             assert pideploy.status(mine.cfg).current == v
+            with without_fsync() as skipped:
+                took, install = timed_install(lambda p: pideploy.deploy(unsynced.cfg, f"{base}/{v}/meta.json", p), [])
+            nosync.append(took)
+            nosync_installs.append(install)
+            fsyncs = len(skipped)
         rollbacks = []
         for _ in range(repeat):
             before = pideploy.status(mine.cfg).current
@@ -166,9 +203,12 @@ def measure(work: Path, size_mib: int, keys: tuple[str, str], repeat: int) -> di
     finally:
         mine.stop()
         theirs.stop()
+        unsynced.stop()
         server.shutdown()
         server.server_close()
     return {"deploy": statistics.median(deploys), "rollback": statistics.median(rollbacks),
+            "deploy_nosync": statistics.median(nosync), "fsyncs": fsyncs,
+            "install": statistics.median(installs), "install_nosync": statistics.median(nosync_installs),
             "deploy_wall": statistics.median(deploy_walls), "rollback_wall": statistics.median(rollback_walls),
             "baseline_deploy": statistics.median(base_deploys), "baseline_rollback": statistics.median(base_rollbacks)}
 
@@ -181,9 +221,15 @@ def main() -> None:
         large = measure(work, 50, keys, 1)
     print(f"{'':28}{'5 MiB':>10}{'50 MiB':>10}")
     for key, label in (("deploy", "picoctl deploy (s)"), ("deploy_wall", "  whole call, event sent"),
-                       ("baseline_deploy", "copy-over deploy (s)"), ("rollback", "picoctl rollback (s)"),
-                       ("rollback_wall", "  whole call, event sent"), ("baseline_rollback", "restore-copy rollback (s)")):
+                       ("deploy_nosync", "  without any fsync (s)"), ("install", "  unpack to switch (s)"),
+                       ("install_nosync", "    without any fsync (s)"), ("baseline_deploy", "copy-over deploy (s)"),
+                       ("rollback", "picoctl rollback (s)"), ("rollback_wall", "  whole call, event sent"),
+                       ("baseline_rollback", "restore-copy rollback (s)")):
         print(f"{label:28}{small[key]:>10.3f}{large[key]:>10.3f}")
+    print(f"{'fsync calls per deploy':28}{small['fsyncs']:>10.0f}{large['fsyncs']:>10.0f}")
+    durable = {k: m["install"] / m["install_nosync"] for k, m in (("5", small), ("50", large))}
+    print(f"the durable switch: unpack to switch takes {durable['5']:.2f}x as long as without fsync at 5 MiB, "
+          f"{durable['50']:.2f}x at 50 MiB")
     print(f"deploy ratio baseline/picoctl at 5 MiB: {small['baseline_deploy'] / small['deploy']:.2f}x")
     print(f"rollback 50 MiB / 5 MiB: picoctl {large['rollback'] / small['rollback']:.2f}x, "
           f"baseline {large['baseline_rollback'] / small['baseline_rollback']:.2f}x")
@@ -191,7 +237,11 @@ def main() -> None:
           f"rollback_s_5mib={small['rollback']:.3f} rollback_s_50mib={large['rollback']:.3f} "
           f"baseline_rollback_s_5mib={small['baseline_rollback']:.3f} "
           f"baseline_rollback_s_50mib={large['baseline_rollback']:.3f} "
-          f"deploy_s_50mib={large['deploy']:.3f} baseline_deploy_s_50mib={large['baseline_deploy']:.3f}")
+          f"deploy_s_50mib={large['deploy']:.3f} baseline_deploy_s_50mib={large['baseline_deploy']:.3f} "
+          f"deploy_nosync_s={small['deploy_nosync']:.3f} install_s={small['install']:.3f} "
+          f"install_nosync_s={small['install_nosync']:.3f} install_s_50mib={large['install']:.3f} "
+          f"install_nosync_s_50mib={large['install_nosync']:.3f} durable_ratio={durable['5']:.2f} "
+          f"durable_ratio_50mib={durable['50']:.2f} fsyncs={small['fsyncs']:.0f}")
 
 
 if __name__ == "__main__":

@@ -211,6 +211,19 @@ class HubClient(_Routes[Any]):
             raise _unreachable(self.url, exc) from None
         return _parse(r)
 
+    def download_artifact(self, sha256: str, dest: Path) -> None:
+        """Stream a release artifact the hub stores (GET /artifacts/{sha256}) into `dest`."""
+        try:
+            with self._http.stream("GET", f"/artifacts/{sha256}") as r:
+                if r.status_code != 200:
+                    r.read()
+                    _parse(r)
+                with open(dest, "wb") as f:
+                    for chunk in r.iter_bytes():
+                        f.write(chunk)
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from None
+
     def close(self) -> None:
         self._http.close()
 

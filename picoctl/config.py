@@ -41,7 +41,8 @@ class HubConfig:
 
 @dataclass
 class ReleaseConfig:
-    public_key: str = ""
+    public_key: str = ""  # a single release key, for a site without keys_file
+    keys_file: str = ""  # the signed release key set (keyset.py); it supersedes public_key
     signing_key_file: str = ""
     import_urls: str = ""  # meta.json URLs `picoctl release import` (and its timer) fetches, space-separated
 

@@ -171,7 +171,7 @@ class Demo:
             for did, board in boards.items():
                 board.install(provision.device_config(
                     did, keys[did], hub.url, heartbeat_s=HEARTBEAT_S, check_s=CHECK_S, jitter=0.2,
-                    trial_deadline_s=30, wifi_timeout_s=1, tick_ms=250), app, version)
+                    trial_deadline_s=30, wifi_timeout_s=1, tick_ms=250), app, version, keys=hub.keys)
                 board.set_moisture(moisture(did, time.time()))
                 self._spawn(f"board {did}", self._power, board)
             self._spawn("weather", self._weather, boards)

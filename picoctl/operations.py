@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Generic, TypeVar
 
-from . import history
+from . import history, keyset
 from .config import FleetConfig
 from .errors import BadInput, PicoctlError
 from .progress import Progress
@@ -105,10 +105,11 @@ def push(cfg: FleetConfig | None, source: Path, port: str, progress: Progress, *
     from .usb import push as serial_push
 
     source = Path(source).expanduser()
-    _files, version = serial_push.release_files(source)  # a bad source is refused before the board is touched
+    trusted = keyset.trusted_or_none(cfg)  # with a site, a release must be signed by a key of its set
+    files, version = serial_push.release_files(source, trusted)  # a bad source is refused before the board is touched
 
     def work() -> tuple[serial_push.PushResult, Report]:
-        r = serial_push.push_release(port, source, progress, verify=verify)
+        r = serial_push.push_version(port, files, version, progress, verify=verify)
         checked = "verified on the board" if r.verified else "not verified"
         facts = f"{r.files} files, {r.bytes} bytes, {checked}"
         return r, Report(f"pushed {r.files} files ({r.bytes} bytes, {checked}) in {r.seconds:.1f} s; "

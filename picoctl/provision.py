@@ -1,5 +1,6 @@
-"""Provision a Pico W: a device key registered with the hub, config.json, boot.py, the OTA agent and
-the current app, written into a folder or pushed to the board over USB.
+"""Provision a Pico W: a device key registered with the hub, config.json, boot.py, the OTA agent,
+the release key set it trusts (ota/trust.json) and the current app, written into a folder or pushed
+to the board over USB.
 
 The agent's modules go as `.mpy` (mpy-cross): a board then loads bytecode instead of compiling the
 sources, which needs far more RAM than the Pico W can spare. boot.py and the app's main.py stay source,
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import release, shipped
+from . import keyset, release, shipped
 from .config import FleetConfig
 from .errors import BadInput
 from .progress import Progress
@@ -25,6 +26,7 @@ from .protocol import is_device_id
 DEVICE_CODE = shipped.DEVICE_CODE / "picow"
 FACTORY_VERSION = "0.0.0"
 HUB_CERT = "hub.der"  # the hub's TLS certificate on a board that reaches it over https
+TRUST = "ota/trust.json"  # the key set the board trusts and its downgrade floor (ota/trust.py)
 DEFAULT_SETTINGS: dict[str, Any] = {
     "heartbeat_s": 60, "check_s": 300, "jitter": 0.1, "trial_deadline_s": 120, "trial_boots": 3,
     "wdt_ms": 8000, "download_retries": 5, "wifi_timeout_s": 15, "tick_ms": 1000,
@@ -75,12 +77,14 @@ def agent_files(mpy: bool = True) -> dict[str, bytes]:
     return _compile(files, mpy)
 
 
-def app_files(release_dir: Path | None = None, mpy: bool = True) -> tuple[str, dict[str, bytes]]:
-    """(version, files) of the app to install: a verified picow release, else the bundled sample app."""
+def app_files(release_dir: Path | None = None, mpy: bool = True,
+              trusted: tuple[str, ...] | None = None) -> tuple[str, dict[str, bytes]]:
+    """(version, files) of the app to install: a verified picow release (its signature too, given
+    `trusted` release keys), else the bundled sample app."""
     if release_dir is None:
         src = DEVICE_CODE / "app"
         return FACTORY_VERSION, _compile({f.name: f.path.read_bytes() for f in release.iter_source(src)}, mpy)
-    meta = release.verify(Path(release_dir), None)
+    meta = release.verify(Path(release_dir), trusted)
     if meta["target"] != "picow" or meta.get("format") != "tar":
         raise BadInput(f"{release_dir}: not a picow release (target {meta['target']!r})")
     return meta["version"], release.read_tar_files(Path(release_dir) / meta["artifact"])
@@ -119,10 +123,30 @@ def initial_state(version: str) -> dict[str, Any]:
     return {"version": version, "seq": 0, "phase": "committed"}
 
 
+def trust_file(keys: dict[str, Any], floor: str = FACTORY_VERSION) -> bytes:
+    """ota/trust.json: the key set envelope (checked as a first set) and the downgrade floor."""
+    keyset.check_first(keys, "the key set for the board")
+    release.check_version(floor)
+    return json.dumps({"keys": keys, "floor": floor}).encode()
+
+
+def site_keys(cfg: FleetConfig) -> dict[str, Any]:
+    """The key set a board provisioned for this site trusts: release.keys_file."""
+    ks = keyset.from_config(cfg)
+    if ks is None or ks.envelope is None:
+        raise BadInput("release.keys_file is not set in fleet.toml: boards need a signed key set "
+                       "(picoctl keys root, then picoctl keys sign-set)")
+    return ks.envelope
+
+
 def board_image(config: dict[str, Any], version: str, app: dict[str, bytes], agent: dict[str, bytes],
-                hub_cert: bytes | None = None) -> dict[str, bytes]:
-    """Every file of a freshly provisioned board, by path from the flash root."""
+                hub_cert: bytes | None = None, keys: dict[str, Any] | None = None,
+                floor: str = FACTORY_VERSION) -> dict[str, bytes]:
+    """Every file of a freshly provisioned board, by path from the flash root. Without `keys` the
+    board trusts no release key and refuses every offer."""
     files = dict(agent)
+    if keys is not None:
+        files[TRUST] = trust_file(keys, floor)
     if hub_cert is not None:
         files[HUB_CERT] = hub_cert
     files.update({f"app/{name}": data for name, data in app.items()})
@@ -163,18 +187,24 @@ def provision(
     release_dir: Path | None = None,
     mpy: bool = True,
     hub_cert: bytes | None = None,
+    keys: dict[str, Any] | None = None,
     **settings: Any,
 ) -> Provisioned:
     """Build the image first (so bad input costs nothing), register the device (`register(id, type)`
-    answers its key), then hand the files to `deliver` (a folder writer or a USB push)."""
+    answers its key), then hand the files to `deliver` (a folder writer or a USB push). `keys` is the
+    site's key set (site_keys): the board trusts its release keys, and a given release must be signed
+    by one of them."""
     check_device_id(device_id)
-    version, app = app_files(release_dir, mpy)
+    if keys is None:
+        raise BadInput("a board needs the release key set it is to trust (release.keys_file)")
+    trusted = keyset.check_first(keys, "the key set for the board").release
+    version, app = app_files(release_dir, mpy, trusted)
     device_config(device_id, "00" * 32, hub_url, hub_cert=hub_cert, **settings)  # validate before registering
     agent = agent_files(mpy)
     key = register(device_id, "picow")
     if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
         raise BadInput("the hub answered a device key that is not 64 hex digits")
     files = board_image(device_config(device_id, key, hub_url, wifi_ssid, wifi_password, hub_cert, **settings),
-                        version, app, agent, hub_cert)
+                        version, app, agent, hub_cert, keys)
     deliver(files)
     return Provisioned(device_id, version, files)

@@ -5,7 +5,9 @@ A release directory holds `meta.json` and one artifact:
 - `picow`/`pico`:  `<target>-<version>.tar`, the application files, each also listed in `meta.files`;
 - `pico` from a `.uf2` source: the UF2 image itself.
 
-`meta.json` is signed with Ed25519 over the canonical JSON of every other field (signing.py).
+`meta.json` is signed with Ed25519 over sha256 of the canonical ASCII JSON of every other field
+(signing.py): `_type` "release" marks that form, `signed_by` names the key, and an optional
+`min_version` is the floor below which boards that accept this release never go again.
 The same inputs give byte-identical artifacts: sorted entries, fixed mtimes and owners.
 """
 
@@ -23,7 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from . import protocol, signing
 from .diagnostics import mpy_file_version
@@ -145,8 +147,13 @@ def build(
     artifact_base_url: str | None = None,
     mpy: bool = False,
     name: str = "pi-sensors",
+    min_version: str | None = None,
 ) -> dict[str, Any]:
     """Build a release into `out` (which must not exist yet) and return its meta."""
+    if min_version is not None:
+        check_version(min_version)
+        if version_key(min_version) > version_key(version):
+            raise BadInput(f"--min-version {min_version} is above the release's own version {version}")
     if target not in TARGETS:
         raise BadInput(f"unknown target {target!r} (expected one of {', '.join(TARGETS)})")
     if rollout not in ROLLOUTS:
@@ -164,7 +171,9 @@ def build(
         work = Path(tmp)
         stage = work / "release"
         stage.mkdir()
-        meta: dict[str, Any] = {"target": target, "version": version, "rollout": rollout}
+        meta: dict[str, Any] = {"_type": signing.RELEASE_TYPE, "target": target, "version": version, "rollout": rollout}
+        if min_version is not None:
+            meta["min_version"] = min_version
         if source.is_file():
             if target != "pico" or source.suffix.lower() != ".uf2":
                 raise BadInput(f"{source}: a file source must be a .uf2 image for target pico; use a folder otherwise")
@@ -205,6 +214,8 @@ def build(
         meta["size"] = artifact_path.stat().st_size
         meta["sha256"] = signing.sha256_file(artifact_path)
         meta["created_at"] = _created_at()
+        if key_hex:
+            meta["signed_by"] = signing.public_from_private(key_hex)
         meta["signature"] = signing.sign_document(meta, key_hex) if key_hex else ""
         (stage / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         if out.exists():
@@ -234,6 +245,17 @@ def smoke_refusal(meta: dict[str, Any]) -> str | None:
     if record.get("passed") is not True:
         return f"its smoke failed: {record.get('reason') or 'no reason recorded'}"
     return None
+
+
+def smoke_summary(meta: dict[str, Any]) -> str:
+    """A release's smoke attestation in a few words: `passed 20 s, 43 KiB`, `failed` or `-` (none)."""
+    record = meta.get(SMOKE_FIELD)
+    if not isinstance(record, dict):
+        return "-"
+    if record.get("passed") is not True:
+        return "failed"
+    heap = record.get("peak_heap")
+    return f"passed {record.get('seconds', 0):g} s" + (f", {heap / 1024:.0f} KiB" if isinstance(heap, int) else "")
 
 
 def load_meta(path: Path) -> dict[str, Any]:
@@ -270,6 +292,12 @@ def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
         raise BadInput(f"{where}: artifact must be a plain file name")
     if not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
         raise BadInput(f"{where}: sha256 must be 64 lowercase hex digits")
+    if "min_version" in meta:
+        if not isinstance(meta["min_version"], str):
+            raise BadInput(f"{where}: field 'min_version' must be a string")
+        check_version(meta["min_version"])
+    if "signed_by" in meta and not (isinstance(meta["signed_by"], str) and re.fullmatch(r"[0-9a-f]{64}", meta["signed_by"])):
+        raise BadInput(f"{where}: signed_by must be 64 lowercase hex digits (an Ed25519 public key)")
     smoke = meta.get(SMOKE_FIELD)
     if smoke is not None and not (isinstance(smoke, dict) and isinstance(smoke.get("passed"), bool)):
         raise BadInput(f"{where}: field {SMOKE_FIELD!r} must be an object with a true or false 'passed'")
@@ -318,8 +346,9 @@ def read_tar_files(artifact: Path) -> dict[str, bytes]:
     return out
 
 
-def verify(release_dir: Path, public_hex: str | None) -> dict[str, Any]:
-    """Check a release directory; raise naming the first thing wrong, return its meta."""
+def verify(release_dir: Path, public_keys: str | Sequence[str] | None) -> dict[str, Any]:
+    """Check a release directory; raise naming the first thing wrong, return its meta. The signature
+    must verify under one of `public_keys` (a key or the release keys of a set); None skips it."""
     release_dir = Path(release_dir)
     meta = load_meta(release_dir)
     artifact = release_dir / meta["artifact"]
@@ -338,10 +367,29 @@ def verify(release_dir: Path, public_hex: str | None) -> dict[str, Any]:
         for name, data in files.items():
             if hashlib.sha256(data).hexdigest() != listed[name]["sha256"]:
                 raise PicoctlError(f"{artifact}: {name}: sha256 does not match meta.json")
-    if public_hex is not None:
-        if not meta["signature"]:
-            raise PicoctlError(f"{release_dir}: meta.json is not signed")
-        if not signing.verify_document(meta, public_hex):
-            raise PicoctlError(f"{release_dir}: signature does not verify against the release public key")
+    if public_keys is not None:
+        check_signature(meta, public_keys, str(release_dir))
     return meta
+
+
+def board_envelope(meta: dict[str, Any]) -> dict[str, Any]:
+    """What an offer carries for a board to verify: the exact signed text, its signature and key."""
+    return {"signed": signing.signed_bytes(signing.document_body(meta)).decode(), "signature": meta["signature"],
+            "key": meta.get("signed_by")}
+
+
+def check_signature(meta: dict[str, Any], public_keys: str | Sequence[str], where: str) -> str:
+    """The key of `public_keys` that signed `meta`; else PicoctlError saying why not (unsigned, signed
+    by a key not in the set, a revoked one say, or a signature that does not verify)."""
+    keys = [public_keys] if isinstance(public_keys, str) else list(public_keys)
+    if not meta["signature"]:
+        raise PicoctlError(f"{where}: meta.json is not signed")
+    named = meta.get("signed_by")
+    if named is not None and named not in keys:
+        raise PicoctlError(f"{where}: signature does not verify under the trusted release keys: signed by "
+                           f"{named[:16]}…, a key not in the set (revoked or unknown)")
+    key = signing.verify_under(meta, keys)
+    if key is None:
+        raise PicoctlError(f"{where}: signature does not verify against the release public key")
+    return key
 

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import BadInput
@@ -419,6 +419,21 @@ def evaluate(rollout: RolloutInfo, counts: Counts) -> Decision:
 def rollback_cohort(records: Sequence[OfferRecord]) -> tuple[str, ...]:
     """Sorted ids of devices that took the release: reached switching/trial/committed, or rolled back."""
     return tuple(sorted({r.device_id for r in records if r.phase in TOOK_RELEASE}))
+
+
+def rollback_joined(rollout: RolloutInfo, device: DeviceInfo) -> tuple[Stage, ...] | None:
+    """The stages of rollback `rollout` once `device` joins it; None when the device need not join.
+
+    A device joins when it runs the release being rolled back and the rollback does not cover it yet:
+    one still downloading that release when the rollback started finishes, commits and runs it, and
+    must be rolled back like the others.
+    """
+    if (rollout.kind != "rollback" or rollout.state == "rolled_back" or device.type != rollout.target
+            or device.version != rollout.previous_version or eligible(rollout, device)):
+        return None
+    stage = rollout.stages[0]
+    joined = Stage(stage.name, replace(stage.cohort, ids=tuple(sorted({*stage.cohort.ids, device.id}))))
+    return (joined, *rollout.stages[1:])
 
 
 def rollback_stages(records: Sequence[OfferRecord]) -> tuple[Stage, ...]:

@@ -1,5 +1,11 @@
 """Canonical JSON, Ed25519 release signatures and per-device HMAC-SHA256.
 
+A signed document for boards (a release, whose body has `_type: "release"`, or a key set) is signed
+as Ed25519 over the sha256 digest of its exact bytes, canonical ASCII JSON: a board hashes those
+bytes with its hashlib sha256 and its SHA-512 then runs over 96 bytes (device_code/picow/ota/trust.py,
+docs/trust.md). Releases built before that (no `_type`) carry Ed25519 over the canonical JSON itself;
+the hub, the Pi and `usb push` still verify those, boards do not take them.
+
 The device side mirrors `device_mac` in MicroPython (device_code/picow/ota/hmac_sha256.py):
 a MAC is HMAC-SHA256 over the exact bytes of an HTTP body, sent hex-encoded.
 """
@@ -12,7 +18,7 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -22,9 +28,18 @@ from .errors import BadInput
 DEVICE_KEY_BYTES = 32
 
 
+RELEASE_TYPE = "release"
+
+
 def canonical_json(obj: Any) -> bytes:
     """Serialise `obj` deterministically: sorted keys, no spaces, UTF-8."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def signed_bytes(obj: Any) -> bytes:
+    """The exact bytes a board-verifiable signature covers: canonical JSON in ASCII (non-ASCII as
+    \\u escapes), so the text survives being carried as a JSON string and decoded on a board."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 16) -> str:
@@ -73,10 +88,10 @@ def load_private_key(path: Path) -> str:
     return text
 
 
-def write_keypair(out_dir: Path) -> tuple[Path, Path]:
-    """Write release.key (0600) and release.pub into `out_dir`, refusing to overwrite."""
+def write_keypair(out_dir: Path, name: str = "release") -> tuple[Path, Path]:
+    """Write `name`.key (0600) and `name`.pub into `out_dir`, refusing to overwrite."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    private_path, public_path = out_dir / "release.key", out_dir / "release.pub"
+    private_path, public_path = out_dir / f"{name}.key", out_dir / f"{name}.pub"
     for p in (private_path, public_path):
         if p.exists():
             raise BadInput(f"{p}: already exists, refusing to overwrite a key")
@@ -88,27 +103,71 @@ def write_keypair(out_dir: Path) -> tuple[Path, Path]:
     return private_path, public_path
 
 
+def sign_bytes(data: bytes, private_hex: str) -> str:
+    """Ed25519 signature (hex) over sha256(`data`): what a board verifies."""
+    return _private_key(private_hex).sign(hashlib.sha256(data).digest()).hex()
+
+
+def verify_bytes(data: bytes, signature: Any, public_hex: str) -> bool:
+    """True when `signature` (hex) is a valid sign_bytes signature of `data` under `public_hex`."""
+    public = _public_key(public_hex)
+    sig = _signature(signature)
+    if sig is None:
+        return False
+    try:
+        public.verify(sig, hashlib.sha256(data).digest())
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _signature(signature: Any) -> bytes | None:
+    if not isinstance(signature, str) or len(signature) != 128:
+        return None
+    try:
+        return bytes.fromhex(signature)
+    except ValueError:
+        return None
+
+
+def document_body(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a release signature covers: every field but `signature`."""
+    return {k: v for k, v in doc.items() if k != "signature"}
+
+
 def sign_document(doc: dict[str, Any], private_hex: str) -> str:
-    """Ed25519 signature (hex) over the canonical JSON of `doc` without its `signature` field."""
-    body = {k: v for k, v in doc.items() if k != "signature"}
+    """Ed25519 signature (hex) of `doc` without its `signature` field: over sha256 of its signed_bytes
+    for a document with `_type` (what boards verify), over its canonical JSON for one without."""
+    body = document_body(doc)
+    if "_type" in body:
+        return sign_bytes(signed_bytes(body), private_hex)
     return _private_key(private_hex).sign(canonical_json(body)).hex()
 
 
 def verify_document(doc: dict[str, Any], public_hex: str) -> bool:
-    """True when `doc["signature"]` is a valid signature of the rest of `doc`."""
-    signature = doc.get("signature")
-    if not isinstance(signature, str):
+    """True when `doc["signature"]` is a valid signature (as sign_document makes) of the rest of `doc`."""
+    body = document_body(doc)
+    if "_type" in body:
+        return verify_bytes(signed_bytes(body), doc.get("signature"), public_hex)
+    public = _public_key(public_hex)
+    sig = _signature(doc.get("signature"))
+    if sig is None:
         return False
     try:
-        sig = bytes.fromhex(signature)
-    except ValueError:
-        return False
-    body = {k: v for k, v in doc.items() if k != "signature"}
-    try:
-        _public_key(public_hex).verify(sig, canonical_json(body))
+        public.verify(sig, canonical_json(body))
     except InvalidSignature:
         return False
     return True
+
+
+def verify_under(doc: dict[str, Any], public_keys: Sequence[str]) -> str | None:
+    """The key of `public_keys` whose signature `doc` carries (its `signed_by` when it names one), or None."""
+    named = doc.get("signed_by")
+    candidates = [named] if isinstance(named, str) and named in public_keys else [] if named else list(public_keys)
+    for key in candidates:
+        if verify_document(doc, key):
+            return key
+    return None
 
 
 # --- per-device HMAC --------------------------------------------------------------------------

@@ -20,18 +20,23 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import provision, release
 from .errors import BadInput, PicoctlError
 from .sim.board import DEFAULT_HEAP, Board, RunResult, device_config, find_micropython
 from .sim.local_hub import LocalHub
 
+if TYPE_CHECKING:
+    from .client import HubClient
+
 DEFAULT_SECONDS = 20.0
 MAX_SECONDS = 3600.0
 DEVICE_ID = "smoke-1"
+TRACE_PER_DEVICE = 50  # heartbeats of each device a smoke of a published release replays
 HUB_POLL_S = 0.2
 
 
@@ -60,9 +65,10 @@ class Limits:
         return self.offered_s + self.staged_s + self.switched_s + self.confirmed_s + seconds + 30
 
 
-# Files on the flash the agent and boot.py write; everything else outside app/ must stay as provisioned.
-AGENT_WRITES = ("app/", "app.new/", "app.old/", "app.bad/", "sim/")
-AGENT_DATA = ("ota/state.json", "ota/epoch")
+# What the agent and boot.py write on the flash: the app's folders, the rig's sim/ and the agent's data
+# under ota/ (its code aside). Everything else must stay as provisioned.
+AGENT_FOLDERS = ("app/", "app.new/", "app.old/", "app.bad/", "sim/")
+AGENT_CODE = (".py", ".mpy")
 # The simulated board's sensors, by the name its readings use.
 SENSORS: dict[str, Callable[[Board, float], None]] = {"moisture": Board.set_moisture}
 SENSOR_RANGE = {"moisture": (0.0, 100.0)}
@@ -402,7 +408,7 @@ class _Watch:
 
 
 def _agent_writes(name: str) -> bool:
-    return name.startswith(AGENT_WRITES) or name in AGENT_DATA or name.removesuffix(".tmp") in AGENT_DATA
+    return name.startswith(AGENT_FOLDERS) or (name.startswith("ota/") and not name.endswith(AGENT_CODE))
 
 
 def _outside_writes(board: Board, before: dict[str, bytes]) -> list[str]:
@@ -441,7 +447,8 @@ def run(candidate: Path, previous: Path | None = None, trace: list[dict[str, flo
             _offer(hub, meta["version"], files)
             board = Board(work / "board" / "flash", heap=limits.heap, env={"PICOW_PROBE": "1"})
             key = hub.register(DEVICE_ID, "picow", "stable")
-            board.install(device_config(DEVICE_ID, key, hub.url, **limits.board_settings()), from_files, from_version)
+            board.install(device_config(DEVICE_ID, key, hub.url, **limits.board_settings()), from_files, from_version,
+                          keys=hub.keys)
             _watch(result, hub, board, seconds, limits, _Replay(board, trace, seconds) if trace else None, log)
         finally:
             hub.close()
@@ -478,6 +485,46 @@ def _watch(result: SmokeResult, hub: LocalHub, board: Board, seconds: float, lim
         if outside:
             watch.failure = f"{watch.who} wrote outside its folder: {', '.join(outside[:5])}"
     _fill(result, watch, seconds)
+
+
+def run_published(client: HubClient, version: str, readings_of: list[str], seconds: float = DEFAULT_SECONDS,
+                  log: Log = lambda step: None) -> SmokeResult:
+    """Smoke-test picow `version` as the hub publishes it, on a board running what the `readings_of`
+    devices run (when the hub has that release; else the bundled app), replaying their readings."""
+    published = {r["version"]: r["meta"] for r in client.releases("picow")}
+    if version not in published:
+        raise BadInput(f"picow {version} is not published on the hub")
+    devices = [client.device(d) for d in readings_of]
+    running = Counter(d["version"] for d in devices if d.get("version") not in (None, version)).most_common(1)
+    previous = running[0][0] if running and running[0][0] in published else None
+    trace = field_trace(client, readings_of)
+    with tempfile.TemporaryDirectory(prefix="picoctl-smoke-") as tmp:
+        candidate = fetch_release(client, published[version], Path(tmp) / "candidate")
+        before = fetch_release(client, published[previous], Path(tmp) / "previous") if previous else None
+        return run(candidate, before, trace or None, seconds, log)
+
+
+def fetch_release(client: HubClient, meta: dict[str, Any], dest: Path) -> Path:
+    """A release the hub publishes as a release folder: its meta.json and its artifact."""
+    dest.mkdir(parents=True)
+    (dest / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    client.download_artifact(meta["sha256"], dest / release.load_meta(dest)["artifact"])
+    return dest
+
+
+def field_trace(client: HubClient, device_ids: list[str], per_device: int = TRACE_PER_DEVICE) -> list[dict[str, float]]:
+    """The newest heartbeat readings of each device, one device after the other, as a trace; readings
+    a sensor could not give (out of range, not numbers) are left out."""
+    trace: list[dict[str, float]] = []
+    for device_id in device_ids:
+        for beat in client.readings(device_id, per_device):
+            try:
+                entry = _trace_entry(beat, device_id)
+            except BadInput:
+                continue
+            if entry:
+                trace.append(entry)
+    return trace
 
 
 def _fill(result: SmokeResult, watch: _Watch, seconds: float) -> None:

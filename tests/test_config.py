@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from picoctl import config
+from picoctl import config, keyset
 from picoctl.commands.init import init_site
 from picoctl.errors import BadInput
 
@@ -64,7 +64,9 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_init_round_trip_and_refuses_overwrite(tmp_path: Path) -> None:
     path = init_site(tmp_path / "site")
     cfg = config.load(path)
-    assert len(cfg.release.public_key) == 64
+    keys = keyset.from_config(cfg)
+    assert keys is not None and keys.version == 1 and len(keys.release) == 1 and len(keys.root) == 1
+    assert (tmp_path / "site/keys/root.key").stat().st_mode & 0o777 == 0o600
     assert (cfg.token_file.stat().st_mode & 0o777) == 0o600
     assert (tmp_path / "site/keys/release.key").stat().st_mode & 0o777 == 0o600
     assert cfg.read_token()

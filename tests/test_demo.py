@@ -4,10 +4,16 @@ halts, a fleet-wide rollback runs), the TUI drives it, and stopping it leaves no
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import pty
+import select
+import shlex
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -177,6 +183,67 @@ def test_the_command_stops_cleanly_on_ctrl_c_or_a_dropped_ssh_link(tmp_path: Pat
     assert proc.returncode == 0, err
     assert "demo stopped" in err
     assert list(tmp_path.glob("picoctl-demo-*")) == [] and processes_under(root) == []
+
+
+def _demo_in_a_terminal(tmp_path: Path, leader: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`picoctl demo` with its TUI in a pseudo-terminal under `sh -c LEADER`, the session leader that owns
+    the terminal (as make does under `make demo`); once the fleet is drawn: (sh, the pty's master, the
+    demo's folder)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+
+    def own_the_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    command = f"{shlex.quote(sys.executable)} -m picoctl demo --devices 2"
+    proc = subprocess.Popen(["sh", "-c", leader.format(command=command)], stdin=slave, stdout=slave, stderr=slave,
+                            preexec_fn=own_the_terminal, env=os.environ | {"TMPDIR": str(tmp_path), "TERM": "xterm"})
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 90
+    while b"gh-01" not in seen:
+        assert time.monotonic() < deadline and proc.poll() is None, seen[-2000:]
+        if select.select([master], [], [], 0.2)[0]:
+            seen += os.read(master, 65536)
+    [root] = list(tmp_path.glob("picoctl-demo-*"))
+    return proc, master, root
+
+
+def _ended_cleanly(proc: subprocess.Popen[bytes], root: Path, master: int | None) -> None:
+    deadline = time.monotonic() + 60
+    while proc.poll() is None:
+        if master is not None and select.select([master], [], [], 0.2)[0]:
+            try:
+                os.read(master, 65536)  # keep the terminal drained, as a terminal emulator would
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the demo did not end")
+        time.sleep(0.05)
+    wait_for(lambda: not root.exists() and processes_under(root) == [], 30, "the demo's processes and folder gone")
+
+
+@needs_mp
+def test_the_tui_demo_ends_cleanly_on_sigterm_and_a_second_one_does_not_cut_its_cleanup_short(tmp_path: Path) -> None:
+    proc, master, root = _demo_in_a_terminal(tmp_path, "exec {command}")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)  # while it stops, an impatient second one
+        proc.send_signal(signal.SIGTERM)
+        _ended_cleanly(proc, root, master)
+        assert proc.returncode == 0
+    finally:
+        os.close(master)
+
+
+@needs_mp
+def test_the_tui_demo_ends_when_its_terminal_goes_though_only_the_session_leader_hears_of_it(tmp_path: Path) -> None:
+    # a tmux window killed under `make demo`: the terminal hangs up, SIGHUP goes to make, which stays
+    proc, master, root = _demo_in_a_terminal(tmp_path, "trap '' HUP; {command}; exit 0")
+    os.close(master)
+    _ended_cleanly(proc, root, None)
 
 
 def test_device_count_is_checked() -> None:

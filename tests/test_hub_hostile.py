@@ -99,7 +99,9 @@ def _device_cases() -> Iterator[tuple[str, str, Any]]:
     """(id, path, fn(board, counter) -> body bytes)."""
     for raw in HOSTILE_NUMBERS:
         yield f"heartbeat-counter-{raw[:24]}", "/heartbeat", lambda b, n, raw=raw: raw_json(b.beat(RAW), raw)
-        for name in ("seq", "uptime_s", "mem_free", "rssi"):
+        yield (f"logs-dropped-{raw[:24]}", "/logs", lambda b, n, raw=raw: raw_json(
+            {"id": b.id, "counter": n, "lines": ["boot"], "dropped": RAW}, raw))
+        for name in ("seq", "uptime_s", "mem_free", "rssi", "boots"):
             yield (f"heartbeat-{name}-{raw[:24]}", "/heartbeat",
                    lambda b, n, raw=raw, name=name: raw_json(b.beat(n, **{name: RAW}), raw))
         yield (f"heartbeat-reading-{raw[:24]}", "/heartbeat",
@@ -179,6 +181,8 @@ def _operator_cases() -> Iterator[tuple[str, str, str, bytes | None, dict[str, s
             yield (f"relay-{name}-{tag}", "POST", "/api/v1/devices/usb-new/heartbeat",
                    raw_json({"version": "1.0.0", name: RAW}, raw), {}, 400)
         yield f"register-id-{tag}", "POST", "/api/v1/devices", raw_json({"id": RAW, "type": "picow"}, raw), {}, 400
+        yield (f"log-request-seconds-{tag}", "POST", "/api/v1/devices/gh-01/logs/request",
+               raw_json({"seconds": RAW}, raw), {}, 400)
         yield (f"publish-meta-{tag}", "PUT", "/api/v1/releases/picow/1.1.0", b"x",
                {"X-Picoctl-Meta": _meta_header(raw)}, 400)
     for value in ("1e300", "-1", "253402300800"):
@@ -192,12 +196,15 @@ def _operator_cases() -> Iterator[tuple[str, str, str, bytes | None, dict[str, s
     for value in ("1" + "0" * 30, "9223372036854775808", "-1", "²", "٣", "1_0", " 1", "1e3", "0x10"):
         yield f"history-after-{value}", "GET", f"/api/v1/history?after={value}", None, {}, 400
         yield f"history-limit-{value}", "GET", f"/api/v1/history?limit={value}", None, {}, 400
+        yield f"logs-after-{value}", "GET", f"/api/v1/devices/gh-01/logs?after={value}", None, {}, 400
+        yield f"readings-limit-{value}", "GET", f"/api/v1/devices/gh-01/readings?limit={value}", None, {}, 400
     for segment in ("²", "%C2%B2", "1" * 30, "9223372036854775808", "-1", "1.0", "%201", "٣"):
         yield f"rollout-get-{segment}", "GET", f"/api/v1/rollouts/{segment}", None, {}, 404
         yield f"rollout-halt-id-{segment}", "POST", f"/api/v1/rollouts/{segment}/halt", b"", {}, 404
     yield "rollout-unknown", "GET", "/api/v1/rollouts/123456789012345678", None, {}, 404
     yield "rollout-action-reason", "POST", "/api/v1/rollouts/1/halt", raw_json({"reason": RAW}, "1" * 30), {}, 400
     yield "device-get-superscript", "GET", "/api/v1/devices/%C2%B2", None, {}, 404
+    yield "device-delete-superscript", "DELETE", "/api/v1/devices/%C2%B2", None, {}, 404
     yield "relay-id-superscript", "POST", "/api/v1/devices/%C2%B2/heartbeat", b"{}", {}, 400
     yield "relay-reading-surrogate", "POST", "/api/v1/devices/usb-new/heartbeat", raw_json(
         {"readings": {"t": RAW}}, SURROGATE), {}, 400

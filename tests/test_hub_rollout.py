@@ -237,3 +237,28 @@ def test_the_event_stream_carries_statuses_and_rollout_changes_in_commit_order(h
     rollouts = [e.data["state"] for e in seen if e.event == "rollout"]
     assert rollouts == ["active", "halted"]
     assert {"heartbeat", "history"} <= {e.event for e in seen}
+
+
+def test_a_device_still_downloading_at_the_rollback_gets_the_rollback_once_it_commits(hub) -> None:  # noqa: ANN001
+    devs = fleet(hub, [], ["gh-a", "gh-b"])
+    a, b = devs["gh-a"], devs["gh-b"]
+    with httpx.Client(base_url=hub.url) as c:
+        step_all(c, devs)
+        ro = hub.client.start_rollout("picow", "1.1.0", [{"name": "all", "percent": 100}], 0, 0)
+        assert a.step(c) == "committed"
+        late = b.check(c)
+        assert late is not None and late["version"] == "1.1.0"
+        b.seq = late["seq"]
+        b.status(c, late, "downloading", "1.0.0")
+
+        back = hub.client.rollout_action(ro["id"], "rollback", "1.1.0 is bad")
+        assert back["stages"][0]["ids"] == ["gh-a"]  # gh-b had not taken it yet
+        assert a.step(c) == "committed" and a.version == "1.0.0"
+        assert hub.client.rollout(back["id"])["state"] == "completed"
+
+        assert b.update(c, late) == "committed" and b.version == "1.1.0"  # the download in flight finishes
+        assert b.step(c) == "committed" and b.version == "1.0.0"  # and the rollback reaches it
+        done = hub.client.rollout(back["id"])
+        assert done["state"] == "completed" and done["stages"][0]["ids"] == ["gh-a", "gh-b"]
+        assert set(step_all(c, devs).values()) == {None}
+    assert [e["result"] for e in hub.client.history(kind="rollout_extended")] == ["active"]

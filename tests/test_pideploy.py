@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -163,9 +164,17 @@ class Rig:
     def save(self) -> None:
         config.save(self.cfg, self.config_file)
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
+            file_size_limit: int | None = None) -> subprocess.CompletedProcess:
+        """`picoctl pi ARGS`; with `file_size_limit`, every write past that many bytes of a file fails
+        (RLIMIT_FSIZE: EFBIG), as on a full disk."""
+        def limit() -> None:
+            if file_size_limit is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
         return subprocess.run([sys.executable, "-m", "picoctl", "--config", str(self.config_file), "pi", *args],
-                              capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+                              capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                              preexec_fn=limit)
 
     def popen(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "picoctl", "--config", str(self.config_file), "pi", *args],
@@ -371,7 +380,20 @@ def _unsigned(d: Path, built: dict[str, Path], keys: Keys) -> Path:
     return d
 
 
+def _damaged(d: Path, built: dict[str, Path], keys: Keys) -> Path:
+    """Signed, sizes and hashes right, but the archive is not gzip at all."""
+    shutil.copytree(built["2.0.0"], d)
+    artifact = next(d.glob("*.tar.gz"))
+    artifact.write_bytes(b"this is not a gzip stream\n" * 40)
+    meta = json.loads((d / "meta.json").read_text())
+    meta.update(size=artifact.stat().st_size, sha256=signing.sha256_file(artifact))
+    meta["signature"] = signing.sign_document(meta, keys.private)
+    (d / "meta.json").write_text(json.dumps(meta))
+    return d
+
+
 REFUSALS = {
+    "damaged archive": (_damaged, "damaged archive"),
     "tampered": (_tampered, "sha256 does not match"),
     "truncated": (_truncated, "truncated"),
     "wrong signature": (_other_key, "signature does not verify"),
@@ -397,14 +419,15 @@ def test_bad_release_is_refused_before_anything_is_unpacked(rig: Rig, built: dic
     make, message = REFUSALS[case]
     bad = make(rig.tmp / "bad", built, keys)
     rig.cfg.pi.max_archive_bytes = 200_000
-    with pytest.raises(BadInput, match=message):
+    with pytest.raises(BadInput, match=message) as refused:
         pideploy.deploy(rig.cfg, str(bad))
+    assert ".incoming" not in str(refused.value)  # the source given, never our deleted temp copy
     assert list((rig.root / "releases").iterdir()) == []
     assert list((rig.root / ".incoming").iterdir()) == []
     assert not (rig.root / "current").exists() and not (rig.root / ".deploy-journal.json").exists()
     assert not list(rig.tmp.rglob("evil")) and not Path("/tmp/evil").exists()
     [(result, d)] = details(rig, "pi_deploy")
-    assert result == "refused" and message in d["reason"]
+    assert result == "refused" and message in d["reason"] and str(bad) in d["reason"] and ".incoming" not in d["reason"]
 
 
 def test_oversize_artifact_is_refused_before_download(rig: Rig, built: dict[str, Path]) -> None:
@@ -571,3 +594,118 @@ def test_status_json_and_queued_events_while_hub_is_down(rig: Rig, built: dict[s
     assert (st["current"], st["healthy"], st["queued_events"]) == ("1.0.0", True, 1)
     queued = json.loads((rig.tmp / "data" / "pending-events.jsonl").read_text())
     assert (queued["kind"], queued["result"], queued["version"]) == ("pi_deploy", "ok", "1.0.0")
+
+
+# --- same-version replacement, full disks, durability, which release answers ----------------------
+
+def test_sigkill_while_replacing_a_same_version_release_keeps_the_one_previous_names(rig: Rig, built: dict[str, Path]) -> None:
+    for v in ("1.0.0", "2.0.0"):
+        pideploy.deploy(rig.cfg, str(built[v]))
+    assert pideploy.rollback(rig.cfg).ok  # current 1.0.0, previous 2.0.0
+    run = rig.cli("deploy", str(built["2.0.0"]), env={CRASH_ENV: "replaced"})  # killed between the two renames
+    assert run.returncode == -signal.SIGKILL
+    status = rig.cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+    rig.assert_consistent("1.0.0")
+    assert os.readlink(rig.root / "previous") == "releases/2.0.0" and (rig.root / "releases" / "2.0.0" / "main.py").is_file()
+    assert rig.cli("rollback").returncode == 0
+    rig.assert_consistent("2.0.0")
+
+
+def _one_line_failure(run: subprocess.CompletedProcess, message: str) -> None:
+    assert run.returncode == 1, (run.returncode, run.stderr)
+    assert "Traceback" not in run.stderr and message in run.stderr, run.stderr
+    assert [line for line in run.stderr.splitlines() if message in line] == [run.stderr.strip().splitlines()[-1]]
+
+
+def _big_unpacked(d: Path, keys: Keys) -> Path:
+    """A small archive (1 MiB of zeros compresses to about 1 KiB) that unpacks past a 256 KiB file limit."""
+    return craft(d, keys, [(entry("pi-sensors-9.0.0/main.py"), APP.joinpath("main.py").read_bytes()),
+                           (entry("pi-sensors-9.0.0/zeros.bin"), bytes(1 << 20))])
+
+
+@pytest.mark.parametrize("where, limit, message", [
+    ("download", 1024, "cannot store the download"),
+    ("journal", 64, "cannot write the deploy journal"),
+    ("unpack", 256 * 1024, "cannot unpack"),
+])
+def test_a_full_disk_during_deploy_is_one_line_exit_1_an_event_and_nothing_left(
+        rig: Rig, built: dict[str, Path], keys: Keys, where: str, limit: int, message: str) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    source = _big_unpacked(rig.tmp / "big", keys) if where == "unpack" else built["2.0.0"]
+    size = next(source.glob("*.tar.gz")).stat().st_size
+    assert size > limit if where == "download" else where == "journal" or size < limit
+    run = rig.cli("deploy", str(source), file_size_limit=limit)
+    _one_line_failure(run, message)
+    assert "damaged archive" not in run.stderr and "File too large" in run.stderr
+    rig.assert_consistent("1.0.0")
+    assert not list(rig.root.glob(".deploy-journal*")) and sorted(os.listdir(rig.root / "releases")) == ["1.0.0"]
+    result, d = details(rig, "pi_deploy")[-1]
+    assert result == "refused" and message in d["reason"] and d["from"] == "1.0.0"
+
+
+def test_a_full_disk_at_rollback_leaves_no_journal_temp_and_records_it(rig: Rig, built: dict[str, Path]) -> None:
+    for v in ("1.0.0", "2.0.0"):
+        pideploy.deploy(rig.cfg, str(built[v]))
+    run = rig.cli("rollback", file_size_limit=64)
+    _one_line_failure(run, "cannot write the deploy journal")
+    assert not list(rig.root.glob(".deploy-journal*"))
+    rig.assert_consistent("2.0.0")
+    result, d = details(rig, "pi_rollback")[-1]
+    assert (result, d["from"], d["to"]) == ("refused", "2.0.0", "1.0.0")
+
+
+def test_a_deploy_killed_before_it_knows_the_version_still_leaves_an_event(rig: Rig, built: dict[str, Path]) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    run = rig.cli("deploy", str(built["2.0.0"]), env={CRASH_ENV: "started"})
+    assert run.returncode == -signal.SIGKILL
+    assert rig.cli("status").returncode == 0
+    rig.assert_consistent("1.0.0")
+    result, d = details(rig, "pi_deploy")[-1]
+    assert (result, d["from"], d["to"]) == ("aborted", "1.0.0", None)
+
+
+def test_the_release_is_on_disk_before_current_names_it(rig: Rig, built: dict[str, Path],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file and folder of the new release is fsynced before the rename into releases/ and the
+    switch, and the folders holding the renamed entries after them."""
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        calls.append(("replace", os.fspath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    assert pideploy.deploy(rig.cfg, str(built["1.0.0"])).ok
+    dest = str(rig.root / "releases" / "1.0.0")
+    installed = calls.index(("replace", dest))
+    stage = str(rig.root / ".incoming" / "unpack-1.0.0")
+    synced_before = {path.replace(stage, dest, 1) for op, path in calls[:installed] if op == "fsync"}
+    on_disk = {str(p) for p in Path(dest).rglob("*")} | {dest}
+    assert on_disk <= synced_before, sorted(on_disk - synced_before)
+    after = calls[installed:]
+    assert ("fsync", str(rig.root / "releases")) in after
+    switched = after.index(("replace", str(rig.root / "current")))
+    assert ("fsync", str(rig.root)) in after[switched:]
+
+
+def test_the_health_check_waits_for_the_new_release_to_answer(rig: Rig, built: dict[str, Path]) -> None:
+    """A restart command that returns while the old app still runs (here: one that restarts nothing)
+    does not let the old release pass for the new one: the health answer names its version."""
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    restart = rig.cfg.pi.restart_command
+    rig.cfg.pi.restart_command = shlex.join([sys.executable, "-c", "pass"])
+    rig.cfg.pi.health_timeout_s = FAILING_TIMEOUT_S
+    result = pideploy.deploy(rig.cfg, str(built["2.0.0"]))
+    assert not result.ok and "HTTP 200 from version 1.0.0, not 2.0.0" in result.reason
+    assert (result.current, rig.serving()) == ("1.0.0", "1.0.0")
+    rig.cfg.pi.restart_command = restart
+    assert pideploy.deploy(rig.cfg, str(built["2.0.0"])).ok and rig.serving() == "2.0.0"
+    st = pideploy.status(rig.cfg)
+    assert st.healthy and "version 2.0.0" in st.health

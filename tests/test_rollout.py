@@ -448,3 +448,15 @@ def test_cli_drives_a_canary_rollout_on_a_real_hub(hub, monkeypatch, capsys) -> 
         assert json.loads(out)["id"] == back["id"] and json.loads(out)["state"] == "completed"
         code, _, err = cli("resume", "999")
         assert code == 1 and "no rollout 999" in err
+
+
+def test_a_device_on_the_release_being_rolled_back_joins_the_rollback() -> None:
+    back = dataclasses.replace(rollout(2, version="1.0.0", kind="rollback", state="completed", halt=0,
+                                       stages=[Stage("rollback", Cohort(ids=("gh-a",)))]), previous_version="1.1.0")
+    joined = ro.rollback_joined(back, dev("gh-b", version="1.1.0"))
+    assert joined is not None and [s.cohort.ids for s in joined] == [("gh-a", "gh-b")] and joined[0].name == "rollback"
+    assert ro.rollback_joined(back, dev("gh-a", version="1.1.0")) is None  # covered already
+    assert ro.rollback_joined(back, dev("gh-c", version="1.0.0")) is None  # not on the bad release
+    assert ro.rollback_joined(back, dev("gh-c", type="pico", version="1.1.0")) is None
+    assert ro.rollback_joined(dataclasses.replace(back, state="rolled_back"), dev("gh-b", version="1.1.0")) is None
+    assert ro.rollback_joined(rollout(version="1.2.0"), dev("gh-b", version="1.0.0")) is None  # an update

@@ -12,6 +12,7 @@ import pytest
 
 from picoctl import demo, provision, release, smoke
 from picoctl.cli import main
+from picoctl.errors import BadInput
 from picoctl.sim.board import find_micropython
 from picoctl.sim.fleet import SimDevice
 
@@ -135,3 +136,19 @@ def test_release_build_smoke_signs_the_result_into_meta(tmp_path: Path, capsys) 
     assert meta["smoke"]["passed"] is True and meta["smoke"]["seconds"] == 1
     assert meta["smoke"]["micropython"] == smoke.micropython_version(find_micropython())
     assert main(["release", "verify", str(out), "--pubkey", str(key.parent / "release.pub")]) == 0
+
+
+def test_a_published_release_smokes_on_the_canaries_version_and_readings(hub) -> None:
+    hub.publish(hub.build_release("1.0.0", SAMPLE))
+    hub.publish(hub.build_release("1.1.0", {**SAMPLE, "main.py": demo.SOFT_START + b"\n" + SAMPLE["main.py"]}))
+    sim = SimDevice("gh-03", hub.register("gh-03"), readings={"moisture": 12.0, "pump": True, "broken": "x"})
+    with httpx.Client(base_url=hub.url, timeout=10) as client:
+        sim.heartbeat(client)
+        sim.readings = {"moisture": 400}  # a broken sensor's reading is left out of the trace
+        sim.heartbeat(client)
+    assert smoke.field_trace(hub.client, ["gh-03"]) == [{"moisture": 12.0}]
+    result = smoke.run_published(hub.client, "1.1.0", ["gh-03"], seconds=2)
+    assert result.from_version == "1.0.0" and result.readings == 1
+    assert not result.passed and "pump_pwm" in result.reason
+    with pytest.raises(BadInput, match="picow 9.9.9 is not published"):
+        smoke.run_published(hub.client, "9.9.9", ["gh-03"])

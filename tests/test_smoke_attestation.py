@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from picoctl import config, provision, release, shipped
+from picoctl import config, keyset, provision, release, shipped
 from picoctl.cli import main
 from picoctl.client import HubError
 
@@ -43,7 +43,7 @@ def edit_meta(release_dir: Path, change) -> None:  # noqa: ANN001 - a function c
 ], ids=["failed-to-passed", "peak-heap", "seconds", "removed"])
 def test_an_attestation_cannot_be_altered_without_breaking_the_signature(hub, change) -> None:
     out = attested(hub, "1.1.0", FAILED)
-    public = hub.cfg.release.public_key
+    public = keyset.release_keys(hub.cfg, "this test")
     assert release.verify(out, public)["smoke"] == FAILED
     edit_meta(out, change)
     with pytest.raises(Exception, match="signature does not verify"):

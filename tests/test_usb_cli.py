@@ -91,8 +91,11 @@ def test_push_records_the_update_in_history(site, capsys):
     src = site / "src"
     src.mkdir()
     shutil.copy(APP, src / "main.py")
-    release.build("pico", "1.3.0", src, site / "rel")
-    with pico(site) as board:
+    release.build("pico", "1.3.0", src, site / "unsigned")
+    with pico(site) as board:  # a site's usb push takes only releases signed by a key of its set
+        assert main(["usb", "push", str(site / "unsigned"), "--port", board.port]) == 2
+        assert "meta.json is not signed" in capsys.readouterr().err
+        release.build("pico", "1.3.0", src, site / "rel", key_hex=(site / "site" / "keys" / "release.key").read_text().strip())
         assert main(["usb", "push", str(site / "rel"), "--port", board.port]) == 0
     assert "board reports version 1.3.0" in " ".join(capsys.readouterr().out.split())
     (event,) = history("usb_push")

@@ -1,6 +1,6 @@
 """pi-sensors: a small HTTP API of this Pi's readings, standard library only.
 
-    GET /healthz   {"ok": true}
+    GET /healthz   {"ok": true, "version": "1.2.0"}  (picoctl pi deploy checks the version answering)
     GET /version   {"version": "1.2.0"}  (from the release meta picoctl writes, else VERSION, else "dev")
     GET /readings  CPU temperature, load, uptime and free disk of this machine
 
@@ -47,7 +47,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         routes = {
-            "/healthz": lambda: {"ok": True},
+            "/healthz": lambda: {"ok": True, "version": VERSION},
             "/version": lambda: {"version": VERSION},
             "/readings": read_all,
         }

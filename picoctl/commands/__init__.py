@@ -4,7 +4,7 @@
 # importing any, and the CLI imports only the module of the command it runs.
 COMMANDS = {
     "init": "create fleet.toml, data folder, operator token and release keys",
-    "keys": "release signing keys",
+    "keys": "release and root signing keys, the key set boards trust",
     "release": "build, verify and publish releases",
     "pi": "deploy, roll back and inspect the Pi app on this machine",
     "rollout": "stage a release through the fleet: start, promote, halt, roll back",

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from . import COMMANDS
+
+
+STOP = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _leave(signum: int, frame: FrameType | None) -> None:
@@ -17,31 +23,56 @@ def _leave(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _hold_signals() -> None:
+    """From here on the demo is stopping: a further signal waits for the cleanup instead of cutting it short."""
+    for sig in (*STOP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def picoctl_command() -> str:
+    """How another shell runs this picoctl: `picoctl` when that is the one on PATH, else its full path
+    (after `make demo` it is in the project's venv, which is not on PATH)."""
+    here = Path(sys.argv[0]).resolve()
+    found = shutil.which("picoctl")
+    if found and Path(found).resolve() == here:
+        return "picoctl"
+    if here.name == "picoctl":
+        return shlex.quote(str(here))
+    return f"{shlex.quote(sys.executable)} -m picoctl"
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..demo import Demo
 
-    previous = {sig: signal.signal(sig, _leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, _leave) for sig in (*STOP, signal.SIGINT)}
     print("starting the demo: a hub, Pico W boards, a USB Pico, the Pi app…", file=sys.stderr)
     try:
         with Demo(devices=args.devices, log=lambda line: print(f"  {line}", file=sys.stderr)) as demo:
-            if args.no_tui:
-                print(f"ready: PICOCTL_CONFIG={demo.config_path} picoctl   (Ctrl+C stops the demo)", flush=True)
-                threading.Event().wait()
-            from ..tui.app import run_app
-
-            assert demo.cfg is not None
-            home = os.getcwd()
-            os.chdir(demo.root)  # so that the demo's files are short relative paths in the TUI's prompts
             try:
-                run_app(demo.cfg)
+                if args.no_tui:
+                    print(f"ready: PICOCTL_CONFIG={demo.config_path} {picoctl_command()}   (Ctrl+C stops the demo)",
+                          flush=True)
+                    threading.Event().wait()
+                from ..tui.app import run_app
+
+                assert demo.cfg is not None
+                home = os.getcwd()
+                os.chdir(demo.root)  # so that the demo's files are short relative paths in the TUI's prompts
+                try:
+                    run_app(demo.cfg)  # it ends on q, on SIGTERM, SIGHUP or SIGINT, and when its terminal goes
+                finally:
+                    os.chdir(home)
             finally:
-                os.chdir(home)
+                _hold_signals()
     except KeyboardInterrupt:
         pass  # Ctrl+C (or SIGTERM, SIGHUP) is how the demo ends; leaving the `with` has cleaned up
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print("demo stopped: nothing left running, its folder removed", file=sys.stderr)
+    try:
+        print("demo stopped: nothing left running, its folder removed", file=sys.stderr)
+    except OSError:
+        pass  # the terminal is gone: nobody to tell
     return 0
 
 

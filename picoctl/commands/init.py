@@ -1,4 +1,5 @@
-"""`picoctl init`: a working fleet.toml, data folder, operator token and release keypair."""
+"""`picoctl init`: a working fleet.toml, data folder, operator token, release and root keypairs and
+the first release key set (signed by the root key)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .. import config, signing
+from .. import config, keyset, signing
 from ..errors import BadInput
 from . import COMMANDS
 from .output import console
@@ -21,7 +22,11 @@ def init_site(directory: Path, port: int = config.DEFAULT_PORT) -> Path:
         if p.exists():
             raise BadInput(f"{p}: already exists; refusing to overwrite (choose another --dir)")
     directory.mkdir(parents=True, exist_ok=True)
-    _, public_path = signing.write_keypair(directory / "keys")
+    release_key, _ = signing.write_keypair(directory / "keys")
+    root_key, _ = signing.write_keypair(directory / "keys", "root")
+    root_hex = root_key.read_text().strip()
+    keyset.write(directory / "keys" / "keys.json", keyset.make(
+        1, [signing.public_from_private(root_hex)], [signing.public_from_private(release_key.read_text().strip())], [root_hex]))
     (directory / "data").mkdir()
     fd = os.open(directory / "operator.token", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -29,7 +34,7 @@ def init_site(directory: Path, port: int = config.DEFAULT_PORT) -> Path:
     cfg = config.FleetConfig()
     cfg.hub.port = port
     cfg.hub.public_url = f"http://localhost:{port}"
-    cfg.release.public_key = public_path.read_text().strip()
+    cfg.release.keys_file = "keys/keys.json"
     cfg.release.signing_key_file = "keys/release.key"
     cfg.pi.root = "pi"
     config.save(cfg, directory / "fleet.toml")
@@ -41,6 +46,8 @@ def _run(args: argparse.Namespace) -> int:
     console.print(f"[green]wrote[/] {path}")
     console.print(f"  operator token  {path.parent / 'operator.token'} (0600)")
     console.print(f"  release key     {path.parent / 'keys/release.key'} (0600; keep it off the Pi in production)")
+    console.print(f"  root key        {path.parent / 'keys/root.key'} (0600; signs new key sets only: keep it offline)")
+    console.print(f"  key set         {path.parent / 'keys/keys.json'} (v1: boards get it when provisioned)")
     console.print(f"next: [bold]PICOCTL_CONFIG={path} picoctl serve[/]")
     return 0
 

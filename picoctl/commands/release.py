@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .. import config, release, signing
+from .. import config, keyset, release, signing
 from ..errors import BadInput, PicoctlError
 from . import COMMANDS
 from .output import add_json_flag, console, emit, err_console, table
@@ -36,6 +36,7 @@ def _build(args: argparse.Namespace) -> int:
         rollout=args.rollout,
         artifact_base_url=args.artifact_base_url,
         mpy=args.mpy,
+        min_version=args.min_version,
     )
     result = None
     if args.smoke:
@@ -59,12 +60,12 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _public_key(args: argparse.Namespace) -> str | None:
+def _public_key(args: argparse.Namespace) -> str | tuple[str, ...] | None:
     if args.pubkey:
         return Path(args.pubkey).read_text().strip()
     if args.unsigned_ok:
         return None
-    return config.load(args.config).release.public_key or None
+    return keyset.release_keys(config.load(args.config), "release verify")
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -120,17 +121,6 @@ def _render_published(answer: dict) -> None:
     console.print(f"[green]{what}[/] {m['target']} {m['version']} sha256 {m['sha256'][:16]}", highlight=False)
 
 
-def smoke_cell(meta: dict) -> str:
-    """A release's smoke attestation in a few words: `passed 20 s, 43 KiB`, `failed` or `-`."""
-    record = meta.get(release.SMOKE_FIELD)
-    if not isinstance(record, dict):
-        return "-"
-    if record.get("passed") is not True:
-        return "failed"
-    heap = record.get("peak_heap")
-    return f"passed {record.get('seconds', 0):g} s" + (f", {heap / 1024:.0f} KiB" if isinstance(heap, int) else "")
-
-
 def _list(args: argparse.Namespace) -> int:
     with _hub_client(args) as client:
         rows = client.releases(args.target)
@@ -138,9 +128,9 @@ def _list(args: argparse.Namespace) -> int:
     def render(found: list[dict]) -> None:
         table(f"{len(found)} release(s)", ("target", "version", "published (UTC)", "sha256", "smoke"), [
             (r["target"], r["version"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["published_at"])),
-             r["sha256"][:12], smoke_cell(r["meta"])) for r in found])
+             r["sha256"][:12], release.smoke_summary(r["meta"])) for r in found])
         for r in found:
-            if smoke_cell(r["meta"]) == "failed":
+            if release.smoke_summary(r["meta"]) == "failed":
                 console.print(f"{r['target']} {r['version']}: smoke failed: "
                               f"{r['meta'][release.SMOKE_FIELD].get('reason') or '-'}", highlight=False)
 
@@ -193,6 +183,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--rollout", default="canary", choices=release.ROLLOUTS)
     b.add_argument("--artifact-base-url", help="URL the artifact will be published under")
     b.add_argument("--mpy", action="store_true", help="compile .py modules (not main.py/boot.py) with mpy-cross")
+    b.add_argument("--min-version", help="signed downgrade floor: boards that take this release never install "
+                                         "one below this version again")
     b.add_argument("--smoke", action="store_true",
                    help="picow: run `release smoke` on the build and record its result, signed, in meta.json")
     b.add_argument("--smoke-from", metavar="RELEASE_DIR", help="--smoke: the release the board runs before")
@@ -203,7 +195,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     v = actions.add_parser("verify", help="check every hash and the signature of a release folder")
     v.add_argument("dir")
-    v.add_argument("--pubkey", help="public key file (default: release.public_key from fleet.toml)")
+    v.add_argument("--pubkey", help="public key file (default: the release keys of fleet.toml's key set)")
     v.add_argument("--unsigned-ok", action="store_true", help="check hashes only")
     add_json_flag(v)
     v.set_defaults(func=_verify)

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import __version__
+from .. import __version__, keyset
 from ..protocol import READING_MAX_STR
 from . import engine, logs
 from .auth import DeviceAuth, Refused
@@ -76,6 +76,7 @@ def heartbeat_fields(data: dict[str, Any]) -> dict[str, Any]:
         "rssi": field(data, "rssi", "int", required=False),
         "phase": phase or None,
         "readings": _readings(data),
+        "keys": field(data, "keys", "int", required=False),  # the version of the key set the board trusts
     } | logs.beat_diagnostics(data)
 
 
@@ -103,7 +104,11 @@ async def check(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     offer = await hub.writer.run(lambda tx: engine.check(tx, hub.cfg, device.id, body, time.time()))
     if offer is not None:
         device.check_now = False
-    return _signed(device, {"id": device.id, "nonce": nonce, "offer": offer})
+    answer = {"id": device.id, "nonce": nonce, "offer": offer}
+    newer = keyset.newer_for(hub.cfg, field(data, "keys", "int", required=False))
+    if newer is not None:
+        answer["keys"] = newer
+    return _signed(device, answer)
 
 
 async def deploy_status(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:

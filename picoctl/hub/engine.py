@@ -53,6 +53,7 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
     dev = store.device(c, device_id)
     assert dev is not None
     info = device_info(dev)
+    _join_rollback(tx, cfg, info, now)
     candidates = [rollout_info(r) for r in store.rollouts_for_device(c, dev["type"], device_id)]
     records = {r["rollout_id"]: offer_record(r) for r in store.offers_of_device(c, device_id)}
     chosen = policy.choose_offer(info, candidates, records, now, cfg.rollout.retry_backoff_s)
@@ -78,6 +79,8 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
                   for f in meta.get("files", [])],
         "meta": {k: meta[k] for k in release_mod.META_FIELDS},
     }
+    if "_type" in meta:  # releases built before boards verified signatures carry none a board can check
+        offer["release"] = release_mod.board_envelope(meta)
     if meta.get("mpy_version") is not None:
         offer["mpy_version"] = meta["mpy_version"]
     return offer
@@ -93,6 +96,20 @@ def _not_offered(tx: Tx, cfg: FleetConfig, device_id: str, rollout: policy.Rollo
                        "phase": "failed", "transient": False, "detail": reason, "at": now})
     tx.emit("history", ev.as_dict())
     evaluate(tx, cfg, rollout.id, now)
+
+
+def _join_rollback(tx: Tx, cfg: FleetConfig, device: policy.DeviceInfo, now: float) -> None:
+    """Add a device running the release the newest rollout rolls back to that rollback (reopened if done)."""
+    row = store.latest_rollout(tx.c, device.type)
+    if row is None:
+        return
+    r = rollout_info(row)
+    stages = policy.rollback_joined(r, device)
+    if stages is None:
+        return
+    reopen = {"state": "active"} if r.state == "completed" else {}
+    _set_state(tx, cfg, r.id, now, "rollout_extended", f"{device.id} runs {r.previous_version} too: rolled back",
+               "hub", stages=[s.to_dict() for s in stages], **reopen)
 
 
 def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> None:

@@ -1,8 +1,9 @@
 """Accepting releases on the hub: uploaded by `picoctl release publish`, or fetched from a URL.
 
 Either way the release lands in a private temp folder, goes through picoctl.release.verify (size,
-sha256, every file's sha256, the Ed25519 signature against release.public_key), its files go into
-the blob store, and only then is it recorded. The same version with other content is refused.
+sha256, every file's sha256, the Ed25519 signature under a release key of the site's key set), its
+files go into the blob store, and only then is it recorded. The same version with other content is
+refused.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import urljoin
 import anyio.to_thread
 import httpx
 
+from .. import keyset
 from .. import release as release_mod
 from ..errors import PicoctlError
 from . import store
@@ -61,9 +63,10 @@ async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) 
         meta = release_mod.check_meta(meta)
     except PicoctlError as exc:
         raise ApiError(400, str(exc)) from None
-    public_key = hub.cfg.release.public_key
-    if not public_key:
-        raise ApiError(409, "the hub has no release.public_key in fleet.toml; it cannot accept releases")
+    try:
+        public_keys = keyset.release_keys(hub.cfg, "the hub")
+    except PicoctlError as exc:
+        raise ApiError(409, f"{exc}; it cannot accept releases") from None
     try:
         work = Path(tempfile.mkdtemp(prefix="release-", dir=hub.tmp_dir))
     except OSError as exc:
@@ -73,7 +76,7 @@ async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) 
         artifact = work / meta["artifact"]
         await _write_capped(chunks, artifact, MAX_RELEASE_BYTES)
         try:
-            await anyio.to_thread.run_sync(release_mod.verify, work, public_key)
+            await anyio.to_thread.run_sync(release_mod.verify, work, public_keys)
         except PicoctlError as exc:
             raise ApiError(422, str(exc).replace(str(work) + "/", "").replace(str(work), "release")) from None
         await anyio.to_thread.run_sync(_store_blobs, hub, meta, artifact)

@@ -318,7 +318,7 @@ def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> l
             (b["device_id"], b["at"], b.get("version"), b.get("uptime_s"), b.get("mem_free"), b.get("rssi"),
              b.get("phase"), json.dumps(readings)),
         )
-        info = {k: b.get(k) for k in ("uptime_s", "mem_free", "rssi")} | {"readings": readings}
+        info = {k: b.get(k) for k in ("uptime_s", "mem_free", "rssi", "keys")} | {"readings": readings}
         c.execute(
             "UPDATE devices SET last_seen = ?, version = COALESCE(?, version), seq = MAX(seq, COALESCE(?, seq)),"
             " phase = COALESCE(?, phase), last_counter = MAX(last_counter, ?), info = ? WHERE id = ?",
@@ -397,6 +397,11 @@ def active_rollout_ids(c: Db, target: str | None = None) -> list[int]:
     return [r["id"] for r in found]
 
 
+def latest_rollout(c: Db, target: str) -> dict[str, Any] | None:
+    """The newest rollout of `target`, whatever its state."""
+    return _one(c, "SELECT * FROM rollouts WHERE target = ? ORDER BY id DESC LIMIT 1", (target,))
+
+
 def rollouts_for_device(c: Db, type_: str, device_id: str) -> list[dict[str, Any]]:
     """The rollouts that may concern a device: the active ones of its type and those it was offered."""
     return _rows(c, "SELECT * FROM rollouts WHERE target = ? AND (state = 'active' OR id IN"
@@ -423,15 +428,15 @@ def insert_rollout(c: Db, target: str, version: str, previous_version: str | Non
     return int(cur.lastrowid or 0)
 
 
-ROLLOUT_FIELDS = frozenset(("state", "stage_index", "halt_after_failures"))
+ROLLOUT_FIELDS = frozenset(("state", "stage_index", "halt_after_failures", "stages"))
 
 
 def update_rollout(c: Db, rollout_id: int, reason: str, at: float, **values: Any) -> None:
     """Set a rollout's state, stage or threshold (`values`), with the reason why."""
     assert values.keys() <= ROLLOUT_FIELDS
     cols = "".join(f"{k} = ?, " for k in values)
-    c.execute(f"UPDATE rollouts SET {cols}reason = ?, updated_at = ? WHERE id = ?",
-              (*values.values(), reason, at, rollout_id))
+    args = [json.dumps(v) if k == "stages" else v for k, v in values.items()]
+    c.execute(f"UPDATE rollouts SET {cols}reason = ?, updated_at = ? WHERE id = ?", (*args, reason, at, rollout_id))
 
 
 # --- offers --------------------------------------------------------------------------------------

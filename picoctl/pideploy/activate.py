@@ -14,7 +14,7 @@ import time
 from ..config import FleetConfig
 from ..progress import Progress
 from ..release import SEMVER
-from . import commands, health, journal
+from . import commands, health, journal, unpack
 from .events import DeployResult, Log, record
 from .layout import Layout, linked_version, point
 
@@ -54,7 +54,9 @@ def prune(cfg: FleetConfig, layout: Layout, log: Log) -> list[str]:
 
 
 def clean_incoming(layout: Layout) -> None:
-    """Delete leftovers of earlier deploys (downloads, half-unpacked folders)."""
+    """Delete leftovers of earlier deploys (downloads, half-unpacked folders), after putting back a
+    same-version release whose replacement never got in place."""
+    unpack.restore_replaced(layout)
     for p in layout.incoming.iterdir():
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
@@ -64,6 +66,7 @@ def clean_incoming(layout: Layout) -> None:
 
 def activate(cfg: FleetConfig, layout: Layout, entry: journal.Entry, log: Log, progress: Progress) -> tuple[bool, str]:
     """Switch to `entry.to_version`, restart, check health; switch back on failure. (healthy, reason)."""
+    assert entry.to_version is not None, "a deploy is journaled with its version before it switches"
     point(layout.previous, entry.from_version)
     point(layout.current, entry.to_version)
     os.utime(layout.release_dir(entry.to_version))
@@ -83,7 +86,8 @@ def finish(cfg: FleetConfig, layout: Layout, entry: journal.Entry, log: Log, pro
         journal.advance(layout.journal, entry, "restarted")
     progress.phase("health check", item=cfg.pi.health_url)
     log(f"health check: {cfg.pi.health_url} (up to {cfg.pi.health_timeout_s:g}s)")
-    ok, seen = health.wait_healthy(cfg.pi.health_url, cfg.pi.health_timeout_s, cfg.pi.health_interval_s)
+    ok, seen = health.wait_healthy(cfg.pi.health_url, cfg.pi.health_timeout_s, cfg.pi.health_interval_s,
+                                   entry.to_version)
     if not ok:
         return revert(cfg, layout, entry, f"health check failed: {seen}", log, progress)
     journal.clear(layout.journal)
@@ -105,7 +109,7 @@ def revert(cfg: FleetConfig, layout: Layout, entry: journal.Entry, reason: str, 
     elif failure := commands.run("restart", cfg.pi.restart_command, cfg.pi.command_timeout_s):
         outcome = f"{reason}; switched back to {back} but {failure}"
     else:
-        ok, seen = health.wait_healthy(cfg.pi.health_url, cfg.pi.health_timeout_s, cfg.pi.health_interval_s)
+        ok, seen = health.wait_healthy(cfg.pi.health_url, cfg.pi.health_timeout_s, cfg.pi.health_interval_s, back)
         outcome = f"{reason}; rolled back to {back}" + ("" if ok else f", which is not healthy either ({seen})")
     journal.clear(layout.journal)
     return False, outcome
@@ -118,7 +122,7 @@ def recover(cfg: FleetConfig, layout: Layout, log: Log, progress: Progress) -> D
     if entry is None:
         return None
     current = linked_version(layout.current)
-    log(f"an interrupted {entry.op} of {entry.to_version} stopped after '{entry.step}'; recovering")
+    log(f"an interrupted {entry.op} of {entry.to_version or entry.source} stopped after '{entry.step}'; recovering")
     if entry.step == "reverting":
         ok, reason = revert(cfg, layout, entry, entry.reason, log, progress)
         result = "failed"

@@ -39,28 +39,32 @@ def deploy(cfg: FleetConfig, source: str, progress: Progress | None = None, log:
     with _locked(cfg, f"deploy {source}", wait_s, log, progress) as layout:
         before = linked_version(layout.current)
         progress.start(phase="verify")
+        entry = journal.Entry("deploy", None, before, linked_version(layout.previous), actor, source=source)
         try:
+            journal.write(layout.journal, entry)  # from here on, even a SIGKILL leaves an event (via recover)
             fetched = fetch.fetch(cfg, source, layout.incoming, progress, sha256)
             version = fetched.meta["version"]
             if version == before:
+                journal.clear(layout.journal)
                 clean_incoming(layout)
                 progress.finish("already current")
                 return DeployResult(True, "deploy", before, version, before, time.monotonic() - started,
                                     f"{version} is already current", changed=False)
-            entry = journal.Entry("deploy", version, before, linked_version(layout.previous), actor, step="fetched")
-            journal.write(layout.journal, entry)
+            entry.to_version = version
+            journal.advance(layout.journal, entry, "fetched")
             log(f"verified {version} ({fetched.meta['size']} bytes, signed); unpacking")
             stage = layout.incoming / f"unpack-{version}"
-            unpack.unpack(fetched.artifact, fetched.meta, stage, cfg.pi.max_archive_bytes, progress)
+            unpack.unpack(fetched.artifact, fetched.meta, stage, cfg.pi.max_archive_bytes, progress, source)
+            dest = unpack.install(layout, stage, version)
+            fetched.artifact.unlink()
+            journal.advance(layout.journal, entry, "unpacked")
         except PicoctlError as exc:
             journal.clear(layout.journal)
             clean_incoming(layout)
             progress.fail(str(exc))
-            record(cfg, "deploy", actor, "refused", before, None, time.monotonic() - started, f"{source}: {exc}")
+            reason = str(exc) if source in str(exc) else f"{source}: {exc}"
+            record(cfg, "deploy", actor, "refused", before, entry.to_version, time.monotonic() - started, reason)
             raise
-        dest = unpack.install(layout, stage, version)
-        fetched.artifact.unlink()
-        journal.advance(layout.journal, entry, "unpacked")
         ok, reason = True, ""
         if cfg.pi.smoke_command:
             progress.phase("smoke test")
@@ -71,7 +75,7 @@ def deploy(cfg: FleetConfig, source: str, progress: Progress | None = None, log:
                 journal.clear(layout.journal)
                 ok, reason = False, f"{failure}; {before or 'no release'} stays current"
         if ok:
-            ok, reason = activate(cfg, layout, entry, log, progress)
+            ok, reason = _activate(cfg, layout, entry, log, progress, started)
         return _conclude(cfg, "deploy", actor, before, version, layout, started, ok, reason, progress)
 
 
@@ -95,9 +99,26 @@ def rollback(cfg: FleetConfig, to: str | None = None, progress: Progress | None 
             raise BadInput(f"{target} is already current")
         progress.start(phase="switch")
         entry = journal.Entry("rollback", target, before, linked_version(layout.previous), actor)
-        journal.write(layout.journal, entry)
-        ok, reason = activate(cfg, layout, entry, log, progress)
+        try:
+            journal.write(layout.journal, entry)
+        except PicoctlError as exc:
+            progress.fail(str(exc))
+            record(cfg, "rollback", actor, "refused", before, target, time.monotonic() - started, str(exc))
+            raise
+        ok, reason = _activate(cfg, layout, entry, log, progress, started)
         return _conclude(cfg, "rollback", actor, before, target, layout, started, ok, reason, progress)
+
+
+def _activate(cfg: FleetConfig, layout: Layout, entry: journal.Entry, log: Log, progress: Progress,
+              started: float) -> tuple[bool, str]:
+    """activate(), with an event when the disk stops it halfway (the journal lets the next call finish)."""
+    try:
+        return activate(cfg, layout, entry, log, progress)
+    except PicoctlError as exc:
+        progress.fail(str(exc))
+        record(cfg, entry.op, entry.actor, "failed", entry.from_version, entry.to_version, time.monotonic() - started,
+               f"{exc}; the next picoctl pi command finishes or undoes the switch")
+        raise
 
 
 def _conclude(cfg: FleetConfig, op: str, actor: str, before: str | None, to: str, layout: Layout, started: float,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -13,6 +14,7 @@ from ..history import local_actor
 Log = Callable[[str], None]
 __all__ = ["DeployResult", "Log", "local_actor", "quiet", "record"]
 KINDS = {"deploy": "pi_deploy", "rollback": "pi_rollback"}
+log = logging.getLogger("picoctl.pi")
 
 
 def quiet(_: str) -> None:
@@ -39,4 +41,7 @@ def record(cfg: FleetConfig, op: str, actor: str, result: str, from_version: str
     """
     detail = json.dumps({"from": from_version, "to": to_version, "duration_s": round(duration_s, 3), "reason": reason},
                         sort_keys=True)
-    history.record(cfg, KINDS[op], actor=actor, version=to_version, result=result, detail=detail)
+    try:
+        history.record(cfg, KINDS[op], actor=actor, version=to_version, result=result, detail=detail)
+    except OSError as exc:  # the hub unreachable and no room to queue: the outcome itself still reaches the caller
+        log.warning("the %s event could not be sent or queued (%s): %s %s", KINDS[op], exc.strerror, result, reason)

@@ -18,10 +18,11 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from .. import release, signing
+from .. import keyset, release
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
+from .layout import disk_error
 
 CHUNK = 1 << 16
 CONNECT_TIMEOUT_S = 10.0
@@ -94,13 +95,11 @@ def check_trust(cfg: FleetConfig, meta: dict[str, Any], where: str) -> None:
     release.safe_member_name(meta["root"])
     if not isinstance(meta["size"], int) or not 0 < meta["size"] <= cfg.pi.max_archive_bytes:
         raise BadInput(f"{where}: artifact size {meta['size']} is over pi.max_archive_bytes ({cfg.pi.max_archive_bytes})")
-    key = cfg.release.public_key
-    if not key:
-        raise BadInput("release.public_key is not set in fleet.toml; a Pi deploy needs it to verify releases")
-    if not meta["signature"]:
-        raise BadInput(f"{where}: meta.json is not signed")
-    if not signing.verify_document(meta, key):
-        raise BadInput(f"{where}: signature does not verify against release.public_key")
+    keys = keyset.release_keys(cfg, "a Pi deploy")
+    try:
+        release.check_signature(meta, keys, where)
+    except PicoctlError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def _chunks_from_file(path: Path) -> Iterator[bytes]:
@@ -134,7 +133,11 @@ def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha
     else:
         progress.phase("copy", total=meta["size"], item=where)
         chunks = _chunks_from_file(Path(where))
-    fd, tmp_name = tempfile.mkstemp(prefix="artifact-", suffix=".tar.gz", dir=incoming)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix="artifact-", suffix=".tar.gz", dir=incoming)
+    except OSError as exc:
+        chunks.close()
+        raise disk_error(exc, f"{where}: cannot store the download in {incoming}") from None
     tmp = Path(tmp_name)
     try:
         h, size = hashlib.sha256(), 0
@@ -153,6 +156,9 @@ def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha
             raise BadInput(f"{where}: sha256 does not match the signed meta.json: the artifact was altered")
         if sha256 is not None and digest != sha256.lower():
             raise BadInput(f"{where}: sha256 {digest} is not the expected --sha256 {sha256.lower()}")
+    except OSError as exc:  # reading errors are PicoctlErrors already: this is the disk refusing our copy
+        tmp.unlink(missing_ok=True)
+        raise disk_error(exc, f"{where}: cannot store the download in {incoming}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

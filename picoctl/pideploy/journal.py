@@ -14,36 +14,50 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import PicoctlError
-from .layout import fsync_dir
+from .layout import disk_error, fsync_dir
 
-# Steps, in order. Before the `current` link moves: started (rollback), fetched, unpacked.
+# Steps, in order. Before the `current` link moves: started (the version of a deploy is not known yet),
+# fetched, unpacked.
 # After it: switched, restarted. `reverting`: going back to `from_version` after a failure.
 STEPS = ("started", "fetched", "unpacked", "switched", "restarted", "reverting")
-CRASH_ENV = "PICOCTL_PI_CRASH_AFTER"  # fault injection: SIGKILL ourselves right after this step is journaled
+CRASH_ENV = "PICOCTL_PI_CRASH_AFTER"  # fault injection: SIGKILL ourselves right after this step (or point)
 
 
 @dataclass
 class Entry:
     op: str  # "deploy" or "rollback"
-    to_version: str
+    to_version: str | None  # None until a deploy has read the release's meta.json
     from_version: str | None
     previous_before: str | None  # where the `previous` link pointed before we touched it
     actor: str
     step: str = "started"
     reason: str = ""
     started_at: float = field(default_factory=time.time)
+    source: str = ""  # what a deploy was given: folder, meta.json or URL
 
 
 def write(path: Path, entry: Entry) -> None:
-    """Record `entry` durably, then honour the fault-injection point for its step."""
+    """Record `entry` durably, then honour the fault-injection point for its step.
+
+    A write the disk refuses leaves the journal as it was (no temp file) and raises PicoctlError.
+    """
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        json.dump(asdict(entry), f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-    if os.environ.get(CRASH_ENV) == entry.step:
+    try:
+        with open(tmp, "w") as f:
+            json.dump(asdict(entry), f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise disk_error(exc, f"{path}: cannot write the deploy journal") from None
+    crash_point(entry.step)
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the tests: SIGKILL ourselves here when CRASH_ENV names this point."""
+    if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

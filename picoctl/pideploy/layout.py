@@ -68,6 +68,11 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def disk_error(exc: OSError, doing: str) -> PicoctlError:
+    """One line for a write the Pi's disk refused (full, read-only, failing); exit 1, as any failure."""
+    return PicoctlError(f"{doing}: {exc.strerror or exc}")
+
+
 def linked_version(link: Path) -> str | None:
     """The version a `current`/`previous` link names, or None when there is no link."""
     try:
@@ -78,11 +83,15 @@ def linked_version(link: Path) -> str | None:
 
 def point(link: Path, version: str | None) -> None:
     """Make `link` name releases/<version> atomically (a new link renamed over the old); None removes it."""
-    if version is None:
-        link.unlink(missing_ok=True)
-    else:
-        tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    try:
+        if version is None:
+            link.unlink(missing_ok=True)
+        else:
+            tmp.unlink(missing_ok=True)
+            os.symlink(f"releases/{version}", tmp)
+            os.replace(tmp, link)
+        fsync_dir(link.parent)
+    except OSError as exc:
         tmp.unlink(missing_ok=True)
-        os.symlink(f"releases/{version}", tmp)
-        os.replace(tmp, link)
-    fsync_dir(link.parent)
+        raise disk_error(exc, f"{link}: cannot point it at {version or 'nothing'}") from None

@@ -47,8 +47,11 @@ def deploy_lock(path: Path, what: str, wait_s: float = 0.0) -> Iterator[None]:
             if time.monotonic() >= deadline:
                 raise LockBusy(f"another deploy is running ({holder(path)}); try again when it ends or pass --wait")
             time.sleep(POLL_S)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}: {what}, since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}: {what}, since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock holds all the same, a waiting deploy just cannot name us
         yield
     finally:
         os.close(fd)  # closing drops the flock

@@ -49,6 +49,6 @@ def status(cfg: FleetConfig, log: Log = quiet) -> PiStatus:
     if current is None:
         healthy, seen = None, "no release deployed"
     else:
-        healthy, seen = health.check_once(cfg.pi.health_url)
+        healthy, seen = health.check_once(cfg.pi.health_url, current)
     return PiStatus(str(layout.root), current, linked_version(layout.previous), releases_on_disk(layout),
                     healthy, seen, busy, recovered, _queued(cfg))

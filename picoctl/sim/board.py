@@ -130,10 +130,11 @@ class Board:
 
     # --- flash ----------------------------------------------------------------------------------
 
-    def install(self, config: dict, app: dict[str, bytes], version: str, hub_cert: bytes | None = None) -> None:
+    def install(self, config: dict, app: dict[str, bytes], version: str, hub_cert: bytes | None = None,
+                keys: dict | None = None) -> None:
         """Lay out a freshly provisioned board: boot.py, ota/, the app, config and state (and the
-        hub's certificate for an https:// hub)."""
-        self.install_files(provision.board_image(config, version, app, agent_files(), hub_cert))
+        hub's certificate for an https:// hub, and the key set it trusts: without one it takes no offer)."""
+        self.install_files(provision.board_image(config, version, app, agent_files(), hub_cert, keys))
 
     def install_files(self, files: dict[str, bytes]) -> None:
         """A freshly formatted flash holding `files` (by path from the flash root)."""

@@ -58,6 +58,13 @@ class LocalHub:
                    client=HubClient(f"http://127.0.0.1:{port}", token))
 
     @property
+    def keys(self) -> dict[str, Any]:
+        """The site's release key set, as boards provisioned for it trust it."""
+        from ..provision import site_keys
+
+        return site_keys(self.cfg)
+
+    @property
     def url(self) -> str:
         return f"{'https' if self.cfg.hub.tls_cert else 'http'}://127.0.0.1:{self.port}"
 

@@ -8,9 +8,12 @@ interval instead of one per event. Ages and liveness tick once a second from the
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
+import termios
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -35,6 +38,8 @@ from .widgets.modals import Help
 FLUSH_S = 0.25
 TICK_S = 1.0
 RETRY_MAX_S = 5.0
+TERMINAL_CHECK_S = 1.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 YIELD_EVERY = 50  # stream events applied between two yields to the event loop
 MODES = ("fleet", "releases", "history", "pi", "usb")
 
@@ -60,6 +65,7 @@ class PicoctlApp(App[None]):
         self.live_ticks = live_ticks
         self.last_event_id: int | None = None
         self.loaded = asyncio.Event()
+        self._signal_handlers: dict[int, Any] = {}
         self.stats = {"max_staleness_s": 0.0}  # the longest a heartbeat waited to be shown, for the benchmark
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -69,6 +75,41 @@ class PicoctlApp(App[None]):
         self.set_interval(FLUSH_S, self.flush)
         if self.live_ticks:
             self.set_interval(TICK_S, self.tick)
+        if not self.is_headless:
+            self._end_with_the_terminal()
+
+    def _end_with_the_terminal(self) -> None:
+        """Quit on SIGTERM, SIGHUP or SIGINT, and when the terminal is gone: a tmux window killed under
+        `make demo` hangs up the terminal but signals only the session leader (make), so the TUI would
+        otherwise stay, spinning on a dead terminal, and keep whatever started it from cleaning up."""
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            self._signal_handlers[sig] = signal.getsignal(sig)
+            loop.add_signal_handler(sig, self._stop_signal)
+        self.set_interval(TERMINAL_CHECK_S, self._check_terminal)
+
+    def _stop_signal(self) -> None:
+        self._restore_signals()  # a second signal goes to whatever ran the TUI (the demo: its cleanup)
+        self.exit()
+
+    def _restore_signals(self) -> None:
+        """Hand the stop signals back as they were before (closing the loop would set them to the default,
+        which kills: a second signal would cut short the cleanup of whatever started the TUI)."""
+        loop = asyncio.get_running_loop()
+        for sig, handler in self._signal_handlers.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)
+        self._signal_handlers.clear()
+
+    def on_unmount(self) -> None:
+        if self._signal_handlers:
+            self._restore_signals()
+
+    def _check_terminal(self) -> None:
+        try:
+            termios.tcgetattr(sys.__stdin__.fileno())
+        except (termios.error, OSError, ValueError, AttributeError):
+            self.exit(return_code=1)
 
     @work(exclusive=True, exit_on_error=False, group="hub")
     async def follow_hub(self) -> None:

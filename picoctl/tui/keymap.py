@@ -53,6 +53,8 @@ DEVICE = [
 
 RELEASES = [
     Binding("n", "new_canary", "Canary", id="releases.canary", tooltip="start a rollout of a release, canary first"),
+    Binding("s", "smoke", "Smoke", id="releases.smoke",
+            tooltip="boot the selected picow release on a virtual Pico W with the canaries' readings"),
     Binding("p", "rollout('promote')", "Promote", id="releases.promote", tooltip="move the active rollout to its next stage"),
     Binding("h", "rollout('halt')", "Halt", id="releases.halt", tooltip="stop new offers of the active rollout at once"),
     Binding("r", "rollout('resume')", "Resume", id="releases.resume", tooltip="resume the halted rollout"),

@@ -79,6 +79,7 @@ class Source(Protocol):
     async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
                             promote_after_successes: int) -> Json: ...
     async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json: ...
+    def smoke(self, version: str, readings_of: list[str]) -> Json: ...
     def pi_status(self) -> PiView: ...
     def pi_published(self) -> str: ...
     def pi_deploy(self, source: str, progress: Progress, log: Callable[[str], None]) -> Any: ...
@@ -136,6 +137,9 @@ class Recording:
         raise _recorded()
 
     async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json:
+        raise _recorded()
+
+    def smoke(self, version: str, readings_of: list[str]) -> Json:
         raise _recorded()
 
     def pi_status(self) -> PiView:
@@ -227,6 +231,14 @@ class Live:
     async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json:
         return await self.client.rollout_action(rollout_id, action, reason)
 
+    def smoke(self, version: str, readings_of: list[str]) -> Json:
+        """`picoctl release smoke` of picow `version` as the hub has it, with these devices' readings."""
+        from .. import smoke
+        from ..client import HubClient
+
+        with HubClient.from_config(self.cfg) as client:
+            return smoke.run_published(client, version, readings_of).as_dict()
+
     def pi_status(self) -> PiView:
         from .. import pideploy
 
@@ -275,42 +287,21 @@ class Live:
         """Flash a UF2 (`what`: its path) onto a drive, push a release folder (`what`: the folder) or
         provision a Pico W (`what`: {"id", "ssid", "password"}) over a port; one line on success.
 
-        Recorded in the hub's history as the CLI records them (`usb_flash`, `usb_push`,
-        `device_provisioned`): done or failed; a refusal before the board was touched is not recorded.
+        Done and recorded by picoctl.operations, the path the CLI's commands take: the same event
+        (actor, kind, device, detail) whichever face ran it; a refusal before the board was touched
+        is not recorded.
         """
-        from .. import history
-        from ..errors import BadInput
-        from ..pideploy import local_actor
-
-        kind = {"flash": "usb_flash", "push": "usb_push", "provision": "device_provisioned"}[op]
-        shown = what["id"] if op == "provision" else what
-        try:
-            line, device, version = self._usb(op, where, what, progress)
-        except BadInput:
-            raise
-        except PicoctlError as exc:
-            history.record(self.cfg, kind, actor=local_actor(), result="failed", detail=f"{shown} -> {where}: {exc}")
-            raise
-        history.record(self.cfg, kind, actor=local_actor(), device_id=device, version=version, result="ok",
-                       detail=f"{shown} -> {where}")
-        return line
-
-    def usb_identity(self, port: str) -> tuple[str | None, str | None]:
-        from ..usb import push
-
-        return push.read_identity(port)
-
-    def _usb(self, op: str, where: str, what: Any, progress: Progress) -> tuple[str, str | None, str | None]:
-        from ..usb import push, uf2flash
+        from .. import operations
 
         if op == "flash":
-            r = uf2flash.flash_uf2(Path(what).expanduser(), Path(where), progress)
-            return f"flashed {r.bytes_written} bytes in {r.seconds:.1f} s; the board rebooted", None, None
+            r = operations.flash_uf2(self.cfg, Path(what), Path(where), progress).result
+            return f"flashed {r.bytes_written} bytes in {r.seconds:.1f} s; the board rebooted"
         if op == "push":
-            p = push.push_release(where, Path(what).expanduser(), progress)
-            return f"pushed {p.files} file(s); the board reports {p.version or 'no version'}", p.device_id, p.version
+            p = operations.push(self.cfg, Path(what), where, progress).result
+            return f"pushed {p.files} file(s); the board reports {p.version or 'no version'}"
         from .. import provision
         from ..client import HubClient
+        from ..usb import push
 
         def register(device_id: str, type_: str) -> str:
             with HubClient(self.client.url, self.cfg.read_token()) as hub:
@@ -318,8 +309,14 @@ class Live:
 
         intervals = self.cfg.device_type("picow")
         hub_url = self.cfg.hub.public_url
-        done = provision.provision(what["id"], hub_url, register,
-                                   lambda files: push.push_files(where, files, progress), what.get("ssid", ""),
-                                   what.get("password", ""), hub_cert=provision.hub_certificate(self.cfg, hub_url),
-                                   heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s)
-        return f"provisioned {done.device_id} ({done.version}, {len(done.files)} files)", done.device_id, done.version
+        done = operations.provision(self.cfg, what["id"], where, lambda: provision.provision(
+            what["id"], hub_url, register, lambda files: push.push_files(where, files, progress), what.get("ssid", ""),
+            what.get("password", ""), hub_cert=provision.hub_certificate(self.cfg, hub_url),
+            keys=provision.site_keys(self.cfg),
+            heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s)).result
+        return f"provisioned {done.device_id} ({done.version}, {len(done.files)} files)"
+
+    def usb_identity(self, port: str) -> tuple[str | None, str | None]:
+        from ..usb import push
+
+        return push.read_identity(port)

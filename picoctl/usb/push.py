@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Sequence
 
 import serial
 from mpremote.transport import TransportError, TransportExecError
@@ -51,8 +52,9 @@ def _board_path(prefix: str, name: str) -> str:
     return str(PurePosixPath(prefix or "/") / name)
 
 
-def release_files(source: Path) -> tuple[dict[str, bytes], str | None]:
-    """The files of a pico/picow release folder (checked against meta.json) or of a plain folder.
+def release_files(source: Path, trusted: Sequence[str] | None = None) -> tuple[dict[str, bytes], str | None]:
+    """The files of a pico/picow release folder (checked against meta.json and, given `trusted`
+    release keys, its signature) or of a plain folder.
 
     A release also gets `/version.json` ({"version", "target"}), which the board app reports.
     """
@@ -60,7 +62,7 @@ def release_files(source: Path) -> tuple[dict[str, bytes], str | None]:
     if not source.is_dir():
         raise BadInput(f"{source}: not a folder (expected a pico/picow release or a folder of files)")
     if (source / "meta.json").exists():
-        meta = sources.verified(source)
+        meta = sources.verified(source, trusted)
         if meta["target"] not in ("pico", "picow") or meta.get("format") != "tar":
             raise BadInput(f"{source}: a {meta['target']} {meta.get('format')} release cannot be pushed over serial"
                            + ("; flash it with `picoctl usb flash`" if meta.get("format") == "uf2" else ""))
@@ -73,9 +75,16 @@ def release_files(source: Path) -> tuple[dict[str, bytes], str | None]:
     return files, None
 
 
-def push_release(port: str, source: Path, progress: Progress, verify: bool = True) -> PushResult:
+def push_release(port: str, source: Path, progress: Progress, verify: bool = True,
+                 trusted: Sequence[str] | None = None) -> PushResult:
     """Push a release folder (or a plain folder) and check the board reports the new version."""
-    files, version = release_files(source)
+    files, version = release_files(source, trusted)
+    return push_version(port, files, version, progress, verify)
+
+
+def push_version(port: str, files: dict[str, bytes], version: str | None, progress: Progress,
+                 verify: bool = True) -> PushResult:
+    """Push the files of release_files and check the board reports their version."""
     result = push_files(port, files, progress, verify=verify)
     if version is not None and result.version != version:
         raise PicoctlError(f"{port}: pushed {version} but the board reports {result.version or 'no version'} after reset")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .. import release
 from ..errors import BadInput, PicoctlError
 
 
-def verified(release_dir: Path) -> dict[str, Any]:
-    """The meta.json of a release folder checked against its artifact; BadInput naming what is wrong."""
+def verified(release_dir: Path, trusted: Sequence[str] | None = None) -> dict[str, Any]:
+    """The meta.json of a release folder checked against its artifact (and its signature, given the
+    `trusted` release keys); BadInput naming what is wrong."""
     try:
-        return release.verify(release_dir, None)
+        return release.verify(release_dir, trusted)
     except BadInput:
         raise
     except PicoctlError as exc:  # truncated, altered, badly signed: the file given is wrong, nothing was tried

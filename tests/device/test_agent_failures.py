@@ -35,7 +35,7 @@ def board_for(hub, tmp_path: Path, device_id: str, url: str | None = None, block
               **cfg) -> tuple[Board, str]:
     key = hub.register(device_id, channel="canary")
     board = Board(tmp_path / device_id, blocks=blocks)
-    board.install(device_config(device_id, key, url or hub.url, **cfg), V1, "1.0.0")
+    board.install(device_config(device_id, key, url or hub.url, **cfg), V1, "1.0.0", keys=hub.keys)
     return board, key
 
 

@@ -27,7 +27,7 @@ def on_version(board: Board, version: str):
 def new_board(hub, tmp_path: Path, device_id: str, app: dict[str, bytes], version: str, **cfg) -> Board:
     key = hub.register(device_id, channel="canary")
     board = Board(tmp_path / device_id)
-    board.install(device_config(device_id, key, hub.url, **cfg), app, version)
+    board.install(device_config(device_id, key, hub.url, **cfg), app, version, keys=hub.keys)
     return board
 
 

@@ -41,7 +41,7 @@ def pinned_board(hub: conftest.Hub, tmp_path: Path, device_id: str, app: dict[st
     key = hub.register(device_id, channel=channel)
     der = serve_tls(hub, tmp_path / f"tls-{device_id}")
     board = Board(tmp_path / device_id)
-    board.install(device_config(device_id, key, hub.url, hub_cert=der), app, "1.0.0", hub_cert=der)
+    board.install(device_config(device_id, key, hub.url, hub_cert=der), app, "1.0.0", hub_cert=der, keys=hub.keys)
     return board, der
 
 

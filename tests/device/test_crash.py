@@ -38,7 +38,7 @@ def _board(hub, tmp_path: Path, device_id: str, app: dict[str, bytes] = V1, env:
            **cfg: object) -> Board:
     key = hub.register(device_id, channel="canary")
     board = Board(tmp_path / device_id, env=env)
-    board.install(device_config(device_id, key, hub.url, **cfg), app, "1.0.0")
+    board.install(device_config(device_id, key, hub.url, **cfg), app, "1.0.0", keys=hub.keys)
     return board
 
 

@@ -42,7 +42,7 @@ REQUEST_S = 2
 def board_for(hub, tmp_path: Path, device_id: str, url: str, **cfg) -> Board:
     key = hub.register(device_id, channel="canary")
     board = Board(tmp_path / device_id)
-    board.install(device_config(device_id, key, url, request_s=REQUEST_S, **cfg), V1, "1.0.0")
+    board.install(device_config(device_id, key, url, request_s=REQUEST_S, **cfg), V1, "1.0.0", keys=hub.keys)
     return board
 
 

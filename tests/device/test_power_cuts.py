@@ -47,7 +47,7 @@ def _complete_app(board: Board):
 def _board(hub, tmp_path: Path, device_id: str) -> Board:
     key = hub.register(device_id, channel="canary")
     board = Board(tmp_path / device_id)
-    board.install(device_config(device_id, key, hub.url, check_s=0.2), V1, "1.0.0")
+    board.install(device_config(device_id, key, hub.url, check_s=0.2), V1, "1.0.0", keys=hub.keys)
     return board
 
 
@@ -117,7 +117,7 @@ def test_power_cut_at_every_flash_operation_of_an_update(hub, tmp_path: Path, fl
     def fresh(device_id: str) -> Board:
         key = hub.register(device_id, channel="canary")
         board = Board(tmp_path / device_id)
-        board.install(device_config(device_id, key, hub.url, check_s=0.2), V1, "1.0.0")
+        board.install(device_config(device_id, key, hub.url, check_s=0.2), V1, "1.0.0", keys=hub.keys)
         if flash == "nearly_full":
             board.fill_flash(NEARLY_FULL_FREE)
         return board

@@ -191,6 +191,10 @@ def test_canary_start_halt_and_rollback(hub: conftest.Hub) -> None:
             await pilot.press("2", "n")
             await until(pilot, lambda: app.screen.__class__.__name__ == "CanaryForm")
             await pilot.press("ctrl+s")
+            await until(pilot, lambda: isinstance(app.screen, Confirm), what="the smoke offered first")
+            assert app.screen.title_text == "Canary picow 1.1.0 without a passing smoke?"
+            assert "has no smoke attestation and was not smoked here" in app.screen.body
+            await pilot.press("y")  # the operator may still canary it
             started = await until(pilot, lambda: [r for r in hub.client.rollouts() if r["version"] == "1.1.0"],
                                   what="rollout on the hub")
             rid = started[0]["id"]
@@ -457,6 +461,11 @@ def test_usb_push_release_and_provision_a_pico_w(hub: conftest.Hub, usb_cfg: con
         assert any(d["id"] == "gh-77" for d in hub.client.devices())
         kinds = {(e["kind"], e["result"]) for e in hub.client.history()}
         assert {("usb_push", "ok"), ("device_provisioned", "ok")} <= kinds
+        from picoctl.history import local_actor
+
+        push = next(e for e in hub.client.history() if e["kind"] == "usb_push")  # recorded as `usb push` records it
+        assert (push["actor"], push["device_id"], push["version"]) == (local_actor(), "bench-9", "0.9.3")
+        assert push["detail"].startswith(f"{pico_release} -> ") and "files" in push["detail"]
 
     asyncio.run(run())
 

@@ -20,7 +20,7 @@ import sys
 from binascii import hexlify, unhexlify
 
 import ota
-from ota import crash, fs, http, hw, logring, protocol
+from ota import crash, fs, http, hw, logring, protocol, trust
 from ota.hmac_sha256 import equal, mac_hex
 
 CONFIG = "config.json"
@@ -284,7 +284,7 @@ class Agent:
         counter = self.counter()
         body = {"id": self.id, "counter": counter, "version": self.running_version(), "seq": self.st["seq"],
                 "uptime_s": hw.elapsed_ms(self.started) // 1000, "mem_free": hw.mem_free(),
-                "rssi": hw.rssi(), "phase": self.st["phase"], "readings": readings}
+                "rssi": hw.rssi(), "phase": self.st["phase"], "readings": readings, "keys": trust.keys_version()}
         body.update(crash.report())
         try:
             resp = yield from self._post("/heartbeat", body, True)
@@ -306,17 +306,22 @@ class Agent:
         hw.step("check")
         nonce = hexlify(os.urandom(16)).decode()
         body = {"id": self.id, "counter": self.counter(), "type": self.cfg["type"],
-                "version": self.running_version(), "seq": self.st["seq"], "nonce": nonce}
+                "version": self.running_version(), "seq": self.st["seq"], "nonce": nonce, "keys": trust.keys_version()}
         resp = yield from self._post("/check", body, True)
         if resp.get("id") != self.id:
             raise Refused("response for device %r" % (resp.get("id"),))
         if not (isinstance(resp.get("nonce"), str) and equal(resp["nonce"], nonce)):
             raise Refused("response nonce differs from ours: replayed response")
-        offer = resp.get("offer")
-        if offer is None:
-            return None
-        hw.step("offer received")
-        check_offer(offer, self.cfg["type"], self.st["seq"])
+        try:
+            trust.apply_keys(resp.get("keys"))
+            offer = resp.get("offer")
+            if offer is None:
+                return None
+            hw.step("offer received")
+            check_offer(offer, self.cfg["type"], self.st["seq"])
+            trust.check_release(offer, self.cfg["type"])  # the board is the last verifier of content
+        except trust.Untrusted as exc:
+            raise Refused(str(exc))
         return offer
 
     # --- staging ----------------------------------------------------------------------------------

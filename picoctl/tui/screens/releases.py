@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from typing import Any, Iterable
 
 from rich.text import Text
 from textual import work
@@ -13,16 +13,17 @@ from textual.widgets import Footer, Label, ProgressBar, Static
 from .. import keymap
 from ...errors import BadInput
 from ...protocol import ACTION_ACCEPTS
+from ...release import SMOKE_FIELD
 from ...rollout import DeviceInfo, RolloutInfo, stage_of, stages_from_dicts
 from ..format import FAILED, ROLLOUT_STYLE, stamp
-from ..model import COUNT_KEYS, Device, Event, Rollout
+from ..model import COUNT_KEYS, Device, Event, Release, Rollout
 from ..widgets.canary_form import CanaryForm, CanaryRequest
 from ..widgets.modals import Confirm
 from ..widgets.table import KeyedTable
 from .base import ModelScreen
 
 RELEASE_COLUMNS = (("target", "TARGET", 6), ("version", "VERSION", 9), ("published", "PUBLISHED", 16),
-                   ("devices", "DEVICES", 7), ("sha", "SHA256", 12))
+                   ("devices", "DEVICES", 7), ("sha", "SHA256", 12), ("smoke", "SMOKE", 8))
 ROLLOUT_COLUMNS = (("id", "#", 3), ("kind", "KIND", 8), ("target", "TARGET", 6), ("version", "VERSION", 15),
                    ("stage", "STAGE", 8), ("state", "STATE", 11), ("done", "DONE", 9))
 # What each verb does, for the confirmation: (title, body); {n} devices, {r} the rollout.
@@ -69,9 +70,32 @@ def counts_text(r: Rollout) -> Text:
     return t
 
 
+def smoke_verdict(r: Release, here: dict | None) -> tuple[bool | None, str]:
+    """(passed, why not) of a release's smoke: run here if it was, else its signed attestation;
+    passed is None for a release never smoked."""
+    if here is not None:
+        return here["passed"], f"failed its smoke here: {here['reason']}"
+    record = r.meta.get(SMOKE_FIELD)
+    if not isinstance(record, dict):
+        return None, "has no smoke attestation and was not smoked here"
+    return record.get("passed") is True, f"failed its signed smoke: {record.get('reason') or '-'}"
+
+
+def smoke_cell(r: Release, here: dict | None) -> Text:
+    passed, _ = smoke_verdict(r, here)
+    if passed is None:
+        return Text("-", style="dim")
+    return Text(("✔" if passed else "✖") + (" here" if here is not None else " signed"),
+                style="green" if passed else FAILED)
+
+
 class ReleasesScreen(ModelScreen):
     MODE = "releases"
     BINDINGS = keymap.RELEASES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.smoked: dict[str, dict] = {}  # results of the smokes run from this screen, by release key
 
     def compose(self) -> ComposeResult:
         yield from self.top()
@@ -102,7 +126,8 @@ class ReleasesScreen(ModelScreen):
         for d in self.model.devices.values():
             on[f"{d.type}/{d.version}"] = on.get(f"{d.type}/{d.version}", 0) + 1
         for key, r in sorted(self.model.releases.items(), key=lambda kv: (kv[1].target, kv[1].published_at or 0)):
-            table.put(key, (r.target, r.version, stamp(r.published_at), on.get(key, 0), r.sha256[:12] or "-"))
+            table.put(key, (r.target, r.version, stamp(r.published_at), on.get(key, 0), r.sha256[:12] or "-",
+                            smoke_cell(r, self.smoked.get(key)) if r.target == "picow" else ""))
         table.keep_only(self.model.releases)
 
     def _rollouts(self) -> None:
@@ -146,10 +171,53 @@ class ReleasesScreen(ModelScreen):
 
         def answered(req: CanaryRequest | None) -> None:
             if req is not None:
-                self.start(req)
+                self.offer_smoke(req)
 
         self.app.push_screen(CanaryForm(releases, cfg.rollout.stages, cfg.rollout.halt_after_failures,
                                         cfg.rollout.promote_after_successes), answered)
+
+    def offer_smoke(self, req: CanaryRequest) -> None:
+        """Start the rollout, after asking first when the picow release has not passed a smoke."""
+        key = f"{req.target}/{req.version}"
+        r = self.model.releases.get(key)
+        passed, why = smoke_verdict(r, self.smoked.get(key)) if r is not None else (True, "")
+        if req.target != "picow" or passed:
+            self.start(req)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.start(req)
+
+        self.app.push_screen(Confirm(f"Canary {req.target} {req.version} without a passing smoke?",
+                                     f"It {why}. Esc, then s on the release boots it on a virtual Pico W with the "
+                                     "canaries' readings first.", "Canary anyway"), answered)
+
+    def action_smoke(self) -> None:
+        key = self.query_one("#releases", KeyedTable).selected_key()
+        r = self.model.releases.get(key or "")
+        if r is None or r.target != "picow":
+            self.fail("select a picow release to smoke: only Pico W apps boot on the virtual board")
+            return
+        canaries = [d.id for d in self.model.devices.values() if d.type == "picow" and d.channel == "canary"]
+        self.notify(f"smoke of picow {r.version} on a virtual Pico W with the readings of "
+                    f"{', '.join(canaries) or 'no device'}: about half a minute…")
+        self.smoke(r, canaries)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="smoke", name="smoke")
+    def smoke(self, r: Release, canaries: list[str]) -> None:
+        """A refusal or failure raised here is shown as a toast (ModelScreen)."""
+        result = self.source.smoke(r.version, canaries)
+        self.app.call_from_thread(self._smoked, r.key, result)
+
+    def _smoked(self, key: str, result: dict) -> None:
+        self.smoked[key] = result
+        self._releases()
+        if result["passed"]:
+            self.notify(f"smoke of {key} passed: peak heap {(result['peak_heap'] or 0) / 1024:.0f} KiB, "
+                        f"{result['steps_per_s'] or 0:.1f} app steps/s")
+        else:
+            self.fail(f"smoke of {key} failed: {result['reason']}")
 
     @work(exclusive=True, exit_on_error=False, group="rollout-action", name="start rollout")
     async def start(self, req: CanaryRequest) -> None:

@@ -23,8 +23,9 @@ pytestmark = [
 ]
 
 
-def run_mp(tmp_path: Path, script: str, heap: str = "64K", env: dict | None = None) -> str:
-    """Run `script` with ota/ importable from `tmp_path` (the flash root); return stdout."""
+def run_mp(tmp_path: Path, script: str, heap: str = "96K", env: dict | None = None) -> str:
+    """Run `script` with ota/ importable from `tmp_path` (the flash root); return stdout. The heap is
+    well under a Pico W's 160K yet holds the agent with its trust, crash record and log ring modules."""
     for name, data in agent_files().items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(data)
@@ -285,5 +286,5 @@ a.st["phase"] = "failed"; a.save()
 from ota import fs
 print(fs.read_json("ota/state.json")["phase"], fs.exists("ota/state.json.tmp"))
 """
-    out = run_mp(tmp_path, script, heap="96K").split()  # two agents at once, each with its buffers
+    out = run_mp(tmp_path, script, heap="128K").split()  # two agents at once, each with its buffers
     assert out == ["1", "2", "1000001", "1000002", "2000001", "failed", "False"]

@@ -7,6 +7,7 @@ then new lines every couple of seconds while the request lasts. A board that doe
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -81,3 +82,38 @@ def read(client: Any, device_id: str, on_lines: Callable[[list[LogLine]], None],
             asked = client.request_log(device_id, seconds=window_s)
             until = asked["log_until"]
         sleep(POLL_S)
+
+
+class Follower:
+    """Follows a board's log on a thread (for the TUI's log viewer): each line goes to `on_line` as
+    `HH:MM:SS  5s ago  text`, the link's state to `on_status(connected, why)`."""
+
+    def __init__(self, cfg: FleetConfig, device_id: str, device_type: str, on_line: Callable[[str], None],
+                 on_status: Callable[[bool, str], None]) -> None:
+        self.cfg, self.device_id, self.device_type = cfg, device_id, device_type
+        self.on_line, self.on_status = on_line, on_status
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"log {device_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _lines(self, lines: list[LogLine]) -> None:
+        self.on_status(True, "")
+        now = time.time()
+        for x in lines:
+            self.on_line(f"{time.strftime('%H:%M:%S', time.localtime(x.at))} {x.age(now):>4} ago  {x.line}")
+
+    def _run(self) -> None:
+        from .client import HubClient
+
+        try:
+            with HubClient.from_config(self.cfg) as client:
+                read(client, self.device_id, self._lines, answer_timeout(self.cfg, self.device_type), follow=True,
+                     stop=self._stop.is_set, sleep=self._stop.wait)
+        except PicoctlError as exc:
+            self.on_status(False, str(exc))
+            self.on_line(f"[{exc}]")

@@ -13,7 +13,7 @@ import pytest
 from picoctl import demo, provision, release, smoke
 from picoctl.cli import main
 from picoctl.errors import BadInput
-from picoctl.sim.board import find_micropython
+from picoctl.sim.board import Board, device_config, find_micropython
 from picoctl.sim.fleet import SimDevice
 
 pytestmark = [
@@ -39,7 +39,7 @@ def build(tmp_path: Path, version: str, files: dict[str, bytes]) -> Path:
 def app(step: str, head: str = "") -> dict[str, bytes]:
     """An app running the agent whose step() has the body `step` (self.n counts the steps)."""
     main_py = (f"import time\nfrom ota import agent, hw\n{head}\n"
-               "class App:\n    n = 0\n    held = []\n"
+               "class App:\n    n = 0\n    held = []\n    chain = ()\n"
                f"    def step(self):\n        self.n += 1\n" + "".join(f"        {line}\n" for line in step.splitlines())
                + "    def readings(self):\n        return {}\n    def stop(self):\n        pass\n"
                "agent.run(App())\n")
@@ -63,10 +63,13 @@ def test_the_sample_app_passes_with_every_step_and_figure(tmp_path: Path) -> Non
 @pytest.mark.parametrize(("files", "reason"), [
     ({"main.py": b"while True:\n    pass\n"}, "never reached its loop: the watchdog reset the board"),
     (app("if self.n == 12:\n    raise ValueError('sensor out of range')"),
-     "raised ValueError: sensor out of range (app/main.py, line 10, in step)"),
+     "raised ValueError: sensor out of range (app/main.py, line 11, in step)"),
     ({"main.py": b"from ota import hw\nhw.wdt_arm(1500)\nwhile True:\n    hw.sleep_ms(50)\n"},
      "the trial was never confirmed: the hub accepted no heartbeat from the candidate"),
-    (app("while self.n == 5 and hw.mem_free() > 10000:\n    self.held.append(bytearray(512))"),
+    (app("if self.n == 5:  # all the heap (in a chain of small tuples), then 6 KB of it back\n"
+         "    for size in (1024, 32):\n        try:\n            while True:\n"
+         "                self.chain = (bytearray(size), self.chain)\n        except MemoryError:\n            pass\n"
+         "    while hw.mem_free() < 6000:\n        self.chain = self.chain[1]"),
      "of heap free, under the floor of 16 KiB"),
     (app("self.held.append(bytearray(20000))"), "raised MemoryError"),
     (app("if self.n == 12:\n    time.sleep(30)"), "stopped feeding the watchdog"),
@@ -152,3 +155,22 @@ def test_a_published_release_smokes_on_the_canaries_version_and_readings(hub) ->
     assert not result.passed and "pump_pwm" in result.reason
     with pytest.raises(BadInput, match="picow 9.9.9 is not published"):
         smoke.run_published(hub.client, "9.9.9", ["gh-03"])
+
+
+def test_a_board_takes_a_release_whose_signature_covers_its_attestation(hub, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "main.py").write_bytes(app("pass")["main.py"])
+    out = hub.site / "releases" / "picow-1.1.0"
+    release.build("picow", "1.1.0", src, out, key_hex=hub.signing_key)
+    attested = release.attest_smoke(out, {"passed": True, "micropython": "1.29.0", "seconds": 20.0,
+                                          "peak_heap": 40000, "reason": "ünïcode \"quoted\""}, hub.signing_key)
+    hub.publish(out)
+    key = hub.register("gh-01", channel="canary")
+    board = Board(tmp_path / "gh-01")
+    board.install(device_config("gh-01", key, hub.url), SAMPLE, "1.0.0", keys=hub.keys)
+    stage = {"name": "canary", "ids": [], "device_type": None, "percent": None, "channel": "canary"}
+    hub.client.start_rollout("picow", "1.1.0", [stage], 1, 0)
+    board.run(lambda _: board.state().get("version") == "1.1.0" and board.state().get("phase") == "committed",
+              timeout=60)
+    assert hub.client.device("gh-01")["version"] == "1.1.0" and attested["smoke"]["passed"] is True

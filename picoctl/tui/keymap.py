@@ -12,7 +12,9 @@ SCREENS = (("fleet", "Fleet"), ("releases", "Releases"), ("history", "History"),
 
 APP = [
     Binding("question_mark", "help", "Help", id="app.help", tooltip="every key of this screen and the app"),
-    Binding("q,ctrl+c", "quit", "Quit", id="app.quit", tooltip="leave picoctl"),
+    Binding("q", "quit", "Quit", id="app.quit", tooltip="leave picoctl"),
+    # priority: it quits from forms, confirmations and Help too, where an input would take it as copy
+    Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.quit_anywhere", tooltip="leave picoctl, from anywhere"),
     Binding("colon,ctrl+p", "command_palette", "Commands", show=False, id="app.commands",
             tooltip="search every action by name"),
     Binding("left_square_bracket", "cycle_screen(-1)", "Prev", show=False, id="app.prev_screen",
@@ -39,6 +41,7 @@ FLEET = [
     Binding("S", "sort_reverse", "Reverse", show=False, id="fleet.sort_reverse", tooltip="reverse the sort order"),
     Binding("c", "check_now", "Check now", id="fleet.check_now",
             tooltip="the selected device checks for an update at its next heartbeat"),
+    Binding("l", "log", "Log", id="fleet.log", tooltip="the selected Pico W's output over the air"),
 ]
 
 DEVICE = [
@@ -49,6 +52,13 @@ DEVICE = [
             tooltip="move the device between the canary and stable channels"),
     Binding("x", "remove", "Remove", id="device.remove",
             tooltip="decommission the device: its key stops working, its history stays"),
+    Binding("l", "log", "Log", id="device.log", tooltip="the Pico W's output over the air"),
+]
+
+DEVICE_LOG = [
+    Binding("escape", "back", "Back", id="device_log.back", tooltip="close the log"),
+    Binding("space", "pause", "Pause", id="device_log.pause", tooltip="pause or follow the log"),
+    Binding("x", "clear", "Clear", show=False, id="device_log.clear", tooltip="clear the log view"),
 ]
 
 RELEASES = [
@@ -60,6 +70,8 @@ RELEASES = [
     Binding("r", "rollout('resume')", "Resume", id="releases.resume", tooltip="resume the halted rollout"),
     Binding("b", "rollout('rollback')", "Roll back", id="releases.rollback",
             tooltip="offer the previous release to every device that took this one"),
+    Binding("w", "why", "Why", id="releases.why",
+            tooltip="the first device that failed the rollout: its error and traceback"),
 ]
 
 HISTORY = [
@@ -89,3 +101,5 @@ USB = [
 ]
 
 MODAL = [Binding("escape", "cancel", "Cancel", id="modal.cancel", tooltip="close without doing anything")]
+
+BY_MODE = {"fleet": FLEET, "releases": RELEASES, "history": HISTORY, "pi": PI, "usb": USB}

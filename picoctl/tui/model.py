@@ -12,8 +12,9 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from .. import protocol
+from .. import diagnostics, protocol
 from ..config import FleetConfig
+from .format import plural
 
 COUNT_KEYS = ("offered", "downloading", "trial", "committed", "failed")
 MAX_EVENTS = 5000  # event log kept in memory; older entries are reloaded from the hub on demand
@@ -76,8 +77,16 @@ class Device:
     rssi: int | None = None
     mem_free: int | None = None
     uptime_s: int | None = None
+    keys: int | None = None  # the version of the release key set the board reports trusting
     readings: dict[str, Any] = field(default_factory=dict)
     offer: Offer | None = None
+    # Why it failed, as the board reports it (picoctl.diagnostics): its last crash, reset cause, boot
+    # number and firmware (MicroPython version, .mpy ABI, board, unique id).
+    last_error: dict[str, Any] | None = None
+    error_summary: str = ""
+    reset_cause: str = ""
+    boots: int | None = None
+    firmware: dict[str, Any] = field(default_factory=dict)
     # History, kept only once the device's detail was loaded (its screen opened): 2,000 devices' worth
     # of heartbeats would cost far more memory than the fleet table needs.
     detailed: bool = False
@@ -97,7 +106,7 @@ class Device:
                 setattr(self, key, _str(d[key]) or getattr(self, key))
         if "type" in d and _str(d["type"]):
             self.type = d["type"]
-        for key in ("rssi", "mem_free", "uptime_s"):
+        for key in ("rssi", "mem_free", "uptime_s", "keys"):
             if key in d:
                 setattr(self, key, _int(d[key]))
         if "last_seen" in d:
@@ -106,6 +115,22 @@ class Device:
             self.readings = dict(d["readings"])
         if "offer" in d:
             self.offer = Offer.from_json(d["offer"])
+        self.take_diagnostics(d)
+
+    def take_diagnostics(self, d: Mapping[str, Any]) -> None:
+        """The crash and inventory fields of a device object or a heartbeat, when it has them."""
+        if "boots" not in d:
+            return
+        self.boots = _int(d.get("boots"))
+        self.reset_cause = _str(d.get("reset_cause")) or ""
+        error = d.get("last_error")
+        self.last_error = dict(error) if isinstance(error, Mapping) and error else None
+        self.error_summary = _str(d.get("error_summary")) or diagnostics.error_summary(self.last_error)
+        if isinstance(d.get("firmware"), Mapping):
+            self.firmware = dict(d["firmware"])
+            mpy = _int(self.firmware.get("mpy"))
+            if mpy is not None:
+                self.firmware["mpy_abi"] = diagnostics.mpy_abi(mpy)
 
     def take_heartbeat(self, hb: Heartbeat) -> None:
         self.last_seen = max(self.last_seen or 0.0, hb.at)
@@ -154,6 +179,7 @@ class Rollout:
     created_at: float | None = None
     reason: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # device_id, phase, reason, error
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Rollout:
@@ -163,7 +189,12 @@ class Rollout:
                    _str(d.get("previous_version")), _str(d.get("kind")) or "update", _int(d.get("stage_index")) or 0,
                    [dict(s) for s in stages], _int(d.get("halt_after_failures")) or 0,
                    _int(d.get("promote_after_successes")) or 0, _num(d.get("created_at")), d.get("reason") or "",
-                   {k: int(v) for k, v in counts.items() if _int(v) is not None})
+                   {k: int(v) for k, v in counts.items() if _int(v) is not None},
+                   [dict(f) for f in d.get("failures") or [] if isinstance(f, Mapping) and _str(f.get("device_id"))])
+
+    def why(self) -> str:
+        """`gh-03 rolled_back: AttributeError: … (app/main.py:12)` for each failed device, or ''."""
+        return "; ".join(f"{f['device_id']} {f.get('reason') or f.get('phase')}" for f in self.failures)
 
     @property
     def stage_name(self) -> str:
@@ -305,6 +336,7 @@ class FleetModel:
             hb = Heartbeat.from_json(data, self.clock())
             version = dev.version
             dev.take_heartbeat(hb)
+            dev.take_diagnostics(data)
             if dev.version != version:
                 self.dirty.add("versions")  # devices per release move
             if self.oldest_unshown is None:
@@ -376,7 +408,7 @@ class FleetModel:
         n = collections.Counter(self.liveness(d, now) for d in self.devices.values())
         # (type, version): picow 1.0.0 and pico 1.0.0 are different releases; none reported yet: new
         versions = collections.Counter((d.type, d.version) for d in self.devices.values() if d.version)
-        parts = [f"{len(self.devices)} devices", f"● {n['online']} online", f"◐ {n['stale']} stale",
+        parts = [plural(len(self.devices), "device"), f"● {n['online']} online", f"◐ {n['stale']} stale",
                  f"○ {n['offline']} offline"]
         if n["new"]:
             parts.append(f"· {n['new']} new")
@@ -387,5 +419,8 @@ class FleetModel:
         r = self.active_rollout()
         if r is not None:
             done, total = r.progress
-            lines.append(f"rollout #{r.id} {r.target} {r.version} {r.stage_name} {r.state} {done}/{total}")
+            failed = sorted(d.id for d in self.devices.values()
+                            if d.offer and d.offer.rollout_id == r.id and d.offer.phase in ("failed", "rolled_back"))
+            lines.append(f"rollout #{r.id} {r.target} {r.version} {r.stage_name} {r.state} {done}/{total}" +
+                         (f"  failed: {', '.join(failed[:4])}" + (" …" if len(failed) > 4 else "") if failed else ""))
         return "\n".join(lines)

@@ -86,6 +86,8 @@ class Source(Protocol):
     def pi_rollback(self, progress: Progress, log: Callable[[str], None]) -> Any: ...
     def usb_scan(self) -> list[BoardView]: ...
     def serial_lines(self, port: str) -> list[str]: ...
+    def device_log_reader(self, device_id: str, device_type: str, on_line: Callable[[str], None],
+                          on_status: Callable[[bool, str], None]) -> Any: ...
     def serial_reader(self, port: str, on_line: Callable[[str], None],
                       on_status: Callable[[bool, str], None]) -> Any: ...
     def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str: ...
@@ -162,6 +164,10 @@ class Recording:
 
     def serial_reader(self, port: str, on_line: Callable[[str], None], on_status: Callable[[bool, str], None]) -> None:
         return None
+
+    def device_log_reader(self, device_id: str, device_type: str, on_line: Callable[[str], None],
+                          on_status: Callable[[bool, str], None]) -> None:
+        return None  # a recording has no board to ask
 
     def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str:
         raise PicoctlError(f"{op}: this is a recording; attach a board and run picoctl")
@@ -267,6 +273,13 @@ class Live:
 
     def serial_lines(self, port: str) -> list[str]:
         return []
+
+    def device_log_reader(self, device_id: str, device_type: str, on_line: Callable[[str], None],
+                          on_status: Callable[[bool, str], None]) -> Any:
+        """A Pico W's log over the air (picoctl.wireless_log), followed on a thread."""
+        from ..wireless_log import Follower
+
+        return Follower(self.cfg, device_id, device_type, on_line, on_status)
 
     def serial_reader(self, port: str, on_line: Callable[[str], None], on_status: Callable[[bool, str], None]) -> Any:
         """A SerialLog of `port` that also records the board's heartbeat lines in the hub, as `usb log` does."""

@@ -9,12 +9,13 @@ from textual.containers import Grid
 from textual.widgets import Footer, Label, Sparkline, Static
 
 from .. import keymap
-from ..format import PHASE_STYLE, age, hms, kib, seen, shown, status_cell
+from ..format import FAILED, PHASE_STYLE, age, hms, kib, seen, shown, status_cell
 from ..model import Device, Event
 from ..widgets.modals import Confirm
 from ..widgets.table import KeyedTable
 from .base import ModelScreen
 
+TRACEBACK_LINES = 6  # the end of the traceback: the innermost frames and the exception
 SPARKS = (("moisture", "moisture"), ("rssi", "RSSI"), ("mem_free", "free mem"))
 HISTORY_COLUMNS = (("at", "TIME", 8), ("kind", "KIND", 17), ("version", "VERSION", 8), ("result", "RESULT", 11),
                    ("detail", "DETAIL", None))
@@ -39,6 +40,7 @@ class DeviceScreen(ModelScreen):
     def compose(self) -> ComposeResult:
         yield from self.top()
         yield Static(id="device-info")
+        yield Static(id="device-why")
         with Grid(id="sparks"):
             for key, label in SPARKS:
                 yield Label(label, id=f"label-{key}", classes="spark-label")
@@ -67,6 +69,7 @@ class DeviceScreen(ModelScreen):
             self.query_one("#device-info", Static).update(f"{self.device_id}: not in the fleet")
             return
         self._info(d)
+        self._why(d)
         self._sparks(d)
         table = self.query_one("#device-history", KeyedTable)
         for e in d.events:
@@ -83,7 +86,7 @@ class DeviceScreen(ModelScreen):
         t.append_text(status_cell(self.model.liveness(d, now)))
         t.append(f" {seen(d.last_seen, now)}\n")
         t.append(f"RSSI {d.rssi if d.rssi is not None else '-'} dBm  free {kib(d.mem_free)}  "
-                 f"uptime {age(d.uptime_s)}  ")
+                 f"uptime {age(d.uptime_s)}  " + (f"trusts key set v{d.keys}  " if d.keys is not None else ""))
         t.append("  ".join(f"{k} {shown(v)}" for k, v in sorted(d.readings.items())) + "\n")
         if d.offer:
             t.append(f"offer: rollout #{d.offer.rollout_id} {d.offer.version} seq {d.offer.seq}  phase ")
@@ -91,6 +94,22 @@ class DeviceScreen(ModelScreen):
         else:
             t.append("offer: none", style="dim")
         self.query_one("#device-info", Static).update(t)
+
+    def _why(self, d: Device) -> None:
+        """Firmware, boot number, reset cause, and the last error with its traceback's end."""
+        fw = d.firmware
+        t = Text()
+        if fw or d.boots is not None:
+            t.append(f"firmware MicroPython {fw.get('micropython') or '?'}  .mpy {fw.get('mpy_abi') or '?'}  "
+                     f"{fw.get('board') or '?'}  id {fw.get('uid') or '?'}\n", style="dim")
+            t.append(f"boot {d.boots if d.boots is not None else '?'}  reset cause {d.reset_cause or '?'}\n")
+        if d.last_error:
+            t.append("last error ", style=FAILED)
+            t.append(d.error_summary or str(d.last_error.get("type")), style=FAILED)
+            t.append(f"  (boot {d.last_error.get('boot', '?')})\n")
+            lines = str(d.last_error.get("traceback") or "").rstrip("\n").split("\n")
+            t.append("\n".join(lines[-TRACEBACK_LINES:]), style="dim")
+        self.query_one("#device-why", Static).update(t)
 
     def _sparks(self, d: Device) -> None:
         for key, label in SPARKS:
@@ -106,6 +125,7 @@ class DeviceScreen(ModelScreen):
             return
         if self.device_id in changed:
             self._info(d)
+            self._why(d)
             self._sparks(d)
         table = self.query_one("#device-history", KeyedTable)
         for e in events:
@@ -122,6 +142,9 @@ class DeviceScreen(ModelScreen):
 
     def action_check_now(self) -> None:
         self.check_now()
+
+    def action_log(self) -> None:
+        self.app.open_device_log(self.device_id)
 
     def action_move_channel(self) -> None:
         d = self.device

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.widgets import Footer, Input, Static
 
 from .. import keymap
-from ..format import PHASE_STYLE, age, kib, reading_cell, status_cell
+from ..format import FAILED, PHASE_STYLE, age, kib, reading_cell, status_cell
 from ..model import Device, Event
 from ..widgets.fast_table import FastTable
 from ..widgets.table import Cell, sort_key
@@ -56,7 +56,8 @@ class FleetScreen(ModelScreen):
     def cells(self, d: Device, now: float) -> Sequence[Cell]:
         state = status_cell(self.model.liveness(d, now), last_known=self.model.link.down)
         offer = Text(f"{d.offer.version} {d.offer.phase}", style=PHASE_STYLE.get(d.offer.phase, "")) if d.offer else "-"
-        return (d.id, state, d.version or "-", offer, age(None if d.last_seen is None else now - d.last_seen),
+        ident = Text.assemble(d.id, (" !", FAILED)) if d.last_error else d.id  # an unresolved error
+        return (ident, state, d.version or "-", offer, age(None if d.last_seen is None else now - d.last_seen),
                 d.channel, d.type, reading_cell(d.reading("moisture")), reading_cell(d.reading("pump")),
                 d.rssi if d.rssi is not None else "-", kib(d.mem_free))
 
@@ -152,6 +153,11 @@ class FleetScreen(ModelScreen):
 
     def action_open_device(self) -> None:
         self.open(self.table.selected_key())
+
+    def action_log(self) -> None:
+        device_id = self.table.selected_key()
+        if device_id:
+            self.app.open_device_log(device_id)
 
     def open(self, device_id: str | None) -> None:
         if device_id:

@@ -16,8 +16,9 @@ DRAIN_S = 0.1
 
 
 class SerialView(Vertical):
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, what: str = "serial", **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.what = what  # what the lines come over: "serial", or "wireless" for a Pico W's log
         self.lines: collections.deque[str] = collections.deque(maxlen=MAX_LINES)
         self.incoming: collections.deque[str] = collections.deque(maxlen=MAX_LINES)  # written by the reader thread
         self.port = ""
@@ -124,5 +125,5 @@ class SerialView(Vertical):
             state = "following" if self.following else "paused (space follows)"
             link = "" if self.reader is None or self.connected else "  waiting for the port…"
             where = f"  search {self.search!r}" if self.search else ""
-            text = f"serial {self.port}  {len(self.lines)} lines  {state}{where}{link}"
+            text = f"{self.what} {self.port}  {len(self.lines)} lines  {state}{where}{link}"
         self.query_one("#serial-status", Static).update(text)

@@ -1,13 +1,18 @@
-"""Authenticated heartbeat ingest: the hub's group commit against a naive one-commit-per-heartbeat server.
+"""Authenticated heartbeat ingest: the hub on SQLite and on PostgreSQL, against a naive
+one-commit-per-heartbeat server, and two hub replicas on one PostgreSQL database racing each other.
 
 1,000 simulated devices (picoctl.sim.fleet) send signed heartbeats over loopback through persistent
 HTTP/1.1 connections (raw asyncio clients in two processes, so the load is not the bottleneck). Each server
-is pinned to one core, the load to the other.
-- hub:      the real `picoctl serve` (uvicorn, Starlette; a single writer commits batches durably).
+(the hubs and the PostgreSQL server alike) is pinned to one core, the load to the other.
+- hub:      the real `picoctl serve` on SQLite (uvicorn, Starlette; a single writer commits batches durably).
+- pg:       the same hub with hub.database_url on a temporary PostgreSQL cluster (fsync and
+            synchronous_commit on; picoctl.sim.postgres).
 - baseline: the naive design, a Flask-style synchronous threaded server whose handler checks the
             same HMAC and counter in SQLite, then inserts and commits each heartbeat alone.
-Both use the same schema (picoctl.hub.store) with synchronous=FULL and WAL; after each run the count
-of stored heartbeats must equal the count acknowledged.
+- replicas: two hubs on one PostgreSQL database; every heartbeat is sent to both at once, so each
+            counter races: exactly one may accept it (double_accepts counts both accepting).
+SQLite runs use synchronous=FULL and WAL; after each run the count of stored heartbeats must equal
+the count acknowledged (lost_acks counts the difference).
 """
 
 from __future__ import annotations
@@ -30,75 +35,89 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from picoctl import signing  # noqa: E402
+import psycopg  # noqa: E402
+
+from picoctl import config, signing  # noqa: E402
 from picoctl.commands.init import init_site  # noqa: E402
 from picoctl.sim.fleet import SimDevice  # noqa: E402
 from picoctl.sim.fleet import register_many  # noqa: E402
 from picoctl.sim.local_hub import free_port  # noqa: E402
+from picoctl.sim.postgres import TempPostgres, find_bindir  # noqa: E402
 
 N_DEVICES = 1000
 CONNECTIONS = 32  # closed loop: each connection has one heartbeat in flight
 LOAD_PROCESSES = 2
 WARMUP_S = 1.0
-MEASURE_S = 6.0
+MEASURE_S = 5.0
 SERVER_CPU, LOAD_CPUS = {0}, {1}
 
 
 # --- the load ----------------------------------------------------------------------------------
 
-async def _connection(port: int, devices: list[SimDevice], start: float, stop: float, out: list[float],
-                      errors: list[int], acked: list[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+    writer.write(request)
+    answer = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in answer.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return answer.startswith(b"HTTP/1.1 200")
+
+
+async def _connection(ports: list[int], devices: list[SimDevice], start: float, stop: float, out: list[float],
+                      counts: list[int]) -> None:
+    """One connection to each port; every heartbeat goes to all of them at once (a race when several).
+
+    counts: [failed in the window, acknowledged, acknowledged twice]
+    """
+    links = [await asyncio.open_connection("127.0.0.1", port) for port in ports]
     i = 0
     while time.perf_counter() < stop:
         device = devices[i % len(devices)]
         i += 1
         _, body, headers = device.heartbeat_request()
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        writer.write(f"POST /heartbeat HTTP/1.1\r\nHost: hub\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode()
-                     + body)
+        request = f"POST /heartbeat HTTP/1.1\r\nHost: hub\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
         t0 = time.perf_counter()
-        answer = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in answer.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        await reader.readexactly(length)
+        ok = sum(await asyncio.gather(*(_ask(r, w, request) for r, w in links)))
         t1 = time.perf_counter()
-        ok = answer.startswith(b"HTTP/1.1 200")
-        acked[0] += ok
+        counts[1] += ok
+        counts[2] += ok > 1
         if t0 >= start:
             if ok:
                 out.append(t1 - t0)
             else:
-                errors.append(1)
-    writer.close()
+                counts[0] += 1
+    for _, w in links:
+        w.close()
 
 
-def _load_process(args: tuple[int, list[tuple[str, str]], int, float, float]) -> tuple[list[float], int, int]:
-    port, devices, connections, start, stop = args
+def _load_process(args: tuple[list[int], list[tuple[str, str]], int, float, float]) -> tuple[list[float], list[int]]:
+    ports, devices, connections, start, stop = args
     os.sched_setaffinity(0, LOAD_CPUS)
     sims = [SimDevice(d, k) for d, k in devices]
     latencies: list[float] = []
-    errors: list[int] = []
-    acked = [0]
+    counts = [0, 0, 0]
     per = [sims[i::connections] for i in range(connections)]
 
     async def main() -> None:
-        await asyncio.gather(*(_connection(port, p, start, stop, latencies, errors, acked) for p in per))
+        await asyncio.gather(*(_connection(ports, p, start, stop, latencies, counts) for p in per))
 
     asyncio.run(main())
-    return latencies, len(errors), acked[0]
+    return latencies, counts
 
 
-def run_load(port: int, devices: list[tuple[str, str]]) -> tuple[list[float], int, int]:
-    """Latencies of heartbeats acknowledged in the window, failures in it, all acknowledged."""
+def run_load(ports: list[int], devices: list[tuple[str, str]]) -> tuple[list[float], int, int, int]:
+    """Latencies of heartbeats acknowledged in the window, failures in it, all acknowledged, double accepts."""
     start = time.perf_counter() + WARMUP_S + 0.3
     stop = start + MEASURE_S
-    jobs = [(port, devices[i::LOAD_PROCESSES], CONNECTIONS // LOAD_PROCESSES, start, stop) for i in range(LOAD_PROCESSES)]
+    jobs = [(ports, devices[i::LOAD_PROCESSES], CONNECTIONS // LOAD_PROCESSES, start, stop)
+            for i in range(LOAD_PROCESSES)]
     with multiprocessing.get_context("fork").Pool(LOAD_PROCESSES) as pool:
         results = pool.map(_load_process, jobs)
-    return [x for lat, _, _ in results for x in lat], sum(r[1] for r in results), sum(r[2] for r in results)
+    return ([x for lat, _ in results for x in lat], sum(c[0] for _, c in results), sum(c[1] for _, c in results),
+            sum(c[2] for _, c in results))
 
 
 # --- the naive baseline ------------------------------------------------------------------------
@@ -173,8 +192,11 @@ def wait_listening(port: int, proc: "subprocess.Popen | multiprocessing.Process"
     raise SystemExit(f"server on port {port} did not start")
 
 
-def stored(db: Path) -> int:
-    return sqlite3.connect(db).execute("SELECT COUNT(*) FROM heartbeats").fetchone()[0]
+def stored(where: Path | str) -> int:
+    if isinstance(where, str):
+        with psycopg.connect(where) as c:
+            return c.execute("SELECT COUNT(*) FROM heartbeats").fetchone()[0]
+    return sqlite3.connect(where).execute("SELECT COUNT(*) FROM heartbeats").fetchone()[0]
 
 
 def report(name: str, latencies: list[float], errors: int) -> tuple[float, float, float]:
@@ -187,23 +209,31 @@ def report(name: str, latencies: list[float], errors: int) -> tuple[float, float
     return rate, p50, p99
 
 
-def run_hub(work: Path) -> tuple[list[float], int, int, Path]:
-    port = free_port()
-    cfg_path = init_site(work / "hub", port)
-    db = work / "hub" / "data" / "fleet.db"
-    devices = register_many(db, N_DEVICES)
-    proc = subprocess.Popen([sys.executable, "-m", "picoctl", "--config", str(cfg_path), "serve", "--host", "127.0.0.1",
-                             "--port", str(port)], preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPU))
+def run_hubs(work: Path, name: str, database_url: str = "", replicas: int = 1) -> tuple[list[float], int, int, int,
+                                                                                           Path | str]:
+    """`replicas` hubs of one site (on `database_url`, else SQLite) under the load; the store's location too."""
+    cfg_path = init_site(work / name)
+    cfg = config.load(cfg_path)
+    cfg.hub.database_url = database_url
+    config.save(cfg, cfg_path)
+    where: Path | str = database_url or work / name / "data" / "fleet.db"
+    devices = register_many(where, N_DEVICES)
+    ports = [free_port() for _ in range(replicas)]
+    procs = [subprocess.Popen([sys.executable, "-m", "picoctl", "--config", str(cfg_path), "serve", "--host",
+                               "127.0.0.1", "--port", str(port)], preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPU))
+             for port in ports]
     try:
-        wait_listening(port, proc)
-        latencies, errors, acked = run_load(port, devices)
+        for port, proc in zip(ports, procs):
+            wait_listening(port, proc)
+        latencies, errors, acked, doubles = run_load(ports, devices)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
-    return latencies, errors, acked, db
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)
+    return latencies, errors, acked, doubles, where
 
 
-def run_baseline(work: Path) -> tuple[list[float], int, int, Path]:
+def run_baseline(work: Path) -> tuple[list[float], int, int, int, Path]:
     port = free_port()
     db = work / "baseline.db"
     devices = register_many(db, N_DEVICES)
@@ -211,33 +241,64 @@ def run_baseline(work: Path) -> tuple[list[float], int, int, Path]:
     proc.start()
     try:
         wait_listening(port, proc)
-        latencies, errors, acked = run_load(port, devices)
+        latencies, errors, acked, doubles = run_load([port], devices)
     finally:
         proc.terminate()
         proc.join(10)
-    return latencies, errors, acked, db
+    return latencies, errors, acked, doubles, db
+
+
+def lost(name: str, where: Path | str, acked: int) -> int:
+    n = stored(where)
+    print(f"{name:<9} stored {n} of {acked} acknowledged heartbeats{'' if n >= acked else '  LOST SOME'}")
+    return max(0, acked - n)
 
 
 def main() -> None:
     if len(os.sched_getaffinity(0)) < 2:
         global SERVER_CPU, LOAD_CPUS
         SERVER_CPU = LOAD_CPUS = set(os.sched_getaffinity(0))
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL server programs not found (apt-get install postgresql)")
     print(f"{N_DEVICES} devices, {CONNECTIONS} keep-alive connections from {LOAD_PROCESSES} processes, "
-          f"{MEASURE_S:g} s measured after {WARMUP_S:g} s warm-up; server on CPU {sorted(SERVER_CPU)}")
-    with tempfile.TemporaryDirectory(prefix="picoctl-bench-") as tmp:
-        work = Path(tmp)
-        hub_lat, hub_err, hub_acked, hub_db = run_hub(work)
-        hub_rate, hub_p50, hub_p99 = report("hub", hub_lat, hub_err)
-        base_lat, base_err, base_acked, base_db = run_baseline(work)
-        base_rate, base_p50, base_p99 = report("baseline", base_lat, base_err)
-        for name, db, acked in (("hub", hub_db, hub_acked), ("baseline", base_db, base_acked)):
-            n = stored(db)
-            print(f"{name:<9} stored {n} of {acked} acknowledged heartbeats{'' if n >= acked else '  LOST SOME'}")
-            if n < acked:
-                raise SystemExit(f"{name}: acknowledged heartbeats are missing from the store")
-    ratio = hub_rate / base_rate if base_rate else float("inf")
+          f"{MEASURE_S:g} s measured after {WARMUP_S:g} s warm-up; servers on CPU {sorted(SERVER_CPU)}")
+    server = TempPostgres(bindir)
+    try:
+        assert server.proc is not None
+        for pid in [server.proc.pid, *_children(server.proc.pid)]:  # the postmaster's later backends inherit it
+            os.sched_setaffinity(pid, SERVER_CPU)
+        with tempfile.TemporaryDirectory(prefix="picoctl-bench-") as tmp:
+            work = Path(tmp)
+            runs = {
+                "hub": run_hubs(work, "hub"),
+                "pg": run_hubs(work, "pg", server.create_database("single")),
+                "baseline": run_baseline(work),
+                "replicas": run_hubs(work, "replicas", server.create_database("replicas"), replicas=2),
+            }
+            figures = {name: report(name, r[0], r[1]) for name, r in runs.items()}
+            lost_acks = {name: lost(name, r[4], r[2]) for name, r in runs.items()}
+    finally:
+        server.close()
+    (hub_rate, hub_p50, hub_p99), (pg_rate, pg_p50, pg_p99) = figures["hub"], figures["pg"]
+    base_rate, _, base_p99 = figures["baseline"]
+    rep_rate, _, rep_p99 = figures["replicas"]
+    doubles = runs["replicas"][3]
+    print(f"replicas  {doubles} heartbeats accepted by both replicas (every one was sent to both)")
+    if any(lost_acks.values()) or doubles:
+        raise SystemExit("acknowledged heartbeats are missing from a store, or a counter was accepted twice")
     print(f"RESULT hb_per_s={hub_rate:.0f} p99_ms={hub_p99:.1f} p50_ms={hub_p50:.1f} "
-          f"baseline_hb_per_s={base_rate:.0f} baseline_p99_ms={base_p99:.1f} ratio={ratio:.2f}")
+          f"pg_hb_per_s={pg_rate:.0f} pg_p99_ms={pg_p99:.1f} pg_p50_ms={pg_p50:.1f} pg_ratio={pg_rate / hub_rate:.2f} "
+          f"baseline_hb_per_s={base_rate:.0f} baseline_p99_ms={base_p99:.1f} ratio={hub_rate / base_rate:.2f} "
+          f"replicas_hb_per_s={rep_rate:.0f} replicas_p99_ms={rep_p99:.1f} "
+          f"lost_acks={sum(lost_acks.values())} double_accepts={doubles}")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 if __name__ == "__main__":

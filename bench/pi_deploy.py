@@ -182,12 +182,13 @@ def measure(work: Path, size_mib: int, keys: tuple[str, str], repeat: int) -> di
             assert pideploy.deploy(unsynced.cfg, f"{base}/{VERSIONS[0]}/meta.json").ok
         deploys, installs, nosync, nosync_installs, fsyncs = [], [], [], [], 0
         for v in VERSIONS[1:1 + repeat]:  # the two arms alternate, so the machine's load falls on both alike
-            took, install = timed_install(lambda p: pideploy.deploy(mine.cfg, f"{base}/{v}/meta.json", p), deploy_walls)
+            url = f"{base}/{v}/meta.json"
+            took, install = timed_install(lambda p, url=url: pideploy.deploy(mine.cfg, url, p), deploy_walls)
             deploys.append(took)
             installs.append(install)
             assert pideploy.status(mine.cfg).current == v
             with without_fsync() as skipped:
-                took, install = timed_install(lambda p: pideploy.deploy(unsynced.cfg, f"{base}/{v}/meta.json", p), [])
+                took, install = timed_install(lambda p, url=url: pideploy.deploy(unsynced.cfg, url, p), [])
             nosync.append(took)
             nosync_installs.append(install)
             fsyncs = len(skipped)
@@ -198,7 +199,7 @@ def measure(work: Path, size_mib: int, keys: tuple[str, str], repeat: int) -> di
             assert pideploy.status(mine.cfg).current != before
 
         baseline_deploy(theirs, base, VERSIONS[0], public_key)
-        base_deploys = [timed(lambda: baseline_deploy(theirs, base, v, public_key)) for v in VERSIONS[1:1 + repeat]]
+        base_deploys = [timed(lambda v=v: baseline_deploy(theirs, base, v, public_key)) for v in VERSIONS[1:1 + repeat]]
         base_rollbacks = [timed(lambda: baseline_rollback(theirs)) for _ in range(repeat)]
     finally:
         mine.stop()

@@ -37,6 +37,8 @@ class HubConfig:
     max_device_body: int = 16384
     body_timeout_s: float = 10.0
     heartbeat_history: int = 500
+    database_url: str = ""  # postgresql://… for several replicas on one database; empty: SQLite in data_dir
+    artifact_base_url: str = ""  # offers point at <this>/<sha256>; empty: the hub serves /artifacts itself
 
 
 @dataclass
@@ -187,6 +189,10 @@ def parse(data: dict[str, Any], path: Path | None = None) -> FleetConfig:
 def _validate(cfg: FleetConfig, name: str) -> None:
     if not 0 < cfg.hub.port < 65536:
         raise BadInput(f"{name}: hub.port: expected 1-65535, got {cfg.hub.port}")
+    if cfg.hub.database_url and not cfg.hub.database_url.startswith(("postgresql://", "postgres://")):
+        raise BadInput(f"{name}: hub.database_url: expected a postgresql:// URL or nothing (SQLite in data_dir)")
+    if cfg.hub.artifact_base_url and not cfg.hub.artifact_base_url.startswith(("http://", "https://")):
+        raise BadInput(f"{name}: hub.artifact_base_url: expected an http:// or https:// URL or nothing")
     if cfg.pi.keep_releases < 2:
         raise BadInput(f"{name}: pi.keep_releases: expected at least 2 (current and previous), got {cfg.pi.keep_releases}")
     if cfg.pi.channel not in CHANNELS:

@@ -230,6 +230,8 @@ def attest_smoke(release_dir: Path, record: dict[str, Any], key_hex: str | None)
     release_dir = Path(release_dir)
     meta = load_meta(release_dir)
     meta[SMOKE_FIELD] = record
+    if key_hex:
+        meta["signed_by"] = signing.public_from_private(key_hex)
     meta["signature"] = signing.sign_document(meta, key_hex) if key_hex else ""
     tmp = release_dir / "meta.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -153,7 +153,7 @@ def load_trace(path: Path) -> list[dict[str, float]]:
         raise BadInput(f"--readings {path} line 1: a trace is a JSON list of heartbeat readings "
                        "(picoctl devices readings ID --json), not a JSON " + type(data).__name__)
     trace: list[dict[str, float]] = []
-    for line, entry in zip(_element_lines(text), data):
+    for line, entry in zip(_element_lines(text), data, strict=True):
         trace.append(_trace_entry(entry, f"--readings {path} line {line}"))
     if not trace:
         raise BadInput(f"--readings {path} line 1: the trace is empty")

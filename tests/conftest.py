@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -15,8 +17,9 @@ from cryptography.x509.oid import NameOID
 
 from picoctl.sim.local_hub import LocalHub as Hub
 from picoctl.sim.local_hub import free_port
+from picoctl.sim.postgres import TempPostgres, find_bindir
 
-__all__ = ["Hub", "free_port", "hub", "self_signed"]
+__all__ = ["Hub", "free_port", "hub", "pg_url", "postgres", "self_signed"]
 
 
 @pytest.fixture
@@ -27,6 +30,27 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
         yield h
     finally:
         h.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[TempPostgres]:
+    """A PostgreSQL server of the test session (Debian's postgresql; .ci/run installs it, CI requires it)."""
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("PICOCTL_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL server programs not found (apt-get install postgresql)")
+        pytest.skip("PostgreSQL server programs not installed (apt-get install postgresql)")
+    server = TempPostgres(bindir)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_url(postgres: TempPostgres) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    return postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:

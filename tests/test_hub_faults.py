@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -9,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from picoctl import config
 from picoctl.client import HubError
 from picoctl.sim.fleet import DeviceProtocolError, SimDevice
 
@@ -103,3 +105,49 @@ def test_a_full_disk_answers_503_keeps_what_was_acknowledged_and_recovers(hub) -
     with httpx.Client(base_url=hub.url) as c:
         dev.heartbeat(c)
     assert _stored(hub)[0]["gh-01"] == acked + 1
+
+
+def test_a_failing_rollout_tick_is_logged_at_most_once_a_minute(hub) -> None:  # noqa: ANN001
+    hub.cfg.rollout.trial_timeout_s = 2  # the tick runs every 0.5 s
+    config.save(hub.cfg, hub.site / "fleet.toml")
+    hub.restart()
+    db = sqlite3.connect(hub.cfg.data_dir / "fleet.db")
+    with db:  # an active rollout whose stage index is outside its stages: evaluating it raises
+        db.execute("INSERT INTO rollouts (target, version, state, kind, stage_index, stages, halt_after_failures,"
+                   " promote_after_successes, created_at, updated_at)"
+                   " VALUES ('picow', '1.1.0', 'active', 'update', 3, '[]', 0, 0, 0, 0)")
+    db.close()
+    deadline = time.monotonic() + 30
+    while "rollout tick failed" not in hub.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)  # four more ticks fail meanwhile
+    log = hub.log_path.read_text()
+    assert log.count("rollout tick failed") == 1 and "Traceback" in log and "expected a non-empty list of stages" in log
+
+
+def test_a_relay_heartbeat_the_store_refuses_registers_nothing(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from picoctl.hub import store
+    from picoctl.hub.app import create_app
+    from picoctl.sim.local_hub import LocalHub
+
+    site = LocalHub.create(tmp_path / "site")
+    site.client.close()
+    bearer = {"Authorization": f"Bearer {site.token}"}
+    url = "/api/v1/devices/usb-e66038b7/heartbeat"
+
+    def disk_error(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async def scenario() -> None:
+        app = create_app(site.cfg)  # in this process, so the store's insert can be made to fail
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://hub", headers=bearer) as c:
+            monkeypatch.setattr(store, "insert_heartbeats", disk_error)  # the beat fails after the registration
+            r = await c.post(url, json={"version": "1.0.0"})
+            assert r.status_code == 503 and "nothing was saved" in r.json()["error"]
+            assert (await c.get("/api/v1/devices")).json() == []
+            monkeypatch.undo()
+            assert (await c.post(url, json={"version": "1.0.0"})).status_code == 200
+            assert [d["id"] for d in (await c.get("/api/v1/devices")).json()] == ["usb-e66038b7"]
+
+    asyncio.run(scenario())

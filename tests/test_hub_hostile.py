@@ -14,8 +14,9 @@ import json
 import socket
 import sqlite3
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest

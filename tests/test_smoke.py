@@ -13,7 +13,7 @@ import pytest
 from picoctl import demo, provision, release, smoke
 from picoctl.cli import main
 from picoctl.errors import BadInput
-from picoctl.sim.board import find_micropython
+from picoctl.sim.board import Board, device_config, find_micropython
 from picoctl.sim.fleet import SimDevice
 
 pytestmark = [
@@ -155,3 +155,22 @@ def test_a_published_release_smokes_on_the_canaries_version_and_readings(hub) ->
     assert not result.passed and "pump_pwm" in result.reason
     with pytest.raises(BadInput, match="picow 9.9.9 is not published"):
         smoke.run_published(hub.client, "9.9.9", ["gh-03"])
+
+
+def test_a_board_takes_a_release_whose_signature_covers_its_attestation(hub, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "main.py").write_bytes(app("pass")["main.py"])
+    out = hub.site / "releases" / "picow-1.1.0"
+    release.build("picow", "1.1.0", src, out, key_hex=hub.signing_key)
+    attested = release.attest_smoke(out, {"passed": True, "micropython": "1.29.0", "seconds": 20.0,
+                                          "peak_heap": 40000, "reason": "ünïcode \"quoted\""}, hub.signing_key)
+    hub.publish(out)
+    key = hub.register("gh-01", channel="canary")
+    board = Board(tmp_path / "gh-01")
+    board.install(device_config("gh-01", key, hub.url), SAMPLE, "1.0.0", keys=hub.keys)
+    stage = {"name": "canary", "ids": [], "device_type": None, "percent": None, "channel": "canary"}
+    hub.client.start_rollout("picow", "1.1.0", [stage], 1, 0)
+    board.run(lambda _: board.state().get("version") == "1.1.0" and board.state().get("phase") == "committed",
+              timeout=60)
+    assert hub.client.device("gh-01")["version"] == "1.1.0" and attested["smoke"]["passed"] is True

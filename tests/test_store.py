@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from picoctl.hub import store
-from picoctl.hub.store import Store
+from picoctl.hub.db import Store
 
 
 def test_migrates_fresh_and_is_idempotent(tmp_path: Path) -> None:
@@ -57,6 +57,8 @@ def test_every_acknowledged_write_is_visible_to_a_second_connection(tmp_path: Pa
         for i in range(1, 6)
     ]
     with s.transaction() as c:
+        for b in beats:
+            assert store.claim_counter(c, "gh-01", b["counter"])
         store.insert_heartbeats(c, beats, 500)
     with s.transaction() as c:
         event_id = store.add_event(c, "test", "probe", device_id="gh-01", detail="x").id

@@ -59,7 +59,8 @@ def test_usb_pico_shows_in_the_fleet_with_its_pushes(tmp_path, hub):
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy(APP, src / "main.py")
-    release.build("pico", "2.1.0", src, tmp_path / "rel")
+    key = (tmp_path / "site" / "keys" / "release.key").read_text().strip()  # a site's releases are signed by its key
+    release.build("pico", "2.1.0", src, tmp_path / "rel", key_hex=key)
     flash = tmp_path / "flash"
     flash.mkdir()
     (flash / "config.json").write_text(json.dumps({"id": "pico-usb-3", "heartbeat_s": 0.1}))

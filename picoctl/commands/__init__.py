@@ -10,6 +10,7 @@ COMMANDS = {
     "rollout": "stage a release through the fleet: start, promote, halt, roll back",
     "usb": "find, flash, push to and watch boards on USB",
     "serve": "run the hub: device API, operator API and event stream",
+    "hub": "the hub's store: move a site from SQLite to PostgreSQL",
     "devices": "list the fleet: version, status, last heartbeat, offer",
     "history": "the audit log: deploys, offers, statuses, rollouts, refusals",
     "device": "provision boards",

@@ -139,6 +139,15 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    if args.artifacts_dir:
+        from ..hub.blobs import BlobStore  # imported on use, as the client is
+
+        folder = Path(args.artifacts_dir)
+        meta = release.verify(Path(args.dir), config.load(args.config).release.public_key or None)
+        try:
+            BlobStore(folder).put_release(meta, Path(args.dir) / meta["artifact"])
+        except OSError as exc:
+            raise BadInput(f"{folder}: cannot write the artifacts: {exc.strerror}") from None
     with _hub_client(args) as client:
         emit(args, client.publish(Path(args.dir)), _render_published)
     return 0
@@ -212,6 +221,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser("publish", help="upload a built release to the hub (it checks signature and hashes)")
     p.add_argument("dir", help="release folder (meta.json and its artifact)")
+    p.add_argument("--artifacts-dir", metavar="DIR",
+                   help="also write its blobs into DIR, the folder a static host or CDN serves at hub.artifact_base_url")
     add_json_flag(p)
     p.set_defaults(func=_publish)
 

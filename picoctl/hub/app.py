@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from typing import AsyncIterator
 
 import h11
@@ -20,6 +19,7 @@ from .. import __version__
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from . import device_api, operator_api
+from .db import ERRORS, first_line, redact
 from .http import ApiError, error_response, json_bytes
 from .state import Hub
 from .tls import fingerprint
@@ -74,7 +74,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
-    return error_response(503, f"store unavailable, nothing was saved: {exc}")
+    return error_response(503, f"store unavailable, nothing was saved: {first_line(exc)}")
 
 
 async def _bad_input(request: Request, exc: Exception) -> Response:
@@ -103,8 +103,9 @@ def create_app(cfg: FleetConfig) -> Starlette:
         routes=[*device_api.routes, *operator_api.routes],
         middleware=[Middleware(HeadLimit)],
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, sqlite3.Error: _store_error,
-                            PicoctlError: _bad_input, Exception: _server_error},
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                            **{error: _store_error for error in ERRORS}, PicoctlError: _bad_input,
+                            Exception: _server_error},
     )
 
 
@@ -119,8 +120,9 @@ def serve(cfg: FleetConfig, host: str | None = None, port: int | None = None) ->
         print(f"picoctl hub: TLS certificate sha256 fingerprint {fingerprint(cfg.resolve(cert))}", flush=True)
     app = create_app(cfg)
     host, port = host or cfg.hub.listen, port or cfg.hub.port
-    print(f"picoctl hub {__version__}: serving on {'https' if cert else 'http'}://{host}:{port}, "
-          f"data in {cfg.data_dir}", flush=True)
+    where = f"store {redact(cfg.hub.database_url)}" if cfg.hub.database_url else f"data in {cfg.data_dir}"
+    print(f"picoctl hub {__version__}: serving on {'https' if cert else 'http'}://{host}:{port}, {where}",
+          flush=True)
     uvicorn.run(
         app,
         host=host,

@@ -1,9 +1,10 @@
 """Who may talk to the hub: devices by id + counter + HMAC, operators by bearer token.
 
-The registry keeps each device's key and last accepted counter in memory (the hub is the only
-writer of the store, so it is authoritative). A counter is claimed the moment a request passes, so a
-replay racing the original is refused too, and taken only once what the request asked is stored: a
-request refused after authentication (bad field, full disk, any error) gives its counter back.
+The registry keeps each device's key and last accepted counter in memory. A counter is claimed the
+moment a request passes, so a replay racing the original is refused too, and taken only once what
+the request asked is stored: a request refused after authentication (bad field, full disk, any
+error) gives its counter back. The store takes it again in the request's transaction
+(picoctl.hub.engine.claim), which refuses a replay that another hub on the same database accepted.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ class DeviceAuth:
     type: str
     key: bytes
     last_counter: int  # the highest counter of a stored request
-    check_now: bool = False
     log_until: float = 0.0  # the hub wants the board's log until then (seconds since the epoch)
     log_seen: float = 0.0  # when the board last posted its log
     claimed: set[int] = field(default_factory=set)  # counters of requests in flight
@@ -66,10 +66,10 @@ class Refused(ApiError):
 class Registry:
     def __init__(self, devices: list[dict[str, Any]]) -> None:
         self._devices = {d["id"]: DeviceAuth(d["id"], d["type"], bytes.fromhex(d["key"]), d["last_counter"],
-                                             bool(d["check_now"]), log_until=d.get("log_until") or 0.0) for d in devices}
+                                             log_until=d.get("log_until") or 0.0) for d in devices}
 
-    def add(self, device_id: str, type_: str, key_hex: str) -> None:
-        self._devices[device_id] = DeviceAuth(device_id, type_, bytes.fromhex(key_hex), 0)
+    def add(self, device_id: str, type_: str, key_hex: str, last_counter: int = 0) -> None:
+        self._devices[device_id] = DeviceAuth(device_id, type_, bytes.fromhex(key_hex), last_counter)
 
     def remove(self, device_id: str) -> None:
         """The device's key stops working at once."""

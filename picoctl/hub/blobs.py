@@ -1,7 +1,8 @@
 """Content-addressed artifact store under `<data_dir>/blobs`, served with HTTP Range (Starlette's FileResponse).
 
 A blob is named by its sha256 (`blobs/ab/abcdef…`), written to a temp file, fsynced and renamed, so
-a blob that exists is whole.
+a blob that exists is whole. The same layout in any folder a static host or CDN serves is what
+`hub.artifact_base_url` points offers at (`release publish --artifacts-dir` fills it).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 
+from ..release import read_tar_files
 from .http import ApiError
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -61,6 +64,16 @@ class BlobStore:
         with open(src, "rb") as f:
             os.fsync(f.fileno())
         os.replace(src, dest)
+
+    def put_release(self, meta: dict[str, Any], artifact: Path, move: bool = False) -> None:
+        """Store a verified release's blobs: every file of a tar release, then the artifact (moved or copied)."""
+        if meta.get("format") == "tar":
+            for data in read_tar_files(artifact).values():
+                self.put(data)
+        if move:
+            self.put_file(artifact, meta["sha256"])
+        else:
+            self.put(artifact.read_bytes())
 
     def response(self, sha256: str) -> Response:
         """The blob, whole (200) or by Range (206); 416 for a range outside it, 404 if unknown."""

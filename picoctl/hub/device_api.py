@@ -11,9 +11,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__, keyset
-from ..protocol import READING_MAX_STR
+from ..protocol import READING_MAX_STR, is_device_id
 from . import engine, logs
-from .auth import DeviceAuth, Refused
+from .auth import DEVICE_HEADER, DeviceAuth, Refused
 from .http import ApiError, field, json_bytes, json_response, read_body
 from .state import Hub
 
@@ -37,18 +37,21 @@ def device_route(handler: DeviceHandler, cap: int | None = None) -> Callable[[Re
     async def wrapped(request: Request) -> Response:
         hub: Hub = request.app.state.hub
         body = await read_body(request, cap or hub.cfg.hub.max_device_body, hub.cfg.hub.body_timeout_s)
-        try:
-            device, data = hub.registry.authenticate(request, body)
-        except Refused as exc:
-            hub.security_event(exc, request)
-            raise
+        header_id = request.headers.get(DEVICE_HEADER, "")
+        if is_device_id(header_id):
+            await hub.device(header_id)  # one another hub on the same database registered becomes known
         stored = False
         try:
-            response = await handler(hub, device, data)
-            stored = True
-            return response
-        finally:
-            device.settle(data["counter"], stored)
+            device, data = hub.registry.authenticate(request, body)
+            try:
+                response = await handler(hub, device, data)
+                stored = True
+                return response
+            finally:
+                device.settle(data["counter"], stored)
+        except Refused as exc:  # by the registry, or by the store (a replay another hub accepted)
+            hub.security_event(exc, request)
+            raise
     return wrapped
 
 
@@ -82,10 +85,7 @@ def heartbeat_fields(data: dict[str, Any]) -> dict[str, Any]:
 
 async def heartbeat(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     beat = heartbeat_fields(data) | {"device_id": device.id, "counter": data["counter"], "at": time.time()}
-    check_now = device.check_now
-    await hub.record_heartbeat(beat, clear_check_now=check_now)
-    if check_now:
-        device.check_now = False
+    check_now, device.log_until = await hub.record_heartbeat(beat, authenticated=True)
     answer = {"ok": True, "counter": data["counter"], "check_now": check_now}
     log_s = logs.log_seconds(device.log_until, beat["at"])
     if log_s:
@@ -102,8 +102,6 @@ async def check(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     if dev_type != device.type:
         raise ApiError(400, f"device {device.id} is registered as {device.type}, not {dev_type}")
     offer = await hub.writer.run(lambda tx: engine.check(tx, hub.cfg, device.id, body, time.time()))
-    if offer is not None:
-        device.check_now = False
     answer = {"id": device.id, "nonce": nonce, "offer": offer}
     newer = keyset.newer_for(hub.cfg, field(data, "keys", "int", required=False))
     if newer is not None:

@@ -17,6 +17,7 @@ from ..config import FleetConfig
 from ..errors import BadInput
 from ..protocol import ACTION_ACCEPTS
 from . import store
+from .auth import Refused
 from .http import ApiError
 from .ingest import Tx
 from .store import Db
@@ -46,10 +47,21 @@ def offer_record(row: dict[str, Any]) -> policy.OfferRecord:
 
 # --- device side ------------------------------------------------------------------------------
 
+def claim(c: Db, device_id: str, counter: int) -> None:
+    """Take the counter of an authenticated device request, or refuse it as a replay.
+
+    The hub's registry refused replays it saw; this refuses those another hub on the same database
+    accepted first.
+    """
+    if not store.claim_counter(c, device_id, counter):
+        raise Refused(403, "replayed counter", device_id)
+
+
 def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> dict[str, Any] | None:
     """Record a device's check and return the offer it should get now (None: nothing to do)."""
     c = tx.c
-    store.record_check(c, device_id, now, body["version"], body["seq"], body["counter"])
+    claim(c, device_id, body["counter"])
+    store.record_check(c, device_id, now, body["version"], body["seq"])
     dev = store.device(c, device_id)
     assert dev is not None
     info = device_info(dev)
@@ -75,7 +87,7 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
     meta = rel["meta"]
     offer = {
         "seq": seq, "rollout_id": chosen.id, "type": chosen.target, "version": chosen.version,
-        "files": [{"name": f["name"], "size": f["size"], "sha256": f["sha256"], "url": f"/artifacts/{f['sha256']}"}
+        "files": [{"name": f["name"], "size": f["size"], "sha256": f["sha256"], "url": artifact_url(cfg, f["sha256"])}
                   for f in meta.get("files", [])],
         "meta": {k: meta[k] for k in release_mod.META_FIELDS},
     }
@@ -98,6 +110,12 @@ def _not_offered(tx: Tx, cfg: FleetConfig, device_id: str, rollout: policy.Rollo
     evaluate(tx, cfg, rollout.id, now)
 
 
+def artifact_url(cfg: FleetConfig, sha256: str) -> str:
+    """Where a board fetches a blob: the hub's /artifacts, or the static host of hub.artifact_base_url."""
+    base = cfg.hub.artifact_base_url.rstrip("/")
+    return f"{base}/{sha256[:2]}/{sha256}" if base else f"/artifacts/{sha256}"
+
+
 def _join_rollback(tx: Tx, cfg: FleetConfig, device: policy.DeviceInfo, now: float) -> None:
     """Add a device running the release the newest rollout rolls back to that rollback (reopened if done)."""
     row = store.latest_rollout(tx.c, device.type)
@@ -115,12 +133,13 @@ def _join_rollback(tx: Tx, cfg: FleetConfig, device: policy.DeviceInfo, now: flo
 def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> None:
     """Record a device's deploy phase; move its offer on; let the rollout react."""
     c, phase = tx.c, body["phase"]
+    claim(c, device_id, body["counter"])
     if phase == "committed":
-        store.record_deploy_phase(c, device_id, now, phase, body["counter"], body["version"], body["seq"])
+        store.record_deploy_phase(c, device_id, now, phase, body["version"], body["seq"])
     elif phase == "rolled_back" and body.get("from_version"):
-        store.record_deploy_phase(c, device_id, now, phase, body["counter"], body["from_version"])
+        store.record_deploy_phase(c, device_id, now, phase, body["from_version"])
     else:
-        store.record_deploy_phase(c, device_id, now, phase, body["counter"])
+        store.record_deploy_phase(c, device_id, now, phase)
     rec = store.offer_by_seq(c, device_id, body["seq"])
     transient = phase == "failed" and bool(body.get("transient"))
     error = body.get("error") or {}
@@ -198,7 +217,7 @@ def _set_state(tx: Tx, cfg: FleetConfig, rollout_id: int, now: float, kind: str,
 
 def evaluate(tx: Tx, cfg: FleetConfig, rollout_id: int, now: float) -> None:
     """Apply the policy's decision (halt, promote, complete) to an active rollout."""
-    row = store.rollout(tx.c, rollout_id)
+    row = store.rollout(tx.c, rollout_id, lock=True)
     if row is None or row["state"] != "active":
         return
     r = rollout_info(row)
@@ -247,6 +266,7 @@ def start(tx: Tx, cfg: FleetConfig, body: dict[str, Any], now: float) -> dict[st
     if refusal:
         raise ApiError(409, f"release {target} {version} cannot be rolled out: {refusal}, "
                             "and [rollout] require_smoke is on")
+    store.lock_target(c, target)
     active = store.active_rollout_ids(c, target)
     if active:
         raise ApiError(409, f"rollout {active[0]} of {target} is still active; halt or finish it first")
@@ -260,7 +280,7 @@ def start(tx: Tx, cfg: FleetConfig, body: dict[str, Any], now: float) -> dict[st
 
 def act(tx: Tx, cfg: FleetConfig, rollout_id: int, action: str, reason: str, now: float) -> dict[str, Any]:
     """An operator's promote, halt, resume or rollback."""
-    row = store.rollout(tx.c, rollout_id)
+    row = store.rollout(tx.c, rollout_id, lock=True)
     if row is None:
         raise ApiError(404, f"no rollout {rollout_id}")
     r = rollout_info(row)

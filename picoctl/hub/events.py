@@ -61,6 +61,11 @@ class Broadcaster:
             sub.offer(message)
         return message
 
+    def resync(self) -> None:
+        """Tell every subscriber to reload its lists (changes may have been missed)."""
+        for sub in self._subscribers:
+            sub.offer(RESYNC)
+
     def subscribe(self, last_event_id: str | None = None) -> Subscription:
         sub = Subscription(self._queue_size)
         if last_event_id is not None:

@@ -4,19 +4,22 @@ Request handlers hand a job (a function of an open transaction) to the writer an
 task takes every job waiting, runs them on one thread in a single durable transaction (each in its
 own savepoint), and only after COMMIT answers each caller and publishes the changes the jobs
 recorded. While one batch commits the next one gathers, so under load one fsync serves hundreds of
-heartbeats, and at rest a lone heartbeat waits for nothing.
+heartbeats, and at rest a lone heartbeat waits for nothing. On a shared PostgreSQL database the
+changes also go to the other hubs, as notifications sent by the same transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
 from .events import Broadcaster
+from .db import Store, first_line, notify
 from .http import ApiError
-from .store import Db, Store
+from .store import Db
 
 T = TypeVar("T")
 MAX_BATCH = 1000
@@ -44,10 +47,12 @@ class _Pending(Generic[T]):
 
 
 class Writer:
-    def __init__(self, store: Store, broadcaster: Broadcaster) -> None:
+    def __init__(self, store: Store, broadcaster: Broadcaster, hub_id: str) -> None:
         self.store = store
         self.broadcaster = broadcaster
+        self.hub_id = hub_id
         self.batches = 0
+        self._notified = 0
         self._queue: asyncio.Queue[_Pending[Any]] = asyncio.Queue()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picoctl-writer")
         self._task: asyncio.Task[None] | None = None
@@ -82,7 +87,14 @@ class Writer:
                 return p.job(p.tx)
             return call
 
-        return self.store.batch([wrap(p) for p in batch])
+        def finish(c: Db, results: list[Any]) -> None:
+            changes = [(event, json.dumps(data, separators=(",", ":"), default=str))
+                       for p, result in zip(batch, results) if p.tx and not isinstance(result, BaseException)
+                       for event, data in p.tx.changes]
+            notify(c, self.hub_id, self._notified, changes)
+            self._notified += len(changes)
+
+        return self.store.batch([wrap(p) for p in batch], finish)
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,7 +105,7 @@ class Writer:
             try:
                 results = await loop.run_in_executor(self._thread, self._commit, batch)
             except Exception as exc:  # noqa: BLE001 - the transaction failed as a whole (e.g. a full disk)
-                failure = ApiError(503, f"store write failed, nothing was saved: {exc}")
+                failure = ApiError(503, f"store write failed, nothing was saved: {first_line(exc)}")
                 results = [failure] * len(batch)
             self.batches += 1
             for p, result in zip(batch, results):

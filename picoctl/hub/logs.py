@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import diagnostics
 from ..errors import BadInput
-from . import store
+from . import engine, store
 from .http import ApiError, field
 from .ingest import Tx
 from .store import Db
@@ -86,8 +86,9 @@ def log_post_job(device_id: str, data: dict[str, Any], now: float) -> Any:
     dropped = field(data, "dropped", "int", required=False, default=0)
 
     def job(tx: Tx) -> None:
+        engine.claim(tx.c, device_id, data["counter"])
         stored = store.insert_log_lines(tx.c, device_id, lines, LOG_KEEP)
-        store.record_seen(tx.c, device_id, now, data["counter"])
+        store.record_seen(tx.c, device_id, now)
         tx.emit("log", {"device_id": device_id, "lines": stored, "dropped": dropped})
     return job
 

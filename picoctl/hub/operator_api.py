@@ -190,7 +190,7 @@ async def remove_device(request: Request, hub: Hub) -> Response:
     """Decommission a device: its key is refused from now on, it leaves the fleet and every rollout; its
     history stays (the event log is append-only), with a device_removed event at its end."""
     device_id = request.path_params["id"]
-    if hub.registry.get(device_id) is None:
+    if await hub.device(device_id) is None:
         raise ApiError(404, f"no device {device_id!r}")
     hub.registry.remove(device_id)  # before the write: no request of its is taken meanwhile
 
@@ -210,18 +210,15 @@ async def remove_device(request: Request, hub: Hub) -> Response:
 
 async def check_now(request: Request, hub: Hub) -> Response:
     device_id = request.path_params["id"]
-    device = hub.registry.get(device_id)
-    if device is None:
-        raise ApiError(404, f"no device {device_id!r}")
 
     def job(tx: Tx) -> None:
-        store.set_check_now(tx.c, device_id, True)
+        if not store.set_check_now(tx.c, device_id):
+            raise ApiError(404, f"no device {device_id!r}")
         ev = store.add_event(tx.c, "operator", "check_now", device_id=device_id)
         tx.emit("device", {"id": device_id, "check_now": True})
         tx.emit("history", ev.as_dict())
 
     await hub.writer.run(job)
-    device.check_now = True
     return json_response({"ok": True, "id": device_id, "check_now": True})
 
 
@@ -232,7 +229,7 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
         raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_', ':' or '-'")
     beat = heartbeat_fields(await _json(request)) | {"device_id": device_id, "counter": 0, "at": time.time()}
     key = signing.new_device_key()
-    record = hub.heartbeat_job(beat)
+    record = hub.heartbeat_job(beat, authenticated=False)
 
     def job(tx: Tx) -> bool:
         """Register the board on first sight and store its heartbeat: both, or neither."""
@@ -250,7 +247,7 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
 async def request_log(request: Request, hub: Hub) -> Response:
     """Ask a board for its log: its next heartbeat answer says so; it streams for `seconds`."""
     device_id = request.path_params["id"]
-    device = hub.registry.get(device_id)
+    device = await hub.device(device_id)
     if device is None:
         raise ApiError(404, f"no device {device_id!r}")
     body = await _body(request)

@@ -79,20 +79,13 @@ async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) 
             await anyio.to_thread.run_sync(release_mod.verify, work, public_keys)
         except PicoctlError as exc:
             raise ApiError(422, str(exc).replace(str(work) + "/", "").replace(str(work), "release")) from None
-        await anyio.to_thread.run_sync(_store_blobs, hub, meta, artifact)
+        await anyio.to_thread.run_sync(hub.blobs.put_release, meta, artifact, True)
     except OSError as exc:
         raise ApiError(503, f"cannot store the release, nothing was kept: {exc.strerror}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     added = await hub.writer.run(lambda tx: _record(tx, meta, actor))
     return meta, added
-
-
-def _store_blobs(hub: Hub, meta: dict[str, Any], artifact: Path) -> None:
-    if meta.get("format") == "tar":
-        for data in release_mod.read_tar_files(artifact).values():
-            hub.blobs.put(data)
-    hub.blobs.put_file(artifact, meta["sha256"])
 
 
 def _record(tx: Tx, meta: dict[str, Any], actor: str) -> bool:

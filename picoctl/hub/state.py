@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import logging
 import os
-import sqlite3
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -17,11 +18,12 @@ from starlette.requests import Request
 from ..config import FleetConfig
 from ..errors import PicoctlError
 from . import engine, store
-from .auth import Refused, Registry
+from .auth import DeviceAuth, Refused, Registry
 from .blobs import BlobStore
+from .db import ERRORS, Leadership, Listener, Store, first_line, is_postgres, redact
 from .events import Broadcaster
 from .ingest import Tx, Writer
-from .store import Db, Store
+from .store import Db
 
 T = TypeVar("T")
 DB_NAME = "fleet.db"
@@ -51,24 +53,37 @@ class RateLimitedLog:
         self._log.error(message, *args, exc_info=exc)
 
 
+def store_location(cfg: FleetConfig) -> str:
+    """The hub's database: hub.database_url, else fleet.db in the data folder."""
+    return cfg.hub.database_url or str(cfg.data_dir / DB_NAME)
+
+
 class Hub:
     def __init__(self, cfg: FleetConfig) -> None:
         self.cfg = cfg
         self.token = cfg.read_token()
-        data = cfg.data_dir
+        self.id = secrets.token_hex(4)  # tells this hub's changes from other replicas' on the database
+        data, location = cfg.data_dir, store_location(cfg)
+        self.shared = is_postgres(location)  # other hubs may write the same database
         try:
             data.mkdir(parents=True, exist_ok=True)
-            self._lock = _single_writer_lock(data / LOCK_NAME)
+            self._lock = None if self.shared else single_writer_lock(data / LOCK_NAME)
             (data / "tmp").mkdir(exist_ok=True)
-            self.store = Store(data / DB_NAME)
-            self.reader = Store(data / DB_NAME)
             self.blobs = BlobStore(data / "blobs")
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise PicoctlError(f"{data}: cannot open the hub's data folder: {exc}") from None
+        try:
+            self.store = Store(location)
+            self.reader = Store(location)
+            with self.reader.reading() as c:
+                self.registry = Registry(store.devices(c))
+        except ERRORS as exc:
+            raise PicoctlError(f"{redact(location)}: cannot open the hub's store: {first_line(exc)}") from None
         self.broadcaster = Broadcaster()
-        self.writer = Writer(self.store, self.broadcaster)
-        with self.reader.reading() as c:
-            self.registry = Registry(store.devices(c))
+        self.writer = Writer(self.store, self.broadcaster, self.id)
+        self.leadership = Leadership(location)
+        self.listener = Listener(location, self.id, self._heard, self._missed) if self.shared else None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._security_window, self._security_count, self._security_skipped = 0.0, 0, 0
 
@@ -77,27 +92,57 @@ class Hub:
         return self.cfg.data_dir / "tmp"
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.writer.start()
-        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        if self.listener is not None:
+            self.listener.start()
+        self._ticker = self._loop.create_task(self._tick())
 
     async def stop(self) -> None:
         if self._ticker:
             self._ticker.cancel()
         await self.writer.stop()
+        if self.listener is not None:
+            self.listener.stop()
+        self.leadership.close()
         self.store.close()
         self.reader.close()
-        os.close(self._lock)
+        if self._lock is not None:
+            os.close(self._lock)
+
+    def _heard(self, event: str, data: str) -> None:
+        """A change another hub committed (listener thread): out on this hub's event stream too."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.broadcaster.publish, event, json.loads(data))
+
+    def _missed(self) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.broadcaster.resync)
 
     async def _tick(self) -> None:
-        """Re-evaluate active rollouts now and then, so silence after a switch counts as failure."""
+        """Re-evaluate active rollouts now and then, so silence after a switch counts as failure.
+
+        Only the hub holding the leadership does (one of the replicas on a shared database).
+        """
         interval = min(5.0, max(0.5, self.cfg.rollout.trial_timeout_s / 4))
         errors = RateLimitedLog(log, TICK_ERROR_LOG_S)
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.writer.run(lambda tx: engine.evaluate_active(tx, self.cfg, time.time()))
+                if await anyio.to_thread.run_sync(self.leadership.held):
+                    await self.writer.run(lambda tx: engine.evaluate_active(tx, self.cfg, time.time()))
             except Exception as exc:  # noqa: BLE001 - a failed tick is logged and retried at the next one
                 errors.exception("rollout tick failed, retried every %.1f s", interval, exc=exc)
+
+    async def device(self, device_id: str) -> DeviceAuth | None:
+        """A registered device's credentials; on a shared database, one another hub registered is looked up."""
+        found = self.registry.get(device_id)
+        if found is None and self.shared:
+            row = await self.read(lambda c: store.device(c, device_id))
+            if row is not None:
+                self.registry.add(row["id"], row["type"], row["key"], row["last_counter"])
+                found = self.registry.get(device_id)
+        return found
 
     async def read(self, fn: Callable[[Db], T]) -> T:
         """Run reads on the reader connection (one consistent view), off the event loop."""
@@ -114,22 +159,25 @@ class Hub:
             return False
         return True
 
-    def heartbeat_job(self, beat: dict[str, Any], clear_check_now: bool = False) -> Callable[[Tx], None]:
-        """The writer job that stores one heartbeat (and clears a delivered check-now)."""
+    def heartbeat_job(self, beat: dict[str, Any], authenticated: bool) -> Callable[[Tx], tuple[bool, float]]:
+        """The writer job that stores one heartbeat; an `authenticated` one (from the board, not
+        relayed) also takes its counter and what an operator asked of the board (store.take_requests),
+        which the job returns."""
         history = self.cfg.hub.heartbeat_history
 
-        def job(tx: Tx) -> None:
+        def job(tx: Tx) -> tuple[bool, float]:
+            if authenticated:
+                engine.claim(tx.c, beat["device_id"], beat["counter"])
             new_errors = store.insert_heartbeats(tx.c, [beat], history)
-            if clear_check_now:
-                store.set_check_now(tx.c, beat["device_id"], False)
             tx.emit("heartbeat", beat)
             for ev in new_errors:
                 tx.emit("history", ev.as_dict())
+            return store.take_requests(tx.c, beat["device_id"]) if authenticated else (False, 0.0)
 
         return job
 
-    async def record_heartbeat(self, beat: dict[str, Any], clear_check_now: bool = False) -> None:
-        await self.writer.run(self.heartbeat_job(beat, clear_check_now))
+    async def record_heartbeat(self, beat: dict[str, Any], authenticated: bool) -> tuple[bool, float]:
+        return await self.writer.run(self.heartbeat_job(beat, authenticated))
 
     def security_event(self, exc: Refused, request: Request) -> None:
         """Log a refused device request; the response does not wait for it.
@@ -157,7 +205,7 @@ class Hub:
         self.writer.submit(job).add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
-def _single_writer_lock(path: Path) -> int:
+def single_writer_lock(path: Path) -> int:
     """Hold an exclusive lock on `path` for the hub's lifetime: one hub (one writer) per data folder."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -1,21 +1,17 @@
 """The hub's store: the schema, every query, and the one write path of each change.
 
-SQLite in WAL mode with `synchronous=FULL`: a transaction returns only once it is committed and
-durable. The schema evolves through `MIGRATIONS`, tracked by `PRAGMA user_version`. The hub is the
-only writer; everything it writes goes through the functions below, run on the connection of an
-open transaction (the hub's writer batches them). Readers (tests, benchmarks) use the same functions.
+The hub is the only writer; everything it writes goes through the functions below, run on the
+connection of an open transaction (the hub's writer batches them; picoctl.hub.db opens SQLite or
+PostgreSQL). Readers (tests, benchmarks) use the same functions. The schema evolves through
+`MIGRATIONS`, written in SQLite's dialect (picoctl.hub.db.postgres_sql translates them).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from ..diagnostics import error_summary
 
@@ -118,10 +114,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX device_logs_device ON device_logs(device_id, id);
     """,
+    # 3: one offer per seq of a device, whichever hub made it
+    """
+    CREATE UNIQUE INDEX offers_seq ON offers(device_id, seq);
+    """,
 ]
 
 JSON_COLUMNS = ("info", "readings", "meta", "stages", "last_error", "firmware", "error")
-Db = sqlite3.Connection  # what every query below runs on
+
+
+class Db(Protocol):
+    """What every query runs on: one connection (`dialect` "sqlite" or "postgresql") in a transaction."""
+
+    dialect: str
+
+    def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,7 @@ class Event:
         return dict(self.__dict__)
 
 
-def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
+def _row_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     d = dict(row)
     for k in JSON_COLUMNS:
         if k in d and isinstance(d[k], str):
@@ -156,79 +163,9 @@ def _rows(c: Db, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
     return [_row_dict(r) for r in c.execute(sql, tuple(args))]
 
 
-class Store:
-    """One connection to the fleet database; transactions and reads are serialised by a lock."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._lock = threading.RLock()
-        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.migrate()
-
-    def close(self) -> None:
-        with self._lock:
-            self.conn.close()
-
-    @property
-    def schema_version(self) -> int:
-        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
-
-    def migrate(self) -> None:
-        """Apply every migration past `user_version`, each in its own transaction."""
-        with self._lock:
-            current = self.schema_version
-            for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
-                self.conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
-
-    @contextmanager
-    def transaction(self) -> Iterator[Db]:
-        """A write transaction, committed (durably) when the block leaves without error."""
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-                self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:  # a failed COMMIT (e.g. a full disk) leaves it open
-                    self.conn.execute("ROLLBACK")
-                raise
-
-    def batch(self, jobs: Sequence[Callable[[Db], Any]]) -> list[Any]:
-        """Run `jobs` in one durable transaction, each inside its own savepoint.
-
-        Returns one entry per job: its result, or the exception it raised (its writes undone while
-        the others' stay). An error of the transaction itself (e.g. a full disk at COMMIT) is raised.
-        """
-        out: list[Any] = []
-        with self.transaction() as c:
-            for job in jobs:
-                c.execute("SAVEPOINT job")
-                try:
-                    out.append(job(c))
-                except Exception as exc:  # noqa: BLE001 - handed back to the job's caller
-                    c.execute("ROLLBACK TO job")
-                    out.append(exc)
-                c.execute("RELEASE job")
-        return out
-
-    @contextmanager
-    def reading(self) -> Iterator[Db]:
-        """The connection, held for several reads in a row (one consistent view)."""
-        with self._lock:
-            self.conn.execute("BEGIN")
-            try:
-                yield self.conn
-            finally:
-                self.conn.execute("COMMIT")
-
-
 def ping(c: Db) -> None:
     """A query that fails when the store is unreachable."""
-    c.execute("SELECT 1").fetchone()
+    c.execute("SELECT 1").fetchall()
 
 
 # --- devices -------------------------------------------------------------------------------------
@@ -245,10 +182,9 @@ def devices(c: Db, type_: str | None = None) -> list[dict[str, Any]]:
 
 def register_device(c: Db, actor: str, device_id: str, type_: str, channel: str, key: str, at: float) -> Event | None:
     """Add a device and its `device_registered` event; None when the id is already taken."""
-    if _one(c, "SELECT 1 FROM devices WHERE id = ?", (device_id,)):
+    if c.execute("INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, ?, ?, ?, ?)"
+                 " ON CONFLICT (id) DO NOTHING", (device_id, type_, channel, key, at)).rowcount == 0:
         return None
-    c.execute("INSERT INTO devices (id, type, channel, key, registered_at) VALUES (?, ?, ?, ?, ?)",
-              (device_id, type_, channel, key, at))
     return add_event(c, actor, "device_registered", device_id=device_id, detail=f"type={type_} channel={channel}",
                      at=at)
 
@@ -260,37 +196,56 @@ def set_channel(c: Db, device_id: str, channel: str) -> bool:
 
 def remove_device(c: Db, device_id: str) -> dict[str, Any] | None:
     """Forget a device (its key, heartbeats and offers go; its events stay); what it was, or None."""
-    row = c.execute("SELECT type, channel, version FROM devices WHERE id = ?", (device_id,)).fetchone()
+    row = _one(c, "SELECT type, channel, version FROM devices WHERE id = ?", (device_id,))
     if row is None:
         return None
     c.execute("DELETE FROM devices WHERE id = ?", (device_id,))
-    return {"type": row[0], "channel": row[1], "version": row[2]}
+    return row
 
 
-def set_check_now(c: Db, device_id: str, value: bool) -> None:
-    c.execute("UPDATE devices SET check_now = ? WHERE id = ?", (int(value), device_id))
+def claim_counter(c: Db, device_id: str, counter: int) -> bool:
+    """Take a device request's counter: False when it is not above the last one taken (a replay).
+
+    One conditional update, so of two hubs taking the same counter at once exactly one succeeds.
+    """
+    return c.execute("UPDATE devices SET last_counter = ? WHERE id = ? AND last_counter < ?",
+                     (counter, device_id, counter)).rowcount > 0
 
 
-def record_check(c: Db, device_id: str, at: float, version: str, seq: int, counter: int) -> None:
+def set_check_now(c: Db, device_id: str) -> bool:
+    """Ask a device to check at its next heartbeat; False when there is no such device."""
+    return c.execute("UPDATE devices SET check_now = 1 WHERE id = ?", (device_id,)).rowcount > 0
+
+
+def take_requests(c: Db, device_id: str) -> tuple[bool, float]:
+    """What an operator asked of the device, whichever hub they asked: check now (the request is used
+    up) and the time until which its log is wanted."""
+    row = _one(c, "SELECT check_now, log_until FROM devices WHERE id = ?", (device_id,))
+    if row is None:
+        return False, 0.0
+    if row["check_now"]:
+        c.execute("UPDATE devices SET check_now = 0 WHERE id = ?", (device_id,))
+    return bool(row["check_now"]), float(row["log_until"])
+
+
+def record_check(c: Db, device_id: str, at: float, version: str, seq: int) -> None:
     """What a device's check tells about it: alive, running `version` at `seq`."""
-    c.execute("UPDATE devices SET last_seen = ?, version = ?, seq = MAX(seq, ?), last_counter = MAX(last_counter, ?)"
-              " WHERE id = ?", (at, version, seq, counter, device_id))
+    c.execute("UPDATE devices SET last_seen = ?, version = ?, seq = GREATEST(seq, ?) WHERE id = ?",
+              (at, version, seq, device_id))
 
 
-def record_deploy_phase(c: Db, device_id: str, at: float, phase: str, counter: int, version: str | None = None,
+def record_deploy_phase(c: Db, device_id: str, at: float, phase: str, version: str | None = None,
                         seq: int | None = None) -> None:
     """A device's reported deploy phase; `version` (and `seq`) when it now runs another release."""
     if version is not None:
-        c.execute("UPDATE devices SET version = ?, seq = MAX(seq, COALESCE(?, seq)) WHERE id = ?",
+        c.execute("UPDATE devices SET version = ?, seq = GREATEST(seq, COALESCE(?, seq)) WHERE id = ?",
                   (version, seq, device_id))
-    c.execute("UPDATE devices SET last_seen = ?, phase = ?, last_counter = MAX(last_counter, ?) WHERE id = ?",
-              (at, phase, counter, device_id))
+    c.execute("UPDATE devices SET last_seen = ?, phase = ? WHERE id = ?", (at, phase, device_id))
 
 
-def record_seen(c: Db, device_id: str, at: float, counter: int) -> None:
+def record_seen(c: Db, device_id: str, at: float) -> None:
     """A device was heard from (a request that changes nothing else about it)."""
-    c.execute("UPDATE devices SET last_seen = ?, last_counter = MAX(last_counter, ?) WHERE id = ?",
-              (at, counter, device_id))
+    c.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (at, device_id))
 
 
 def versions_running(c: Db, type_: str, other_than: str) -> list[str]:
@@ -304,10 +259,10 @@ def versions_running(c: Db, type_: str, other_than: str) -> list[str]:
 def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> list[Event]:
     """Append heartbeats, update each device's live fields, keep `history` beats per device.
 
-    Each beat: device_id, counter, at, and optionally version, seq, phase, uptime_s, mem_free, rssi,
-    readings. A beat that carries `boots` also replaces the device's last error (None: it has none),
-    reset cause and firmware; a crash record not reported before is logged as a `device_error` event,
-    and those events are returned.
+    Each beat: device_id, at, and optionally version, seq, phase, uptime_s, mem_free, rssi, readings
+    (its counter is taken by `claim_counter`). A beat that carries `boots` also replaces the device's
+    last error (None: it has none), reset cause and firmware; a crash record not reported before is
+    logged as a `device_error` event, and those events are returned.
     """
     events: list[Event] = []
     for b in beats:
@@ -320,9 +275,9 @@ def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> l
         )
         info = {k: b.get(k) for k in ("uptime_s", "mem_free", "rssi", "keys")} | {"readings": readings}
         c.execute(
-            "UPDATE devices SET last_seen = ?, version = COALESCE(?, version), seq = MAX(seq, COALESCE(?, seq)),"
-            " phase = COALESCE(?, phase), last_counter = MAX(last_counter, ?), info = ? WHERE id = ?",
-            (b["at"], b.get("version"), b.get("seq"), b.get("phase"), b["counter"], json.dumps(info), b["device_id"]),
+            "UPDATE devices SET last_seen = ?, version = COALESCE(?, version), seq = GREATEST(seq, COALESCE(?, seq)),"
+            " phase = COALESCE(?, phase), info = ? WHERE id = ?",
+            (b["at"], b.get("version"), b.get("seq"), b.get("phase"), json.dumps(info), b["device_id"]),
         )
         if b.get("boots") is not None:
             events += _record_diagnostics(c, b)
@@ -381,8 +336,16 @@ def publish_release(c: Db, actor: str, meta: dict[str, Any], at: float) -> Event
 
 # --- rollouts ------------------------------------------------------------------------------------
 
-def rollout(c: Db, rollout_id: int) -> dict[str, Any] | None:
-    return _one(c, "SELECT * FROM rollouts WHERE id = ?", (rollout_id,))
+def rollout(c: Db, rollout_id: int, lock: bool = False) -> dict[str, Any] | None:
+    """A rollout; `lock`: held until the transaction ends, so two hubs deciding on it take turns."""
+    suffix = " FOR UPDATE" if lock and c.dialect == "postgresql" else ""
+    return _one(c, f"SELECT * FROM rollouts WHERE id = ?{suffix}", (rollout_id,))
+
+
+def lock_target(c: Db, target: str) -> None:
+    """Make hubs starting a rollout of `target` at once take turns (SQLite has one writer anyway)."""
+    if c.dialect == "postgresql":
+        c.execute("SELECT pg_advisory_xact_lock(1, hashtext(?))", (target,))
 
 
 def rollouts(c: Db) -> list[dict[str, Any]]:
@@ -418,14 +381,13 @@ def insert_rollout(c: Db, target: str, version: str, previous_version: str | Non
                    stages: list[dict[str, Any]], halt_after_failures: int, promote_after_successes: int,
                    at: float) -> int:
     """A new active rollout; returns its id (its `rollout_started` event is the caller's)."""
-    cur = c.execute(
+    return int(c.execute(
         "INSERT INTO rollouts (target, version, previous_version, state, kind, stage_index, stages,"
         " halt_after_failures, promote_after_successes, created_at, updated_at)"
-        " VALUES (?, ?, ?, 'active', ?, 0, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, 'active', ?, 0, ?, ?, ?, ?, ?) RETURNING id",
         (target, version, previous_version, kind, json.dumps(stages), halt_after_failures, promote_after_successes,
          at, at),
-    )
-    return int(cur.lastrowid or 0)
+    ).fetchall()[0]["id"])
 
 
 ROLLOUT_FIELDS = frozenset(("state", "stage_index", "halt_after_failures", "stages"))
@@ -465,7 +427,11 @@ def latest_offers(c: Db) -> dict[str, dict[str, Any]]:
 
 
 def make_offer(c: Db, device_id: str, rollout_id: int, version: str, at: float) -> int:
-    """A fresh offer of a rollout to a device, under the next seq of the device; returns that seq."""
+    """A fresh offer of a rollout to a device, under the next seq of the device; returns that seq.
+
+    The device's row is already held by this transaction (its counter was claimed), so two hubs
+    answering two checks of one device take turns and never hand out one seq twice.
+    """
     dev = device(c, device_id)
     assert dev is not None
     seq = max(dev["offer_seq"], dev["seq"]) + 1
@@ -516,8 +482,9 @@ def insert_log_lines(c: Db, device_id: str, lines: Sequence[tuple[float, str]], 
     """Append a device's log lines, keep its last `keep`; returns the stored lines (id, at, line)."""
     stored = []
     for at, line in lines:
-        cur = c.execute("INSERT INTO device_logs (device_id, at, line) VALUES (?, ?, ?)", (device_id, at, line))
-        stored.append({"id": int(cur.lastrowid or 0), "at": at, "line": line})
+        line_id = c.execute("INSERT INTO device_logs (device_id, at, line) VALUES (?, ?, ?) RETURNING id",
+                            (device_id, at, line)).fetchall()[0]["id"]
+        stored.append({"id": int(line_id), "at": at, "line": line})
     c.execute("DELETE FROM device_logs WHERE device_id = ? AND id <= ("
               " SELECT id FROM device_logs WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
               (device_id, device_id, keep))
@@ -549,11 +516,11 @@ def add_event(
 ) -> Event:
     """Append one event to the audit log inside the open transaction."""
     at = at if at is not None else time.time()
-    cur = c.execute(
-        "INSERT INTO events (at, actor, device_id, version, kind, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (at, actor, device_id, version, kind, result, detail),
-    )
-    return Event(int(cur.lastrowid or 0), at, actor, device_id, version, kind, result, detail)
+    event_id = c.execute(
+        "INSERT INTO events (at, actor, device_id, version, kind, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id", (at, actor, device_id, version, kind, result, detail),
+    ).fetchall()[0]["id"]
+    return Event(int(event_id), at, actor, device_id, version, kind, result, detail)
 
 
 def events(

@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -102,7 +103,7 @@ def check_trust(cfg: FleetConfig, meta: dict[str, Any], where: str) -> None:
         raise BadInput(str(exc)) from None
 
 
-def _chunks_from_file(path: Path) -> Iterator[bytes]:
+def _chunks_from_file(path: Path) -> Generator[bytes, None, None]:
     try:
         with open(path, "rb") as f:
             while block := f.read(CHUNK):
@@ -111,7 +112,7 @@ def _chunks_from_file(path: Path) -> Iterator[bytes]:
         raise PicoctlError(f"{path}: cannot read artifact: {exc.strerror}") from None
 
 
-def _chunks_from_url(url: str, progress: Progress, expected: int) -> Iterator[bytes]:
+def _chunks_from_url(url: str, progress: Progress, expected: int) -> Generator[bytes, None, None]:
     try:
         with httpx.stream("GET", url, timeout=_timeout(), follow_redirects=True) as r:
             if r.status_code != 200:

@@ -24,6 +24,7 @@ import httpx
 
 from ..errors import PicoctlError
 from ..hub import store
+from ..hub.db import Store
 from ..signing import device_mac, new_device_key
 
 
@@ -187,10 +188,11 @@ class SimDevice:
 
 
 
-def register_many(db: Path, n: int) -> list[tuple[str, str]]:
-    """Register `n` Pico W (sim-0000 …) straight into the store at `db`, in one transaction: (id, key) each."""
+def register_many(db: Path | str, n: int) -> list[tuple[str, str]]:
+    """Register `n` Pico W (sim-0000 …) straight into the store at `db` (a path or a database URL), in one
+    transaction: (id, key) each."""
     devices = [(f"sim-{i:04d}", new_device_key()) for i in range(n)]
-    s = store.Store(db)
+    s = Store(db)
     with s.transaction() as c:
         for device_id, key in devices:
             store.register_device(c, "operator", device_id, "picow", "stable", key, time.time())

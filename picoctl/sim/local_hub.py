@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +45,23 @@ class LocalHub:
     proc: subprocess.Popen | None = None
     starts: int = 0
     file_size_limit: int | None = None  # RLIMIT_FSIZE for the hub: writes past it fail as on a full disk
+    log_name: str = "hub.log"
     _log: Any = field(default=None, repr=False)
 
     @classmethod
-    def create(cls, site: Path, port: int | None = None) -> LocalHub:
-        """A new site (`picoctl init`) for a hub on 127.0.0.1:`port` (a free one by default); not started."""
+    def create(cls, site: Path, port: int | None = None, **hub_settings: Any) -> LocalHub:
+        """A new site (`picoctl init`) for a hub on 127.0.0.1:`port` (a free one by default); not started.
+
+        `hub_settings` go into fleet.toml's [hub] (database_url, artifact_base_url, …).
+        """
         port = port or free_port()
-        cfg = config.load(init_site(site, port))
+        path = init_site(site, port)
+        if hub_settings:
+            cfg = config.load(path)
+            for key, value in hub_settings.items():
+                setattr(cfg.hub, key, value)
+            config.save(cfg, path)
+        cfg = config.load(path)
         token = cfg.read_token()
         return cls(site=site, port=port, cfg=cfg, token=token,
                    signing_key=(site / "keys" / "release.key").read_text().strip(),
@@ -68,9 +78,18 @@ class LocalHub:
     def url(self) -> str:
         return f"{'https' if self.cfg.hub.tls_cert else 'http'}://127.0.0.1:{self.port}"
 
+    def replica(self) -> LocalHub:
+        """Another hub of the same site (fleet.toml, token, data folder) on its own port; not started.
+
+        With hub.database_url both serve one database, as replicas behind a load balancer do.
+        """
+        port = free_port()
+        return replace(self, port=port, client=HubClient(f"http://127.0.0.1:{port}", self.token), proc=None,
+                       starts=0, log_name=f"hub-{port}.log", _log=None)
+
     @property
     def log_path(self) -> Path:
-        return self.site / "hub.log"
+        return self.site / self.log_name
 
     def start(self) -> None:
         self._log = open(self.log_path, "ab")

@@ -199,6 +199,10 @@ class PicoctlApp(App[None]):
             if isinstance(screen, ModelScreen) and screen.ready:
                 yield screen
 
+    def _run_on(self, mode: str, action: str) -> None:
+        self.switch_mode(mode)
+        self.call_after_refresh(lambda: self.call_later(self.run_action, action, self.screen))
+
     def open_device(self, device_id: str) -> None:
         self.push_screen(DeviceScreen(device_id))
 
@@ -230,10 +234,16 @@ class PicoctlApp(App[None]):
         self.push_screen(Help(sections))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette offers every action bound on the current screen and in the app."""
+        """The palette offers every action bound on the current screen, on the other screens (it goes
+        there first) and in the app."""
         for b in _bindings_of(screen):
             yield SystemCommand(b.description, b.tooltip or b.description,
                                 lambda a=b.action, s=screen: self.call_later(self.run_action, a, s))
+        for mode, title in keymap.SCREENS:
+            if mode != self.current_mode:
+                for b in keymap.BY_MODE[mode]:
+                    yield SystemCommand(f"{b.description} ({title})", f"{title}: {b.tooltip or b.description}",
+                                        lambda m=mode, a=b.action: self._run_on(m, a))
         for b in keymap.APP:
             if b.action != "command_palette":
                 yield SystemCommand(b.description if not b.id or "screen" not in b.id else f"Show {b.description}",

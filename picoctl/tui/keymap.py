@@ -12,7 +12,9 @@ SCREENS = (("fleet", "Fleet"), ("releases", "Releases"), ("history", "History"),
 
 APP = [
     Binding("question_mark", "help", "Help", id="app.help", tooltip="every key of this screen and the app"),
-    Binding("q,ctrl+c", "quit", "Quit", id="app.quit", tooltip="leave picoctl"),
+    Binding("q", "quit", "Quit", id="app.quit", tooltip="leave picoctl"),
+    # priority: it quits from forms, confirmations and Help too, where an input would take it as copy
+    Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.quit_anywhere", tooltip="leave picoctl, from anywhere"),
     Binding("colon,ctrl+p", "command_palette", "Commands", show=False, id="app.commands",
             tooltip="search every action by name"),
     Binding("left_square_bracket", "cycle_screen(-1)", "Prev", show=False, id="app.prev_screen",
@@ -99,3 +101,5 @@ USB = [
 ]
 
 MODAL = [Binding("escape", "cancel", "Cancel", id="modal.cancel", tooltip="close without doing anything")]
+
+BY_MODE = {"fleet": FLEET, "releases": RELEASES, "history": HISTORY, "pi": PI, "usb": USB}

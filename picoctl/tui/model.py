@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .. import diagnostics, protocol
 from ..config import FleetConfig
+from .format import plural
 
 COUNT_KEYS = ("offered", "downloading", "trial", "committed", "failed")
 MAX_EVENTS = 5000  # event log kept in memory; older entries are reloaded from the hub on demand
@@ -76,6 +77,7 @@ class Device:
     rssi: int | None = None
     mem_free: int | None = None
     uptime_s: int | None = None
+    keys: int | None = None  # the version of the release key set the board reports trusting
     readings: dict[str, Any] = field(default_factory=dict)
     offer: Offer | None = None
     # Why it failed, as the board reports it (picoctl.diagnostics): its last crash, reset cause, boot
@@ -104,7 +106,7 @@ class Device:
                 setattr(self, key, _str(d[key]) or getattr(self, key))
         if "type" in d and _str(d["type"]):
             self.type = d["type"]
-        for key in ("rssi", "mem_free", "uptime_s"):
+        for key in ("rssi", "mem_free", "uptime_s", "keys"):
             if key in d:
                 setattr(self, key, _int(d[key]))
         if "last_seen" in d:
@@ -406,7 +408,7 @@ class FleetModel:
         n = collections.Counter(self.liveness(d, now) for d in self.devices.values())
         # (type, version): picow 1.0.0 and pico 1.0.0 are different releases; none reported yet: new
         versions = collections.Counter((d.type, d.version) for d in self.devices.values() if d.version)
-        parts = [f"{len(self.devices)} devices", f"● {n['online']} online", f"◐ {n['stale']} stale",
+        parts = [plural(len(self.devices), "device"), f"● {n['online']} online", f"◐ {n['stale']} stale",
                  f"○ {n['offline']} offline"]
         if n["new"]:
             parts.append(f"· {n['new']} new")
@@ -417,5 +419,8 @@ class FleetModel:
         r = self.active_rollout()
         if r is not None:
             done, total = r.progress
-            lines.append(f"rollout #{r.id} {r.target} {r.version} {r.stage_name} {r.state} {done}/{total}")
+            failed = sorted(d.id for d in self.devices.values()
+                            if d.offer and d.offer.rollout_id == r.id and d.offer.phase in ("failed", "rolled_back"))
+            lines.append(f"rollout #{r.id} {r.target} {r.version} {r.stage_name} {r.state} {done}/{total}" +
+                         (f"  failed: {', '.join(failed[:4])}" + (" …" if len(failed) > 4 else "") if failed else ""))
         return "\n".join(lines)

@@ -64,3 +64,29 @@ def test_help_lists_the_screen_and_app_keys_and_the_palette_runs_actions() -> No
             assert app.current_mode == "releases"
 
     asyncio.run(run())
+
+
+def test_ctrl_c_quits_from_a_form_and_the_palette_reaches_other_screens_verbs() -> None:
+    async def run() -> None:
+        app = demo_app(start_mode="usb")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("ctrl+p", *"Halt")
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await pilot.pause(0.5)
+            assert app.current_mode == "releases"
+            assert isinstance(app.screen, Confirm) and app.screen.title_text.startswith("Halt rollout #")
+            # the canary stage's two waiting devices, and the seven that later stages would have reached
+            assert ("2 devices of this stage not yet on it stop getting it; 7 more devices in the next stages will "
+                    "not get it either") in app.screen.body
+            await pilot.press("n", "n")
+            await pilot.pause(0.2)
+            assert app.screen.__class__.__name__ == "CanaryForm"
+            app.screen.query_one("#stages").focus()
+            await pilot.pause()
+            await pilot.press("ctrl+c")  # the focused input would take it as copy
+            await pilot.pause(0.2)
+        assert app.return_code == 0 and app._exit
+
+    asyncio.run(run())

@@ -215,6 +215,8 @@ def test_canary_start_halt_and_rollback(hub: conftest.Hub) -> None:
             assert await step(hub, "gh-01") == "rolled_back"  # its trial never confirms: the canary fails
             await until(pilot, lambda: "halted" in text_of(app, "#rollout-info"), what="halt seen over SSE")
             assert "failed 1" in text_of(app, "#rollout-info")
+            await until(pilot, lambda: "failed: gh-01 rolled_back" in text_of(app, "#rollout-info"),
+                        what="the failing device named")
 
             await pilot.press("r")
             await until(pilot, lambda: isinstance(app.screen, Confirm))
@@ -230,7 +232,8 @@ def test_canary_start_halt_and_rollback(hub: conftest.Hub) -> None:
             await pilot.press("b")
             await until(pilot, lambda: isinstance(app.screen, Confirm))
             assert app.screen.title_text == f"Roll back rollout #{rid}?"
-            assert "2 device(s) that took picow 1.1.0 will be offered 1.0.0 again" in app.screen.body
+            assert app.screen.body == ("2 devices took picow 1.1.0 (gh-01, gh-02) and will be offered 1.0.0 again; "
+                                       "gh-01 already restored itself, 1 device still to go back.")
             await pilot.press("y")
             back = await until(pilot, lambda: [r for r in hub.client.rollouts() if r.get("kind") == "rollback"],
                                what="rollback rollout on the hub")

@@ -86,7 +86,7 @@ class DeviceScreen(ModelScreen):
         t.append_text(status_cell(self.model.liveness(d, now)))
         t.append(f" {seen(d.last_seen, now)}\n")
         t.append(f"RSSI {d.rssi if d.rssi is not None else '-'} dBm  free {kib(d.mem_free)}  "
-                 f"uptime {age(d.uptime_s)}  ")
+                 f"uptime {age(d.uptime_s)}  " + (f"trusts key set v{d.keys}  " if d.keys is not None else ""))
         t.append("  ".join(f"{k} {shown(v)}" for k, v in sorted(d.readings.items())) + "\n")
         if d.offer:
             t.append(f"offer: rollout #{d.offer.rollout_id} {d.offer.version} seq {d.offer.seq}  phase ")

@@ -14,8 +14,8 @@ from .. import keymap
 from ...errors import BadInput
 from ...protocol import ACTION_ACCEPTS
 from ...release import SMOKE_FIELD
-from ...rollout import DeviceInfo, RolloutInfo, stage_of, stages_from_dicts
-from ..format import FAILED, ROLLOUT_STYLE, stamp
+from ...rollout import TOOK_RELEASE, DeviceInfo, RolloutInfo, stage_of, stages_from_dicts
+from ..format import FAILED, PHASE_STYLE, ROLLOUT_STYLE, plural, stamp
 from ..model import COUNT_KEYS, Device, Event, Release, Rollout
 from ..widgets.canary_form import CanaryForm, CanaryRequest
 from ..widgets.modals import Confirm
@@ -26,16 +26,35 @@ RELEASE_COLUMNS = (("target", "TARGET", 6), ("version", "VERSION", 9), ("publish
                    ("devices", "DEVICES", 7), ("sha", "SHA256", 12), ("smoke", "SMOKE", 8))
 ROLLOUT_COLUMNS = (("id", "#", 3), ("kind", "KIND", 8), ("target", "TARGET", 6), ("version", "VERSION", 15),
                    ("stage", "STAGE", 8), ("state", "STATE", 11), ("done", "DONE", 9))
-# What each verb does, for the confirmation: (title, body); {n} devices, {r} the rollout.
-VERBS = {
-    "promote": ("Promote rollout #{id}?", "Stage {next} opens: {target} {version} will be offered to {joining} more "
-                                          "device(s)."),
-    "halt": ("Halt rollout #{id}?", "No new offers of {target} {version}: {pending} device(s) not yet on it stop "
-                                    "getting it; devices already updating finish."),
-    "resume": ("Resume rollout #{id}?", "Offers of {target} {version} start again at stage {stage}."),
-    "rollback": ("Roll back rollout #{id}?", "{took} device(s) that took {target} {version} will be offered "
-                                             "{previous} again."),
-}
+
+
+def names(ids: list[str], most: int = 4) -> str:
+    return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
+def confirmation(verb: str, r: Rollout, devices: list[Device]) -> tuple[str, str]:
+    """(title, body) of the confirmation of `verb` on `r`: what it does to which devices, counted from the
+    devices as they are now and the rollout policy, not from the rollout's counters."""
+    what = f"{r.target} {r.version}"
+    if verb == "promote":
+        nxt = r.stages[r.stage_index + 1]["name"] if r.stage_index + 1 < len(r.stages) else "(last)"
+        n = joining(r, devices)
+        return f"Promote rollout #{r.id}?", f"Stage {nxt} opens: {what} will be offered to {plural(n, 'more device')}."
+    if verb == "halt":
+        now, later = waiting(r, devices)
+        more = f"; {plural(len(later), 'more device')} in the next stages will not get it either" if later else ""
+        return (f"Halt rollout #{r.id}?", f"No new offers of {what}: {plural(len(now), 'device')} of this stage not yet "
+                f"on it stop getting it{more}. Devices already updating finish.")
+    if verb == "resume":
+        return f"Resume rollout #{r.id}?", f"Offers of {what} start again at stage {r.stage_name}."
+    took = sorted(d.id for d in devices if d.offer and d.offer.rollout_id == r.id and d.offer.phase in TOOK_RELEASE)
+    restored = [d.id for d in devices if d.id in took and d.offer and d.offer.phase == "rolled_back"]
+    body = (f"{plural(len(took), 'device')} took {what}" + (f" ({names(took)})" if took else "") +
+            f" and will be offered {r.previous_version or 'the previous release'} again")
+    if restored:
+        body += (f"; {names(sorted(restored))} already restored {'itself' if len(restored) == 1 else 'themselves'}, "
+                 f"{plural(len(took) - len(restored), 'device')} still to go back")
+    return f"Roll back rollout #{r.id}?", body + "."
 
 
 def policy(r: Rollout) -> RolloutInfo | None:
@@ -59,6 +78,28 @@ def joining(r: Rollout, devices: Iterable[Device]) -> int:
         return 0
     nxt = dataclasses.replace(info, stage_index=info.stage_index + 1)
     return sum(1 for d in devices if d.version != r.version and stage_of(nxt, device_info(d)) == nxt.stage_index)
+
+
+def waiting(r: Rollout, devices: Iterable[Device]) -> tuple[list[str], list[str]]:
+    """Devices not on the rollout's version that its current stage covers, and those only a later stage does."""
+    info = policy(r)
+    if info is None:
+        return [], []
+    last = dataclasses.replace(info, stage_index=len(info.stages) - 1)
+    now, later = [], []
+    for d in devices:
+        if d.version == r.version:
+            continue
+        first = stage_of(last, device_info(d))
+        if first is not None:
+            (now if first <= r.stage_index else later).append(d.id)
+    return sorted(now), sorted(later)
+
+
+def failing(r: Rollout, devices: Iterable[Device]) -> list[tuple[str, str]]:
+    """(device, phase) of the devices whose offer of `r` failed or was rolled back."""
+    return sorted((d.id, d.offer.phase) for d in devices
+                  if d.offer and d.offer.rollout_id == r.id and d.offer.phase in ("failed", "rolled_back"))
 
 
 def counts_text(r: Rollout) -> Text:
@@ -161,6 +202,15 @@ class ReleasesScreen(ModelScreen):
             t.append(f"  {r.reason}", style="italic")
         t.append("\n")
         t.append_text(counts_text(r))
+        failed = failing(r, self.model.devices.values())
+        if failed:
+            t.append("\nfailed: ", style=FAILED)
+            for i, (did, phase) in enumerate(failed[:6]):
+                t.append(", " if i else "")
+                t.append(did, style="bold")
+                t.append(f" {phase}", style=PHASE_STYLE.get(phase, ""))
+            if len(failed) > 6:
+                t.append(f" and {len(failed) - 6} more", style="dim")
         info.update(t)
         done, total = r.progress
         bar.update(total=max(total, 1), progress=done)
@@ -251,14 +301,7 @@ class ReleasesScreen(ModelScreen):
         if r is None:
             self.fail(f"no {' or '.join(ACTION_ACCEPTS[verb])} rollout to {verb}")
             return
-        c = r.counts
-        facts = {"id": r.id, "target": r.target, "version": r.version, "stage": r.stage_name,
-                 "previous": r.previous_version or "the previous release",
-                 "next": r.stages[r.stage_index + 1]["name"] if r.stage_index + 1 < len(r.stages) else "(last)",
-                 "pending": max(c.get("eligible", 0) - c.get("committed", 0) - c.get("current", 0), 0),
-                 "took": c.get("trial", 0) + c.get("committed", 0) + c.get("failed", 0),
-                 "joining": joining(r, self.model.devices.values())}
-        title, body = (s.format(**facts) for s in VERBS[verb])
+        title, body = confirmation(verb, r, list(self.model.devices.values()))
 
         def answered(yes: bool | None) -> None:
             if yes:

@@ -1,0 +1,214 @@
+"""Two `picoctl serve` replicas on one PostgreSQL database: devices known to both, counters accepted
+exactly once, one event stream, one rollout engine that moves when its replica is SIGKILLed, the
+database lost and back."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from picoctl import config
+from picoctl.hub.db import LEADER_LOCK
+from picoctl.sim.fleet import DeviceProtocolError, SimDevice
+from picoctl.sim.postgres import TempPostgres
+from tests.conftest import Hub
+
+TRIAL_TIMEOUT_S = 2
+
+
+def _pair(site: Path, url: str) -> tuple[Hub, Hub]:
+    a = Hub.create(site, database_url=url)
+    cfg = config.load(site / "fleet.toml")
+    cfg.rollout.trial_timeout_s = TRIAL_TIMEOUT_S
+    config.save(cfg, site / "fleet.toml")
+    a.cfg = cfg
+    return a, a.replica()
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, pg_url: str) -> Iterator[tuple[Hub, Hub]]:
+    a, b = _pair(tmp_path / "site", pg_url)
+    try:
+        a.start()
+        b.start()
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def _post(url: str, raw: bytes, headers: dict[str, str]) -> int:
+    return httpx.post(f"{url}/heartbeat", content=raw, headers=headers, timeout=10).status_code
+
+
+def _until(predicate, timeout_s: float = 15.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def test_a_device_registered_through_one_is_served_by_the_other(replicas: tuple[Hub, Hub]) -> None:
+    a, b = replicas
+    device = SimDevice("gh-01", a.register("gh-01"))
+    with httpx.Client(base_url=b.url) as c:
+        assert device.heartbeat(c)["check_now"] is False
+    a.client.check_now("gh-01")
+    with httpx.Client(base_url=b.url) as c:
+        assert device.heartbeat(c)["check_now"] is True  # asked through A, told by B, once
+        assert device.heartbeat(c)["check_now"] is False
+    assert b.client.device("gh-01")["heartbeats"][-1]["uptime_s"] == device.uptime_s
+
+
+def test_racing_and_replayed_counters_are_accepted_exactly_once(replicas: tuple[Hub, Hub]) -> None:
+    a, b = replicas
+    device = SimDevice("gh-01", a.register("gh-01"))
+    sent: list[tuple[bytes, dict[str, str]]] = []
+    for _ in range(40):
+        _, raw, headers = device.heartbeat_request()
+        sent.append((raw, headers))
+        barrier = threading.Barrier(2)
+        codes: list[int] = []
+
+        def race(url: str, raw: bytes = raw, headers: dict[str, str] = headers) -> None:
+            barrier.wait()
+            codes.append(_post(url, raw, headers))
+
+        threads = [threading.Thread(target=race, args=(h.url,)) for h in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(codes) == [200, 403], codes
+    for raw, headers in sent[::7]:  # replays, later, through either replica
+        assert _post(a.url, raw, headers) == 403 and _post(b.url, raw, headers) == 403
+    dev = b.client.device("gh-01")
+    assert len(dev["heartbeats"]) == 40
+    assert [h["uptime_s"] for h in dev["heartbeats"]] == sorted({h["uptime_s"] for h in dev["heartbeats"]})
+
+
+def _stream(hub: Hub, out: list[tuple[str, dict]], ready: threading.Event, stop: threading.Event) -> None:
+    try:
+        _read_stream(hub, out, ready, stop)
+    except httpx.HTTPError:  # the hub stopped at the end of the test
+        pass
+
+
+def _read_stream(hub: Hub, out: list[tuple[str, dict]], ready: threading.Event, stop: threading.Event) -> None:
+    with httpx.stream("GET", f"{hub.url}/api/v1/events", headers={"Authorization": f"Bearer {hub.token}"},
+                      timeout=httpx.Timeout(5, read=None)) as r:
+        event = ""
+        for line in r.iter_lines():
+            if line.startswith(":"):
+                ready.set()
+            elif line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                out.append((event, json.loads(line[6:])))
+            if stop.is_set():
+                return
+
+
+def test_the_event_stream_of_each_carries_changes_made_through_the_other(replicas: tuple[Hub, Hub]) -> None:
+    a, b = replicas
+    seen: list[tuple[str, dict]] = []
+    ready, stop = threading.Event(), threading.Event()
+    reader = threading.Thread(target=_stream, args=(b, seen, ready, stop), daemon=True)
+    reader.start()
+    assert ready.wait(10)
+    device = SimDevice("gh-01", a.register("gh-01"))
+    with httpx.Client(base_url=a.url) as c:
+        device.heartbeat(c)
+    files = {"main.py": b"print('hi')\n"} | {f"lib/module_{i:03d}.py": b"X = %d\n" % i for i in range(60)}
+    rel = a.build_release("1.1.0", files)
+    a.publish(rel)  # its meta (60 files) is larger than one notification: sent in parts, heard whole
+    _until(lambda: {"device", "heartbeat", "release"} <= {e for e, _ in seen})
+    stop.set()
+    assert any(e == "device" and d["id"] == "gh-01" for e, d in seen)
+    assert any(e == "heartbeat" and d["device_id"] == "gh-01" for e, d in seen)
+    published = next(d for e, d in seen if e == "release")
+    assert len(published["meta"]["files"]) == 61
+
+
+def _leaders(url: str) -> int:
+    with psycopg.connect(url) as c:
+        return c.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                         " AND classid = %s AND objid = %s", (LEADER_LOCK >> 32, LEADER_LOCK & 0xFFFFFFFF)
+                         ).fetchone()[0]
+
+
+def _load(hubs: list[Hub], devices: list[SimDevice], acked: dict[str, int], stop: threading.Event) -> None:
+    """Heartbeats from `devices`, each through the replicas in turn, until `stop`."""
+    clients = [httpx.Client(base_url=h.url, timeout=5) for h in hubs]
+    n = 0
+    while not stop.is_set():
+        for d in devices:
+            n += 1
+            try:
+                d.heartbeat(clients[n % len(clients)])
+                acked[d.id] += 1
+            except (httpx.HTTPError, DeviceProtocolError):
+                pass
+    for c in clients:
+        c.close()
+
+
+def test_a_killed_replica_loses_no_acknowledged_write_and_the_other_takes_over_the_engine(
+        replicas: tuple[Hub, Hub], pg_url: str) -> None:
+    a, b = replicas
+    _until(lambda: _leaders(pg_url) == 1)
+    devices = [SimDevice(f"gh-{i:02d}", a.register(f"gh-{i:02d}", channel="canary")) for i in range(12)]
+    acked = {d.id: 0 for d in devices}
+    stop = threading.Event()
+    threads = [threading.Thread(target=_load, args=([a, b], devices[i::3], acked, stop)) for i in range(3)]
+    for t in threads:
+        t.start()
+    _until(lambda: sum(acked.values()) > 150)
+    a.kill()  # SIGKILL under load
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    stored = {d["id"]: len(b.client.device(d["id"])["heartbeats"]) for d in b.client.devices()}
+    assert all(stored[k] >= acked[k] for k in acked), (stored, acked)
+    _until(lambda: _leaders(pg_url) == 1)  # the survivor holds the engine now
+
+    # and runs its timers: a device silent after switching halts the rollout with no request made
+    b.publish(b.build_release("1.1.0", {"main.py": b"print(1)\n"}))
+    stage = {"name": "canary", "ids": ["gh-00"], "device_type": None, "percent": None, "channel": None}
+    rollout = b.client.start_rollout("picow", "1.1.0", [stage], 1, 0)
+    with httpx.Client(base_url=b.url) as c:
+        offer = devices[0].check(c)
+        assert offer is not None
+        devices[0].status(c, offer, "trial", "1.0.0")
+    _until(lambda: b.client.rollout(rollout["id"])["state"] == "halted", timeout_s=TRIAL_TIMEOUT_S + 10)
+
+
+def test_the_database_lost_while_serving_is_503_then_the_hub_recovers(tmp_path: Path, postgres: TempPostgres) -> None:
+    server = TempPostgres(postgres.bindir)  # a server of its own, to stop and start
+    hub = Hub.create(tmp_path / "site", database_url=server.create_database("fleet"))
+    try:
+        hub.start()
+        device = SimDevice("gh-01", hub.register("gh-01"))
+        with httpx.Client(base_url=hub.url, timeout=15) as c:
+            device.heartbeat(c)
+            server.stop()
+            _, raw, headers = device.heartbeat_request()
+            lost = c.post("/heartbeat", content=raw, headers=headers)
+            assert lost.status_code == 503 and "nothing was saved" in lost.json()["error"], lost.text
+            assert c.get("/healthz").status_code == 503
+            server.start()
+            _until(lambda: c.get("/healthz").status_code == 200)
+            device.heartbeat(c)
+        beats = hub.client.device("gh-01")["heartbeats"]
+        assert len(beats) == 2  # the refused one left nothing behind
+    finally:
+        hub.close()
+        server.close()

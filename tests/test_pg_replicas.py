@@ -77,7 +77,8 @@ def test_racing_and_replayed_counters_are_accepted_exactly_once(replicas: tuple[
         barrier = threading.Barrier(2)
         codes: list[int] = []
 
-        def race(url: str, raw: bytes = raw, headers: dict[str, str] = headers) -> None:
+        def race(url: str, raw: bytes = raw, headers: dict[str, str] = headers,
+                 barrier: threading.Barrier = barrier, codes: list[int] = codes) -> None:
             barrier.wait()
             codes.append(_post(url, raw, headers))
 

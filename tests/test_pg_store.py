@@ -82,7 +82,8 @@ def test_two_hubs_taking_one_counter_at_once_only_one_succeeds(pg_url: str) -> N
         barrier = threading.Barrier(2)
         won: list[bool] = []
 
-        def take(s: Store, counter: int = counter) -> None:
+        def take(s: Store, counter: int = counter, barrier: threading.Barrier = barrier,
+                 won: list[bool] = won) -> None:
             with s.transaction() as c:
                 barrier.wait()
                 won.append(store.claim_counter(c, "gh-01", counter))

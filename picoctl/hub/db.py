@@ -237,7 +237,7 @@ class Store:
                 c.execute("SAVEPOINT job")
                 try:
                     out.append(job(c))
-                except Exception as exc:  # noqa: BLE001 - handed back to the job's caller
+                except Exception as exc:  # handed back to the job's caller, unless the connection is gone
                     if isinstance(exc, ERRORS) and self.dialect == "postgresql" and not c.usable:
                         raise
                     c.execute("ROLLBACK TO SAVEPOINT job")

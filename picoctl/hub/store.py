@@ -532,7 +532,8 @@ def events(
     limit: int = 500,
 ) -> list[Event]:
     """The last `limit` events after `after_id` matching the filters, oldest first."""
-    where, args = ["id > ?"], [after_id]
+    where: list[str] = ["id > ?"]
+    args: list[Any] = [after_id]
     for col, val in (("device_id", device_id), ("version", version), ("kind", kind)):
         if val is not None:
             where.append(f"{col} = ?")

@@ -310,14 +310,12 @@ class Agent:
             raise Refused("response for device %r" % (resp.get("id"),))
         if not (isinstance(resp.get("nonce"), str) and equal(resp["nonce"], nonce)):
             raise Refused("response nonce differs from ours: replayed response")
-        try:
-            trust.apply_keys(resp.get("keys"))
-            offer = resp.get("offer")
-            if offer is None:
-                return None
+        offer = resp.get("offer")
+        if offer is not None:
             hw.step("offer received")
             check_offer(offer, self.cfg["type"], self.st["seq"])
-            trust.check_release(offer, self.cfg["type"])  # the board is the last verifier of content
+        try:
+            trust.check(resp.get("keys"), offer, self.cfg["type"])  # the board is the last verifier of content
         except trust.Untrusted as exc:
             raise Refused(str(exc))
         return offer

@@ -110,16 +110,17 @@ def test_a_soft_reset_is_no_watchdog_reset_and_a_commit_clears_the_record(hub, t
     board.run(_until_hub(hub, "gh-06", lambda d: d["version"] == "2.0.0" and d["boots"] and not d["last_error"]
                          and d["phase"] == "committed"), timeout=60)
     assert _device(hub, "gh-06")["reset_cause"] == "soft"  # the switch, not a watchdog
-    assert not (board.flash / "ota" / "crash.json").exists()
+    assert board.flash.read("ota/crash.json") is None
 
 
 def test_a_full_flash_loses_the_record_not_the_boot(hub, tmp_path: Path) -> None:
-    board = _board(hub, tmp_path, "gh-07", app=BROKEN_IMPORT, env={"PICOW_FLASH_QUOTA": "0"})
+    board = _board(hub, tmp_path, "gh-07", app=BROKEN_IMPORT)
+    board.fill_flash()
     online = _until_hub(hub, "gh-07", lambda d: d["status"] == "online" and d["boots"])
     run = board.run(lambda r: "boot: app failed, running the update agent alone" in r.lines and online(r), timeout=30)
     assert any(line.startswith("crash: not saved:") for line in run.lines), run.tail()
     assert "boot: app failed, running the update agent alone" in run.lines
-    assert not (board.flash / "ota" / "crash.json").exists() and board.leftovers() == []
+    assert board.flash.read("ota/crash.json") is None and board.leftovers() == []
 
 
 def test_power_cuts_while_the_record_is_written_leave_the_board_bootable(hub, tmp_path: Path) -> None:
@@ -136,7 +137,7 @@ def test_power_cuts_while_the_record_is_written_leave_the_board_bootable(hub, tm
         run = b.run(_rolled_back(b), timeout=60, kill_at_step=at)
         assert run.killed_at == "crash saved"
         assert b.tree("app") == V1 and b.leftovers() == []
-        record = json.loads((b.flash / "ota" / "crash.json").read_text())
+        record = json.loads(b.flash.read("ota/crash.json") or b"")
         assert record["type"] == "AttributeError"
 
 
@@ -150,7 +151,7 @@ def test_a_release_for_another_mpy_version_is_never_offered_to_the_board(hub, tm
     board.run(_until_hub(hub, "gh-09", lambda d: (d["offer"] or {}).get("phase") == "failed"), timeout=30)
     d = _device(hub, "gh-09")
     assert d["version"] == "1.0.0" and "not offered: release built for .mpy v5" in d["offer"]["detail"]
-    assert board.tree("app") == V1 and not (board.flash / "app.new").exists()
+    assert board.tree("app") == V1 and "app.new" not in board.flash.dirs()
 
 
 CHATTY = make_app("1.0.0", main_prefix=(

@@ -230,6 +230,8 @@ def _file(name: str, data: bytes = b"x") -> dict:
         ({"files": [_file("main.py"), _file("hashlib.mpy")]}, "offer file 'hashlib.mpy' would shadow the agent"),
         ({"files": [_file("main.py"), _file("lib/ota/x.py"), _file("ota.txt")]}, None),
         ({"version": None}, "offer without a version"),
+        ({"mpy_version": 5}, "release built for .mpy v5, this board loads .mpy v6"),
+        ({"mpy_version": 6}, None),
         ({"ok": None}, None),
     ],
 )

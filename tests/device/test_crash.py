@@ -64,7 +64,8 @@ def test_an_exception_in_the_loop_during_a_trial_reaches_the_rollout_with_its_tr
     board = _board(hub, tmp_path, "gh-03")
     publish(hub, "1.1.0", CRASHING)
     ro = rollout(hub, "1.1.0", halt_after_failures=1)
-    run = board.run(_rolled_back(board), timeout=60)
+    reported = _until_hub(hub, "gh-03", lambda d: d["version"] == "1.0.0" and d["last_error"] and d["boots"])
+    run = board.run(lambda r: _rolled_back(board)(r) and reported(r), timeout=60)
     assert run.resets >= 3
     halted = hub.client.rollout(ro)
     why = "gh-03 rolled_back: AttributeError: module 'ota.hw' has no attribute 'pump_pwm' (app/pump.py:5)"
@@ -72,7 +73,6 @@ def test_an_exception_in_the_loop_during_a_trial_reaches_the_rollout_with_its_tr
     error = halted["failures"][0]["error"]
     assert 'File "app/pump.py", line 5, in start' in error["traceback"] and error["reset_cause"] == "soft"
     # back on 1.0.0, it keeps reporting the crash, its boot number, why it reset and what it runs
-    board.run(_until_hub(hub, "gh-03", lambda d: d["version"] == "1.0.0" and d["last_error"]), timeout=30)
     d = _device(hub, "gh-03")
     assert d["last_error"]["type"] == "AttributeError" and d["last_error"]["boot"] < d["boots"]
     assert d["reset_cause"] == "soft" and d["firmware"]["mpy_abi"].startswith("6.")

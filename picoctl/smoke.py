@@ -38,6 +38,7 @@ MAX_SECONDS = 3600.0
 DEVICE_ID = "smoke-1"
 TRACE_PER_DEVICE = 50  # heartbeats of each device a smoke of a published release replays
 HUB_POLL_S = 0.2
+KEEP_LINES = 2000  # of the board's output, once looked at
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,8 @@ class _Watch:
             self._line(line, now)
             if self.failure:
                 break
+        if len(res.lines) > KEEP_LINES:  # a chatty app must not fill the host's memory
+            del res.lines[:-KEEP_LINES // 2]
         self.seen = len(res.lines)
         if not self.failure and now >= self.next_poll:
             self.next_poll = now + HUB_POLL_S

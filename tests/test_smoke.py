@@ -174,3 +174,20 @@ def test_a_board_takes_a_release_whose_signature_covers_its_attestation(hub, tmp
     board.run(lambda _: board.state().get("version") == "1.1.0" and board.state().get("phase") == "committed",
               timeout=60)
     assert hub.client.device("gh-01")["version"] == "1.1.0" and attested["smoke"]["passed"] is True
+
+
+def test_a_chatty_app_passes_without_its_output_piling_up(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(smoke, "KEEP_LINES", 100)
+    held: list[int] = []
+    watch = smoke._Watch.__call__
+
+    def counting(self, res):  # noqa: ANN001, ANN202 - the Watch's own signature
+        stop = watch(self, res)
+        held.append(len(res.lines))
+        return stop
+
+    monkeypatch.setattr(smoke._Watch, "__call__", counting)
+    candidate = build(tmp_path, "1.1.0", app("for i in range(50):\n    print('reading', self.n, i)"))
+    result = smoke.run(candidate, seconds=2, limits=QUICK)
+    assert result.passed and result.steps_per_s > 2, result.reason
+    assert max(held) <= 100

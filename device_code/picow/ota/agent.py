@@ -19,6 +19,7 @@ import random
 import sys
 from binascii import hexlify, unhexlify
 
+import ota
 from ota import crash, fs, http, hw, logring, protocol, trust
 from ota.hmac_sha256 import equal, mac_hex
 
@@ -123,7 +124,8 @@ class Agent:
         self.hub = cfg["hub"].rstrip("/")
         self.tls = self._pinned()
         self.st = load_state()
-        self.buf = bytearray(protocol.CHUNK)
+        self.buf = ota.BUF  # one transfer at a time, whichever agent makes it
+        assert len(self.buf) == protocol.CHUNK
         self.mv = memoryview(self.buf)
         self.started = hw.ticks_ms()
         self.n = 0
@@ -254,7 +256,7 @@ class Agent:
             yield from self._post("/deploy/status", body, False)
             return True
         except Exception as exc:  # the report stays queued (or is lost, for progress reports)
-            print("ota: status not sent:", exc)
+            print("ota: status not sent:", describe(exc))
             return False
 
     def pend(self, phase, detail="", transient=False, offer=None):
@@ -310,14 +312,12 @@ class Agent:
             raise Refused("response for device %r" % (resp.get("id"),))
         if not (isinstance(resp.get("nonce"), str) and equal(resp["nonce"], nonce)):
             raise Refused("response nonce differs from ours: replayed response")
-        try:
-            trust.apply_keys(resp.get("keys"))
-            offer = resp.get("offer")
-            if offer is None:
-                return None
+        offer = resp.get("offer")
+        if offer is not None:
             hw.step("offer received")
             check_offer(offer, self.cfg["type"], self.st["seq"])
-            trust.check_release(offer, self.cfg["type"])  # the board is the last verifier of content
+        try:
+            trust.check(resp.get("keys"), offer, self.cfg["type"])  # the board is the last verifier of content
         except trust.Untrusted as exc:
             raise Refused(str(exc))
         return offer

@@ -223,9 +223,12 @@ class Response:
 
 def _allocate(n):
     gc.collect()
-    if gc.mem_free() < n + MEM_RESERVE:
-        raise HTTPError(0, "a %d-byte body does not fit in free memory" % n)
-    return bytearray(n)
+    if gc.mem_free() >= n + MEM_RESERVE:
+        try:
+            return bytearray(n)
+        except MemoryError:  # enough in all, not in one piece
+            pass
+    raise HTTPError(0, "a %d-byte body does not fit in free memory" % n)
 
 
 def request(method, url, body, headers, tls, buf, until):

@@ -414,14 +414,10 @@ def _agent_writes(name: str) -> bool:
     return name.startswith(AGENT_FOLDERS) or (name.startswith("ota/") and not name.endswith(AGENT_CODE))
 
 
-def _outside_writes(board: Board, before: dict[str, bytes]) -> list[str]:
-    """Files outside the app's folders that are not as provisioned (the agent's own state aside),
-    and anything that appeared beside the flash folder."""
-    after = board.tree("")
-    names = set(before) | set(after)
-    changed = sorted(n for n in names if not _agent_writes(n) and before.get(n) != after.get(n))
-    changed += sorted(p.name for p in board.flash.parent.iterdir() if p != board.flash)
-    return changed
+def _outside_writes(before: dict[str, bytes], after: dict[str, bytes]) -> list[str]:
+    """Files of the flash outside the app's folders that are not as provisioned (the agent's own
+    data aside)."""
+    return sorted(n for n in set(before) | set(after) if not _agent_writes(n) and before.get(n) != after.get(n))
 
 
 def run(candidate: Path, previous: Path | None = None, trace: list[dict[str, float]] | None = None,
@@ -448,7 +444,7 @@ def run(candidate: Path, previous: Path | None = None, trace: list[dict[str, flo
         hub = LocalHub.create(work / "site")
         try:
             _offer(hub, meta["version"], files)
-            board = Board(work / "board" / "flash", heap=limits.heap, env={"PICOW_PROBE": "1"})
+            board = Board(work / "board", heap=limits.heap, env={"PICOW_PROBE": "1"})
             key = hub.register(DEVICE_ID, "picow", "stable")
             board.install(device_config(DEVICE_ID, key, hub.url, **limits.board_settings()), from_files, from_version,
                           keys=hub.keys)
@@ -474,7 +470,7 @@ def _offer(hub: LocalHub, version: str, files: dict[str, bytes]) -> None:
 def _watch(result: SmokeResult, hub: LocalHub, board: Board, seconds: float, limits: Limits,
            replay: _Replay | None, log: Log) -> None:
     """Power the board and follow it to the end of the smoke; the outcome goes into `result`."""
-    provisioned = board.tree("")
+    provisioned = board.flash.files()
     powered = f"{result.from_version} on MicroPython {result.micropython}, {limits.heap} heap, watchdog {limits.wdt_ms} ms"
     watch = _Watch(hub, result.version, seconds, limits, replay, log, powered)
     try:
@@ -484,7 +480,7 @@ def _watch(result: SmokeResult, hub: LocalHub, board: Board, seconds: float, lim
     watch.poll_hub()  # the steps the hub recorded after the last poll
     watch.log_rest()
     if not watch.failure:
-        outside = _outside_writes(board, provisioned)
+        outside = _outside_writes(provisioned, board.flash.files())
         if outside:
             watch.failure = f"{watch.who} wrote outside its folder: {', '.join(outside[:5])}"
     _fill(result, watch, seconds)

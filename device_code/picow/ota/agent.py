@@ -427,8 +427,12 @@ class Agent:
         out = on_flash(open, tmp, "ab" if have else "wb")
         try:
             while have < size:
-                until = hw.earlier(hw.after(start, grace + got // rate * 1000), hw.deadline(grace))
-                chunk = yield from resp.chunk(until)
+                budget = hw.after(start, grace + got // rate * 1000)  # the minimum rate, from the start
+                chunk = resp.ready_chunk()
+                if chunk is None:  # nothing there yet: wait, within the rate and without a long stall
+                    chunk = yield from resp.chunk(hw.earlier(budget, hw.deadline(grace)))
+                elif hw.due(budget):
+                    raise OSError(http.ETIMEDOUT)
                 n = len(chunk)
                 if n == 0:
                     break

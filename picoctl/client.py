@@ -188,7 +188,9 @@ def _parse(response: httpx.Response) -> Any:
 
 
 def _unreachable(url: str, exc: Exception) -> PicoctlError:
-    return PicoctlError(f"hub not reachable at {url}: {exc or type(exc).__name__}")
+    """Names where the URL came from: after `serve --port 18471` it is still hub.public_url's port."""
+    return PicoctlError(f"hub not reachable at {url}: {exc or type(exc).__name__} (this URL is $PICOCTL_HUB_URL, "
+                        f"else hub.public_url in fleet.toml: set either to where the hub listens)")
 
 
 class HubClient(_Routes[Any]):

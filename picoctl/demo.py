@@ -197,7 +197,7 @@ class Demo:
             try:
                 board.run(until, timeout=math.inf, max_boots=1 << 30)
             except AssertionError as exc:  # it halted: a person would power-cycle it
-                (board.flash.parent / f"{board.flash.name}.halted.log").write_text(str(exc))
+                (board.root / "halted.log").write_text(str(exc))
                 self._stop.wait(CHECK_S)
 
     def _weather(self, boards: dict[str, Board]) -> None:

@@ -21,13 +21,14 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import provision, release
 from .errors import BadInput, PicoctlError
-from .sim.board import DEFAULT_HEAP, Board, RunResult, device_config, find_micropython
+from .sim.board import DEFAULT_HEAP, Board, RunResult, agent_files, device_config, find_micropython
 from .sim.local_hub import LocalHub
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ MAX_SECONDS = 3600.0
 DEVICE_ID = "smoke-1"
 TRACE_PER_DEVICE = 50  # heartbeats of each device a smoke of a published release replays
 HUB_POLL_S = 0.2
+KEEP_LINES = 2000  # of the board's output, once looked at
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,8 @@ class _Watch:
             self._line(line, now)
             if self.failure:
                 break
+        if len(res.lines) > KEEP_LINES:  # a chatty app must not fill the host's memory
+            del res.lines[:-KEEP_LINES // 2]
         self.seen = len(res.lines)
         if not self.failure and now >= self.next_poll:
             self.next_poll = now + HUB_POLL_S
@@ -411,14 +415,10 @@ def _agent_writes(name: str) -> bool:
     return name.startswith(AGENT_FOLDERS) or (name.startswith("ota/") and not name.endswith(AGENT_CODE))
 
 
-def _outside_writes(board: Board, before: dict[str, bytes]) -> list[str]:
-    """Files outside the app's folders that are not as provisioned (the agent's own state aside),
-    and anything that appeared beside the flash folder."""
-    after = board.tree("")
-    names = set(before) | set(after)
-    changed = sorted(n for n in names if not _agent_writes(n) and before.get(n) != after.get(n))
-    changed += sorted(p.name for p in board.flash.parent.iterdir() if p != board.flash)
-    return changed
+def _outside_writes(before: dict[str, bytes], after: dict[str, bytes]) -> list[str]:
+    """Files of the flash outside the app's folders that are not as provisioned (the agent's own
+    data aside)."""
+    return sorted(n for n in set(before) | set(after) if not _agent_writes(n) and before.get(n) != after.get(n))
 
 
 def run(candidate: Path, previous: Path | None = None, trace: list[dict[str, float]] | None = None,
@@ -437,15 +437,18 @@ def run(candidate: Path, previous: Path | None = None, trace: list[dict[str, flo
         raise BadInput(f"--from {previous}: the same version as the candidate ({from_version}); "
                        "a board is offered only a version it does not run")
     exe = unix_port()
-    result = SmokeResult(passed=False, reason="", version=meta["version"], from_version=from_version,
-                         micropython=micropython_version(exe), heap=limits.heap, seconds=0.0,
-                         readings=len(trace) if trace else 0)
     work = Path(tempfile.mkdtemp(prefix="picoctl-smoke-"))
     try:
         hub = LocalHub.create(work / "site")
         try:
-            _offer(hub, meta["version"], files)
-            board = Board(work / "board" / "flash", heap=limits.heap, env={"PICOW_PROBE": "1"})
+            with ThreadPoolExecutor(1) as background:  # the hub boots while the board's code compiles
+                starting = background.submit(hub.start)
+                result = SmokeResult(passed=False, reason="", version=meta["version"], from_version=from_version,
+                                     micropython=micropython_version(exe), heap=limits.heap, seconds=0.0,
+                                     readings=len(trace) if trace else 0)
+                agent_files()
+                _offer(hub, starting, meta["version"], files)
+            board = Board(work / "board", heap=limits.heap, env={"PICOW_PROBE": "1"})
             key = hub.register(DEVICE_ID, "picow", "stable")
             board.install(device_config(DEVICE_ID, key, hub.url, **limits.board_settings()), from_files, from_version,
                           keys=hub.keys)
@@ -457,10 +460,10 @@ def run(candidate: Path, previous: Path | None = None, trace: list[dict[str, flo
     return result
 
 
-def _offer(hub: LocalHub, version: str, files: dict[str, bytes]) -> None:
-    """Start the private hub with the candidate published and a rollout offering it to the board."""
+def _offer(hub: LocalHub, starting: Future[None], version: str, files: dict[str, bytes]) -> None:
+    """Once the private hub has started, publish the candidate and a rollout offering it to the board."""
     try:
-        hub.start()
+        starting.result()
     except RuntimeError as exc:
         raise PicoctlError(f"the smoke's private hub did not start: {str(exc).splitlines()[0]}") from None
     hub.publish(hub.build_release(version, files))
@@ -471,7 +474,7 @@ def _offer(hub: LocalHub, version: str, files: dict[str, bytes]) -> None:
 def _watch(result: SmokeResult, hub: LocalHub, board: Board, seconds: float, limits: Limits,
            replay: _Replay | None, log: Log) -> None:
     """Power the board and follow it to the end of the smoke; the outcome goes into `result`."""
-    provisioned = board.tree("")
+    provisioned = board.flash.files()
     powered = f"{result.from_version} on MicroPython {result.micropython}, {limits.heap} heap, watchdog {limits.wdt_ms} ms"
     watch = _Watch(hub, result.version, seconds, limits, replay, log, powered)
     try:
@@ -481,7 +484,7 @@ def _watch(result: SmokeResult, hub: LocalHub, board: Board, seconds: float, lim
     watch.poll_hub()  # the steps the hub recorded after the last poll
     watch.log_rest()
     if not watch.failure:
-        outside = _outside_writes(board, provisioned)
+        outside = _outside_writes(provisioned, board.flash.files())
         if outside:
             watch.failure = f"{watch.who} wrote outside its folder: {', '.join(outside[:5])}"
     _fill(result, watch, seconds)

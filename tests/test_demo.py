@@ -158,8 +158,9 @@ def test_demo_with_simulated_boards_tells_the_same_story(tmp_path: Path) -> None
         assert demo.hub is not None
         wait_for(lambda: versions(demo) == {"gh-01": "1.0.0", "gh-02": "1.0.0", DRY: "1.0.0"}, 20, "three sims")
         assert cli.main(["--config", str(demo.config_path), "rollout", "start", "1.1.0", "--target", "picow"]) == 0
-        wait_for(lambda: [r for r in demo.hub.client.rollouts() if r["state"] == "halted"], 30, "auto-halt")
+        halted = wait_for(lambda: [r for r in demo.hub.client.rollouts() if r["state"] == "halted"], 30, "auto-halt")
         assert phases(demo, DRY)[-1] == "rolled_back"
+        assert f"{DRY} rolled_back: RuntimeError: 1.1.0 failed on this board (app/main.py:1)" in halted[0]["reason"]
     assert not (tmp_path / "run").exists() and processes_under(tmp_path / "run") == []
 
 

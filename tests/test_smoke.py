@@ -73,8 +73,8 @@ def test_the_sample_app_passes_with_every_step_and_figure(tmp_path: Path) -> Non
      "of heap free, under the floor of 16 KiB"),
     (app("self.held.append(bytearray(20000))"), "raised MemoryError"),
     (app("if self.n == 12:\n    time.sleep(30)"), "stopped feeding the watchdog"),
-    (app("if self.n == 5:\n    open('app/log.txt', 'w').write('ok')\n    open('main.py', 'w').write('x')\n"
-         "    open('../escape.txt', 'w').write('x')"), "wrote outside its folder: main.py, escape.txt"),
+    (app("for name in ('app/log.txt', 'main.py', 'ota/agent.py'):\n    if self.n == 5:\n"
+         "        with open(name, 'w') as f:\n            f.write('x')"), "wrote outside its folder: main.py, ota/agent.py"),
 ], ids=["hangs-at-import", "raises", "never-confirms", "holds-the-heap", "exhausts-heap", "stops-feeding-watchdog", "writes-outside"])
 def test_each_way_of_failing_is_a_failing_smoke_with_its_reason(tmp_path: Path, files: dict, reason: str) -> None:
     candidate = build(tmp_path, "1.1.0", files)
@@ -174,3 +174,20 @@ def test_a_board_takes_a_release_whose_signature_covers_its_attestation(hub, tmp
     board.run(lambda _: board.state().get("version") == "1.1.0" and board.state().get("phase") == "committed",
               timeout=60)
     assert hub.client.device("gh-01")["version"] == "1.1.0" and attested["smoke"]["passed"] is True
+
+
+def test_a_chatty_app_passes_without_its_output_piling_up(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(smoke, "KEEP_LINES", 100)
+    held: list[int] = []
+    watch = smoke._Watch.__call__
+
+    def counting(self, res):  # noqa: ANN001, ANN202 - the Watch's own signature
+        stop = watch(self, res)
+        held.append(len(res.lines))
+        return stop
+
+    monkeypatch.setattr(smoke._Watch, "__call__", counting)
+    candidate = build(tmp_path, "1.1.0", app("for i in range(50):\n    print('reading', self.n, i)"))
+    result = smoke.run(candidate, seconds=2, limits=QUICK)
+    assert result.passed and result.steps_per_s > 2, result.reason
+    assert max(held) <= 100

@@ -91,3 +91,20 @@ def test_the_device_screen_says_which_key_set_a_board_trusts() -> None:
     assert d.keys == 2
     d.update({"keys": 3})
     assert d.keys == 3 and Device.from_json({"id": "gh-02", "type": "picow"}).keys is None
+
+
+def test_provisioning_puts_the_site_key_set_on_the_board_and_checks_the_release(tmp_path: Path) -> None:
+    from picoctl import config, provision
+
+    cfg = config.load(init_site(tmp_path / "site"))
+    keys = provision.site_keys(cfg)
+    got: dict[str, bytes] = {}
+    provision.provision("gh-01", "http://hub", lambda i, t: "ab" * 32, got.update, mpy=False, keys=keys)
+    assert json.loads(got["ota/trust.json"]) == {"keys": keys, "floor": "0.0.0"}
+    with pytest.raises(BadInput, match="key set it is to trust"):
+        provision.provision("gh-02", "http://hub", lambda i, t: "ab" * 32, got.update, mpy=False)
+    other, _ = pair()
+    release.build("picow", "1.0.0", DEVICE_CODE / "app", tmp_path / "foreign", key_hex=other)
+    with pytest.raises(PicoctlError, match="a key not in the set"):
+        provision.provision("gh-03", "http://hub", lambda i, t: "ab" * 32, got.update, release_dir=tmp_path / "foreign",
+                            mpy=False, keys=keys)

@@ -46,7 +46,7 @@ def test_gh03s_traceback_reaches_rollout_status_and_the_tui(tmp_path) -> None:  
                               "--json"], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         failure = next(f for f in json.loads(out.stdout)["failures"] if f["device_id"] == DRY)
-        assert failure["reason"].startswith(f"rolled_back: {ERROR}")
+        assert failure["reason"] == f"rolled_back: {ERROR} (app/main.py:8)"  # the README's words
         assert "in pump" in failure["error"]["traceback"] and ERROR in failure["error"]["traceback"]
         text = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(demo.config_path), "rollout", "status"],
                               capture_output=True, text=True, timeout=60).stdout

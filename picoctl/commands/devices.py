@@ -35,6 +35,10 @@ def _list(args: argparse.Namespace) -> int:
         devices = client.devices()
 
     def render(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            console.print("no devices yet: provision a board with `picoctl device provision ID --port PORT`, or "
+                          "register one with `picoctl devices add ID`", highlight=False)
+            return
         table(f"{len(rows)} device(s)", ("id", "type", "channel", "version", "status", "last seen", "rssi", "offer",
                                          "last error"), [
             (d["id"], d["type"], d["channel"], d["version"] or "-", d["status"], _age(d["last_seen"]), d["rssi"],

@@ -126,6 +126,10 @@ def _list(args: argparse.Namespace) -> int:
         rows = client.releases(args.target)
 
     def render(found: list[dict]) -> None:
+        if not found:
+            console.print("no releases published: build one with `picoctl release build`, then "
+                          "`picoctl release publish DIR`", highlight=False)
+            return
         table(f"{len(found)} release(s)", ("target", "version", "published (UTC)", "sha256", "smoke"), [
             (r["target"], r["version"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["published_at"])),
              r["sha256"][:12], release.smoke_summary(r["meta"])) for r in found])

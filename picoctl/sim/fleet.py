@@ -49,6 +49,7 @@ class SimDevice:
     n: int = 0
     uptime_s: int = 0
     log: list[str] = field(default_factory=list)
+    last_error: dict[str, Any] | None = None  # the crash record of a failed trial, as the agent keeps it
 
     # --- wire --------------------------------------------------------------------------------
 
@@ -91,6 +92,8 @@ class SimDevice:
         body = {"id": self.id, "counter": counter, "version": self.version, "seq": self.seq,
                 "uptime_s": self.uptime_s, "mem_free": 101232, "rssi": -61, "phase": self.phase or None,
                 "readings": self.readings}
+        if self.last_error:  # as the agent reports it (docs/protocol.md); otherwise left out
+            body |= {"boots": self.epoch, "reset_cause": "soft", "last_error": self.last_error}
         raw, headers = self.signed({k: v for k, v in body.items() if v is not None})
         return counter, raw, headers
 
@@ -119,12 +122,12 @@ class SimDevice:
         return offer
 
     def status(self, client: httpx.Client, offer: dict[str, Any], phase: str, from_version: str, detail: str = "",
-               transient: bool = False) -> None:
+               transient: bool = False, error: dict[str, Any] | None = None) -> None:
         self.phase = phase
         self.log.append(phase)
-        self.post(client, "/deploy/status", {
-            "id": self.id, "counter": self.counter(), "seq": offer["seq"], "version": offer["version"],
-            "from_version": from_version, "phase": phase, "detail": detail, "transient": transient}, verify_mac=False)
+        body = {"id": self.id, "counter": self.counter(), "seq": offer["seq"], "version": offer["version"],
+                "from_version": from_version, "phase": phase, "detail": detail, "transient": transient}
+        self.post(client, "/deploy/status", body | ({"error": error} if error else {}), verify_mac=False)
 
     def _download(self, client: httpx.Client, f: dict[str, Any], drop: bool) -> bytes:
         """One file by sha256: half of it, a drop, then the rest with Range (or a transient failure)."""
@@ -170,9 +173,14 @@ class SimDevice:
             return "silent"
         self.status(client, offer, "trial", old_version)
         if self.fail_trial:
+            self.last_error = {"type": "RuntimeError", "message": f"{offer['version']} failed on this board",
+                               "traceback": 'Traceback (most recent call last):\n  File "app/main.py", line 1, '
+                                            f"in <module>\nRuntimeError: {offer['version']} failed on this board\n",
+                               "boot": self.epoch, "reset_cause": "soft"}
             self.files, self.version = old_files, old_version
             self.reboot()
-            self.status(client, offer, "rolled_back", old_version, "new app did not confirm its trial boot")
+            self.status(client, offer, "rolled_back", old_version, "new app did not confirm its trial boot",
+                        error=self.last_error)
             return "rolled_back"
         self.heartbeat(client)  # the first accepted heartbeat confirms the trial
         self.status(client, offer, "committed", old_version)

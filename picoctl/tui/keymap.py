@@ -93,7 +93,8 @@ USB = [
     Binding("v", "provision", "Provision", id="usb.provision",
             tooltip="provision the selected board as a Pico W of the fleet"),
     Binding("l", "log", "Log", id="usb.log", tooltip="follow the selected board's serial console (or any port)"),
-    Binding("space", "pause", "Pause", id="usb.pause", tooltip="pause or follow the serial log"),
+    Binding("space", "pause", "Pause", id="usb.pause", tooltip="pause the serial log (it keeps reading)"),
+    Binding("space", "follow", "Follow", id="usb.follow", tooltip="follow the serial log again"),
     Binding("slash", "search", "Search", id="usb.search", tooltip="show only log lines holding a text"),
     # left out of the footer so that it fits 80 columns; `?`, the palette and the log's own line name them
     Binding("x", "clear", "Clear", show=False, id="usb.clear", tooltip="clear the serial log view"),

@@ -1,5 +1,6 @@
 """A man in the middle between a board and the hub: a real HTTP server on 127.0.0.1 that forwards
-every request and lets a test alter the answers (flip a byte, break a MAC, replay, cut a download)."""
+every request and lets a test alter the answers (flip a byte, break a MAC, replay, cut a download,
+answer garbage, drip the answer a byte at a time, or hang after the head)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ class Reply:
     headers: dict[str, str]
     body: bytes
     cut_after: int | None = None  # send the full Content-Length header but only this many body bytes
+    raw: bytes | None = None  # send exactly this instead of the response
+    drip_s: float | None = None  # send the response one byte every drip_s seconds
+    hang: bool = False  # send the head, then nothing until the proxy closes
 
 
 Tamper = Callable[[str, bytes, Reply], Reply]
@@ -27,6 +31,7 @@ class Proxy:
         self.upstream = urlsplit(upstream)
         self.tamper = tamper
         self.requests: list[str] = []
+        self.closing = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,14 +51,26 @@ class Proxy:
                               resp.read())
                 conn.close()
                 reply = proxy.tamper(self.path, body, reply)
-                self.send_response(reply.status)
-                for k, v in reply.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(reply.body if reply.cut_after is None else reply.body[: reply.cut_after])
                 self.close_connection = True
+                head = f"HTTP/1.0 {reply.status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items())
+                head += f"Content-Length: {len(reply.body)}\r\nConnection: close\r\n\r\n"
+                data = reply.raw if reply.raw is not None else head.encode() + (
+                    reply.body if reply.cut_after is None else reply.body[: reply.cut_after])
+                try:
+                    if reply.hang:
+                        self.wfile.write(head.encode())
+                        self.wfile.flush()
+                        proxy.closing.wait()
+                    elif reply.drip_s:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                            if proxy.closing.wait(reply.drip_s):
+                                return
+                    else:
+                        self.wfile.write(data)
+                except OSError:
+                    pass  # the board hung up: what a hostile answer is for
 
             do_GET = do_POST = _forward  # noqa: N815
 
@@ -63,5 +80,6 @@ class Proxy:
         self.thread.start()
 
     def close(self) -> None:
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()

@@ -16,6 +16,7 @@ import pytest
 from .fleet import make_app, phases, publish, rollout
 from .proxy import Proxy, Reply
 from picoctl.sim.board import Board, RunResult, device_config, find_micropython
+from picoctl.sim.flash_image import BLOCK_COUNT
 
 pytestmark = [
     pytest.mark.micropython,
@@ -30,11 +31,15 @@ def mac(key: str, body: bytes) -> str:
     return hmac.new(bytes.fromhex(key), body, hashlib.sha256).hexdigest()
 
 
-def board_for(hub, tmp_path: Path, device_id: str, url: str | None = None, env: dict | None = None, **cfg) -> tuple[Board, str]:
+def board_for(hub, tmp_path: Path, device_id: str, url: str | None = None, blocks: int = BLOCK_COUNT,
+              **cfg) -> tuple[Board, str]:
     key = hub.register(device_id, channel="canary")
-    board = Board(tmp_path / device_id, env=env)
+    board = Board(tmp_path / device_id, blocks=blocks)
     board.install(device_config(device_id, key, url or hub.url, **cfg), V1, "1.0.0", keys=hub.keys)
     return board, key
+
+
+FULL_LEAVES = 2 * 4096  # free flash left: less than the update needs, enough for the state and reports
 
 
 def hub_saw_failure(hub, device_id: str):
@@ -45,9 +50,9 @@ def assert_untouched(board: Board) -> None:
     """The running app is v1, whole; half-written files exist only in app.new kept for a resume."""
     assert board.tree("app") == V1
     assert board.state()["version"] == "1.0.0"
-    stray = [p for p in board.flash.rglob("*.tmp") if "app.new" not in p.parts]
+    stray = [n for n in board.flash.files() if n.endswith(".tmp") and not n.startswith("app.new/")]
     assert not stray, stray
-    if (board.flash / "app.new").exists():
+    if "app.new" in board.flash.dirs():
         assert board.state().get("offer"), "app.new left behind without an update to resume"
 
 
@@ -127,8 +132,9 @@ def test_tampered_updates_are_refused(hub, tmp_path: Path, case: str) -> None:
               "truncated": _cut_artifacts}.get(case)
     proxy = Proxy(hub.url, tamper) if tamper else None
     try:
-        env = {"PICOW_FLASH_QUOTA": "4000"} if case == "full_flash" else None
-        board, keys["k"] = board_for(hub, tmp_path, device_id, proxy.url if proxy else None, env=env)
+        board, keys["k"] = board_for(hub, tmp_path, device_id, proxy.url if proxy else None)
+        if case == "full_flash":
+            board.fill_flash(FULL_LEAVES)
         run = board.run(hub_saw_failure(hub, device_id), timeout=30)
     finally:
         if proxy:
@@ -146,7 +152,7 @@ def test_tampered_updates_are_refused(hub, tmp_path: Path, case: str) -> None:
     elif case in ("flipped_byte", "full_flash"):
         assert board.leftovers() == [] and board.state()["phase"] == "failed"
     else:
-        assert not (board.flash / "app.new").exists()
+        assert "app.new" not in board.flash.dirs()
 
 
 def test_replayed_and_old_offers_are_refused(hub, tmp_path: Path) -> None:
@@ -164,7 +170,7 @@ def test_replayed_and_old_offers_are_refused(hub, tmp_path: Path) -> None:
     proxy = Proxy(hub.url, lambda path, b, reply: Reply(recorded.status, dict(recorded.headers), recorded.body)
                   if path == "/check" else reply)
     try:
-        (board.flash / "config.json").write_text(json.dumps(device_config("gh-replay", key, proxy.url)))
+        board.flash.write({"config.json": json.dumps(device_config("gh-replay", key, proxy.url)).encode()})
         board.run(hub_saw_failure(hub, "gh-replay"), timeout=20)
     finally:
         proxy.close()
@@ -176,7 +182,7 @@ def test_replayed_and_old_offers_are_refused(hub, tmp_path: Path) -> None:
     board, key = board_for(hub, tmp_path, "gh-oldseq")
     st = board.state()
     st["seq"] = 50
-    (board.flash / "ota" / "state.json").write_text(json.dumps(st))
+    board.flash.write({"ota/state.json": json.dumps(st).encode()})
 
     def old_seq(path: str, b: bytes, reply: Reply) -> Reply:
         doc = json.loads(reply.body) if path == "/check" else {}
@@ -188,7 +194,7 @@ def test_replayed_and_old_offers_are_refused(hub, tmp_path: Path) -> None:
 
     proxy = Proxy(hub.url, old_seq)
     try:
-        (board.flash / "config.json").write_text(json.dumps(device_config("gh-oldseq", key, proxy.url)))
+        board.flash.write({"config.json": json.dumps(device_config("gh-oldseq", key, proxy.url)).encode()})
         board.run(hub_saw_failure(hub, "gh-oldseq"), timeout=20)
     finally:
         proxy.close()
@@ -224,7 +230,8 @@ def test_hub_restart_mid_download_resumes(hub, tmp_path: Path) -> None:
     publish(hub, "1.0.0", V1)
     publish(hub, "2.0.0", big)
     rollout(hub, "2.0.0")
-    board, _ = board_for(hub, tmp_path, "gh-hubcut", download_retries=6)  # resumes over 23 s: a slow hub start
+    # a flash of 8 MiB (a 16 MiB chip) for a file larger than the socket buffers; resumes over 23 s: a slow hub start
+    board, _ = board_for(hub, tmp_path, "gh-hubcut", blocks=2048, download_retries=6)
     restarter: list[threading.Thread] = []
 
     def cut_hub(name: str) -> None:
@@ -254,9 +261,7 @@ def test_corrupt_partial_file_from_an_earlier_attempt_is_fetched_again(hub, tmp_
     # an earlier attempt at 2.0.0 left a partial data.bin whose bytes went bad on the flash
     st = board.state()
     st.update(phase="failed", offer={"seq": 1, "version": "2.0.0", "rollout_id": 1})
-    (board.flash / "ota" / "state.json").write_text(json.dumps(st))
-    (board.flash / "app.new").mkdir()
-    (board.flash / "app.new" / "data.bin.tmp").write_bytes(b"\xff" * 1000)
+    board.flash.write({"ota/state.json": json.dumps(st).encode(), "app.new/data.bin.tmp": b"\xff" * 1000})
     board.run(lambda _: board.state().get("version") == "2.0.0" and not board.state().get("pending"), timeout=20)
     assert board.tree("app") == V2 and board.leftovers() == []
     assert not any(p.startswith("failed") for p in phases(hub, "gh-corrupt"))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from .fleet import downloads, make_app, phases, publish, rollout
+from picoctl import provision
 from picoctl.sim.board import Board, RunResult, device_config, find_micropython
 
 pytestmark = [
@@ -67,7 +68,7 @@ def test_update_stages_switches_confirms_and_cleans(hub, tmp_path: Path) -> None
     rollout(hub, "4.0.0")
     run = board.run(on_version(board, "4.0.0"))
     assert board.tree("app") == v4 and board.leftovers() == []
-    assert not list(board.flash.rglob("stale*")) and not (board.flash / "app" / "lib").exists()
+    assert not [n for n in board.flash.files() if "stale" in n] and "app/lib" not in board.flash.dirs()
     assert "@shadow" not in run.lines and "@app 4.0.0" in run.lines
     assert board.state()["seq"] > 0
 
@@ -99,13 +100,43 @@ def test_check_now_from_the_operator_starts_the_update_at_once(hub, tmp_path: Pa
 
 def test_wifi_join_backs_off_then_the_board_checks_in(hub, tmp_path: Path) -> None:
     board = new_board(hub, tmp_path, "gh-03", make_app("1.0.0"), "1.0.0")
-    (board.flash / "sim").mkdir()
-    down = board.flash / "sim" / "wifi_down"
-    down.write_text("")
+    board.set_wifi(False)
     started = time.monotonic()
     run = board.run(lambda _: time.monotonic() - started > 3.5, timeout=10)
     joins = run.lines.count("@wifi join")
     assert 2 <= joins <= 4, joins  # at 0, 1, 3 s: 1 s doubling, not once per 20 ms tick
     assert hub.client.device("gh-03")["last_seen"] is None
-    down.unlink()
+    board.set_wifi(True)
     board.run(lambda _: hub.client.device("gh-03")["last_seen"] is not None, timeout=10)
+
+
+@pytest.mark.parametrize("case", ["consent", "deadline"])
+def test_the_sample_app_holds_the_switch_while_its_pump_runs(hub, tmp_path: Path, case: str) -> None:
+    """The sample app says no to the switch while the pump runs: the switch waits for the pump's run
+    limit, or, when that is longer, for switch_deadline_s, and the app stops the pump before it."""
+    version, app = provision.app_files()
+    v2 = dict(app, **{"marker.py": b"M = 2\n"})
+    publish(hub, "2.0.0", v2)
+    settings = {"dry_below": 30, "wet_above": 45, "max_run_s": 4 if case == "consent" else 600, "rest_s": 600}
+    key = hub.register(f"gh-pump-{case}", channel="canary")
+    board = Board(tmp_path / f"gh-pump-{case}")
+    board.install(device_config(f"gh-pump-{case}", key, hub.url, app=settings,
+                                switch_deadline_s=600 if case == "consent" else 1), app, version, keys=hub.keys)
+    board.set_moisture(10)  # dry: the pump starts at once and runs until its limit
+    rollout(hub, "2.0.0")
+    seen: dict[str, float] = {}
+
+    def switched(r: RunResult) -> bool:
+        for line in ("@step phase staged", "@reset"):
+            if line in r.lines:
+                seen.setdefault(line, time.monotonic())
+        return "@reset" in r.lines
+
+    run = board.run(switched, on_step=lambda _: None, timeout=40)
+    held = seen["@reset"] - seen["@step phase staged"]
+    assert held > 0.8, held  # the pump's remaining run (consent) or the 1 s deadline
+    lines = run.lines
+    on, staged, reset = (lines.index(x) for x in ("@pump on", "@step phase staged", "@reset"))
+    off = lines.index("@pump off", staged)
+    assert on < staged < off < reset, run.tail()  # the pump ran on through the download; off before the switch
+    assert not [ln for ln in lines[staged:off] if ln.startswith("@pump")]

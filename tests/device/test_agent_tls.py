@@ -81,7 +81,7 @@ def test_a_hub_with_another_certificate_gets_nothing(hub: conftest.Hub, tmp_path
 def test_an_altered_pin_on_the_flash_keeps_the_board_from_talking(hub: conftest.Hub, tmp_path: Path) -> None:
     publish(hub, "1.0.0", make_app("1.0.0"))
     board, der = pinned_board(hub, tmp_path, "gh-03", make_app("1.0.0"))
-    (board.flash / provision.HUB_CERT).write_bytes(der[:-1] + bytes([der[-1] ^ 1]))
+    board.flash.write({provision.HUB_CERT: der[:-1] + bytes([der[-1] ^ 1])})
     run = board.run(lambda r: sum("https:// needs the hub's pinned certificate" in line for line in r.lines) >= 2,
                     timeout=15)
     assert "ota: hub certificate does not match hub_fingerprint: provision the board again" in run.lines

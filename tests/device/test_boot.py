@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from picoctl.sim.board import RESET_EXIT, Board, agent_files, find_micropython
+from picoctl.sim.board import RESET_EXIT, Board, RunResult, agent_files, find_micropython
 
 pytestmark = [
     pytest.mark.micropython,
@@ -23,20 +23,17 @@ def app(version: str, extra: dict[str, bytes] | None = None) -> dict[str, bytes]
     return files
 
 
-def layout(flash: Path, state: dict | None, folders: dict[str, dict[str, bytes]], trial_boots: int = 3) -> Board:
-    flash.mkdir(parents=True, exist_ok=True)
-    for name, data in agent_files().items():
-        (flash / name).parent.mkdir(parents=True, exist_ok=True)
-        (flash / name).write_bytes(data)
-    (flash / "config.json").write_text(json.dumps({"id": "d1", "key": "00" * 32, "hub": "http://127.0.0.1:9",
-                                                   "trial_boots": trial_boots, "wdt_ms": 2000}))
+def layout(root: Path, state: dict | None, folders: dict[str, dict[str, bytes]], trial_boots: int = 3) -> Board:
+    files = dict(agent_files())
+    files["config.json"] = json.dumps({"id": "d1", "key": "00" * 32, "hub": "http://127.0.0.1:9",
+                                       "trial_boots": trial_boots, "wdt_ms": 2000}).encode()
     if state is not None:
-        (flash / "ota" / "state.json").write_text(json.dumps(state))
-    for folder, files in folders.items():
-        for name, data in files.items():
-            (flash / folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (flash / folder / name).write_bytes(data)
-    return Board(flash)
+        files["ota/state.json"] = json.dumps(state).encode()
+    for folder, content in folders.items():
+        files.update({f"{folder}/{name}": data for name, data in content.items()})
+    board = Board(root)
+    board.install_files(files)
+    return board
 
 
 def boot_once(board: Board) -> tuple[str | None, int | None, list[str]]:
@@ -128,7 +125,7 @@ def _sweep(tmp_path: Path, state: dict, folders: dict, expect_version: str, expe
         assert code == 0 and ran == expect_version, (k, names[k - 1], lines)
         assert board.state()["phase"] == expect_phase
         assert board.tree("app") == (V2 if expect_version == "2.0.0" else V1)
-        assert not list(board.flash.rglob("*.tmp"))
+        assert not [name for name in board.flash.files() if name.endswith(".tmp")]
     return len(names)
 
 
@@ -145,7 +142,35 @@ def test_power_cut_at_every_step_of_the_rollback(tmp_path: Path) -> None:
 def test_state_that_cannot_be_written_still_starts_the_app(tmp_path: Path) -> None:
     board = layout(tmp_path / "flash", {"version": "1.0.0", "seq": 3, "phase": "staged", "offer": OFFER},
                    {"app": V1, "app.new": V2})
-    (board.flash / "ota" / "state.json.tmp").mkdir()  # every state write now fails
+    board.flash.mkdir("ota/state.json.tmp")  # every state write now fails
     ran, code, lines = boot_once(board)
     assert (ran, code) == ("1.0.0", 0), lines
     assert board.tree("app") == V1 and board.tree("app.new") == V2  # nothing renamed without a record
+
+
+def _op_sweep(tmp_path: Path, state: dict, folders: dict, expect_version: str, expect_phase: str) -> int:
+    """Tear each flash operation boot.py makes (program or erase), boot again, check; returns the count."""
+    def started(r: RunResult) -> bool:
+        return any(ln.startswith("@app") for ln in r.lines)
+
+    total = layout(tmp_path / "probe", dict(state), folders).run(started).flash.ops
+    assert total, "boot.py made no flash operation"
+    for k in range(1, total + 1):
+        board = layout(tmp_path / f"op{k}", dict(state), folders)
+        run = board.run(started, kill_at_op=k)
+        assert run.killed_at and run.killed_at.startswith(f"flash cut {k} "), run.tail()
+        assert [ln.split()[1] for ln in run.lines if ln.startswith("@app ")] == [expect_version], (k, run.tail())
+        assert board.state()["phase"] == expect_phase, (k, run.tail())
+        assert board.tree("app") == (V2 if expect_version == "2.0.0" else V1)
+        assert not [name for name in board.flash.files() if name.endswith(".tmp")]
+    return total
+
+
+def test_power_cut_at_every_flash_operation_of_the_switch(tmp_path: Path) -> None:
+    state = {"version": "1.0.0", "seq": 3, "phase": "staged", "offer": OFFER}
+    assert _op_sweep(tmp_path, state, {"app": V1, "app.new": V2}, "2.0.0", "trial") >= 10
+
+
+def test_power_cut_at_every_flash_operation_of_the_rollback(tmp_path: Path) -> None:
+    state = {"version": "1.0.0", "seq": 3, "phase": "trial", "offer": OFFER, "boots": 3}
+    assert _op_sweep(tmp_path, state, {"app": V2, "app.old": V1}, "1.0.0", "rolled_back") >= 10

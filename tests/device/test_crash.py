@@ -64,7 +64,8 @@ def test_an_exception_in_the_loop_during_a_trial_reaches_the_rollout_with_its_tr
     board = _board(hub, tmp_path, "gh-03")
     publish(hub, "1.1.0", CRASHING)
     ro = rollout(hub, "1.1.0", halt_after_failures=1)
-    run = board.run(_rolled_back(board), timeout=60)
+    reported = _until_hub(hub, "gh-03", lambda d: d["version"] == "1.0.0" and d["last_error"] and d["boots"])
+    run = board.run(lambda r: _rolled_back(board)(r) and reported(r), timeout=60)
     assert run.resets >= 3
     halted = hub.client.rollout(ro)
     why = "gh-03 rolled_back: AttributeError: module 'ota.hw' has no attribute 'pump_pwm' (app/pump.py:5)"
@@ -72,7 +73,6 @@ def test_an_exception_in_the_loop_during_a_trial_reaches_the_rollout_with_its_tr
     error = halted["failures"][0]["error"]
     assert 'File "app/pump.py", line 5, in start' in error["traceback"] and error["reset_cause"] == "soft"
     # back on 1.0.0, it keeps reporting the crash, its boot number, why it reset and what it runs
-    board.run(_until_hub(hub, "gh-03", lambda d: d["version"] == "1.0.0" and d["last_error"]), timeout=30)
     d = _device(hub, "gh-03")
     assert d["last_error"]["type"] == "AttributeError" and d["last_error"]["boot"] < d["boots"]
     assert d["reset_cause"] == "soft" and d["firmware"]["mpy_abi"].startswith("6.")
@@ -110,16 +110,17 @@ def test_a_soft_reset_is_no_watchdog_reset_and_a_commit_clears_the_record(hub, t
     board.run(_until_hub(hub, "gh-06", lambda d: d["version"] == "2.0.0" and d["boots"] and not d["last_error"]
                          and d["phase"] == "committed"), timeout=60)
     assert _device(hub, "gh-06")["reset_cause"] == "soft"  # the switch, not a watchdog
-    assert not (board.flash / "ota" / "crash.json").exists()
+    assert board.flash.read("ota/crash.json") is None
 
 
 def test_a_full_flash_loses_the_record_not_the_boot(hub, tmp_path: Path) -> None:
-    board = _board(hub, tmp_path, "gh-07", app=BROKEN_IMPORT, env={"PICOW_FLASH_QUOTA": "0"})
+    board = _board(hub, tmp_path, "gh-07", app=BROKEN_IMPORT)
+    board.fill_flash()
     online = _until_hub(hub, "gh-07", lambda d: d["status"] == "online" and d["boots"])
     run = board.run(lambda r: "boot: app failed, running the update agent alone" in r.lines and online(r), timeout=30)
     assert any(line.startswith("crash: not saved:") for line in run.lines), run.tail()
     assert "boot: app failed, running the update agent alone" in run.lines
-    assert not (board.flash / "ota" / "crash.json").exists() and board.leftovers() == []
+    assert board.flash.read("ota/crash.json") is None and board.leftovers() == []
 
 
 def test_power_cuts_while_the_record_is_written_leave_the_board_bootable(hub, tmp_path: Path) -> None:
@@ -136,7 +137,7 @@ def test_power_cuts_while_the_record_is_written_leave_the_board_bootable(hub, tm
         run = b.run(_rolled_back(b), timeout=60, kill_at_step=at)
         assert run.killed_at == "crash saved"
         assert b.tree("app") == V1 and b.leftovers() == []
-        record = json.loads((b.flash / "ota" / "crash.json").read_text())
+        record = json.loads(b.flash.read("ota/crash.json") or b"")
         assert record["type"] == "AttributeError"
 
 
@@ -150,7 +151,7 @@ def test_a_release_for_another_mpy_version_is_never_offered_to_the_board(hub, tm
     board.run(_until_hub(hub, "gh-09", lambda d: (d["offer"] or {}).get("phase") == "failed"), timeout=30)
     d = _device(hub, "gh-09")
     assert d["version"] == "1.0.0" and "not offered: release built for .mpy v5" in d["offer"]["detail"]
-    assert board.tree("app") == V1 and not (board.flash / "app.new").exists()
+    assert board.tree("app") == V1 and "app.new" not in board.flash.dirs()
 
 
 CHATTY = make_app("1.0.0", main_prefix=(

@@ -1,6 +1,7 @@
-"""Power cuts during an update: the board is SIGKILLed at every step the agent and boot.py mark
-(checking, downloading, renaming, switching, the first trial boot) and at random instants; each time
-it boots again and must run a complete app, old or new, and end on the new one with nothing half-written."""
+"""Power cuts during an update: at every flash operation (a torn program or erase on the LittleFS
+flash, on an empty and on a nearly full flash), at every step the agent and boot.py mark (checking,
+downloading, renaming, switching, the first trial boot) and at random instants; each time the board
+boots again and must run a complete app, old or new, and end on the new one with nothing half-written."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def test_power_cut_at_every_step_and_at_random_instants(hub, tmp_path: Path) -> 
     def attempt(i: int) -> tuple[str | None, str | None]:
         board = boards[i]
         try:
-            return _survives(hub, board, board.flash.name, **points[i]), None
+            return _survives(hub, board, board.root.name, **points[i]), None
         except AssertionError as exc:
             return str(points[i]), str(exc)[-1500:]
 
@@ -100,3 +101,58 @@ def test_power_cut_at_every_step_and_at_random_instants(hub, tmp_path: Path) -> 
           f"{late} random instants fell after the update had finished), {len(tried) - len(failures)} survived")
     assert not failures, "\n\n".join(f"{w}: {e}" for w, e in failures[:4])
     assert last >= MIN_POINTS and len(tried) - last >= RANDOM_POINTS // 2
+
+
+SMALL_V2 = make_app("2.0.0", {"lib/a.py": b"A = 2\n", "data.bin": bytes(range(255, -1, -1)) * 24, "new.py": b"N = 2\n"})
+SMALL_APPS = {"1.0.0": V1, "2.0.0": SMALL_V2}
+NEARLY_FULL_FREE = 18 * 4096  # free flash left on the nearly full board: just what this update needs
+MAX_OPS = 110  # flash operations of that update, at most (about 80 on this rig)
+
+
+@pytest.mark.parametrize("flash", ["empty", "nearly_full"])
+def test_power_cut_at_every_flash_operation_of_an_update(hub, tmp_path: Path, flash: str) -> None:
+    publish(hub, "1.0.0", V1)
+    publish(hub, "2.0.0", SMALL_V2)
+
+    def fresh(device_id: str) -> Board:
+        key = hub.register(device_id, channel="canary")
+        board = Board(tmp_path / device_id)
+        board.install(device_config(device_id, key, hub.url, check_s=0.2), V1, "1.0.0", keys=hub.keys)
+        if flash == "nearly_full":
+            board.fill_flash(NEARLY_FULL_FREE)
+        return board
+
+    def committed(board: Board):
+        def done(_: RunResult) -> bool:
+            st = board.state()
+            return st.get("version") == "2.0.0" and st.get("phase") == "committed" and not st.get("pending")
+        return done
+
+    def whole(board: Board):
+        def check(name: str) -> None:
+            if name.startswith("app "):
+                assert board.tree("app") == SMALL_APPS[name[4:]], f"mixed app at boot: {sorted(board.tree('app'))}"
+        return check
+
+    boards = [fresh(f"op-{k:03d}") for k in range(MAX_OPS + 1)]  # all in the rollout's cohort from its start
+    rollout(hub, "2.0.0")
+    probe = boards.pop(0)
+    total = probe.run(committed(probe), timeout=40).flash.ops
+    assert 40 <= total <= MAX_OPS, total
+
+    def attempt(k: int) -> str | None:
+        board = boards[k - 1]
+        try:
+            run = board.run(committed(board), timeout=40, kill_at_op=k, on_step=whole(board))
+            assert run.killed_at and run.killed_at.startswith(f"flash cut {k} "), run.tail()
+            assert board.tree("app") == SMALL_V2, run.tail()
+            assert board.leftovers() == [], board.leftovers()
+            assert hub.client.device(board.root.name)["version"] == "2.0.0"
+        except AssertionError as exc:
+            return f"op {k}: {str(exc)[-1500:]}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [f for f in pool.map(attempt, range(1, total + 1)) if f]
+    print(f"\nflash cuts ({flash} flash): {total} operations torn, {total - len(failures)} survived")
+    assert not failures, "\n\n".join(failures[:4])

@@ -19,6 +19,13 @@ pytestmark = [
 ]
 
 
+def from_folder(out: Path, root: Path) -> Board:
+    """A rig board whose flash holds exactly what provisioning wrote into `out`."""
+    board = Board(root)
+    board.install_files({p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    return board
+
+
 @pytest.fixture()
 def cli_env(hub, monkeypatch):
     monkeypatch.setenv("PICOCTL_CONFIG", str(hub.site / "fleet.toml"))
@@ -47,7 +54,7 @@ def test_provision_into_a_folder_then_the_board_checks_in(cli_env, tmp_path: Pat
     # the folder is a working board: the sample app reads the sensor, runs the pump and checks in
     cfg.update(tick_ms=20, app={"dry_below": 30, "wet_above": 45, "max_run_s": 0.3, "rest_s": 60})
     (out / "config.json").write_text(json.dumps(cfg))
-    board = Board(out)
+    board = from_folder(out, tmp_path / "rig")
     board.set_moisture(20)
 
     def pumped_and_seen(res) -> bool:
@@ -66,7 +73,7 @@ def test_sample_app_hysteresis(cli_env, tmp_path: Path) -> None:
     cfg = json.loads((out / "config.json").read_text())
     cfg.update(tick_ms=20, heartbeat_s=0.2)
     (out / "config.json").write_text(json.dumps(cfg))
-    board = Board(out)
+    board = from_folder(out, tmp_path / "rig")
     board.set_moisture(35)  # between the thresholds: the pump stays off
     # (moisture to set, then what the hub must show before the next step)
     script = [(25, lambda r: r.get("moisture") == 35 and r.get("pump") is False),  # between thresholds: off

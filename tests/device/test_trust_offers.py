@@ -68,7 +68,7 @@ def assert_refused_untouched(hub, board: Board, proxy: Proxy, device_id: str, re
     detail = refusals(hub, device_id)[0]
     assert reason in detail["detail"] and detail["result"] == "failed", detail  # not "failed (transient)"
     assert board.tree("app") == V1 and board.state()["version"] == "1.0.0"
-    assert not (board.flash / "app.new").exists()
+    assert "app.new" not in board.flash.dirs()
     assert not [r for r in proxy.requests if "/artifacts/" in r]  # not a byte was fetched for app.new
 
 
@@ -185,7 +185,7 @@ def test_key_sets_not_signed_by_a_trusted_root_or_older_are_refused(hub, tmp_pat
     unknown = _next_set(2, [signing.public_from_private(stranger)], [signing.public_from_private(ATTACKER_KEY)], stranger)
     board, proxy = run_attacked(hub, tmp_path, "gh-keys-unknown", _with_keys(unknown))
     assert_refused_untouched(hub, board, proxy, "gh-keys-unknown", "key set v2 is not signed by a root key this board trusts")
-    assert json.loads((board.flash / "ota" / "trust.json").read_text())["keys"] == hub.keys
+    assert json.loads(board.flash.read("ota/trust.json") or b"")["keys"] == hub.keys
 
     # v2 moves the root to a new key (the old root revoked); v1 and the old root are then worthless
     new_root, _ = signing.generate_keypair()
@@ -197,7 +197,7 @@ def test_key_sets_not_signed_by_a_trusted_root_or_older_are_refused(hub, tmp_pat
                                    ("gh-keys-replayed", replay_v1, "key set v1 is not above the trusted v2: replayed or old")):
         board, proxy = run_attacked(hub, tmp_path, name, _with_keys(envelope), keys=_as_first(v2, new_root))
         assert_refused_untouched(hub, board, proxy, name, reason)
-        assert json.loads((board.flash / "ota" / "trust.json").read_text())["keys"]["signed"] == v2["signed"]
+        assert json.loads(board.flash.read("ota/trust.json") or b"")["keys"]["signed"] == v2["signed"]
 
 
 def _as_first(envelope: dict, root_private: str) -> dict:
@@ -222,7 +222,7 @@ def test_rotation_reaches_boards_and_a_revoked_release_key_is_refused(hub, tmp_p
     board = Board(tmp_path / "gh-rotate")
     board.install(device_config("gh-rotate", device_key, hub.url), V1, "1.0.0", keys=v1)
     board.run(lambda _: hub.client.device("gh-rotate").get("keys") == 2, timeout=30)
-    assert json.loads(json.loads((board.flash / "ota" / "trust.json").read_text())["keys"]["signed"])["version"] == 2
+    assert json.loads(json.loads(board.flash.read("ota/trust.json") or b"")["keys"]["signed"])["version"] == 2
 
     # the attacker replays the old-key release (its offer MAC'd with the device key)
     meta = release.load_meta(old_signed)
@@ -234,14 +234,14 @@ def test_rotation_reaches_boards_and_a_revoked_release_key_is_refused(hub, tmp_p
 
     proxy = Proxy(hub.url, rewriting({"k": device_key}, old_release, {}))
     try:
-        (board.flash / "config.json").write_text(json.dumps(device_config("gh-rotate", device_key, proxy.url)))
+        board.flash.write({"config.json": json.dumps(device_config("gh-rotate", device_key, proxy.url)).encode()})
         board.run(lambda _: bool(refusals(hub, "gh-rotate")), timeout=30)
     finally:
         proxy.close()
     assert_refused_untouched(hub, board, proxy, "gh-rotate", "signed by a key this board does not trust")
 
     # a release under the new key goes through the honest hub
-    (board.flash / "config.json").write_text(json.dumps(device_config("gh-rotate", device_key, hub.url)))
+    board.flash.write({"config.json": json.dumps(device_config("gh-rotate", device_key, hub.url)).encode()})
     out = hub.site / "releases" / "picow-2.0.1"
     release.build("picow", "2.0.1", _source(tmp_path, make_app("2.0.1")), out, key_hex=new_key)
     hub.publish(out)
@@ -263,7 +263,7 @@ def test_a_floor_once_accepted_refuses_older_releases_and_rollback_above_it_work
     board.install(device_config("gh-floor", device_key, hub.url), V1, "1.0.0", keys=hub.keys)
     rollout(hub, "2.1.0")
     board.run(lambda _: board.state().get("version") == "2.1.0" and not board.state().get("pending"), timeout=40)
-    assert json.loads((board.flash / "ota" / "trust.json").read_text())["floor"] == "2.0.0"
+    assert json.loads(board.flash.read("ota/trust.json") or b"")["floor"] == "2.0.0"
 
     rollout(hub, "2.0.0")  # a fleet rollback above the floor works as before
     board.run(lambda _: board.state().get("version") == "2.0.0" and not board.state().get("pending"), timeout=40)
@@ -272,5 +272,5 @@ def test_a_floor_once_accepted_refuses_older_releases_and_rollback_above_it_work
     board.run(lambda _: bool(refusals(hub, "gh-floor")), timeout=30)
     assert "release 1.0.0 is below this board's floor 2.0.0" in refusals(hub, "gh-floor")[0]["detail"]
     assert board.state()["version"] == "2.0.0" and board.tree("app") == V2
-    assert not (board.flash / "app.new").exists()
+    assert "app.new" not in board.flash.dirs()
     assert "failed (transient)" not in phases(hub, "gh-floor")

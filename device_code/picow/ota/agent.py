@@ -19,6 +19,7 @@ import random
 import sys
 from binascii import hexlify, unhexlify
 
+import ota
 from ota import crash, fs, http, hw, logring, protocol, trust
 from ota.hmac_sha256 import equal, mac_hex
 
@@ -123,7 +124,8 @@ class Agent:
         self.hub = cfg["hub"].rstrip("/")
         self.tls = self._pinned()
         self.st = load_state()
-        self.buf = bytearray(protocol.CHUNK)
+        self.buf = ota.BUF  # one transfer at a time, whichever agent makes it
+        assert len(self.buf) == protocol.CHUNK
         self.mv = memoryview(self.buf)
         self.started = hw.ticks_ms()
         self.n = 0
@@ -254,7 +256,7 @@ class Agent:
             yield from self._post("/deploy/status", body, False)
             return True
         except Exception as exc:  # the report stays queued (or is lost, for progress reports)
-            print("ota: status not sent:", exc)
+            print("ota: status not sent:", describe(exc))
             return False
 
     def pend(self, phase, detail="", transient=False, offer=None):
@@ -425,8 +427,12 @@ class Agent:
         out = on_flash(open, tmp, "ab" if have else "wb")
         try:
             while have < size:
-                until = hw.earlier(hw.after(start, grace + got // rate * 1000), hw.deadline(grace))
-                chunk = yield from resp.chunk(until)
+                budget = hw.after(start, grace + got // rate * 1000)  # the minimum rate, from the start
+                chunk = resp.ready_chunk()
+                if chunk is None:  # nothing there yet: wait, within the rate and without a long stall
+                    chunk = yield from resp.chunk(hw.earlier(budget, hw.deadline(grace)))
+                elif hw.due(budget):
+                    raise OSError(http.ETIMEDOUT)
                 n = len(chunk)
                 if n == 0:
                     break

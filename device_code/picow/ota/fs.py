@@ -3,8 +3,6 @@
 import json
 import os
 
-from ota import hw
-
 _DIR = 0x4000
 
 
@@ -53,10 +51,8 @@ def rmtree(path):
 
 def remove(path):
     """Remove a file if it is there."""
-    n = size(path)
-    if n >= 0:
+    if exists(path):
         os.remove(path)
-        hw.refund_flash(n)
 
 
 def walk_files(root, prefix=""):
@@ -71,10 +67,6 @@ def walk_files(root, prefix=""):
 
 def write(f, data):
     """Write all of `data` (bytes or memoryview) to the open file `f`."""
-    room = hw.charge_flash(len(data))
-    if room < len(data):
-        f.write(data[:room])  # a full flash takes what fits, then fails
-        raise OSError(28)  # ENOSPC
     n = f.write(data)
     if n is not None and n != len(data):
         raise OSError(28)
@@ -90,9 +82,7 @@ def write_atomic(path, data):
     except OSError:
         remove(tmp)  # a full flash keeps no half-written copy taking the room
         raise
-    old = size(path)
     os.rename(tmp, path)
-    hw.refund_flash(old)
 
 
 def read_json(path, default=None):

@@ -170,11 +170,27 @@ class Response:
     def chunk(self, until):
         """The next body bytes, as a memoryview into the buffer valid until the next call; an empty
         one at the end of the body. A body cut short of its Content-Length raises ECONNRESET."""
+        while True:
+            out = self.ready_chunk()
+            if out is not None:
+                return out
+            _late(until)
+            yield self.sock, IN
+
+    def ready_chunk(self):
+        """chunk() without waiting: None when no byte is there yet."""
         if self.remaining == 0:
             return self.mv[:0]
         if self.start == self.end:
             limit = len(self.buf) if self.remaining < 0 or self.remaining > len(self.buf) else self.remaining
-            n = yield from _recv(self.sock, self.mv[:limit], until)
+            try:
+                n = self.sock.readinto(self.mv[:limit])
+            except OSError as exc:
+                if exc.errno != EAGAIN:
+                    raise
+                n = None
+            if n is None:
+                return None
             self.start, self.end = 0, n
             if n == 0:
                 if self.remaining > 0:
@@ -223,9 +239,12 @@ class Response:
 
 def _allocate(n):
     gc.collect()
-    if gc.mem_free() < n + MEM_RESERVE:
-        raise HTTPError(0, "a %d-byte body does not fit in free memory" % n)
-    return bytearray(n)
+    if gc.mem_free() >= n + MEM_RESERVE:
+        try:
+            return bytearray(n)
+        except MemoryError:  # enough in all, not in one piece
+            pass
+    raise HTTPError(0, "a %d-byte body does not fit in free memory" % n)
 
 
 def request(method, url, body, headers, tls, buf, until):

@@ -1,4 +1,4 @@
-"""The board under the agent: reset, watchdog, Wi-Fi, clock, free heap, flash quota. (The app's sensors
+"""The board under the agent: reset, watchdog, Wi-Fi, clock, free heap. (The app's sensors
 and actuators are the app's own: see app/hardware.py in the sample app.)
 
 On the Pico W (`sys.platform == "rp2"`) these drive the hardware. On the unix port the same calls
@@ -8,8 +8,6 @@ stand in for it, so the agent and the app run unchanged in tests:
   kills a process that has not fed it within the timeout (a hung app cannot check its own deadline);
 - Wi-Fi is the host's network, down while a file `wifi_down` exists in the rig's hardware folder
   (PICOW_SIM, else `sim/`); each join attempt prints `@wifi join`;
-- `PICOW_FLASH_QUOTA` (bytes) makes writes fail with ENOSPC once that much has been written, as on a
-  full flash;
 - `PICOW_STEP_SYNC=1` makes step(name) print `@step <name>` and wait for a line on stdin, so the rig
   can cut the power (SIGKILL) at an exact point of an update;
 - `PICOW_MEM_TRACE=1` samples the live heap (after a collection) at every step, and reset() prints
@@ -35,7 +33,6 @@ else:
 _wdt = None
 _wdt_printed = 0
 _wlan = None
-_quota = None
 _step_sync = False
 _mem_trace = False
 _mem_first = None
@@ -44,8 +41,6 @@ _probe_steps = 0
 _probe_at = 0
 PROBING = False  # callers skip probe() when False
 if not BOARD:
-    _q = os.getenv("PICOW_FLASH_QUOTA")
-    _quota = int(_q) if _q else None
     _step_sync = os.getenv("PICOW_STEP_SYNC") == "1"
     _mem_trace = os.getenv("PICOW_MEM_TRACE") == "1"
     PROBING = os.getenv("PICOW_PROBE") == "1"
@@ -184,24 +179,6 @@ def mem_free():
     """Free heap after a collection (without one the figure mostly counts garbage)."""
     gc.collect()
     return gc.mem_free()
-
-
-def charge_flash(n):
-    """How many of `n` bytes about to be written still fit (all of them on a board, where the
-    filesystem itself raises ENOSPC); the unix quota shrinks by that much."""
-    global _quota
-    if _quota is None:
-        return n
-    k = n if n <= _quota else _quota
-    _quota -= k
-    return k
-
-
-def refund_flash(n):
-    """Account for `n` bytes freed by removing a file."""
-    global _quota
-    if _quota is not None and n > 0:
-        _quota += n
 
 
 def probe():

@@ -27,6 +27,9 @@ RELEASE_COLUMNS = (("target", "TARGET", 6), ("version", "VERSION", 9), ("publish
 ROLLOUT_COLUMNS = (("id", "#", 3), ("kind", "KIND", 8), ("target", "TARGET", 6), ("version", "VERSION", 15),
                    ("stage", "STAGE", 8), ("state", "STATE", 11), ("done", "DONE", 9))
 
+NO_RELEASES = ("No releases yet. Build one with `picoctl release build --target picow --version V --source DIR "
+               "--out OUT`, publish it with `picoctl release publish OUT`, then n here starts its rollout.")
+
 
 def names(ids: list[str], most: int = 4) -> str:
     return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
@@ -144,6 +147,7 @@ class ReleasesScreen(ModelScreen):
         yield ProgressBar(total=1, show_eta=False, id="rollout-progress")
         yield Label("releases", classes="section")
         yield KeyedTable(RELEASE_COLUMNS, id="releases")
+        yield Static(NO_RELEASES, id="releases-empty", classes="empty")
         yield Label("rollouts", classes="section")
         yield KeyedTable(ROLLOUT_COLUMNS, id="rollouts")
         yield Footer(compact=True)
@@ -170,6 +174,7 @@ class ReleasesScreen(ModelScreen):
             table.put(key, (r.target, r.version, stamp(r.published_at), on.get(key, 0), r.sha256[:12] or "-",
                             smoke_cell(r, self.smoked.get(key)) if r.target == "picow" else ""))
         table.keep_only(self.model.releases)
+        self.query_one("#releases-empty").display = not self.model.releases
 
     def _rollouts(self) -> None:
         table = self.query_one("#rollouts", KeyedTable)

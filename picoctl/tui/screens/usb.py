@@ -224,6 +224,9 @@ class UsbScreen(ModelScreen):
 
     def follow(self, port: str) -> None:
         view = self.query_one(SerialView)
+        if view.port == port and (view.reader is not None or not self.live):
+            self.notify(f"already showing {Path(port).name}'s log")  # l again keeps what it has read
+            return
         view.follow(port, self._reader(port, view), self.source.serial_lines(port))
 
     def _reader(self, port: str, view: SerialView) -> Any:
@@ -231,6 +234,16 @@ class UsbScreen(ModelScreen):
 
     def action_pause(self) -> None:
         self.query_one(SerialView).toggle_pause()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """space reads Pause while the log follows and Follow while it is paused."""
+        if action in ("pause", "follow"):
+            return self.query_one(SerialView).following == (action == "pause")
+        return True
+
+    def action_follow(self) -> None:
+        self.action_pause()
 
     def action_search(self) -> None:
         view = self.query_one(SerialView)

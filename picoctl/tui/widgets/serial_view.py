@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from textual.app import ComposeResult
+
+from ..format import plural
 from textual.containers import Vertical
 from textual.widgets import RichLog, Static
 
@@ -122,8 +124,9 @@ class SerialView(Vertical):
         if not self.port:
             text = "serial log: select a board and press l (then space pauses, / searches, x clears, w saves)"
         else:
-            state = "following" if self.following else "paused (space follows)"
-            link = "" if self.reader is None or self.connected else "  waiting for the port…"
+            # the state first: at 80 columns a long port name must not push it off the line
+            state = "▶ following" if self.following else "⏸ paused (space follows)"
+            link = "  waiting for the port…" if self.reader is not None and not self.connected else ""
             where = f"  search {self.search!r}" if self.search else ""
-            text = f"{self.what} {self.port}  {len(self.lines)} lines  {state}{where}{link}"
+            text = f"{state}{where}{link}  {self.what} {Path(self.port).name}  {plural(len(self.lines), 'line')}"
         self.query_one("#serial-status", Static).update(text)

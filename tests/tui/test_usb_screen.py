@@ -1,0 +1,31 @@
+"""The USB screen's serial log on the recorded demo session: its state leads the status line (80 columns),
+space reads Pause or Follow as it does, and `l` again on the followed port keeps what was read."""
+
+from __future__ import annotations
+
+import asyncio
+
+from screenshots import demo_app, settle
+from picoctl.tui.widgets.serial_view import SerialView
+
+
+def test_serial_log_state_is_on_screen_and_l_again_keeps_the_lines() -> None:
+    async def run() -> None:
+        app = demo_app(start_mode="usb")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("l")
+            await pilot.pause(0.3)
+            view = app.screen.query_one(SerialView)
+            status = lambda: str(view.query_one("#serial-status").render())  # noqa: E731
+            assert status().startswith("▶ following") and "10 lines" in status()
+            assert app.screen.active_bindings["space"].binding.description == "Pause"
+            await pilot.press("space")
+            assert status().startswith("⏸ paused")
+            assert app.screen.active_bindings["space"].binding.description == "Follow"
+            view.lines.append("read while paused")
+            await pilot.press("l")  # the same port again: nothing is wiped
+            await pilot.pause(0.2)
+            assert "read while paused" in view.lines and len(view.lines) == 11
+
+    asyncio.run(run())

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
+from textual.widgets import Input, Select
 
 import conftest  # tests/conftest.py: the hub fixture's Hub
 from picoctl import config, release
@@ -244,6 +245,47 @@ def test_canary_start_halt_and_rollback(hub: conftest.Hub) -> None:
             await until(pilot, lambda: any("rolled_back" in str(r) for r in _rows(app, "#events")), what="history")
             await pilot.press("slash", *"kind:rollout")
             await until(pilot, lambda: _rows(app, "#events") and all("rollout" in str(r[1]) for r in _rows(app, "#events")))
+        await app.source.client.aclose()
+
+    asyncio.run(run())
+
+
+def test_rollout_form_previews_its_reach_refuses_unknown_ids_and_shows_a_refusal_in_place(hub: conftest.Hub) -> None:
+    async def run() -> None:
+        if not [r for r in hub.client.rollouts() if r["target"] == "picow" and r["state"] == "active"]:
+            hub.client.start_rollout("picow", "1.1.0", [{"name": "canary", "channel": "canary"}], 0, 0)
+        before = len(hub.client.rollouts())
+        app = app_for(hub, live_ticks=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.model.releases and len(app.model.devices) == 4, what="devices and releases")
+            await pilot.press("2", "n")
+            await until(pilot, lambda: app.screen.__class__.__name__ == "CanaryForm")
+            form = app.screen
+            units = [str(w.render()) for w in form.query(".unit")]
+            assert units == ["failed devices (0: never halts)", "committed devices of a stage (0: by hand)"]
+            note = lambda: str(form.query_one("#form-preview").render())  # noqa: E731
+            await until(pilot, lambda: note().startswith("canary reaches 2 devices: gh-01, gh-02 · then 10% +"),
+                        what="the canary channel's devices previewed")
+            assert "4 of 4 picow devices in all" in note()
+
+            form.query_one("#cohort", Select).value = "ids"
+            form.query_one("#cohort-value", Input).focus()
+            await pilot.press(*"gh-01,gh-99")
+            await until(pilot, lambda: note() == "✖ cohort: no device gh-99 on the hub", what="gh-99 named")
+            await pilot.press("ctrl+s")
+            await pilot.pause(0.3)
+            assert app.screen is form and len(hub.client.rollouts()) == before
+
+            form.query_one("#cohort-value", Input).value = "gh-03"
+            await until(pilot, lambda: note().startswith("canary reaches 1 device: gh-03 ·"), what="gh-03 previewed")
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: isinstance(app.screen, Confirm), what="the smoke question")
+            await pilot.press("y")
+            await until(pilot, lambda: "409" in note(), what="the hub's refusal in the form")
+            assert note().startswith("✖ hub refused (HTTP 409): rollout ") and "is still active" in note()
+            assert app.screen is form and len(hub.client.rollouts()) == before
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is not form, what="the form closed by esc")
         await app.source.client.aclose()
 
     asyncio.run(run())

@@ -235,29 +235,20 @@ class ReleasesScreen(ModelScreen):
             self.fail("no release published for a device target: publish one with `picoctl release publish`")
             return
 
-        def answered(req: CanaryRequest | None) -> None:
-            if req is not None:
-                self.offer_smoke(req)
-
+        devices = [device_info(d) for d in self.model.devices.values()]
         self.app.push_screen(CanaryForm(releases, cfg.rollout.stages, cfg.rollout.halt_after_failures,
-                                        cfg.rollout.promote_after_successes), answered)
+                                        cfg.rollout.promote_after_successes, devices, self.start, self.smoke_question))
 
-    def offer_smoke(self, req: CanaryRequest) -> None:
-        """Start the rollout, after asking first when the picow release has not passed a smoke."""
+    def smoke_question(self, req: CanaryRequest) -> tuple[str, str, str] | None:
+        """What to ask before starting a rollout of a picow release that has not passed a smoke, else None."""
         key = f"{req.target}/{req.version}"
         r = self.model.releases.get(key)
         passed, why = smoke_verdict(r, self.smoked.get(key)) if r is not None else (True, "")
         if req.target != "picow" or passed:
-            self.start(req)
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.start(req)
-
-        self.app.push_screen(Confirm(f"Canary {req.target} {req.version} without a passing smoke?",
-                                     f"It {why}. Esc, then s on the release boots it on a virtual Pico W with the "
-                                     "canaries' readings first.", "Canary anyway"), answered)
+            return None
+        return (f"Canary {req.target} {req.version} without a passing smoke?",
+                f"It {why}. Esc, then s on the release boots it on a virtual Pico W with the canaries' readings first.",
+                "Canary anyway")
 
     def action_smoke(self) -> None:
         key = self.query_one("#releases", KeyedTable).selected_key()
@@ -285,8 +276,8 @@ class ReleasesScreen(ModelScreen):
         else:
             self.fail(f"smoke of {key} failed: {result['reason']}")
 
-    @work(exclusive=True, exit_on_error=False, group="rollout-action", name="start rollout")
     async def start(self, req: CanaryRequest) -> None:
+        """Start the rollout on the hub (from the form, which shows a refusal)."""
         r = await self.source.start_rollout(req.target, req.version, req.stages, req.halt_after_failures,
                                             req.promote_after_successes)
         self.notify(f"started rollout #{r.get('id')}: {req.describe()}")

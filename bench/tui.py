@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from picoctl import config  # noqa: E402
 from picoctl.client import AsyncHubClient  # noqa: E402
-from picoctl.commands.init import init_site  # noqa: E402
+from picoctl.site import init_site  # noqa: E402
 from picoctl.hub.state import DB_NAME  # noqa: E402
 from picoctl.sim.fleet import register_many  # noqa: E402
 from picoctl.sim.local_hub import free_port  # noqa: E402

@@ -20,7 +20,7 @@ import httpx
 
 from .. import config, release
 from ..client import HubClient
-from ..commands.init import init_site
+from ..site import init_site
 
 START_TIMEOUT_S = 20.0
 

@@ -20,7 +20,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 screenshots: $(VENV)/.installed-test
-	$(BIN)/python -m picoctl.tui.screenshots screenshots
+	$(BIN)/python tests/tui/screenshots.py screenshots
 
 bench: $(VENV)/.installed-test
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -21,13 +21,14 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import provision, release
 from .errors import BadInput, PicoctlError
-from .sim.board import DEFAULT_HEAP, Board, RunResult, device_config, find_micropython
+from .sim.board import DEFAULT_HEAP, Board, RunResult, agent_files, device_config, find_micropython
 from .sim.local_hub import LocalHub
 
 if TYPE_CHECKING:
@@ -436,14 +437,17 @@ def run(candidate: Path, previous: Path | None = None, trace: list[dict[str, flo
         raise BadInput(f"--from {previous}: the same version as the candidate ({from_version}); "
                        "a board is offered only a version it does not run")
     exe = unix_port()
-    result = SmokeResult(passed=False, reason="", version=meta["version"], from_version=from_version,
-                         micropython=micropython_version(exe), heap=limits.heap, seconds=0.0,
-                         readings=len(trace) if trace else 0)
     work = Path(tempfile.mkdtemp(prefix="picoctl-smoke-"))
     try:
         hub = LocalHub.create(work / "site")
         try:
-            _offer(hub, meta["version"], files)
+            with ThreadPoolExecutor(1) as background:  # the hub boots while the board's code compiles
+                starting = background.submit(hub.start)
+                result = SmokeResult(passed=False, reason="", version=meta["version"], from_version=from_version,
+                                     micropython=micropython_version(exe), heap=limits.heap, seconds=0.0,
+                                     readings=len(trace) if trace else 0)
+                agent_files()
+                _offer(hub, starting, meta["version"], files)
             board = Board(work / "board", heap=limits.heap, env={"PICOW_PROBE": "1"})
             key = hub.register(DEVICE_ID, "picow", "stable")
             board.install(device_config(DEVICE_ID, key, hub.url, **limits.board_settings()), from_files, from_version,
@@ -456,10 +460,10 @@ def run(candidate: Path, previous: Path | None = None, trace: list[dict[str, flo
     return result
 
 
-def _offer(hub: LocalHub, version: str, files: dict[str, bytes]) -> None:
-    """Start the private hub with the candidate published and a rollout offering it to the board."""
+def _offer(hub: LocalHub, starting: Future[None], version: str, files: dict[str, bytes]) -> None:
+    """Once the private hub has started, publish the candidate and a rollout offering it to the board."""
     try:
-        hub.start()
+        starting.result()
     except RuntimeError as exc:
         raise PicoctlError(f"the smoke's private hub did not start: {str(exc).splitlines()[0]}") from None
     hub.publish(hub.build_release(version, files))

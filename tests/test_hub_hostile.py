@@ -30,6 +30,7 @@ BIG = ["9223372036854775808", "-9223372036854775809", "1" + "0" * 30, "1" * 5000
 NON_FINITE = ["1e999", "-1e999", "NaN", "Infinity", "-Infinity"]
 HOSTILE_NUMBERS = BIG + NON_FINITE
 SURROGATE = '"\\ud800x"'
+NUL = '"a\\u0000b"'
 WEBHOOK_SECRET = "s3cret"
 
 
@@ -115,6 +116,7 @@ def _device_cases() -> Iterator[tuple[str, str, Any]]:
         yield f"heartbeat-{name}-surrogate", "/heartbeat", lambda b, n, name=name: raw_json(b.beat(n, **{name: RAW}), SURROGATE)
     yield "heartbeat-reading-key-surrogate", "/heartbeat", lambda b, n: json.dumps(b.beat(n)).replace(
         '"moisture"', SURROGATE).encode()
+    yield "heartbeat-version-nul", "/heartbeat", lambda b, n: raw_json(b.beat(n, version=RAW), NUL)
     yield "status-detail-surrogate", "/deploy/status", lambda b, n: raw_json(
         {"id": b.id, "counter": n, "phase": "checking", "version": "1.1.0", "seq": 1, "detail": RAW}, SURROGATE)
     yield "heartbeat-nested-deeply", "/heartbeat", lambda b, n: ("[" * 5000 + "]" * 5000).encode()
@@ -189,6 +191,7 @@ def _operator_cases() -> Iterator[tuple[str, str, str, bytes | None, dict[str, s
     for value in ("1e300", "-1", "253402300800"):
         yield f"history-at-{value}", "POST", "/api/v1/history", raw_json({"actor": "a", "kind": "k", "at": RAW}, value), {}, 400
     yield "history-kind-surrogate", "POST", "/api/v1/history", raw_json({"actor": "a", "kind": RAW}, SURROGATE), {}, 400
+    yield "history-detail-nul", "POST", "/api/v1/history", raw_json({"actor": "a", "kind": "k", "detail": RAW}, NUL), {}, 400
     yield "rollout-stage-name-surrogate", "POST", "/api/v1/rollouts", raw_json(
         {"target": "picow", "version": "1.1.0", "stages": [{"name": RAW}]}, SURROGATE), {}, 400
     yield "rollout-halt-negative", "POST", "/api/v1/rollouts", json.dumps(

@@ -115,7 +115,7 @@ def test_boards_update_through_two_replicas_with_artifacts_from_a_static_host(tm
         device_id = f"gh-{i:02d}"
         key = (a if i % 2 == 0 else b).register(device_id, channel="canary")
         board = Board(tmp_path / device_id)
-        board.install(device_config(device_id, key, balancer.url), v1, "1.0.0")
+        board.install(device_config(device_id, key, balancer.url), v1, "1.0.0", keys=a.keys)
         boards.append((device_id, board))
 
     v2 = make_app("2.0.0", {"data.bin": bytes(range(256)) * 40})

@@ -47,14 +47,16 @@ def offer_record(row: dict[str, Any]) -> policy.OfferRecord:
 
 # --- device side ------------------------------------------------------------------------------
 
-def claim(c: Db, device_id: str, counter: int) -> None:
+def claim(c: Db, device_id: str, counter: int) -> dict[str, Any]:
     """Take the counter of an authenticated device request, or refuse it as a replay.
 
     The hub's registry refused replays it saw; this refuses those another hub on the same database
     accepted first.
     """
-    if not store.claim_counter(c, device_id, counter):
+    asked = store.claim_counter(c, device_id, counter)
+    if asked is None:
         raise Refused(403, "replayed counter", device_id)
+    return asked
 
 
 def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> dict[str, Any] | None:

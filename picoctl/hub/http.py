@@ -1,8 +1,8 @@
 """HTTP plumbing shared by the hub's routes: JSON errors, capped bodies, strict JSON, typed field checks.
 
 Every value a request brings in passes here first: integers must fit SQLite's 64 bits, numbers must
-be finite, strings must be Unicode text (no lone surrogates), so whatever is stored can be stored and
-shown again as JSON.
+be finite, strings must be text (no NUL, no lone surrogates), so whatever is stored can be stored (in
+SQLite or PostgreSQL) and shown again as JSON.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ async def _read_capped(request: Request, cap: int) -> bytes:
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 _INT_TEXT = re.compile(r"-?[0-9]{1,19}")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")  # NUL (PostgreSQL text cannot hold it), lone surrogates
 
 
 def int64(text: str, what: str) -> int:
@@ -76,7 +76,7 @@ def int64(text: str, what: str) -> int:
 
 
 def parse_json(raw: bytes, what: str = "body") -> Any:
-    """JSON the hub can store: 64-bit integers, finite numbers, text without lone surrogates; else a 400."""
+    """JSON the hub can store: 64-bit integers, finite numbers, text without NUL or lone surrogates; else a 400."""
     def integer(text: str) -> int:
         return int64(text, f"{what}: number")
 
@@ -108,8 +108,8 @@ def _check_text(data: Any, what: str) -> None:
             todo.extend(item.values())
         elif isinstance(item, list):
             todo.extend(item)
-        elif isinstance(item, str) and _SURROGATE.search(item):
-            raise ApiError(400, f"{what}: a string holds a lone UTF-16 surrogate, which is not text")
+        elif isinstance(item, str) and _NOT_TEXT.search(item):
+            raise ApiError(400, f"{what}: a string holds a NUL or a lone UTF-16 surrogate, which is not text")
 
 
 def parse_object(body: bytes) -> dict[str, Any]:

@@ -166,13 +166,12 @@ class Hub:
         history = self.cfg.hub.heartbeat_history
 
         def job(tx: Tx) -> tuple[bool, float]:
-            if authenticated:
-                engine.claim(tx.c, beat["device_id"], beat["counter"])
+            asked = engine.claim(tx.c, beat["device_id"], beat["counter"]) if authenticated else None
             new_errors = store.insert_heartbeats(tx.c, [beat], history)
             tx.emit("heartbeat", beat)
             for ev in new_errors:
                 tx.emit("history", ev.as_dict())
-            return store.take_requests(tx.c, beat["device_id"]) if authenticated else (False, 0.0)
+            return store.take_requests(tx.c, beat["device_id"], asked) if asked else (False, 0.0)
 
         return job
 

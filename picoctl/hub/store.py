@@ -155,8 +155,8 @@ def _row_dict(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _one(c: Db, sql: str, args: Iterable[Any] = ()) -> dict[str, Any] | None:
-    row = c.execute(sql, tuple(args)).fetchone()
-    return _row_dict(row) if row is not None else None
+    found = c.execute(sql, tuple(args)).fetchall()  # all: a statement with RETURNING runs to its end
+    return _row_dict(found[0]) if found else None
 
 
 def _rows(c: Db, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -203,13 +203,14 @@ def remove_device(c: Db, device_id: str) -> dict[str, Any] | None:
     return row
 
 
-def claim_counter(c: Db, device_id: str, counter: int) -> bool:
-    """Take a device request's counter: False when it is not above the last one taken (a replay).
+def claim_counter(c: Db, device_id: str, counter: int) -> dict[str, Any] | None:
+    """Take a device request's counter; None when it is not above the last one taken (a replay).
 
-    One conditional update, so of two hubs taking the same counter at once exactly one succeeds.
+    One conditional update, so of two hubs taking the same counter at once exactly one succeeds. It
+    returns what an operator asked of the device (check_now, log_until), for `take_requests`.
     """
-    return c.execute("UPDATE devices SET last_counter = ? WHERE id = ? AND last_counter < ?",
-                     (counter, device_id, counter)).rowcount > 0
+    return _one(c, "UPDATE devices SET last_counter = ? WHERE id = ? AND last_counter < ?"
+                   " RETURNING check_now, log_until", (counter, device_id, counter))
 
 
 def set_check_now(c: Db, device_id: str) -> bool:
@@ -217,15 +218,12 @@ def set_check_now(c: Db, device_id: str) -> bool:
     return c.execute("UPDATE devices SET check_now = 1 WHERE id = ?", (device_id,)).rowcount > 0
 
 
-def take_requests(c: Db, device_id: str) -> tuple[bool, float]:
-    """What an operator asked of the device, whichever hub they asked: check now (the request is used
-    up) and the time until which its log is wanted."""
-    row = _one(c, "SELECT check_now, log_until FROM devices WHERE id = ?", (device_id,))
-    if row is None:
-        return False, 0.0
-    if row["check_now"]:
+def take_requests(c: Db, device_id: str, asked: dict[str, Any]) -> tuple[bool, float]:
+    """What an operator asked of the device (`asked`, from claim_counter), whichever hub they asked:
+    check now (the request is used up) and the time until which its log is wanted."""
+    if asked["check_now"]:
         c.execute("UPDATE devices SET check_now = 0 WHERE id = ?", (device_id,))
-    return bool(row["check_now"]), float(row["log_until"])
+    return bool(asked["check_now"]), float(asked["log_until"])
 
 
 def record_check(c: Db, device_id: str, at: float, version: str, seq: int) -> None:

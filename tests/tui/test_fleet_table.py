@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from picoctl.tui.screenshots import demo_app, settle
+from screenshots import demo_app, settle
 from picoctl.tui.screens.device import DeviceScreen
 from picoctl.tui.widgets.fast_table import FastTable
 

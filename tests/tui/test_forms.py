@@ -8,7 +8,7 @@ import asyncio
 from textual import events
 from textual.widgets import Input
 
-from picoctl.tui.screenshots import demo_app, settle
+from screenshots import demo_app, settle
 from picoctl.tui.widgets.modals import Confirm, Fields
 
 KEYS = {"\t": ("tab", None), "\n": ("enter", None)}

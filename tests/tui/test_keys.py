@@ -8,7 +8,7 @@ import json
 from textual.binding import Binding
 
 from picoctl.tui import keymap
-from picoctl.tui.screenshots import demo_app, settle
+from screenshots import demo_app, settle
 from picoctl.tui.widgets.modals import Confirm, EventDetail, Help
 
 

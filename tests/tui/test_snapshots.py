@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from picoctl.tui.screenshots import SHOTS, demo_app, settle
+from screenshots import SHOTS, demo_app, settle
 
 SIZES = [(80, 24), (120, 40)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from picoctl.tui.screenshots import demo_app, settle
+from screenshots import demo_app, settle
 from picoctl.tui.widgets.serial_view import SerialView
 
 

@@ -1,4 +1,4 @@
-"""`python -m picoctl.tui.screenshots DIR`: an SVG of every screen, rendered from the recorded demo session
+"""`python tests/tui/screenshots.py DIR`: an SVG of every screen, rendered from the recorded demo session
 with its fixed clock, at 100x30 (README) — the same path the snapshot tests take at 80x24 and 120x40."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from ..config import DeviceTypeConfig, FleetConfig
-from .app import PicoctlApp
-from .source import Recording
+from picoctl.config import DeviceTypeConfig, FleetConfig
+from picoctl.tui.app import PicoctlApp
+from picoctl.tui.source import Recording
 
-DEMO = Path(__file__).resolve().parents[2] / "tests" / "tui" / "data" / "demo.json"
+DEMO = Path(__file__).resolve().parent / "data" / "demo.json"  # test data, which a wheel does not ship
 SIZE = (100, 30)
 
 

@@ -223,7 +223,7 @@ def run_hubs(work: Path, name: str, database_url: str = "", replicas: int = 1) -
                                "127.0.0.1", "--port", str(port)], preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPU))
              for port in ports]
     try:
-        for port, proc in zip(ports, procs):
+        for port, proc in zip(ports, procs, strict=True):
             wait_listening(port, proc)
         latencies, errors, acked, doubles = run_load(ports, devices)
     finally:

@@ -55,7 +55,8 @@ def read(client: Any, device_id: str, on_lines: Callable[[list[LogLine]], None],
     """Ask for the board's log and hand its lines to `on_lines` as they come.
 
     Without `follow`, returns once the board has answered and sent its ring (a line written after the
-    request arrived, or QUIET_POLLS polls in a row brought nothing new); with it, goes on (renewing the request) until `stop()`. Raises NoAnswer
+    request arrived, or QUIET_POLLS polls in a row brought nothing new); with it, goes on (renewing the
+    request) until `stop()`. Raises NoAnswer
     when the board sends nothing within `timeout_s` of the request.
     """
     start = client.device_logs(device_id)

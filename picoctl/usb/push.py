@@ -162,7 +162,7 @@ def _read_back(t: SerialTransport) -> tuple[str | None, str | None]:
         f"print(repr([_r('/{VERSION_FILE}'), _r('/config.json')]))"
     )
     found: list[str | None] = []
-    for text, key in zip(ast.literal_eval(out.decode().strip()), ("version", "id")):
+    for text, key in zip(ast.literal_eval(out.decode().strip()), ("version", "id"), strict=False):
         try:
             value = json.loads(text).get(key) if text else None
         except (ValueError, AttributeError):

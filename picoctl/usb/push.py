@@ -250,8 +250,8 @@ def _push(transport: SerialTransport, port: str, files: dict[str, bytes], target
         transport.exit_raw_repl()
         transport.serial.write(b"\x04")  # soft reset from the friendly REPL: main.py runs again
     except (TransportError, OSError) as exc:
-        step = {"push": "while pushing", "verify": "while verifying"}.get(progress.event.phase, "")
-        where = f"{step} {current} ({written} of {total} bytes sent)" if current else "while finishing the push"
+        during = {"push": "while pushing", "verify": "while verifying"}.get(progress.event.phase, "")
+        where = f"{during} {current} ({written} of {total} bytes sent)" if current else "while finishing the push"
         lost = isinstance(exc, serial.SerialException) or not isinstance(exc, (TransportExecError, OSError))
         if not lost and not committed:
             _discard(transport, temps)

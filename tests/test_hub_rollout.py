@@ -262,3 +262,32 @@ def test_a_device_still_downloading_at_the_rollback_gets_the_rollback_once_it_co
         assert done["state"] == "completed" and done["stages"][0]["ids"] == ["gh-a", "gh-b"]
         assert set(step_all(c, devs).values()) == {None}
     assert [e["result"] for e in hub.client.history(kind="rollout_extended")] == ["active"]
+
+
+def test_a_finished_rollouts_figures_are_those_it_ended_with(hub) -> None:  # noqa: ANN001
+    devs = fleet(hub, [], ["gh-a", "gh-b"])
+    a, b = devs["gh-a"], devs["gh-b"]
+    with httpx.Client(base_url=hub.url) as c:
+        step_all(c, devs)
+        ro = hub.client.start_rollout("picow", "1.1.0", [{"name": "all", "percent": 100}], 0, 0)
+        assert a.step(c) == "committed"
+        late = b.check(c)
+        b.seq = late["seq"]
+        b.status(c, late, "downloading", "1.0.0")
+        back = hub.client.rollout_action(ro["id"], "rollback", "1.1.0 is bad")
+        ended = hub.client.rollout(ro["id"])
+        assert ended["state"] == "rolled_back"
+        assert (ended["counts"]["eligible"], ended["counts"]["committed"], ended["counts"]["downloading"]) == (2, 1, 1)
+
+        # afterwards its devices move on and a new one registers: none of it rewrites the record
+        assert b.update(c, late) == "committed"
+        assert a.step(c) == "committed" and b.step(c) == "committed"
+        done = hub.client.rollout(back["id"])
+        assert done["state"] == "completed" and done["counts"]["committed"] == 2
+        SimDevice("gh-c", hub.register("gh-c"), files=dict(V1)).step(c)
+        a.version = "0.9.0"
+        a.heartbeat(c)
+    after = {r["id"]: r for r in hub.client.rollouts()}
+    assert after[ro["id"]]["counts"] == ended["counts"] and after[ro["id"]]["failures"] == ended["failures"]
+    assert after[back["id"]]["counts"] == done["counts"]
+    assert "figures" not in after[ro["id"]]

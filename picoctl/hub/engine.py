@@ -24,6 +24,7 @@ from .store import Db
 
 PHASES = policy.PHASES[1:]  # what a device may report: everything after "offered"
 ACTIONS = ("promote", "halt", "resume", "rollback")
+FINISHED = frozenset(("completed", "rolled_back"))  # a rollout's end (a halt is not one: it may resume)
 DECISIVE = frozenset(("committed", "failed", "rolled_back"))  # phases that can change a rollout's decision
 
 
@@ -194,13 +195,16 @@ def failure_line(failed: list[dict[str, Any]], limit: int = 3) -> str:
     return "; ".join(shown) + more
 
 
+def _figures(c: Db, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
+    return {"counts": _counts(c, cfg, rollout_info(row), now).as_dict(), "failures": failures(c, cfg, row["id"], now)}
+
+
 def view(c: Db, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
     """A rollout as the API shows it: its row, its stages, the counts of its current stage and the
-    devices that failed it with their reasons."""
+    devices that failed it with their reasons; a finished rollout's as they were when it ended."""
     out = dict(row)
     out["stage"] = row["stages"][row["stage_index"]]["name"]
-    out["counts"] = _counts(c, cfg, rollout_info(row), now).as_dict()
-    out["failures"] = failures(c, cfg, row["id"], now)
+    out.update(out.pop("figures", None) or _figures(c, cfg, row, now))
     return out
 
 
@@ -209,6 +213,9 @@ def _set_state(tx: Tx, cfg: FleetConfig, rollout_id: int, now: float, kind: str,
     store.update_rollout(tx.c, rollout_id, reason, now, **values)
     row = store.rollout(tx.c, rollout_id)
     assert row is not None
+    if "state" in values:  # a rollout that ends keeps its figures; one reopened counts again
+        row["figures"] = _figures(tx.c, cfg, row, now) if row["state"] in FINISHED else {}
+        store.update_rollout(tx.c, rollout_id, reason, now, figures=row["figures"])
     ev = store.add_event(tx.c, actor, kind, version=row["version"], result=row["state"],
                    detail=f"rollout {rollout_id} stage {row['stages'][row['stage_index']]['name']}: {reason}", at=now)
     shown = view(tx.c, cfg, row, now)

@@ -118,9 +118,13 @@ MIGRATIONS: list[str] = [
     """
     CREATE UNIQUE INDEX offers_seq ON offers(device_id, seq);
     """,
+    # 4: a finished rollout's figures (its counts and failures when it completed or was rolled back)
+    """
+    ALTER TABLE rollouts ADD COLUMN figures TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
-JSON_COLUMNS = ("info", "readings", "meta", "stages", "last_error", "firmware", "error")
+JSON_COLUMNS = ("info", "readings", "meta", "stages", "last_error", "firmware", "error", "figures")
 
 
 class Db(Protocol):
@@ -388,14 +392,14 @@ def insert_rollout(c: Db, target: str, version: str, previous_version: str | Non
     ).fetchall()[0]["id"])
 
 
-ROLLOUT_FIELDS = frozenset(("state", "stage_index", "halt_after_failures", "stages"))
+ROLLOUT_FIELDS = frozenset(("state", "stage_index", "halt_after_failures", "stages", "figures"))
 
 
 def update_rollout(c: Db, rollout_id: int, reason: str, at: float, **values: Any) -> None:
-    """Set a rollout's state, stage or threshold (`values`), with the reason why."""
+    """Set a rollout's state, stage, threshold or figures (`values`), with the reason why."""
     assert values.keys() <= ROLLOUT_FIELDS
     cols = "".join(f"{k} = ?, " for k in values)
-    args = [json.dumps(v) if k == "stages" else v for k, v in values.items()]
+    args = [json.dumps(v, sort_keys=True) if k in JSON_COLUMNS else v for k, v in values.items()]
     c.execute(f"UPDATE rollouts SET {cols}reason = ?, updated_at = ? WHERE id = ?", (*args, reason, at, rollout_id))
 
 

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test screenshots bench clean
+.PHONY: demo test lint screenshots bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test  # style, types and the import contracts in pyproject.toml
+	$(BIN)/ruff check
+	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 
 screenshots: $(VENV)/.installed-test
 	$(BIN)/python tests/tui/screenshots.py screenshots

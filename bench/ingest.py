@@ -35,14 +35,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
+import psycopg
 
-from picoctl import config, signing  # noqa: E402
-from picoctl.commands.init import init_site  # noqa: E402
-from picoctl.sim.fleet import SimDevice  # noqa: E402
-from picoctl.sim.fleet import register_many  # noqa: E402
-from picoctl.sim.local_hub import free_port  # noqa: E402
-from picoctl.sim.postgres import TempPostgres, find_bindir  # noqa: E402
+from picoctl import config, signing
+from picoctl.commands.init import init_site
+from picoctl.sim.fleet import SimDevice
+from picoctl.sim.fleet import register_many
+from picoctl.sim.local_hub import free_port
+from picoctl.sim.postgres import TempPostgres, find_bindir
 
 N_DEVICES = 1000
 CONNECTIONS = 32  # closed loop: each connection has one heartbeat in flight
@@ -147,7 +147,7 @@ class NaiveHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+    def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers["Content-Length"]))
         device_id = self.headers["X-Picoctl-Device"]
         c = self._conn()
@@ -223,7 +223,7 @@ def run_hubs(work: Path, name: str, database_url: str = "", replicas: int = 1) -
                                "127.0.0.1", "--port", str(port)], preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPU))
              for port in ports]
     try:
-        for port, proc in zip(ports, procs):
+        for port, proc in zip(ports, procs, strict=True):
             wait_listening(port, proc)
         latencies, errors, acked, doubles = run_load(ports, devices)
     finally:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from picoctl import rollout as ro  # noqa: E402
-from picoctl.rollout import DeviceInfo, OfferRecord, RolloutInfo  # noqa: E402
+from picoctl import rollout as ro
+from picoctl.rollout import DeviceInfo, OfferRecord, RolloutInfo
 
 N_DEVICES = 10_000
 N_ROLLOUTS = 20

@@ -360,7 +360,8 @@ def main() -> int:
             (scratch / "x.bin.tmp").unlink(missing_ok=True)
             ok_naive, _ = fetch_ok(scratch, NAIVE_FETCH.format(sha=sha))
             (scratch / "x.bin").unlink(missing_ok=True)
-            print(f"  {k:>5} KiB artifact: streamed {'ok' if ok_agent else 'FAILED'}, whole response {'ok' if ok_naive else 'out of memory'}")
+            print(f"  {k:>5} KiB artifact: streamed {'ok' if ok_agent else 'FAILED'}, "
+                  f"whole response {'ok' if ok_naive else 'out of memory'}")
             agent_ok[k], naive_ok[k] = ok_agent, ok_naive
         agent_max, naive_max = _largest(agent_ok), _largest(naive_ok)
         print(f"largest artifact under {HEAP}: streamed {agent_max} KiB (the largest tried), whole response {naive_max} KiB")

@@ -36,16 +36,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from picoctl import config  # noqa: E402
-from picoctl.client import AsyncHubClient  # noqa: E402
-from picoctl.site import init_site  # noqa: E402
-from picoctl.hub.state import DB_NAME  # noqa: E402
-from picoctl.sim.fleet import register_many  # noqa: E402
-from picoctl.sim.local_hub import free_port  # noqa: E402
-from picoctl.tui.app import PicoctlApp  # noqa: E402
-from picoctl.tui.screens.fleet import COLUMNS, FleetScreen  # noqa: E402
-from picoctl.tui.widgets.table import KeyedTable  # noqa: E402
-from picoctl.tui.source import Live  # noqa: E402
+from picoctl import config
+from picoctl.client import AsyncHubClient
+from picoctl.site import init_site
+from picoctl.hub.state import DB_NAME
+from picoctl.sim.fleet import register_many
+from picoctl.sim.local_hub import free_port
+from picoctl.tui.app import PicoctlApp
+from picoctl.tui.screens.fleet import COLUMNS, FleetScreen
+from picoctl.tui.widgets.table import KeyedTable
+from picoctl.tui.source import Live
 
 N_DEVICES = 2000
 RATE = 200  # heartbeats per second

@@ -118,7 +118,7 @@ class Demo:
         self._publish(hub)
         self._start_fleet(hub)
         self._deploy_pi(cfg, hub)
-        self._start_usb(hub)
+        self._start_usb(cfg, hub)
         return cfg
 
     def _configure(self, cfg: config.FleetConfig) -> config.FleetConfig:
@@ -228,7 +228,7 @@ class Demo:
             raise PicoctlError(f"the example Pi app did not deploy: {result.reason}")
         self.log(f"Pi app 2.3.0 deployed and healthy at {cfg.pi.health_url}")
 
-    def _start_usb(self, hub: LocalHub) -> None:
+    def _start_usb(self, cfg: config.FleetConfig, hub: LocalHub) -> None:
         hub.register("bench-1", "pico", "stable")
         flash = self.root / "usb-pico"
         flash.mkdir()
@@ -239,7 +239,7 @@ class Demo:
         self._usb.enter_context(drive)
         if find_micropython() is not None:
             pico = self._usb.enter_context(VirtualPico(flash, link_dir=self.root / "ports"))
-            self._usb.enter_context(Follower(self.cfg))  # as the picoctl-usb-follow service would
+            self._usb.enter_context(Follower(cfg))  # as the picoctl-usb-follow service would
             self.log(f"USB: a Pico on {pico.port} (its heartbeats followed), a BOOTSEL drive at {drive.path}")
         else:
             self.log(f"USB: a BOOTSEL drive at {drive.path} (no virtual Pico without the MicroPython unix port)")

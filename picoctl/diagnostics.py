@@ -3,7 +3,8 @@
 Everything a board sends as text (an exception message, a traceback, a line of its output) is made
 safe once, when the hub takes it in: control characters and terminal escapes become visible `\\xNN`
 escapes (newlines are kept in tracebacks). Bytes that are not UTF-8 never get this far: the board
-sends them as `\\xNN` (ota/logring.py), and the hub refuses JSON that is not text. What the hub stores can then be shown on any terminal as it is. The limits here are the contract with the board's agent
+sends them as `\\xNN` (ota/logring.py), and the hub refuses JSON that is not text. What the hub
+stores can then be shown on any terminal as it is. The limits here are the contract with the board's agent
 (device_code/picow/ota/crash.py and logring.py cut to these sizes before sending; the hub refuses
 more with 413).
 """

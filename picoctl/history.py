@@ -14,12 +14,12 @@ import getpass
 import json
 import os
 import socket
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import atomic
 from .config import FleetConfig
 from .errors import PicoctlError
 
@@ -61,16 +61,7 @@ def _pending(path: Path) -> list[dict[str, Any]]:
 
 
 def _rewrite(path: Path, events: list[dict[str, Any]]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in events), prefix=f".{path.name}.")
 
 
 def _send(cfg: FleetConfig, events: list[dict[str, Any]]) -> int:

@@ -12,14 +12,12 @@ key can stay offline: it only ever signs a new set. Boards apply new sets with t
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import signing
+from . import atomic, signing
 from .config import FleetConfig
 from .errors import BadInput
 
@@ -121,16 +119,7 @@ def write(path: Path, envelope: dict[str, Any]) -> None:
     """Write a key set file atomically (temp file, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(envelope, indent=1) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(path, json.dumps(envelope, indent=1) + "\n", prefix=".keys-")
 
 
 def from_config(cfg: FleetConfig) -> KeySet | None:

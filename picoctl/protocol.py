@@ -6,6 +6,7 @@ The board mirrors the facts it needs in device_code/picow/ota/ (a test checks th
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 # A device id: a letter or digit first (never `.`, `..` or something that reads as an option), then
 # letters, digits, `.`, `_` or `-`; at most 64 characters. Pico W, USB Pico and relayed ids alike.
@@ -33,7 +34,7 @@ PICOW_RESERVED_NAMES = ("ota", "array", "binascii", "collections", "errno", "gzi
 READING_MAX_STR = 64  # the longest string a heartbeat reading (or phase) may be
 
 
-def is_device_id(value: object) -> bool:
+def is_device_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and DEVICE_ID.fullmatch(value) is not None
 
 

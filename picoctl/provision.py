@@ -181,7 +181,7 @@ def provision(
     device_id: str,
     hub_url: str,
     register: Callable[[str, str], str],
-    deliver: Callable[[dict[str, bytes]], None],
+    deliver: Callable[[dict[str, bytes]], object],
     wifi_ssid: str = "",
     wifi_password: str = "",
     release_dir: Path | None = None,

@@ -51,11 +51,12 @@ def _ago(ts: float | None, now: float) -> str:
 
 def read(client: Any, device_id: str, on_lines: Callable[[list[LogLine]], None], timeout_s: float,
          follow: bool = False, stop: Callable[[], bool] = lambda: False, window_s: int = 120,
-         sleep: Callable[[float], None] = time.sleep) -> None:
+         sleep: Callable[[float], object] = time.sleep) -> None:
     """Ask for the board's log and hand its lines to `on_lines` as they come.
 
     Without `follow`, returns once the board has answered and sent its ring (a line written after the
-    request arrived, or QUIET_POLLS polls in a row brought nothing new); with it, goes on (renewing the request) until `stop()`. Raises NoAnswer
+    request arrived, or QUIET_POLLS polls in a row brought nothing new); with it, goes on (renewing the
+    request) until `stop()`. Raises NoAnswer
     when the board sends nothing within `timeout_s` of the request.
     """
     start = client.device_logs(device_id)

@@ -15,7 +15,7 @@ from picoctl.commands.init import init_site
 class Recorder(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         ok = self.path == "/api/v1/history" and self.headers["Authorization"] == f"Bearer {self.server.token}"  # type: ignore[attr-defined]
         if ok:

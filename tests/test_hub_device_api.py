@@ -15,17 +15,17 @@ from picoctl.signing import device_mac
 from picoctl.sim.fleet import SimDevice
 
 
-def _db(hub) -> sqlite3.Connection:  # noqa: ANN001
+def _db(hub) -> sqlite3.Connection:
     return sqlite3.connect(hub.cfg.data_dir / "fleet.db")
 
 
-def _counts(hub) -> tuple[int, int]:  # noqa: ANN001
+def _counts(hub) -> tuple[int, int]:
     c = _db(hub)
     return (c.execute("SELECT COUNT(*) FROM heartbeats").fetchone()[0],
             c.execute("SELECT COUNT(*) FROM events WHERE kind = 'security'").fetchone()[0])
 
 
-def _post(hub, path: str, body: bytes, device: str, key: str | None, mac: str | None = None) -> httpx.Response:  # noqa: ANN001
+def _post(hub, path: str, body: bytes, device: str, key: str | None, mac: str | None = None) -> httpx.Response:
     headers = {"X-Picoctl-Device": device, "Content-Type": "application/json"}
     if key is not None or mac is not None:
         headers["X-Picoctl-Mac"] = mac if mac is not None else device_mac(key, body)
@@ -37,7 +37,7 @@ def _beat(device: str, counter: int, **extra: object) -> bytes:
                        "mem_free": 1000, "rssi": -50, "readings": {"moisture": 40.0}} | extra).encode()
 
 
-def test_heartbeat_is_acknowledged_with_a_mac_and_stored(hub) -> None:  # noqa: ANN001
+def test_heartbeat_is_acknowledged_with_a_mac_and_stored(hub) -> None:
     key = hub.register("gh-01")
     r = _post(hub, "/heartbeat", _beat("gh-01", 1000001), "gh-01", key)
     assert r.status_code == 200
@@ -48,7 +48,7 @@ def test_heartbeat_is_acknowledged_with_a_mac_and_stored(hub) -> None:  # noqa: 
     assert [h["readings"] for h in detail["heartbeats"]] == [{"moisture": 40.0}]
 
 
-def test_check_now_is_delivered_once_in_a_heartbeat_response(hub) -> None:  # noqa: ANN001
+def test_check_now_is_delivered_once_in_a_heartbeat_response(hub) -> None:
     key = hub.register("gh-01")
     hub.client.check_now("gh-01")
     assert hub.client.device("gh-01")["check_now"] is True
@@ -60,7 +60,7 @@ def test_check_now_is_delivered_once_in_a_heartbeat_response(hub) -> None:  # no
 
 
 @pytest.mark.parametrize("case", ["unknown", "no_mac", "bad_mac", "replay", "older", "id_mismatch", "bad_header"])
-def test_refused_device_requests_store_nothing_but_a_security_event(hub, case: str) -> None:  # noqa: ANN001
+def test_refused_device_requests_store_nothing_but_a_security_event(hub, case: str) -> None:
     key = hub.register("gh-01")
     assert _post(hub, "/heartbeat", _beat("gh-01", 10), "gh-01", key).status_code == 200
     before = _counts(hub)
@@ -90,7 +90,7 @@ def test_refused_device_requests_store_nothing_but_a_security_event(hub, case: s
     assert _post(hub, "/heartbeat", _beat("gh-01", 12), "gh-01", key).status_code == 200
 
 
-def test_replayed_counter_message_and_event(hub) -> None:  # noqa: ANN001
+def test_replayed_counter_message_and_event(hub) -> None:
     key = hub.register("gh-01")
     body = _beat("gh-01", 5)
     assert _post(hub, "/heartbeat", body, "gh-01", key).status_code == 200
@@ -107,7 +107,7 @@ def test_replayed_counter_message_and_event(hub) -> None:  # noqa: ANN001
     (b"\xff\xfe", "not valid JSON"),
     (b'{"id": "gh-01", "counter": 1, "readings": {"t": NaN}}', "NaN is not a number JSON allows"),
 ])
-def test_malformed_bodies_are_400(hub, body: bytes, message: str) -> None:  # noqa: ANN001
+def test_malformed_bodies_are_400(hub, body: bytes, message: str) -> None:
     key = hub.register("gh-01")
     r = _post(hub, "/heartbeat", body, "gh-01", key)
     assert r.status_code == 400 and message in r.json()["error"]
@@ -127,7 +127,7 @@ def test_malformed_bodies_are_400(hub, body: bytes, message: str) -> None:  # no
     ("/check", {"type": "picow", "nonce": "short"}, "nonce"),
     ("/check", {"type": "picow", "nonce": "ab" * 16, "seq": None}, "seq"),
 ])
-def test_wrong_types_are_400_naming_the_field(hub, path: str, extra: dict, field: str) -> None:  # noqa: ANN001
+def test_wrong_types_are_400_naming_the_field(hub, path: str, extra: dict, field: str) -> None:
     key = hub.register("gh-01")
     body = json.dumps(json.loads(_beat("gh-01", 1)) | extra).encode()
     r = _post(hub, path, body, "gh-01", key)
@@ -136,26 +136,26 @@ def test_wrong_types_are_400_naming_the_field(hub, path: str, extra: dict, field
     assert _counts(hub)[0] == 0
 
 
-def test_check_refuses_another_device_type(hub) -> None:  # noqa: ANN001
+def test_check_refuses_another_device_type(hub) -> None:
     key = hub.register("gh-01")
     r = _post(hub, "/check", _beat("gh-01", 1, type="pico", nonce="ab" * 16), "gh-01", key)
     assert r.status_code == 400 and "registered as picow" in r.json()["error"]
 
 
-def test_check_without_an_offer_repeats_the_nonce_and_is_maced(hub) -> None:  # noqa: ANN001
+def test_check_without_an_offer_repeats_the_nonce_and_is_maced(hub) -> None:
     key = hub.register("gh-01")
     dev = SimDevice("gh-01", key)
     with httpx.Client(base_url=hub.url) as c:
         assert dev.check(c) is None  # the simulator verifies MAC, nonce and id
 
 
-def test_body_over_the_cap_is_413_with_or_without_content_length(hub) -> None:  # noqa: ANN001
+def test_body_over_the_cap_is_413_with_or_without_content_length(hub) -> None:
     key = hub.register("gh-01")
     big = _beat("gh-01", 1, readings={"note": "x"}, pad="y" * 17000)
     r = _post(hub, "/heartbeat", big, "gh-01", key)
     assert r.status_code == 413 and "limit" in r.json()["error"]
 
-    def chunks():  # noqa: ANN202 - chunked transfer: no Content-Length to refuse up front
+    def chunks():
         for _ in range(40):
             yield b" " * 1024
 
@@ -164,14 +164,14 @@ def test_body_over_the_cap_is_413_with_or_without_content_length(hub) -> None:  
     assert _counts(hub)[0] == 0
 
 
-def test_unknown_routes_and_methods_answer_json(hub) -> None:  # noqa: ANN001
+def test_unknown_routes_and_methods_answer_json(hub) -> None:
     r = httpx.get(hub.url + "/nope")
     assert r.status_code == 404 and r.json() == {"error": "no route GET /nope"}
     r = httpx.get(hub.url + "/heartbeat")
     assert r.status_code == 405 and "not allowed" in r.json()["error"]
 
 
-def test_a_slow_client_gets_408_and_does_not_hold_up_others(hub) -> None:  # noqa: ANN001
+def test_a_slow_client_gets_408_and_does_not_hold_up_others(hub) -> None:
     hub.cfg.hub.body_timeout_s = 1.0
     from picoctl import config
 
@@ -194,13 +194,13 @@ def test_a_slow_client_gets_408_and_does_not_hold_up_others(hub) -> None:  # noq
     assert _counts(hub)[0] == 1
 
 
-def _publish_files(hub) -> dict:  # noqa: ANN001
+def _publish_files(hub) -> dict:
     files = {"main.py": b"print('hi')\n", "lib/big.py": bytes(range(256)) * 40}
     hub.publish(hub.build_release("1.1.0", files))
     return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
-def test_artifacts_by_sha256_whole_and_by_range(hub) -> None:  # noqa: ANN001
+def test_artifacts_by_sha256_whole_and_by_range(hub) -> None:
     shas = _publish_files(hub)
     data = bytes(range(256)) * 40
     url = f"{hub.url}/artifacts/{shas['lib/big.py']}"
@@ -223,12 +223,12 @@ def test_artifacts_by_sha256_whole_and_by_range(hub) -> None:  # noqa: ANN001
     assert r.status_code == 404
 
 
-def test_healthz(hub) -> None:  # noqa: ANN001
+def test_healthz(hub) -> None:
     r = httpx.get(hub.url + "/healthz")
     assert r.status_code == 200 and r.json()["ok"] is True and r.json()["store"] == "ok"
 
 
-def test_a_flood_of_refused_requests_logs_a_bounded_number_of_security_events(hub) -> None:  # noqa: ANN001
+def test_a_flood_of_refused_requests_logs_a_bounded_number_of_security_events(hub) -> None:
     with httpx.Client(base_url=hub.url) as c:
         for i in range(60):
             assert c.post("/heartbeat", content=_beat("gh-99", i + 1), headers={"X-Picoctl-Device": "gh-99"}).status_code == 403

@@ -18,7 +18,7 @@ DEVICES = 24
 THREADS = 4
 
 
-def _stored(hub) -> tuple[dict[str, int], dict[str, int]]:  # noqa: ANN001
+def _stored(hub) -> tuple[dict[str, int], dict[str, int]]:
     db = sqlite3.connect(hub.cfg.data_dir / "fleet.db")
     beats = dict(db.execute("SELECT device_id, COUNT(*) FROM heartbeats GROUP BY device_id").fetchall())
     statuses = dict(db.execute("SELECT device_id, COUNT(*) FROM events WHERE kind = 'deploy_status'"
@@ -26,7 +26,7 @@ def _stored(hub) -> tuple[dict[str, int], dict[str, int]]:  # noqa: ANN001
     return beats, statuses
 
 
-def _load(hub, devices: list[SimDevice], acked: dict[str, list[int]], stop: threading.Event) -> None:  # noqa: ANN001
+def _load(hub, devices: list[SimDevice], acked: dict[str, list[int]], stop: threading.Event) -> None:
     """Heartbeats, and a status report every third round, until the hub stops answering."""
     offer = {"seq": 0, "version": "1.0.0"}
     with httpx.Client(base_url=hub.url, timeout=5) as c:
@@ -44,7 +44,7 @@ def _load(hub, devices: list[SimDevice], acked: dict[str, list[int]], stop: thre
             n += 1
 
 
-def test_sigkill_under_load_loses_no_acknowledged_heartbeat_or_status(hub) -> None:  # noqa: ANN001
+def test_sigkill_under_load_loses_no_acknowledged_heartbeat_or_status(hub) -> None:
     devices = [SimDevice(f"gh-{i:02d}", hub.register(f"gh-{i:02d}")) for i in range(DEVICES)]
     acked = {d.id: [0, 0] for d in devices}
     stop = threading.Event()
@@ -72,7 +72,7 @@ def test_sigkill_under_load_loses_no_acknowledged_heartbeat_or_status(hub) -> No
             d.heartbeat(c)
 
 
-def test_a_full_disk_answers_503_keeps_what_was_acknowledged_and_recovers(hub) -> None:  # noqa: ANN001
+def test_a_full_disk_answers_503_keeps_what_was_acknowledged_and_recovers(hub) -> None:
     dev = SimDevice("gh-01", hub.register("gh-01"))
     with httpx.Client(base_url=hub.url) as c:
         dev.heartbeat(c)
@@ -107,7 +107,7 @@ def test_a_full_disk_answers_503_keeps_what_was_acknowledged_and_recovers(hub) -
     assert _stored(hub)[0]["gh-01"] == acked + 1
 
 
-def test_a_failing_rollout_tick_is_logged_at_most_once_a_minute(hub) -> None:  # noqa: ANN001
+def test_a_failing_rollout_tick_is_logged_at_most_once_a_minute(hub) -> None:
     hub.cfg.rollout.trial_timeout_s = 2  # the tick runs every 0.5 s
     config.save(hub.cfg, hub.site / "fleet.toml")
     hub.restart()
@@ -125,7 +125,7 @@ def test_a_failing_rollout_tick_is_logged_at_most_once_a_minute(hub) -> None:  #
     assert log.count("rollout tick failed") == 1 and "Traceback" in log and "expected a non-empty list of stages" in log
 
 
-def test_a_relay_heartbeat_the_store_refuses_registers_nothing(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_a_relay_heartbeat_the_store_refuses_registers_nothing(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     from picoctl.hub import store
     from picoctl.hub.app import create_app
     from picoctl.sim.local_hub import LocalHub

@@ -44,7 +44,7 @@ def static_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic abc", "Bearer"])
-def test_every_operator_route_needs_the_token(hub, auth: str | None) -> None:  # noqa: ANN001
+def test_every_operator_route_needs_the_token(hub, auth: str | None) -> None:
     headers = {"Authorization": auth} if auth else {}
     for method, path in (("GET", "/api/v1/devices"), ("POST", "/api/v1/devices"), ("GET", "/api/v1/rollouts"),
                          ("GET", "/api/v1/history"), ("GET", "/api/v1/events"), ("PUT", "/api/v1/releases/picow/1.0.0")):
@@ -60,14 +60,14 @@ def test_every_operator_route_needs_the_token(hub, auth: str | None) -> None:  #
     ({"id": 7, "type": "picow"}, 400, "'id' must be a str"),
     ({"id": "gh-01", "type": "picow"}, 409, "already registered"),
 ])
-def test_register_refuses_bad_devices(hub, body: dict, status: int, message: str) -> None:  # noqa: ANN001
+def test_register_refuses_bad_devices(hub, body: dict, status: int, message: str) -> None:
     hub.register("gh-01")
     r = httpx.post(hub.url + "/api/v1/devices", json=body, headers={"Authorization": f"Bearer {hub.token}"})
     assert r.status_code == status and message in r.json()["error"]
     assert [d["id"] for d in hub.client.devices()] == ["gh-01"]
 
 
-def test_device_views_status_channel_and_relayed_usb_heartbeats(hub) -> None:  # noqa: ANN001
+def test_device_views_status_channel_and_relayed_usb_heartbeats(hub) -> None:
     key = hub.register("gh-01")
     assert hub.client.devices()[0]["status"] == "new"
     with httpx.Client(base_url=hub.url) as c:
@@ -84,7 +84,7 @@ def test_device_views_status_channel_and_relayed_usb_heartbeats(hub) -> None:  #
         hub.client.device("nope")
 
 
-def test_stale_and_offline_follow_the_type_interval(hub) -> None:  # noqa: ANN001
+def test_stale_and_offline_follow_the_type_interval(hub) -> None:
     key = hub.register("gh-01")
     with httpx.Client(base_url=hub.url) as c:
         SimDevice("gh-01", key).heartbeat(c)
@@ -101,7 +101,7 @@ def test_stale_and_offline_follow_the_type_interval(hub) -> None:  # noqa: ANN00
     assert hub.client.devices()[0]["status"] == "offline"
 
 
-def test_publish_verifies_and_refuses_duplicates_with_other_content(hub) -> None:  # noqa: ANN001
+def test_publish_verifies_and_refuses_duplicates_with_other_content(hub) -> None:
     rel = hub.build_release("1.1.0", APP)
     first = hub.publish(rel)
     assert first["added"] is True
@@ -119,7 +119,7 @@ def test_publish_verifies_and_refuses_duplicates_with_other_content(hub) -> None
     assert stored["meta"]["created_at"] == first["meta"]["created_at"]
 
 
-def test_publish_refuses_bad_signatures_and_altered_artifacts(hub) -> None:  # noqa: ANN001
+def test_publish_refuses_bad_signatures_and_altered_artifacts(hub) -> None:
     unsigned = hub.site / "unsigned"
     from picoctl import release
 
@@ -145,13 +145,13 @@ def test_publish_refuses_bad_signatures_and_altered_artifacts(hub) -> None:  # n
 
 @pytest.mark.parametrize("header, message", [(None, "missing X-Picoctl-Meta"), ("%%%", "not base64"),
                                              (base64.b64encode(b"[1]").decode(), "not for picow")])
-def test_publish_with_a_bad_meta_header(hub, header: str | None, message: str) -> None:  # noqa: ANN001
+def test_publish_with_a_bad_meta_header(hub, header: str | None, message: str) -> None:
     headers = {"Authorization": f"Bearer {hub.token}"} | ({"X-Picoctl-Meta": header} if header else {})
     r = httpx.put(hub.url + "/api/v1/releases/picow/1.0.0", content=b"x", headers=headers)
     assert r.status_code == 400 and message in r.json()["error"]
 
 
-def test_import_without_a_url_pulls_every_configured_one_as_the_timer_does(hub, static_server, capsys) -> None:  # noqa: ANN001
+def test_import_without_a_url_pulls_every_configured_one_as_the_timer_does(hub, static_server, capsys) -> None:
     base, root = static_server
     shutil.copytree(hub.build_release("1.4.0", APP), root / "latest-picow")
     shutil.copytree(hub.build_release("2.0.0", APP, "pi"), root / "latest-pi")
@@ -175,7 +175,7 @@ def test_import_without_a_url_pulls_every_configured_one_as_the_timer_does(hub, 
         os.environ.pop("PICOCTL_HUB_URL", None)
 
 
-def test_import_from_a_url_and_the_ci_webhook(hub, static_server) -> None:  # noqa: ANN001
+def test_import_from_a_url_and_the_ci_webhook(hub, static_server) -> None:
     base, root = static_server
     shutil.copytree(hub.build_release("1.2.0", APP), root / "r120")
     shutil.copytree(hub.build_release("1.3.0", APP | {"lib.py": b"y = 2\n"}), root / "r130")
@@ -202,7 +202,7 @@ def test_import_from_a_url_and_the_ci_webhook(hub, static_server) -> None:  # no
     assert [e["actor"] for e in hub.client.history(kind="release_published")] == ["operator", "webhook"]
 
 
-def test_history_filters_and_the_pi_reporter(hub) -> None:  # noqa: ANN001
+def test_history_filters_and_the_pi_reporter(hub) -> None:
     hub.register("gh-01")
     hub.register("gh-02")
     cfg = config.load(hub.site / "fleet.toml")
@@ -220,7 +220,7 @@ def test_history_filters_and_the_pi_reporter(hub) -> None:  # noqa: ANN001
     assert r.status_code == 400 and "kind" in r.json()["error"]
 
 
-def test_event_stream_pushes_committed_changes_and_resumes_with_last_event_id(hub) -> None:  # noqa: ANN001
+def test_event_stream_pushes_committed_changes_and_resumes_with_last_event_id(hub) -> None:
     key = hub.register("gh-01")
 
     async def scenario() -> None:
@@ -276,7 +276,7 @@ def test_client_names_the_unreachable_hub() -> None:
         client.devices()
 
 
-def test_cli_devices_history_and_publish(hub, monkeypatch, capsys) -> None:  # noqa: ANN001
+def test_cli_devices_history_and_publish(hub, monkeypatch, capsys) -> None:
     monkeypatch.setenv("PICOCTL_HUB_URL", hub.url)
     conf = str(hub.site / "fleet.toml")
     rel = hub.build_release("1.1.0", APP)
@@ -305,7 +305,7 @@ def test_cli_devices_history_and_publish(hub, monkeypatch, capsys) -> None:  # n
     (b'"a string"', 400, "must be a JSON object"),
     (b"{}" + b" " * (1024 * 1024), 413, "limit"),
 ], ids=["malformed", "not-an-object", "too-big"])
-def test_operator_bodies_malformed_or_too_big(hub, body: bytes, status: int, message: str) -> None:  # noqa: ANN001
+def test_operator_bodies_malformed_or_too_big(hub, body: bytes, status: int, message: str) -> None:
     r = httpx.post(hub.url + "/api/v1/devices", content=body,
                    headers={"Authorization": f"Bearer {hub.token}", "Content-Type": "application/json"})
     assert r.status_code == status and message in r.json()["error"]

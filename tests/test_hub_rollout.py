@@ -16,14 +16,14 @@ V2 = {"main.py": b"print('v2')\n", "lib/pump.py": b"PUMP = 2\n" * 50}
 CANARY_THEN_ALL = [{"name": "canary", "channel": "canary"}, {"name": "100%", "percent": 100}]
 
 
-def configure(hub, **rollout: Any) -> None:  # noqa: ANN001
+def configure(hub, **rollout: Any) -> None:
     for k, v in rollout.items():
         setattr(hub.cfg.rollout, k, v)
     config.save(hub.cfg, hub.site / "fleet.toml")
     hub.restart()
 
 
-def fleet(hub, canary: list[str], stable: list[str], **behaviour: dict) -> dict[str, SimDevice]:  # noqa: ANN001
+def fleet(hub, canary: list[str], stable: list[str], **behaviour: dict) -> dict[str, SimDevice]:
     hub.publish(hub.build_release("1.0.0", V1))
     hub.publish(hub.build_release("1.1.0", V2))
     out = {}
@@ -37,11 +37,11 @@ def step_all(c: httpx.Client, devices: dict[str, SimDevice]) -> dict[str, str | 
     return {i: d.step(c) for i, d in devices.items()}
 
 
-def offered(hub, device_id: str) -> list[dict]:  # noqa: ANN001
+def offered(hub, device_id: str) -> list[dict]:
     return hub.client.history(device=device_id, kind="offer")
 
 
-def test_canary_failure_halts_stable_never_offered_rollback_reoffers_the_old_release(hub) -> None:  # noqa: ANN001
+def test_canary_failure_halts_stable_never_offered_rollback_reoffers_the_old_release(hub) -> None:
     devs = fleet(hub, ["can-ok", "can-bad"], ["st-1", "st-2", "st-3"], **{"can-bad": {"fail_trial": True}})
     with httpx.Client(base_url=hub.url) as c:
         assert set(step_all(c, devs).values()) == {None}  # heartbeats report 1.0.0; nothing to do yet
@@ -84,7 +84,7 @@ def test_canary_failure_halts_stable_never_offered_rollback_reoffers_the_old_rel
     assert halts[0]["actor"] == "hub" and "failed" in halts[0]["detail"]
 
 
-def test_auto_promotion_through_stages_to_completion_and_late_registration(hub) -> None:  # noqa: ANN001
+def test_auto_promotion_through_stages_to_completion_and_late_registration(hub) -> None:
     devs = fleet(hub, ["can-1"], ["st-1", "st-2"])
     with httpx.Client(base_url=hub.url) as c:
         step_all(c, devs)
@@ -104,7 +104,7 @@ def test_auto_promotion_through_stages_to_completion_and_late_registration(hub) 
     assert len(seqs) == 1
 
 
-def test_transient_download_failure_is_offered_again_after_backoff_with_a_fresh_seq(hub) -> None:  # noqa: ANN001
+def test_transient_download_failure_is_offered_again_after_backoff_with_a_fresh_seq(hub) -> None:
     configure(hub, retry_backoff_s=1)
     devs = fleet(hub, ["can-1"], [], **{"can-1": {"transient_failures": 2}})
     d = devs["can-1"]
@@ -127,7 +127,7 @@ def test_transient_download_failure_is_offered_again_after_backoff_with_a_fresh_
     assert results.count("failed (transient)") == 2
 
 
-def test_a_device_silent_after_switching_counts_as_failure_and_halts(hub) -> None:  # noqa: ANN001
+def test_a_device_silent_after_switching_counts_as_failure_and_halts(hub) -> None:
     configure(hub, trial_timeout_s=1)
     devs = fleet(hub, ["can-1"], [], **{"can-1": {"silent_after_switch": True}})
     with httpx.Client(base_url=hub.url) as c:
@@ -142,7 +142,7 @@ def test_a_device_silent_after_switching_counts_as_failure_and_halts(hub) -> Non
     assert halted["state"] == "halted" and halted["counts"]["failed"] == 1
 
 
-def test_every_offer_has_a_fresh_seq_above_what_the_device_reports(hub) -> None:  # noqa: ANN001
+def test_every_offer_has_a_fresh_seq_above_what_the_device_reports(hub) -> None:
     devs = fleet(hub, ["can-1"], [])
     d = devs["can-1"]
     d.seq = 41  # the board accepted offers from an earlier hub
@@ -165,14 +165,14 @@ def test_every_offer_has_a_fresh_seq_above_what_the_device_reports(hub) -> None:
      "halt_after_failures"),
     ({"target": "picow", "version": "1.1.0", "stages": CANARY_THEN_ALL, "halt_after_failures": -1}, 400, "0 or more"),
 ])
-def test_bad_rollout_requests(hub, body: dict, status: int, message: str) -> None:  # noqa: ANN001
+def test_bad_rollout_requests(hub, body: dict, status: int, message: str) -> None:
     hub.publish(hub.build_release("1.1.0", V2))
     r = httpx.post(f"{hub.url}/api/v1/rollouts", json=body, headers={"Authorization": f"Bearer {hub.token}"})
     assert r.status_code == status and message in r.json()["error"]
     assert hub.client.rollouts() == []
 
 
-def test_one_active_rollout_per_target_and_actions_on_unknown_rollouts(hub) -> None:  # noqa: ANN001
+def test_one_active_rollout_per_target_and_actions_on_unknown_rollouts(hub) -> None:
     hub.publish(hub.build_release("1.1.0", V2))
     hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
     auth = {"Authorization": f"Bearer {hub.token}"}
@@ -186,7 +186,7 @@ def test_one_active_rollout_per_target_and_actions_on_unknown_rollouts(hub) -> N
     assert hub.client.rollout_action(1, "resume")["state"] == "active"
 
 
-def test_resume_after_a_failure_halt_accepts_those_failures_and_halts_on_the_next(hub) -> None:  # noqa: ANN001
+def test_resume_after_a_failure_halt_accepts_those_failures_and_halts_on_the_next(hub) -> None:
     devs = fleet(hub, ["can-1", "can-2", "can-3"], [], **{"can-1": {"fail_trial": True}, "can-3": {"fail_trial": True}})
     with httpx.Client(base_url=hub.url) as c:
         step_all(c, devs)
@@ -200,7 +200,7 @@ def test_resume_after_a_failure_halt_accepts_those_failures_and_halts_on_the_nex
         assert hub.client.rollout(ro["id"])["state"] == "halted"
 
 
-def test_the_event_stream_carries_statuses_and_rollout_changes_in_commit_order(hub) -> None:  # noqa: ANN001
+def test_the_event_stream_carries_statuses_and_rollout_changes_in_commit_order(hub) -> None:
     import asyncio
 
     from picoctl.client import AsyncHubClient
@@ -239,7 +239,7 @@ def test_the_event_stream_carries_statuses_and_rollout_changes_in_commit_order(h
     assert {"heartbeat", "history"} <= {e.event for e in seen}
 
 
-def test_a_device_still_downloading_at_the_rollback_gets_the_rollback_once_it_commits(hub) -> None:  # noqa: ANN001
+def test_a_device_still_downloading_at_the_rollback_gets_the_rollback_once_it_commits(hub) -> None:
     devs = fleet(hub, [], ["gh-a", "gh-b"])
     a, b = devs["gh-a"], devs["gh-b"]
     with httpx.Client(base_url=hub.url) as c:

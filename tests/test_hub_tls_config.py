@@ -24,7 +24,7 @@ from conftest import self_signed
 EXAMPLE = Path(__file__).resolve().parent.parent / "configs" / "fleet.example.toml"
 
 
-def test_hub_over_tls_with_a_pinnable_fingerprint(hub) -> None:  # noqa: ANN001
+def test_hub_over_tls_with_a_pinnable_fingerprint(hub) -> None:
     cert, key = self_signed(hub.site)
     hub.cfg.hub.tls_cert, hub.cfg.hub.tls_key = "hub.crt", "hub.key"
     config.save(hub.cfg, hub.site / "fleet.toml")
@@ -70,7 +70,7 @@ def _serve(conf: Path, port: int) -> subprocess.CompletedProcess:
                            "--port", str(port)], capture_output=True, text=True, timeout=30)
 
 
-def test_serve_refuses_a_bad_setup_with_one_line(hub) -> None:  # noqa: ANN001
+def test_serve_refuses_a_bad_setup_with_one_line(hub) -> None:
     conf = hub.site / "fleet.toml"
     second = _serve(conf, hub.port + 1 if hub.port < 65535 else hub.port - 1)
     assert second.returncode == 1 and "another hub is already serving this data folder" in second.stderr

@@ -106,7 +106,7 @@ def _publish_with_artifacts(hub: Hub, version: str, app: dict[str, bytes], artif
         assert (artifacts / f["sha256"][:2] / f["sha256"]).is_file()
 
 
-def test_boards_update_through_two_replicas_with_artifacts_from_a_static_host(tmp_path: Path, site) -> None:  # noqa: ANN001
+def test_boards_update_through_two_replicas_with_artifacts_from_a_static_host(tmp_path: Path, site) -> None:
     a, b, balancer, artifacts, _ = site
     v1 = make_app("1.0.0")
     _publish_with_artifacts(a, "1.0.0", v1, artifacts)

@@ -48,7 +48,7 @@ def _post(url: str, raw: bytes, headers: dict[str, str]) -> int:
     return httpx.post(f"{url}/heartbeat", content=raw, headers=headers, timeout=10).status_code
 
 
-def _until(predicate, timeout_s: float = 15.0) -> None:  # noqa: ANN001
+def _until(predicate, timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"

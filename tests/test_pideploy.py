@@ -57,7 +57,7 @@ def free_port() -> int:
 class Recorder(BaseHTTPRequestHandler):
     """The hub's history endpoint, as far as these tests need it."""
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.events.append(json.loads(body))  # type: ignore[attr-defined]
         self.send_response(201)
@@ -405,12 +405,14 @@ REFUSALS = {
     "symlink": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/main.py"), b"x"),
                                              (entry("pi-sensors-9.0.0/evil", tarfile.SYMTYPE, "/etc/passwd"), None)]), "is a link"),
     "hard link": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/main.py"), b"x"),
-                                               (entry("pi-sensors-9.0.0/evil", tarfile.LNKTYPE, "pi-sensors-9.0.0/main.py"), None)]), "is a link"),
+                                               (entry("pi-sensors-9.0.0/evil", tarfile.LNKTYPE, "pi-sensors-9.0.0/main.py"),
+                                                None)]), "is a link"),
     "device": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/evil", tarfile.CHRTYPE), None)]), "device or special"),
     "duplicate": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/main.py"), b"x"),
                                                (entry("pi-sensors-9.0.0/main.py"), b"evil")]), "appears twice"),
     "no main.py": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/evil.py"), b"x")]), "no main.py"),
-    "unpacks too big": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/main.py"), b"\0" * 300_000)]), "more than pi.max_archive_bytes"),
+    "unpacks too big": (lambda d, b, k: craft(d, k, [(entry("pi-sensors-9.0.0/main.py"), b"\0" * 300_000)]),
+                        "more than pi.max_archive_bytes"),
 }
 
 

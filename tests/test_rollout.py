@@ -395,7 +395,7 @@ def test_cli_usage_errors_exit_2(argv: list[str], capsys) -> None:
 
 # --- CLI against a real hub ----------------------------------------------------------------------------
 
-def test_cli_drives_a_canary_rollout_on_a_real_hub(hub, monkeypatch, capsys) -> None:  # noqa: ANN001
+def test_cli_drives_a_canary_rollout_on_a_real_hub(hub, monkeypatch, capsys) -> None:
     import json
 
     import httpx

@@ -181,7 +181,7 @@ def test_a_chatty_app_passes_without_its_output_piling_up(tmp_path: Path, monkey
     held: list[int] = []
     watch = smoke._Watch.__call__
 
-    def counting(self, res):  # noqa: ANN001, ANN202 - the Watch's own signature
+    def counting(self, res):
         stop = watch(self, res)
         held.append(len(res.lines))
         return stop

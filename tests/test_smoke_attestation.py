@@ -29,7 +29,7 @@ def attested(hub, version: str, record: dict[str, Any] | None, target: str = "pi
     return out
 
 
-def edit_meta(release_dir: Path, change) -> None:  # noqa: ANN001 - a function changing the meta in place
+def edit_meta(release_dir: Path, change) -> None:
     meta = json.loads((release_dir / "meta.json").read_text())
     change(meta)
     (release_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))

@@ -131,7 +131,7 @@ def test_malformed_points_non_canonical_s_and_wrong_lengths_are_refused() -> Non
     }
     results = board_verify([(pk, sig, msg)] + list(bad.values()))
     assert results[0][0] is True
-    refused = {name: ok for name, (ok, _) in zip(bad, results[1:])}
+    refused = {name: ok for name, (ok, _) in zip(bad, results[1:], strict=True)}
     assert refused == {name: False for name in bad}
 
 

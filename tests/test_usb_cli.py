@@ -30,7 +30,7 @@ APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 class Hub(BaseHTTPRequestHandler):
     posts: list[tuple[str, dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         ok = self.headers["Authorization"] == f"Bearer {self.server.token}"  # type: ignore[attr-defined]
         if ok:

@@ -60,7 +60,7 @@ def test_malformed_heartbeats_are_refused(changes, message):
 class Hub(BaseHTTPRequestHandler):
     received: list[tuple[str, dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         ok = self.headers["Authorization"] == f"Bearer {self.server.token}"  # type: ignore[attr-defined]
         known = self.path.startswith("/api/v1/devices/pico-") and self.path.endswith("/heartbeat")

@@ -34,7 +34,7 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def test_gh03s_traceback_reaches_rollout_status_and_the_tui(tmp_path) -> None:  # noqa: ANN001
+def test_gh03s_traceback_reaches_rollout_status_and_the_tui(tmp_path) -> None:
     with Demo(devices=3, root=tmp_path / "run", log=lambda line: None) as demo:
         assert demo.hub is not None
         wait_for(lambda: {d["version"] for d in demo.hub.client.devices() if d["type"] == "picow"} == {"1.0.0"}

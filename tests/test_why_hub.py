@@ -19,7 +19,7 @@ CRASH = {"type": "AttributeError", "message": "'module' object has no attribute 
 FIRMWARE = {"micropython": "1.29.0", "mpy": 0xB06, "board": "Raspberry Pi Pico W with RP2040", "uid": "e6614c311b7e8a2f"}
 
 
-def _post(hub, path: str, body: dict, key: str) -> httpx.Response:  # noqa: ANN001
+def _post(hub, path: str, body: dict, key: str) -> httpx.Response:
     raw = json.dumps(body).encode()
     return httpx.post(hub.url + path, content=raw, headers={"X-Picoctl-Device": body["id"],
                                                            "X-Picoctl-Mac": device_mac(key, raw)})
@@ -31,11 +31,11 @@ def _beat(device: str, counter: int, **extra: object) -> dict:
             "last_error": None} | extra
 
 
-def _events(hub, kind: str) -> list[dict]:  # noqa: ANN001
+def _events(hub, kind: str) -> list[dict]:
     return [e for e in hub.client.history() if e["kind"] == kind]
 
 
-def test_a_heartbeat_carries_the_crash_record_and_inventory_until_superseded(hub) -> None:  # noqa: ANN001
+def test_a_heartbeat_carries_the_crash_record_and_inventory_until_superseded(hub) -> None:
     key = hub.register("gh-01")
     assert _post(hub, "/heartbeat", _beat("gh-01", 1, last_error=CRASH), key).status_code == 200
     d = hub.client.device("gh-01")
@@ -51,7 +51,7 @@ def test_a_heartbeat_carries_the_crash_record_and_inventory_until_superseded(hub
 
 
 @pytest.mark.parametrize("text", ["\x1b[2J\x1b]0;owned\x07red", "[bold]markup[/] \x9b31m\u2028"])
-def test_control_characters_and_bad_bytes_are_stored_escaped(hub, text: str) -> None:  # noqa: ANN001
+def test_control_characters_and_bad_bytes_are_stored_escaped(hub, text: str) -> None:
     key = hub.register("gh-01")
     crash = CRASH | {"message": text, "traceback": text + "\nline two"}
     assert _post(hub, "/heartbeat", _beat("gh-01", 1, last_error=crash), key).status_code == 200
@@ -62,7 +62,7 @@ def test_control_characters_and_bad_bytes_are_stored_escaped(hub, text: str) -> 
     assert err["traceback"].endswith("\nline two")
 
 
-def test_a_crash_record_that_is_not_text_is_a_400_and_the_next_heartbeat_counts(hub) -> None:  # noqa: ANN001
+def test_a_crash_record_that_is_not_text_is_a_400_and_the_next_heartbeat_counts(hub) -> None:
     key = hub.register("gh-01")
     r = _post(hub, "/heartbeat", _beat("gh-01", 1, last_error=CRASH | {"message": "bad \udcff byte"}), key)
     assert r.status_code == 400 and "surrogate" in r.json()["error"]
@@ -70,7 +70,7 @@ def test_a_crash_record_that_is_not_text_is_a_400_and_the_next_heartbeat_counts(
     assert hub.client.device("gh-01")["last_error"]["message"] == CRASH["message"]
 
 
-def test_an_oversized_crash_record_is_refused_with_413_and_the_next_heartbeat_counts(hub) -> None:  # noqa: ANN001
+def test_an_oversized_crash_record_is_refused_with_413_and_the_next_heartbeat_counts(hub) -> None:
     key = hub.register("gh-01")
     r = _post(hub, "/heartbeat", _beat("gh-01", 1, last_error=CRASH | {"traceback": "x" * 5000}), key)
     assert r.status_code == 413 and "traceback" in r.json()["error"]
@@ -80,17 +80,17 @@ def test_an_oversized_crash_record_is_refused_with_413_and_the_next_heartbeat_co
 
 @pytest.mark.parametrize("bad", [{"last_error": "boom"}, {"last_error": {"message": "no type"}},
                                  {"firmware": {"mpy": "6"}}, {"boots": -1.5}, {"last_error": CRASH | {"boot": True}}])
-def test_malformed_diagnostics_are_a_400(hub, bad: dict) -> None:  # noqa: ANN001
+def test_malformed_diagnostics_are_a_400(hub, bad: dict) -> None:
     key = hub.register("gh-01")
     r = _post(hub, "/heartbeat", _beat("gh-01", 1, **bad), key)
     assert r.status_code == 400, r.text
 
 
-def _db(hub) -> sqlite3.Connection:  # noqa: ANN001
+def _db(hub) -> sqlite3.Connection:
     return sqlite3.connect(hub.cfg.data_dir / "fleet.db")
 
 
-def test_log_request_rides_on_the_heartbeat_answer_and_lines_are_kept(hub) -> None:  # noqa: ANN001
+def test_log_request_rides_on_the_heartbeat_answer_and_lines_are_kept(hub) -> None:
     key = hub.register("gh-01")
     assert "log_s" not in _post(hub, "/heartbeat", _beat("gh-01", 1), key).json()
     hub.client.request_log("gh-01", seconds=30)
@@ -105,7 +105,7 @@ def test_log_request_rides_on_the_heartbeat_answer_and_lines_are_kept(hub) -> No
 
 
 @pytest.mark.parametrize("case", ["huge_body", "long_line", "many_lines"])
-def test_oversized_log_posts_are_413_and_heartbeats_go_on(hub, case: str) -> None:  # noqa: ANN001
+def test_oversized_log_posts_are_413_and_heartbeats_go_on(hub, case: str) -> None:
     key = hub.register("gh-01")
     lines = {"huge_body": [[0, "y" * 200]] * 60, "long_line": [[0, "z" * 300]], "many_lines": [[0, "a"]] * 65}[case]
     r = _post(hub, "/logs", {"id": "gh-01", "counter": 1, "lines": lines}, key)
@@ -114,14 +114,14 @@ def test_oversized_log_posts_are_413_and_heartbeats_go_on(hub, case: str) -> Non
     assert _db(hub).execute("SELECT COUNT(*) FROM device_logs").fetchone()[0] == 0
 
 
-def test_log_posts_are_authenticated(hub) -> None:  # noqa: ANN001
+def test_log_posts_are_authenticated(hub) -> None:
     hub.register("gh-01")
     r = _post(hub, "/logs", {"id": "gh-01", "counter": 1, "lines": [[0, "forged"]]}, "00" * 32)
     assert r.status_code == 401
     assert hub.client.device_logs("gh-01")["lines"] == []
 
 
-def test_a_log_request_for_an_unknown_device_or_a_bad_window_is_refused(hub) -> None:  # noqa: ANN001
+def test_a_log_request_for_an_unknown_device_or_a_bad_window_is_refused(hub) -> None:
     hub.register("gh-01")
     from picoctl.client import HubError
 
@@ -133,14 +133,14 @@ def test_a_log_request_for_an_unknown_device_or_a_bad_window_is_refused(hub) -> 
     assert e.value.status == 400
 
 
-def _check(hub, device: str, counter: int, key: str) -> dict:  # noqa: ANN001
+def _check(hub, device: str, counter: int, key: str) -> dict:
     r = _post(hub, "/check", {"id": device, "counter": counter, "type": "picow", "version": "1.0.0", "seq": 0,
                               "nonce": "ab" * 16}, key)
     assert r.status_code == 200, r.text
     return r.json()["offer"]
 
 
-def test_a_rolled_back_canary_names_itself_and_its_error_in_the_halt_and_the_rollout(hub) -> None:  # noqa: ANN001
+def test_a_rolled_back_canary_names_itself_and_its_error_in_the_halt_and_the_rollout(hub) -> None:
     hub.publish(hub.build_release("1.0.0", {"main.py": b"print(1)\n"}))
     hub.publish(hub.build_release("1.1.0", {"main.py": b"print(2)\n"}))
     key = hub.register("gh-03", channel="canary")
@@ -161,7 +161,7 @@ def test_a_rolled_back_canary_names_itself_and_its_error_in_the_halt_and_the_rol
     assert "AttributeError" in status["detail"]
 
 
-def test_a_release_for_another_mpy_version_is_never_offered_and_says_why(hub) -> None:  # noqa: ANN001
+def test_a_release_for_another_mpy_version_is_never_offered_and_says_why(hub) -> None:
     old_mpy = b"M\x05\x00\x1f" + b"\x00" * 12  # a prebuilt .mpy of format version 5 (MicroPython 1.12-1.18)
     hub.publish(hub.build_release("1.0.0", {"main.py": b"print(1)\n"}))
     rel = hub.build_release("1.1.0", {"main.py": b"import lib\n", "lib.mpy": old_mpy})
@@ -184,7 +184,7 @@ def test_a_release_for_another_mpy_version_is_never_offered_and_says_why(hub) ->
     assert failure["device_id"] == "gh-01" and failure["reason"].startswith("failed: not offered: release built")
 
 
-def test_release_build_records_the_mpy_version_it_compiled_for(hub, tmp_path) -> None:  # noqa: ANN001
+def test_release_build_records_the_mpy_version_it_compiled_for(hub, tmp_path) -> None:
     from picoctl import release
 
     src = tmp_path / "src"

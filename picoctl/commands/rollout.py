@@ -117,7 +117,7 @@ def _describe(stage: dict[str, Any]) -> str:
 def _render(r: dict[str, Any]) -> None:
     from rich.markup import escape  # device text (errors in reasons) is shown as text, never markup
 
-    colour = {"active": "green", "halted": "red", "completed": "blue", "rolled_back": "yellow"}.get(r.get("state"), "")
+    colour = {"active": "green", "halted": "red", "completed": "blue", "rolled_back": "yellow"}.get(str(r.get("state")), "")
     state = f"[{colour}]{r.get('state')}[/]" if colour else str(r.get("state"))
     console.print(f"rollout {r.get('id')}  {r.get('kind', 'update')} {r.get('target')} "
                   f"{r.get('previous_version') or '-'} -> {r.get('version')}  {state}", highlight=False)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 
+from .. import atomic
 from ..release import read_tar_files
 from .http import ApiError
 
@@ -42,16 +42,7 @@ class BlobStore:
             return sha
         dest = self.path(sha)
         dest.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic.write_bytes(dest, data)
         return sha
 
     def put_file(self, src: Path, sha256: str) -> None:

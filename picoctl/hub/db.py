@@ -285,8 +285,8 @@ class Leadership:
             if self._held:
                 self._db.execute("SELECT 1").fetchone()
             else:
-                self._held = bool(self._db.execute("SELECT pg_try_advisory_lock(?) AS got",
-                                                   (LEADER_LOCK,)).fetchone()["got"])
+                row = self._db.execute("SELECT pg_try_advisory_lock(?) AS got", (LEADER_LOCK,)).fetchone()
+                self._held = bool(row and row["got"])
         except psycopg.Error:
             self._held = False
         return self._held

@@ -89,7 +89,7 @@ class Writer:
 
         def finish(c: Db, results: list[Any]) -> None:
             changes = [(event, json.dumps(data, separators=(",", ":"), default=str))
-                       for p, result in zip(batch, results) if p.tx and not isinstance(result, BaseException)
+                       for p, result in zip(batch, results, strict=True) if p.tx and not isinstance(result, BaseException)
                        for event, data in p.tx.changes]
             notify(c, self.hub_id, self._notified, changes)
             self._notified += len(changes)
@@ -108,7 +108,7 @@ class Writer:
                 failure = ApiError(503, f"store write failed, nothing was saved: {first_line(exc)}")
                 results = [failure] * len(batch)
             self.batches += 1
-            for p, result in zip(batch, results):
+            for p, result in zip(batch, results, strict=True):
                 if isinstance(result, BaseException):
                     if not p.future.done():
                         p.future.set_exception(result)

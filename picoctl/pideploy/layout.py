@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import fsync_dir
 from ..config import FleetConfig
 from ..errors import PicoctlError
 
@@ -58,14 +59,6 @@ class Layout:
         for link in (self.current, self.previous):
             if link.exists() and not link.is_symlink():
                 raise PicoctlError(f"{link} is not a link; move it into {self.releases}/<version>/ (see docs/pi-deploy.md)")
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def disk_error(exc: OSError, doing: str) -> PicoctlError:

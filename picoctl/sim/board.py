@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .. import provision
 from ..errors import PicoctlError
@@ -83,9 +83,9 @@ def agent_files() -> dict[str, bytes]:
     return provision.agent_files(mpy=True)
 
 
-def device_config(device_id: str, key_hex: str, hub_url: str, **overrides: object) -> dict:
+def device_config(device_id: str, key_hex: str, hub_url: str, **overrides: Any) -> dict:
     """A config.json with intervals short enough for tests."""
-    settings = {"heartbeat_s": 0.2, "check_s": 0.3, "trial_deadline_s": 5, "wdt_ms": 2000,
+    settings: dict[str, Any] = {"heartbeat_s": 0.2, "check_s": 0.3, "trial_deadline_s": 5, "wdt_ms": 2000,
                 "download_retries": 3, "wifi_timeout_s": 1, "tick_ms": 20}
     settings.update(overrides)
     return provision.device_config(device_id, key_hex, hub_url, **settings)
@@ -301,6 +301,7 @@ class Board:
                             res.lines.append(f"[rig] power cut at step {kill_at_step}: {name}")
                             outcome = "cut"
                             break
+                        assert proc.stdin is not None
                         try:
                             proc.stdin.write(b"\n")
                             proc.stdin.flush()

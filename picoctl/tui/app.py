@@ -48,7 +48,7 @@ MODES = ("fleet", "releases", "history", "pi", "usb")
 class PicoctlApp(App[None]):
     CSS_PATH = str(Path(__file__).with_name("picoctl.tcss"))  # absolute: subclasses elsewhere keep it
     TITLE = "picoctl"
-    BINDINGS = keymap.APP
+    BINDINGS = [*keymap.APP]
     MODES = {"fleet": FleetScreen, "releases": ReleasesScreen, "history": HistoryScreen, "pi": PiScreen,
              "usb": UsbScreen}
 
@@ -108,7 +108,7 @@ class PicoctlApp(App[None]):
 
     def _check_terminal(self) -> None:
         try:
-            termios.tcgetattr(sys.__stdin__.fileno())
+            termios.tcgetattr(sys.__stdin__.fileno() if sys.__stdin__ else -1)
         except (termios.error, OSError, ValueError, AttributeError):
             self.exit(return_code=1)
 

@@ -155,7 +155,8 @@ class Release:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Release:
-        meta = d.get("meta") if isinstance(d.get("meta"), Mapping) else {}
+        raw = d.get("meta")
+        meta: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         return cls(str(d.get("target") or meta.get("target") or "?"), str(d.get("version") or meta.get("version")),
                    _str(d.get("sha256")) or _str(meta.get("sha256")) or "", _num(d.get("published_at")), dict(meta))
 
@@ -183,7 +184,8 @@ class Rollout:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Rollout:
-        counts = d.get("counts") if isinstance(d.get("counts"), Mapping) else {}
+        raw = d.get("counts")
+        counts: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         stages = [s for s in d.get("stages") or [] if isinstance(s, Mapping)]
         return cls(int(d["id"]), str(d.get("target")), str(d.get("version")), str(d.get("state")),
                    _str(d.get("previous_version")), _str(d.get("kind")) or "update", _int(d.get("stage_index")) or 0,

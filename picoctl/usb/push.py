@@ -162,7 +162,7 @@ def _read_back(t: SerialTransport) -> tuple[str | None, str | None]:
         f"print(repr([_r('/{VERSION_FILE}'), _r('/config.json')]))"
     )
     found: list[str | None] = []
-    for text, key in zip(ast.literal_eval(out.decode().strip()), ("version", "id")):
+    for text, key in zip(ast.literal_eval(out.decode().strip()), ("version", "id"), strict=False):
         try:
             value = json.loads(text).get(key) if text else None
         except (ValueError, AttributeError):
@@ -250,8 +250,8 @@ def _push(transport: SerialTransport, port: str, files: dict[str, bytes], target
         transport.exit_raw_repl()
         transport.serial.write(b"\x04")  # soft reset from the friendly REPL: main.py runs again
     except (TransportError, OSError) as exc:
-        step = {"push": "while pushing", "verify": "while verifying"}.get(progress.event.phase, "")
-        where = f"{step} {current} ({written} of {total} bytes sent)" if current else "while finishing the push"
+        during = {"push": "while pushing", "verify": "while verifying"}.get(progress.event.phase, "")
+        where = f"{during} {current} ({written} of {total} bytes sent)" if current else "while finishing the push"
         lost = isinstance(exc, serial.SerialException) or not isinstance(exc, (TransportExecError, OSError))
         if not lost and not committed:
             _discard(transport, temps)

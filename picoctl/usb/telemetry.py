@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..client import HubClient, HubError
 from ..config import FleetConfig
@@ -37,7 +37,7 @@ class Heartbeat:
                 "rssi": self.rssi, "readings": self.readings}
 
 
-def _number(v: Any) -> bool:
+def _number(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 

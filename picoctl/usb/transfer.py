@@ -97,7 +97,7 @@ def hashes(t: SerialTransport, files: list[tuple[str, int]], on_done: Callable[[
             return
         paths = [p for p, _ in group]
         answer = ast.literal_eval(t.exec(f"print([_ph(p) for p in {paths!r}])").decode().strip())
-        out.update({p: binascii.unhexlify(h) for p, h in zip(paths, answer)})
+        out.update({p: binascii.unhexlify(h) for p, h in zip(paths, answer, strict=False)})
         on_done(paths, sum(n for _, n in group))
         group.clear()
 

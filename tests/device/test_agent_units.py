@@ -66,7 +66,7 @@ class _Server(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path == "/json":
             body = b'{"a": 1}'
             self.send_response(200)
@@ -109,7 +109,7 @@ class _Server(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(self.blob[start:])
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         out = json.dumps({"echo": body.decode(), "dev": self.headers.get("X-Picoctl-Device")}).encode()
         self.send_response(200)

@@ -49,11 +49,11 @@ def _rolled_back(board: Board):
     return done
 
 
-def _device(hub, device_id: str) -> dict:  # noqa: ANN001
+def _device(hub, device_id: str) -> dict:
     return hub.client.device(device_id)
 
 
-def _until_hub(hub, device_id: str, check) -> object:  # noqa: ANN001
+def _until_hub(hub, device_id: str, check) -> object:
     def done(_: RunResult) -> bool:
         return bool(check(_device(hub, device_id)))
     return done
@@ -162,7 +162,7 @@ CHATTY["main.py"] = CHATTY["main.py"].replace(
     b"    def step(self):\n        _t[0] += 1\n        if _t[0] % 25 == 0:\n            print('tick', _t[0])\n")
 
 
-def _cli(hub, *args: str) -> subprocess.Popen:  # noqa: ANN001
+def _cli(hub, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

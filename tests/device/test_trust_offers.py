@@ -16,7 +16,7 @@ import pytest
 from .fleet import make_app, phases, publish, rollout, status_events
 from .proxy import Proxy, Reply
 from picoctl import keyset, release, signing
-from picoctl.sim.board import Board, RunResult, device_config, find_micropython
+from picoctl.sim.board import Board, device_config, find_micropython
 
 pytestmark = [
     pytest.mark.micropython,

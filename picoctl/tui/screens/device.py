@@ -31,7 +31,7 @@ def series(d: Device, name: str) -> list[float]:
 
 
 class DeviceScreen(ModelScreen):
-    BINDINGS = keymap.DEVICE
+    BINDINGS = [*keymap.DEVICE]
 
     def __init__(self, device_id: str) -> None:
         super().__init__()

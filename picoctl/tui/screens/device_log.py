@@ -12,7 +12,7 @@ from .base import ModelScreen
 
 
 class DeviceLogScreen(ModelScreen):
-    BINDINGS = keymap.DEVICE_LOG
+    BINDINGS = [*keymap.DEVICE_LOG]
 
     def __init__(self, device_id: str, device_type: str) -> None:
         super().__init__()

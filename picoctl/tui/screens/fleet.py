@@ -29,7 +29,7 @@ NO_DEVICES = ("No devices yet. Provision a Pico W on the USB screen (5, then v o
 
 class FleetScreen(ModelScreen):
     MODE = "fleet"
-    BINDINGS = keymap.FLEET
+    BINDINGS = [*keymap.FLEET]
 
     def __init__(self) -> None:
         super().__init__()

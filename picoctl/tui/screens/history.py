@@ -11,7 +11,7 @@ from .. import keymap
 from ..format import RESULT_STYLE, hms, plural
 from ..model import Event
 from ..widgets.modals import EventDetail
-from ..widgets.table import KeyedTable
+from ..widgets.table import Cell, KeyedTable
 from .base import ModelScreen
 
 COLUMNS = (("at", "TIME", 8), ("kind", "KIND", 17), ("device", "DEVICE", 8), ("version", "VERSION", 7),
@@ -25,7 +25,7 @@ def matches(e: Event, text: str) -> bool:
 
 class HistoryScreen(ModelScreen):
     MODE = "history"
-    BINDINGS = keymap.HISTORY
+    BINDINGS = [*keymap.HISTORY]
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,7 +43,7 @@ class HistoryScreen(ModelScreen):
         self.query_one("#filter").display = False
         self.query_one("#events").focus()
 
-    def _row(self, e: Event) -> tuple[object, ...]:
+    def _row(self, e: Event) -> tuple[Cell, ...]:
         return (hms(e.at), e.kind, e.device_id or "-", e.version or "-",
                 Text(e.result or "-", style=RESULT_STYLE.get(e.result, "")), e.detail)
 

@@ -30,7 +30,7 @@ PI_EVENTS = 50
 
 class PiScreen(ModelScreen):
     MODE = "pi"
-    BINDINGS = keymap.PI
+    BINDINGS = [*keymap.PI]
 
     def __init__(self) -> None:
         super().__init__()

@@ -89,7 +89,8 @@ def waiting(r: Rollout, devices: Iterable[Device]) -> tuple[list[str], list[str]
     if info is None:
         return [], []
     last = dataclasses.replace(info, stage_index=len(info.stages) - 1)
-    now, later = [], []
+    now: list[str] = []
+    later: list[str] = []
     for d in devices:
         if d.version == r.version:
             continue
@@ -135,7 +136,7 @@ def smoke_cell(r: Release, here: dict | None) -> Text:
 
 class ReleasesScreen(ModelScreen):
     MODE = "releases"
-    BINDINGS = keymap.RELEASES
+    BINDINGS = [*keymap.RELEASES]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -167,7 +168,7 @@ class ReleasesScreen(ModelScreen):
 
     def _releases(self) -> None:
         table = self.query_one("#releases", KeyedTable)
-        on = {}
+        on: dict[str, int] = {}
         for d in self.model.devices.values():
             on[f"{d.type}/{d.version}"] = on.get(f"{d.type}/{d.version}", 0) + 1
         for key, r in sorted(self.model.releases.items(), key=lambda kv: (kv[1].target, kv[1].published_at or 0)):

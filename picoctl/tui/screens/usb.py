@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import work
@@ -35,7 +35,7 @@ def path_tail(path: str, width: int = PATH_WIDTH) -> str:
 
 class UsbScreen(ModelScreen):
     MODE = "usb"
-    BINDINGS = keymap.USB
+    BINDINGS = [*keymap.USB]
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,13 +106,13 @@ class UsbScreen(ModelScreen):
         drive = self.selected("bootsel")
         if drive is not None and not self._busy():
             self.app.push_screen(Prompt(f"Flash a UF2 onto {drive.path}", "path to a .uf2 file"),
-                                 lambda path: path and self.transfer("flash", drive.path, path))
+                                 self._when_given(lambda path: self.transfer("flash", drive.path, path)))
 
     def action_push(self) -> None:
         board = self.selected("serial")
         if board is not None and not self._busy():
             self.app.push_screen(Prompt(f"Push a release to {board.path}", "a pico/picow release folder"),
-                                 lambda path: path and self.transfer("push", board.path, path))
+                                 self._when_given(lambda path: self.transfer("push", board.path, path)))
 
     def action_provision(self) -> None:
         board = self.selected("serial")
@@ -163,6 +163,14 @@ class UsbScreen(ModelScreen):
         if self.busy:
             self.fail(f"a {self.busy} is running")
         return bool(self.busy)
+
+    @staticmethod
+    def _when_given(then: Callable[[str], None]) -> Callable[[str | None], None]:
+        """A prompt's callback: `then` with the answer, unless the prompt was left empty or cancelled."""
+        def answered(text: str | None) -> None:
+            if text:
+                then(text)
+        return answered
 
     def transfer(self, op: str, where: str, what: Any) -> None:
         self.busy, self.busy_where = op, where
@@ -220,7 +228,7 @@ class UsbScreen(ModelScreen):
             self.follow(board.path)
         else:
             self.app.push_screen(Prompt("Follow the serial log of", "a serial port, e.g. /dev/ttyUSB0"),
-                                 lambda port: port and self.follow(port))
+                                 self._when_given(self.follow))
 
     def follow(self, port: str) -> None:
         view = self.query_one(SerialView)

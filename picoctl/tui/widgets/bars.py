@@ -21,7 +21,10 @@ class TitleBar(Static):
         self.current = current
 
     def on_mount(self) -> None:
-        self.watch(self.app, "link", lambda _: self.refresh(), init=False)
+        self.watch(self.app, "link", self._link_changed, init=False)
+
+    def _link_changed(self, _link: object) -> None:
+        self.refresh()
 
     def render(self) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")

@@ -99,7 +99,7 @@ class FastTable(ScrollView, can_focus=True):
             self._resize()
             self.updates += len(cells)
             return set(self.column_keys)
-        changed = {self._columns[i][0] for i, (a, b) in enumerate(zip(old, new)) if a != b}
+        changed = {self._columns[i][0] for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b}
         self.updates += len(changed)
         self._refresh_key(key)
         return changed
@@ -193,7 +193,7 @@ class FastTable(ScrollView, can_focus=True):
     def _line(self, cells: Sequence[Any], base: Style) -> list[Segment]:
         pad = Segment(" " * PAD, base)
         out: list[Segment] = []
-        for (_, _, width), cell in zip(self._columns, cells):
+        for (_, _, width), cell in zip(self._columns, cells, strict=False):
             style, right = base, isinstance(cell, (int, float))
             if isinstance(cell, Text):
                 own = Style.parse(cell.style) if isinstance(cell.style, str) else cell.style

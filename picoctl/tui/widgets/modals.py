@@ -52,7 +52,7 @@ class Confirm(ModalScreen[bool]):
 class Prompt(ModalScreen[str | None]):
     """One line of input (a file, a folder, a URL); enter submits, esc cancels."""
 
-    BINDINGS = keymap.MODAL
+    BINDINGS = [*keymap.MODAL]
 
     def __init__(self, title: str, placeholder: str = "", value: str = "") -> None:
         super().__init__()

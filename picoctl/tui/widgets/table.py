@@ -6,6 +6,7 @@ from typing import Any, Iterable, Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
 
 from .. import keymap
 
@@ -33,7 +34,7 @@ def sort_key(value: Any) -> tuple[int, Any]:
 class KeyedTable(DataTable):
     """Rows keyed by a string; `put` adds a row or updates only its changed cells."""
 
-    BINDINGS = keymap.TABLE
+    BINDINGS = [*keymap.TABLE]
 
     def __init__(self, columns: Sequence[tuple[str, str, int | None]], **kwargs: Any) -> None:
         kwargs.setdefault("cursor_type", "row")
@@ -68,7 +69,7 @@ class KeyedTable(DataTable):
         if old == new:
             return set()
         changed = set()
-        for i, (a, b) in enumerate(zip(old, new)):
+        for i, (a, b) in enumerate(zip(old, new, strict=False)):
             if a != b:
                 column = self._columns[i][0]
                 self.update_cell(key, column, cells[i])
@@ -91,14 +92,14 @@ class KeyedTable(DataTable):
             return None
         try:
             return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        except Exception:
+        except CellDoesNotExist:
             return None
 
     def sort_by(self, column: str, reverse: bool = False) -> None:
         self.sort(column, key=sort_key, reverse=reverse)
 
     def keys_in_order(self) -> list[str]:
-        return [r.key.value for r in self.ordered_rows]
+        return [r.key.value for r in self.ordered_rows if r.key.value is not None]
 
     def action_scroll_top(self) -> None:
         self.move_cursor(row=0)

@@ -264,7 +264,7 @@ def test_a_device_still_downloading_at_the_rollback_gets_the_rollback_once_it_co
     assert [e["result"] for e in hub.client.history(kind="rollout_extended")] == ["active"]
 
 
-def test_a_finished_rollouts_figures_are_those_it_ended_with(hub) -> None:  # noqa: ANN001
+def test_a_finished_rollouts_figures_are_those_it_ended_with(hub) -> None:
     devs = fleet(hub, [], ["gh-a", "gh-b"])
     a, b = devs["gh-a"], devs["gh-b"]
     with httpx.Client(base_url=hub.url) as c:

@@ -96,7 +96,7 @@ def preview(req: CanaryRequest, devices: Sequence[DeviceInfo]) -> str:
     named = ", ".join(first[:PREVIEW_NAMES]) + (f" and {len(first) - PREVIEW_NAMES} more" if len(first) > PREVIEW_NAMES else "")
     line = f"{req.stages[0]['name']} reaches {len(first)} device{'' if len(first) == 1 else 's'}" + \
         (f": {named}" if first else " (none: the rollout would wait there)")
-    later = [f"{s['name']} +{len(ids)}" for s, ids in zip(req.stages[1:], added[1:])]
+    later = [f"{s['name']} +{len(ids)}" for s, ids in zip(req.stages[1:], added[1:], strict=True)]
     if later:
         line += " · then " + ", ".join(later)
     on_it = Counter(d.version == req.version for d in devices if d.type == req.target)

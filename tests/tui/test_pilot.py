@@ -373,9 +373,15 @@ def usb_cfg(hub: conftest.Hub, tmp_path: Path) -> Iterator[config.FleetConfig]:
     os.environ.pop("PICOCTL_HUB_URL", None)
 
 
-def test_usb_flash_bootsel_drive(hub: conftest.Hub, usb_cfg: config.FleetConfig, tmp_path: Path) -> None:
+def test_usb_flash_bootsel_drive(hub: conftest.Hub, usb_cfg: config.FleetConfig, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
     image = tmp_path / "fw.uf2"
     image.write_bytes(uf2.build_uf2(os.urandom(20000), 0x10000000, "rp2040"))
+    older = tmp_path / "build" / "old.uf2"
+    older.parent.mkdir()
+    older.write_bytes(b"")
+    os.utime(older, (image.stat().st_mtime - 60,) * 2)
+    monkeypatch.chdir(tmp_path)
 
     async def run() -> None:
         app = app_for(hub, usb_cfg)
@@ -387,7 +393,7 @@ def test_usb_flash_bootsel_drive(hub: conftest.Hub, usb_cfg: config.FleetConfig,
                 assert len(str(drive.path)) > 24 and shown == "…" + str(drive.path)[-23:]
                 await pilot.press("f")
                 await until(pilot, lambda: isinstance(app.screen, Prompt))
-                app.screen.query_one("#prompt").value = str(image)
+                assert app.screen.query_one("#prompt").value == "fw.uf2"  # the newest UF2 here is the default
                 await pilot.press("enter")
                 await until(pilot, lambda: "flashed" in text_of(app, "#usb-step"), timeout=20, what="flash done")
                 assert drive.image == image.read_bytes()

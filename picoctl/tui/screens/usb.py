@@ -19,6 +19,7 @@ from ...progress import Progress, ProgressEvent
 from ..source import BoardView
 from ...protocol import is_device_id
 from ..widgets.modals import Confirm, Fields, Prompt
+from ..widgets.paths import RELEASE, UF2, PathSuggester, newest, shown
 from ..widgets.serial_view import SerialView
 from ..widgets.table import KeyedTable
 from .base import ModelScreen, one_line
@@ -105,14 +106,22 @@ class UsbScreen(ModelScreen):
     def action_flash(self) -> None:
         drive = self.selected("bootsel")
         if drive is not None and not self._busy():
-            self.app.push_screen(Prompt(f"Flash a UF2 onto {drive.path}", "path to a .uf2 file"),
+            self.app.push_screen(Prompt(f"Flash a UF2 onto {drive.path}", "path to a .uf2 file", self.near(UF2),
+                                        PathSuggester(UF2)),
                                  self._when_given(lambda path: self.transfer("flash", drive.path, path)))
 
     def action_push(self) -> None:
         board = self.selected("serial")
         if board is not None and not self._busy():
-            self.app.push_screen(Prompt(f"Push a release to {board.path}", "a pico/picow release folder"),
+            self.app.push_screen(Prompt(f"Push a release to {board.path}", "a pico/picow release folder",
+                                        self.near(RELEASE), PathSuggester(RELEASE)),
                                  self._when_given(lambda path: self.transfer("push", board.path, path)))
+
+    def near(self, kind: str) -> str:
+        """The newest UF2 file or release folder in the working folder or the site's, as a prompt's default."""
+        site = [self.app.cfg.path.parent] if self.app.cfg.path is not None else []
+        found = newest([Path.cwd(), *site], kind)
+        return shown(found) if found is not None else ""
 
     def action_provision(self) -> None:
         board = self.selected("serial")

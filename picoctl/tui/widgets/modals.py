@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.suggester import Suggester
 from textual.widgets import Button, Input, Label, Static
 
 from .. import keymap
@@ -54,15 +55,16 @@ class Prompt(ModalScreen[str | None]):
 
     BINDINGS = [*keymap.MODAL]
 
-    def __init__(self, title: str, placeholder: str = "", value: str = "") -> None:
+    def __init__(self, title: str, placeholder: str = "", value: str = "", suggester: Suggester | None = None) -> None:
         super().__init__()
-        self.title_text, self.placeholder, self.value = title, placeholder, value
+        self.title_text, self.placeholder, self.value, self.suggester = title, placeholder, value, suggester
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Input(self.value, placeholder=self.placeholder, id="prompt")
-            yield Label("enter to go, esc to cancel", classes="dim")
+            yield Input(self.value, placeholder=self.placeholder, id="prompt", suggester=self.suggester)
+            yield Label("enter to go, esc to cancel" + (", → completes the path" if self.suggester else ""),
+                        classes="dim")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip() or None)

@@ -59,7 +59,9 @@ def _run(args: argparse.Namespace) -> int:
                 home = os.getcwd()
                 os.chdir(demo.root)  # so that the demo's files are short relative paths in the TUI's prompts
                 try:
-                    run_app(demo.cfg)  # it ends on q, on SIGTERM, SIGHUP or SIGINT, and when its terminal goes
+                    # logs saved with w go where the demo started, to outlive its folder; the TUI ends on q,
+                    # on SIGTERM, SIGHUP or SIGINT, and when its terminal goes
+                    run_app(demo.cfg, saves=Path(home))
                 finally:
                     os.chdir(home)
             finally:
@@ -70,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     try:
-        print("demo stopped: nothing left running, its folder removed", file=sys.stderr)
+        print(f"demo stopped: nothing left running, its folder removed (logs saved with w are in {os.getcwd()})",
+              file=sys.stderr)
     except OSError:
         pass  # the terminal is gone: nobody to tell
     return 0

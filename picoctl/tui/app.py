@@ -55,9 +55,10 @@ class PicoctlApp(App[None]):
     link: reactive[Link] = reactive(Link())
 
     def __init__(self, cfg: FleetConfig, source: Source, clock: Callable[[], float] = time.time,
-                 start_mode: str = "fleet", live_ticks: bool = True) -> None:
+                 start_mode: str = "fleet", live_ticks: bool = True, saves: Path | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.saves = saves or Path.cwd()  # where what the operator saves (a serial log) goes unless told
         self.source = source
         self.clock = clock
         self.hub_url = source.url
@@ -258,9 +259,9 @@ def _bindings_of(screen: Screen) -> Iterable[Binding]:
 
 
 def run_app(cfg: FleetConfig, source: Source | None = None, clock: Callable[[], float] = time.time,
-            start_mode: str = "fleet") -> int:
+            start_mode: str = "fleet", saves: Path | None = None) -> int:
     """Run the TUI against the hub of `cfg` (or another source, e.g. a Recording); 0 when quit."""
     from .source import Live
 
-    PicoctlApp(cfg, source or Live(cfg), clock, start_mode).run()
+    PicoctlApp(cfg, source or Live(cfg), clock, start_mode, saves=saves).run()
     return 0

@@ -4,8 +4,10 @@ space reads Pause or Follow as it does, and `l` again on the followed port keeps
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from screenshots import demo_app, settle
+from picoctl.tui.widgets.modals import Prompt
 from picoctl.tui.widgets.serial_view import SerialView
 
 
@@ -27,5 +29,27 @@ def test_serial_log_state_is_on_screen_and_l_again_keeps_the_lines() -> None:
             await pilot.press("l")  # the same port again: nothing is wiped
             await pilot.pause(0.2)
             assert "read while paused" in view.lines and len(view.lines) == 11
+
+    asyncio.run(run())
+
+
+def test_w_saves_the_log_where_the_operator_started_not_in_the_working_folder(tmp_path: Path) -> None:
+    async def run() -> None:
+        app = demo_app(start_mode="usb")
+        app.saves = tmp_path / "home"  # the demo runs in its own folder, removed when it ends
+        app.saves.mkdir()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("l")
+            await pilot.pause(0.3)
+            port = app.screen.query_one(SerialView).port
+            await pilot.press("w")
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, Prompt)
+            target = app.saves / f"serial-{Path(port).name}.log"
+            assert app.screen.query_one("#prompt").value == str(target)
+            await pilot.press("enter")
+            await pilot.pause(0.3)
+            assert len(target.read_text().splitlines()) == 10
 
     asyncio.run(run())

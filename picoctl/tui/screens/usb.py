@@ -275,7 +275,7 @@ class UsbScreen(ModelScreen):
         if not view.port:
             self.fail("no serial log to save: select a board and press l")
             return
-        default = f"serial-{Path(view.port).name}.log"
+        default = shown(self.app.saves / f"serial-{Path(view.port).name}.log")
 
         def answered(path: str | None) -> None:
             if path:

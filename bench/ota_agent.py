@@ -1,9 +1,9 @@
 """Pico W OTA agent: heap and throughput in the MicroPython unix port against the real hub.
 
-1. Peak heap: a board (boot.py, ota/*.mpy, an app) with `-X heapsize=96K` takes a 512 KiB update from
+1. Peak heap: a board (boot.py, ota/*.mpy, an app) with `-X heapsize=80K` takes a 512 KiB update from
    the hub; ota/hw.py samples the live heap (gc.collect + gc.mem_alloc) at every step of the update.
    The agent's working memory is the peak minus the first sample (agent and app code loaded).
-2. Largest artifact under the same 96 KiB heap: the agent's streamed download against the common
+2. Largest artifact under the same 80 KiB heap: the agent's streamed download against the common
    approach of reading the whole response (`requests.get(url).content`: the body read to EOF, then
    hashed and written), for artifacts of 16 KiB to 2 MiB.
 3. Throughput on loopback: the agent's download (hash + write to flash) against a bare socket read
@@ -43,11 +43,11 @@ from picoctl.client import HubClient
 from picoctl.commands.init import init_site
 from picoctl.sim.board import Board, RunResult, find_micropython
 
-HEAP = "96K"
+HEAP = "80K"
 BUNDLE_KIB = 512
 SIZES_KIB = (16, 24, 32, 40, 48, 56, 64, 96, 128, 256, 512, 1024, 2048)
 THROUGHPUT_KIB = 2048
-TIGHT_HEAPS_KIB = (92, 88, 84, 80, 76, 72)
+TIGHT_HEAPS_KIB = (76, 72, 68, 64)
 MP = find_micropython()
 
 APP_MAIN = (b"import ver\nfrom ota import agent, hw\nhw.step('app ' + ver.V)\n"
@@ -152,11 +152,11 @@ def peak_heap(flash: Path, heap: str = HEAP, timeout: float = 60) -> tuple[int, 
 
 AGENT_FETCH = """
 import sys, time
-from ota import agent
+from ota import agent, update
 a = agent.Agent()
 f = {{"name": "x.bin", "size": {size}, "sha256": "{sha}", "url": "/artifacts/{sha}"}}
 t = time.ticks_us()
-a.drive(a._download(f, "x.bin.tmp"))
+a.drive(update._download(a, f, "x.bin.tmp"))
 print("@us", time.ticks_diff(time.ticks_us(), t))
 """
 
@@ -400,7 +400,8 @@ def main() -> int:
               f"{pause} ms beyond the {GAP_TICK_MS} ms tick; flash {run.flash.programmed // 1024} KiB programmed "
               f"({programmed:.2f} per release byte), {run.flash.erased} blocks erased ({erases:.2f} per 4 KiB of release), "
               f"{run.flash.ops} operations")
-        print(f"RESULT peak_heap_kib={working_kib:.1f} max_artifact_kib={agent_max} naive_max_artifact_kib={naive_max} "
+        print(f"RESULT peak_heap_kib={working_kib:.1f} smallest_heap_kib={smallest} max_artifact_kib={agent_max} "
+              f"naive_max_artifact_kib={naive_max} "
               f"throughput_ratio={ratio:.2f} hashed_read_ratio={hashed_ratio:.2f} verify_ms={verify_ms:.1f} "
               f"verify_peak_heap_kib={verify_kib} rp2040_verify_s_est={max(est_a, est_b):.2f} app_pause_max_ms={pause} "
               f"flash_bytes_programmed_per_update_byte={programmed:.2f} flash_erases_per_update_block={erases:.2f}")

@@ -111,7 +111,7 @@ def recover():
             step("app.old -> app")
         pend(st, "rolled_back", "not confirmed in %d boots" % (st.get("boots", 1) - 1))
         rec = crash.load() if crash else None
-        if rec and rec.get("boot", 0) >= crash.BOOT - st.get("boots", 1):  # a crash of this trial
+        if rec and rec.get("boot", 0) >= crash.hw.BOOT - st.get("boots", 1):  # a crash of this trial
             st["pending"][-1]["error"] = rec
         o = st.get("offer") or {}
         st["seq"] = max(st.get("seq", 0), o.get("seq", 0))
@@ -124,7 +124,7 @@ def recover():
             import machine
             machine.WDT(timeout=ms)
         else:
-            print("@wdt arm", ms)
+            sys.stdout.write("@wdt arm %d\n" % ms)  # the rig's line, kept out of the log ring
     else:
         rmtree("app.bad")
         rmtree("app.old")
@@ -144,13 +144,23 @@ try:
 except Exception as exc:  # e.g. a flash too full to take state.json: run what is there rather than stop
     sys.print_exception(exc)
     phase = "unknown"
+if crash:  # loaded again should the app fail: until then the RAM its code takes is the app's
+    crash = None
+    import ota
+
+    ota.unload("crash")
 sys.path[:] = ["app", ""] + [p for p in sys.path if p not in ("app", "")]
 try:
     import main  # noqa: F401  the app runs its loop from here
 except Exception as exc:
     sys.print_exception(exc)
-    if crash:
+    try:
+        from ota import crash
+
         crash.record(exc)
+    except Exception as e:  # a broken ota/ costs the crash record
+        sys.print_exception(e)
+        crash = None
     if phase == "trial":
         reset()
     # outside a trial nothing older remains: keep the board reachable for the next update

@@ -22,7 +22,7 @@ import vfs
 
 BLOCK = 4096
 PROG = 256
-FF = b"\xff" * BLOCK
+FF = b"\xff" * PROG  # an erase writes it BLOCK // PROG times: the rig keeps the heap for the board
 
 
 class NorFlash:
@@ -67,7 +67,9 @@ class NorFlash:
         if op == 6:  # erase
             n = self._op(BLOCK, "erase")
             self.f.seek(arg * BLOCK)
-            self.f.write(memoryview(FF)[:n])
+            while n > 0:
+                self.f.write(memoryview(FF)[:n])
+                n -= PROG
             self.erased += 1
             self._done(0)
         return 0

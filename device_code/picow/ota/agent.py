@@ -16,11 +16,10 @@ import hashlib
 import json
 import os
 import random
-import sys
 from binascii import hexlify, unhexlify
 
 import ota
-from ota import crash, fs, http, hw, logring, protocol, trust
+from ota import fs, http, hw, logring, protocol, trust
 from ota.hmac_sha256 import equal, mac_hex
 
 CONFIG = "config.json"
@@ -29,7 +28,6 @@ EPOCH = "ota/epoch"
 APP = "app"
 NEW = "app.new"
 OLD = "app.old"
-ENOSPC = 28
 DEFAULTS = {
     "type": "picow",
     "heartbeat_s": 60,
@@ -51,14 +49,6 @@ class Refused(Exception):
     """An offer or a response that fails a check: never acted upon."""
 
 
-class Failed(Exception):
-    """An update that cannot go on; `transient` when retrying later may succeed."""
-
-    def __init__(self, message, transient):
-        super().__init__(message)
-        self.transient = transient
-
-
 def load_state():
     st = fs.read_json(STATE)
     if not isinstance(st, dict):
@@ -67,48 +57,6 @@ def load_state():
     st.setdefault("seq", 0)
     st.setdefault("phase", "committed")
     return st
-
-
-def safe_name(name):
-    """A relative file name without `..`, empty parts or backslashes."""
-    if not isinstance(name, str) or not name or name[0] == "/" or "\\" in name:
-        return False
-    for part in name.split("/"):
-        if part in ("", ".", "..") or part.endswith(".tmp"):
-            return False
-    return True
-
-
-def check_offer(offer, own_type, stored_seq):
-    """Raise Refused naming the first thing wrong with a MAC-verified offer."""
-    if not isinstance(offer, dict):
-        raise Refused("offer is not an object")
-    if offer.get("type") != own_type:
-        raise Refused("offer for device type %r" % (offer.get("type"),))
-    seq = offer.get("seq")
-    if not isinstance(seq, int) or seq <= stored_seq:
-        raise Refused("offer seq %r is not above %d: replayed or old" % (seq, stored_seq))
-    if not isinstance(offer.get("version"), str):
-        raise Refused("offer without a version")
-    files = offer.get("files")
-    if not isinstance(files, list) or not files:
-        raise Refused("offer without files")
-    seen = set()
-    for f in files:
-        if not (isinstance(f, dict) and safe_name(f.get("name")) and isinstance(f.get("size"), int)
-                and f["size"] >= 0 and isinstance(f.get("sha256"), str) and len(f["sha256"]) == 64
-                and isinstance(f.get("url"), str)):
-            raise Refused("malformed file entry in offer")
-        if protocol.reserved(f["name"]):
-            raise Refused("offer file %r would shadow the agent" % f["name"])
-        if f["name"] in seen:
-            raise Refused("file listed twice in offer")
-        seen.add(f["name"])
-    if "main.py" not in seen:
-        raise Refused("offer without main.py")
-    mpy = getattr(sys.implementation, "_mpy", 0) & 0xFF
-    if offer.get("mpy_version") is not None and offer["mpy_version"] != mpy:
-        raise Refused("release built for .mpy v%s, this board loads .mpy v%d" % (offer["mpy_version"], mpy))
 
 
 class Agent:
@@ -285,7 +233,7 @@ class Agent:
         body = {"id": self.id, "counter": counter, "version": self.running_version(), "seq": self.st["seq"],
                 "uptime_s": hw.elapsed_ms(self.started) // 1000, "mem_free": hw.mem_free(),
                 "rssi": hw.rssi(), "phase": self.st["phase"], "readings": readings, "keys": trust.keys_version()}
-        body.update(crash.report())
+        body.update(ota.call("crash", "report"))
         try:
             resp = yield from self._post("/heartbeat", body, True)
         except http.HTTPError as exc:
@@ -315,259 +263,17 @@ class Agent:
         offer = resp.get("offer")
         if offer is not None:
             hw.step("offer received")
-            check_offer(offer, self.cfg["type"], self.st["seq"])
+            ota.call("offer", "check_offer", offer, self.cfg["type"], self.st["seq"])
         try:
             trust.check(resp.get("keys"), offer, self.cfg["type"])  # the board is the last verifier of content
         except trust.Untrusted as exc:
             raise Refused(str(exc))
+        if offer is not None:  # verified: what staging does not read gives its RAM back
+            offer.pop("release", None)
+            offer.pop("meta", None)
         return offer
 
-    # --- staging ----------------------------------------------------------------------------------
-
-    def _hash_file(self, path, h=None):
-        """Feed the file into `h` (a new sha256 when None); returns (hasher, bytes read)."""
-        h = h or hashlib.sha256()
-        n = 0
-        with open(path, "rb") as f:
-            while True:
-                k = f.readinto(self.buf)
-                if not k:
-                    break
-                h.update(self.mv[:k])
-                n += k
-                yield
-        return h, n
-
-    def _matches(self, path, f):
-        if fs.size(path) != f["size"]:
-            return False
-        h, _ = yield from self._hash_file(path)
-        return hexlify(h.digest()).decode() == f["sha256"]
-
-    def _copy(self, src, tmp, f):
-        """Copy an unchanged file from the running app, verifying it on the way."""
-        fs.remove(tmp)
-        h = hashlib.sha256()
-        with open(src, "rb") as i, open(tmp, "wb") as o:
-            while True:
-                k = i.readinto(self.buf)
-                if not k:
-                    break
-                h.update(self.mv[:k])
-                fs.write(o, self.mv[:k])
-                yield
-        return hexlify(h.digest()).decode() == f["sha256"]
-
-    def _download(self, f, tmp, reuse=True):
-        """Stream an artifact into `tmp`, hashing as it goes, resuming with Range after a drop.
-
-        A `tmp` left by an earlier attempt is hashed and continued; should the result then not
-        match, the file is fetched once more from its first byte before the update is given up."""
-        h, have = yield from self._resume_point(f, tmp, reuse)
-        reused = have > 0
-        url = self.hub + f["url"] if f["url"].startswith("/") else f["url"]
-        drops = 0
-        if f["size"] == 0:
-            with open(tmp, "wb"):
-                pass
-        while have < f["size"]:
-            try:
-                resp, h, have = yield from self._open(f, url, h, have)
-            except (OSError, http.HTTPError) as exc:
-                drops = yield from self._dropped(f, drops, exc)
-                continue
-            try:
-                have = yield from self._receive(f, resp, tmp, h, have)
-            except (OSError, http.HTTPError) as exc:  # the network's; the flash's come as FlashError
-                have = fs.size(tmp)  # every byte written was hashed: resume after the last one
-                drops = yield from self._dropped(f, drops, exc)
-            finally:
-                resp.close()
-        if hexlify(h.digest()).decode() != f["sha256"]:
-            fs.remove(tmp)
-            if reused:
-                return (yield from self._download(f, tmp, False))
-            raise Failed("%s: sha256 does not match the offer" % f["name"], False)
-
-    def _resume_point(self, f, tmp, reuse):
-        """(hasher, size) of what an earlier attempt left in `tmp`, or a fresh start."""
-        if reuse and fs.exists(tmp):
-            h, have = yield from self._hash_file(tmp)
-            if have <= f["size"]:
-                return h, have
-            fs.remove(tmp)
-        return hashlib.sha256(), 0
-
-    def _open(self, f, url, h, have):
-        """GET the rest of the file from byte `have`: (response, hasher, have), the last two reset
-        when the server sends the whole file again."""
-        until = hw.deadline(self._ms("request_s"))
-        resp = yield from http.request("GET", url, None, {"Range": "bytes=%d-" % have} if have else None,
-                                       self.tls, self.buf, until)
-        if resp.status == 206 and (resp.content_range or "").startswith("bytes %d-" % have):
-            return resp, h, have
-        if resp.status == 200:
-            return resp, hashlib.sha256(), 0
-        resp.close()
-        if resp.status == 206:
-            raise Failed("%s: Content-Range %s does not resume at %d" % (f["name"], resp.content_range, have), False)
-        if resp.status == 416:
-            raise Failed("%s: the hub holds fewer bytes than offered" % f["name"], False)
-        raise Failed("%s: HTTP %d" % (f["name"], resp.status), resp.status >= 500)
-
-    def _receive(self, f, resp, tmp, h, have):
-        """Stream the body into `tmp` from byte `have`; returns the new size. The transfer must keep
-        up `min_rate_bps` from its start (after `request_s` of grace) and never stall for `request_s`."""
-        size = f["size"]
-        grace = self._ms("request_s")
-        rate = self.cfg["min_rate_bps"]
-        start = hw.ticks_ms()
-        got = 0
-        chunks = 0
-        out = on_flash(open, tmp, "ab" if have else "wb")
-        try:
-            while have < size:
-                budget = hw.after(start, grace + got // rate * 1000)  # the minimum rate, from the start
-                chunk = resp.ready_chunk()
-                if chunk is None:  # nothing there yet: wait, within the rate and without a long stall
-                    chunk = yield from resp.chunk(hw.earlier(budget, hw.deadline(grace)))
-                elif hw.due(budget):
-                    raise OSError(http.ETIMEDOUT)
-                n = len(chunk)
-                if n == 0:
-                    break
-                if have + n > size:
-                    raise Failed("%s: longer than offered" % f["name"], False)
-                on_flash(fs.write, out, chunk)
-                h.update(chunk)
-                have += n
-                got += n
-                if hw.TRACING:
-                    chunks += 1
-                    hw.step("download " + f["name"] + " " + str(chunks))
-                yield
-        except BaseException:
-            try:
-                out.close()
-            except OSError:
-                pass
-            raise
-        on_flash(out.close)  # LittleFS commits the file here: a full flash may show only now
-        if have < size:
-            raise OSError(ECONNRESET)
-        return have
-
-    def _dropped(self, f, drops, exc):
-        drops += 1
-        if drops > self.cfg["download_retries"]:
-            raise Failed("%s: download dropped %d times (%s)" % (f["name"], drops, describe(exc)), True)
-        print("ota: download of", f["name"], "dropped, resuming:", describe(exc))
-        yield from self.report("downloading", "%s resumed after drop %d" % (f["name"], drops))
-        yield from self._pause(min(250 * (1 << drops), 8000))
-        return drops
-
-    def _pause(self, ms):
-        """Let `ms` go by without holding up the app."""
-        until = hw.deadline(ms)
-        while not hw.due(until):
-            yield
-
-    def _stage_file(self, f):
-        name = f["name"]
-        dst = NEW + "/" + name
-        tmp = dst + ".tmp"
-        if fs.exists(dst):
-            if (yield from self._matches(dst, f)):
-                return
-            fs.remove(dst)
-        slash = name.rfind("/")
-        if slash > 0:
-            fs.makedirs(NEW + "/" + name[:slash])
-        src = APP + "/" + name
-        if (yield from self._matches(src, f)) and (yield from self._copy(src, tmp, f)):
-            hw.step("copied " + name)
-        else:
-            yield from self.report("downloading", "%s 0/%d" % (name, f["size"]))
-            yield from self._download(f, tmp)
-        os.rename(tmp, dst)
-        hw.step("renamed " + name)
-
-    def _prune(self, names):
-        """Remove whatever app.new holds that the offer does not list."""
-        for rel in list(fs.walk_files(NEW)):
-            if rel not in names:
-                fs.remove(NEW + "/" + rel)
-        self._remove_empty_dirs(NEW)
-
-    def _remove_empty_dirs(self, root):
-        for entry in list(os.ilistdir(root)):
-            if entry[1] & 0x4000:
-                sub = root + "/" + entry[0]
-                self._remove_empty_dirs(sub)
-                if not list(os.ilistdir(sub)):
-                    os.rmdir(sub)
-
-    def stage(self, offer):
-        """Stage `offer` in app.new; on success the state says `staged` and the switch waits for the
-        app's consent. Every other ending is reported and recorded as `failed`.
-
-        Files already staged for the same version (before a power cut or a dropped connection,
-        possibly under an earlier seq) are kept: each is verified by its sha256 before reuse."""
-        current = self.st.get("offer")
-        if not current or current.get("version") != offer["version"]:
-            fs.rmtree(NEW)
-            hw.step("cleared app.new")
-        self.st["offer"] = {"seq": offer["seq"], "version": offer["version"], "rollout_id": offer.get("rollout_id")}
-        self.st["phase"] = "downloading"
-        self.save()
-        hw.step("phase downloading")
-        yield from self.report("downloading", "%d files" % len(offer["files"]))
-        try:
-            fs.makedirs(NEW)
-            names = set()
-            for f in offer["files"]:
-                yield from self._stage_file(f)
-                names.add(f["name"])
-            self._prune(names)
-        except Failed as exc:
-            reason, transient = str(exc), exc.transient
-        except FlashError as exc:
-            reason, transient = flash_reason(exc.args[0]), False
-        except OSError as exc:
-            reason, transient = flash_reason(exc), False
-        except Exception as exc:  # whatever else: still an update that ended, and the hub hears of it
-            reason, transient = "error while staging: " + describe(exc), False
-        else:
-            hw.step("staged")
-            self.st["phase"] = "staged"
-            self.pend("staged")
-            self.save()
-            hw.step("phase staged")
-            self.switch_by = hw.deadline(self._ms("switch_deadline_s"))
-            self.next_flush = hw.deadline(0)
-            return True
-        yield from self.fail(reason, transient)
-        return False
-
-    def fail(self, reason, transient):
-        """End or pause an update without touching the running app."""
-        print("ota: update failed:", reason)
-        offer = self.st.get("offer")
-        if not transient:
-            try:
-                fs.rmtree(NEW)
-            except OSError as exc:
-                print("ota: cannot clear app.new:", exc)
-            if offer:
-                self.st["seq"] = max(self.st["seq"], offer["seq"])
-            self.st["offer"] = None
-        self.st["phase"] = "failed"
-        self.pend("failed", reason, transient, offer)
-        try:
-            self.save()
-        except OSError as exc:  # the report still goes out from memory
-            print("ota: state not saved:", exc)
-        yield from self.flush()
+    # --- updates ----------------------------------------------------------------------------------
 
     def refuse(self, reason):
         """Report an offer that failed its checks; nothing is kept."""
@@ -602,7 +308,7 @@ class Agent:
         self.st["boots"] = 0
         self.save()
         hw.step("phase committed")
-        crash.clear()  # the new release is not the one that crashed
+        ota.call("crash", "clear")  # the new release is not the one that crashed
         fs.rmtree(OLD)
         hw.step("removed app.old")
 
@@ -682,7 +388,13 @@ class Agent:
             print("ota: log not sent:", describe(exc))
 
     def update(self):
-        """Check for an offer and stage it."""
+        """Check for an offer and stage it (with ota/update.py loaded for the staging only)."""
+        try:
+            yield from self._update()
+        finally:
+            ota.unload("update")
+
+    def _update(self):
         try:
             offer = yield from self.check()
         except Refused as exc:
@@ -695,7 +407,9 @@ class Agent:
             self.drop_stale_staging()
             return
         yield from self.report("checking", "offer verified", False, offer)
-        yield from self.stage(offer)
+        from ota import update
+
+        yield from update.stage(self, offer)
 
     def run(self, app=None):
         """Run the app's steps every `tick_ms` and the agent's duties in between, forever."""
@@ -713,25 +427,6 @@ class Agent:
                 print("ota: error:", describe(exc))
                 self.job = None
             hw.sleep_until(next_tick)
-
-
-class FlashError(Exception):
-    """A flash operation failed while a download was streaming (args[0]: the OSError), told apart
-    from the network's errors, which are resumed."""
-
-
-ECONNRESET = 104
-
-
-def on_flash(fn, *args):
-    try:
-        return fn(*args)
-    except OSError as exc:
-        raise FlashError(exc)
-
-
-def flash_reason(exc):
-    return "flash full" if exc.errno == ENOSPC else "flash error %s" % exc
 
 
 def describe(exc):

@@ -11,6 +11,9 @@ Reset causes: `soft` when boot.py or the agent reset the board on purpose (they 
 behind first, since on the RP2040 machine.reset() itself goes through the watchdog), else what
 machine.reset_cause() says: `power_on` or `watchdog`. On the unix port the test rig says it in
 PICOW_RESET_CAUSE.
+
+The agent loads this module for a heartbeat or a commit and drops it after (ota.unload), so its code
+does not take the app's RAM in between; what this boot is (hw.BOOT, hw.RESET_CAUSE) stays in ota/hw.py.
 """
 
 import io
@@ -18,7 +21,7 @@ import json
 import os
 import sys
 
-from ota import logring
+from ota import hw, logring
 
 CRASH = "ota/crash.json"
 MARK = "ota/reset"
@@ -29,8 +32,6 @@ TRACEBACK_MAX = 1024
 RECORD_MAX = 4096  # a crash.json larger than this is not ours: ignored
 BOARD = sys.platform == "rp2"
 
-BOOT = 0  # this boot's number (the agent's counter epoch)
-CAUSE = ""  # why this boot happened
 _record = None
 
 
@@ -44,7 +45,7 @@ def _read(path, limit):
 
 def _write(path, text):
     """Replace `path` by `text` atomically (temp file, rename); False when the flash refused."""
-    from ota import fs, hw  # imported on use: boot.py must boot whatever state ota/ is in
+    from ota import fs  # imported on use: boot.py must boot whatever state ota/ is in
 
     try:
         fs.write_atomic(path, text.encode())
@@ -88,25 +89,25 @@ def _save(rec):
 
 
 def begin():
-    """Note this boot: its number, its reset cause; give the last record its cause, record a watchdog reset."""
-    global BOOT, CAUSE
+    """Note this boot (hw.BOOT, its number; hw.RESET_CAUSE); give the last record its cause, record a
+    watchdog reset."""
     try:
-        BOOT = int(_read(EPOCH, 16) or 0) + 1
+        hw.BOOT = int(_read(EPOCH, 16) or 0) + 1
     except ValueError:
-        BOOT = 1
+        hw.BOOT = 1
     mark = _read(MARK, 16)
     if mark is not None:
         try:
             os.remove(MARK)
         except OSError:
             pass
-    CAUSE = "soft" if mark is not None else _machine_cause()
+    hw.RESET_CAUSE = cause = "soft" if mark is not None else _machine_cause()
     rec = load()
-    if CAUSE == "watchdog":
+    if cause == "watchdog":
         _save({"type": "WatchdogReset", "message": "the watchdog reset the board: the app stopped feeding it",
-               "traceback": "", "boot": BOOT - 1, "reset_cause": CAUSE})
+               "traceback": "", "boot": hw.BOOT - 1, "reset_cause": cause})
     elif rec is not None and not rec.get("reset_cause"):
-        rec["reset_cause"] = CAUSE
+        rec["reset_cause"] = cause
         _save(rec)
 
 
@@ -128,7 +129,7 @@ def record(exc):
         if len(text) > TRACEBACK_MAX:  # the innermost frames, at the end, tell the most
             text = "..." + text[-(TRACEBACK_MAX - 3):]
         _save({"type": type(exc).__name__[:TYPE_MAX], "message": str(exc)[:MESSAGE_MAX],
-               "traceback": text, "boot": BOOT, "reset_cause": ""})
+               "traceback": text, "boot": hw.BOOT, "reset_cause": ""})
         logring.add(text)
     except Exception as e:  # noqa: BLE001 - a failed record must not hide the crash itself
         print("crash: not recorded:", e)
@@ -161,4 +162,4 @@ def firmware():
 
 def report():
     """The heartbeat fields: boot number, reset cause, firmware, last error (None when none)."""
-    return {"boots": BOOT, "reset_cause": CAUSE, "firmware": firmware(), "last_error": load()}
+    return {"boots": hw.BOOT, "reset_cause": hw.RESET_CAUSE, "firmware": firmware(), "last_error": load()}

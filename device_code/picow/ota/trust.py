@@ -1,13 +1,15 @@
 """What the board trusts: the release key set and the downgrade floor in `ota/trust.json`.
 
-This module stays loaded and small: it reports the trusted set's version and runs the checks of
-ota/trust_check.py (and the Ed25519 code they use), which are loaded for one check and dropped
-after it, so their bytecode does not take the app's RAM between checks. See docs/trust.md.
+This module stays loaded and small: it reports the trusted set's version and runs a check in steps,
+each with only its own code loaded (ota.call): the checks of ota/trust_check.py, then each signature
+with ota/signature.py and the Ed25519 and SHA-512 code, then the checks of what was signed. So a
+check's peak heap holds one of the two, and between checks neither takes the app's RAM. See
+docs/trust.md.
 """
 
-import gc
 import json
-import sys
+
+import ota
 
 TRUST = "ota/trust.json"
 
@@ -42,22 +44,30 @@ def keys_version():
 def check(keys, offer, own_type):
     """Take a key set the hub sent and verify an offer's release (either may be None); raise
     Untrusted naming the first thing wrong."""
-    if keys is None and offer is None:
-        return
-    import ota
-    from ota import trust_check
+    if keys is not None:
+        todo = ota.call("trust_check", "key_set_signatures", keys)
+        if todo is not None:
+            version, data, sigs = todo
+            reason = "key set v%d is not signed by a root key this board trusts" % version
+            for sig, key in sigs:
+                why = _signature(data, sig, key)
+                if why is None:
+                    break
+                reason = "key set v%d: %s" % (version, why)
+            else:
+                raise Untrusted(reason)
+            ota.call("trust_check", "take_key_set", keys, version)
+    if offer is not None:
+        data, sig, key = ota.call("trust_check", "release_signature", offer)
+        why = _signature(data, sig, key)
+        if why is not None:
+            raise Untrusted(why)
+        ota.call("trust_check", "signed_release", offer, own_type)
 
+
+def _signature(data, sig, key):
+    """ota.signature.problem(), with the Ed25519 and SHA-512 code loaded for it only."""
     try:
-        trust_check.check(keys, offer, own_type)
+        return ota.call("signature", "problem", data, sig, key)
     finally:
-        drop(ota, "trust_check")
-        del trust_check
-        gc.collect()
-
-
-def drop(package, *names):
-    """Unload modules of `package` (from sys.modules and the package) so their RAM can be reclaimed."""
-    for name in names:
-        sys.modules.pop(package.__name__ + "." + name, None)
-        if name in package.__dict__:
-            delattr(package, name)
+        ota.unload("ed25519", "sha512")

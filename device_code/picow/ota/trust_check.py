@@ -1,5 +1,5 @@
-"""The checks that make the board the last verifier of every release (loaded by ota/trust.py for a
-check and dropped after it).
+"""The checks that make the board the last verifier of every release, all but the signatures: ota/trust.py
+loads this module for each step of a check, and drops it while ota/signature.py checks a signature.
 
 `ota/trust.json` holds the release key set the board trusts, as signed (`{"signed": <text>,
 "signatures": [...]}`, see picoctl/keyset.py), and `floor`, the highest `min_version` it accepted.
@@ -8,13 +8,10 @@ and so does a higher floor. Every signature is Ed25519 over sha256 of the exact 
 parses: MicroPython cannot re-serialise JSON canonically, and need not. See docs/trust.md.
 """
 
-import gc
-import hashlib
 import json
-from binascii import unhexlify
 
-from ota import fs, hw
-from ota.trust import TRUST, Untrusted, drop, forget
+from ota import fs
+from ota.trust import TRUST, Untrusted, forget
 
 MAX_TEXT = 8192  # a signed document larger than this is refused before it is hashed
 MAX_SIGS = 8
@@ -62,39 +59,15 @@ def _key_set(text):
     return body
 
 
-def _verify(data, signature, key):
-    """Raise Untrusted unless `signature` (hex) is Ed25519 by `key` (hex) over sha256(`data`)."""
-    if not isinstance(signature, str) or len(signature) != 128:
-        raise Untrusted("signature is not 128 hex digits")
-    try:
-        sig = unhexlify(signature)
-    except ValueError:
-        raise Untrusted("signature is not hex")
-    digest = hashlib.sha256(data).digest()
-    # the verifier's code (a few KiB of bytecode in RAM) is loaded for the check and dropped after it
-    import ota
-    from ota import ed25519
-
-    try:
-        ok = ed25519.verify(unhexlify(key), sig, digest, hw.wdt_feed)
-    finally:
-        drop(ota, "ed25519", "sha512")
-        del ed25519
-        gc.collect()
-    if not ok:
-        raise Untrusted("signature does not verify")
-
-
 def _save(keys_envelope, floor):
     fs.write_json(TRUST, {"keys": keys_envelope, "floor": floor})
     forget()
 
 
-def apply_keys(envelope):
-    """Take a key set the hub sent (None: nothing sent): newer than ours and signed by one of our
-    root keys, it replaces ours; the one we have is a no-op; anything else raises Untrusted."""
-    if envelope is None:
-        return
+def key_set_signatures(envelope):
+    """What a key set the hub sent must be signed with: (its version, the signed bytes, [(signature,
+    root key)] of our root keys), or None for the set we have; raises Untrusted for anything that is
+    neither newer than ours nor ours."""
     doc, current = _load()
     if current is None:
         raise Untrusted("no trusted key set on this board (ota/trust.json): provision it again")
@@ -104,21 +77,18 @@ def apply_keys(envelope):
     new = _key_set(text)
     if new["version"] <= current["version"]:
         if text == doc["keys"]["signed"]:
-            return
+            return None
         raise Untrusted("key set v%d is not above the trusted v%d: replayed or old" % (new["version"], current["version"]))
-    data = text.encode()
-    reason = "key set v%d is not signed by a root key this board trusts" % new["version"]
-    for s in envelope["signatures"][:MAX_SIGS]:
-        if isinstance(s, dict) and s.get("key") in current["root"]:
-            try:
-                _verify(data, s.get("sig"), s["key"])
-            except Untrusted as exc:
-                reason = "key set v%d: %s" % (new["version"], exc)
-                continue
-            _save({"signed": text, "signatures": envelope["signatures"][:MAX_SIGS]}, doc.get("floor", "0.0.0"))
-            print("ota: now trusting key set v%d" % new["version"])
-            return
-    raise Untrusted(reason)
+    sigs = [(s.get("sig"), s["key"]) for s in envelope["signatures"][:MAX_SIGS]
+            if isinstance(s, dict) and s.get("key") in current["root"]]
+    return new["version"], text.encode(), sigs
+
+
+def take_key_set(envelope, version):
+    """Trust key set `version`, whose signature key_set_signatures() asked for and which verified."""
+    doc = fs.read_json(TRUST)
+    _save({"signed": envelope["signed"], "signatures": envelope["signatures"][:MAX_SIGS]}, doc.get("floor", "0.0.0"))
+    print("ota: now trusting key set v%d" % version)
 
 
 def version_key(v):
@@ -144,17 +114,10 @@ def version_key(v):
     return tuple(key)
 
 
-def check(keys, offer, own_type):
-    """Apply a key set the hub sent (None: none), then check `offer` (None: none)."""
-    apply_keys(keys)
-    if offer is not None:
-        check_release(offer, own_type)
-
-
-def check_release(offer, own_type):
-    """Raise Untrusted unless the offer's release is signed by a trusted release key and its version,
-    target and file list (name, size, sha256: no more, no fewer) are exactly the signed ones, at or
-    above the floor. A higher signed `min_version` becomes the floor before anything is staged."""
+def release_signature(offer):
+    """What the offer's release must be signed with: (the signed bytes, the signature, the release
+    key); raises Untrusted when the board trusts no key set, the release is malformed or oversized, or
+    its key is not a release key of the trusted set."""
     doc, keys = _load()
     if keys is None:
         raise Untrusted("no trusted key set on this board (ota/trust.json): provision it again")
@@ -169,7 +132,15 @@ def check_release(offer, own_type):
     key = rel.get("key")
     if key not in keys["release"]:
         raise Untrusted("release signed by a key this board does not trust (revoked or unknown)")
-    _verify(text.encode(), rel.get("signature"), key)
+    return text.encode(), rel.get("signature"), key
+
+
+def signed_release(offer, own_type):
+    """Raise Untrusted unless the release whose signature verified is the offer's: a release for this
+    board's type with the offer's version and exactly its file list (name, size, sha256: no more, no
+    fewer), at or above the floor. A higher signed `min_version` becomes the floor before anything is
+    staged."""
+    text = offer["release"]["signed"]
     try:
         signed = json.loads(text)
     except ValueError:
@@ -181,6 +152,7 @@ def check_release(offer, own_type):
     if signed.get("version") != offer["version"]:
         raise Untrusted("offer version %r is not the signed %r" % (offer["version"], signed.get("version")))
     _same_files(offer["files"], signed.get("files"))
+    doc = fs.read_json(TRUST)
     floor = doc.get("floor", "0.0.0")
     if version_key(signed["version"]) < version_key(floor):
         raise Untrusted("release %s is below this board's floor %s" % (signed["version"], floor))

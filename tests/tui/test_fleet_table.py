@@ -57,3 +57,39 @@ def test_the_id_column_stays_when_scrolled_right_and_home_goes_back() -> None:
             assert table.scroll_x == 0 and table.selected_key() == "bench-1"
 
     asyncio.run(run())
+
+
+def test_both_tables_say_a_row_was_chosen_with_the_same_message() -> None:
+    from textual import on
+    from textual.app import App, ComposeResult
+
+    from picoctl.tui.widgets.table import KeyedTable, RowChosen
+
+    class Two(App[None]):
+        chosen: list[tuple[str, str]] = []
+
+        def compose(self) -> ComposeResult:
+            yield FastTable([("id", "ID", 6)], id="fast")
+            yield KeyedTable([("id", "ID", 6)], id="keyed")
+
+        def on_mount(self) -> None:
+            for t in (self.query_one("#fast", FastTable), self.query_one("#keyed", KeyedTable)):
+                t.put("a", ("a",))
+                t.put("b", ("b",))
+
+        @on(RowChosen)
+        def _chosen(self, event: RowChosen) -> None:
+            self.chosen.append((event.control.id or "", event.key))
+
+    async def run() -> None:
+        app = Two()
+        async with app.run_test(size=(40, 12)) as pilot:
+            await pilot.pause()
+            app.query_one("#fast").focus()
+            await pilot.press("j", "enter")
+            app.query_one("#keyed").focus()
+            await pilot.press("enter")
+            await pilot.pause()
+        assert app.chosen == [("fast", "b"), ("keyed", "a")]
+
+    asyncio.run(run())

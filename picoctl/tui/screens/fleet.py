@@ -13,7 +13,7 @@ from .. import keymap
 from ..format import FAILED, PHASE_STYLE, age, kib, reading_cell, status_cell
 from ..model import Device, Event
 from ..widgets.fast_table import FastTable
-from ..widgets.table import Cell, sort_key
+from ..widgets.table import Cell, RowChosen, sort_key
 from .base import ModelScreen
 
 # What a row must show at 80 columns comes first (id, state, version, rollout phase), the rest to the right;
@@ -147,8 +147,8 @@ class FleetScreen(ModelScreen):
         label = next(label for key, label, _ in COLUMNS if key == self.sort_column)
         self.notify(f"sorted by {label} {'descending ▼' if self.sort_reverse else 'ascending ▲'}", timeout=2)
 
-    @on(FastTable.Selected, "#devices")
-    def _selected(self, event: FastTable.Selected) -> None:
+    @on(RowChosen, "#devices")
+    def _selected(self, event: RowChosen) -> None:
         self.open(event.key)
 
     def action_open_device(self) -> None:

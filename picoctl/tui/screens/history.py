@@ -5,13 +5,13 @@ from __future__ import annotations
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from .. import keymap
 from ..format import RESULT_STYLE, hms, plural
 from ..model import Event
 from ..widgets.modals import EventDetail
-from ..widgets.table import Cell, KeyedTable
+from ..widgets.table import Cell, KeyedTable, RowChosen
 from .base import ModelScreen
 
 COLUMNS = (("at", "TIME", 8), ("kind", "KIND", 17), ("device", "DEVICE", 8), ("version", "VERSION", 7),
@@ -82,8 +82,8 @@ class HistoryScreen(ModelScreen):
         self.filter_text = text.strip()
         self.sync()
 
-    @on(DataTable.RowSelected, "#events")
-    def _selected(self, _: DataTable.RowSelected) -> None:
+    @on(RowChosen, "#events")
+    def _selected(self, _: RowChosen) -> None:
         self.action_open_event()
 
     def action_open_event(self) -> None:

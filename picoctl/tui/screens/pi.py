@@ -14,9 +14,11 @@ from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 from textual.worker import Worker
 
 from .. import keymap
+from ...errors import BadInput
 from ...progress import Progress, ProgressEvent
+from ...release import version_key
 from ..format import RESULT_STYLE, hms
-from ..model import Event
+from ..model import Event, Release
 from .base import one_line
 from ..source import PiView
 from ..widgets.modals import Confirm, Prompt
@@ -26,6 +28,24 @@ from .base import ModelScreen
 EVENT_COLUMNS = (("at", "TIME", 8), ("op", "OP", 8), ("moved", "FROM → TO", 16), ("result", "RESULT", 8),
                  ("why", "DETAIL", None))
 PI_EVENTS = 50
+
+
+def waiting(current: str | None, releases: Iterable[Release]) -> str | None:
+    """The newest pi release the hub has when it is newer than the one deployed, else None."""
+    known = []
+    for r in releases:
+        try:
+            if r.target == "pi":
+                known.append((version_key(r.version), r.version))
+        except BadInput:
+            continue
+    if not known:
+        return None
+    key, newest = max(known)
+    try:
+        return newest if current is None or key > version_key(current) else None
+    except BadInput:
+        return newest
 
 
 class PiScreen(ModelScreen):
@@ -58,6 +78,8 @@ class PiScreen(ModelScreen):
     def apply_changes(self, changed: set[str], removed: set[str], events: list[Event], topics: set[str]) -> None:
         if "events" in topics:
             self.sync()
+        if "releases" in topics and self.view is not None:
+            self._show(self.view)
 
     def _events(self, events: Iterable[Event]) -> None:
         table = self.query_one("#pi-events", KeyedTable)
@@ -107,6 +129,10 @@ class PiScreen(ModelScreen):
         t.append(f"  {v.health}\n")
         t.append("on disk   ", style="dim")
         t.append(", ".join(v.releases) or "none")
+        newer = waiting(v.current, self.model.releases.values())
+        if newer:
+            t.append("\nwaiting   ", style="dim")
+            t.append(f"pi {newer} is published on the hub and not deployed: d deploys it", style="bold yellow")
         t.append(f"\nroot      {v.root}", style="dim")
         if v.busy:
             t.append(f"\nbusy: {v.busy}", style="yellow")

@@ -16,13 +16,12 @@ from rich.text import Text
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
-from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from .. import keymap
-from .table import Cell, plain, sort_key
+from .table import Cell, RowChosen, plain, sort_key
 
 PAD = 1
 
@@ -51,15 +50,6 @@ class FastTable(ScrollView, can_focus=True):
     """
 
     cursor_row: reactive[int] = reactive(0, always_update=False, repaint=False)
-
-    class Selected(Message):
-        def __init__(self, table: "FastTable", key: str) -> None:
-            super().__init__()
-            self.table, self.key = table, key
-
-        @property
-        def control(self) -> "FastTable":
-            return self.table
 
     def __init__(self, columns: Sequence[tuple[str, str, int | None]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -288,7 +278,7 @@ class FastTable(ScrollView, can_focus=True):
     def action_select(self) -> None:
         key = self.selected_key()
         if key is not None:
-            self.post_message(self.Selected(self, key))
+            self.post_message(RowChosen(self, key))
 
     def on_click(self, event: events.Click) -> None:
         if event.y >= 1:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from rich.text import Text
+from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
@@ -31,6 +33,19 @@ def sort_key(value: Any) -> tuple[int, Any]:
     return (2, "") if v in ("-", "") else (1, str(v).lower())
 
 
+class RowChosen(Message):
+    """A row chosen (enter, double click) in a KeyedTable or a FastTable: screens handle both alike with
+    `@on(RowChosen, "#id")`."""
+
+    def __init__(self, table: Widget, key: str) -> None:
+        super().__init__()
+        self.table, self.key = table, key
+
+    @property
+    def control(self) -> Widget:
+        return self.table
+
+
 class KeyedTable(DataTable):
     """Rows keyed by a string; `put` adds a row or updates only its changed cells."""
 
@@ -46,6 +61,11 @@ class KeyedTable(DataTable):
     def on_mount(self) -> None:
         for key, label, width in self._columns:
             self.add_column(label, key=key, width=width)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self.post_message(RowChosen(self, event.row_key.value))
 
     @property
     def column_keys(self) -> list[str]:

@@ -290,3 +290,22 @@ print(fs.read_json("ota/state.json")["phase"], fs.exists("ota/state.json.tmp"))
 """
     out = run_mp(tmp_path, script, heap="96K").split()  # two agents at once, each with its buffers
     assert out == ["1", "2", "1000001", "1000002", "2000001", "failed", "False"]
+
+
+def test_the_rigs_lines_stay_out_of_the_log_ring(tmp_path: Path) -> None:
+    """`@wdt ...`, `@wifi join`, `@probe ...` are the rig's, not a board's output: a trial that feeds the
+    watchdog every 200 ms would otherwise fill the ring (and the heap) with them."""
+    script = """
+from ota import hw, logring
+logring.install()
+print("app line")
+hw.wdt_arm(1000)
+hw.wdt_feed()
+hw.wifi_connect("", "", 10)
+hw.PROBING = True
+hw.probe()
+print("kept", [line for _, line in logring._lines])
+"""
+    out = run_mp(tmp_path, script)
+    assert {"@wdt arm 1000", "@wdt feed", "@wifi join"} <= set(out.splitlines())
+    assert out.splitlines()[-1] == "kept ['app line']"

@@ -16,8 +16,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-test
 	$(BIN)/picoctl demo
 
-test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+test: $(VENV)/.installed-test  # one worker per core, each taking whole test files (their fixtures stay together)
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: $(VENV)/.installed-test  # style, types and the import contracts in pyproject.toml
 	$(BIN)/ruff check

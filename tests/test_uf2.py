@@ -116,7 +116,7 @@ def test_flash_from_file_in_chunks(tmp_path):
     (uf2.build_uf2(PAYLOAD, BASE, "rp2350"), "is for rp2350, but the board is rp2040"),
     (uf2.build_uf2(PAYLOAD, BASE, "rp2040")[:-512], "truncated"),
     (b"\0" * 1024, "bad magic"),
-])
+], ids=["other-family", "truncated", "zeros"])
 def test_bad_image_is_refused_before_touching_the_drive(tmp_path, data, message):
     drive = make_drive(tmp_path / "RPI-RP2")
     with pytest.raises(BadInput, match=message):
@@ -160,7 +160,7 @@ UNIVERSAL = b"".join(spec_blocks(A, BASE, RP2040) + spec_blocks(B, BASE, RP2350_
 @pytest.mark.parametrize("family, want, skipped", [
     ("rp2040", A, "skipped 5 blocks of rp2350-arm-s (0xe48bff59), 5 blocks of rp2350-riscv (0xe48bff5a)"),
     ("rp2350", B, "skipped 5 blocks of rp2040 (0xe48bff56), 5 blocks of rp2350-riscv (0xe48bff5a)"),
-])
+], ids=["rp2040", "rp2350"])
 def test_a_universal_image_flashes_the_boards_own_family(tmp_path, family, want, skipped):
     with VirtualDrive(tmp_path / "drive", family) as drive:
         result = flash_uf2(UNIVERSAL, drive.path, Progress("flash"))

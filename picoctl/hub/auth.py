@@ -63,6 +63,14 @@ class Refused(ApiError):
         self.device_id = device_id
 
 
+class UnknownDevice(Refused):
+    """A request from a device the hub does not know (never registered, or removed)."""
+
+    def __init__(self, device_id: str) -> None:
+        super().__init__(403, f"unknown device {device_id!r}", None)
+        self.unknown_id = device_id
+
+
 class Registry:
     def __init__(self, devices: list[dict[str, Any]]) -> None:
         self._devices = {d["id"]: DeviceAuth(d["id"], d["type"], bytes.fromhex(d["key"]), d["last_counter"],
@@ -85,7 +93,7 @@ class Registry:
             raise Refused(401, f"missing or malformed {DEVICE_HEADER} header", None)
         device = self._devices.get(header_id)
         if device is None:
-            raise Refused(403, f"unknown device {header_id!r}", None)
+            raise UnknownDevice(header_id)
         mac = request.headers.get(MAC_HEADER, "")
         if not mac or not same_secret(device.mac(body), mac.lower()):
             raise Refused(401, "MAC missing or wrong", header_id)

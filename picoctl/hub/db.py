@@ -18,7 +18,7 @@ import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -32,6 +32,7 @@ CONNECT_TIMEOUT_S = 10
 MIGRATE_LOCK = 0x7069636F  # "pico": one hub migrates at a time
 LEADER_LOCK = 0x7069636F + 1  # held by the hub that runs the rollout engine's timers
 CHANNEL = "picoctl_changes"
+T = TypeVar("T")
 
 
 class SqliteDb(sqlite3.Connection):
@@ -223,28 +224,18 @@ class Store:
         elif c.usable:
             c.execute("ROLLBACK")
 
-    def batch(self, jobs: Sequence[Callable[[Any], Any]], finish: Callable[[Any, list[Any]], None] | None = None
-              ) -> list[Any]:
-        """Run `jobs` in one durable transaction, each inside its own savepoint.
-
-        Returns one entry per job: its result, or the exception it raised (its writes undone while
-        the others' stay). `finish` runs last in the same transaction, with those entries. An error
-        of the transaction itself (a full disk or a lost database at COMMIT) is raised.
-        """
-        out: list[Any] = []
-        with self.transaction() as c:
-            for job in jobs:
-                c.execute("SAVEPOINT job")
-                try:
-                    out.append(job(c))
-                except Exception as exc:  # handed back to the job's caller, unless the connection is gone
-                    if isinstance(exc, ERRORS) and self.dialect == "postgresql" and not c.usable:
-                        raise
-                    c.execute("ROLLBACK TO SAVEPOINT job")
-                    out.append(exc)
-                c.execute("RELEASE SAVEPOINT job")
-            if finish is not None:
-                finish(c, out)
+    def attempt(self, c: Any, work: Callable[[Any], T]) -> T | Exception:
+        """`work(c)` inside a savepoint of the open transaction: its result, or the exception it
+        raised with its writes undone (the transaction goes on). A lost connection is raised."""
+        c.execute("SAVEPOINT job")
+        try:
+            out: T | Exception = work(c)
+        except Exception as exc:  # handed back to the caller, unless the connection is gone
+            if isinstance(exc, ERRORS) and self.dialect == "postgresql" and not c.usable:
+                raise
+            c.execute("ROLLBACK TO SAVEPOINT job")
+            out = exc
+        c.execute("RELEASE SAVEPOINT job")
         return out
 
     @contextmanager

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from .. import __version__, keyset
 from ..protocol import READING_MAX_STR, is_device_id
 from . import engine, logs
-from .auth import DEVICE_HEADER, DeviceAuth, Refused
+from .auth import DEVICE_HEADER, DeviceAuth, Refused, UnknownDevice
 from .http import ApiError, field, json_bytes, json_response, read_body
 from .state import Hub
 
@@ -50,6 +50,8 @@ def device_route(handler: DeviceHandler, cap: int | None = None) -> Callable[[Re
             finally:
                 device.settle(data["counter"], stored)
         except Refused as exc:  # by the registry, or by the store (a replay another hub accepted)
+            if isinstance(exc, UnknownDevice):  # removed through another hub: its key stops working here too
+                hub.registry.remove(exc.unknown_id)
             hub.security_event(exc, request)
             raise
     return wrapped

@@ -8,7 +8,7 @@ an audit event and a change for the event stream.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Sequence
 
 from .. import diagnostics
 from .. import release as release_mod
@@ -17,7 +17,7 @@ from ..config import FleetConfig
 from ..errors import BadInput
 from ..protocol import ACTION_ACCEPTS
 from . import store
-from .auth import Refused
+from .auth import Refused, UnknownDevice
 from .http import ApiError
 from .ingest import Tx
 from .store import Db
@@ -49,15 +49,27 @@ def offer_record(row: dict[str, Any]) -> policy.OfferRecord:
 # --- device side ------------------------------------------------------------------------------
 
 def claim(c: Db, device_id: str, counter: int) -> dict[str, Any]:
-    """Take the counter of an authenticated device request, or refuse it as a replay.
-
-    The hub's registry refused replays it saw; this refuses those another hub on the same database
-    accepted first.
-    """
-    asked = store.claim_counter(c, device_id, counter)
-    if asked is None:
-        raise Refused(403, "replayed counter", device_id)
+    """Take the counter of an authenticated device request (what an operator asked of the device), or
+    refuse it (see `claim_all`)."""
+    asked = claim_all(c, [(device_id, counter)])[0]
+    if isinstance(asked, Refused):
+        raise asked
     return asked
+
+
+def claim_all(c: Db, claims: Sequence[tuple[str, int]]) -> list[dict[str, Any] | Refused]:
+    """Take the counters of authenticated device requests (device id, counter): for each, what an
+    operator asked of the device, or why it is refused.
+
+    The hub's registry refused the replays it saw; this refuses those another hub on the same
+    database accepted first, and devices removed meanwhile (perhaps through another hub).
+    """
+    asked = store.claim_counters(c, claims)
+    refused = {device_id for (device_id, _), a in zip(claims, asked, strict=True) if a is None}
+    gone = store.missing_devices(c, refused) if refused else set()
+    return [a if a is not None else UnknownDevice(device_id) if device_id in gone
+            else Refused(403, "replayed counter", device_id)
+            for (device_id, _), a in zip(claims, asked, strict=True)]
 
 
 def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> dict[str, Any] | None:

@@ -30,7 +30,6 @@ class DeviceAuth:
     key: bytes
     last_counter: int  # the highest counter of a stored request
     log_until: float = 0.0  # the hub wants the board's log until then (seconds since the epoch)
-    log_seen: float = 0.0  # when the board last posted its log
     claimed: set[int] = field(default_factory=set)  # counters of requests in flight
 
     def mac(self, body: bytes) -> str:

@@ -129,7 +129,6 @@ async def deploy_status(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> R
 async def post_logs(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     now = time.time()
     await hub.writer.run(logs.log_post_job(device.id, data, now))
-    device.log_seen = now
     return _signed(device, {"ok": True, "counter": data["counter"], "log_s": logs.log_seconds(device.log_until, now)})
 
 

@@ -122,6 +122,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE rollouts ADD COLUMN figures TEXT NOT NULL DEFAULT '{}';
     """,
+    # 5: when a board last posted its log, whichever hub it posted to
+    """
+    ALTER TABLE devices ADD COLUMN log_seen REAL NOT NULL DEFAULT 0;
+    """,
 ]
 
 JSON_COLUMNS = ("info", "readings", "meta", "stages", "last_error", "firmware", "error", "figures")
@@ -299,9 +303,9 @@ def record_deploy_phase(c: Db, device_id: str, at: float, phase: str, version: s
     c.execute("UPDATE devices SET last_seen = ?, phase = ? WHERE id = ?", (at, phase, device_id))
 
 
-def record_seen(c: Db, device_id: str, at: float) -> None:
-    """A device was heard from (a request that changes nothing else about it)."""
-    c.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (at, device_id))
+def record_log_post(c: Db, device_id: str, at: float) -> None:
+    """A device posted its log (so it was heard from too)."""
+    c.execute("UPDATE devices SET last_seen = ?, log_seen = ? WHERE id = ?", (at, at, device_id))
 
 
 def versions_running(c: Db, type_: str, other_than: str) -> list[str]:

@@ -1,9 +1,13 @@
 """The Pi screen on the recorded demo session: a pi release on the hub newer than the deployed one is
-said to be waiting, and nothing is when the newest is deployed."""
+said to be waiting, and nothing is when the newest is deployed; the deploy prompt offers the Pi
+releases near and completes their names and versions."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+
+from textual.widgets import Input
 
 from screenshots import demo_app, settle
 
@@ -20,5 +24,41 @@ def test_a_newer_pi_release_on_the_hub_is_shown_waiting() -> None:
             app.flush()
             await pilot.pause()
             assert "waiting   pi 2.10.0 is published on the hub and not deployed: d deploys it" in info()
+
+    asyncio.run(run())
+
+
+def test_the_deploy_prompt_offers_the_newest_pi_release_near_and_completes_names_and_versions(tmp_path, monkeypatch) -> None:
+    for version in ("2.3.0", "2.10.0", "2.4.0"):
+        folder = tmp_path / "releases" / f"pi-{version}"
+        folder.mkdir(parents=True)
+        (folder / "meta.json").write_text(json.dumps({"target": "pi", "version": version}))
+    (tmp_path / "releases" / "picow-9.0.0").mkdir()
+    (tmp_path / "releases" / "picow-9.0.0" / "meta.json").write_text(json.dumps({"target": "picow", "version": "9.0.0"}))
+    monkeypatch.chdir(tmp_path)
+
+    async def run() -> None:
+        app = demo_app(start_mode="pi")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("d")
+            await pilot.pause(0.2)
+            field = app.screen.query_one("#prompt", Input)
+            assert field.value in ("releases/pi-2.10.0", "releases/pi-2.4.0", "releases/pi-2.3.0")  # the newest by time
+            field.value = ""
+            await pilot.press(*"rel")
+            await pilot.pause(0.2)
+            await pilot.press("right")  # → takes the completion: the highest version, not the first by name
+            assert field.value == "releases/pi-2.10.0"
+            field.value = ""
+            await pilot.press(*"releases/pi-2.4")
+            await pilot.pause(0.2)
+            await pilot.press("right")
+            assert field.value == "releases/pi-2.4.0"
+            field.value = ""
+            await pilot.press(*"releases/pic")  # not a pi release: the path still completes
+            await pilot.pause(0.2)
+            await pilot.press("right")
+            assert field.value == "releases/picow-9.0.0/"
 
     asyncio.run(run())

@@ -64,12 +64,18 @@ def claim_all(c: Db, claims: Sequence[tuple[str, int]]) -> list[dict[str, Any] |
     The hub's registry refused the replays it saw; this refuses those another hub on the same
     database accepted first, and devices removed meanwhile (perhaps through another hub).
     """
-    asked = store.claim_counters(c, claims)
-    refused = {device_id for (device_id, _), a in zip(claims, asked, strict=True) if a is None}
+    return refusals(c, [device_id for device_id, _ in claims], store.claim_counters(c, claims))
+
+
+def refusals(c: Db, device_ids: Sequence[str], asked: Sequence[dict[str, Any] | None]
+             ) -> list[dict[str, Any] | Refused]:
+    """Each of `asked` (what the store's claim of a counter of the device returned), or for None why
+    the claim was refused: the device is gone, or its counter was a replay."""
+    refused = {device_id for device_id, a in zip(device_ids, asked, strict=True) if a is None}
     gone = store.missing_devices(c, refused) if refused else set()
     return [a if a is not None else UnknownDevice(device_id) if device_id in gone
             else Refused(403, "replayed counter", device_id)
-            for (device_id, _), a in zip(claims, asked, strict=True)]
+            for device_id, a in zip(device_ids, asked, strict=True)]
 
 
 def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> dict[str, Any] | None:

@@ -200,18 +200,16 @@ class Hub:
         log wanted until)."""
         c = items[0][0].c
         beats = [beat for _, (beat, _) in items]
-        answers: list[Any] = [(False, 0.0)] * len(items)
-        from_board = [i for i, (_, (_, authenticated)) in enumerate(items) if authenticated]
-        asked: list[tuple[int, dict[str, Any]]] = []
-        claims = engine.claim_all(c, [(beats[i]["device_id"], beats[i]["counter"]) for i in from_board]) \
-            if from_board else []
+        counters = [beat["counter"] if authenticated else None for _, (beat, authenticated) in items]
+        taken, new_errors = store.record_heartbeats(c, beats, counters)
+        from_board = [i for i, n in enumerate(counters) if n is not None]
+        claims = engine.refusals(c, [beats[i]["device_id"] for i in from_board], [taken[i] for i in from_board])
+        answers: list[Any] = [(False, 0.0)] * len(items)  # a relayed beat's
         for i, claim in zip(from_board, claims, strict=True):
-            if isinstance(claim, Refused):
-                answers[i] = claim
-            else:
-                asked.append((i, claim))
+            answers[i] = claim
+        asked = [(i, answer) for i, answer in enumerate(answers) if isinstance(answer, dict)]
+        requests = store.take_requests(c, [(beats[i]["device_id"], claim) for i, claim in asked])
         kept = [i for i, answer in enumerate(answers) if not isinstance(answer, Refused)]
-        new_errors = store.insert_heartbeats(c, [beats[i] for i in kept])
         store.prune_heartbeats(c, self._prune.due(beats[i]["device_id"] for i in kept), self.cfg.hub.heartbeat_history)
         senders: dict[str, Tx] = {}
         for i in kept:
@@ -219,7 +217,6 @@ class Hub:
             senders[beats[i]["device_id"]] = items[i][0]
         for ev in new_errors:
             senders[str(ev.device_id)].emit("history", ev.as_dict())
-        requests = store.take_requests(c, [(beats[i]["device_id"], claim) for i, claim in asked])
         for (i, _), request in zip(asked, requests, strict=True):
             answers[i] = request
         return answers

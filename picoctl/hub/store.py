@@ -194,7 +194,7 @@ _PG_TYPES: dict[str, Callable[[Any], Any]] = {"TEXT": str, "BIGINT": int, "DOUBL
 K = TypeVar("K")
 
 
-def one_per_device(items: Sequence[K], key: Callable[[K], str]) -> list[list[K]]:
+def one_per_device(items: Iterable[K], key: Callable[[K], str]) -> list[list[K]]:
     """`items` in turns where each device appears once: its first item in the first turn, and so on."""
     turns: list[list[K]] = []
     seen: dict[str, int] = {}
@@ -247,7 +247,8 @@ def remove_device(c: Db, device_id: str) -> dict[str, Any] | None:
 
 
 def claim_counters(c: Db, claims: Sequence[tuple[str, int]]) -> list[dict[str, Any] | None]:
-    """Take device requests' counters (device id, counter), in a statement or two for all of them.
+    """Take device requests' counters (device id, counter), in a statement or two for all of them
+    (a heartbeat's is taken by `record_heartbeats`, with the rest of it).
 
     For each: what an operator asked of the device (check_now, log_until, for `take_requests`), or
     None when the counter is not above the last one taken (a replay) or the device is gone. One
@@ -316,34 +317,43 @@ def versions_running(c: Db, type_: str, other_than: str) -> list[str]:
 
 # --- heartbeats ----------------------------------------------------------------------------------
 
-def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]]) -> list[Event]:
-    """Append heartbeats and update each device's live fields, in a few statements for all of them.
+def record_heartbeats(c: Db, beats: Sequence[dict[str, Any]], counters: Sequence[int | None]
+                      ) -> tuple[list[dict[str, Any] | None], list[Event]]:
+    """Store heartbeats in a few statements for all of them: an update takes each beat's counter (None:
+    a beat relayed by an operator, with none to take) and sets its device's live fields, then one
+    insert appends the beats taken.
 
-    Each beat: device_id, at, and optionally version, seq, phase, uptime_s, mem_free, rssi, readings
-    (its counter is taken by `claim_counters`). A beat that carries `boots` also replaces the device's
-    last error (None: it has none), reset cause and firmware; a crash record not reported before is
-    logged as a `device_error` event, and those events are returned. Several beats of one device
-    count in their order, as one after the other.
+    Each beat: device_id, at, and optionally version, seq, phase, uptime_s, mem_free, rssi, readings.
+    For each: what an operator asked of its device (check_now, log_until, for `take_requests`), or
+    None when its counter is not above the last one taken (a replay, or the device is gone): nothing
+    of it is stored. Several beats of one device count in their order. A beat that carries `boots`
+    also replaces the device's last error (None: it has none), reset cause and firmware; a crash
+    record not reported before is logged as a `device_error` event, and those events are returned.
     """
-    if not beats:
-        return []
-    readings = [json.dumps(b.get("readings") or {}) for b in beats]
-    rows, args = table(c, _BEAT_COLUMNS, [
-        (b["device_id"], b["at"], b.get("version"), b.get("uptime_s"), b.get("mem_free"), b.get("rssi"),
-         b.get("phase"), r) for b, r in zip(beats, readings, strict=True)])
-    c.execute(f"INSERT INTO heartbeats (device_id, at, version, uptime_s, mem_free, rssi, phase, readings)"
-              f" SELECT device_id, at, version, uptime_s, mem_free, rssi, phase, readings FROM {rows} AS v", args)
+    asked: list[dict[str, Any] | None] = [None] * len(beats)
+    for indexes in one_per_device(range(len(beats)), key=lambda i: beats[i]["device_id"]):
+        rows, args = table(c, _LIVE_COLUMNS, [(*_live_fields(beats[i]), counters[i]) for i in indexes])
+        taken = {r["id"]: dict(r) for r in c.execute(
+            "UPDATE devices SET last_counter = COALESCE(v.counter, devices.last_counter), last_seen = v.at,"
+            " version = COALESCE(v.version, devices.version), seq = GREATEST(devices.seq, COALESCE(v.seq, devices.seq)),"
+            " phase = COALESCE(v.phase, devices.phase), info = v.info,"
+            " reset_cause = COALESCE(v.reset_cause, devices.reset_cause), boots = COALESCE(v.boots, devices.boots),"
+            f" firmware = COALESCE(v.firmware, devices.firmware) FROM {rows} AS v"
+            " WHERE devices.id = v.id AND (v.counter IS NULL OR devices.last_counter < v.counter)"
+            " RETURNING devices.id, devices.check_now, devices.log_until", args).fetchall()}
+        for i in indexes:
+            asked[i] = taken.get(beats[i]["device_id"])
+    stored = [b for b, n, a in zip(beats, counters, asked, strict=True) if n is None or a is not None]
+    if stored:  # a relayed beat whose device is missing fails here, on the heartbeat's foreign key
+        rows, args = table(c, _BEAT_COLUMNS, [
+            (b["device_id"], b["at"], b.get("version"), b.get("uptime_s"), b.get("mem_free"), b.get("rssi"),
+             b.get("phase"), json.dumps(b.get("readings") or {})) for b in stored])
+        c.execute(f"INSERT INTO heartbeats (device_id, at, version, uptime_s, mem_free, rssi, phase, readings)"
+                  f" SELECT device_id, at, version, uptime_s, mem_free, rssi, phase, readings FROM {rows} AS v", args)
     events: list[Event] = []
-    for turn in one_per_device(beats, key=lambda b: b["device_id"]):
-        rows, args = table(c, _LIVE_COLUMNS, [_live_fields(b) for b in turn])
-        c.execute(
-            "UPDATE devices SET last_seen = v.at, version = COALESCE(v.version, devices.version),"
-            " seq = GREATEST(devices.seq, COALESCE(v.seq, devices.seq)), phase = COALESCE(v.phase, devices.phase),"
-            " info = v.info, reset_cause = COALESCE(v.reset_cause, devices.reset_cause),"
-            " boots = COALESCE(v.boots, devices.boots), firmware = COALESCE(v.firmware, devices.firmware)"
-            f" FROM {rows} AS v WHERE devices.id = v.id", args)
-        events += _record_errors(c, [b for b in turn if b.get("boots") is not None])
-    return events
+    for turn in one_per_device([b for b in stored if b.get("boots") is not None], key=lambda b: b["device_id"]):
+        events += _record_errors(c, turn)
+    return asked, events
 
 
 _BEAT_COLUMNS = (("device_id", "TEXT"), ("at", "DOUBLE PRECISION"), ("version", "TEXT"),
@@ -351,7 +361,7 @@ _BEAT_COLUMNS = (("device_id", "TEXT"), ("at", "DOUBLE PRECISION"), ("version", 
                  ("readings", "TEXT"))
 _LIVE_COLUMNS = (("id", "TEXT"), ("at", "DOUBLE PRECISION"), ("version", "TEXT"), ("seq", "BIGINT"),
                  ("phase", "TEXT"), ("info", "TEXT"), ("reset_cause", "TEXT"), ("boots", "BIGINT"),
-                 ("firmware", "TEXT"))
+                 ("firmware", "TEXT"), ("counter", "BIGINT"))
 
 
 def _live_fields(b: dict[str, Any]) -> tuple[Any, ...]:

@@ -10,6 +10,7 @@ import json
 from textual.widgets import Input
 
 from screenshots import demo_app, settle
+from waiting import until
 
 
 def test_a_newer_pi_release_on_the_hub_is_shown_waiting() -> None:
@@ -37,28 +38,23 @@ def test_the_deploy_prompt_offers_the_newest_pi_release_near_and_completes_names
     (tmp_path / "releases" / "picow-9.0.0" / "meta.json").write_text(json.dumps({"target": "picow", "version": "9.0.0"}))
     monkeypatch.chdir(tmp_path)
 
+    async def completed(pilot: object, field: Input, typed: str) -> str:
+        """What → makes of `typed` once the completion is ready."""
+        field.value = ""
+        await pilot.press(*typed)  # type: ignore[attr-defined]
+        return await until(pilot, lambda: field.value if field.value != typed else "", what=f"a completion of {typed}",
+                           poll=lambda: pilot.press("right"))  # type: ignore[attr-defined]
+
     async def run() -> None:
         app = demo_app(start_mode="pi")
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
             await pilot.press("d")
-            await pilot.pause(0.2)
+            await until(pilot, lambda: app.screen.query("#prompt"), what="the deploy prompt")
             field = app.screen.query_one("#prompt", Input)
             assert field.value in ("releases/pi-2.10.0", "releases/pi-2.4.0", "releases/pi-2.3.0")  # the newest by time
-            field.value = ""
-            await pilot.press(*"rel")
-            await pilot.pause(0.2)
-            await pilot.press("right")  # → takes the completion: the highest version, not the first by name
-            assert field.value == "releases/pi-2.10.0"
-            field.value = ""
-            await pilot.press(*"releases/pi-2.4")
-            await pilot.pause(0.2)
-            await pilot.press("right")
-            assert field.value == "releases/pi-2.4.0"
-            field.value = ""
-            await pilot.press(*"releases/pic")  # not a pi release: the path still completes
-            await pilot.pause(0.2)
-            await pilot.press("right")
-            assert field.value == "releases/picow-9.0.0/"
+            assert await completed(pilot, field, "rel") == "releases/pi-2.10.0"  # the highest version, not the first name
+            assert await completed(pilot, field, "releases/pi-2.4") == "releases/pi-2.4.0"
+            assert await completed(pilot, field, "releases/pic") == "releases/picow-9.0.0/"  # not pi: the path completes
 
     asyncio.run(run())

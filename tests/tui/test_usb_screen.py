@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from screenshots import demo_app, settle
+from waiting import until
 from picoctl.tui.widgets.modals import Prompt
 from picoctl.tui.widgets.serial_view import SerialView
 
@@ -66,8 +67,8 @@ def test_the_usb_table_names_the_fleet_device_on_a_port_from_what_is_known_witho
             await settle(pilot)
             assert device_cells(app) == {"/media/pi/RPI-RP2": "-", "/dev/ttyACM0": "-"}  # nothing read from it yet
             await pilot.press("down", "l")  # its console: the telemetry names bench-1
-            await pilot.pause(0.3)
-            assert device_cells(app) == {"/media/pi/RPI-RP2": "-", "/dev/ttyACM0": "bench-1"}
+            named = {"/media/pi/RPI-RP2": "-", "/dev/ttyACM0": "bench-1"}
+            await until(pilot, lambda: device_cells(app) == named, what=str(named))
 
         app = demo_app(start_mode="fleet")
         async with app.run_test(size=(80, 24)) as pilot:

@@ -1,5 +1,6 @@
-"""`picoctl history` as a person reads it in an 80-column terminal: every line fits, nothing is cut,
-and a wide terminal keeps one event per line; against a real hub, through the CLI as typed."""
+"""`picoctl history` and `devices show` as a person reads them in an 80-column terminal: every line
+fits, nothing is cut, a wide terminal keeps one event per line, and a board's firmware is what it
+reported; against a real hub, through the CLI as typed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import subprocess
 import sys
 import time
 
+import httpx
+
 from conftest import Hub
+from picoctl.sim.fleet import SimDevice
 
 HALT = ("rollout 1 stage canary: 1 device(s) failed at stage canary (halt after 1): gh-03 rolled_back: "
         "AttributeError: module 'hardware' has no attribute 'pump_pwm' (app/main.py:8)")
@@ -50,3 +54,25 @@ def test_history_fits_80_columns_and_cuts_nothing(hub: Hub) -> None:
     assert len(wide) == 2 + 3 + len({"2026-12-01", time.strftime("%Y-%m-%d", time.gmtime())})  # one line an event
 
     assert history(hub, 80, "--kind", "nothing") == ["no events match these filters"]
+
+
+def test_devices_show_says_only_what_the_board_reported_and_its_events_fit_80_columns(hub: Hub) -> None:
+    sim = SimDevice("gh-03", hub.register("gh-03", "picow", "canary"))
+    body = {"id": "gh-03", "counter": sim.counter(), "version": "1.0.0", "seq": 0, "uptime_s": 5, "mem_free": 99232,
+            "boots": 5, "reset_cause": "soft", "firmware": {"micropython": "1.29.0", "mpy": 2822,
+                                                             "board": "linux [GCC 14.2.1] version", "uid": ""}}
+    with httpx.Client(base_url=hub.url, timeout=10) as client:
+        sim.send(client, "/heartbeat", *sim.signed(body), verify_mac=True)
+    hub.client.add_history({"actor": "device", "kind": "deploy_status", "device_id": "gh-03", "version": "1.1.0",
+                            "result": "rolled_back", "detail": HALT})
+
+    run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), "devices", "show",
+                          "gh-03"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PICOCTL_HUB_URL": hub.url, "COLUMNS": "80"})
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert "firmware  MicroPython 1.29.0, .mpy 6.3, linux" in lines and "boot      5, reset cause soft" in lines
+    assert "?" not in run.stdout and "[GCC" not in run.stdout
+    assert all(len(line) <= 80 for line in lines)
+    rolled = next(i for i, line in enumerate(lines) if line.endswith("rolled_back"))
+    assert " ".join(line.strip() for line in lines[rolled + 1:rolled + 4]) == f"device: {HALT}"  # as history shows it

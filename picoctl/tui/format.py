@@ -5,7 +5,6 @@ Every screen takes its words and colours from here, so a failure reads the same 
 
 from __future__ import annotations
 
-import re
 import time
 
 from rich.text import Text
@@ -35,14 +34,6 @@ def age(seconds: float | None) -> str:
 def seen(last_seen: float | None, now: float) -> str:
     """'seen 4s ago', or 'never seen'."""
     return "never seen" if last_seen is None else f"seen {age(now - last_seen)} ago"
-
-
-UNIX_PORT_MACHINE = re.compile(r"\s*\[[^\]]*\]\s*version$")  # the unix port's machine: "linux [GCC 14.2.1] version"
-
-
-def board_name(machine: str) -> str:
-    """The board as MicroPython names it (os.uname().machine), less the unix port's compiler: 'linux'."""
-    return UNIX_PORT_MACHINE.sub("", machine).strip()
 
 
 def kib(n: int | None) -> str:

@@ -12,8 +12,9 @@ from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.widgets import Footer, Label, Sparkline, Static
 
+from ... import diagnostics
 from .. import keymap
-from ..format import FAILED, PHASE_STYLE, age, board_name, hms, kib, seen, shown, status_cell
+from ..format import FAILED, PHASE_STYLE, age, hms, kib, seen, shown, status_cell
 from ..model import Device, Event
 from ..widgets.modals import Confirm
 from ..widgets.table import KeyedTable
@@ -64,10 +65,7 @@ def scale(chart: Chart, data: list[float]) -> tuple[Text, Text]:
 def firmware(d: Device) -> str:
     """What the board said it runs, the unknown left out: 'MicroPython 1.24.1  .mpy 6.3  Raspberry Pi
     Pico W with RP2040  id e6614c31…', then its boot number and the cause of its last reset."""
-    fw = d.firmware
-    facts = [f"MicroPython {fw['micropython']}" if fw.get("micropython") else "",
-             f".mpy {fw['mpy_abi']}" if fw.get("mpy_abi") else "", board_name(str(fw.get("board") or "")),
-             f"id {fw['uid']}" if fw.get("uid") else ""]
+    facts = diagnostics.firmware_facts(d.firmware)
     boot = [f"boot {d.boots}" if d.boots is not None else "", f"reset cause {d.reset_cause}" if d.reset_cause else ""]
     return "\n".join("  ".join(filter(None, line)) for line in (facts, boot) if any(line))
 

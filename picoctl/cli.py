@@ -1,17 +1,21 @@
 """The `picoctl` command: parses arguments and hands each subcommand to its module in commands/.
 
-Exit codes: 0 ok, 1 the operation failed, 2 bad usage or bad input.
+Exit codes: 0 ok, 1 the operation failed, 2 bad usage or bad input (the hub's refusal of it too),
+130 Ctrl-C, 143 SIGTERM. Every failure ends with one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+from types import FrameType
 
 from . import __version__
 from .commands import COMMANDS
-from .errors import PicoctlError
+from .errors import PicoctlError, Terminated
 
 
 def _command_in(argv: list[str]) -> str | None:
@@ -64,15 +68,37 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    signal.signal(signal.SIGTERM, _terminated)  # unwinds like Ctrl-C: files are left whole, children stopped
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full disk or a closed pipe under the output is this command's failure
+        return code
     except PicoctlError as exc:
-        print(f"picoctl: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code)
+    except Terminated:
+        return _fail("terminated", 128 + signal.SIGTERM, "")
     except KeyboardInterrupt:
-        print("picoctl: interrupted", file=sys.stderr)
-        return 130
+        return _fail("interrupted", 128 + signal.SIGINT, "")
+    except OSError as exc:
+        return _fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", 1)
+    except Exception as exc:  # a defect: said in one line; PICOCTL_DEBUG=1 shows the traceback
+        if os.environ.get("PICOCTL_DEBUG"):
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (PICOCTL_DEBUG=1 shows where)", 1)
 
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def _fail(message: str, code: int, kind: str = "error: ") -> int:
+    """The one line every failure ends with, on stderr."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass  # the output's own failure is the line below or the one before
+    print(f"picoctl: {kind}{message}", file=sys.stderr)
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,6 +31,8 @@ class HubError(PicoctlError):
         super().__init__(f"hub refused (HTTP {status}): {message}")
         self.status = status
         self.message = message
+        if status in (400, 413, 422):
+            self.exit_code = 2  # the hub refused the operator's input: bad input, as the CLI's own checks say
 
 
 @dataclass(frozen=True)

@@ -11,3 +11,7 @@ class BadInput(PicoctlError):
     """The user's input or a file given to us is wrong (exit code 2)."""
 
     exit_code = 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds as Ctrl-C does (exit code 143)."""

@@ -97,9 +97,14 @@ def write_keypair(out_dir: Path, name: str = "release") -> tuple[Path, Path]:
             raise BadInput(f"{p}: already exists, refusing to overwrite a key")
     private_hex, public_hex = generate_keypair()
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(private_hex + "\n")
-    public_path.write_text(public_hex + "\n")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(private_hex + "\n")
+        public_path.write_text(public_hex + "\n")
+    except OSError:  # a full disk: no half key is left to refuse the next try
+        private_path.unlink(missing_ok=True)
+        public_path.unlink(missing_ok=True)
+        raise
     return private_path, public_path
 
 

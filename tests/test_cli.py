@@ -56,6 +56,6 @@ def test_only_the_command_run_is_imported() -> None:
     probe = ("import sys\nfrom picoctl.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
              "print(sorted(m for m in sys.modules if m.startswith('picoctl.commands.')))")
     proc = subprocess.run([sys.executable, "-c", probe, "usb", "push", "--help"], capture_output=True, text=True, timeout=60)
-    assert proc.stdout.strip().splitlines()[-1] == "['picoctl.commands.output', 'picoctl.commands.usb']"
+    assert proc.stdout.strip().splitlines()[-1] == "['picoctl.commands.numbers', 'picoctl.commands.output', 'picoctl.commands.usb']"
     full = subprocess.run([sys.executable, "-m", "picoctl", "--help"], capture_output=True, text=True, timeout=60)
     assert all(name in full.stdout for name in ("usb", "rollout", "demo", "history"))

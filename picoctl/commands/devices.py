@@ -15,6 +15,7 @@ from .. import config, diagnostics, wireless_log
 from ..errors import BadInput
 from ..protocol import CHANNELS
 from . import COMMANDS
+from .numbers import count, seconds
 from .history import layout
 from .output import add_json_flag, console, emit, table
 
@@ -187,19 +188,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_remove)
     s = actions.add_parser("show", help="one device: its offer, heartbeat history and events")
     s.add_argument("id")
-    s.add_argument("--beats", type=int, default=10, help="heartbeats to show (default: %(default)s)")
+    s.add_argument("--beats", type=count, default=10, help="heartbeats to show (default: %(default)s)")
     add_json_flag(s)
     s.set_defaults(func=_show)
     lg = actions.add_parser("log", help="a Pico W's recent output over the air; --follow streams new lines")
     lg.add_argument("id")
     lg.add_argument("--follow", "-f", action="store_true", help="keep streaming new lines until Ctrl-C")
-    lg.add_argument("--timeout", type=float, help="seconds to wait for the board to answer "
+    lg.add_argument("--timeout", type=seconds, help="seconds to wait for the board to answer "
                                                   "(default: its heartbeat interval and a margin)")
     add_json_flag(lg)
     lg.set_defaults(func=_log)
     r = actions.add_parser("readings", help="a device's heartbeat readings, oldest first (--json: a trace to "
                                             "replay with release smoke --readings)")
     r.add_argument("id")
-    r.add_argument("--limit", type=int, help="the newest N (default: every one the hub keeps)")
+    r.add_argument("--limit", type=count, help="the newest N (default: every one the hub keeps)")
     add_json_flag(r)
     r.set_defaults(func=_readings)

@@ -11,6 +11,7 @@ from typing import Any
 from .. import config
 from ..errors import BadInput
 from . import COMMANDS
+from .numbers import count
 from .output import add_json_flag, emit
 
 
@@ -70,6 +71,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", metavar="ID", help="only this device's events")
     p.add_argument("--version", metavar="V", help="only events about this version")
     p.add_argument("--kind", metavar="K", help="only this kind (e.g. deploy_status, security, rollout_halted)")
-    p.add_argument("--limit", type=int, default=200, help="the newest N events (default: %(default)s)")
+    p.add_argument("--limit", type=count, default=200, help="the newest N events (default: %(default)s)")
     add_json_flag(p)
     p.set_defaults(func=_run)

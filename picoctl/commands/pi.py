@@ -11,6 +11,7 @@ from ..errors import PicoctlError
 from ..progress import Progress
 from ..protocol import CHANNELS
 from . import COMMANDS
+from .numbers import seconds
 from .output import add_json_flag, console, emit, err_console, progress_bar
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = pi.add_subparsers(dest="pi_command", metavar="ACTION", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+        p.add_argument("--wait", type=seconds, default=0.0, metavar="SECONDS",
                        help="wait this long for another deploy to end instead of refusing")
         add_json_flag(p)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Callable
 from .. import config, keyset, release, signing
 from ..errors import BadInput, PicoctlError
 from . import COMMANDS
+from .numbers import seconds
 from .output import add_json_flag, console, emit, err_console, table
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="picow: run `release smoke` on the build and record its result, signed, in meta.json")
     b.add_argument("--smoke-from", metavar="RELEASE_DIR", help="--smoke: the release the board runs before")
     b.add_argument("--smoke-readings", metavar="FILE", help="--smoke: heartbeat readings to replay")
-    b.add_argument("--smoke-seconds", type=float, help="--smoke: how long the app must run (default: 20)")
+    b.add_argument("--smoke-seconds", type=seconds, help="--smoke: how long the app must run (default: 20)")
     add_json_flag(b)
     b.set_defaults(func=_build)
 
@@ -219,7 +220,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="the picow release the board runs before (default: the bundled app)")
     sm.add_argument("--readings", metavar="FILE",
                     help="heartbeat readings to replay to the sensors (picoctl devices readings ID --json)")
-    sm.add_argument("--seconds", type=float, default=20.0, help="how long the app must run (default: %(default)g)")
+    sm.add_argument("--seconds", type=seconds, default=20.0, help="how long the app must run (default: %(default)g)")
     add_json_flag(sm)
     sm.set_defaults(func=_smoke)
 

@@ -10,6 +10,7 @@ from ..errors import BadInput, PicoctlError
 from ..protocol import ACTION_ACCEPTS, ROLLOUT_STATES
 from ..rollout import Cohort, parse_stages
 from . import COMMANDS
+from .numbers import count
 from .output import add_json_flag, console, emit, table
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
              "rollback": "offer the previous release to every device that took this one"}
     for action, text in helps.items():
         a = actions.add_parser(action, help=text)
-        a.add_argument("id", metavar="ID", nargs="?", type=int,
+        a.add_argument("id", metavar="ID", nargs="?", type=count,
                        help="rollout id (default: the target's current rollout)")
         if action in ("halt", "rollback"):
             a.add_argument("--reason", metavar="R", default="", help="why, for the audit log")
@@ -181,6 +182,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         a.set_defaults(func=_act, action=action)
 
     st = actions.add_parser("status", help="a rollout's stages, cohort and counts")
-    st.add_argument("id", metavar="ID", nargs="?", type=int, help="rollout id (default: the target's current rollout)")
+    st.add_argument("id", metavar="ID", nargs="?", type=count, help="rollout id (default: the target's current rollout)")
     target(st)
     st.set_defaults(func=_status)

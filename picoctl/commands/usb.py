@@ -16,6 +16,7 @@ from .. import config, operations
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from . import COMMANDS
+from .numbers import seconds
 from .output import add_json_flag, console, emit, err_console, progress_bar, table
 
 NOT_RECORDED = "this will not be recorded in the hub's history"
@@ -184,7 +185,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     where = fl.add_mutually_exclusive_group()
     where.add_argument("--drive", help="the BOOTSEL drive's mount point (default: the only one attached)")
     where.add_argument("--port", help="a running MicroPython board: send it to BOOTSEL first")
-    fl.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the drive, the reboot and the port")
+    fl.add_argument("--timeout", type=seconds, default=20.0, help="seconds to wait for the drive, the reboot and the port")
     fl.add_argument("--wait-port", action="store_true",
                     help="then wait for the board's serial port to come back (MicroPython firmware has one)")
     fl.set_defaults(func=_flash)
@@ -207,10 +208,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     lg = actions.add_parser("log", help="follow a board's serial console; heartbeats go to the hub")
     lg.add_argument("--port", required=True)
     lg.add_argument("--no-hub", action="store_true", help="only print; do not forward heartbeats")
-    lg.add_argument("--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C)")
+    lg.add_argument("--seconds", type=seconds, default=0, help="stop after this long (default: until Ctrl-C)")
     lg.set_defaults(func=_log)
 
     fo = actions.add_parser("follow", help="follow every MicroPython board on USB and record its heartbeats "
                                            "in the hub (a service; gives a port up to push, flash and log)")
-    fo.add_argument("--seconds", type=float, default=0, help="stop after this long (default: until stopped)")
+    fo.add_argument("--seconds", type=seconds, default=0, help="stop after this long (default: until stopped)")
     fo.set_defaults(func=_follow)

@@ -41,6 +41,7 @@ import httpx
 from picoctl import config, provision, release
 from picoctl.client import HubClient
 from picoctl.commands.init import init_site
+from picoctl.sim.ballast import ballast
 from picoctl.sim.board import Board, RunResult, find_micropython
 
 HEAP = "80K"
@@ -225,34 +226,22 @@ def fetch_ok(flash: Path, script: str) -> tuple[bool, int]:
     return False, 0
 
 
-VERIFY_SCRIPT = """
+VERIFY_HEAD = """
 import sys, gc, time
 from ota import ed25519
 from binascii import unhexlify
 pk, sig, msg = unhexlify({pk!r}), unhexlify({sig!r}), unhexlify({msg!r})
-free = {free}
-if free:
-    ballast = [None] * 64
-    i, n = 0, 32768
-    while n >= 64 and i < 64:
-        gc.collect()
-        if gc.mem_free() - n < free:
-            n //= 2
-            continue
-        try:
-            ballast[i] = bytearray(n - 16)
-            i += 1
-        except MemoryError:
-            n //= 2
-    gc.collect()
-    try:
-        print("ok" if ed25519.verify(pk, sig, msg) else "bad")
-    except MemoryError:
-        print("oom")
-else:
-    for _ in range({rounds}):
-        assert ed25519.verify(pk, sig, msg)
-    print(ed25519.MUL_COUNT)
+"""
+VERIFY_IN_BALLAST = """
+try:
+    print("ok" if ed25519.verify(pk, sig, msg) else "bad")
+except MemoryError:
+    print("oom")
+"""
+VERIFY_ROUNDS_SCRIPT = """
+for _ in range({rounds}):
+    assert ed25519.verify(pk, sig, msg)
+print(ed25519.MUL_COUNT)
 """
 
 # RP2040 estimate, two ways, the larger one reported (see docs/trust.md):
@@ -294,14 +283,14 @@ def verify_cost(flash: Path) -> tuple[float, int, float, float, int]:
     cpu = {}
     for rounds in (0, VERIFY_ROUNDS):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = _mp(flash, VERIFY_SCRIPT.format(free=0, rounds=rounds, **args)).stdout.split()
+        out = _mp(flash, VERIFY_HEAD.format(**args) + VERIFY_ROUNDS_SCRIPT.format(rounds=rounds)).stdout.split()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu[rounds] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     us = max(cpu[VERIFY_ROUNDS] - cpu[0], 0.0) / VERIFY_ROUNDS * 1e6
     muls = int(out[0])
     smallest = None
     for kib in range(16, 1, -1):
-        if _mp(flash, VERIFY_SCRIPT.format(free=kib * 1024, rounds=0, **args)).stdout.strip() != "ok":
+        if _mp(flash, VERIFY_HEAD.format(**args) + ballast(kib * 1024) + VERIFY_IN_BALLAST).stdout.strip() != "ok":
             break
         smallest = kib
     est_a = (muls * M0_MULMOD_CYCLES + M0_POW_STEPS * (M0_MULMOD_CYCLES - 300) + M0_SHA512_CYCLES) / RP2040_HZ

@@ -197,3 +197,27 @@ print([(p["phase"], p["detail"], p["transient"]) for p in a.st["pending"]])
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
     assert lines[0] == "False failed 9 None"
     assert lines[1] == "[('failed', 'error while staging: MemoryError', False)]"
+
+
+def test_a_check_that_runs_out_of_memory_is_reported_and_counted(tmp_path: Path) -> None:
+    """A MemoryError while an offer is verified ends the check: the hub hears of it, for that offer."""
+    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    out = run_mp(tmp_path, DRIVE + """
+import ota
+from ota import agent, check
+a = agent.Agent()
+a.keys = 1
+sent = []
+def report(*args):
+    sent.append(args)
+    yield
+def post(path, body, signed):
+    yield
+    return {"id": a.id, "nonce": body["nonce"], "offer": {"seq": 9, "version": "2.0.0"}}
+def call(name, fn, *args):
+    raise MemoryError()
+a.report, a._post, ota.call = report, post, call
+print(drive(check.run(a)), sent)
+""")
+    lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
+    assert lines == ["None [('failed', 'check failed: MemoryError', False, {'seq': 9, 'version': '2.0.0'})]"], out

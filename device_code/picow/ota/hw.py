@@ -42,6 +42,8 @@ _probe_at = 0
 PROBING = False  # callers skip probe() when False
 BOOT = 0  # this boot's number (the agent's counter epoch), set by crash.begin() on every boot
 RESET_CAUSE = ""  # why this boot happened (`soft`, `power_on`, `watchdog`), set by crash.begin()
+FIRMWARE = None  # MicroPython version, .mpy ABI, board, unique id (crash.firmware()), set by crash.begin()
+LAST_ERROR = None  # the last crash record (ota/crash.py) while it tells about the running app
 if not BOARD:
     _step_sync = os.getenv("PICOW_STEP_SYNC") == "1"
     _mem_trace = os.getenv("PICOW_MEM_TRACE") == "1"

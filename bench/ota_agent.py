@@ -2,7 +2,9 @@
 
 1. Peak heap: a board (boot.py, ota/*.mpy, an app) with `-X heapsize=80K` takes a 512 KiB update from
    the hub; ota/hw.py samples the live heap (gc.collect + gc.mem_alloc) at every step of the update.
-   The agent's working memory is the peak minus the first sample (agent and app code loaded).
+   The update's working memory is the peak minus the sample at the check's start (the agent's
+   scheduler, the check's code and the HTTP client loaded): the offer, the release checks and the
+   staging with their code. The same update is then tried in smaller heaps, down to 64K.
 2. Largest artifact under the same 80 KiB heap: the agent's streamed download against the common
    approach of reading the whole response (`requests.get(url).content`: the body read to EOF, then
    hashed and written), for artifacts of 16 KiB to 2 MiB.
@@ -330,7 +332,7 @@ def main() -> int:
         staged = sum(p.stat().st_size for p in (mem_board / "app.new").rglob("*") if p.is_file())
         working_kib = (peak - first) / 1024
         print(f"update of a {staged // 1024} KiB bundle under -X heapsize={HEAP}: heap {first / 1024:.1f} KiB "
-              f"with the code loaded, peak {peak / 1024:.1f} KiB: agent working memory {working_kib:.1f} KiB")
+              f"at the check's start, peak {peak / 1024:.1f} KiB: working memory {working_kib:.1f} KiB")
         # the samples are taken at the update's steps; the smallest heap that still stages the update
         # also covers what lives briefly between them, and fragmentation
         smallest = None
@@ -339,7 +341,8 @@ def main() -> int:
                 break
             smallest = k
         print(f"smallest heap that stages the same update: {smallest} KiB "
-              f"({smallest - first / 1024:.1f} KiB beyond the loaded code)" if smallest else "")
+              f"({smallest - first / 1024:.1f} KiB beyond the check's start)" if smallest else "")
+        print(f"in a 64 KiB heap the update {'stages' if smallest == 64 else 'does not stage'}")
         agent_ok: dict[int, bool] = {}
         naive_ok: dict[int, bool] = {}
         for k in SIZES_KIB:

@@ -21,7 +21,10 @@ import random
 from binascii import unhexlify
 
 import ota
-from ota import fs, hw, logring, protocol
+from ota import fs, hw, logring
+from ota.protocol import CHUNK, MAX_BODY, MAX_PENDING
+
+ota.unload("protocol")  # its constants are bound here and in ota/http.py; ota/offer.py loads the rest when it checks
 
 CONFIG = "config.json"
 STATE = "ota/state.json"
@@ -75,7 +78,7 @@ class Agent:
         self.st = load_state()
         self.keys = None
         self.buf = ota.BUF  # one transfer at a time, whichever agent makes it
-        assert len(self.buf) == protocol.CHUNK
+        assert len(self.buf) == CHUNK
         self.mv = memoryview(self.buf)
         self.started = hw.ticks_ms()
         self.n = 0
@@ -169,7 +172,7 @@ class Agent:
         until = hw.deadline(self._ms("request_s"))
         resp = yield from http.request("POST", self.hub + path, body, headers, self.tls, self.buf, until)
         try:
-            data = yield from resp.read_all(protocol.MAX_BODY, until)  # the download buffer is free meanwhile
+            data = yield from resp.read_all(MAX_BODY, until)  # the download buffer is free meanwhile
         finally:
             resp.close()
         if resp.status != 200:
@@ -206,7 +209,7 @@ class Agent:
         """Queue a status report in the state, to be saved with it and sent by flush()."""
         pending = self.st.get("pending") or []
         pending.append(self._status(phase, detail, transient, offer))
-        self.st["pending"] = pending[-protocol.MAX_PENDING:]
+        self.st["pending"] = pending[-MAX_PENDING:]
 
     def flush(self):
         """Send the queued status reports, oldest first."""

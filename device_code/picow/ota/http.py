@@ -16,8 +16,11 @@ import select
 import socket
 import time
 
+import ota
 from ota import HTTPError  # noqa: F401  raised here, named http.HTTPError by callers
 from ota.protocol import MAX_HEADER_LINE, MAX_HEADERS
+
+ota.unload("protocol")  # the constants are bound
 
 EAGAIN = 11
 ECONNRESET = 104

@@ -13,6 +13,12 @@ HTTP/1.1 connections (raw asyncio clients in two processes, so the load is not t
             counter races: exactly one may accept it (double_accepts counts both accepting).
 SQLite runs use synchronous=FULL and WAL; after each run the count of stored heartbeats must equal
 the count acknowledged (lost_acks counts the difference).
+
+Those runs are closed-loop (32 heartbeats always in flight): they measure how many heartbeats a hub
+takes in at most, and their latency is mostly the queue (32 / rate). What an operator needs is the
+latency at a given fleet's load, so both hubs also take an open-loop run: heartbeats arriving at
+random (Poisson) at the rate of FLEET_BOARDS boards at the agent's default heartbeat_s, whatever
+the answers; each latency counts from the instant the heartbeat was due.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import hmac
 import json
 import multiprocessing
 import os
+import random
 import signal
 import sqlite3
 import statistics
@@ -48,7 +55,9 @@ N_DEVICES = 1000
 CONNECTIONS = 32  # closed loop: each connection has one heartbeat in flight
 LOAD_PROCESSES = 2
 WARMUP_S = 1.0
-MEASURE_S = 5.0
+MEASURE_S = 4.0
+FLEET_BOARDS = 15_000  # the open-loop runs: this fleet's heartbeats
+HEARTBEAT_S = 60  # the agent's default heartbeat_s (device_code/picow/ota/agent.py)
 SERVER_CPU, LOAD_CPUS = {0}, {1}
 
 
@@ -93,8 +102,43 @@ async def _connection(ports: list[int], devices: list[SimDevice], start: float, 
         w.close()
 
 
-def _load_process(args: tuple[list[int], list[tuple[str, str]], int, float, float]) -> tuple[list[float], list[int]]:
-    ports, devices, connections, start, stop = args
+async def _open_loop(port: int, devices: list[SimDevice], rate: float, start: float, stop: float, out: list[float],
+                     counts: list[int], seed: int) -> None:
+    """Heartbeats due at random instants (`rate` a second on average), each sent when due on an idle
+    keep-alive connection (a new one when none is idle); its latency counts from when it was due."""
+    rng = random.Random(seed)
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    sent: list[asyncio.Task[None]] = []
+
+    async def one(request: bytes, due: float) -> None:
+        link = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
+        ok = await _ask(*link, request)
+        done = time.perf_counter()
+        idle.append(link)
+        counts[1] += ok
+        if due >= start:
+            if ok:
+                out.append(done - due)
+            else:
+                counts[0] += 1
+
+    due, i = start - WARMUP_S, 0
+    while due < stop:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        _, body, headers = devices[i % len(devices)].heartbeat_request()
+        i += 1
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = f"POST /heartbeat HTTP/1.1\r\nHost: hub\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        sent.append(asyncio.get_running_loop().create_task(one(request, due)))
+        due += rng.expovariate(rate)
+    await asyncio.gather(*sent)
+    for _, w in idle:
+        w.close()
+
+
+def _load_process(args: tuple[list[int], list[tuple[str, str]], int, float, float, float | None, int]
+                  ) -> tuple[list[float], list[int]]:
+    ports, devices, connections, start, stop, rate, seed = args
     os.sched_setaffinity(0, LOAD_CPUS)
     sims = [SimDevice(d, k) for d, k in devices]
     latencies: list[float] = []
@@ -102,18 +146,24 @@ def _load_process(args: tuple[list[int], list[tuple[str, str]], int, float, floa
     per = [sims[i::connections] for i in range(connections)]
 
     async def main() -> None:
-        await asyncio.gather(*(_connection(ports, p, start, stop, latencies, counts) for p in per))
+        if rate is not None:
+            await _open_loop(ports[0], sims, rate, start, stop, latencies, counts, seed)
+        else:
+            await asyncio.gather(*(_connection(ports, p, start, stop, latencies, counts) for p in per))
 
     asyncio.run(main())
     return latencies, counts
 
 
-def run_load(ports: list[int], devices: list[tuple[str, str]]) -> tuple[list[float], int, int, int]:
-    """Latencies of heartbeats acknowledged in the window, failures in it, all acknowledged, double accepts."""
+def run_load(ports: list[int], devices: list[tuple[str, str]], rate: float | None = None
+             ) -> tuple[list[float], int, int, int]:
+    """Latencies of heartbeats acknowledged in the window, failures in it, all acknowledged, double accepts.
+
+    Closed-loop (CONNECTIONS heartbeats in flight), or open-loop at `rate` heartbeats a second."""
     start = time.perf_counter() + WARMUP_S + 0.3
     stop = start + MEASURE_S
-    jobs = [(ports, devices[i::LOAD_PROCESSES], CONNECTIONS // LOAD_PROCESSES, start, stop)
-            for i in range(LOAD_PROCESSES)]
+    jobs = [(ports, devices[i::LOAD_PROCESSES], CONNECTIONS // LOAD_PROCESSES, start, stop,
+             None if rate is None else rate / LOAD_PROCESSES, i) for i in range(LOAD_PROCESSES)]
     with multiprocessing.get_context("fork").Pool(LOAD_PROCESSES) as pool:
         results = pool.map(_load_process, jobs)
     return ([x for lat, _ in results for x in lat], sum(c[0] for _, c in results), sum(c[1] for _, c in results),
@@ -209,9 +259,10 @@ def report(name: str, latencies: list[float], errors: int) -> tuple[float, float
     return rate, p50, p99
 
 
-def run_hubs(work: Path, name: str, database_url: str = "", replicas: int = 1) -> tuple[list[float], int, int, int,
-                                                                                           Path | str]:
-    """`replicas` hubs of one site (on `database_url`, else SQLite) under the load; the store's location too."""
+def run_hubs(work: Path, name: str, database_url: str = "", replicas: int = 1, rate: float | None = None
+             ) -> tuple[list[float], int, int, int, Path | str]:
+    """`replicas` hubs of one site (on `database_url`, else SQLite) under the load (open-loop at
+    `rate`, else closed); the store's location too."""
     cfg_path = init_site(work / name)
     cfg = config.load(cfg_path)
     cfg.hub.database_url = database_url
@@ -225,7 +276,7 @@ def run_hubs(work: Path, name: str, database_url: str = "", replicas: int = 1) -
     try:
         for port, proc in zip(ports, procs, strict=True):
             wait_listening(port, proc)
-        latencies, errors, acked, doubles = run_load(ports, devices)
+        latencies, errors, acked, doubles = run_load(ports, devices, rate)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -275,6 +326,8 @@ def main() -> None:
                 "pg": run_hubs(work, "pg", server.create_database("single")),
                 "baseline": run_baseline(work),
                 "replicas": run_hubs(work, "replicas", server.create_database("replicas"), replicas=2),
+                "hub_open": run_hubs(work, "hub_open", rate=FLEET_BOARDS / HEARTBEAT_S),
+                "pg_open": run_hubs(work, "pg_open", server.create_database("open"), rate=FLEET_BOARDS / HEARTBEAT_S),
             }
             figures = {name: report(name, r[0], r[1]) for name, r in runs.items()}
             lost_acks = {name: lost(name, r[4], r[2]) for name, r in runs.items()}
@@ -283,6 +336,7 @@ def main() -> None:
     (hub_rate, hub_p50, hub_p99), (pg_rate, pg_p50, pg_p99) = figures["hub"], figures["pg"]
     base_rate, _, base_p99 = figures["baseline"]
     rep_rate, _, rep_p99 = figures["replicas"]
+    (open_rate, open_p50, open_p99), (_, pg_open_p50, pg_open_p99) = figures["hub_open"], figures["pg_open"]
     doubles = runs["replicas"][3]
     print(f"replicas  {doubles} heartbeats accepted by both replicas (every one was sent to both)")
     if any(lost_acks.values()) or doubles:
@@ -291,6 +345,8 @@ def main() -> None:
           f"pg_hb_per_s={pg_rate:.0f} pg_p99_ms={pg_p99:.1f} pg_p50_ms={pg_p50:.1f} pg_ratio={pg_rate / hub_rate:.2f} "
           f"baseline_hb_per_s={base_rate:.0f} baseline_p99_ms={base_p99:.1f} ratio={hub_rate / base_rate:.2f} "
           f"replicas_hb_per_s={rep_rate:.0f} replicas_p99_ms={rep_p99:.1f} "
+          f"fleet_boards={FLEET_BOARDS} fleet_hb_per_s={open_rate:.0f} fleet_p50_ms={open_p50:.1f} "
+          f"fleet_p99_ms={open_p99:.1f} pg_fleet_p50_ms={pg_open_p50:.1f} pg_fleet_p99_ms={pg_open_p99:.1f} "
           f"lost_acks={sum(lost_acks.values())} double_accepts={doubles}")
 
 

@@ -26,6 +26,7 @@ FIRMWARE_STR_MAX = 64
 _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 _UNSAFE_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 _LOCATION = re.compile(r'File "([^"]{1,200})", line (\d{1,7})')
+_UNIX_PORT_MACHINE = re.compile(r"\s*\[[^\]]*\]\s*version$")  # the unix port's: "linux [GCC 14.2.1] version"
 
 
 def _escape(m: re.Match[str]) -> str:
@@ -89,6 +90,16 @@ def firmware(data: Any) -> dict[str, Any]:
         "board": _str(data, "board", FIRMWARE_STR_MAX),
         "uid": _str(data, "uid", FIRMWARE_STR_MAX),
     }
+
+
+def firmware_facts(fw: dict[str, Any]) -> list[str]:
+    """What a board said it runs, the unknown left out: `MicroPython 1.24.1`, `.mpy 6.3`, its board
+    (`Raspberry Pi Pico W with RP2040`; the unix port's machine less its compiler: `linux`), `id e661…`.
+    `mpy_abi` is the ABI as a version (mpy_abi())."""
+    board = _UNIX_PORT_MACHINE.sub("", str(fw.get("board") or "")).strip()
+    return [fact for fact in (f"MicroPython {fw['micropython']}" if fw.get("micropython") else "",
+                              f".mpy {fw['mpy_abi']}" if fw.get("mpy_abi") else "", board,
+                              f"id {fw['uid']}" if fw.get("uid") else "") if fact]
 
 
 def location(traceback: str) -> str:

@@ -193,18 +193,20 @@ def provision(
     """Build the image first (so bad input costs nothing), register the device (`register(id, type)`
     answers its key), then hand the files to `deliver` (a folder writer or a USB push). `keys` is the
     site's key set (site_keys): the board trusts its release keys, and a given release must be signed
-    by one of them."""
+    by one of them; its signed min_version becomes the board's floor."""
     check_device_id(device_id)
     if keys is None:
         raise BadInput("a board needs the release key set it is to trust (release.keys_file)")
     trusted = keyset.check_first(keys, "the key set for the board").release
     version, app = app_files(release_dir, mpy, trusted)
+    # the floor of a board that took this release over the air: its signed min_version (checked by app_files)
+    floor = release.load_meta(release_dir).get("min_version", FACTORY_VERSION) if release_dir else FACTORY_VERSION
     device_config(device_id, "00" * 32, hub_url, hub_cert=hub_cert, **settings)  # validate before registering
     agent = agent_files(mpy)
     key = register(device_id, "picow")
     if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
         raise BadInput("the hub answered a device key that is not 64 hex digits")
     files = board_image(device_config(device_id, key, hub_url, wifi_ssid, wifi_password, hub_cert, **settings),
-                        version, app, agent, hub_cert, keys)
+                        version, app, agent, hub_cert, keys, floor)
     deliver(files)
     return Provisioned(device_id, version, files)

@@ -142,7 +142,7 @@ def test_a_relay_heartbeat_the_store_refuses_registers_nothing(tmp_path, monkeyp
         app = create_app(site.cfg)  # in this process, so the store's insert can be made to fail
         async with app.router.lifespan_context(app), httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://hub", headers=bearer) as c:
-            monkeypatch.setattr(store, "insert_heartbeats", disk_error)  # the beat fails after the registration
+            monkeypatch.setattr(store, "record_heartbeats", disk_error)  # the beat fails after the registration
             r = await c.post(url, json={"version": "1.0.0"})
             assert r.status_code == 503 and "nothing was saved" in r.json()["error"]
             assert (await c.get("/api/v1/devices")).json() == []

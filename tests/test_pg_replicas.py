@@ -95,6 +95,33 @@ def test_racing_and_replayed_counters_are_accepted_exactly_once(replicas: tuple[
     assert [h["uptime_s"] for h in dev["heartbeats"]] == sorted({h["uptime_s"] for h in dev["heartbeats"]})
 
 
+def test_a_device_removed_through_one_is_unknown_to_the_other(replicas: tuple[Hub, Hub]) -> None:
+    a, b = replicas
+    device = SimDevice("gh-01", a.register("gh-01"))
+    with httpx.Client(base_url=b.url) as c:
+        device.heartbeat(c)  # B holds its key now
+        a.client.remove_device("gh-01")
+        for _ in range(2):
+            _, raw, headers = device.heartbeat_request()
+            r = c.post("/heartbeat", content=raw, headers=headers)
+            assert r.status_code == 403 and r.json()["error"] == "unknown device 'gh-01'"
+    refusals = [e["detail"] for e in a.client.history(kind="security")]
+    assert len(refusals) == 2 and all("unknown device 'gh-01'" in d for d in refusals), refusals
+
+
+def test_a_log_posted_through_one_is_answered_on_the_other(replicas: tuple[Hub, Hub]) -> None:
+    a, b = replicas
+    device = SimDevice("gh-01", a.register("gh-01"))
+    assert a.client.device_logs("gh-01")["answered_at"] == 0
+    a.client.request_log("gh-01", 60)
+    with httpx.Client(base_url=b.url) as c:
+        assert device.heartbeat(c)["log_s"] > 0  # asked through A, told by B
+        before = time.time()
+        device.post(c, "/logs", {"id": "gh-01", "counter": device.counter(), "lines": [[0, "hello"]]}, True)
+    shown = a.client.device_logs("gh-01")
+    assert shown["answered_at"] >= before and [x["line"] for x in shown["lines"]] == ["hello"]
+
+
 def _stream(hub: Hub, out: list[tuple[str, dict]], ready: threading.Event, stop: threading.Event) -> None:
     try:
         _read_stream(hub, out, ready, stop)

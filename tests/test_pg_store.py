@@ -86,7 +86,7 @@ def test_two_hubs_taking_one_counter_at_once_only_one_succeeds(pg_url: str) -> N
                  won: list[bool] = won) -> None:
             with s.transaction() as c:
                 barrier.wait()
-                won.append(store.claim_counter(c, "gh-01", counter) is not None)
+                won.append(store.claim_counters(c, [("gh-01", counter)])[0] is not None)
                 time.sleep(0.005)  # hold the row a moment: the other one waits for this commit
 
         threads = [threading.Thread(target=take, args=(s,)) for s in stores]

@@ -252,11 +252,9 @@ def test_deploy_v1_then_v2_then_rollback_brings_v1_back(rig: Rig, built: dict[st
     st = pideploy.status(rig.cfg)
     assert (st.current, st.previous, st.healthy, sorted(st.releases)) == ("2.0.0", "1.0.0", True, ["1.0.0", "2.0.0"])
 
-    started = time.monotonic()
-    back = rig.cli("rollback")
-    took = time.monotonic() - started
+    back = rig.cli("rollback")  # how fast: bench/pi_deploy.py
     assert back.returncode == 0, back.stderr
-    assert rig.serving() == "1.0.0" and took < 5
+    assert rig.serving() == "1.0.0"
     st = pideploy.status(rig.cfg)
     assert (st.current, st.previous) == ("1.0.0", "2.0.0")  # a second rollback goes forward again
 

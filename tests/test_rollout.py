@@ -430,6 +430,7 @@ def test_cli_drives_a_canary_rollout_on_a_real_hub(hub, monkeypatch, capsys) -> 
 
         code, out, _ = cli("status")
         assert code == 0 and "halted" in out and "1 device(s) failed at stage canary" in out and "ids ok,bad" in out
+        assert "halt after 1 device failed; promote by hand" in out  # the policy's units: devices, not events
         code, _, err = cli("promote")
         assert code == 1 and "no active rollout of picow" in err
 

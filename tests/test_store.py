@@ -57,9 +57,7 @@ def test_every_acknowledged_write_is_visible_to_a_second_connection(tmp_path: Pa
         for i in range(1, 6)
     ]
     with s.transaction() as c:
-        for b in beats:
-            assert store.claim_counter(c, "gh-01", b["counter"])
-        store.insert_heartbeats(c, beats, 500)
+        assert all(store.record_heartbeats(c, beats, [b["counter"] for b in beats])[0])
     with s.transaction() as c:
         event_id = store.add_event(c, "test", "probe", device_id="gh-01", detail="x").id
     other = sqlite3.connect(db)
@@ -83,7 +81,8 @@ def test_heartbeat_history_is_bounded(tmp_path: Path) -> None:
     _register(s, "gh-01")
     for i in range(1, 26):
         with s.transaction() as c:
-            store.insert_heartbeats(c, [{"device_id": "gh-01", "counter": i, "at": float(i)}], 10)
+            store.record_heartbeats(c, [{"device_id": "gh-01", "at": float(i)}], [i])
+            store.prune_heartbeats(c, ["gh-01"], 10)
     with s.reading() as c:
         hist = store.heartbeats(c, "gh-01", limit=100)
     assert len(hist) == 10 and hist[-1]["at"] == 25.0 and hist[0]["at"] == 16.0

@@ -103,6 +103,11 @@ def test_provisioning_puts_the_site_key_set_on_the_board_and_checks_the_release(
     assert json.loads(got["ota/trust.json"]) == {"keys": keys, "floor": "0.0.0"}
     with pytest.raises(BadInput, match="key set it is to trust"):
         provision.provision("gh-02", "http://hub", lambda i, t: "ab" * 32, got.update, mpy=False)
+    site_key = (cfg.path.parent / cfg.release.signing_key_file).read_text().strip()
+    release.build("picow", "2.1.0", DEVICE_CODE / "app", tmp_path / "floored", key_hex=site_key, min_version="2.0.0")
+    provision.provision("gh-04", "http://hub", lambda i, t: "ab" * 32, got.update, release_dir=tmp_path / "floored",
+                        mpy=False, keys=keys)
+    assert json.loads(got["ota/trust.json"]) == {"keys": keys, "floor": "2.0.0"}  # as if it took 2.1.0 over the air
     other, _ = pair()
     release.build("picow", "1.0.0", DEVICE_CODE / "app", tmp_path / "foreign", key_hex=other)
     with pytest.raises(PicoctlError, match="a key not in the set"):

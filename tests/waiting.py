@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -15,3 +15,18 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def until(pilot: Any, pred: Callable[[], Any], timeout: float = 8.0, what: str = "",
+                poll: Callable[[], Awaitable[Any]] | None = None) -> Any:
+    """The first truthy value of `pred()` in a Textual Pilot test, polled every 0.05 s of the app's time
+    (after `poll()`, if given: a key to press again, say)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if poll is not None:
+            await poll()
+        value = pred()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what or pred}")

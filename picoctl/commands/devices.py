@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from typing import Any
 
-from .. import config, wireless_log
+from .. import config, diagnostics, wireless_log
 from ..errors import BadInput
 from ..protocol import CHANNELS
 from . import COMMANDS
+from .history import layout
 from .output import add_json_flag, console, emit, table
 
 
@@ -95,9 +97,7 @@ def _show(args: argparse.Namespace) -> int:
         table(f"last {len(beats)} heartbeat(s)", ("at", "version", "uptime", "mem free", "rssi", "readings"), [
             (time.strftime("%H:%M:%S", time.gmtime(h["at"])), h["version"], h["uptime_s"], h["mem_free"], h["rssi"],
              " ".join(f"{k}={v}" for k, v in h["readings"].items())) for h in beats])
-        table("events", ("time (UTC)", "kind", "version", "result", "detail"), [
-            (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["at"])), e["kind"], e["version"] or "", e["result"],
-             e["detail"]) for e in d["events"][-20:]])
+        print(layout(d["events"][-20:], shutil.get_terminal_size().columns))  # as `picoctl history` shows them
 
     emit(args, device, render)
     return 0
@@ -107,11 +107,13 @@ def _diagnostics(d: dict[str, Any]) -> None:
     """Firmware, boot count, reset cause and the last crash with its traceback."""
     from rich.markup import escape
 
-    fw = d.get("firmware") or {}
-    if fw or d.get("boots") is not None:
-        console.print(f"firmware  MicroPython {escape(fw.get('micropython') or '?')}, .mpy {fw.get('mpy_abi') or '?'}, "
-                      f"{escape(fw.get('board') or '?')}, id {escape(fw.get('uid') or '?')}", highlight=False)
-        console.print(f"boot      {d.get('boots')}, reset cause {escape(d.get('reset_cause') or '?')}", highlight=False)
+    facts = diagnostics.firmware_facts(d.get("firmware") or {})
+    boot = [str(d["boots"]) if d.get("boots") is not None else "",
+            f"reset cause {d['reset_cause']}" if d.get("reset_cause") else ""]
+    if facts:
+        console.print(f"firmware  {escape(', '.join(facts))}", highlight=False)
+    if any(boot):
+        console.print(f"boot      {escape(', '.join(filter(None, boot)))}", highlight=False)
     error = d.get("last_error")
     if error:
         console.print(f"[red]last error[/] {escape(d['error_summary'])} (boot {error.get('boot')}, "

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import textwrap
 import time
 from typing import Any
 
 from .. import config
 from ..errors import BadInput
 from . import COMMANDS
-from .output import add_json_flag, emit, table
+from .output import add_json_flag, emit
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -20,13 +22,47 @@ def _run(args: argparse.Namespace) -> int:
     with HubClient.from_config(config.load(args.config)) as client:
         events = client.history(device=args.device, version=args.version, kind=args.kind, limit=args.limit)
 
-    def render(rows: list[dict[str, Any]]) -> None:
-        table(f"{len(rows)} event(s)", ("id", "time (UTC)", "actor", "kind", "device", "version", "result", "detail"), [
-            (e["id"], time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["at"])), e["actor"], e["kind"],
-             e["device_id"] or "", e["version"] or "", e["result"], e["detail"]) for e in rows])
-
-    emit(args, events, render)
+    filtered = args.device or args.version or args.kind
+    emit(args, events, lambda rows: print(layout(rows, shutil.get_terminal_size().columns) if rows else
+                                          "no events match these filters" if filtered else "no events yet"))
     return 0
+
+
+WIDE = ("ID", "TIME", "ACTOR", "KIND", "DEVICE", "VERSION", "RESULT", "DETAIL")
+NARROW = ("ID", "TIME", "KIND", "DEVICE", "VERSION", "RESULT")  # then "actor: detail" beneath
+INDENT = 4
+
+
+def layout(events: list[dict[str, Any]], width: int) -> str:
+    """The events in aligned columns under a line for each day (times UTC), one event a line when every
+    one fits in `width`; else the actor and detail go under their row, wrapped: nothing is cut."""
+    def cells(e: dict[str, Any]) -> dict[str, str]:
+        return {"ID": str(e["id"]), "TIME": time.strftime("%H:%M:%S", time.gmtime(e["at"])), "ACTOR": e["actor"],
+                "KIND": e["kind"], "DEVICE": e["device_id"] or "-", "VERSION": e["version"] or "-",
+                "RESULT": e["result"] or "-", "DETAIL": str(e["detail"] or "")}
+
+    rows = [cells(e) for e in events]
+
+    def lines(columns: tuple[str, ...]) -> list[str]:
+        widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in columns[:-1]}
+        return ["  ".join([*(r[c].ljust(widths[c]) for c in columns[:-1]), r[columns[-1]]]).rstrip()
+                for r in [dict(zip(columns, columns, strict=True)), *rows]]
+
+    wide = lines(WIDE)
+    inline = all(len(line) <= width for line in wide)
+    table = wide if inline else lines(NARROW)
+    n, day = len(events), ""
+    out = [f"{n} event{'' if n == 1 else 's'} (UTC)", table[0]]
+    for e, r, line in zip(events, rows, table[1:], strict=True):
+        if time.strftime("%Y-%m-%d", time.gmtime(e["at"])) != day:
+            day = time.strftime("%Y-%m-%d", time.gmtime(e["at"]))
+            out.append(day)
+        out.append(line)
+        if not inline:
+            out.extend(textwrap.wrap(f"{r['ACTOR']}: {r['DETAIL']}" if r["DETAIL"] else r["ACTOR"],
+                                     max(20, width - INDENT), initial_indent=" " * INDENT,
+                                     subsequent_indent=" " * INDENT, break_on_hyphens=False))
+    return "\n".join(out)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

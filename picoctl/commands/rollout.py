@@ -114,6 +114,10 @@ def _describe(stage: dict[str, Any]) -> str:
                   percent=stage.get("percent"), channel=stage.get("channel")).describe()
 
 
+def _devices(n: object) -> str:
+    return f"{n} device{'' if n == 1 else 's'}"
+
+
 def _render(r: dict[str, Any]) -> None:
     from rich.markup import escape  # device text (errors in reasons) is shown as text, never markup
 
@@ -125,9 +129,9 @@ def _render(r: dict[str, Any]) -> None:
         console.print(f"reason    {escape(r['reason'])}", highlight=False)
     for f in r.get("failures") or []:  # each device that failed, with why (`picoctl devices show ID` for more)
         console.print(f"[red]failed[/]    {escape(f['device_id'])} {escape(f['reason'])}", highlight=False)
-    promote = r.get("promote_after_successes")
-    console.print(f"halt after {r.get('halt_after_failures')} failure(s); "
-                  f"promote {f'after {promote} success(es)' if promote else 'by hand'}", highlight=False)
+    halt, promote = r.get("halt_after_failures"), r.get("promote_after_successes")  # counts of devices, 0: off
+    console.print(f"halt {f'after {_devices(halt)} failed' if halt else 'never'}; "
+                  f"promote {f'after {_devices(promote)} of a stage committed' if promote else 'by hand'}", highlight=False)
     current = r.get("stage_index", 0)
     rows = [("▶" if i == current else "", s.get("name"), _describe(s)) for i, s in enumerate(r.get("stages") or [])]
     table("stages", ("", "stage", "cohort"), rows)

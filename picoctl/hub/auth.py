@@ -30,7 +30,6 @@ class DeviceAuth:
     key: bytes
     last_counter: int  # the highest counter of a stored request
     log_until: float = 0.0  # the hub wants the board's log until then (seconds since the epoch)
-    log_seen: float = 0.0  # when the board last posted its log
     claimed: set[int] = field(default_factory=set)  # counters of requests in flight
 
     def mac(self, body: bytes) -> str:
@@ -63,6 +62,14 @@ class Refused(ApiError):
         self.device_id = device_id
 
 
+class UnknownDevice(Refused):
+    """A request from a device the hub does not know (never registered, or removed)."""
+
+    def __init__(self, device_id: str) -> None:
+        super().__init__(403, f"unknown device {device_id!r}", None)
+        self.unknown_id = device_id
+
+
 class Registry:
     def __init__(self, devices: list[dict[str, Any]]) -> None:
         self._devices = {d["id"]: DeviceAuth(d["id"], d["type"], bytes.fromhex(d["key"]), d["last_counter"],
@@ -85,7 +92,7 @@ class Registry:
             raise Refused(401, f"missing or malformed {DEVICE_HEADER} header", None)
         device = self._devices.get(header_id)
         if device is None:
-            raise Refused(403, f"unknown device {header_id!r}", None)
+            raise UnknownDevice(header_id)
         mac = request.headers.get(MAC_HEADER, "")
         if not mac or not same_secret(device.mac(body), mac.lower()):
             raise Refused(401, "MAC missing or wrong", header_id)

@@ -18,20 +18,21 @@ import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import psycopg
+from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 from ..errors import PicoctlError
 from . import store as schema
-from .store import Db
 
 ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 CONNECT_TIMEOUT_S = 10
 MIGRATE_LOCK = 0x7069636F  # "pico": one hub migrates at a time
 LEADER_LOCK = 0x7069636F + 1  # held by the hub that runs the rollout engine's timers
 CHANNEL = "picoctl_changes"
+T = TypeVar("T")
 
 
 class SqliteDb(sqlite3.Connection):
@@ -45,6 +46,7 @@ class PgDb:
 
     def __init__(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
         self.conn = conn
+        self._at_commit: list[str] = []
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[dict[str, Any]]:
         return self.conn.execute(_placeholders(sql), tuple(args))
@@ -52,6 +54,23 @@ class PgDb:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self.conn.cursor() as cur:
             cur.executemany(_placeholders(sql), rows)
+
+    def begin(self) -> None:
+        self._at_commit = []
+        self.conn.execute("BEGIN")
+
+    def at_commit(self, sql: str) -> None:
+        """Run `sql` (complete, without placeholders) at the end of the transaction, in COMMIT's round trip."""
+        self._at_commit.append(sql)
+
+    def commit(self) -> None:
+        statements, self._at_commit = [*self._at_commit, "COMMIT"], []
+        self.conn.execute(";\n".join(statements))  # no parameters: one query of several statements
+
+    def rollback(self) -> None:
+        self._at_commit = []
+        if self.usable:
+            self.conn.execute("ROLLBACK")
 
     @property
     def usable(self) -> bool:
@@ -208,10 +227,16 @@ class Store:
         """A write transaction, committed (durably) when the block leaves without error."""
         with self._lock:
             c = self._db()
-            c.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+            if self.dialect == "sqlite":
+                c.execute("BEGIN IMMEDIATE")
+            else:
+                c.begin()
             try:
                 yield c
-                c.execute("COMMIT")
+                if self.dialect == "sqlite":
+                    c.execute("COMMIT")
+                else:
+                    c.commit()
             except BaseException:
                 self._rollback(c)
                 raise
@@ -220,32 +245,26 @@ class Store:
         if self.dialect == "sqlite":
             if c.in_transaction:  # a failed COMMIT (e.g. a full disk) leaves it open
                 c.execute("ROLLBACK")
-        elif c.usable:
-            c.execute("ROLLBACK")
+        else:
+            c.rollback()
 
-    def batch(self, jobs: Sequence[Callable[[Any], Any]], finish: Callable[[Any, list[Any]], None] | None = None
-              ) -> list[Any]:
-        """Run `jobs` in one durable transaction, each inside its own savepoint.
-
-        Returns one entry per job: its result, or the exception it raised (its writes undone while
-        the others' stay). `finish` runs last in the same transaction, with those entries. An error
-        of the transaction itself (a full disk or a lost database at COMMIT) is raised.
-        """
-        out: list[Any] = []
-        with self.transaction() as c:
-            for job in jobs:
-                c.execute("SAVEPOINT job")
-                try:
-                    out.append(job(c))
-                except Exception as exc:  # handed back to the job's caller, unless the connection is gone
-                    if isinstance(exc, ERRORS) and self.dialect == "postgresql" and not c.usable:
-                        raise
-                    c.execute("ROLLBACK TO SAVEPOINT job")
-                    out.append(exc)
-                c.execute("RELEASE SAVEPOINT job")
-            if finish is not None:
-                finish(c, out)
+    def attempt(self, c: Any, work: Callable[[Any], T]) -> T | Exception:
+        """`work(c)` inside a savepoint of the open transaction: its result, or the exception it
+        raised with its writes undone (the transaction goes on). A lost connection is raised."""
+        c.execute("SAVEPOINT job")
+        try:
+            out: T | Exception = work(c)
+        except Exception as exc:  # handed back to the caller, unless the connection is gone
+            if self.lost(exc, c):
+                raise
+            c.execute("ROLLBACK TO SAVEPOINT job")
+            out = exc
+        c.execute("RELEASE SAVEPOINT job")
         return out
+
+    def lost(self, exc: Exception, c: Any) -> bool:
+        """Whether `exc` means the connection is gone (the transaction with it), not that one statement failed."""
+        return isinstance(exc, ERRORS) and self.dialect == "postgresql" and not c.usable
 
     @contextmanager
     def reading(self) -> Iterator[Any]:
@@ -347,14 +366,14 @@ class Listener:
 NOTIFY_CHARS = 1900  # of a message per NOTIFY payload: at most 4 bytes each, under PostgreSQL's 8000
 
 
-def notify(c: Db, hub_id: str, first_id: int, changes: Sequence[tuple[str, str]]) -> None:
+def notify(c: Any, hub_id: str, first_id: int, changes: Sequence[tuple[str, str]]) -> None:
     """Tell the other hubs (in this transaction, so only if it commits) about `changes`: (event, JSON)."""
-    if c.dialect != "postgresql" or not changes:
+    if not isinstance(c, PgDb) or not changes:
         return
     payloads = []
     for n, (event, data) in enumerate(changes, start=first_id):
         text = f"{event}|{data}"
         chunks = [text[i:i + NOTIFY_CHARS] for i in range(0, len(text), NOTIFY_CHARS)]
         payloads += [f"{hub_id}|{n}|{i}|{len(chunks)}|{chunk}" for i, chunk in enumerate(chunks)]
-    c.execute("SELECT pg_notify(?, p) FROM unnest(?::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i",
-              (CHANNEL, payloads))
+    c.at_commit(pgsql.SQL("SELECT pg_notify({}, p) FROM unnest({}::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i")
+                .format(pgsql.Literal(CHANNEL), pgsql.Literal(payloads)).as_string(c.conn))

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from .. import __version__, keyset
 from ..protocol import READING_MAX_STR, is_device_id
 from . import engine, logs
-from .auth import DEVICE_HEADER, DeviceAuth, Refused
+from .auth import DEVICE_HEADER, DeviceAuth, Refused, UnknownDevice
 from .http import ApiError, field, json_bytes, json_response, read_body
 from .state import Hub
 
@@ -50,6 +50,8 @@ def device_route(handler: DeviceHandler, cap: int | None = None) -> Callable[[Re
             finally:
                 device.settle(data["counter"], stored)
         except Refused as exc:  # by the registry, or by the store (a replay another hub accepted)
+            if isinstance(exc, UnknownDevice):  # removed through another hub: its key stops working here too
+                hub.registry.remove(exc.unknown_id)
             hub.security_event(exc, request)
             raise
     return wrapped
@@ -127,7 +129,6 @@ async def deploy_status(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> R
 async def post_logs(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     now = time.time()
     await hub.writer.run(logs.log_post_job(device.id, data, now))
-    device.log_seen = now
     return _signed(device, {"ok": True, "counter": data["counter"], "log_s": logs.log_seconds(device.log_until, now)})
 
 

@@ -8,7 +8,7 @@ an audit event and a change for the event stream.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Sequence
 
 from .. import diagnostics
 from .. import release as release_mod
@@ -17,7 +17,7 @@ from ..config import FleetConfig
 from ..errors import BadInput
 from ..protocol import ACTION_ACCEPTS
 from . import store
-from .auth import Refused
+from .auth import Refused, UnknownDevice
 from .http import ApiError
 from .ingest import Tx
 from .store import Db
@@ -49,15 +49,33 @@ def offer_record(row: dict[str, Any]) -> policy.OfferRecord:
 # --- device side ------------------------------------------------------------------------------
 
 def claim(c: Db, device_id: str, counter: int) -> dict[str, Any]:
-    """Take the counter of an authenticated device request, or refuse it as a replay.
-
-    The hub's registry refused replays it saw; this refuses those another hub on the same database
-    accepted first.
-    """
-    asked = store.claim_counter(c, device_id, counter)
-    if asked is None:
-        raise Refused(403, "replayed counter", device_id)
+    """Take the counter of an authenticated device request (what an operator asked of the device), or
+    refuse it (see `claim_all`)."""
+    asked = claim_all(c, [(device_id, counter)])[0]
+    if isinstance(asked, Refused):
+        raise asked
     return asked
+
+
+def claim_all(c: Db, claims: Sequence[tuple[str, int]]) -> list[dict[str, Any] | Refused]:
+    """Take the counters of authenticated device requests (device id, counter): for each, what an
+    operator asked of the device, or why it is refused.
+
+    The hub's registry refused the replays it saw; this refuses those another hub on the same
+    database accepted first, and devices removed meanwhile (perhaps through another hub).
+    """
+    return refusals(c, [device_id for device_id, _ in claims], store.claim_counters(c, claims))
+
+
+def refusals(c: Db, device_ids: Sequence[str], asked: Sequence[dict[str, Any] | None]
+             ) -> list[dict[str, Any] | Refused]:
+    """Each of `asked` (what the store's claim of a counter of the device returned), or for None why
+    the claim was refused: the device is gone, or its counter was a replay."""
+    refused = {device_id for device_id, a in zip(device_ids, asked, strict=True) if a is None}
+    gone = store.missing_devices(c, refused) if refused else set()
+    return [a if a is not None else UnknownDevice(device_id) if device_id in gone
+            else Refused(403, "replayed counter", device_id)
+            for device_id, a in zip(device_ids, asked, strict=True)]
 
 
 def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> dict[str, Any] | None:

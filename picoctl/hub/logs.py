@@ -88,7 +88,7 @@ def log_post_job(device_id: str, data: dict[str, Any], now: float) -> Any:
     def job(tx: Tx) -> None:
         engine.claim(tx.c, device_id, data["counter"])
         stored = store.insert_log_lines(tx.c, device_id, lines, LOG_KEEP)
-        store.record_seen(tx.c, device_id, now)
+        store.record_log_post(tx.c, device_id, now)
         tx.emit("log", {"device_id": device_id, "lines": stored, "dropped": dropped})
     return job
 
@@ -112,7 +112,7 @@ def read_logs(c: Db, device_id: str, after: int, limit: int) -> dict[str, Any]:
         raise ApiError(404, f"no device {device_id!r}")
     return {"device_id": device_id, "lines": store.log_lines(c, device_id, after, limit),
             "last_id": store.last_log_id(c, device_id), "log_until": dev["log_until"], "last_seen": dev["last_seen"],
-            "now": time.time()}
+            "answered_at": dev["log_seen"], "now": time.time()}
 
 
 def log_window(data: dict[str, Any]) -> int:

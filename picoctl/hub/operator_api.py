@@ -261,9 +261,7 @@ async def device_logs(request: Request, hub: Hub) -> Response:
     device_id = request.path_params["id"]
     after = _int_param(request, "after", 0)
     limit = _int_param(request, "limit", logs.LOG_KEEP, 1, logs.LOG_KEEP)
-    shown = await hub.read(lambda c: logs.read_logs(c, device_id, after, limit))
-    device = hub.registry.get(device_id)
-    return json_response(shown | {"answered_at": device.log_seen if device else 0.0})
+    return json_response(await hub.read(lambda c: logs.read_logs(c, device_id, after, limit)))
 
 
 # --- releases ---------------------------------------------------------------------------------

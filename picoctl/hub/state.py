@@ -10,7 +10,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -30,6 +30,7 @@ DB_NAME = "fleet.db"
 LOCK_NAME = "hub.lock"
 SECURITY_EVENTS_PER_S = 20
 TICK_ERROR_LOG_S = 60.0
+PRUNE_EVERY = 20  # heartbeats of a device stored between prunes of its history (by this hub)
 log = logging.getLogger("picoctl.hub")
 
 
@@ -51,6 +52,25 @@ class RateLimitedLog:
             self._skipped = 0
         self._last = now
         self._log.error(message, *args, exc_info=exc)
+
+
+class PruneSchedule:
+    """Which devices' heartbeat history to prune now: each after every `every` of its heartbeats
+    stored here, so a device keeps at most `every` - 1 more than its history per hub between prunes."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self._since: dict[str, int] = {}
+
+    def due(self, device_ids: Iterable[str]) -> list[str]:
+        out = []
+        for device_id in device_ids:
+            n = self._since.get(device_id, 0) + 1
+            if n >= self.every:
+                out.append(device_id)
+                n = 0
+            self._since[device_id] = n
+        return out
 
 
 def store_location(cfg: FleetConfig) -> str:
@@ -83,6 +103,7 @@ class Hub:
         self.writer = Writer(self.store, self.broadcaster, self.id)
         self.leadership = Leadership(location)
         self.listener = Listener(location, self.id, self._heard, self._missed) if self.shared else None
+        self._prune = PruneSchedule(PRUNE_EVERY)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._security_window, self._security_count, self._security_skipped = 0.0, 0, 0
@@ -160,23 +181,45 @@ class Hub:
         return True
 
     def heartbeat_job(self, beat: dict[str, Any], authenticated: bool) -> Callable[[Tx], tuple[bool, float]]:
-        """The writer job that stores one heartbeat; an `authenticated` one (from the board, not
-        relayed) also takes its counter and what an operator asked of the board (store.take_requests),
-        which the job returns."""
-        history = self.cfg.hub.heartbeat_history
-
+        """The writer job that stores one heartbeat (see `store_heartbeats`)."""
         def job(tx: Tx) -> tuple[bool, float]:
-            asked = engine.claim(tx.c, beat["device_id"], beat["counter"]) if authenticated else None
-            new_errors = store.insert_heartbeats(tx.c, [beat], history)
-            tx.emit("heartbeat", beat)
-            for ev in new_errors:
-                tx.emit("history", ev.as_dict())
-            return store.take_requests(tx.c, beat["device_id"], asked) if asked else (False, 0.0)
+            out = self.store_heartbeats([(tx, (beat, authenticated))])[0]
+            if isinstance(out, Exception):
+                raise out
+            return out
 
         return job
 
     async def record_heartbeat(self, beat: dict[str, Any], authenticated: bool) -> tuple[bool, float]:
-        return await self.writer.run(self.heartbeat_job(beat, authenticated))
+        return await self.writer.run_in(self.store_heartbeats, (beat, authenticated))
+
+    def store_heartbeats(self, items: list[tuple[Tx, tuple[dict[str, Any], bool]]]) -> list[Any]:
+        """Store heartbeats together (a writer Group; each item: its Tx, the beat, and whether it came
+        from the board itself, not relayed). Such a beat also takes its counter, or is refused alone,
+        and what an operator asked of the board (store.take_requests): each answer is (check now,
+        log wanted until)."""
+        c = items[0][0].c
+        beats = [beat for _, (beat, _) in items]
+        counters = [beat["counter"] if authenticated else None for _, (beat, authenticated) in items]
+        taken, new_errors = store.record_heartbeats(c, beats, counters)
+        from_board = [i for i, n in enumerate(counters) if n is not None]
+        claims = engine.refusals(c, [beats[i]["device_id"] for i in from_board], [taken[i] for i in from_board])
+        answers: list[Any] = [(False, 0.0)] * len(items)  # a relayed beat's
+        for i, claim in zip(from_board, claims, strict=True):
+            answers[i] = claim
+        asked = [(i, answer) for i, answer in enumerate(answers) if isinstance(answer, dict)]
+        requests = store.take_requests(c, [(beats[i]["device_id"], claim) for i, claim in asked])
+        kept = [i for i, answer in enumerate(answers) if not isinstance(answer, Refused)]
+        store.prune_heartbeats(c, self._prune.due(beats[i]["device_id"] for i in kept), self.cfg.hub.heartbeat_history)
+        senders: dict[str, Tx] = {}
+        for i in kept:
+            items[i][0].emit("heartbeat", beats[i])
+            senders[beats[i]["device_id"]] = items[i][0]
+        for ev in new_errors:
+            senders[str(ev.device_id)].emit("history", ev.as_dict())
+        for (i, _), request in zip(asked, requests, strict=True):
+            answers[i] = request
+        return answers
 
     def security_event(self, exc: Refused, request: Request) -> None:
         """Log a refused device request; the response does not wait for it.

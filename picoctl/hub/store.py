@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from ..diagnostics import error_summary
 
@@ -122,6 +122,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE rollouts ADD COLUMN figures TEXT NOT NULL DEFAULT '{}';
     """,
+    # 5: when a board last posted its log, whichever hub it posted to
+    """
+    ALTER TABLE devices ADD COLUMN log_seen REAL NOT NULL DEFAULT 0;
+    """,
 ]
 
 JSON_COLUMNS = ("info", "readings", "meta", "stages", "last_error", "firmware", "error", "figures")
@@ -133,6 +137,8 @@ class Db(Protocol):
     dialect: str
 
     def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,39 @@ def _one(c: Db, sql: str, args: Iterable[Any] = ()) -> dict[str, Any] | None:
 
 def _rows(c: Db, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
     return [_row_dict(r) for r in c.execute(sql, tuple(args))]
+
+
+def table(c: Db, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    """`rows` as a table to select from in one statement: its SQL (alias it) and arguments.
+
+    `columns`: (name, PostgreSQL type). PostgreSQL gets an array per column, so the statement's text
+    is the same for any number of rows (prepared once); SQLite a list of VALUES. At least one row.
+    """
+    names = ", ".join(name for name, _ in columns)
+    if c.dialect == "postgresql":
+        arrays = ", ".join(f"CAST(? AS {kind}[])" for _, kind in columns)
+        return (f"(SELECT * FROM unnest({arrays}) AS t({names}))",
+                [[None if v is None else _PG_TYPES[kind](v) for v in values]
+                 for (_, kind), values in zip(columns, zip(*rows, strict=True), strict=True)])
+    picked = ", ".join(f"column{i} AS {name}" for i, (name, _) in enumerate(columns, start=1))
+    marks = ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * len(rows))
+    return f"(SELECT {picked} FROM (VALUES {marks}))", [v for row in rows for v in row]
+
+
+_PG_TYPES: dict[str, Callable[[Any], Any]] = {"TEXT": str, "BIGINT": int, "DOUBLE PRECISION": float}
+K = TypeVar("K")
+
+
+def one_per_device(items: Iterable[K], key: Callable[[K], str]) -> list[list[K]]:
+    """`items` in turns where each device appears once: its first item in the first turn, and so on."""
+    turns: list[list[K]] = []
+    seen: dict[str, int] = {}
+    for item in items:
+        n = seen[key(item)] = seen.get(key(item), -1) + 1
+        if n == len(turns):
+            turns.append([])
+        turns[n].append(item)
+    return turns
 
 
 def ping(c: Db) -> None:
@@ -207,14 +246,32 @@ def remove_device(c: Db, device_id: str) -> dict[str, Any] | None:
     return row
 
 
-def claim_counter(c: Db, device_id: str, counter: int) -> dict[str, Any] | None:
-    """Take a device request's counter; None when it is not above the last one taken (a replay).
+def claim_counters(c: Db, claims: Sequence[tuple[str, int]]) -> list[dict[str, Any] | None]:
+    """Take device requests' counters (device id, counter), in a statement or two for all of them
+    (a heartbeat's is taken by `record_heartbeats`, with the rest of it).
 
-    One conditional update, so of two hubs taking the same counter at once exactly one succeeds. It
-    returns what an operator asked of the device (check_now, log_until), for `take_requests`.
+    For each: what an operator asked of the device (check_now, log_until, for `take_requests`), or
+    None when the counter is not above the last one taken (a replay) or the device is gone. One
+    conditional update, so of two hubs taking the same counter at once exactly one succeeds; several
+    counters of one device are taken in their order.
     """
-    return _one(c, "UPDATE devices SET last_counter = ? WHERE id = ? AND last_counter < ?"
-                   " RETURNING check_now, log_until", (counter, device_id, counter))
+    out: list[dict[str, Any] | None] = [None] * len(claims)
+    for turn in one_per_device(list(enumerate(claims)), key=lambda item: item[1][0]):
+        rows, args = table(c, (("id", "TEXT"), ("counter", "BIGINT")), [claim for _, claim in turn])
+        taken = {r["id"]: dict(r) for r in c.execute(
+            f"UPDATE devices SET last_counter = v.counter FROM {rows} AS v"
+            " WHERE devices.id = v.id AND devices.last_counter < v.counter"
+            " RETURNING devices.id, devices.check_now, devices.log_until", args).fetchall()}
+        for i, (device_id, _) in turn:
+            out[i] = taken.get(device_id)
+    return out
+
+
+def missing_devices(c: Db, device_ids: Collection[str]) -> set[str]:
+    """Those of `device_ids` the store does not know (removed, perhaps through another hub)."""
+    rows, args = table(c, (("id", "TEXT"),), [(d,) for d in device_ids])
+    return set(device_ids) - {r["id"] for r in c.execute(
+        f"SELECT devices.id FROM devices JOIN {rows} AS v ON devices.id = v.id", args).fetchall()}
 
 
 def set_check_now(c: Db, device_id: str) -> bool:
@@ -222,12 +279,14 @@ def set_check_now(c: Db, device_id: str) -> bool:
     return c.execute("UPDATE devices SET check_now = 1 WHERE id = ?", (device_id,)).rowcount > 0
 
 
-def take_requests(c: Db, device_id: str, asked: dict[str, Any]) -> tuple[bool, float]:
-    """What an operator asked of the device (`asked`, from claim_counter), whichever hub they asked:
-    check now (the request is used up) and the time until which its log is wanted."""
-    if asked["check_now"]:
-        c.execute("UPDATE devices SET check_now = 0 WHERE id = ?", (device_id,))
-    return bool(asked["check_now"]), float(asked["log_until"])
+def take_requests(c: Db, asked: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[bool, float]]:
+    """What an operator asked of each device (device id, what claim_counters returned), whichever hub
+    they asked: check now (the request is used up) and the time until which its log is wanted."""
+    checking = [(device_id,) for device_id, a in asked if a["check_now"]]
+    if checking:
+        rows, args = table(c, (("id", "TEXT"),), checking)
+        c.execute(f"UPDATE devices SET check_now = 0 WHERE id IN (SELECT id FROM {rows} AS v)", args)
+    return [(bool(a["check_now"]), float(a["log_until"])) for _, a in asked]
 
 
 def record_check(c: Db, device_id: str, at: float, version: str, seq: int) -> None:
@@ -245,9 +304,9 @@ def record_deploy_phase(c: Db, device_id: str, at: float, phase: str, version: s
     c.execute("UPDATE devices SET last_seen = ?, phase = ? WHERE id = ?", (at, phase, device_id))
 
 
-def record_seen(c: Db, device_id: str, at: float) -> None:
-    """A device was heard from (a request that changes nothing else about it)."""
-    c.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (at, device_id))
+def record_log_post(c: Db, device_id: str, at: float) -> None:
+    """A device posted its log (so it was heard from too)."""
+    c.execute("UPDATE devices SET last_seen = ?, log_seen = ? WHERE id = ?", (at, at, device_id))
 
 
 def versions_running(c: Db, type_: str, other_than: str) -> list[str]:
@@ -258,50 +317,83 @@ def versions_running(c: Db, type_: str, other_than: str) -> list[str]:
 
 # --- heartbeats ----------------------------------------------------------------------------------
 
-def insert_heartbeats(c: Db, beats: Sequence[dict[str, Any]], history: int) -> list[Event]:
-    """Append heartbeats, update each device's live fields, keep `history` beats per device.
+def record_heartbeats(c: Db, beats: Sequence[dict[str, Any]], counters: Sequence[int | None]
+                      ) -> tuple[list[dict[str, Any] | None], list[Event]]:
+    """Store heartbeats in a few statements for all of them: an update takes each beat's counter (None:
+    a beat relayed by an operator, with none to take) and sets its device's live fields, then one
+    insert appends the beats taken.
 
-    Each beat: device_id, at, and optionally version, seq, phase, uptime_s, mem_free, rssi, readings
-    (its counter is taken by `claim_counter`). A beat that carries `boots` also replaces the device's
-    last error (None: it has none), reset cause and firmware; a crash record not reported before is
-    logged as a `device_error` event, and those events are returned.
+    Each beat: device_id, at, and optionally version, seq, phase, uptime_s, mem_free, rssi, readings.
+    For each: what an operator asked of its device (check_now, log_until, for `take_requests`), or
+    None when its counter is not above the last one taken (a replay, or the device is gone): nothing
+    of it is stored. Several beats of one device count in their order. A beat that carries `boots`
+    also replaces the device's last error (None: it has none), reset cause and firmware; a crash
+    record not reported before is logged as a `device_error` event, and those events are returned.
     """
-    events: list[Event] = []
-    for b in beats:
-        readings = b.get("readings") or {}
-        c.execute(
-            "INSERT INTO heartbeats (device_id, at, version, uptime_s, mem_free, rssi, phase, readings)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    asked: list[dict[str, Any] | None] = [None] * len(beats)
+    for indexes in one_per_device(range(len(beats)), key=lambda i: beats[i]["device_id"]):
+        rows, args = table(c, _LIVE_COLUMNS, [(*_live_fields(beats[i]), counters[i]) for i in indexes])
+        taken = {r["id"]: dict(r) for r in c.execute(
+            "UPDATE devices SET last_counter = COALESCE(v.counter, devices.last_counter), last_seen = v.at,"
+            " version = COALESCE(v.version, devices.version), seq = GREATEST(devices.seq, COALESCE(v.seq, devices.seq)),"
+            " phase = COALESCE(v.phase, devices.phase), info = v.info,"
+            " reset_cause = COALESCE(v.reset_cause, devices.reset_cause), boots = COALESCE(v.boots, devices.boots),"
+            f" firmware = COALESCE(v.firmware, devices.firmware) FROM {rows} AS v"
+            " WHERE devices.id = v.id AND (v.counter IS NULL OR devices.last_counter < v.counter)"
+            " RETURNING devices.id, devices.check_now, devices.log_until", args).fetchall()}
+        for i in indexes:
+            asked[i] = taken.get(beats[i]["device_id"])
+    stored = [b for b, n, a in zip(beats, counters, asked, strict=True) if n is None or a is not None]
+    if stored:  # a relayed beat whose device is missing fails here, on the heartbeat's foreign key
+        rows, args = table(c, _BEAT_COLUMNS, [
             (b["device_id"], b["at"], b.get("version"), b.get("uptime_s"), b.get("mem_free"), b.get("rssi"),
-             b.get("phase"), json.dumps(readings)),
-        )
-        info = {k: b.get(k) for k in ("uptime_s", "mem_free", "rssi", "keys")} | {"readings": readings}
-        c.execute(
-            "UPDATE devices SET last_seen = ?, version = COALESCE(?, version), seq = GREATEST(seq, COALESCE(?, seq)),"
-            " phase = COALESCE(?, phase), info = ? WHERE id = ?",
-            (b["at"], b.get("version"), b.get("seq"), b.get("phase"), json.dumps(info), b["device_id"]),
-        )
-        if b.get("boots") is not None:
-            events += _record_diagnostics(c, b)
-    for device_id in {b["device_id"] for b in beats}:
-        c.execute(
-            "DELETE FROM heartbeats WHERE device_id = ? AND id <= ("
-            " SELECT id FROM heartbeats WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            (device_id, device_id, history),
-        )
-    return events
+             b.get("phase"), json.dumps(b.get("readings") or {})) for b in stored])
+        c.execute(f"INSERT INTO heartbeats (device_id, at, version, uptime_s, mem_free, rssi, phase, readings)"
+                  f" SELECT device_id, at, version, uptime_s, mem_free, rssi, phase, readings FROM {rows} AS v", args)
+    events: list[Event] = []
+    for turn in one_per_device([b for b in stored if b.get("boots") is not None], key=lambda b: b["device_id"]):
+        events += _record_errors(c, turn)
+    return asked, events
 
 
-def _record_diagnostics(c: Db, b: dict[str, Any]) -> list[Event]:
-    c.execute("UPDATE devices SET reset_cause = ?, boots = ?, firmware = ? WHERE id = ?",
-              (b.get("reset_cause") or "", b["boots"], json.dumps(b.get("firmware") or {}, sort_keys=True),
-               b["device_id"]))
-    error = b.get("last_error") or {}
-    if not set_last_error(c, b["device_id"], error) or not error:
+_BEAT_COLUMNS = (("device_id", "TEXT"), ("at", "DOUBLE PRECISION"), ("version", "TEXT"),
+                 ("uptime_s", "DOUBLE PRECISION"), ("mem_free", "BIGINT"), ("rssi", "BIGINT"), ("phase", "TEXT"),
+                 ("readings", "TEXT"))
+_LIVE_COLUMNS = (("id", "TEXT"), ("at", "DOUBLE PRECISION"), ("version", "TEXT"), ("seq", "BIGINT"),
+                 ("phase", "TEXT"), ("info", "TEXT"), ("reset_cause", "TEXT"), ("boots", "BIGINT"),
+                 ("firmware", "TEXT"), ("counter", "BIGINT"))
+
+
+def _live_fields(b: dict[str, Any]) -> tuple[Any, ...]:
+    """A beat's row for the device update: what the beat tells, None for what it leaves as it was."""
+    info = {k: b.get(k) for k in ("uptime_s", "mem_free", "rssi", "keys")} | {"readings": b.get("readings") or {}}
+    diagnosed = b.get("boots") is not None
+    return (b["device_id"], b["at"], b.get("version"), b.get("seq"), b.get("phase"), json.dumps(info),
+            (b.get("reset_cause") or "") if diagnosed else None, b.get("boots"),
+            json.dumps(b.get("firmware") or {}, sort_keys=True) if diagnosed else None)
+
+
+def _record_errors(c: Db, beats: Sequence[dict[str, Any]]) -> list[Event]:
+    """Replace the last crash record of each device that sent one (one beat per device); a new one is an event."""
+    if not beats:
         return []
+    stored = {b["device_id"]: json.dumps(b.get("last_error") or {}, sort_keys=True) for b in beats}
+    rows, args = table(c, (("id", "TEXT"), ("last_error", "TEXT")), list(stored.items()))
+    changed = {r["id"] for r in c.execute(
+        f"UPDATE devices SET last_error = v.last_error FROM {rows} AS v"
+        " WHERE devices.id = v.id AND devices.last_error != v.last_error RETURNING devices.id", args).fetchall()}
     return [add_event(c, "device", "device_error", device_id=b["device_id"], version=b.get("version"),
-                      result=error.get("reset_cause") or "error",
-                      detail=f"boot {error.get('boot')}: {error_summary(error)}", at=b["at"])]
+                      result=b["last_error"].get("reset_cause") or "error",
+                      detail=f"boot {b['last_error'].get('boot')}: {error_summary(b['last_error'])}", at=b["at"])
+            for b in beats if b["device_id"] in changed and b.get("last_error")]
+
+
+def prune_heartbeats(c: Db, device_ids: Iterable[str], history: int) -> None:
+    """Keep the last `history` heartbeats of each device."""
+    rows = [(d, d, history) for d in device_ids]
+    if rows:
+        c.executemany("DELETE FROM heartbeats WHERE device_id = ? AND id <= ("
+                      " SELECT id FROM heartbeats WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)", rows)
 
 
 def set_last_error(c: Db, device_id: str, error: dict[str, Any]) -> bool:

@@ -62,7 +62,7 @@ DEVICE_LOG = [
 ]
 
 RELEASES = [
-    Binding("n", "new_canary", "Canary", id="releases.canary", tooltip="start a rollout of a release, canary first"),
+    Binding("n", "new_canary", "Canary", priority=True, id="releases.canary", tooltip="start a rollout of a release, canary first"),
     Binding("s", "smoke", "Smoke", id="releases.smoke",
             tooltip="boot the selected picow release on a virtual Pico W with the canaries' readings"),
     Binding("p", "rollout('promote')", "Promote", id="releases.promote", tooltip="move the active rollout to its next stage"),
@@ -82,25 +82,28 @@ HISTORY = [
 ]
 
 PI = [
-    Binding("d", "deploy", "Deploy", id="pi.deploy", tooltip="deploy a Pi release (folder, meta.json or URL)"),
+    Binding("d", "deploy", "Deploy", priority=True, id="pi.deploy", tooltip="deploy a Pi release (folder, meta.json or URL)"),
     Binding("b", "rollback", "Roll back", id="pi.rollback", tooltip="switch back to the previous release"),
     Binding("u", "refresh", "Refresh", id="pi.refresh", tooltip="read the releases and the health check again"),
 ]
 
 USB = [
-    Binding("f", "flash", "Flash", id="usb.flash", tooltip="copy a UF2 image onto the selected BOOTSEL drive"),
-    Binding("p", "push", "Push", id="usb.push", tooltip="push a release folder to the selected board over serial"),
-    Binding("v", "provision", "Provision", id="usb.provision",
+    Binding("f", "flash", "Flash", priority=True, id="usb.flash", tooltip="copy a UF2 image onto the selected BOOTSEL drive"),
+    Binding("p", "push", "Push", priority=True, id="usb.push", tooltip="push a release folder to the selected board over serial"),
+    Binding("v", "provision", "Provision", priority=True, id="usb.provision",
             tooltip="provision the selected board as a Pico W of the fleet"),
-    Binding("l", "log", "Log", id="usb.log", tooltip="follow the selected board's serial console (or any port)"),
+    Binding("l", "log", "Log", priority=True, id="usb.log", tooltip="follow the selected board's serial console (or any port)"),
     Binding("space", "pause", "Pause", id="usb.pause", tooltip="pause the serial log (it keeps reading)"),
     Binding("space", "follow", "Follow", id="usb.follow", tooltip="follow the serial log again"),
-    Binding("slash", "search", "Search", id="usb.search", tooltip="show only log lines holding a text"),
+    Binding("slash", "search", "Search", priority=True, id="usb.search", tooltip="show only log lines holding a text"),
     # left out of the footer so that it fits 80 columns; `?`, the palette and the log's own line name them
     Binding("x", "clear", "Clear", show=False, id="usb.clear", tooltip="clear the serial log view"),
-    Binding("w", "save", "Save", show=False, id="usb.save", tooltip="save the serial log to a file"),
+    Binding("w", "save", "Save", show=False, priority=True, id="usb.save", tooltip="save the serial log to a file"),
 ]
 
+# The keys above with priority=True open a form or a prompt. They act as soon as the app reads them, so
+# the keys typed after one in the same burst (a paste, a laggy link) go to the form, not to the screen
+# beneath; none of those screens has an input of its own that would want the letter.
 MODAL = [Binding("escape", "cancel", "Cancel", id="modal.cancel", tooltip="close without doing anything")]
 
 BY_MODE = {"fleet": FLEET, "releases": RELEASES, "history": HISTORY, "pi": PI, "usb": USB}

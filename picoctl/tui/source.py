@@ -13,7 +13,7 @@ import json
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Protocol
+from typing import Any, AsyncIterator, Callable, Iterable, Protocol
 
 from ..config import FleetConfig
 from ..errors import PicoctlError
@@ -174,15 +174,21 @@ class Recording:
 
     def usb_identity(self, port: str) -> tuple[str | None, str | None]:
         """What the recorded board's telemetry said it is: (version, device id)."""
-        for line in reversed(self.serial_lines(port)):
-            try:
-                said = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(said, dict) and isinstance(said.get("id"), str):
-                version = said.get("version")
-                return (version if isinstance(version, str) else None), said["id"]
-        return None, None
+        return telemetry_identity(self.serial_lines(port))
+
+
+def telemetry_identity(lines: Iterable[str]) -> tuple[str | None, str | None]:
+    """(version, device id) as the last of these console lines that names its board says (a USB Pico's
+    JSON telemetry, device_code/pico/main.py), else (None, None)."""
+    for line in reversed(list(lines)):
+        try:
+            said = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(said, dict) and isinstance(said.get("id"), str):
+            version = said.get("version")
+            return (version if isinstance(version, str) else None), said["id"]
+    return None, None
 
 
 def _recorded() -> PicoctlError:

@@ -19,6 +19,7 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -112,23 +113,8 @@ def main() -> None:
 
         pi = record_pi(cfg, tmp, hub, pidfile)
         usb, serial = record_usb(cfg, tmp)
-        clock = time.time()
-        app_port = pi.pop("app_port")
-        data = {
-            "clock": round(clock, 3), "hub_url": "http://127.0.0.1:8470",
-            "device_types": {t: {"heartbeat_interval_s": 2, "stale_after_s": STALE_S, "offline_after_s": OFFLINE_S}
-                             for t in ("picow", "pico")},
-            "devices": hub.client.devices(),
-            "device_details": {d["id"]: hub.client.device(d["id"]) for d in hub.client.devices()},
-            "releases": hub.client.releases(), "rollouts": hub.client.rollouts(),
-            "history": hub.client.history(limit=1000), "stream": [], "pi": pi, "usb": usb, "serial": serial,
-        }
-        assert any(r["id"] == rollout["id"] for r in data["rollouts"])
-        text = json.dumps(data, indent=1, sort_keys=True) + "\n"
-        for local, shown in ((f"127.0.0.1:{app_port}", "localhost:5000"), (hub.url, "http://127.0.0.1:8470")):
-            text = text.replace(local, shown)  # this run's random ports, as they would be on a Pi
-        OUT.write_text(text)
-        print(f"wrote {OUT}: {len(data['devices'])} devices, {len(data['history'])} events")
+        assert any(r["id"] == rollout["id"] for r in hub.client.rollouts())
+        write(OUT, hub, cfg, pi, usb, serial)
     finally:
         try:
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
@@ -136,6 +122,34 @@ def main() -> None:
             pass
         hub.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write(out: Path, hub: LocalHub, cfg: config.FleetConfig, pi: dict[str, Any], usb: list[dict[str, Any]],
+          serial: dict[str, list[str]]) -> None:
+    """The session as the TUI reads it now (tui.source.Recording), with this run's ports as on a Pi."""
+    app_port = urllib.parse.urlsplit(cfg.pi.health_url).port
+    data = {
+        "clock": round(time.time(), 3), "hub_url": "http://127.0.0.1:8470",
+        "device_types": {t: {"heartbeat_interval_s": d.heartbeat_interval_s, "stale_after_s": d.stale_after_s,
+                             "offline_after_s": d.offline_after_s} for t, d in cfg.device_types.items()
+                         if t in ("picow", "pico")},
+        "devices": hub.client.devices(),
+        "device_details": {d["id"]: hub.client.device(d["id"]) for d in hub.client.devices()},
+        "releases": hub.client.releases(), "rollouts": hub.client.rollouts(),
+        "history": hub.client.history(limit=1000), "stream": [], "pi": pi, "usb": usb, "serial": serial,
+    }
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    for local, shown in ((f"127.0.0.1:{app_port}", "localhost:5000"), (hub.url, "http://127.0.0.1:8470")):
+        text = text.replace(local, shown)  # this run's random ports, as they would be on a Pi
+    out.write_text(text)
+    print(f"wrote {out}: {len(data['devices'])} devices, {len(data['history'])} events")
+
+
+def pi_view(cfg: config.FleetConfig) -> dict[str, Any]:
+    """The Pi status the Pi screen shows, its root as on a Pi."""
+    s = pideploy.status(cfg)
+    return {"root": "/opt/pi-sensors", "current": s.current, "previous": s.previous, "releases": s.releases,
+            "healthy": s.healthy, "health": s.health, "busy": s.busy, "queued_events": s.queued_events}
 
 
 def record_pi(cfg: config.FleetConfig, tmp: Path, hub: LocalHub, pidfile: Path) -> dict[str, Any]:
@@ -151,10 +165,7 @@ def record_pi(cfg: config.FleetConfig, tmp: Path, hub: LocalHub, pidfile: Path) 
         hub.publish(out)
         result = pideploy.deploy(cfg, str(out))
         assert result.ok, result.reason
-    s = pideploy.status(cfg)
-    return {"root": "/opt/pi-sensors", "current": s.current, "previous": s.previous, "releases": s.releases,
-            "healthy": s.healthy, "health": s.health, "busy": s.busy, "queued_events": s.queued_events,
-            "app_port": app_port}
+    return pi_view(cfg)
 
 
 def record_usb(cfg: config.FleetConfig, tmp: Path) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:

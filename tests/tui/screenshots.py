@@ -14,6 +14,7 @@ from picoctl.tui.app import PicoctlApp
 from picoctl.tui.source import Recording
 
 DEMO = Path(__file__).resolve().parent / "data" / "demo.json"  # test data, which a wheel does not ship
+WHY = DEMO.with_name("why.json")  # the demo's canary halted by gh-03's crash (record_why.py)
 SIZE = (100, 30)
 
 
@@ -61,23 +62,29 @@ async def _confirm_halt(pilot: object) -> None:
     await pilot.press("h")  # type: ignore[attr-defined]
 
 
+async def _why(pilot: object) -> None:
+    await pilot.press("w")  # type: ignore[attr-defined]
+
+
 Step = Callable[[object], Awaitable[None]] | None
-SHOTS: dict[str, tuple[str, Step]] = {
-    "fleet": ("fleet", None),
-    "device": ("fleet", _open_device),
-    "releases": ("releases", None),
-    "canary-form": ("releases", _canary),
-    "confirm-halt": ("releases", _confirm_halt),
-    "history": ("history", None),
-    "pi": ("pi", None),
-    "usb": ("usb", _usb_log),
-    "help": ("fleet", _help),
+SHOTS: dict[str, tuple[str, Step, Path]] = {
+    "fleet": ("fleet", None, DEMO),
+    "device": ("fleet", _open_device, DEMO),
+    "releases": ("releases", None, DEMO),
+    "canary-form": ("releases", _canary, DEMO),
+    "confirm-halt": ("releases", _confirm_halt, DEMO),
+    "history": ("history", None, DEMO),
+    "pi": ("pi", None, DEMO),
+    "usb": ("usb", _usb_log, DEMO),
+    "help": ("fleet", _help, DEMO),
+    "why": ("releases", None, WHY),
+    "why-device": ("releases", _why, WHY),
 }
 
 
 async def shoot(name: str, size: tuple[int, int] = SIZE) -> str:
-    mode, step = SHOTS[name]
-    app = demo_app(start_mode=mode)
+    mode, step, recording = SHOTS[name]
+    app = demo_app(recording, start_mode=mode)
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
         if step is not None:

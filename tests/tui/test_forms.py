@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 
 from textual import events
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
 from screenshots import demo_app, settle
+from waiting import until
+from picoctl.tui.widgets.canary_form import CanaryForm
 from picoctl.tui.widgets.modals import Confirm, Fields
 
 KEYS = {"\t": ("tab", None), "\n": ("enter", None)}
@@ -48,6 +50,52 @@ def test_keys_in_one_burst_land_in_their_fields_in_order() -> None:
             await pilot.pause(0.3)
             assert app.screen.query_one("#cohort-value", Input).value == "ab"
             assert app.screen.query_one("#stages", Input).value.endswith("c")
+
+    asyncio.run(run())
+
+
+def test_text_typed_with_the_key_that_opens_a_form_lands_in_its_first_field_or_nowhere() -> None:
+    async def run() -> None:
+        app = demo_app(start_mode="usb")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("j")
+            burst(app, "vgh-07\tshed\tlong enough")  # v opens the provision form: the rest is typed into it
+            typed = {"field-id": "gh-07", "field-ssid": "shed", "field-password": "long enough"}
+            await until(pilot, lambda: isinstance(app.screen, Fields) and fields(app) == typed, what=str(typed))
+            await pilot.press("escape")
+            app.push_screen(Fields("a form", [("id", "device id", "", False), ("ssid", "Wi-Fi SSID", "", False)]))
+            burst(app, "gh-08\tshed")  # its first keys reach the form before its first field has focus
+            await until(pilot, lambda: fields(app) == {"field-id": "gh-08", "field-ssid": "shed"}, what="gh-08, shed")
+            await pilot.press("escape", "2")
+            burst(app, "nq1ab")  # the rollout form's first field is a list: the text goes nowhere
+            await until(pilot, lambda: isinstance(app.screen, CanaryForm), what="the rollout form")
+            await pilot.pause(0.3)  # what the rest of the burst did, if anything
+            assert isinstance(app.screen, CanaryForm) and app.return_code is None and app.current_mode == "releases"
+            assert fields(app) == {"cohort-value": "", "stages": "canary,10%,50%,100%", "halt": "1", "promote": "0"}
+
+    asyncio.run(run())
+
+
+def test_enter_on_the_rollout_forms_release_list_starts_the_rollout_and_space_opens_the_list() -> None:
+    async def run() -> None:
+        app = demo_app(start_mode="releases")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, CanaryForm), what="the rollout form")
+            release = app.screen.query_one("#release", Select)
+            assert app.screen.focused is release
+            await pilot.press("enter")  # submitted: 1.1.0 has no smoke, so the form asks first
+            await until(pilot, lambda: isinstance(app.screen, Confirm), what="the smoke question")
+            assert not release.expanded
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, CanaryForm), what="back on the form")
+            await pilot.press("space")
+            await until(pilot, lambda: release.expanded, what="the list open")
+            await pilot.press("up", "enter")  # enter in the open list picks a release, and the form stays
+            await until(pilot, lambda: not release.expanded, what="the list closed")
+            assert isinstance(app.screen, CanaryForm) and release.value == "picow/1.0.0"
 
     asyncio.run(run())
 

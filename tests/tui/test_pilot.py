@@ -10,15 +10,15 @@ import os
 import shlex
 import shutil
 import signal
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
 from textual.widgets import Input, Select
 
 import conftest  # tests/conftest.py: the hub fixture's Hub
+from waiting import until
 from picoctl import config, release
 from picoctl.client import AsyncHubClient
 from picoctl.commands.init import init_site
@@ -64,16 +64,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[conftest.Hub]:
 def app_for(hub: conftest.Hub, cfg: config.FleetConfig | None = None, live_ticks: bool = True) -> PicoctlApp:
     cfg = cfg or hub.cfg
     return PicoctlApp(cfg, Live(cfg, client=AsyncHubClient(hub.url, hub.token)), live_ticks=live_ticks)
-
-
-async def until(pilot: Any, pred: Callable[[], Any], timeout: float = 8.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what or pred}")
 
 
 def table(app: PicoctlApp, selector: str) -> Any:

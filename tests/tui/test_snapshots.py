@@ -1,4 +1,4 @@
-"""Every screen rendered from the recorded demo session (fixed clock, TZ=UTC) at 80x24 and 120x40."""
+"""Every screen rendered from the recorded demo sessions (fixed clock, TZ=UTC) at 80x24 and 120x40."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ SIZES = [(80, 24), (120, 40)]
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("name", list(SHOTS))
 def test_screen(snap_compare, name: str, size: tuple[int, int]) -> None:
-    mode, step = SHOTS[name]
+    mode, step, recording = SHOTS[name]
 
     async def prepare(pilot) -> None:
         await settle(pilot)
@@ -20,4 +20,4 @@ def test_screen(snap_compare, name: str, size: tuple[int, int]) -> None:
             await step(pilot)
             await settle(pilot)
 
-    assert snap_compare(demo_app(start_mode=mode), terminal_size=size, run_before=prepare)
+    assert snap_compare(demo_app(recording, start_mode=mode), terminal_size=size, run_before=prepare)

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from screenshots import demo_app, settle
+from waiting import until
 from picoctl.tui.widgets.modals import Prompt
 from picoctl.tui.widgets.serial_view import SerialView
 
@@ -51,5 +52,30 @@ def test_w_saves_the_log_where_the_operator_started_not_in_the_working_folder(tm
             await pilot.press("enter")
             await pilot.pause(0.3)
             assert len(target.read_text().splitlines()) == 10
+
+    asyncio.run(run())
+
+
+def test_the_usb_table_names_the_fleet_device_on_a_port_from_what_is_known_without_asking_it() -> None:
+    def device_cells(app: object) -> dict[str, str]:
+        table = app.screen.query_one("#boards")  # type: ignore[attr-defined]
+        return {b.path: str(table.get_cell(key, "device")) for key, b in app.screen.boards.items()}  # type: ignore[attr-defined]
+
+    async def run() -> None:
+        app = demo_app(start_mode="usb")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert device_cells(app) == {"/media/pi/RPI-RP2": "-", "/dev/ttyACM0": "-"}  # nothing read from it yet
+            await pilot.press("down", "l")  # its console: the telemetry names bench-1
+            named = {"/media/pi/RPI-RP2": "-", "/dev/ttyACM0": "bench-1"}
+            await until(pilot, lambda: device_cells(app) == named, what=str(named))
+
+        app = demo_app(start_mode="fleet")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            app.model.devices["gh-05"].firmware["uid"] = "e6614c311b4a6d2c"  # its heartbeats' machine.unique_id()
+            await pilot.press("5")
+            await settle(pilot)
+            assert device_cells(app) == {"/media/pi/RPI-RP2": "-", "/dev/ttyACM0": "gh-05"}  # the port's serial number
 
     asyncio.run(run())

@@ -1,6 +1,10 @@
-"""Device: its facts, heartbeat sparklines (moisture, RSSI, free memory), deploy history, offer and actions."""
+"""Device: its facts, firmware and last error, heartbeat charts (its sensor, RSSI, free memory), deploy
+history, offer and actions."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 from rich.text import Text
 from textual import work
@@ -8,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.widgets import Footer, Label, Sparkline, Static
 
+from ... import diagnostics
 from .. import keymap
 from ..format import FAILED, PHASE_STYLE, age, hms, kib, seen, shown, status_cell
 from ..model import Device, Event
@@ -16,18 +21,53 @@ from ..widgets.table import KeyedTable
 from .base import ModelScreen
 
 TRACEBACK_LINES = 6  # the end of the traceback: the innermost frames and the exception
-SPARKS = (("moisture", "moisture"), ("rssi", "RSSI"), ("mem_free", "free mem"))
 HISTORY_COLUMNS = (("at", "TIME", 8), ("kind", "KIND", 17), ("version", "VERSION", 8), ("result", "RESULT", 11),
                    ("detail", "DETAIL", None))
 
 
-def series(d: Device, name: str) -> list[float]:
-    out = []
-    for hb in d.heartbeats:
-        v = hb.readings.get(name) if name == "moisture" else getattr(hb, name)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out.append(float(v))
-    return out
+@dataclass(frozen=True)
+class Chart:
+    """One heartbeat series: a reading (`reading`) or a heartbeat field, and how its values are written."""
+
+    key: str
+    label: str
+    write: Callable[[float], str]
+    reading: bool = False
+
+    def values(self, d: Device) -> list[float]:
+        out = []
+        for hb in d.heartbeats:
+            v = hb.readings.get(self.key) if self.reading else getattr(hb, self.key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out.append(float(v))
+        return out
+
+
+SENSORS = (Chart("moisture", "moisture", lambda v: f"{v:g}%", reading=True),  # a Pico W's soil sensor
+           Chart("temp_c", "temperature", lambda v: f"{v:g}°C", reading=True))  # a Pico's own
+LINK = (Chart("rssi", "RSSI", lambda v: f"{v:g} dBm"), Chart("mem_free", "free mem", lambda v: kib(int(v))))
+
+
+def charts(d: Device) -> tuple[Chart, ...]:
+    """The device's sensor (the first of SENSORS it reports; moisture if none), then RSSI and free memory."""
+    reported = {k for hb in d.heartbeats for k in hb.readings} | set(d.readings)
+    return (next((c for c in SENSORS if c.key in reported), SENSORS[0]), *LINK)
+
+
+def scale(chart: Chart, data: list[float]) -> tuple[Text, Text]:
+    """('moisture 41.5%', '36.1% to 58%'): the last value, then the range the chart spans; or 'no data'."""
+    if not data:
+        return Text(chart.label).append(" no data", style="dim"), Text()
+    return (Text(f"{chart.label} {chart.write(data[-1])}"),
+            Text(f"{chart.write(min(data))} to {chart.write(max(data))}", style="dim"))
+
+
+def firmware(d: Device) -> str:
+    """What the board said it runs, the unknown left out: 'MicroPython 1.24.1  .mpy 6.3  Raspberry Pi
+    Pico W with RP2040  id e6614c31…', then its boot number and the cause of its last reset."""
+    facts = diagnostics.firmware_facts(d.firmware)
+    boot = [f"boot {d.boots}" if d.boots is not None else "", f"reset cause {d.reset_cause}" if d.reset_cause else ""]
+    return "\n".join("  ".join(filter(None, line)) for line in (facts, boot) if any(line))
 
 
 class DeviceScreen(ModelScreen):
@@ -42,9 +82,10 @@ class DeviceScreen(ModelScreen):
         yield Static(id="device-info")
         yield Static(id="device-why")
         with Grid(id="sparks"):
-            for key, label in SPARKS:
-                yield Label(label, id=f"label-{key}", classes="spark-label")
-                yield Sparkline([], id=f"spark-{key}", summary_function=max)
+            for i in range(len(LINK) + 1):
+                yield Label("", id=f"label-{i}", classes="spark-label")
+                yield Sparkline([], id=f"spark-{i}", summary_function=max)
+                yield Label("", id=f"range-{i}", classes="spark-range")
         yield Label("history: deploys, offers, channel moves", classes="section")
         yield KeyedTable(HISTORY_COLUMNS, id="device-history")
         yield Footer(compact=True)
@@ -85,7 +126,7 @@ class DeviceScreen(ModelScreen):
         t.append(f" {d.type}  channel {d.channel}  version {d.version or '-'}  ")
         t.append_text(status_cell(self.model.liveness(d, now)))
         t.append(f" {seen(d.last_seen, now)}\n")
-        t.append(f"RSSI {d.rssi if d.rssi is not None else '-'} dBm  free {kib(d.mem_free)}  "
+        t.append(f"RSSI {f'{d.rssi} dBm' if d.rssi is not None else '-'}  free {kib(d.mem_free)}  "
                  f"uptime {age(d.uptime_s)}  " + (f"trusts key set v{d.keys}  " if d.keys is not None else ""))
         t.append("  ".join(f"{k} {shown(v)}" for k, v in sorted(d.readings.items())) + "\n")
         if d.offer:
@@ -97,27 +138,29 @@ class DeviceScreen(ModelScreen):
 
     def _why(self, d: Device) -> None:
         """Firmware, boot number, reset cause, and the last error with its traceback's end."""
-        fw = d.firmware
-        t = Text()
-        if fw or d.boots is not None:
-            t.append(f"firmware MicroPython {fw.get('micropython') or '?'}  .mpy {fw.get('mpy_abi') or '?'}  "
-                     f"{fw.get('board') or '?'}  id {fw.get('uid') or '?'}\n", style="dim")
-            t.append(f"boot {d.boots if d.boots is not None else '?'}  reset cause {d.reset_cause or '?'}\n")
+        t = Text(firmware(d), style="dim")
+        if t:
+            t.append("\n")
         if d.last_error:
             t.append("last error ", style=FAILED)
             t.append(d.error_summary or str(d.last_error.get("type")), style=FAILED)
             t.append(f"  (boot {d.last_error.get('boot', '?')})\n")
             lines = str(d.last_error.get("traceback") or "").rstrip("\n").split("\n")
             t.append("\n".join(lines[-TRACEBACK_LINES:]), style="dim")
-        self.query_one("#device-why", Static).update(t)
+        why = self.query_one("#device-why", Static)
+        why.update(t)
+        why.display = bool(t)  # a board that reported none of it (a USB Pico) leaves no blank line
 
     def _sparks(self, d: Device) -> None:
-        for key, label in SPARKS:
-            data = series(d, key)
-            self.query_one(f"#spark-{key}", Sparkline).data = data
-            last = data[-1] if data else None
-            shown = "-" if last is None else kib(int(last)) if key == "mem_free" else f"{last:g}"
-            self.query_one(f"#label-{key}", Label).update(f"{label} {shown}")
+        """Each chart with its last value and range; one without data says so instead of a flat line."""
+        for i, chart in enumerate(charts(d)):
+            data = chart.values(d)
+            label, span = scale(chart, data)
+            self.query_one(f"#label-{i}", Label).update(label)
+            self.query_one(f"#range-{i}", Label).update(span)
+            spark = self.query_one(f"#spark-{i}", Sparkline)
+            spark.data = data
+            spark.styles.visibility = "visible" if data else "hidden"  # in place: the grid keeps its rows
 
     def apply_changes(self, changed: set[str], removed: set[str], events: list[Event], topics: set[str]) -> None:
         d = self.device

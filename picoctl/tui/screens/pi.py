@@ -5,6 +5,7 @@ call_from_thread only."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Iterable
 
 from rich.text import Text
@@ -22,6 +23,7 @@ from ..model import Event, Release
 from .base import one_line
 from ..source import PiView
 from ..widgets.modals import Confirm, Prompt
+from ..widgets.paths import PI, ReleaseSuggester, newest, shown
 from ..widgets.table import KeyedTable
 from .base import ModelScreen
 
@@ -150,8 +152,11 @@ class PiScreen(ModelScreen):
             if source:
                 self.run_op("deploy", source)
 
+        folders = [Path.cwd(), *([self.app.cfg.path.parent] if self.app.cfg.path is not None else [])]
+        found = newest(folders, PI)
         self.app.push_screen(Prompt("Deploy a Pi release", "a release folder, its meta.json, or a URL",
-                                    self.source.pi_published()), answered)
+                                    self.source.pi_published() or (shown(found) if found else ""),
+                                    ReleaseSuggester(PI, folders)), answered)
 
     def action_rollback(self) -> None:
         if self.running:

@@ -199,10 +199,10 @@ class ReleasesScreen(ModelScreen):
         t.append(f"{r.kind} {r.target} {r.previous_version or '-'} → {r.version}  stage ")
         t.append(f"{r.stage_name} ({r.stage_index + 1}/{len(r.stages)})", style="bold")
         t.append("  ")
-        t.append(r.state, style=ROLLOUT_STYLE.get(r.state, ""))
         why = r.why()
+        t.append(f"{r.state}:" if why else r.state, style=ROLLOUT_STYLE.get(r.state, ""))
         if why:
-            t.append(f"  {r.state}: {why}", style=FAILED)
+            t.append(f" {why}", style=FAILED)
             t.append("  w: why", style="dim")
         elif r.reason and r.state != "active":
             t.append(f"  {r.reason}", style="italic")

@@ -16,7 +16,7 @@ from textual.worker import Worker
 
 from .. import keymap
 from ...progress import Progress, ProgressEvent
-from ..source import BoardView
+from ..source import BoardView, telemetry_identity
 from ...protocol import is_device_id
 from ..widgets.modals import Confirm, Fields, Prompt
 from ..widgets.paths import RELEASE, UF2, PathSuggester, newest, shown
@@ -25,8 +25,8 @@ from ..widgets.table import KeyedTable
 from .base import ModelScreen, one_line
 
 PATH_WIDTH = 24
-COLUMNS = (("kind", "KIND", 7), ("path", "PORT / DRIVE", PATH_WIDTH), ("family", "FAMILY", 7),
-           ("serial", "SERIAL", 16), ("description", "DESCRIPTION", None))
+COLUMNS = (("kind", "KIND", 7), ("path", "PORT / DRIVE", PATH_WIDTH), ("device", "DEVICE", 9),
+           ("family", "FAMILY", 7), ("serial", "SERIAL", 16), ("description", "DESCRIPTION", None))
 
 
 def path_tail(path: str, width: int = PATH_WIDTH) -> str:
@@ -83,13 +83,29 @@ class UsbScreen(ModelScreen):
         return self.app.live_ticks
 
     def _boards(self, boards: list[BoardView]) -> None:
+        self.boards = {b.key: b for b in boards}
+        self._rows()
+
+    def _rows(self) -> None:
         table = self.query_one("#boards", KeyedTable)
-        now = {b.key: b for b in boards}
-        for key, b in now.items():
+        for key, b in self.boards.items():
             kind = Text("BOOTSEL", style="bold yellow") if b.kind == "bootsel" else Text("serial", style="cyan")
-            table.put(key, (kind, path_tail(b.path), b.family or "-", b.serial_number or "-", b.description))
-        table.keep_only(now)
-        self.boards = now
+            table.put(key, (kind, path_tail(b.path), self.fleet_id(b) or "-", b.family or "-", b.serial_number or "-",
+                            b.description))
+        table.keep_only(self.boards)
+
+    def fleet_id(self, board: BoardView) -> str | None:
+        """The fleet device on a port, from what is known without asking the board: a Pico W whose
+        heartbeats report the unique id the port's USB serial number is (MicroPython's rp2 port uses
+        it as that), else the id in the board's telemetry read on this screen's console of that port."""
+        if board.kind != "serial":
+            return None
+        serial = (board.serial_number or "").lower()
+        by_uid = [d.id for d in self.model.devices.values() if serial and str(d.firmware.get("uid") or "").lower() == serial]
+        if by_uid:
+            return by_uid[0]
+        view = self.query_one("#serial", SerialView)
+        return telemetry_identity([*view.lines, *view.incoming])[1] if view.port == board.path else None
 
     def selected(self, kind: str, quiet: bool = False) -> BoardView | None:
         """The selected board of `kind`, else the only one attached, else None (said unless `quiet`)."""
@@ -245,6 +261,7 @@ class UsbScreen(ModelScreen):
             self.notify(f"already showing {Path(port).name}'s log")  # l again keeps what it has read
             return
         view.follow(port, self._reader(port, view), self.source.serial_lines(port))
+        self._rows()  # its telemetry may name the board
 
     def _reader(self, port: str, view: SerialView) -> Any:
         return self.source.serial_reader(port, view.feed, view.link) if self.live else None

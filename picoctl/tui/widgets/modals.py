@@ -6,12 +6,13 @@ import json
 import time
 from typing import Callable, TypeVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from .. import keymap
 from ..model import Event
@@ -50,7 +51,21 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(False)
 
 
-class Prompt(ModalScreen[str | None]):
+class TypedAhead(ModalScreen[T]):
+    """A modal with fields, which takes the text typed in the burst that opened it: a key that reached the
+    modal itself while a field takes text was sent before that field had focus (an input takes every
+    printable key), so it goes there; before a list or a button, it goes on to the modal's bindings, which
+    take no letters (not to a later field, not to the screen beneath)."""
+
+    def on_key(self, event: events.Key) -> None:
+        field = self.focused or next(iter(self.focus_chain), None)
+        if isinstance(field, Input) and event.is_printable and event.character is not None:
+            event.stop()
+            event.prevent_default()
+            field.insert_text_at_cursor(event.character)
+
+
+class Prompt(TypedAhead[str | None]):
     """One line of input (a file, a folder, a URL); enter submits, esc cancels."""
 
     BINDINGS = [*keymap.MODAL]
@@ -139,7 +154,7 @@ def _key_label(key: str) -> str:
     return ",".join(_KEY_NAMES.get(k, k) for k in key.split(","))
 
 
-class FormScreen(ModalScreen[T]):
+class FormScreen(TypedAhead[T]):
     """A modal of several inputs in which every keystroke counts in the order typed, however fast they come
     (a paste, a laggy SSH link): tab and enter move between fields in the app's own key order, not after
     the keys already typed have gone to the next field, and a submit reads the fields only once every
@@ -149,12 +164,12 @@ class FormScreen(ModalScreen[T]):
                 Binding("tab", "next_field", "Next field", show=False, priority=True, id="form.next"),
                 Binding("shift+tab", "previous_field", "Previous field", show=False, priority=True, id="form.previous"),
                 Binding("enter", "enter", "Next / go", show=False, priority=True, id="form.enter",
-                        tooltip="the next field; on the last, submit"),
+                        tooltip="the next field; on the last, submit (a list opens with space)"),
                 Binding("ctrl+s", "submit", "Go", id="form.submit", tooltip="submit the form")]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "enter" and not isinstance(self.focused, Input):
-            return False  # a button or a list takes its own enter
+        if action == "enter" and not isinstance(self.focused, (Input, Select)):
+            return False  # a button, or a list opened (its overlay has the focus), takes its own enter
         return True
 
     def action_next_field(self) -> None:

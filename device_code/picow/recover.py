@@ -82,7 +82,17 @@ def reset():
     sys.exit(RESET_EXIT)
 
 
+def sweep():
+    """Remove every `*.tmp` in ota/ and the root: a temp file is only ever renamed into place whole, so
+    one still there is what a power cut left of a write, and its file kept the old content."""
+    for d in ("", "ota/"):
+        for e in list(os.ilistdir(d or ".")):
+            if e[0].endswith(".tmp") and not e[1] & 0x4000:
+                os.remove(d + e[0])
+
+
 def recover():
+    sweep()
     st = load(STATE)
     if not isinstance(st, dict):
         return "committed"

@@ -16,7 +16,8 @@ and `sim/`, the hardware around the chip (the sensor's reading, Wi-Fi down). The
   boots) is torn and the power goes (see nor_boot.py); with `kill_at_step=N` the device pauses at every
   `@step` marker (PICOW_STEP_SYNC) and the rig SIGKILLs it at the N-th one; `kill_after_s` kills at a
   wall-clock time; `on_step` sees every marker (and keeps the device pausing at each, so it can
-  inspect the flash).
+  inspect the flash). Stopping a run is a power cut too: an `until` that also asks for
+  `RunResult.at_step` stops the board only while it waits at a marker, with no write in flight.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class RunResult:
     watchdog_resets: int = 0
     killed_at: str | None = None
     steps: list[str] = field(default_factory=list)
+    at_step: str | None = None  # the marker the board waits at while `until` is asked, else None
     lines: list[str] = field(default_factory=list)
     exit_code: int | None = None
     flash: FlashOps = FlashOps()
@@ -303,6 +305,10 @@ class Board:
                             res.lines.append(f"[rig] power cut at step {kill_at_step}: {name}")
                             outcome = "cut"
                             break
+                        res.at_step = name
+                        if until(res):  # stopped while it waits at the marker: no write of its is torn
+                            return self._done(res)
+                        res.at_step = None
                         assert proc.stdin is not None
                         try:
                             proc.stdin.write(b"\n")

@@ -40,6 +40,7 @@ _mem_first = None
 _mem_peak = 0
 _probe_steps = 0
 _probe_at = 0
+_probe_free = 0  # free heap in the last @probe line
 PROBING = False  # callers skip probe() when False
 BOOT = 0  # this boot's number (the agent's counter epoch), set by crash.begin() on every boot
 RESET_CAUSE = ""  # why this boot happened (`soft`, `power_on`, `watchdog`), set by crash.begin()
@@ -193,14 +194,16 @@ def mem_free():
 
 
 def probe():
-    """One app step done; under PICOW_PROBE the rig hears the step count and the heap now and then."""
-    global _probe_steps, _probe_at
+    """One app step done; under PICOW_PROBE the rig hears the step count and the heap every 500 ms,
+    and at once after a step that took 4 KiB or more (before the agent's next duty can fail on it)."""
+    global _probe_steps, _probe_at, _probe_free
     _probe_steps += 1
     now = time.ticks_ms()
-    if _probe_steps == 1 or time.ticks_diff(now, _probe_at) >= 500:
-        _probe_at = now
-        gc.collect()
-        _rig("@probe %d %d %d" % (_probe_steps, gc.mem_alloc(), gc.mem_free()))
+    gc.collect()
+    free = gc.mem_free()
+    if _probe_steps == 1 or time.ticks_diff(now, _probe_at) >= 500 or free + 4096 <= _probe_free:
+        _probe_at, _probe_free = now, free
+        _rig("@probe %d %d %d" % (_probe_steps, gc.mem_alloc(), free))
 
 
 def step(name):

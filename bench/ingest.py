@@ -18,11 +18,13 @@ Those runs are closed-loop (32 heartbeats always in flight): they measure how ma
 takes in at most, and their latency is mostly the queue (32 / rate). What an operator needs is the
 latency at a given fleet's load, so both hubs also take an open-loop run: heartbeats arriving at
 random (Poisson) at the rate of FLEET_BOARDS boards at the agent's default heartbeat_s, whatever
-the answers; each latency counts from the instant the heartbeat was due.
+the answers; each latency counts from the instant the heartbeat was due. `--boards N` sets another
+fleet's size.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hmac
 import json
@@ -306,6 +308,9 @@ def lost(name: str, where: Path | str, acked: int) -> int:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--boards", type=int, default=FLEET_BOARDS, help="the fleet of the open-loop runs")
+    boards = parser.parse_args().boards
     if len(os.sched_getaffinity(0)) < 2:
         global SERVER_CPU, LOAD_CPUS
         SERVER_CPU = LOAD_CPUS = set(os.sched_getaffinity(0))
@@ -326,8 +331,8 @@ def main() -> None:
                 "pg": run_hubs(work, "pg", server.create_database("single")),
                 "baseline": run_baseline(work),
                 "replicas": run_hubs(work, "replicas", server.create_database("replicas"), replicas=2),
-                "hub_open": run_hubs(work, "hub_open", rate=FLEET_BOARDS / HEARTBEAT_S),
-                "pg_open": run_hubs(work, "pg_open", server.create_database("open"), rate=FLEET_BOARDS / HEARTBEAT_S),
+                "hub_open": run_hubs(work, "hub_open", rate=boards / HEARTBEAT_S),
+                "pg_open": run_hubs(work, "pg_open", server.create_database("open"), rate=boards / HEARTBEAT_S),
             }
             figures = {name: report(name, r[0], r[1]) for name, r in runs.items()}
             lost_acks = {name: lost(name, r[4], r[2]) for name, r in runs.items()}
@@ -345,7 +350,7 @@ def main() -> None:
           f"pg_hb_per_s={pg_rate:.0f} pg_p99_ms={pg_p99:.1f} pg_p50_ms={pg_p50:.1f} pg_ratio={pg_rate / hub_rate:.2f} "
           f"baseline_hb_per_s={base_rate:.0f} baseline_p99_ms={base_p99:.1f} ratio={hub_rate / base_rate:.2f} "
           f"replicas_hb_per_s={rep_rate:.0f} replicas_p99_ms={rep_p99:.1f} "
-          f"fleet_boards={FLEET_BOARDS} fleet_hb_per_s={open_rate:.0f} fleet_p50_ms={open_p50:.1f} "
+          f"fleet_boards={boards} fleet_hb_per_s={open_rate:.0f} fleet_p50_ms={open_p50:.1f} "
           f"fleet_p99_ms={open_p99:.1f} pg_fleet_p50_ms={pg_open_p50:.1f} pg_fleet_p99_ms={pg_open_p99:.1f} "
           f"lost_acks={sum(lost_acks.values())} double_accepts={doubles}")
 

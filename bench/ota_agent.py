@@ -2,7 +2,9 @@
 
 1. Peak heap: a board (boot.py, ota/*.mpy, an app) with `-X heapsize=80K` takes a 512 KiB update from
    the hub; ota/hw.py samples the live heap (gc.collect + gc.mem_alloc) at every step of the update.
-   The agent's working memory is the peak minus the first sample (agent and app code loaded).
+   The update's working memory is the peak minus the sample at the check's start (the agent's
+   scheduler, the check's code and the HTTP client loaded): the offer, the release checks and the
+   staging with their code. The same update is then tried in smaller heaps, down to 64K.
 2. Largest artifact under the same 80 KiB heap: the agent's streamed download against the common
    approach of reading the whole response (`requests.get(url).content`: the body read to EOF, then
    hashed and written), for artifacts of 16 KiB to 2 MiB.
@@ -41,6 +43,7 @@ import httpx
 from picoctl import config, provision, release
 from picoctl.client import HubClient
 from picoctl.commands.init import init_site
+from picoctl.sim.ballast import ballast
 from picoctl.sim.board import Board, RunResult, find_micropython
 
 HEAP = "80K"
@@ -225,34 +228,22 @@ def fetch_ok(flash: Path, script: str) -> tuple[bool, int]:
     return False, 0
 
 
-VERIFY_SCRIPT = """
+VERIFY_HEAD = """
 import sys, gc, time
 from ota import ed25519
 from binascii import unhexlify
 pk, sig, msg = unhexlify({pk!r}), unhexlify({sig!r}), unhexlify({msg!r})
-free = {free}
-if free:
-    ballast = [None] * 64
-    i, n = 0, 32768
-    while n >= 64 and i < 64:
-        gc.collect()
-        if gc.mem_free() - n < free:
-            n //= 2
-            continue
-        try:
-            ballast[i] = bytearray(n - 16)
-            i += 1
-        except MemoryError:
-            n //= 2
-    gc.collect()
-    try:
-        print("ok" if ed25519.verify(pk, sig, msg) else "bad")
-    except MemoryError:
-        print("oom")
-else:
-    for _ in range({rounds}):
-        assert ed25519.verify(pk, sig, msg)
-    print(ed25519.MUL_COUNT)
+"""
+VERIFY_IN_BALLAST = """
+try:
+    print("ok" if ed25519.verify(pk, sig, msg) else "bad")
+except MemoryError:
+    print("oom")
+"""
+VERIFY_ROUNDS_SCRIPT = """
+for _ in range({rounds}):
+    assert ed25519.verify(pk, sig, msg)
+print(ed25519.MUL_COUNT)
 """
 
 # RP2040 estimate, two ways, the larger one reported (see docs/trust.md):
@@ -294,14 +285,14 @@ def verify_cost(flash: Path) -> tuple[float, int, float, float, int]:
     cpu = {}
     for rounds in (0, VERIFY_ROUNDS):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = _mp(flash, VERIFY_SCRIPT.format(free=0, rounds=rounds, **args)).stdout.split()
+        out = _mp(flash, VERIFY_HEAD.format(**args) + VERIFY_ROUNDS_SCRIPT.format(rounds=rounds)).stdout.split()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu[rounds] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     us = max(cpu[VERIFY_ROUNDS] - cpu[0], 0.0) / VERIFY_ROUNDS * 1e6
     muls = int(out[0])
     smallest = None
     for kib in range(16, 1, -1):
-        if _mp(flash, VERIFY_SCRIPT.format(free=kib * 1024, rounds=0, **args)).stdout.strip() != "ok":
+        if _mp(flash, VERIFY_HEAD.format(**args) + ballast(kib * 1024) + VERIFY_IN_BALLAST).stdout.strip() != "ok":
             break
         smallest = kib
     est_a = (muls * M0_MULMOD_CYCLES + M0_POW_STEPS * (M0_MULMOD_CYCLES - 300) + M0_SHA512_CYCLES) / RP2040_HZ
@@ -341,7 +332,7 @@ def main() -> int:
         staged = sum(p.stat().st_size for p in (mem_board / "app.new").rglob("*") if p.is_file())
         working_kib = (peak - first) / 1024
         print(f"update of a {staged // 1024} KiB bundle under -X heapsize={HEAP}: heap {first / 1024:.1f} KiB "
-              f"with the code loaded, peak {peak / 1024:.1f} KiB: agent working memory {working_kib:.1f} KiB")
+              f"at the check's start, peak {peak / 1024:.1f} KiB: working memory {working_kib:.1f} KiB")
         # the samples are taken at the update's steps; the smallest heap that still stages the update
         # also covers what lives briefly between them, and fragmentation
         smallest = None
@@ -350,7 +341,8 @@ def main() -> int:
                 break
             smallest = k
         print(f"smallest heap that stages the same update: {smallest} KiB "
-              f"({smallest - first / 1024:.1f} KiB beyond the loaded code)" if smallest else "")
+              f"({smallest - first / 1024:.1f} KiB beyond the check's start)" if smallest else "")
+        print(f"in a 64 KiB heap the update {'stages' if smallest == 64 else 'does not stage'}")
         agent_ok: dict[int, bool] = {}
         naive_ok: dict[int, bool] = {}
         for k in SIZES_KIB:

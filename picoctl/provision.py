@@ -70,8 +70,8 @@ def _compile(files: dict[str, bytes], mpy: bool) -> dict[str, bytes]:
 
 
 def agent_files(mpy: bool = True) -> dict[str, bytes]:
-    """boot.py and the ota/ package, as they go on a board."""
-    files = {"boot.py": (DEVICE_CODE / "boot.py").read_bytes()}
+    """boot.py, recover.py (what boot.py runs around the app) and the ota/ package, as they go on a board."""
+    files = {name: (DEVICE_CODE / name).read_bytes() for name in ("boot.py", "recover.py")}
     for p in sorted((DEVICE_CODE / "ota").glob("*.py")):
         files[f"ota/{p.name}"] = p.read_bytes()
     return _compile(files, mpy)

@@ -153,7 +153,7 @@ def test_every_offer_has_a_fresh_seq_above_what_the_device_reports(hub) -> None:
         again = d.check(c)  # not accepted (lost reply): offered again, with a new seq
         assert first["seq"] == 42 and again["seq"] == 43
         assert [f["name"] for f in again["files"]] == ["lib/pump.py", "main.py"]
-        assert again["meta"]["version"] == "1.1.0" and len(again["meta"]["signature"]) == 128
+        assert again["version"] == "1.1.0" and len(again["release"]["signature"]) == 128 and "meta" not in again
         assert d.update(c, again) == "committed"
 
 

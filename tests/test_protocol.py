@@ -42,10 +42,10 @@ def _constants(path: Path) -> dict[str, object]:
 
 
 def test_the_board_mirrors_the_contract() -> None:
-    """The board's ota/protocol.py, and boot.py, which stays self-contained (it must run whatever state
+    """The board's ota/protocol.py, and recover.py (boot.py's), which stays self-contained (it must run whatever state
     ota/ is in) and so carries its own copy of the queue length."""
     picow = shipped.DEVICE_CODE / "picow"
     board = _constants(picow / "ota" / "protocol.py")
     assert board["MAX_PENDING"] == protocol.MAX_PENDING_REPORTS
-    assert _constants(picow / "boot.py")["MAX_PENDING"] == protocol.MAX_PENDING_REPORTS
+    assert _constants(picow / "recover.py")["MAX_PENDING"] == protocol.MAX_PENDING_REPORTS
     assert board["RESERVED_NAMES"] == protocol.PICOW_RESERVED_NAMES

@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from picoctl.provision import DEVICE_CODE
+from picoctl.sim.ballast import ballast
 from picoctl.sim.board import find_micropython
 
 pytestmark = [
@@ -139,27 +140,10 @@ def test_verification_fits_in_16_kib_of_a_64_kib_heap() -> None:
     """The rest of the heap taken by ballast (in blocks, largest first), leaving 16 KiB free."""
     key = Ed25519PrivateKey.generate()
     msg = hashlib.sha256(b"x").digest()
-    script = """
-import sys, gc
-sys.path.insert(0, %r)
-from ota import ed25519
-from binascii import unhexlify
-pk, sig, msg = unhexlify(%r), unhexlify(%r), unhexlify(%r)
-ballast = [None] * 64
-i, n = 0, 32768
-while n >= 64 and i < 64:
-    gc.collect()
-    if gc.mem_free() - n < %d:
-        n //= 2
-        continue
-    try:
-        ballast[i] = bytearray(n - 16)
-        i += 1
-    except MemoryError:
-        n //= 2
-gc.collect()
-print(gc.mem_free() <= %d, ed25519.verify(pk, sig, msg))
-""" % (str(DEVICE_CODE), key.public_key().public_bytes_raw().hex(), key.sign(msg).hex(), msg.hex(), 16384, 16384 + 1024)
+    script = ("import sys\nsys.path.insert(0, %r)\nfrom ota import ed25519\nfrom binascii import unhexlify\n"
+              "pk, sig, msg = unhexlify(%r), unhexlify(%r), unhexlify(%r)\n"
+              % (str(DEVICE_CODE), key.public_key().public_bytes_raw().hex(), key.sign(msg).hex(), msg.hex()))
+    script += ballast(16384) + "print(gc.mem_free() <= %d, ed25519.verify(pk, sig, msg))\n" % (16384 + 1024)
     out = subprocess.run([find_micropython(), "-X", "heapsize=64K", "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True"]

@@ -110,8 +110,7 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
         "seq": seq, "rollout_id": chosen.id, "type": chosen.target, "version": chosen.version,
         "files": [{"name": f["name"], "size": f["size"], "sha256": f["sha256"], "url": artifact_url(cfg, f["sha256"])}
                   for f in meta.get("files", [])],
-        "meta": {k: meta[k] for k in release_mod.META_FIELDS},
-    }
+    }  # no meta: a board verifies `release` and reads nothing else of it, in a small heap
     if "_type" in meta:  # releases built before boards verified signatures carry none a board can check
         offer["release"] = release_mod.board_envelope(meta)
     if meta.get("mpy_version") is not None:

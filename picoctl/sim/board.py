@@ -3,7 +3,7 @@
 Used by the device tests, the agent benchmark and `picoctl demo`.
 
 A board is a host folder: `flash.img`, the whole flash as a LittleFS2 image on a NOR-like block device
-(flash_image.py from the host, nor_boot.py from the board), `flash.ops` counting the flash operations,
+(flash_image.py from the host, nor_boot.py and nor_flash.py from the board), `flash.ops` counting the flash operations,
 and `sim/`, the hardware around the chip (the sensor's reading, Wi-Fi down). The rig plays that hardware:
 - power: a run is one process (`micropython -X heapsize=… nor_boot.py`, which mounts the image and
   runs boot.py from it); a reset is the process exiting with RESET_EXIT, after which the rig powers it
@@ -16,7 +16,8 @@ and `sim/`, the hardware around the chip (the sensor's reading, Wi-Fi down). The
   boots) is torn and the power goes (see nor_boot.py); with `kill_at_step=N` the device pauses at every
   `@step` marker (PICOW_STEP_SYNC) and the rig SIGKILLs it at the N-th one; `kill_after_s` kills at a
   wall-clock time; `on_step` sees every marker (and keeps the device pausing at each, so it can
-  inspect the flash).
+  inspect the flash). Stopping a run is a power cut too: an `until` that also asks for
+  `RunResult.at_step` stops the board only while it waits at a marker, with no write in flight.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 import queue
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -43,6 +45,7 @@ RESET_EXIT = 77
 STOP_WAIT_S = 10  # a board process not gone this long after its end or a SIGKILL is a fault of the rig
 DEFAULT_HEAP = "160K"  # about what a Pico W has free with Wi-Fi up
 NOR_BOOT = Path(__file__).with_name("nor_boot.py")
+NO_OPS = bytes(12)  # flash.ops: operations, bytes programmed, blocks erased (little-endian u32, see nor_flash.py)
 STAGING = ("app.new", "app.old", "app.bad")
 FILL_METADATA = """import os
 def fill(folder):
@@ -107,6 +110,7 @@ class RunResult:
     watchdog_resets: int = 0
     killed_at: str | None = None
     steps: list[str] = field(default_factory=list)
+    at_step: str | None = None  # the marker the board waits at while `until` is asked, else None
     lines: list[str] = field(default_factory=list)
     exit_code: int | None = None
     flash: FlashOps = FlashOps()
@@ -189,8 +193,8 @@ class Board:
     def flash_ops(self) -> FlashOps:
         """The flash operations counted since the last run started."""
         try:
-            ops, programmed, erased = (int(x) for x in self.ops_path.read_text().split())
-        except (OSError, ValueError):
+            ops, programmed, erased = struct.unpack("<III", self.ops_path.read_bytes())
+        except (OSError, struct.error):
             return FlashOps()
         return FlashOps(ops, programmed, erased)
 
@@ -206,7 +210,7 @@ class Board:
         if cut_at_op is not None:
             env["PICOW_FLASH_CUT"] = str(cut_at_op)
         if not self.ops_path.exists():
-            self.ops_path.write_text("0 0 0")
+            self.ops_path.write_bytes(NO_OPS)
         return subprocess.Popen(
             [self.exe, "-X", f"heapsize={self.heap}", str(NOR_BOOT)],
             cwd=self.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -228,7 +232,7 @@ class Board:
         on timeout, on more than `max_boots` boots, or when the board halts (an exit other than a reset).
         """
         res = RunResult()
-        self.ops_path.write_text("0 0 0")
+        self.ops_path.write_bytes(NO_OPS)
         reset_cause = "power_on"
         cut_pending = kill_at_step is not None or kill_at_op is not None or kill_after_s is not None
         started = time.monotonic()
@@ -301,6 +305,10 @@ class Board:
                             res.lines.append(f"[rig] power cut at step {kill_at_step}: {name}")
                             outcome = "cut"
                             break
+                        res.at_step = name
+                        if until(res):  # stopped while it waits at the marker: no write of its is torn
+                            return self._done(res)
+                        res.at_step = None
                         assert proc.stdin is not None
                         try:
                             proc.stdin.write(b"\n")

@@ -268,7 +268,7 @@ for i in range(4):
 fs.write_atomic("b.bin", b"v" * 8000)
 print(fs.size("b.bin"), fs.exists("b.bin.tmp"))
 """
-    board = Board(tmp_path / "board", blocks=24)
+    board = Board(tmp_path / "board", blocks=28)
     board.install_files(agent_files())
     (tmp_path / "t.py").write_text(script)
     board.env["PICOW_RUN"] = str(tmp_path / "t.py")
@@ -304,7 +304,7 @@ hw.wdt_feed()
 hw.wifi_connect("", "", 10)
 hw.PROBING = True
 hw.probe()
-print("kept", [line for _, line in logring._lines])
+print("kept", [line for _, line in logring.kept()])
 """
     out = run_mp(tmp_path, script)
     assert {"@wdt arm 1000", "@wdt feed", "@wifi join"} <= set(out.splitlines())

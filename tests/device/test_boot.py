@@ -85,6 +85,20 @@ def test_boot_finishes_or_undoes_the_switch(tmp_path: Path, phase: str, folders:
         assert [p["phase"] for p in st["pending"]][-1] == "rolled_back"
 
 
+def test_boot_removes_what_a_power_cut_left_of_a_write(tmp_path: Path) -> None:
+    """A temp file is renamed into place only once whole: one still there at boot is a torn write, whichever
+    module made it (the trust store is written only when keys change, so nothing else would remove its)."""
+    state = {"version": "1.0.0", "seq": 3, "phase": "committed"}
+    board = layout(tmp_path / "flash", state, {"app": V1})
+    torn = {"ota/state.json.tmp": b'{"version": "2.0.0", "ph', "ota/trust.json.tmp": b'{"keys": {"sig',
+            "ota/epoch.tmp": b"", "ota/crash.json.tmp": b"{", "config.json.tmp": b'{"id": '}
+    board.install_files({**board.flash.files(), **torn})
+    assert sorted(torn) == board.leftovers()
+    assert boot_once(board)[:2] == ("1.0.0", 0)
+    assert board.leftovers() == []
+    assert board.state() == state
+
+
 def test_fresh_board_without_state_runs_its_app(tmp_path: Path) -> None:
     board = layout(tmp_path / "flash", None, {"app": V1})
     assert boot_once(board)[:2] == ("1.0.0", 0)

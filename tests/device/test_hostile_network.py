@@ -39,9 +39,9 @@ V2 = make_app("2.0.0", {"data.bin": bytes(range(255, -1, -1)) * 24})
 REQUEST_S = 2
 
 
-def board_for(hub, tmp_path: Path, device_id: str, url: str, **cfg) -> Board:
+def board_for(hub, tmp_path: Path, device_id: str, url: str, heap: str | None = None, **cfg) -> Board:
     key = hub.register(device_id, channel="canary")
-    board = Board(tmp_path / device_id)
+    board = Board(tmp_path / device_id, **({"heap": heap} if heap else {}))
     board.install(device_config(device_id, key, url, request_s=REQUEST_S, **cfg), V1, "1.0.0", keys=hub.keys)
     return board
 
@@ -123,7 +123,7 @@ class _Hostile:
 HUGE = 1 << 20
 
 
-@pytest.mark.parametrize(("reply", "refusal"), [
+HOSTILE = [
     (b"HTTP/1.0 200 OK\r\nX-Junk: " + b"a" * HUGE + b"\r\n\r\n{}", "header line too long"),
     (b"\x00" * HUGE, "header line too long"),
     (b"HTTP/1.0 200 OK\r\n" + b"X-A: b\r\n" * 64 + b"\r\n{}", "too many header lines"),
@@ -133,8 +133,12 @@ HUGE = 1 << 20
     (b"garbage\r\n\r\n", "bad status line"),
     (b"HTTP/1.0 2x0 OK\r\n\r\n", "bad status line"),
     (b"HTTP/1.0 200 OK\r\nContent-Length: -5\r\n\r\n", "bad Content-Length"),
-], ids=["huge-header", "no-newline", "many-headers", "no-length-body", "huge-length", "garbage", "bad-status",
-        "negative-length"])
+]
+HOSTILE_IDS = ["huge-header", "no-newline", "many-headers", "no-length-body", "huge-length", "garbage", "bad-status",
+               "negative-length"]
+
+
+@pytest.mark.parametrize(("reply", "refusal"), HOSTILE, ids=HOSTILE_IDS)
 def test_no_answer_runs_the_board_out_of_memory(tmp_path: Path, reply: bytes, refusal: str) -> None:
     server = _Hostile(reply)
     try:
@@ -197,3 +201,58 @@ print([(p["phase"], p["detail"], p["transient"]) for p in a.st["pending"]])
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
     assert lines[0] == "False failed 9 None"
     assert lines[1] == "[('failed', 'error while staging: MemoryError', False)]"
+
+
+def test_a_check_that_runs_out_of_memory_is_reported_and_counted(tmp_path: Path) -> None:
+    """A MemoryError while an offer is verified ends the check: the hub hears of it, for that offer."""
+    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    out = run_mp(tmp_path, DRIVE + """
+import ota
+from ota import agent, check
+a = agent.Agent()
+a.keys = 1
+sent = []
+def report(*args):
+    sent.append(args)
+    yield
+def post(path, body, signed):
+    yield
+    return {"id": a.id, "nonce": body["nonce"], "offer": {"seq": 9, "version": "2.0.0"}}
+def call(name, fn, *args):
+    raise MemoryError()
+a.report, a._post, ota.call = report, post, call
+print(drive(check.run(a)), sent)
+""")
+    lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
+    assert lines == ["None [('failed', 'check failed: MemoryError', False, {'seq': 9, 'version': '2.0.0'})]"], out
+
+
+def test_a_board_in_a_64k_heap_takes_hostile_answers_and_checks_in(hub, tmp_path: Path) -> None:
+    """The whole board at `-X heapsize=64K` behind the proxy: its heartbeats and checks answered by each
+    oversized or malformed answer above in turn, then dripped, then by the hub itself. None runs it out
+    of memory, the app keeps stepping, and the hub's own answer is taken."""
+    publish(hub, "1.0.0", V1)
+    served: list[str] = []
+
+    def hostile(p: str, body: bytes, reply: Reply) -> Reply:
+        if p in ("/check", "/heartbeat"):
+            if len(served) < len(HOSTILE):
+                reply.raw = HOSTILE[len(served)][0]
+            elif len(served) < len(HOSTILE) + 2:
+                reply.drip_s = 0.05
+            served.append(p)
+        return reply
+
+    proxy = Proxy(hub.url, hostile)
+    try:
+        board = board_for(hub, tmp_path, "gh-64k", proxy.url, heap="64K")
+        run = board.run(lambda _: len(served) > len(HOSTILE) + 2 and hub.client.device("gh-64k")["status"] == "online",
+                        timeout=60)
+    finally:
+        proxy.close()
+    assert not [ln for ln in run.lines if "MemoryError" in ln], run.tail()
+    refusals = " ".join(ln for ln in run.lines if "failed:" in ln)
+    for why in ("header line too long", "too many header lines", "response body too large", "bad status line",
+                "bad Content-Length", "timed out"):
+        assert why in refusals, (why, run.tail())
+    assert longest_gap(run) < REQUEST_S * 1000 / 2, run.tail()

@@ -1,7 +1,8 @@
 """The board's OTA agent (ota/agent.py) and what it runs on. See docs/device-agent.md.
 
-Modules for one duty (the update's checks and staging, the crash record, the release checks) are
-loaded for it and dropped after, so their code does not take the app's RAM in between."""
+Modules for one duty (a heartbeat, a check, the staging, the crash record, the release checks) are
+loaded for it and dropped after, so their code does not take the app's RAM in between; so is the
+HTTP client while a check verifies what it received."""
 
 import gc
 import sys
@@ -10,6 +11,15 @@ import sys
 # (boot.py's first import): later, with the agent's code loaded, a small heap no longer holds 4 KiB
 # in one piece.
 BUF = bytearray(4096)
+
+
+class HTTPError(Exception):
+    """The server answered, but not as expected (status, framing, size). ota/http.py raises it; it is
+    kept here so it stays the same class while that module is dropped and loaded again."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
 
 
 def unload(*names):

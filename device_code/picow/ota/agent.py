@@ -1,4 +1,5 @@
-"""The OTA agent: heartbeats, update checks, staging into app.new, trial confirmation.
+"""The OTA agent: its state, its requests and the scheduler of its duties (heartbeats, update checks,
+staging into app.new, trial confirmation, log posts).
 
 Flash layout (relative to the flash root): `app/` the running app, `app.new/` the staged one,
 `app.old/` the previous one during a trial, `ota/state.json` the update state, `ota/epoch` the boot
@@ -9,18 +10,21 @@ The agent's duties are jobs (generators) that poll() advances in the app's idle 
 ticks: a heartbeat, the flush of queued reports, a check and the download of an update all run
 while the app keeps stepping, each request bounded by `request_s` and each download by a minimum
 rate as well. The app is stopped only for the switch, which it may hold off (`may_switch()`, for
-example while the pump runs) for at most `switch_deadline_s`.
+example while the pump runs) for at most `switch_deadline_s`. Only this module stays loaded: each
+duty's code (ota/beat.py, check.py, update.py, logpost.py) is loaded for its job and dropped after
+(duty()), so it takes the app's RAM only while it runs.
 """
 
-import hashlib
+import errno
 import json
-import os
 import random
-from binascii import hexlify, unhexlify
+from binascii import unhexlify
 
 import ota
-from ota import fs, http, hw, logring, protocol, trust
-from ota.hmac_sha256 import equal, mac_hex
+from ota import fs, hw, logring
+from ota.protocol import CHUNK, MAX_BODY, MAX_PENDING
+
+ota.unload("protocol")  # its constants are bound here and in ota/http.py; ota/offer.py loads the rest when it checks
 
 CONFIG = "config.json"
 STATE = "ota/state.json"
@@ -70,10 +74,11 @@ class Agent:
         self.id = cfg["id"]
         self.key = unhexlify(cfg["key"])
         self.hub = cfg["hub"].rstrip("/")
-        self.tls = self._pinned()
+        self.tls = ota.call("tls", "pinned", cfg) if self.hub.startswith("https://") else None
         self.st = load_state()
+        self.keys = None
         self.buf = ota.BUF  # one transfer at a time, whichever agent makes it
-        assert len(self.buf) == protocol.CHUNK
+        assert len(self.buf) == CHUNK
         self.mv = memoryview(self.buf)
         self.started = hw.ticks_ms()
         self.n = 0
@@ -87,24 +92,6 @@ class Agent:
         self.next_wifi = hw.deadline(0)
         self.wifi_backoff = 1000
         self.trial_until = hw.deadline(self._ms("trial_deadline_s"))
-
-    def _pinned(self):
-        """For an https:// hub, TLS trusting only its certificate from flash, once the certificate
-        matches hub_fingerprint; None otherwise (http, or no usable pin: https requests then fail)."""
-        if not self.hub.startswith("https://"):
-            return None
-        try:
-            with open(self.cfg.get("hub_cert", "hub.der"), "rb") as f:
-                der = f.read()
-        except OSError:
-            print("ota: hub certificate missing: provision the board again")
-            return None
-        if hexlify(hashlib.sha256(der).digest()).decode() != self.cfg.get("hub_fingerprint"):
-            print("ota: hub certificate does not match hub_fingerprint: provision the board again")
-            return None
-        from ota import tls
-
-        return tls.pinned_context(der)
 
     # --- bookkeeping ------------------------------------------------------------------------------
 
@@ -135,6 +122,12 @@ class Agent:
             self.n = 1
         return self.epoch * 1000000 + self.n
 
+    def keys_version(self):
+        """The version of the key set the board trusts (ota/trust.py), read when first asked after a check."""
+        if self.keys is None:
+            self.keys = ota.call("trust", "keys_version")
+        return self.keys
+
     def save(self):
         fs.write_json(STATE, self.st)
 
@@ -157,7 +150,7 @@ class Agent:
             if hw.due(until):
                 return
             if wait is not None:
-                http.wait(wait, hw.left_ms(until))
+                _wait(wait, hw.left_ms(until))
 
     def drive(self, job):
         """Run `job` to its end (outside the app loop: tests, the benchmark, the switch)."""
@@ -168,17 +161,22 @@ class Agent:
     # --- requests ---------------------------------------------------------------------------------
 
     def _post(self, path, obj, signed):
-        """POST `obj`; the answer as a dict, once it is 200, MAC-verified when `signed`, an object."""
+        """POST `obj`; the answer as a dict, once it is 200, MAC-verified when `signed`, an object.
+        The HTTP client and the MAC are imported here, not by the module: a check drops them while it
+        verifies an offer (ota/check.py)."""
+        from ota import http
+        from ota.hmac_sha256 import equal, mac_hex
+
         body = json.dumps(obj).encode()
         headers = {"X-Picoctl-Device": self.id, "X-Picoctl-Mac": mac_hex(self.key, body)}
         until = hw.deadline(self._ms("request_s"))
         resp = yield from http.request("POST", self.hub + path, body, headers, self.tls, self.buf, until)
         try:
-            data = yield from resp.read_all(protocol.MAX_BODY, until)  # the download buffer is free meanwhile
+            data = yield from resp.read_all(MAX_BODY, until)  # the download buffer is free meanwhile
         finally:
             resp.close()
         if resp.status != 200:
-            raise http.HTTPError(resp.status, "%s: HTTP %d %s" % (path, resp.status, bytes(data[:120])))
+            raise ota.HTTPError(resp.status, "%s: HTTP %d %s" % (path, resp.status, bytes(data[:120])))
         if signed and not (resp.mac and equal(mac_hex(self.key, data), resp.mac)):
             raise Refused("%s: response MAC does not verify" % path)
         doc = json.loads(data)
@@ -211,7 +209,7 @@ class Agent:
         """Queue a status report in the state, to be saved with it and sent by flush()."""
         pending = self.st.get("pending") or []
         pending.append(self._status(phase, detail, transient, offer))
-        self.st["pending"] = pending[-protocol.MAX_PENDING:]
+        self.st["pending"] = pending[-MAX_PENDING:]
 
     def flush(self):
         """Send the queued status reports, oldest first."""
@@ -227,66 +225,7 @@ class Agent:
             self.st["pending"] = self.st["pending"][sent:]
             self.save()
 
-    def heartbeat(self, readings):
-        """One heartbeat; True when the hub accepted it (MAC-verified ok for our counter)."""
-        counter = self.counter()
-        body = {"id": self.id, "counter": counter, "version": self.running_version(), "seq": self.st["seq"],
-                "uptime_s": hw.elapsed_ms(self.started) // 1000, "mem_free": hw.mem_free(),
-                "rssi": hw.rssi(), "phase": self.st["phase"], "readings": readings, "keys": trust.keys_version()}
-        body.update(ota.call("crash", "report"))
-        try:
-            resp = yield from self._post("/heartbeat", body, True)
-        except http.HTTPError as exc:
-            if exc.status != 413 or body["last_error"] is None:
-                raise
-            body["last_error"] = None  # a record the hub will not take must not cost the heartbeat
-            counter = body["counter"] = self.counter()
-            resp = yield from self._post("/heartbeat", body, True)
-        if resp.get("ok") is not True or resp.get("counter") != counter:
-            raise Refused("heartbeat response does not answer this heartbeat")
-        if resp.get("check_now"):
-            self.check_now = True
-        logring.want(resp.get("log_s"))
-        return True
-
-    def check(self):
-        """Ask the hub for an offer: the verified offer, or None."""
-        hw.step("check")
-        nonce = hexlify(os.urandom(16)).decode()
-        body = {"id": self.id, "counter": self.counter(), "type": self.cfg["type"],
-                "version": self.running_version(), "seq": self.st["seq"], "nonce": nonce, "keys": trust.keys_version()}
-        resp = yield from self._post("/check", body, True)
-        if resp.get("id") != self.id:
-            raise Refused("response for device %r" % (resp.get("id"),))
-        if not (isinstance(resp.get("nonce"), str) and equal(resp["nonce"], nonce)):
-            raise Refused("response nonce differs from ours: replayed response")
-        offer = resp.get("offer")
-        if offer is not None:
-            hw.step("offer received")
-            ota.call("offer", "check_offer", offer, self.cfg["type"], self.st["seq"])
-        try:
-            trust.check(resp.get("keys"), offer, self.cfg["type"])  # the board is the last verifier of content
-        except trust.Untrusted as exc:
-            raise Refused(str(exc))
-        if offer is not None:  # verified: what staging does not read gives its RAM back
-            offer.pop("release", None)
-            offer.pop("meta", None)
-        return offer
-
     # --- updates ----------------------------------------------------------------------------------
-
-    def refuse(self, reason):
-        """Report an offer that failed its checks; nothing is kept."""
-        print("ota: offer refused:", reason)
-        yield from self.report("failed", "offer refused: " + reason)
-
-    def drop_stale_staging(self):
-        """The hub no longer offers the update we had begun: forget its files."""
-        if self.st.get("offer") and self.st["phase"] in ("downloading", "failed"):
-            fs.rmtree(NEW)
-            self.st["offer"] = None
-            self.st["phase"] = "failed" if self.st["phase"] == "failed" else "committed"
-            self.save()
 
     def switch(self, app):
         """Stop the app and reset into boot.py, which switches to the staged app."""
@@ -294,23 +233,6 @@ class Agent:
             app.stop()
         self.drive(self.report("switching", "resetting into boot.py"))  # queued reports wait in state.json
         hw.reset()
-
-    # --- trial ------------------------------------------------------------------------------------
-
-    def commit(self):
-        """The hub accepted a heartbeat from the new app: make it the app for good."""
-        offer = self.st["offer"]
-        self.pend("committed", "", False, offer)
-        self.st["version"] = offer["version"]
-        self.st["seq"] = offer["seq"]
-        self.st["phase"] = "committed"
-        self.st["offer"] = None
-        self.st["boots"] = 0
-        self.save()
-        hw.step("phase committed")
-        ota.call("crash", "clear")  # the new release is not the one that crashed
-        fs.rmtree(OLD)
-        hw.step("removed app.old")
 
     # --- main loop --------------------------------------------------------------------------------
 
@@ -360,56 +282,24 @@ class Agent:
             return None
         if hw.due(self.next_hb):
             self.next_hb = self._jittered("heartbeat_s")
-            return self._heartbeat(app)
+            return duty("beat", self, app)
         if self.st.get("pending") and hw.due(self.next_flush):
             self.next_flush = hw.deadline(self._ms("heartbeat_s"))
             return self.flush()
         if logring.due():
-            return self._send_log()
+            return duty("logpost", self)
         if self.st["phase"] != "trial" and self.switch_by is None and (self.check_now or hw.due(self.next_check)):
             self.check_now = False
             self.next_check = self._jittered("check_s")
             return self.update()
         return None
 
-    def _heartbeat(self, app):
-        try:
-            readings = app.readings() if app else {}
-            if (yield from self.heartbeat(readings)) and self.st["phase"] == "trial":
-                self.commit()
-                self.next_flush = hw.deadline(0)
-        except Exception as exc:
-            print("ota: heartbeat failed:", describe(exc))
-
-    def _send_log(self):
-        try:
-            yield from logring.send(self)
-        except Exception as exc:
-            print("ota: log not sent:", describe(exc))
-
     def update(self):
-        """Check for an offer and stage it (with ota/update.py loaded for the staging only)."""
-        try:
-            yield from self._update()
-        finally:
-            ota.unload("update")
-
-    def _update(self):
-        try:
-            offer = yield from self.check()
-        except Refused as exc:
-            yield from self.refuse(str(exc))
-            return
-        except Exception as exc:
-            print("ota: check failed:", describe(exc))
-            return
-        if offer is None:
-            self.drop_stale_staging()
-            return
-        yield from self.report("checking", "offer verified", False, offer)
-        from ota import update
-
-        yield from update.stage(self, offer)
+        """Check for an offer (ota/check.py) and stage a verified one (ota/update.py), each module
+        loaded for its part only."""
+        offer = yield from duty("check", self)
+        if offer is not None:
+            yield from duty("update", self, offer)
 
     def run(self, app=None):
         """Run the app's steps every `tick_ms` and the agent's duties in between, forever."""
@@ -429,9 +319,27 @@ class Agent:
             hw.sleep_until(next_tick)
 
 
+def duty(name, *args):
+    """The job ota.`name`.run(*args) (a generator), with that module loaded while the job runs; what
+    the job returns."""
+    mod = __import__("ota." + name, None, None, ("run",))
+    try:
+        return (yield from mod.run(*args))
+    finally:
+        mod = None
+        ota.unload(name)
+
+
+def _wait(what, ms):
+    """http.wait() on a socket of ota/http.py's, without holding that module in a caller's frame."""
+    from ota import http
+
+    http.wait(what, ms)
+
+
 def describe(exc):
     """An exception as one short line for a report: its type when its message says nothing."""
-    if isinstance(exc, OSError) and exc.errno == http.ETIMEDOUT:
+    if isinstance(exc, OSError) and exc.errno == errno.ETIMEDOUT:
         return "timed out"
     text = str(exc)
     return text if text and not isinstance(exc, MemoryError) else exc.__class__.__name__ + (": " + text if text else "")

@@ -4,16 +4,18 @@ boot.py calls begin() first thing on every boot and record(exc) when the app fai
 or an exception out of its loop). The record (`ota/crash.json`: type, message, traceback cut to
 TRACEBACK_MAX, boot number, reset cause) is written atomically and best effort: a full or failing
 flash loses the record, never the boot. A reset by the watchdog leaves no exception behind, so the
-next boot writes its record. The agent sends report() in every heartbeat until a newer crash or a
-committed update (clear()) supersedes the record.
+next boot writes its record. begin() leaves the record in hw.LAST_ERROR and what firmware() says in
+hw.FIRMWARE, which every heartbeat sends, until a newer crash or a committed update (clear())
+supersedes the record.
 
 Reset causes: `soft` when boot.py or the agent reset the board on purpose (they leave `ota/reset`
 behind first, since on the RP2040 machine.reset() itself goes through the watchdog), else what
 machine.reset_cause() says: `power_on` or `watchdog`. On the unix port the test rig says it in
 PICOW_RESET_CAUSE.
 
-The agent loads this module for a heartbeat or a commit and drops it after (ota.unload), so its code
-does not take the app's RAM in between; what this boot is (hw.BOOT, hw.RESET_CAUSE) stays in ota/hw.py.
+boot.py's recover.py drops this module before the app starts and the agent loads it for a commit
+only, so its code does not take the app's RAM; what this boot is (hw.BOOT, hw.RESET_CAUSE,
+hw.FIRMWARE, hw.LAST_ERROR) stays in ota/hw.py.
 """
 
 import io
@@ -84,7 +86,7 @@ def load():
 
 def _save(rec):
     global _record
-    _record = rec
+    _record = hw.LAST_ERROR = rec
     _write(CRASH, json.dumps(rec))
 
 
@@ -109,6 +111,8 @@ def begin():
     elif rec is not None and not rec.get("reset_cause"):
         rec["reset_cause"] = cause
         _save(rec)
+    hw.LAST_ERROR = load()
+    hw.FIRMWARE = firmware()
 
 
 def will_reset():
@@ -139,6 +143,7 @@ def clear():
     """A new release committed: the last record no longer tells about the running app."""
     global _record
     _record = False
+    hw.LAST_ERROR = None
     try:
         os.remove(CRASH)
     except OSError:
@@ -159,7 +164,3 @@ def firmware():
         out["uid"] = os.getenv("PICOW_UNIQUE_ID")
     return out
 
-
-def report():
-    """The heartbeat fields: boot number, reset cause, firmware, last error (None when none)."""
-    return {"boots": hw.BOOT, "reset_cause": hw.RESET_CAUSE, "firmware": firmware(), "last_error": load()}

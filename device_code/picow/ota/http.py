@@ -16,7 +16,11 @@ import select
 import socket
 import time
 
+import ota
+from ota import HTTPError  # noqa: F401  raised here, named http.HTTPError by callers
 from ota.protocol import MAX_HEADER_LINE, MAX_HEADERS
+
+ota.unload("protocol")  # the constants are bound
 
 EAGAIN = 11
 ECONNRESET = 104
@@ -26,14 +30,6 @@ MEM_RESERVE = 8192  # free heap a body allocation must leave behind
 IN = select.POLLIN
 OUT = select.POLLOUT
 _poller = select.poll()
-
-
-class HTTPError(Exception):
-    """The server answered, but not as expected (status, framing, size)."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
 
 
 def split_url(url):

@@ -10,8 +10,9 @@ stand in for it, so the agent and the app run unchanged in tests:
   (PICOW_SIM, else `sim/`); each join attempt prints `@wifi join`;
 - `PICOW_STEP_SYNC=1` makes step(name) print `@step <name>` and wait for a line on stdin, so the rig
   can cut the power (SIGKILL) at an exact point of an update;
-- `PICOW_MEM_TRACE=1` samples the live heap (after a collection) at every step, and reset() prints
-  `@mem <first sample> <peak>` in bytes, for the benchmark;
+- `PICOW_MEM_TRACE=1` samples the live heap (after a collection) at every step from the last `check`
+  on (where an update begins, with the check's code loaded), and reset() prints `@mem <the check's
+  sample> <peak>` in bytes, for the benchmark and the memory test;
 - `PICOW_PROBE=1` makes probe(), called after every app step, print `@probe <app steps> <live heap>
   <free heap>` (bytes, after a collection) on the first step and then at most twice a second, for
   `picoctl release smoke`.
@@ -39,9 +40,12 @@ _mem_first = None
 _mem_peak = 0
 _probe_steps = 0
 _probe_at = 0
+_probe_free = 0  # free heap in the last @probe line
 PROBING = False  # callers skip probe() when False
 BOOT = 0  # this boot's number (the agent's counter epoch), set by crash.begin() on every boot
 RESET_CAUSE = ""  # why this boot happened (`soft`, `power_on`, `watchdog`), set by crash.begin()
+FIRMWARE = None  # MicroPython version, .mpy ABI, board, unique id (crash.firmware()), set by crash.begin()
+LAST_ERROR = None  # the last crash record (ota/crash.py) while it tells about the running app
 if not BOARD:
     _step_sync = os.getenv("PICOW_STEP_SYNC") == "1"
     _mem_trace = os.getenv("PICOW_MEM_TRACE") == "1"
@@ -190,20 +194,24 @@ def mem_free():
 
 
 def probe():
-    """One app step done; under PICOW_PROBE the rig hears the step count and the heap now and then."""
-    global _probe_steps, _probe_at
+    """One app step done; under PICOW_PROBE the rig hears the step count and the heap every 500 ms,
+    and at once after a step that took 4 KiB or more (before the agent's next duty can fail on it)."""
+    global _probe_steps, _probe_at, _probe_free
     _probe_steps += 1
     now = time.ticks_ms()
-    if _probe_steps == 1 or time.ticks_diff(now, _probe_at) >= 500:
-        _probe_at = now
-        gc.collect()
-        _rig("@probe %d %d %d" % (_probe_steps, gc.mem_alloc(), gc.mem_free()))
+    gc.collect()
+    free = gc.mem_free()
+    if _probe_steps == 1 or time.ticks_diff(now, _probe_at) >= 500 or free + 4096 <= _probe_free:
+        _probe_at, _probe_free = now, free
+        _rig("@probe %d %d %d" % (_probe_steps, gc.mem_alloc(), free))
 
 
 def step(name):
     """A named point of an update; under PICOW_STEP_SYNC the rig may cut the power here."""
     global _mem_first, _mem_peak
     if _mem_trace:
+        if name == "check":  # an update begins: sample it from here
+            _mem_first, _mem_peak = None, 0
         gc.collect()
         used = gc.mem_alloc()
         if _mem_first is None:

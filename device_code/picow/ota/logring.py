@@ -1,34 +1,36 @@
 """The board's recent output, kept in RAM for wireless logs (`picoctl devices log`).
 
 install() wraps the builtin print, so every line the app, the agent and boot.py print also goes
-into a ring of the last RING_CHARS characters, each line stamped with ticks_ms. Why not os.dupterm:
-the unix port the agent is tested on has none, and on the RP2040 a dupterm stream sits in the
-REPL's input path too and is detached silently the first time it raises; wrapping print costs one
-function call per line and reaches everything that prints. Output written straight to sys.stdout
-is not kept. Bytes given to add() that are not UTF-8 are kept as `\\xNN`.
+into a ring of RING bytes, each line stamped with ticks_ms. Why not os.dupterm: the unix port the
+agent is tested on has none, and on the RP2040 a dupterm stream sits in the REPL's input path too and
+is detached silently the first time it raises; wrapping print costs one function call per line and
+reaches everything that prints. Output written straight to sys.stdout is not kept. Bytes given to
+add() that are not UTF-8 are kept as `\\xNN`.
 
-When the hub asks for the log (`log_s` in a heartbeat answer), the agent calls send() every
-STREAM_MS: the first posts hold the ring (back to back), later ones the lines written since, at most
-POST_LINES lines and POST_CHARS characters a post (under the hub's 8 KiB cap), until the hub's answer
-says 0.
+The ring is one bytearray made at boot, so however much is printed the log takes the same RAM: a
+line is a record of its ticks (4 bytes, little-endian), its length (1 byte) and its text (UTF-8, cut
+to LINE_MAX characters and 255 bytes), the oldest records giving way to new ones.
+
+When the hub asks for the log (`log_s` in a heartbeat answer), the agent posts it every STREAM_MS
+(ota/logpost.py, loaded for each post).
 """
 
 import builtins
 import time
 
-RING_CHARS = 2048
+RING = 2048
 LINE_MAX = 200
-POST_LINES = 64
-POST_CHARS = 3000
 STREAM_MS = 2000
 
 _print = builtins.print
-_lines = []  # [ticks_ms, text], oldest first
-_chars = 0
-_added = 0  # lines added since boot; the ring holds the last len(_lines)
-_sent = 0  # lines up to this count have been sent (or dropped)
+_ring = bytearray(RING)
+_start = 0  # where the oldest record begins
+_used = 0  # bytes the records take
+_kept = 0  # lines in the ring
+added = 0  # lines added since boot; the ring holds the last _kept of them
+sent = 0  # lines up to this count have been posted (or dropped)
+next_post = 0  # ticks_ms of the next post while the hub wants the log
 _until = None  # ticks_ms until which the hub wants the log
-_next = 0
 
 
 def safe_decode(data):
@@ -40,20 +42,53 @@ def safe_decode(data):
 
 
 def add(text):
-    """Keep `text` (str or bytes), line by line, each cut to LINE_MAX characters."""
-    global _chars, _added
+    """Keep `text` (str or bytes), line by line."""
     if isinstance(text, (bytes, bytearray)):
         text = safe_decode(text)
     now = time.ticks_ms()
     for line in text.split("\n"):
-        if not line:
-            continue
-        line = line[:LINE_MAX]
-        _lines.append([now, line])
-        _chars += len(line)
-        _added += 1
-    while _chars > RING_CHARS and _lines:
-        _chars -= len(_lines.pop(0)[1])
+        if line:
+            _keep(now, line[:LINE_MAX].encode())
+
+
+def _keep(now, data):
+    global _start, _used, _kept, added
+    n = len(data)
+    if n > 255:
+        n = 255
+        while data[n] & 0xC0 == 0x80:  # not inside a character
+            n -= 1
+    while _used + 5 + n > RING:
+        gone = 5 + _ring[(_start + 4) % RING]
+        _start = (_start + gone) % RING
+        _used -= gone
+        _kept -= 1
+    p = (_start + _used) % RING
+    for i in range(4):
+        _ring[(p + i) % RING] = (now >> (8 * i)) & 0xFF
+    _ring[(p + 4) % RING] = n
+    q = (p + 5) % RING
+    first = min(n, RING - q)
+    _ring[q : q + first] = data[:first]
+    if first < n:
+        _ring[: n - first] = data[first:n]
+    _used += 5 + n
+    _kept += 1
+    added += 1
+
+
+def kept():
+    """The lines in the ring, oldest first, as (ticks_ms, text)."""
+    out = []
+    p = _start
+    for _ in range(_kept):
+        t = _ring[p] | _ring[(p + 1) % RING] << 8 | _ring[(p + 2) % RING] << 16 | _ring[(p + 3) % RING] << 24
+        n = _ring[(p + 4) % RING]
+        q = (p + 5) % RING
+        data = bytes(_ring[q : q + n]) if q + n <= RING else bytes(_ring[q:]) + bytes(_ring[: q + n - RING])
+        out.append((t, data.decode()))
+        p = (q + n) % RING
+    return out
 
 
 def _printing(*args, **kw):
@@ -82,38 +117,4 @@ def due():
     now = time.ticks_ms()
     if _until is None or time.ticks_diff(_until, now) <= 0:
         return False
-    return time.ticks_diff(now, _next) >= 0
-
-
-def _batch():
-    """(lines as [age_ms, text], lines lost before sending, count sent up to)."""
-    first = _added - len(_lines)
-    start = max(_sent, first)
-    now = time.ticks_ms()
-    out, chars = [], 0
-    i = start - first
-    while i < len(_lines) and len(out) < POST_LINES and chars + len(_lines[i][1]) <= POST_CHARS:
-        out.append([time.ticks_diff(now, _lines[i][0]), _lines[i][1]])
-        chars += len(_lines[i][1])
-        i += 1
-    return out, start - _sent, first + i
-
-
-def send(agent):
-    """Post the lines not sent yet (see the module's docstring), as a step of the agent's cooperative
-    loop (a generator); raises what the request raises."""
-    global _sent, _next
-    _next = time.ticks_add(time.ticks_ms(), STREAM_MS)
-    lines, dropped, upto = _batch()
-    counter = agent.counter()
-    try:
-        body = {"id": agent.id, "counter": counter, "lines": lines, "dropped": dropped}
-        resp = yield from agent._post("/logs", body, True)
-    except Exception as exc:
-        if getattr(exc, "status", None) == 413:  # never resend what the hub refused
-            _sent = upto
-        raise
-    _sent = upto
-    if upto < _added:  # more waiting (the ring, at first): the next post goes at once
-        _next = time.ticks_ms()
-    want(resp.get("log_s") if resp.get("counter") == counter else 0)
+    return time.ticks_diff(now, next_post) >= 0

@@ -207,6 +207,11 @@ def _remove_empty_dirs(a, root):
             if not list(os.ilistdir(sub)):
                 os.rmdir(sub)
 
+def run(a, offer):
+    """The update duty (see stage())."""
+    return (yield from stage(a, offer))
+
+
 def stage(a, offer):
     """Stage `offer` in app.new; on success the state says `staged` and the switch waits for the
     app's consent. Every other ending is reported and recorded as `failed`.

@@ -192,6 +192,8 @@ CASES: list[tuple[str, list[str], dict, int | None]] = [
     ("usb flash negative timeout", ["usb", "flash", "{files}/cut.uf2", "--timeout", "-1"], {}, USAGE),
     ("usb log negative seconds", ["usb", "log", "--port", "/dev/nope", "--seconds", "-1"], {}, USAGE),
     ("usb log nan seconds", ["usb", "log", "--port", "/dev/nope", "--seconds", "nan"], {}, USAGE),
+    ("usb log port missing", ["usb", "log", "--no-hub", "--port", "{root}/no-port", "--seconds", "1"], {}, None),
+    ("usb log port a plain file", ["usb", "log", "--no-hub", "--port", "{files}/garbage.uf2", "--seconds", "1"], {}, None),
     ("usb follow nan seconds", ["usb", "follow", "--seconds", "nan"], {}, USAGE),
     ("usb flash-esp bad address", ["usb", "flash-esp", "{files}/garbage.uf2", "--port", "/dev/nope", "--addr", "0xZZ"],
      {}, USAGE),

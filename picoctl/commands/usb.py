@@ -133,12 +133,14 @@ def _log(args: argparse.Namespace) -> int:
     def on_status(up: bool, why: str) -> None:
         err_console.print(f"[dim]-- {args.port}: {'connected' if up else why}[/]")
 
-    with serial_log.SerialLog(args.port, on_line=on_line, on_status=on_status):
+    with serial_log.SerialLog(args.port, on_line=on_line, on_status=on_status) as log:
         _run_for(args.seconds)
     if forward:
         forward.close()
         if forward.last_error:
             err_console.print(f"[yellow]last heartbeat error:[/] {forward.last_error}")
+    if not log.connects:
+        raise PicoctlError(f"{args.port}: never connected: {log.why or 'no answer'}")
     return 0
 
 

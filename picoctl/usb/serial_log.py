@@ -50,6 +50,7 @@ class SerialLog:
         self.retry_s = retry_s
         self.lines: collections.deque[str] = collections.deque(maxlen=maxlen)
         self.connected = False
+        self.why = ""  # why the port could not be opened, as last said
         self.connects = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"serial-log {port}", daemon=True)
@@ -73,8 +74,9 @@ class SerialLog:
         return list(self.lines)
 
     def _status(self, connected: bool, why: str) -> None:
-        if connected != self.connected:
-            self.connected = connected
+        """Say a change of the link, and before its first connection each new reason it cannot be had."""
+        if connected != self.connected or (not self.connects and why != self.why):
+            self.connected, self.why = connected, why
             if self.on_status:
                 self.on_status(connected, why)
 
@@ -110,7 +112,8 @@ class SerialLog:
         finally:
             if hold is not None:
                 hold.close()
-        self._status(False, "stopped")
+        if self.connected:
+            self._status(False, "stopped")
 
     def _follow(self, give_way: Callable[[], bool]) -> None:
         """One connection: read lines until stopped, the port fails, or `give_way()` says to."""

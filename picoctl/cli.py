@@ -62,7 +62,10 @@ def _tui(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (2, said by argparse) or --help (0): the code, returned
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         args.func = _tui
     if not getattr(args, "func", None):

@@ -19,6 +19,7 @@ from picoctl.hub.db import LEADER_LOCK
 from picoctl.sim.fleet import DeviceProtocolError, SimDevice
 from picoctl.sim.postgres import TempPostgres
 from tests.conftest import Hub
+from tests.waiting import wait_for
 
 TRIAL_TIMEOUT_S = 2
 
@@ -105,8 +106,12 @@ def test_a_device_removed_through_one_is_unknown_to_the_other(replicas: tuple[Hu
             _, raw, headers = device.heartbeat_request()
             r = c.post("/heartbeat", content=raw, headers=headers)
             assert r.status_code == 403 and r.json()["error"] == "unknown device 'gh-01'"
-    refusals = [e["detail"] for e in a.client.history(kind="security")]
-    assert len(refusals) == 2 and all("unknown device 'gh-01'" in d for d in refusals), refusals
+    def refusals() -> list[str]:  # security events are written after the answer, not before it
+        found = [e["detail"] for e in a.client.history(kind="security")]
+        return found if len(found) >= 2 else []
+
+    found = wait_for(refusals, 30, "both refusals in the security log")
+    assert len(found) == 2 and all("unknown device 'gh-01'" in d for d in found), found
 
 
 def test_a_log_posted_through_one_is_answered_on_the_other(replicas: tuple[Hub, Hub]) -> None:

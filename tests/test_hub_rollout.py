@@ -239,19 +239,26 @@ def test_the_event_stream_carries_statuses_and_rollout_changes_in_commit_order(h
     assert {"heartbeat", "history"} <= {e.event for e in seen}
 
 
-def test_a_device_still_downloading_at_the_rollback_gets_the_rollback_once_it_commits(hub) -> None:
+def _rolled_back_while_one_downloads(hub, c: httpx.Client) -> tuple[dict[str, SimDevice], dict, dict, dict]:
+    """gh-a committed 1.1.0 and gh-b still downloading it when the rollout is rolled back: the devices,
+    the rollout, its rollback and gh-b's offer."""
     devs = fleet(hub, [], ["gh-a", "gh-b"])
     a, b = devs["gh-a"], devs["gh-b"]
-    with httpx.Client(base_url=hub.url) as c:
-        step_all(c, devs)
-        ro = hub.client.start_rollout("picow", "1.1.0", [{"name": "all", "percent": 100}], 0, 0)
-        assert a.step(c) == "committed"
-        late = b.check(c)
-        assert late is not None and late["version"] == "1.1.0"
-        b.seq = late["seq"]
-        b.status(c, late, "downloading", "1.0.0")
+    step_all(c, devs)
+    ro = hub.client.start_rollout("picow", "1.1.0", [{"name": "all", "percent": 100}], 0, 0)
+    assert a.step(c) == "committed"
+    late = b.check(c)
+    assert late is not None and late["version"] == "1.1.0"
+    b.seq = late["seq"]
+    b.status(c, late, "downloading", "1.0.0")
+    back = hub.client.rollout_action(ro["id"], "rollback", "1.1.0 is bad")
+    return devs, ro, back, late
 
-        back = hub.client.rollout_action(ro["id"], "rollback", "1.1.0 is bad")
+
+def test_a_device_still_downloading_at_the_rollback_gets_the_rollback_once_it_commits(hub) -> None:
+    with httpx.Client(base_url=hub.url) as c:
+        devs, ro, back, late = _rolled_back_while_one_downloads(hub, c)
+        a, b = devs["gh-a"], devs["gh-b"]
         assert back["stages"][0]["ids"] == ["gh-a"]  # gh-b had not taken it yet
         assert a.step(c) == "committed" and a.version == "1.0.0"
         assert hub.client.rollout(back["id"])["state"] == "completed"
@@ -265,16 +272,9 @@ def test_a_device_still_downloading_at_the_rollback_gets_the_rollback_once_it_co
 
 
 def test_a_finished_rollouts_figures_are_those_it_ended_with(hub) -> None:
-    devs = fleet(hub, [], ["gh-a", "gh-b"])
-    a, b = devs["gh-a"], devs["gh-b"]
     with httpx.Client(base_url=hub.url) as c:
-        step_all(c, devs)
-        ro = hub.client.start_rollout("picow", "1.1.0", [{"name": "all", "percent": 100}], 0, 0)
-        assert a.step(c) == "committed"
-        late = b.check(c)
-        b.seq = late["seq"]
-        b.status(c, late, "downloading", "1.0.0")
-        back = hub.client.rollout_action(ro["id"], "rollback", "1.1.0 is bad")
+        devs, ro, back, late = _rolled_back_while_one_downloads(hub, c)
+        a, b = devs["gh-a"], devs["gh-b"]
         ended = hub.client.rollout(ro["id"])
         assert ended["state"] == "rolled_back"
         assert (ended["counts"]["eligible"], ended["counts"]["committed"], ended["counts"]["downloading"]) == (2, 1, 1)

@@ -47,6 +47,10 @@ def boot_once(board: Board) -> tuple[str | None, int | None, list[str]]:
 
 OFFER = {"seq": 7, "version": "2.0.0", "rollout_id": 1}
 V1, V2 = app("1.0.0", {"old_only.py": b"X = 1\n"}), app("2.0.0", {"lib/new.py": b"Y = 2\n"})
+# (state, folders, the version that runs after, the phase after): boot.py's two jobs
+SWITCH = ({"version": "1.0.0", "seq": 3, "phase": "staged", "offer": OFFER}, {"app": V1, "app.new": V2}, "2.0.0", "trial")
+ROLLBACK = ({"version": "1.0.0", "seq": 3, "phase": "trial", "offer": OFFER, "boots": 3}, {"app": V2, "app.old": V1},
+            "1.0.0", "rolled_back")
 
 
 @pytest.mark.parametrize(
@@ -144,13 +148,11 @@ def _sweep(tmp_path: Path, state: dict, folders: dict, expect_version: str, expe
 
 
 def test_power_cut_at_every_step_of_the_switch(tmp_path: Path) -> None:
-    state = {"version": "1.0.0", "seq": 3, "phase": "staged", "offer": OFFER}
-    assert _sweep(tmp_path, state, {"app": V1, "app.new": V2}, "2.0.0", "trial") >= 5
+    assert _sweep(tmp_path, *SWITCH) >= 5
 
 
 def test_power_cut_at_every_step_of_the_rollback(tmp_path: Path) -> None:
-    state = {"version": "1.0.0", "seq": 3, "phase": "trial", "offer": OFFER, "boots": 3}
-    assert _sweep(tmp_path, state, {"app": V2, "app.old": V1}, "1.0.0", "rolled_back") >= 4
+    assert _sweep(tmp_path, *ROLLBACK) >= 4
 
 
 def test_state_that_cannot_be_written_still_starts_the_app(tmp_path: Path) -> None:
@@ -181,10 +183,8 @@ def _op_sweep(tmp_path: Path, state: dict, folders: dict, expect_version: str, e
 
 
 def test_power_cut_at_every_flash_operation_of_the_switch(tmp_path: Path) -> None:
-    state = {"version": "1.0.0", "seq": 3, "phase": "staged", "offer": OFFER}
-    assert _op_sweep(tmp_path, state, {"app": V1, "app.new": V2}, "2.0.0", "trial") >= 10
+    assert _op_sweep(tmp_path, *SWITCH) >= 10
 
 
 def test_power_cut_at_every_flash_operation_of_the_rollback(tmp_path: Path) -> None:
-    state = {"version": "1.0.0", "seq": 3, "phase": "trial", "offer": OFFER, "boots": 3}
-    assert _op_sweep(tmp_path, state, {"app": V2, "app.old": V1}, "1.0.0", "rolled_back") >= 10
+    assert _op_sweep(tmp_path, *ROLLBACK) >= 10

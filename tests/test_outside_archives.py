@@ -20,7 +20,10 @@ import pytest
 
 from picoctl import pideploy, signing
 from picoctl.errors import BadInput
-from test_pideploy import APP, Keys, Rig, details, keys, rig  # noqa: F401  (fixtures)
+import test_pideploy
+from test_pideploy import APP, Keys, Rig, details
+
+keys, rig = test_pideploy.keys, test_pideploy.rig  # the fixtures: a key pair, a Pi root with its app and hub
 
 VERSION = "9.0.0"
 ROOT = f"pi-sensors-{VERSION}"

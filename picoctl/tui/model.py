@@ -247,6 +247,7 @@ class Link:
     state: str = "connecting"  # "connecting", "live" or "down"
     why: str = ""
     since: float | None = None
+    answered: bool = False  # down though something answered, with another shape than the hub's answers
 
     @property
     def down(self) -> bool:

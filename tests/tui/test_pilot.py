@@ -124,6 +124,10 @@ def test_fleet_updates_live_filters_and_opens_a_device(hub: conftest.Hub) -> Non
             assert app.screen.device_id == "gh-03"
             await until(pilot, lambda: "gh-03" in text_of(app, "#device-info"))
             await until(pilot, lambda: table(app, "#device-history").row_count >= 1, what="device history")
+            assert "trusts key set" not in text_of(app, "#device-info")  # gh-03 has not said yet
+            hub.sims["gh-03"].keys = 2  # type: ignore[attr-defined]
+            await heartbeat(hub, "gh-03")
+            await until(pilot, lambda: "trusts key set v2" in text_of(app, "#device-info"), what="keys over SSE")
 
             await pilot.press("m")
             await until(pilot, lambda: isinstance(app.screen, Confirm))

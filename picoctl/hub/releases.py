@@ -25,7 +25,8 @@ import httpx
 
 from .. import keyset
 from .. import release as release_mod
-from ..errors import PicoctlError
+from ..errors import BadInput, PicoctlError
+from ..urls import check_url
 from . import store
 from .auth import same_secret
 from .http import ApiError, parse_json
@@ -104,8 +105,10 @@ def _record(tx: Tx, meta: dict[str, Any], actor: str) -> bool:
 
 async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bool]:
     """Fetch a meta.json by URL, then its artifact (relative to it unless absolute), and accept them."""
-    if not meta_url.startswith(("http://", "https://")):
-        raise ApiError(400, f"meta url {meta_url!r}: expected an http:// or https:// URL")
+    try:
+        check_url(meta_url, "meta url")
+    except BadInput as exc:
+        raise ApiError(400, str(exc)) from None
     try:
         async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True) as client:
             try:
@@ -117,6 +120,10 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
             if not isinstance(meta, dict) or not isinstance(meta.get("artifact_url"), str):
                 raise ApiError(422, f"{meta_url}: meta.json has no artifact_url")
             artifact_url = urljoin(meta_url, meta["artifact_url"])
+            try:
+                check_url(artifact_url, f"{meta_url}: artifact_url")
+            except BadInput as exc:
+                raise ApiError(422, str(exc)) from None
             async with client.stream("GET", artifact_url) as resp:
                 if resp.status_code != 200:
                     raise ApiError(502, f"{artifact_url}: HTTP {resp.status_code}")

@@ -138,6 +138,22 @@ def _mkdirs(t: SerialTransport, paths: list[str]) -> None:
         t.exec(f"import os\nfor d in {dirs!r}:\n try:\n  os.mkdir(d)\n except OSError:\n  pass")
 
 
+def _in_the_way(t: SerialTransport, paths: list[str]) -> list[str]:
+    """What on the board would stop a file landing at each of `paths`: a folder at its place, or a
+    file where one of its folders goes (left by another tool, mpremote say). Empty when nothing."""
+    out = t.exec(
+        "import os\ndef _k(p):\n try:\n  return os.stat(p)[0] & 0o170000\n except OSError:\n  return 0\n"
+        f"_bad = []\nfor p in {paths!r}:\n"
+        " if _k(p) == 0o040000:\n  _bad.append(p + ' is a folder on the board')\n"
+        " d = p.rsplit('/', 1)[0]\n"
+        " while d:\n"
+        "  if _k(d) not in (0, 0o040000):\n   _bad.append(d + ' is a file on the board, where a folder goes')\n"
+        "  d = d.rsplit('/', 1)[0]\n"
+        "print(repr(_bad))"
+    )
+    return list(dict.fromkeys(ast.literal_eval(out.decode().strip())))
+
+
 def _commit(t: SerialTransport, moves: list[tuple[str, str]]) -> None:
     # Renamed as paths relative to "/" (after chdir): same effect on a board, and the unix port's
     # VfsPosix mounted at "/" mishandles a rename between two absolute paths.
@@ -212,10 +228,13 @@ def _push(transport: SerialTransport, port: str, files: dict[str, bytes], target
           progress: Progress, verify: bool) -> tuple[str | None, str | None]:
     """Write, verify and commit over an open raw REPL; the version and id the board reports after."""
     total = sum(len(d) for d in files.values())
-    current, written, committed = "", 0, False
+    current, written, committing, committed = "", 0, False, False
     temps: list[str] = []
     try:
         progress.phase("push", item="")
+        blocked = _in_the_way(transport, list(targets.values()))
+        if blocked:
+            raise PicoctlError(f"{port}: cannot push: {'; '.join(blocked[:3])}; nothing was changed")
         _mkdirs(transport, list(targets.values()))
         inflate = transfer.prepare(transport)
         for name, dest in targets.items():
@@ -242,7 +261,7 @@ def _push(transport: SerialTransport, port: str, files: dict[str, bytes], target
                     raise PicoctlError(f"{port}: {name} failed verification on the board (sha256 {got[tmp].hex()[:16]}…, "
                                        f"expected {want.hex()[:16]}…); nothing was replaced, old files are in place")
         progress.phase("commit", item="")
-        current = ""
+        current, committing = "", True
         _commit(transport, [(d + TMP_SUFFIX, d) for d in targets.values()])
         committed = True
         progress.phase("reset")
@@ -256,6 +275,7 @@ def _push(transport: SerialTransport, port: str, files: dict[str, bytes], target
         if not lost and not committed:
             _discard(transport, temps)
         state = ("the new files are in place" if committed else
+                 "some new files may be in place and others old: push again" if committing else
                  "the board's old files are in place" + (" (new ones were still under temporary names)" if lost else ""))
         what = "lost the board" if lost else "the board refused"
         lines = str(exc).strip().splitlines()  # a board's traceback: its last line says what went wrong

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import psycopg
@@ -168,6 +168,73 @@ def test_the_event_stream_of_each_carries_changes_made_through_the_other(replica
     assert any(e == "heartbeat" and d["device_id"] == "gh-01" for e, d in seen)
     published = next(d for e, d in seen if e == "release")
     assert len(published["meta"]["files"]) == 61
+
+
+class _Events:
+    """One client's event stream from a hub, read line by line with a bound on every wait."""
+
+    def __init__(self, hub: Hub, last_event_id: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {hub.token}"} | ({"Last-Event-ID": last_event_id} if last_event_id else {})
+        self._cm = httpx.stream("GET", f"{hub.url}/api/v1/events", headers=headers, timeout=httpx.Timeout(20))
+        self._lines = self._cm.__enter__().iter_lines()
+        assert next(self._lines) == ": connected"
+
+    def until(self, done: Callable[[list[tuple[str, str, dict]]], bool]) -> list[tuple[str, str, dict]]:
+        """(id, event, data) of each message until `done` says the ones so far are enough."""
+        got: list[tuple[str, str, dict]] = []
+        message_id = event = ""
+        deadline = time.monotonic() + 30  # checked at each line: the hub pings an idle stream every 15 s
+        while not done(got):
+            assert time.monotonic() < deadline, f"the stream stopped short: {got}"
+            line = next(self._lines)
+            if line.startswith("id: "):
+                message_id = line[4:]
+            elif line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                got.append((message_id, event, json.loads(line[6:])))
+                message_id = ""
+        return got
+
+    def close(self) -> None:
+        self._cm.__exit__(None, None, None)
+
+
+def _beats_of(n: int, device_id: str) -> Callable[[list[tuple[str, str, dict]]], bool]:
+    return lambda got: sum(e == "heartbeat" and d["device_id"] == device_id for _, e, d in got) >= n
+
+
+def test_a_client_resumes_its_event_stream_on_the_other_replica_without_loss_or_duplicates(
+        replicas: tuple[Hub, Hub]) -> None:
+    a, b = replicas
+    whole = _Events(a)  # the stream as a client that never left sees it
+    one, two = SimDevice("gh-01", a.register("gh-01")), SimDevice("gh-02", b.register("gh-02"))
+    clients = [httpx.Client(base_url=h.url, timeout=10) for h in (a, b)]
+    client = _Events(a)
+    for i in range(4):  # through both replicas in turn
+        one.heartbeat(clients[i % 2])
+        two.heartbeat(clients[(i + 1) % 2])
+    first = client.until(_beats_of(4, "gh-02"))
+    client.close()  # the client's link to A drops; it reconnects, through the balancer, to B
+    last = first[-1][0]
+    for i in range(3):  # changes made while it was away, through both
+        one.heartbeat(clients[i % 2])
+        two.heartbeat(clients[(i + 1) % 2])
+    b.client.set_channel("gh-01", "canary")
+    resumed = _Events(b, last)
+    after = resumed.until(lambda got: any(e == "device" and d.get("channel") == "canary" for _, e, d in got))
+    resumed.close()
+    seen = whole.until(lambda got: bool(got) and got[-1] == after[-1])
+    whole.close()
+    for c in clients:
+        c.close()
+
+    assert all(e != "resync" for _, e, _ in first + after)
+    start = seen.index(first[0])  # the client connected after the devices were registered
+    assert first + after == seen[start:]  # the same messages under the same ids: none lost, none twice
+    ids = [int(i) for i, _, _ in seen]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))  # the fleet's ids: one after another, in commit order
+    assert _beats_of(7, "gh-01")(first + after) and _beats_of(7, "gh-02")(first + after)
 
 
 def _leaders(url: str) -> int:

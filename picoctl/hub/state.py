@@ -103,10 +103,10 @@ class Hub:
                 self.registry = Registry(store.devices(c))
         except ERRORS as exc:
             raise PicoctlError(f"{redact(location)}: cannot open the hub's store: {first_line(exc)}") from None
-        self.broadcaster = Broadcaster()
+        self.broadcaster = Broadcaster(fleet=self.shared)
         self.writer = Writer(self.store, self.broadcaster, self.id)
         self.leadership = Leadership(location)
-        self.listener = Listener(location, self.id, self._heard, self._missed) if self.shared else None
+        self.listener = Listener(location, self._heard, self._joined) if self.shared else None
         self._prune = PruneSchedule(PRUNE_EVERY)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -135,14 +135,15 @@ class Hub:
         if self._lock is not None:
             os.close(self._lock)
 
-    def _heard(self, event: str, data: str) -> None:
-        """A change another hub committed (listener thread): out on this hub's event stream too."""
+    def _heard(self, message_id: int, event: str, data: str) -> None:
+        """A change a hub of the fleet committed, this one or another (listener thread): out on this
+        hub's event stream under its fleet-wide id."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.broadcaster.publish, event, json.loads(data))
+        self._loop.call_soon_threadsafe(self.broadcaster.publish, event, json.loads(data), message_id)
 
-    def _missed(self) -> None:
+    def _joined(self, next_id: int, missed: bool) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.broadcaster.resync)
+        self._loop.call_soon_threadsafe(self.broadcaster.join, next_id, missed)
 
     async def _tick(self) -> None:
         """Re-evaluate active rollouts now and then, so silence after a switch counts as failure.

@@ -89,7 +89,7 @@ class Hub:
             data.mkdir(parents=True, exist_ok=True)
             self._lock = None if self.shared else single_writer_lock(data / LOCK_NAME)
             (data / "tmp").mkdir(exist_ok=True)
-            self.blobs = BlobStore(data / "blobs")
+            self.blobs = BlobStore(data / "blobs", location if self.shared else None)
         except OSError as exc:
             raise PicoctlError(f"{data}: cannot open the hub's data folder: {exc}") from None
         try:
@@ -126,6 +126,7 @@ class Hub:
         if self.listener is not None:
             self.listener.stop()
         self.leadership.close()
+        self.blobs.close()
         self.store.close()
         self.reader.close()
         if self._lock is not None:

@@ -20,14 +20,13 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Sequence
 
-from . import protocol, signing
+from . import protocol, signing, workdirs
 from .diagnostics import mpy_file_version
 from .errors import BadInput, PicoctlError
 
@@ -46,6 +45,7 @@ FIXED_MTIME = 315532800  # 1980-01-01, the earliest time a zip or FAT filesystem
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "node_modules"}
 META_FIELDS = ("version", "artifact_url", "sha256", "signature", "rollout", "created_at")
 SMOKE_FIELD = "smoke"  # the signed result of `release build --smoke`
+BUILD_PREFIX = ".build-"  # <out's folder>/.build-XXXX: a build's work folder, renamed to `out` when whole
 MAX_META_BYTES = 1 << 20  # a meta.json fetched by URL is refused past this size, before it is parsed
 
 
@@ -149,8 +149,10 @@ def build(
     mpy: bool = False,
     name: str = "pi-sensors",
     min_version: str | None = None,
+    log: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
-    """Build a release into `out` (which must not exist yet) and return its meta."""
+    """Build a release into `out` (which must not exist yet) and return its meta; `log` hears of
+    the leftovers of an interrupted build it removed."""
     if min_version is not None:
         check_version(min_version)
         if version_key(min_version) > version_key(version):
@@ -167,9 +169,10 @@ def build(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"{out}: output exists and is not empty; refusing to overwrite a release")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if interrupted := workdirs.remove_interrupted(out.parent, BUILD_PREFIX):
+        log(f"removed {interrupted} unfinished build folder(s) an interrupted build left in {out.parent}")
 
-    with tempfile.TemporaryDirectory(prefix=".build-", dir=out.parent) as tmp:
-        work = Path(tmp)
+    with workdirs.work_dir(out.parent, BUILD_PREFIX) as work:
         stage = work / "release"
         stage.mkdir()
         meta: dict[str, Any] = {"_type": signing.RELEASE_TYPE, "target": target, "version": version, "rollout": rollout}

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from picoctl import config
+from picoctl.hub.blobs import FETCH_PREFIX
 from picoctl.hub.db import BLOBS, LEADER_LOCK
 from picoctl.sim.fleet import DeviceProtocolError, SimDevice
 from picoctl.sim.postgres import TempPostgres
@@ -323,9 +324,14 @@ def test_a_release_published_through_one_is_served_by_the_other_from_the_databas
     a, _ = _pair(tmp_path / "a", pg_url)
     shutil.copytree(a.site, tmp_path / "b", ignore=shutil.ignore_patterns("data", "*.log"))
     b = replace(a.replica(), site=tmp_path / "b")
+    left = tmp_path / "b" / "data" / "blobs" / ".fetch-killed"  # a fetch a SIGKILL interrupted
+    left.mkdir(parents=True)
+    (left / ".lock").touch()
+    (left / "work").mkdir()
     a.start()
     b.start()
     try:
+        assert not left.exists()
         big = bytes(range(256)) * 3000  # 750 KiB: several chunks in the database
         meta = a.publish(a.build_release("1.1.0", {"main.py": b"print('v2')\n", "lib/table.py": big}))["meta"]
         held = tmp_path / "b" / "data" / "blobs"
@@ -345,7 +351,7 @@ def test_a_release_published_through_one_is_served_by_the_other_from_the_databas
         with psycopg.connect(pg_url, autocommit=True) as db:
             db.execute(f"INSERT INTO {BLOBS} (sha256, n, data) VALUES (%s, 0, %s)", (forged, b"not its content"))
         assert httpx.get(f"{b.url}/artifacts/{forged}", timeout=10).status_code == 404  # checked, refused
-        assert not (held / forged[:2] / forged).exists() and not list(held.glob(".fetch-*"))
+        assert not (held / forged[:2] / forged).exists() and not list(held.glob(f"{FETCH_PREFIX}*"))
     finally:
         a.close()
         b.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,11 +24,13 @@ from starlette.types import Receive, Scope, Send
 
 from .. import atomic
 from ..release import read_tar_files
+from ..workdirs import remove_interrupted, work_dir
 from .db import BLOBS, Store
 from .http import ApiError
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 CHUNK = 256 * 1024  # bytes of a blob per row of the database's copy
+FETCH_PREFIX = ".fetch-"  # <root>/.fetch-XXXX: the work folder of one blob being fetched from the database
 
 
 def share(c: Any, sha256: str, path: Path) -> None:
@@ -52,6 +53,8 @@ class BlobStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._shared = shared
         self._db: Store | None = None
+        if shared:
+            remove_interrupted(self.root, FETCH_PREFIX)  # fetches a killed hub left half-written
 
     def _store(self) -> Store:
         assert self._shared is not None
@@ -120,12 +123,12 @@ class BlobStore:
             digest.update(chunk)
         if not chunks or digest.hexdigest() != sha256:
             return False
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".fetch-")
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        self.path(sha256).parent.mkdir(exist_ok=True)
-        self.put_file(Path(tmp), sha256)
+        with work_dir(self.root, FETCH_PREFIX) as work:
+            with open(work / sha256, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+            self.path(sha256).parent.mkdir(exist_ok=True)
+            self.put_file(work / sha256, sha256)
         return True
 
     def response(self, sha256: str) -> Response:

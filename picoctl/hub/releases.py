@@ -13,8 +13,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -27,11 +25,12 @@ from .. import keyset
 from .. import release as release_mod
 from ..errors import BadInput, PicoctlError
 from ..urls import check_url
+from ..workdirs import work_dir
 from . import store
 from .auth import same_secret
 from .http import ApiError, parse_json
 from .ingest import Tx
-from .state import Hub
+from .state import UPLOAD_PREFIX, Hub
 
 MAX_RELEASE_BYTES = 512 * 1024 * 1024
 FETCH_TIMEOUT_S = 30.0
@@ -69,22 +68,17 @@ async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) 
     except PicoctlError as exc:
         raise ApiError(409, f"{exc}; it cannot accept releases") from None
     try:
-        work = Path(tempfile.mkdtemp(prefix="release-", dir=hub.tmp_dir))
-    except OSError as exc:
-        raise ApiError(503, f"cannot store the release: {exc.strerror}") from None
-    try:
-        (work / "meta.json").write_text(json.dumps(meta))
-        artifact = work / meta["artifact"]
-        await _write_capped(chunks, artifact, MAX_RELEASE_BYTES)
-        try:
-            await anyio.to_thread.run_sync(release_mod.verify, work, public_keys)
-        except PicoctlError as exc:
-            raise ApiError(422, str(exc).replace(str(work) + "/", "").replace(str(work), "release")) from None
-        await anyio.to_thread.run_sync(hub.blobs.put_release, meta, artifact, True)
+        with work_dir(hub.tmp_dir, UPLOAD_PREFIX) as work:
+            (work / "meta.json").write_text(json.dumps(meta))
+            artifact = work / meta["artifact"]
+            await _write_capped(chunks, artifact, MAX_RELEASE_BYTES)
+            try:
+                await anyio.to_thread.run_sync(release_mod.verify, work, public_keys)
+            except PicoctlError as exc:
+                raise ApiError(422, str(exc).replace(str(work) + "/", "").replace(str(work), "release")) from None
+            await anyio.to_thread.run_sync(hub.blobs.put_release, meta, artifact, True)
     except OSError as exc:
         raise ApiError(503, f"cannot store the release, nothing was kept: {exc.strerror}") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     added = await hub.writer.run(lambda tx: _record(tx, meta, actor))
     return meta, added
 

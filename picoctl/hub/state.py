@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from ..config import FleetConfig
 from ..errors import PicoctlError
+from ..workdirs import remove_interrupted
 from . import engine, store
 from .auth import DeviceAuth, Refused, Registry
 from .blobs import BlobStore
@@ -28,6 +29,7 @@ from .store import Db
 T = TypeVar("T")
 DB_NAME = "fleet.db"
 LOCK_NAME = "hub.lock"
+UPLOAD_PREFIX = "release-"  # <data_dir>/tmp/release-XXXX: the work folder of one release upload
 SECURITY_EVENTS_PER_S = 20
 TICK_ERROR_LOG_S = 60.0
 PRUNE_EVERY = 20  # heartbeats of a device stored between prunes of its history (by this hub)
@@ -89,6 +91,8 @@ class Hub:
             data.mkdir(parents=True, exist_ok=True)
             self._lock = None if self.shared else single_writer_lock(data / LOCK_NAME)
             (data / "tmp").mkdir(exist_ok=True)
+            if interrupted := remove_interrupted(data / "tmp", UPLOAD_PREFIX):
+                log.warning("removed %d release upload(s) a stopped hub left unfinished in %s", interrupted, data / "tmp")
             self.blobs = BlobStore(data / "blobs", location if self.shared else None)
         except OSError as exc:
             raise PicoctlError(f"{data}: cannot open the hub's data folder: {exc}") from None

@@ -4,9 +4,12 @@ database lost and back."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -15,7 +18,8 @@ import psycopg
 import pytest
 
 from picoctl import config
-from picoctl.hub.db import LEADER_LOCK
+from picoctl.hub.blobs import FETCH_PREFIX
+from picoctl.hub.db import BLOBS, LEADER_LOCK
 from picoctl.sim.fleet import DeviceProtocolError, SimDevice
 from picoctl.sim.postgres import TempPostgres
 from tests.conftest import Hub
@@ -312,3 +316,42 @@ def test_the_database_lost_while_serving_is_503_then_the_hub_recovers(tmp_path: 
     finally:
         hub.close()
         server.close()
+
+
+def test_a_release_published_through_one_is_served_by_the_other_from_the_database(tmp_path: Path,
+                                                                                  pg_url: str) -> None:
+    """Replicas with data folders of their own, as on machines of their own, and no artifact_base_url."""
+    a, _ = _pair(tmp_path / "a", pg_url)
+    shutil.copytree(a.site, tmp_path / "b", ignore=shutil.ignore_patterns("data", "*.log"))
+    b = replace(a.replica(), site=tmp_path / "b")
+    left = tmp_path / "b" / "data" / "blobs" / ".fetch-killed"  # a fetch a SIGKILL interrupted
+    left.mkdir(parents=True)
+    (left / ".lock").touch()
+    (left / "work").mkdir()
+    a.start()
+    b.start()
+    try:
+        assert not left.exists()
+        big = bytes(range(256)) * 3000  # 750 KiB: several chunks in the database
+        meta = a.publish(a.build_release("1.1.0", {"main.py": b"print('v2')\n", "lib/table.py": big}))["meta"]
+        held = tmp_path / "b" / "data" / "blobs"
+        assert not any(held.glob("??/*"))
+        device = SimDevice("gh-01", a.register("gh-01", channel="canary"))
+        stage = {"name": "canary", "ids": ["gh-01"], "device_type": None, "percent": None, "channel": None}
+        a.client.start_rollout("picow", "1.1.0", [stage], 1, 0)
+        with httpx.Client(base_url=b.url, timeout=10) as c:
+            assert device.step(c) == "committed"  # every file by Range from B, which never saw the release
+            assert device.version == "1.1.0"
+            whole = c.get(f"/artifacts/{meta['sha256']}")
+            assert whole.status_code == 200 and hashlib.sha256(whole.content).hexdigest() == meta["sha256"]
+            assert c.get(f"/artifacts/{'0' * 64}").status_code == 404  # in neither the folder nor the database
+        kept = {p.name for p in held.glob("??/*")}
+        assert meta["sha256"] in kept and hashlib.sha256(big).hexdigest() in kept  # fetched once, then B's own
+        forged = "1" * 64
+        with psycopg.connect(pg_url, autocommit=True) as db:
+            db.execute(f"INSERT INTO {BLOBS} (sha256, n, data) VALUES (%s, 0, %s)", (forged, b"not its content"))
+        assert httpx.get(f"{b.url}/artifacts/{forged}", timeout=10).status_code == 404  # checked, refused
+        assert not (held / forged[:2] / forged).exists() and not list(held.glob(f"{FETCH_PREFIX}*"))
+    finally:
+        a.close()
+        b.close()

@@ -36,6 +36,7 @@ MIGRATE_LOCK = 0x7069636F  # "pico": one hub migrates at a time
 LEADER_LOCK = 0x7069636F + 1  # held by the hub that runs the rollout engine's timers
 CHANNEL = "picoctl_changes"
 EVENT_IDS = "picoctl_event_ids"  # one row: the next event id of the fleet (PostgreSQL only)
+BLOBS = "picoctl_blobs"  # the artifacts, in chunks, for every replica to serve (PostgreSQL only: picoctl.hub.blobs)
 T = TypeVar("T")
 
 
@@ -213,9 +214,11 @@ class Store:
                     c.conn.execute(postgres_sql(script))
                     c.execute("DELETE FROM schema_version")
                     c.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
-                # not a numbered migration: SQLite has no use for it, and `hub migrate` finds it empty-handed
+                # not numbered migrations: SQLite has no use for these, and `hub migrate` fills them itself
                 c.execute(f"CREATE TABLE IF NOT EXISTS {EVENT_IDS} (next BIGINT NOT NULL)")
                 c.execute(f"INSERT INTO {EVENT_IDS} (next) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM {EVENT_IDS})")
+                c.execute(f"CREATE TABLE IF NOT EXISTS {BLOBS} (sha256 TEXT NOT NULL, n INTEGER NOT NULL,"
+                          " data BYTEA NOT NULL, PRIMARY KEY (sha256, n))")
                 c.execute("COMMIT")
             except BaseException:
                 if c.usable:

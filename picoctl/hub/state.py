@@ -93,7 +93,7 @@ class Hub:
             (data / "tmp").mkdir(exist_ok=True)
             if interrupted := remove_interrupted(data / "tmp", UPLOAD_PREFIX):
                 log.warning("removed %d release upload(s) a stopped hub left unfinished in %s", interrupted, data / "tmp")
-            self.blobs = BlobStore(data / "blobs")
+            self.blobs = BlobStore(data / "blobs", location if self.shared else None)
         except OSError as exc:
             raise PicoctlError(f"{data}: cannot open the hub's data folder: {exc}") from None
         try:
@@ -130,6 +130,7 @@ class Hub:
         if self.listener is not None:
             self.listener.stop()
         self.leadership.close()
+        self.blobs.close()
         self.store.close()
         self.reader.close()
         if self._lock is not None:

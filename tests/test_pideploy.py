@@ -322,6 +322,17 @@ def test_current_that_is_a_real_folder_is_left_alone(rig: Rig, built: dict[str, 
     assert (rig.root / "current").is_dir()
 
 
+@pytest.mark.parametrize("target", ["/opt/pi-app", "releases/../../etc", "releases/1.0.0/sub", "releases/latest", "1.0.0"])
+def test_a_link_picoctl_did_not_make_is_left_alone(rig: Rig, built: dict[str, Path], target: str) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    (rig.root / "current").unlink()
+    os.symlink(target, rig.root / "current")  # made by hand: names no release picoctl could switch back to
+    with pytest.raises(PicoctlError, match="not at releases/<version>: move that release"):
+        pideploy.deploy(rig.cfg, str(built["2.0.0"]))
+    assert os.readlink(rig.root / "current") == target
+    assert sorted(p.name for p in (rig.root / "releases").iterdir()) == ["1.0.0"]
+
+
 def test_unreadable_journal_stops_everything_with_a_clear_error(rig: Rig, built: dict[str, Path]) -> None:
     pideploy.deploy(rig.cfg, str(built["1.0.0"]))
     (rig.root / ".deploy-journal.json").write_text('{"op": "dep')

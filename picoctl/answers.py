@@ -35,7 +35,7 @@ def describe(shape: Shape, plural: bool = False) -> str:
     if isinstance(shape, Null):
         return f"{describe(shape.shape, plural)} or null"
     if isinstance(shape, list):
-        return "lists of " + describe(shape[0], True) if plural else "a list of " + describe(shape[0], True)
+        return ("lists of " if plural else "a list of ") + describe(shape[0], True)
     key = dict if isinstance(shape, dict) else shape
     return _NAMES[key][plural]
 

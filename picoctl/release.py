@@ -74,16 +74,22 @@ class SourceFile:
 
 
 def iter_source(root: Path) -> Iterator[SourceFile]:
-    """Regular files under `root`, sorted, skipping caches and hidden files; links are refused."""
+    """Regular files under `root`, sorted, skipping caches and hidden files; links (to files or
+    folders) and names a release cannot hold are refused."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        for d in dirnames:
+            if (Path(dirpath) / d).is_symlink():
+                raise BadInput(f"{Path(dirpath) / d}: links and special files cannot go into a release")
         for fn in sorted(filenames):
             if fn.startswith(".") or fn.endswith((".pyc", ".mpy~")):
                 continue
             p = Path(dirpath) / fn
             if p.is_symlink() or not p.is_file():
                 raise BadInput(f"{p}: links and special files cannot go into a release")
-            yield SourceFile(PurePosixPath(p.relative_to(root).as_posix()).as_posix(), p)
+            name = PurePosixPath(p.relative_to(root).as_posix()).as_posix()
+            _named(str(p), safe_member_name, name)
+            yield SourceFile(name, p)
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:

@@ -104,6 +104,24 @@ def test_bad_sources(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".build-")] == []
 
 
+@pytest.mark.parametrize("target", release.TARGETS)
+@pytest.mark.parametrize("case,message", [("folder-link", "links"), ("backslash", "unsafe file name")])
+def test_a_source_the_release_could_not_hold_is_refused_at_build(tmp_path: Path, target: str, case: str,
+                                                                 message: str) -> None:
+    """Not built into a release its own verify, a Pi deploy or a push would refuse, nor one missing a folder."""
+    src = tmp_path / "src"
+    (src / "shared").mkdir(parents=True)
+    (src / "main.py").write_text("import lib\n")
+    (src / "shared" / "lib.py").write_text("X = 1\n")
+    if case == "folder-link":
+        (src / "lib").symlink_to("shared")
+    else:
+        (src / "shared" / "back\\slash.py").write_text("")
+    with pytest.raises(BadInput, match=message):
+        release.build(target, "1.0.0", src, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_refuses_to_overwrite_output(tmp_path: Path, app: Path) -> None:
     build("picow", app, tmp_path / "r", None)
     before = (tmp_path / "r" / "meta.json").read_bytes()

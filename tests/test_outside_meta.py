@@ -13,6 +13,7 @@ import base64
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,53 @@ def test_pi_deploy_of_a_bad_url_is_one_line_and_exit_2(tmp_path: Path, url: str)
     assert run.returncode == 2, (run.returncode, run.stdout, run.stderr)
     assert "URL" in run.stderr and "Traceback" not in run.stderr and "defect" not in run.stderr, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def _endless_server(meta: dict[str, Any]) -> Any:
+    """A file host serving `meta` as /meta.json and, as its artifact, bytes that never end."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            if self.path == "/meta.json":
+                body = json.dumps(meta).encode()
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.end_headers()
+            try:
+                for _ in range(4096):  # 256 MiB at most, should the hub never stop reading
+                    self.wfile.write(b"\0" * (64 << 10))
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_an_artifact_longer_than_its_meta_says_is_cut_off_at_once(hub: LocalHub, signed) -> None:
+    folder, _private, _public = signed
+    meta = _fields(folder) | {"artifact_url": "artifact.tar", "version": "1.2.1"}
+    server = _endless_server(meta)
+    try:
+        started = time.monotonic()
+        r = httpx.post(hub.url + "/api/v1/releases/import", headers=_bearer(hub), timeout=60,
+                       json={"url": f"http://127.0.0.1:{server.server_address[1]}/meta.json"})
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.status_code == 422 and f"longer than the {meta['size']} bytes" in r.json()["error"], r.text[:300]
+    assert took < 10, f"the hub read {took:.0f} s of an artifact it should have cut off at {meta['size']} bytes"
+    assert not list((hub.cfg.data_dir / "tmp").iterdir())
+    body = (folder / meta["artifact"]).read_bytes() + b"more"
+    header = base64.b64encode(json.dumps(_fields(folder)).encode()).decode()
+    r = httpx.put(hub.url + "/api/v1/releases/picow/1.2.0", content=body, headers=_bearer(hub) | {"X-Picoctl-Meta": header})
+    assert r.status_code == 422 and "longer than" in r.json()["error"], r.text[:300]

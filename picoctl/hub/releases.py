@@ -47,13 +47,14 @@ def decode_meta(header: str | None) -> Any:
     return parse_json(raw, "X-Picoctl-Meta")
 
 
-async def _write_capped(chunks: AsyncIterator[bytes], dest: Path, cap: int) -> None:
-    size = 0
+async def _write_capped(chunks: AsyncIterator[bytes], dest: Path, size: int) -> None:
+    """The artifact into `dest`, refused as soon as it passes the `size` its meta.json gives."""
+    got = 0
     with open(dest, "wb") as f:
         async for chunk in chunks:
-            size += len(chunk)
-            if size > cap:
-                raise ApiError(413, f"artifact is over the limit of {cap} bytes")
+            got += len(chunk)
+            if got > size:
+                raise ApiError(422, f"artifact is longer than the {size} bytes its meta.json gives")
             f.write(chunk)
 
 
@@ -63,6 +64,8 @@ async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) 
         meta = release_mod.check_meta(meta)
     except PicoctlError as exc:
         raise ApiError(400, str(exc)) from None
+    if meta["size"] > MAX_RELEASE_BYTES:
+        raise ApiError(413, f"artifact of {meta['size']} bytes is over the limit of {MAX_RELEASE_BYTES}")
     try:
         public_keys = keyset.release_keys(hub.cfg, "the hub")
     except PicoctlError as exc:
@@ -71,7 +74,7 @@ async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) 
         with work_dir(hub.tmp_dir, UPLOAD_PREFIX) as work:
             (work / "meta.json").write_text(json.dumps(meta))
             artifact = work / meta["artifact"]
-            await _write_capped(chunks, artifact, MAX_RELEASE_BYTES)
+            await _write_capped(chunks, artifact, meta["size"])
             try:
                 await anyio.to_thread.run_sync(release_mod.verify, work, public_keys)
             except PicoctlError as exc:

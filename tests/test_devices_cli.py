@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -47,8 +48,8 @@ def test_devices_fit_80_columns_with_the_error_beneath_and_cut_nothing(hub: Hub)
     assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
     assert lines[0] == "3 devices"
     assert lines[1].split() == ["ID", "TYPE", "CHANNEL", "VERSION", "STATUS", "SEEN", "RSSI", "OFFER"]
-    assert lines[2].split() == ["gh-01", "picow", "stable", "1.0.0", "online", "0s", "ago", "-61"]
-    assert lines[3].split() == ["gh-03", "picow", "canary", "1.0.0", "online", "0s", "ago", "-61"]
+    for line, row in ((lines[2], ["gh-01", "picow", "stable"]), (lines[3], ["gh-03", "picow", "canary"])):
+        assert re.fullmatch(r"\S+ +picow +\w+ +1\.0\.0 +online +\d+s ago +-61", line) and line.split()[:3] == row
     under = []
     for line in lines[4:]:
         if not line.startswith("    "):

@@ -269,3 +269,13 @@ def test_an_empty_webhook_secret_trusts_no_one(hub: LocalHub) -> None:
     finally:
         secret.write_text(kept)
     assert r.status_code == 503 and "empty" in r.json()["error"], r.text[:300]
+
+
+def test_a_hub_with_an_empty_operator_token_does_not_start(tmp_path: Path) -> None:
+    site = LocalHub.create(tmp_path / "site")
+    site.cfg.token_file.write_text("\n")  # emptied by mistake: "Authorization: Bearer" would be the operator
+    try:
+        with pytest.raises(RuntimeError, match="the operator token is empty"):
+            site.start()
+    finally:
+        site.close()

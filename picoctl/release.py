@@ -413,17 +413,27 @@ def safe_member_name(name: str) -> str:
 
 
 def read_tar_files(artifact: Path) -> dict[str, bytes]:
-    """The regular files of a release tar, refusing unsafe names, links and devices."""
+    """The regular files of a release tar, refusing unsafe names, links and devices; folder entries
+    and `./` prefixes (as GNU tar writes them) are taken as they are meant."""
     out: dict[str, bytes] = {}
     try:
         with tarfile.open(artifact, mode="r:*") as tar:
             for member in tar:
-                safe_member_name(member.name)
+                name = member.name.rstrip("/") if member.isdir() else member.name
+                while name.startswith("./"):
+                    name = name[2:]
+                if member.isdir() and name in ("", "."):
+                    continue
+                safe_member_name(name)
+                if member.isdir():
+                    continue
                 if not member.isfile():
                     raise BadInput(f"{artifact}: entry {member.name!r} is not a regular file")
+                if name in out:
+                    raise BadInput(f"{artifact}: entry {member.name!r} appears twice")
                 data = tar.extractfile(member)
                 assert data is not None
-                out[member.name] = data.read()
+                out[name] = data.read()
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise BadInput(f"{artifact}: damaged archive: {exc}") from None
     return out

@@ -160,10 +160,29 @@ def test_verify_names_what_is_wrong(tmp_path: Path, app: Path, keys) -> None:
         release.verify(tmp_path / "r", keys[1])
 
 
+@pytest.mark.parametrize("args", [["-C", "{src}", "."], ["--format=pax", "-C", "{src}", "."], ["-C", "{src}", "main.py", "lib"]],
+                         ids=["dot", "pax-dot", "named"])
+def test_a_board_bundle_made_by_gnu_tar_verifies(tmp_path: Path, app: Path, keys, args: list[str]) -> None:
+    import shutil
+    import subprocess
+
+    meta = build("picow", app, tmp_path / "r", keys[0])
+    shutil.rmtree(app / "__pycache__")
+    art = tmp_path / "r" / meta["artifact"]
+    subprocess.run(["tar", "-cf", str(art), *[a.format(src=app) for a in args]], check=True)
+    meta.update(size=art.stat().st_size, sha256=signing.sha256_file(art))
+    meta["signature"] = signing.sign_document(meta, keys[0].read_text().strip())
+    (tmp_path / "r" / "meta.json").write_text(json.dumps(meta))
+    assert release.verify(tmp_path / "r", keys[1])["version"] == "1.2.0"
+    assert release.read_tar_files(art) == {"main.py": (app / "main.py").read_bytes(),
+                                          "lib/sensor.py": (app / "lib" / "sensor.py").read_bytes()}
+
+
 def test_tar_with_traversal_or_link_is_refused(tmp_path: Path) -> None:
     import io
 
-    for name, kind in (("../evil.py", tarfile.REGTYPE), ("/abs.py", tarfile.REGTYPE), ("ok.py", tarfile.SYMTYPE)):
+    for name, kind in (("../evil.py", tarfile.REGTYPE), ("/abs.py", tarfile.REGTYPE), ("ok.py", tarfile.SYMTYPE),
+                       ("./../evil.py", tarfile.REGTYPE), ("lib/../../x", tarfile.DIRTYPE)):
         path = tmp_path / "bad.tar"
         with tarfile.open(path, "w") as tar:
             info = tarfile.TarInfo(name)

@@ -1,8 +1,9 @@
 """The operator API's client (httpx), used by the CLI and the TUI.
 
 Each route is described once, as a `Call`, by `_Routes`; `HubClient` (sync) and `AsyncHubClient`
-(async) only send calls and parse answers the same way. Errors are PicoctlError with one clear line:
-"hub not reachable at URL" or the hub's own `{"error": …}`.
+(async) only send calls and parse answers the same way, each held to its route's shape (picoctl.answers).
+Errors are PicoctlError with one clear line: "hub not reachable at URL", the hub's own `{"error": …}`,
+or "hub answered GET /api/v1/devices with an unexpected shape: …" (UnexpectedAnswer).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any, AsyncIterator, Generic, TypeVar
 
 import httpx
 
-from . import release
+from . import answers, release
+from .answers import Shape
 from .config import FleetConfig
-from .errors import PicoctlError
+from .errors import PicoctlError, UnexpectedAnswer
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 T = TypeVar("T")
@@ -43,6 +45,7 @@ class Call:
     json: Any = None
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    answer: Shape = dict  # the shape its answer must have (picoctl.answers); most routes answer an object
 
 
 @dataclass(frozen=True)
@@ -103,19 +106,21 @@ class _Routes(Generic[T]):
         return self._do(Call("GET", "/healthz"))
 
     def devices(self) -> T:
-        return self._do(Call("GET", "/api/v1/devices"))
+        return self._do(Call("GET", "/api/v1/devices", answer=[answers.DEVICE]))
 
     def device(self, device_id: str) -> T:
-        return self._do(Call("GET", f"/api/v1/devices/{device_id}"))
+        return self._do(Call("GET", f"/api/v1/devices/{device_id}", answer=answers.DEVICE_DETAIL))
 
     def readings(self, device_id: str, limit: int | None = None) -> T:
-        return self._do(Call("GET", f"/api/v1/devices/{device_id}/readings", params=_params(limit=limit)))
+        return self._do(Call("GET", f"/api/v1/devices/{device_id}/readings", params=_params(limit=limit),
+                                     answer=answers.READINGS))
 
     def register_device(self, device_id: str, type_: str = "picow", channel: str = "stable") -> T:
-        return self._do(Call("POST", "/api/v1/devices", json={"id": device_id, "type": type_, "channel": channel}))
+        return self._do(Call("POST", "/api/v1/devices", json={"id": device_id, "type": type_, "channel": channel},
+                             answer=answers.REGISTERED))
 
     def remove_device(self, device_id: str) -> T:
-        return self._do(Call("DELETE", f"/api/v1/devices/{device_id}"))
+        return self._do(Call("DELETE", f"/api/v1/devices/{device_id}", answer=answers.REMOVED))
 
     def set_channel(self, device_id: str, channel: str) -> T:
         return self._do(Call("POST", f"/api/v1/devices/{device_id}/channel", json={"channel": channel}))
@@ -127,13 +132,15 @@ class _Routes(Generic[T]):
         return self._do(Call("POST", f"/api/v1/devices/{device_id}/heartbeat", json=body))
 
     def request_log(self, device_id: str, seconds: int | None = None) -> T:
-        return self._do(Call("POST", f"/api/v1/devices/{device_id}/logs/request", json=_params(seconds=seconds)))
+        return self._do(Call("POST", f"/api/v1/devices/{device_id}/logs/request", json=_params(seconds=seconds),
+                             answer=answers.LOG_ASKED))
 
     def device_logs(self, device_id: str, after: int | None = None) -> T:
-        return self._do(Call("GET", f"/api/v1/devices/{device_id}/logs", params=_params(after=after)))
+        return self._do(Call("GET", f"/api/v1/devices/{device_id}/logs", params=_params(after=after),
+                             answer=answers.LOG_LINES))
 
     def releases(self, target: str | None = None) -> T:
-        return self._do(Call("GET", "/api/v1/releases", params=_params(target=target)))
+        return self._do(Call("GET", "/api/v1/releases", params=_params(target=target), answer=[answers.RELEASE]))
 
     def publish(self, release_dir: Path) -> T:
         """Upload a release folder (meta.json and its artifact); the hub verifies it before keeping it."""
@@ -145,22 +152,23 @@ class _Routes(Generic[T]):
             raise PicoctlError(f"{artifact}: cannot read the artifact: {exc.strerror}") from None
         header = base64.b64encode(json.dumps(meta).encode()).decode()
         return self._do(Call("PUT", f"/api/v1/releases/{meta['target']}/{meta['version']}", content=content,
-                             headers={"X-Picoctl-Meta": header, "Content-Type": "application/octet-stream"}))
+                             headers={"X-Picoctl-Meta": header, "Content-Type": "application/octet-stream"},
+                             answer=answers.PUBLISHED))
 
     def import_release(self, meta_url: str) -> T:
-        return self._do(Call("POST", "/api/v1/releases/import", json={"url": meta_url}))
+        return self._do(Call("POST", "/api/v1/releases/import", json={"url": meta_url}, answer=answers.PUBLISHED))
 
     def rollouts(self) -> T:
-        return self._do(Call("GET", "/api/v1/rollouts"))
+        return self._do(Call("GET", "/api/v1/rollouts", answer=[answers.ROLLOUT]))
 
     def rollout(self, rollout_id: int) -> T:
-        return self._do(Call("GET", f"/api/v1/rollouts/{rollout_id}"))
+        return self._do(Call("GET", f"/api/v1/rollouts/{rollout_id}", answer=answers.ROLLOUT))
 
     def start_rollout(self, target: str, version: str, stages: list[dict[str, Any]], halt_after_failures: int,
                       promote_after_successes: int) -> T:
         return self._do(Call("POST", "/api/v1/rollouts", json={
             "target": target, "version": version, "stages": stages, "halt_after_failures": halt_after_failures,
-            "promote_after_successes": promote_after_successes}))
+            "promote_after_successes": promote_after_successes}, answer=answers.ROLLOUT))
 
     def rollout_action(self, rollout_id: int, action: str, reason: str = "") -> T:
         return self._do(Call("POST", f"/api/v1/rollouts/{rollout_id}/{action}", json={"reason": reason}))
@@ -168,13 +176,15 @@ class _Routes(Generic[T]):
     def history(self, device: str | None = None, version: str | None = None, kind: str | None = None,
                 after: int | None = None, limit: int | None = None) -> T:
         return self._do(Call("GET", "/api/v1/history",
-                             params=_params(device=device, version=version, kind=kind, after=after, limit=limit)))
+                             params=_params(device=device, version=version, kind=kind, after=after, limit=limit),
+                             answer=[answers.EVENT]))
 
     def add_history(self, event: dict[str, Any]) -> T:
         return self._do(Call("POST", "/api/v1/history", json=event))
 
 
-def _parse(response: httpx.Response) -> Any:
+def _parse(response: httpx.Response, call: Call | None = None) -> Any:
+    """The answer's JSON, of `call`'s shape; a PicoctlError of one line for an error, not JSON or another shape."""
     if response.status_code >= 400:
         try:
             message = response.json()["error"]
@@ -184,9 +194,12 @@ def _parse(response: httpx.Response) -> Any:
     if not response.content:
         return None  # taken, with nothing to say (a 204, or a 201 with an empty body)
     try:
-        return response.json()
+        value = response.json()
     except ValueError:
         raise PicoctlError(f"hub answered {response.request.url} with something that is not JSON") from None
+    if call is not None and (detail := answers.mismatch(value, call.answer)):
+        raise UnexpectedAnswer(call.method, call.path, detail)
+    return value
 
 
 def _unreachable(url: str, exc: Exception) -> PicoctlError:
@@ -213,7 +226,7 @@ class HubClient(_Routes[Any]):
                                    content=call.content, headers=call.headers)
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from None
-        return _parse(r)
+        return _parse(r, call)
 
     def download_artifact(self, sha256: str, dest: Path) -> None:
         """Stream a release artifact the hub stores (GET /artifacts/{sha256}) into `dest`."""
@@ -256,7 +269,7 @@ class AsyncHubClient(_Routes[Any]):
                                          content=call.content, headers=call.headers)
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from None
-        return _parse(r)
+        return _parse(r, call)
 
     def _do(self, call: Call) -> Any:
         return self._send(call)

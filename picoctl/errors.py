@@ -13,5 +13,13 @@ class BadInput(PicoctlError):
     exit_code = 2
 
 
+class UnexpectedAnswer(PicoctlError):
+    """The hub answered a route with JSON of another shape than that route's (another version, or not
+    the hub at all): `hub answered GET /api/v1/devices with an unexpected shape: <where and how>`."""
+
+    def __init__(self, method: str, path: str, detail: str) -> None:
+        super().__init__(f"hub answered {method} {path} with an unexpected shape: {detail}")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: unwinds as Ctrl-C does (exit code 143)."""

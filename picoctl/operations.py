@@ -112,8 +112,9 @@ def push(cfg: FleetConfig | None, source: Path, port: str, progress: Progress, *
         r = serial_push.push_version(port, files, version, progress, verify=verify)
         checked = "verified on the board" if r.verified else "not verified"
         facts = f"{r.files} files, {r.bytes} bytes, {checked}"
+        cleaned = f"; removed {r.leftovers} temporary files an interrupted push had left" if r.leftovers else ""
         return r, Report(f"pushed {r.files} files ({r.bytes} bytes, {checked}) in {r.seconds:.1f} s; "
-                         f"the board reports version {r.version or '?'}", facts, r.device_id, r.version)
+                         f"the board reports version {r.version or '?'}{cleaned}", facts, r.device_id, r.version)
 
     return run(cfg, "push", f"{source} -> {port}", work, device_id=serial_of(cfg, port), version=version,
                on_queued=on_queued)

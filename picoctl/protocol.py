@@ -31,6 +31,10 @@ MAX_PENDING_REPORTS = 4  # status reports a board queues on flash while the hub 
 PICOW_RESERVED_NAMES = ("ota", "array", "binascii", "collections", "errno", "gzip", "hashlib", "heapq", "io",
                         "json", "os", "platform", "random", "re", "select", "socket", "ssl", "struct",
                         "time", "zlib")
+# What a heartbeat says of its board's present state besides version and readings: the hub keeps them in
+# the device (its `info`), its heartbeat event carries them, the TUI takes them from either.
+BEAT_STATE = ("uptime_s", "mem_free", "rssi", "keys")  # keys: the version of the key set the board trusts
+
 READING_MAX_STR = 64  # the longest string a heartbeat reading (or phase) may be
 
 

@@ -20,31 +20,32 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from . import protocol, signing
+from . import protocol, signing, workdirs
 from .diagnostics import mpy_file_version
 from .errors import BadInput, PicoctlError
 
 TARGETS = ("pi", "picow", "pico")
 ROLLOUTS = ("canary", "stable")
+FORMATS = ("tar.gz", "tar", "uf2")
 ENTRY_FILE = "main.py"
 # Files that must stay as source on a board: MicroPython runs boot.py/main.py only as .py.
 KEEP_AS_SOURCE = {"main.py", "boot.py"}
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?\Z"  # \Z: `$` would take a version ending in a newline
 )
 FIXED_MTIME = 315532800  # 1980-01-01, the earliest time a zip or FAT filesystem can hold
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "node_modules"}
 META_FIELDS = ("version", "artifact_url", "sha256", "signature", "rollout", "created_at")
 SMOKE_FIELD = "smoke"  # the signed result of `release build --smoke`
+BUILD_PREFIX = ".build-"  # <out's folder>/.build-XXXX: a build's work folder, renamed to `out` when whole
 MAX_META_BYTES = 1 << 20  # a meta.json fetched by URL is refused past this size, before it is parsed
 
 
@@ -73,16 +74,22 @@ class SourceFile:
 
 
 def iter_source(root: Path) -> Iterator[SourceFile]:
-    """Regular files under `root`, sorted, skipping caches and hidden files; links are refused."""
+    """Regular files under `root`, sorted, skipping caches and hidden files; links (to files or
+    folders) and names a release cannot hold are refused."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        for d in dirnames:
+            if (Path(dirpath) / d).is_symlink():
+                raise BadInput(f"{Path(dirpath) / d}: links and special files cannot go into a release")
         for fn in sorted(filenames):
             if fn.startswith(".") or fn.endswith((".pyc", ".mpy~")):
                 continue
             p = Path(dirpath) / fn
             if p.is_symlink() or not p.is_file():
                 raise BadInput(f"{p}: links and special files cannot go into a release")
-            yield SourceFile(PurePosixPath(p.relative_to(root).as_posix()).as_posix(), p)
+            name = PurePosixPath(p.relative_to(root).as_posix()).as_posix()
+            _named(str(p), safe_member_name, name)
+            yield SourceFile(name, p)
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
@@ -148,8 +155,10 @@ def build(
     mpy: bool = False,
     name: str = "pi-sensors",
     min_version: str | None = None,
+    log: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
-    """Build a release into `out` (which must not exist yet) and return its meta."""
+    """Build a release into `out` (which must not exist yet) and return its meta; `log` hears of
+    the leftovers of an interrupted build it removed."""
     if min_version is not None:
         check_version(min_version)
         if version_key(min_version) > version_key(version):
@@ -166,9 +175,10 @@ def build(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"{out}: output exists and is not empty; refusing to overwrite a release")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if interrupted := workdirs.remove_interrupted(out.parent, BUILD_PREFIX):
+        log(f"removed {interrupted} unfinished build folder(s) an interrupted build left in {out.parent}")
 
-    with tempfile.TemporaryDirectory(prefix=".build-", dir=out.parent) as tmp:
-        work = Path(tmp)
+    with workdirs.work_dir(out.parent, BUILD_PREFIX) as work:
         stage = work / "release"
         stage.mkdir()
         meta: dict[str, Any] = {"_type": signing.RELEASE_TYPE, "target": target, "version": version, "rollout": rollout}
@@ -266,12 +276,49 @@ def load_meta(path: Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / "meta.json"
     try:
-        meta = json.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise BadInput(f"{path}: no meta.json here") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(f"{path}: not a readable meta.json: {exc}") from None
-    return check_meta(meta, str(path))
+    except OSError as exc:
+        raise BadInput(f"{path}: not a readable meta.json: {exc.strerror}") from None
+    return parse_meta(raw, str(path))
+
+
+def parse_meta(raw: bytes, where: str) -> dict[str, Any]:
+    """meta.json's bytes as written by any tool (UTF-8, a BOM allowed, any line ends), shape-checked.
+
+    A key given twice is refused: tools disagree on which of the two counts.
+    """
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise BadInput(f"{where}: key {key!r} appears twice")
+            out[key] = value
+        return out
+
+    def constant(name: str) -> Any:
+        raise BadInput(f"{where}: {name} is not a number JSON allows")
+
+    try:
+        meta = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=unique, parse_constant=constant)
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{where}: not a readable meta.json: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:
+        raise BadInput(f"{where}: not a readable meta.json: {exc}") from None
+    except RecursionError:
+        raise BadInput(f"{where}: not a readable meta.json: nested too deeply") from None
+    return check_meta(meta, where)
+
+
+def _is_count(value: Any) -> bool:
+    """A non-negative integer a 64-bit store holds (JSON's true and false are not counts)."""
+    return type(value) is int and 0 <= value < 1 << 63
+
+
+def _is_plain_text(value: str) -> bool:
+    """No control characters, spaces or backslashes: what a file name or a URL in a meta may hold."""
+    return not any(ord(c) <= 32 or ord(c) == 127 or c == "\\" for c in value)
 
 
 def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
@@ -284,33 +331,66 @@ def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
     for key in ("version", "artifact_url", "sha256", "signature", "rollout", "created_at", "target", "artifact"):
         if not isinstance(meta[key], str):
             raise BadInput(f"{where}: field {key!r} must be a string")
-    check_version(meta["version"])
+    _named(where, check_version, meta["version"])
+    if not _is_count(meta["size"]):
+        raise BadInput(f"{where}: field 'size' must be a number of bytes (a non-negative integer)")
+    if meta["rollout"] not in ROLLOUTS:
+        raise BadInput(f"{where}: field 'rollout' must be one of {', '.join(ROLLOUTS)}, got {meta['rollout'][:40]!r}")
+    if meta.get("format") is not None and meta["format"] not in FORMATS:
+        raise BadInput(f"{where}: field 'format' must be one of {', '.join(FORMATS)}, got {meta['format']!r:.40}")
     mpy_version = meta.get("mpy_version")
     if mpy_version is not None and not (type(mpy_version) is int and 0 < mpy_version < 256):
         raise BadInput(f"{where}: field 'mpy_version' must be an .mpy format version (1-255)")
     if meta["target"] not in TARGETS:
         raise BadInput(f"{where}: unknown target {meta['target']!r}")
-    if "/" in meta["artifact"] or meta["artifact"] in ("", ".", ".."):
+    if "/" in meta["artifact"] or meta["artifact"] in ("", ".", "..") or not _is_plain_text(meta["artifact"]):
         raise BadInput(f"{where}: artifact must be a plain file name")
+    if not meta["artifact_url"] or not _is_plain_text(meta["artifact_url"]):
+        raise BadInput(f"{where}: artifact_url must be a URL or a file name, without spaces or control characters")
     if not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
         raise BadInput(f"{where}: sha256 must be 64 lowercase hex digits")
+    if "root" in meta:
+        if not isinstance(meta["root"], str):
+            raise BadInput(f"{where}: field 'root' must be a string")
+        _named(where, safe_member_name, meta["root"])
     if "min_version" in meta:
         if not isinstance(meta["min_version"], str):
             raise BadInput(f"{where}: field 'min_version' must be a string")
-        check_version(meta["min_version"])
+        _named(where, check_version, meta["min_version"])
     if "signed_by" in meta and not (isinstance(meta["signed_by"], str) and re.fullmatch(r"[0-9a-f]{64}", meta["signed_by"])):
         raise BadInput(f"{where}: signed_by must be 64 lowercase hex digits (an Ed25519 public key)")
-    smoke = meta.get(SMOKE_FIELD)
-    if smoke is not None and not (isinstance(smoke, dict) and isinstance(smoke.get("passed"), bool)):
-        raise BadInput(f"{where}: field {SMOKE_FIELD!r} must be an object with a true or false 'passed'")
-    for f in meta.get("files", []):
-        if not (isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("size"), int)
+    _check_smoke(meta.get(SMOKE_FIELD), where)
+    files = meta.get("files", [])
+    if not isinstance(files, list):
+        raise BadInput(f"{where}: field 'files' must be a list")
+    for f in files:
+        if not (isinstance(f, dict) and isinstance(f.get("name"), str) and _is_count(f.get("size"))
                 and isinstance(f.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", f["sha256"])):
-            raise BadInput(f"{where}: malformed entry in files: {f!r}")
-        safe_member_name(f["name"])
+            raise BadInput(f"{where}: malformed entry in files: {f!r:.200}")
+        _named(where, safe_member_name, f["name"])
     if meta["target"] == "picow":
-        check_picow_names([f["name"] for f in meta.get("files", [])], where)
+        check_picow_names([f["name"] for f in files], where)
     return meta
+
+
+def _named(where: str, check: Callable[[str], str], value: str) -> None:
+    """`check(value)`, its refusal naming the file it came from."""
+    try:
+        check(value)
+    except BadInput as exc:
+        raise BadInput(f"{where}: {exc}") from None
+
+
+def _check_smoke(record: Any, where: str) -> None:
+    """The smoke attestation's shape, as smoke_summary and the hub show it."""
+    if record is None:
+        return
+    if not (isinstance(record, dict) and isinstance(record.get("passed"), bool)):
+        raise BadInput(f"{where}: field {SMOKE_FIELD!r} must be an object with a true or false 'passed'")
+    for key, kinds in (("seconds", (int, float)), ("peak_heap", (int,)), ("reason", (str,))):
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            raise BadInput(f"{where}: field {SMOKE_FIELD}.{key} has the wrong type ({type(value).__name__})")
 
 
 def check_picow_names(names: list[str], where: str) -> None:
@@ -326,23 +406,34 @@ def check_picow_names(names: list[str], where: str) -> None:
 def safe_member_name(name: str) -> str:
     """Refuse absolute paths, `..` and empty components in a file name from an archive or a meta."""
     p = PurePosixPath(name)
-    if not name or p.is_absolute() or any(part in ("..", "", ".") for part in name.split("/")) or "\\" in name:
+    if not name or p.is_absolute() or any(part in ("..", "", ".") for part in name.split("/")) or "\\" in name \
+            or "\x00" in name:
         raise BadInput(f"unsafe file name in release: {name!r}")
     return name
 
 
 def read_tar_files(artifact: Path) -> dict[str, bytes]:
-    """The regular files of a release tar, refusing unsafe names, links and devices."""
+    """The regular files of a release tar, refusing unsafe names, links and devices; folder entries
+    and `./` prefixes (as GNU tar writes them) are taken as they are meant."""
     out: dict[str, bytes] = {}
     try:
         with tarfile.open(artifact, mode="r:*") as tar:
             for member in tar:
-                safe_member_name(member.name)
+                name = member.name.rstrip("/") if member.isdir() else member.name
+                while name.startswith("./"):
+                    name = name[2:]
+                if member.isdir() and name in ("", "."):
+                    continue
+                safe_member_name(name)
+                if member.isdir():
+                    continue
                 if not member.isfile():
                     raise BadInput(f"{artifact}: entry {member.name!r} is not a regular file")
+                if name in out:
+                    raise BadInput(f"{artifact}: entry {member.name!r} appears twice")
                 data = tar.extractfile(member)
                 assert data is not None
-                out[member.name] = data.read()
+                out[name] = data.read()
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise BadInput(f"{artifact}: damaged archive: {exc}") from None
     return out

@@ -4,18 +4,22 @@ database lost and back."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import psycopg
 import pytest
 
 from picoctl import config
-from picoctl.hub.db import LEADER_LOCK
+from picoctl.hub.blobs import FETCH_PREFIX
+from picoctl.hub.db import BLOBS, LEADER_LOCK
 from picoctl.sim.fleet import DeviceProtocolError, SimDevice
 from picoctl.sim.postgres import TempPostgres
 from tests.conftest import Hub
@@ -170,6 +174,73 @@ def test_the_event_stream_of_each_carries_changes_made_through_the_other(replica
     assert len(published["meta"]["files"]) == 61
 
 
+class _Events:
+    """One client's event stream from a hub, read line by line with a bound on every wait."""
+
+    def __init__(self, hub: Hub, last_event_id: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {hub.token}"} | ({"Last-Event-ID": last_event_id} if last_event_id else {})
+        self._cm = httpx.stream("GET", f"{hub.url}/api/v1/events", headers=headers, timeout=httpx.Timeout(20))
+        self._lines = self._cm.__enter__().iter_lines()
+        assert next(self._lines) == ": connected"
+
+    def until(self, done: Callable[[list[tuple[str, str, dict]]], bool]) -> list[tuple[str, str, dict]]:
+        """(id, event, data) of each message until `done` says the ones so far are enough."""
+        got: list[tuple[str, str, dict]] = []
+        message_id = event = ""
+        deadline = time.monotonic() + 30  # checked at each line: the hub pings an idle stream every 15 s
+        while not done(got):
+            assert time.monotonic() < deadline, f"the stream stopped short: {got}"
+            line = next(self._lines)
+            if line.startswith("id: "):
+                message_id = line[4:]
+            elif line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                got.append((message_id, event, json.loads(line[6:])))
+                message_id = ""
+        return got
+
+    def close(self) -> None:
+        self._cm.__exit__(None, None, None)
+
+
+def _beats_of(n: int, device_id: str) -> Callable[[list[tuple[str, str, dict]]], bool]:
+    return lambda got: sum(e == "heartbeat" and d["device_id"] == device_id for _, e, d in got) >= n
+
+
+def test_a_client_resumes_its_event_stream_on_the_other_replica_without_loss_or_duplicates(
+        replicas: tuple[Hub, Hub]) -> None:
+    a, b = replicas
+    whole = _Events(a)  # the stream as a client that never left sees it
+    one, two = SimDevice("gh-01", a.register("gh-01")), SimDevice("gh-02", b.register("gh-02"))
+    clients = [httpx.Client(base_url=h.url, timeout=10) for h in (a, b)]
+    client = _Events(a)
+    for i in range(4):  # through both replicas in turn
+        one.heartbeat(clients[i % 2])
+        two.heartbeat(clients[(i + 1) % 2])
+    first = client.until(_beats_of(4, "gh-02"))
+    client.close()  # the client's link to A drops; it reconnects, through the balancer, to B
+    last = first[-1][0]
+    for i in range(3):  # changes made while it was away, through both
+        one.heartbeat(clients[i % 2])
+        two.heartbeat(clients[(i + 1) % 2])
+    b.client.set_channel("gh-01", "canary")
+    resumed = _Events(b, last)
+    after = resumed.until(lambda got: any(e == "device" and d.get("channel") == "canary" for _, e, d in got))
+    resumed.close()
+    seen = whole.until(lambda got: bool(got) and got[-1] == after[-1])
+    whole.close()
+    for c in clients:
+        c.close()
+
+    assert all(e != "resync" for _, e, _ in first + after)
+    start = seen.index(first[0])  # the client connected after the devices were registered
+    assert first + after == seen[start:]  # the same messages under the same ids: none lost, none twice
+    ids = [int(i) for i, _, _ in seen]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))  # the fleet's ids: one after another, in commit order
+    assert _beats_of(7, "gh-01")(first + after) and _beats_of(7, "gh-02")(first + after)
+
+
 def _leaders(url: str) -> int:
     with psycopg.connect(url) as c:
         return c.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
@@ -245,3 +316,42 @@ def test_the_database_lost_while_serving_is_503_then_the_hub_recovers(tmp_path: 
     finally:
         hub.close()
         server.close()
+
+
+def test_a_release_published_through_one_is_served_by_the_other_from_the_database(tmp_path: Path,
+                                                                                  pg_url: str) -> None:
+    """Replicas with data folders of their own, as on machines of their own, and no artifact_base_url."""
+    a, _ = _pair(tmp_path / "a", pg_url)
+    shutil.copytree(a.site, tmp_path / "b", ignore=shutil.ignore_patterns("data", "*.log"))
+    b = replace(a.replica(), site=tmp_path / "b")
+    left = tmp_path / "b" / "data" / "blobs" / ".fetch-killed"  # a fetch a SIGKILL interrupted
+    left.mkdir(parents=True)
+    (left / ".lock").touch()
+    (left / "work").mkdir()
+    a.start()
+    b.start()
+    try:
+        assert not left.exists()
+        big = bytes(range(256)) * 3000  # 750 KiB: several chunks in the database
+        meta = a.publish(a.build_release("1.1.0", {"main.py": b"print('v2')\n", "lib/table.py": big}))["meta"]
+        held = tmp_path / "b" / "data" / "blobs"
+        assert not any(held.glob("??/*"))
+        device = SimDevice("gh-01", a.register("gh-01", channel="canary"))
+        stage = {"name": "canary", "ids": ["gh-01"], "device_type": None, "percent": None, "channel": None}
+        a.client.start_rollout("picow", "1.1.0", [stage], 1, 0)
+        with httpx.Client(base_url=b.url, timeout=10) as c:
+            assert device.step(c) == "committed"  # every file by Range from B, which never saw the release
+            assert device.version == "1.1.0"
+            whole = c.get(f"/artifacts/{meta['sha256']}")
+            assert whole.status_code == 200 and hashlib.sha256(whole.content).hexdigest() == meta["sha256"]
+            assert c.get(f"/artifacts/{'0' * 64}").status_code == 404  # in neither the folder nor the database
+        kept = {p.name for p in held.glob("??/*")}
+        assert meta["sha256"] in kept and hashlib.sha256(big).hexdigest() in kept  # fetched once, then B's own
+        forged = "1" * 64
+        with psycopg.connect(pg_url, autocommit=True) as db:
+            db.execute(f"INSERT INTO {BLOBS} (sha256, n, data) VALUES (%s, 0, %s)", (forged, b"not its content"))
+        assert httpx.get(f"{b.url}/artifacts/{forged}", timeout=10).status_code == 404  # checked, refused
+        assert not (held / forged[:2] / forged).exists() and not list(held.glob(f"{FETCH_PREFIX}*"))
+    finally:
+        a.close()
+        b.close()

@@ -3,6 +3,7 @@ refusals at start (unreachable, schema too new), and `picoctl hub migrate`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 from picoctl.errors import PicoctlError
 from picoctl.hub import store
-from picoctl.hub.db import Store
+from picoctl.hub.db import BLOBS, EVENT_IDS, Store
 from picoctl.sim.fleet import SimDevice
 from tests.conftest import Hub, free_port
 
@@ -37,8 +38,8 @@ def _columns_sqlite(db: Path) -> dict[str, list[str]]:
 def _columns_pg(url: str) -> dict[str, list[str]]:
     with psycopg.connect(url) as c:
         rows = c.execute("SELECT table_name, column_name FROM information_schema.columns"
-                         " WHERE table_schema = 'public' AND table_name != 'schema_version'"
-                         " ORDER BY table_name, ordinal_position").fetchall()
+                         " WHERE table_schema = 'public' AND table_name NOT IN ('schema_version', %s, %s)"
+                         " ORDER BY table_name, ordinal_position", (EVENT_IDS, BLOBS)).fetchall()  # PostgreSQL's own
     out: dict[str, list[str]] = {}
     for table, column in rows:
         out.setdefault(table, []).append(column)
@@ -167,6 +168,7 @@ def test_migrate_copies_state_and_history_and_the_hub_serves_it(tmp_path: Path, 
             for _ in range(5):
                 device.heartbeat(c)
         hub.client.check_now("gh-01")
+        artifact = hub.publish(hub.build_release("1.1.0", {"main.py": b"print('v2')\n"}))["meta"]["sha256"]
         before = {"devices": hub.client.devices(), "history": hub.client.history(limit=1000)}
     finally:
         hub.kill()
@@ -187,6 +189,8 @@ def test_migrate_copies_state_and_history_and_the_hub_serves_it(tmp_path: Path, 
             assert c.post("/heartbeat", content=raw, headers=headers).status_code == 200  # the device goes on
             assert c.post("/heartbeat", content=raw, headers=headers).status_code == 403  # a replay does not
         assert moved.client.device("gh-01")["heartbeats"][-1]["at"] > before["devices"][0]["last_seen"]
+        served = httpx.get(f"{moved.url}/artifacts/{artifact}")  # from the database: its data folder is new
+        assert served.status_code == 200 and hashlib.sha256(served.content).hexdigest() == artifact
     finally:
         moved.close()
         hub.close()

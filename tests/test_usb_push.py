@@ -140,10 +140,18 @@ def test_bad_inputs_are_refused_clearly(tmp_path, board):
 
 
 def test_a_board_side_error_discards_the_temp_files(tmp_path, board):
-    (board.flash_dir / "lib").write_text("a file where the push needs a folder\n")
-    with pytest.raises(PicoctlError, match=r"the board refused while pushing lib/sensors.py .*old files are in place"):
+    (board.flash_dir / f"main.py{TMP_SUFFIX}").mkdir()  # where main.py's temporary copy goes: its write fails
+    with pytest.raises(PicoctlError, match=r"the board refused while pushing main.py .*old files are in place"):
         push_release(board.port, build_release(tmp_path, "1.0.0"), Progress("push"))
-    assert not list(board.flash_dir.rglob(f"*{TMP_SUFFIX}"))
+    assert [p.name for p in board.flash_dir.rglob(f"*{TMP_SUFFIX}")] == [f"main.py{TMP_SUFFIX}"]  # the folder alone
+    assert not [p for p in board.flash_dir.rglob("*") if p.is_file() and p.name != "config.json"]
+
+
+def test_a_file_where_a_folder_goes_is_refused_before_anything_is_written(tmp_path, board):
+    (board.flash_dir / "lib").write_text("a file where the push needs a folder\n")
+    with pytest.raises(PicoctlError, match=r"cannot push: /lib is a file on the board, where a folder goes; nothing was"):
+        push_release(board.port, build_release(tmp_path, "1.0.0"), Progress("push"))
+    assert sorted(p.name for p in board.flash_dir.iterdir()) == ["config.json", "lib"]
     assert (board.flash_dir / "lib").read_text() == "a file where the push needs a folder\n"
 
 

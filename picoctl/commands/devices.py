@@ -17,7 +17,7 @@ from ..protocol import CHANNELS
 from . import COMMANDS
 from .numbers import count, seconds
 from .history import layout
-from .output import add_json_flag, console, emit, table
+from .output import add_json_flag, beneath, columns, console, emit, printable, table
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -42,15 +42,36 @@ def _list(args: argparse.Namespace) -> int:
             console.print("no devices yet: provision a board with `picoctl device provision ID --port PORT`, or "
                           "register one with `picoctl devices add ID`", highlight=False)
             return
-        table(f"{len(rows)} device(s)", ("id", "type", "channel", "version", "status", "last seen", "rssi", "offer",
-                                         "last error"), [
-            (d["id"], d["type"], d["channel"], d["version"] or "-", d["status"], _age(d["last_seen"]), d["rssi"],
-             f"{d['offer']['version']} {d['offer']['phase']}" if d["offer"] else "",
-             f"! {d['error_summary']}" if d.get("error_summary") else "")
-            for d in rows])
+        print(layout_devices(rows, shutil.get_terminal_size().columns))
 
     emit(args, devices, render)
     return 0
+
+
+FLEET = ("ID", "TYPE", "CHANNEL", "VERSION", "STATUS", "SEEN", "RSSI", "OFFER", "ERROR")
+FOLDED = {"OFFER": "offer ", "ERROR": "! "}  # how a column that does not fit is said beneath its row
+
+
+def layout_devices(devices: list[dict[str, Any]], width: int) -> str:
+    """One device a line in aligned columns when that fits in `width`; else the last error, then the
+    offer, go beneath their device's row, wrapped: nothing is cut."""
+    rows = [{"ID": printable(d["id"]), "TYPE": printable(d["type"]), "CHANNEL": printable(d["channel"]),
+             "VERSION": printable(d["version"] or "-"), "STATUS": d["status"], "SEEN": _age(d["last_seen"]),
+             "RSSI": "-" if d["rssi"] is None else printable(d["rssi"]),
+             "OFFER": printable(f"{d['offer']['version']} {d['offer']['phase']}") if d["offer"] else "",
+             "ERROR": printable(d.get("error_summary") or "")} for d in devices]
+    for inline in (FLEET, FLEET[:-1], FLEET[:-2]):
+        table = columns(inline, [[r[c] or ("" if c == inline[-1] else "-") for c in inline] for r in rows])
+        if all(len(line) <= width for line in table):
+            break
+    n = len(devices)
+    out = [f"{n} device{'' if n == 1 else 's'}", table[0]]
+    for r, line in zip(rows, table[1:], strict=True):
+        out.append(line)
+        for c in FLEET[len(inline):]:
+            if r[c]:
+                out.extend(beneath(FOLDED[c] + r[c], width))
+    return "\n".join(out)
 
 
 def _add(args: argparse.Namespace) -> int:

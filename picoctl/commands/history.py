@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import textwrap
 import time
 from typing import Any
 
@@ -12,7 +11,7 @@ from .. import config
 from ..errors import BadInput
 from . import COMMANDS
 from .numbers import count
-from .output import add_json_flag, emit
+from .output import add_json_flag, beneath, columns, emit, printable
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -31,23 +30,21 @@ def _run(args: argparse.Namespace) -> int:
 
 WIDE = ("ID", "TIME", "ACTOR", "KIND", "DEVICE", "VERSION", "RESULT", "DETAIL")
 NARROW = ("ID", "TIME", "KIND", "DEVICE", "VERSION", "RESULT")  # then "actor: detail" beneath
-INDENT = 4
 
 
 def layout(events: list[dict[str, Any]], width: int) -> str:
     """The events in aligned columns under a line for each day (times UTC), one event a line when every
     one fits in `width`; else the actor and detail go under their row, wrapped: nothing is cut."""
     def cells(e: dict[str, Any]) -> dict[str, str]:
-        return {"ID": str(e["id"]), "TIME": time.strftime("%H:%M:%S", time.gmtime(e["at"])), "ACTOR": e["actor"],
-                "KIND": e["kind"], "DEVICE": e["device_id"] or "-", "VERSION": e["version"] or "-",
-                "RESULT": e["result"] or "-", "DETAIL": str(e["detail"] or "")}
+        return {"ID": str(e["id"]), "TIME": time.strftime("%H:%M:%S", time.gmtime(e["at"])),
+                "ACTOR": printable(e["actor"]), "KIND": printable(e["kind"]),
+                "DEVICE": printable(e["device_id"] or "-"), "VERSION": printable(e["version"] or "-"),
+                "RESULT": printable(e["result"] or "-"), "DETAIL": printable(e["detail"] or "")}
 
     rows = [cells(e) for e in events]
 
-    def lines(columns: tuple[str, ...]) -> list[str]:
-        widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in columns[:-1]}
-        return ["  ".join([*(r[c].ljust(widths[c]) for c in columns[:-1]), r[columns[-1]]]).rstrip()
-                for r in [dict(zip(columns, columns, strict=True)), *rows]]
+    def lines(names: tuple[str, ...]) -> list[str]:
+        return columns(names, [[r[c] for c in names] for r in rows])
 
     wide = lines(WIDE)
     inline = all(len(line) <= width for line in wide)
@@ -60,9 +57,7 @@ def layout(events: list[dict[str, Any]], width: int) -> str:
             out.append(day)
         out.append(line)
         if not inline:
-            out.extend(textwrap.wrap(f"{r['ACTOR']}: {r['DETAIL']}" if r["DETAIL"] else r["ACTOR"],
-                                     max(20, width - INDENT), initial_indent=" " * INDENT,
-                                     subsequent_indent=" " * INDENT, break_on_hyphens=False))
+            out.extend(beneath(f"{r['ACTOR']}: {r['DETAIL']}" if r["DETAIL"] else r["ACTOR"], width))
     return "\n".join(out)
 
 

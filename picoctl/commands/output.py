@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
@@ -62,6 +63,30 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for r in rows:
         t.add_row(*(Text("" if v is None else str(v)) for v in r))  # cells are text, never markup
     console.print(t)
+
+
+INDENT = 4
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F], "?") | dict.fromkeys(b"\t\n\r", " ")
+
+
+def printable(value: object) -> str:
+    """`value` as one line of text to print, never to obey: a tab or line break is a space, any other
+    control character (an escape sequence's ESC) a '?'."""
+    return str(value).translate(_CONTROL)
+
+
+def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The header and the rows as lines of left-aligned columns two spaces apart; the last one unpadded."""
+    lines = [header, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return ["  ".join([*(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)), line[-1]]).rstrip()
+            for line in lines]
+
+
+def beneath(text: str, width: int) -> list[str]:
+    """`text` wrapped under a row of `columns`, indented: every word of it, none cut."""
+    return textwrap.wrap(text, max(20, width - INDENT), initial_indent=" " * INDENT, subsequent_indent=" " * INDENT,
+                         break_on_hyphens=False)
 
 
 @contextmanager

@@ -38,6 +38,7 @@ def _build(args: argparse.Namespace) -> int:
         artifact_base_url=args.artifact_base_url,
         mpy=args.mpy,
         min_version=args.min_version,
+        log=lambda line: err_console.print(line, highlight=False, soft_wrap=True),
     )
     result = None
     if args.smoke:

@@ -3,6 +3,11 @@
 A blob is named by its sha256 (`blobs/ab/abcdef…`), written to a temp file, fsynced and renamed, so
 a blob that exists is whole. The same layout in any folder a static host or CDN serves is what
 `hub.artifact_base_url` points offers at (`release publish --artifacts-dir` fills it).
+
+Replicas on PostgreSQL (`shared`) also keep every blob they store in the database, in chunks written
+in one transaction (so a blob there is whole too); a replica asked for a blob it does not hold
+fetches it from there on the first request, checks its sha256, keeps it in its folder and serves it
+as any other. A release published through any replica is so served by all of them.
 """
 
 from __future__ import annotations
@@ -11,21 +16,55 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+import anyio.to_thread
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
+from starlette.types import Receive, Scope, Send
 
 from .. import atomic
 from ..release import read_tar_files
+from ..workdirs import remove_interrupted, work_dir
+from .db import BLOBS, Store
 from .http import ApiError
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
+CHUNK = 256 * 1024  # bytes of a blob per row of the database's copy
+FETCH_PREFIX = ".fetch-"  # <root>/.fetch-XXXX: the work folder of one blob being fetched from the database
+
+
+def share(c: Any, sha256: str, path: Path) -> None:
+    """Keep the blob at `path` in the database (in the transaction of `c`), unless it is there already."""
+    with open(path, "rb") as f:
+        n = 0
+        while True:
+            chunk = f.read(CHUNK)
+            if not chunk and n:
+                return
+            c.execute(f"INSERT INTO {BLOBS} (sha256, n, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                      (sha256, n, chunk))  # an empty blob is one empty chunk: there, and whole
+            n += 1
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shared: str | None = None) -> None:
+        """Blobs under `root`; with `shared` (a PostgreSQL URL) also in that database, for every replica."""
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        self._shared = shared
+        self._db: Store | None = None
+        if shared:
+            remove_interrupted(self.root, FETCH_PREFIX)  # fetches a killed hub left half-written
+
+    def _store(self) -> Store:
+        assert self._shared is not None
+        if self._db is None:
+            self._db = Store(self._shared)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
 
     def path(self, sha256: str) -> Path:
         if not SHA256.fullmatch(sha256):
@@ -57,21 +96,63 @@ class BlobStore:
         os.replace(src, dest)
 
     def put_release(self, meta: dict[str, Any], artifact: Path, move: bool = False) -> None:
-        """Store a verified release's blobs: every file of a tar release, then the artifact (moved or copied)."""
+        """Store a verified release's blobs: every file of a tar release, then the artifact (moved or
+        copied); shared, all of them in the database too before the release is recorded."""
+        stored = []
         if meta.get("format") == "tar":
-            for data in read_tar_files(artifact).values():
-                self.put(data)
+            stored = [self.put(data) for data in read_tar_files(artifact).values()]
         if move:
             self.put_file(artifact, meta["sha256"])
         else:
             self.put(artifact.read_bytes())
+        if self._shared is not None:
+            self.share([*stored, meta["sha256"]])
+
+    def share(self, shas: Iterable[str]) -> None:
+        """Keep these blobs of the folder in the database, in one transaction."""
+        with self._store().transaction() as c:
+            for sha in shas:
+                share(c, sha, self.path(sha))
+
+    def fetch(self, sha256: str) -> bool:
+        """Copy a blob the database holds into the folder, checked against its sha256; False if it holds none."""
+        with self._store().reading() as c:
+            chunks = [r["data"] for r in c.execute(f"SELECT data FROM {BLOBS} WHERE sha256 = ? ORDER BY n", (sha256,))]
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+        if not chunks or digest.hexdigest() != sha256:
+            return False
+        with work_dir(self.root, FETCH_PREFIX) as work:
+            with open(work / sha256, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+            self.path(sha256).parent.mkdir(exist_ok=True)
+            self.put_file(work / sha256, sha256)
+        return True
 
     def response(self, sha256: str) -> Response:
-        """The blob, whole (200) or by Range (206); 416 for a range outside it, 404 if unknown."""
-        if not self.has(sha256):
+        """The blob, whole (200) or by Range (206); 416 for a range outside it, 404 if unknown; shared,
+        one this replica does not hold yet is fetched from the database first."""
+        if not SHA256.fullmatch(sha256) or not (self.has(sha256) or self._shared):
             raise ApiError(404, f"no artifact with sha256 {sha256}")
+        if not self.has(sha256):
+            return _Fetched(self, sha256)
         return ArtifactResponse(self.path(sha256), headers={"ETag": f'"{sha256}"'},
                                 media_type="application/octet-stream")
+
+
+class _Fetched(Response):
+    """A blob to fetch from the database (off the event loop) before it is served from the folder."""
+
+    def __init__(self, blobs: BlobStore, sha256: str) -> None:
+        super().__init__()
+        self.blobs, self.sha256 = blobs, sha256
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await anyio.to_thread.run_sync(self.blobs.fetch, self.sha256):
+            raise ApiError(404, f"no artifact with sha256 {self.sha256}")
+        await self.blobs.response(self.sha256)(scope, receive, send)
 
 
 class ArtifactResponse(FileResponse):

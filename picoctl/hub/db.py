@@ -7,7 +7,10 @@ into PostgreSQL's). A transaction returns only once committed and durable: SQLit
 
 With PostgreSQL several hubs share the database. What only one of them may do at a time (the rollout
 engine's timers) is held with a session advisory lock (`Leadership`), and every hub hears the changes
-the others commit through LISTEN/NOTIFY (`Listener`).
+the others commit through LISTEN/NOTIFY (`Listener`). Each change gets a fleet-wide event id, one
+greater than the last committed (`EVENT_IDS`, taken in COMMIT's round trip, so the ids follow the
+commit order and a transaction rolled back takes none): every hub publishes every change, its own
+included, as it hears them, so each hub's event stream is the same messages under the same ids.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ CONNECT_TIMEOUT_S = 10
 MIGRATE_LOCK = 0x7069636F  # "pico": one hub migrates at a time
 LEADER_LOCK = 0x7069636F + 1  # held by the hub that runs the rollout engine's timers
 CHANNEL = "picoctl_changes"
+EVENT_IDS = "picoctl_event_ids"  # one row: the next event id of the fleet (PostgreSQL only)
+BLOBS = "picoctl_blobs"  # the artifacts, in chunks, for every replica to serve (PostgreSQL only: picoctl.hub.blobs)
 T = TypeVar("T")
 
 
@@ -209,6 +214,11 @@ class Store:
                     c.conn.execute(postgres_sql(script))
                     c.execute("DELETE FROM schema_version")
                     c.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+                # not numbered migrations: SQLite has no use for these, and `hub migrate` fills them itself
+                c.execute(f"CREATE TABLE IF NOT EXISTS {EVENT_IDS} (next BIGINT NOT NULL)")
+                c.execute(f"INSERT INTO {EVENT_IDS} (next) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM {EVENT_IDS})")
+                c.execute(f"CREATE TABLE IF NOT EXISTS {BLOBS} (sha256 TEXT NOT NULL, n INTEGER NOT NULL,"
+                          " data BYTEA NOT NULL, PRIMARY KEY (sha256, n))")
                 c.execute("COMMIT")
             except BaseException:
                 if c.usable:
@@ -316,15 +326,17 @@ class Leadership:
 
 
 class Listener:
-    """Hears the changes other hubs commit (NOTIFY on CHANNEL) and hands each to `deliver`.
+    """Hears the changes every hub commits (NOTIFY on CHANNEL), this one's too, and hands each to
+    `deliver(id, event, data)` in commit order.
 
-    Runs on its own thread and connection; after losing it, it connects again and calls `resync`
-    (what was committed meanwhile was not heard).
+    Runs on its own thread and connection. Once listening it calls `joined(next_id, missed)`: the id
+    the next change will get, and whether changes may have gone unheard (it had lost its connection).
     """
 
-    def __init__(self, url: str, hub_id: str, deliver: Callable[[str, str], None], resync: Callable[[], None]) -> None:
-        self.url, self.hub_id = url, hub_id
-        self.deliver, self.resync = deliver, resync
+    def __init__(self, url: str, deliver: Callable[[int, str, str], None],
+                 joined: Callable[[int, bool], None]) -> None:
+        self.url = url
+        self.deliver, self.joined = deliver, joined
         self._stop = threading.Event()
         self._parts: dict[str, list[str]] = {}
         self._thread = threading.Thread(target=self._run, name="picoctl-listener", daemon=True)
@@ -342,8 +354,9 @@ class Listener:
             try:
                 with pg_connect(self.url) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
-                    if not first:
-                        self.resync()
+                    row = conn.execute(f"SELECT next FROM {EVENT_IDS}").fetchone()  # after LISTEN: none slips by
+                    self._parts.clear()
+                    self.joined(int(row["next"]) if row else 1, not first)
                     first = False
                     while not self._stop.is_set():
                         for n in conn.notifies(timeout=0.5):
@@ -352,28 +365,32 @@ class Listener:
                 self._stop.wait(1.0)
 
     def _heard(self, payload: str) -> None:
-        sender, _, rest = payload.partition("|")
-        if sender == self.hub_id:
-            return
-        message_id, part, parts, text = rest.split("|", 3)
+        sender, message_id, part, parts, text = payload.split("|", 4)
         key = f"{sender}|{message_id}"
         self._parts.setdefault(key, []).append(text)
         if int(part) + 1 == int(parts):
             event, _, data = "".join(self._parts.pop(key)).partition("|")
-            self.deliver(event, data)
+            self.deliver(int(message_id), event, data)
 
 
 NOTIFY_CHARS = 1900  # of a message per NOTIFY payload: at most 4 bytes each, under PostgreSQL's 8000
 
 
-def notify(c: Any, hub_id: str, first_id: int, changes: Sequence[tuple[str, str]]) -> None:
-    """Tell the other hubs (in this transaction, so only if it commits) about `changes`: (event, JSON)."""
+def notify(c: Any, hub_id: str, changes: Sequence[tuple[str, str]]) -> None:
+    """Give `changes` ((event, JSON) each) the fleet's next event ids and tell every hub about them,
+    in this transaction's COMMIT (so only if it commits, and in commit order). Nothing on SQLite,
+    where the one hub publishes its changes itself."""
     if not isinstance(c, PgDb) or not changes:
         return
-    payloads = []
-    for n, (event, data) in enumerate(changes, start=first_id):
+    ks, parts = [], []
+    for k, (event, data) in enumerate(changes):
         text = f"{event}|{data}"
         chunks = [text[i:i + NOTIFY_CHARS] for i in range(0, len(text), NOTIFY_CHARS)]
-        payloads += [f"{hub_id}|{n}|{i}|{len(chunks)}|{chunk}" for i, chunk in enumerate(chunks)]
-    c.at_commit(pgsql.SQL("SELECT pg_notify({}, p) FROM unnest({}::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i")
-                .format(pgsql.Literal(CHANNEL), pgsql.Literal(payloads)).as_string(c.conn))
+        ks += [k] * len(chunks)
+        parts += [f"{i}|{len(chunks)}|{chunk}" for i, chunk in enumerate(chunks)]
+    # The UPDATE holds the counter's row until COMMIT: the next transaction to take ids waits for this one.
+    c.at_commit(pgsql.SQL("WITH ids AS (UPDATE {t} SET next = next + {n} RETURNING next - {n} AS first) "
+                          "SELECT pg_notify({ch}, {hub} || '|' || (ids.first + m.k) || '|' || m.p) "
+                          "FROM ids, unnest({ks}::bigint[], {ps}::text[]) WITH ORDINALITY AS m(k, p, i) ORDER BY m.i")
+                .format(t=pgsql.Identifier(EVENT_IDS), n=pgsql.Literal(len(changes)), ch=pgsql.Literal(CHANNEL),
+                        hub=pgsql.Literal(hub_id), ks=pgsql.Literal(ks), ps=pgsql.Literal(parts)).as_string(c.conn))

@@ -63,7 +63,7 @@ class Writer:
         self.broadcaster = broadcaster
         self.hub_id = hub_id
         self.batches = 0
-        self._notified = 0
+        self.fleet_ids = store.dialect == "postgresql"  # the store numbers the changes; hubs publish them as heard
         self._queue: asyncio.Queue[_Pending[Any]] = asyncio.Queue()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picoctl-writer")
         self._task: asyncio.Task[None] | None = None
@@ -124,8 +124,7 @@ class Writer:
             changes = [(event, json.dumps(data, separators=(",", ":"), default=str))
                        for p, result in zip(batch, results, strict=True) if p.tx and not isinstance(result, BaseException)
                        for event, data in p.tx.changes]
-            notify(c, self.hub_id, self._notified, changes)
-        self._notified += len(changes)
+            notify(c, self.hub_id, changes)
         return results
 
     @staticmethod
@@ -157,7 +156,7 @@ class Writer:
                     if not p.future.done():
                         p.future.set_exception(result)
                 else:
-                    for event, data in p.tx.changes if p.tx else ():
+                    for event, data in p.tx.changes if p.tx and not self.fleet_ids else ():
                         self.broadcaster.publish(event, data)
                     if not p.future.done():
                         p.future.set_result(result)

@@ -2,7 +2,8 @@
 
 Every table is copied whole (ids included, so the event log and the offers' seqs read the same) in
 one transaction, into a database that holds nothing yet. The copy is then checked: the row count of
-every table and the last counter of every device, read back from PostgreSQL.
+every table and the last counter of every device, read back from PostgreSQL. The site's artifacts
+(`data/blobs`) go into the database in the same transaction, for every replica to serve.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PicoctlError
+from .blobs import SHA256, share
 from .db import ERRORS, Store, first_line, redact
 from .state import DB_NAME, LOCK_NAME, single_writer_lock
 
@@ -76,6 +78,9 @@ def _copy(db: Path, url: str) -> dict[str, int]:
                     c.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id')::regclass,"
                               f" (SELECT MAX(id) FROM {table}))")
                 counts[table] = len(rows)
+            for blob in sorted((db.parent / "blobs").glob("??/*")):
+                if SHA256.fullmatch(blob.name):
+                    share(c, blob.name, blob)
             expected = _last_counters(s)
         with dst.reading() as c:
             copied = {t: _count(c, t) for t in tables}

@@ -13,8 +13,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -25,12 +23,14 @@ import httpx
 
 from .. import keyset
 from .. import release as release_mod
-from ..errors import PicoctlError
+from ..errors import BadInput, PicoctlError
+from ..urls import check_url
+from ..workdirs import work_dir
 from . import store
 from .auth import same_secret
 from .http import ApiError, parse_json
 from .ingest import Tx
-from .state import Hub
+from .state import UPLOAD_PREFIX, Hub
 
 MAX_RELEASE_BYTES = 512 * 1024 * 1024
 FETCH_TIMEOUT_S = 30.0
@@ -47,13 +47,14 @@ def decode_meta(header: str | None) -> Any:
     return parse_json(raw, "X-Picoctl-Meta")
 
 
-async def _write_capped(chunks: AsyncIterator[bytes], dest: Path, cap: int) -> None:
-    size = 0
+async def _write_capped(chunks: AsyncIterator[bytes], dest: Path, size: int) -> None:
+    """The artifact into `dest`, refused as soon as it passes the `size` its meta.json gives."""
+    got = 0
     with open(dest, "wb") as f:
         async for chunk in chunks:
-            size += len(chunk)
-            if size > cap:
-                raise ApiError(413, f"artifact is over the limit of {cap} bytes")
+            got += len(chunk)
+            if got > size:
+                raise ApiError(422, f"artifact is longer than the {size} bytes its meta.json gives")
             f.write(chunk)
 
 
@@ -63,27 +64,24 @@ async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) 
         meta = release_mod.check_meta(meta)
     except PicoctlError as exc:
         raise ApiError(400, str(exc)) from None
+    if meta["size"] > MAX_RELEASE_BYTES:
+        raise ApiError(413, f"artifact of {meta['size']} bytes is over the limit of {MAX_RELEASE_BYTES}")
     try:
         public_keys = keyset.release_keys(hub.cfg, "the hub")
     except PicoctlError as exc:
         raise ApiError(409, f"{exc}; it cannot accept releases") from None
     try:
-        work = Path(tempfile.mkdtemp(prefix="release-", dir=hub.tmp_dir))
-    except OSError as exc:
-        raise ApiError(503, f"cannot store the release: {exc.strerror}") from None
-    try:
-        (work / "meta.json").write_text(json.dumps(meta))
-        artifact = work / meta["artifact"]
-        await _write_capped(chunks, artifact, MAX_RELEASE_BYTES)
-        try:
-            await anyio.to_thread.run_sync(release_mod.verify, work, public_keys)
-        except PicoctlError as exc:
-            raise ApiError(422, str(exc).replace(str(work) + "/", "").replace(str(work), "release")) from None
-        await anyio.to_thread.run_sync(hub.blobs.put_release, meta, artifact, True)
+        with work_dir(hub.tmp_dir, UPLOAD_PREFIX) as work:
+            (work / "meta.json").write_text(json.dumps(meta))
+            artifact = work / meta["artifact"]
+            await _write_capped(chunks, artifact, meta["size"])
+            try:
+                await anyio.to_thread.run_sync(release_mod.verify, work, public_keys)
+            except PicoctlError as exc:
+                raise ApiError(422, str(exc).replace(str(work) + "/", "").replace(str(work), "release")) from None
+            await anyio.to_thread.run_sync(hub.blobs.put_release, meta, artifact, True)
     except OSError as exc:
         raise ApiError(503, f"cannot store the release, nothing was kept: {exc.strerror}") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     added = await hub.writer.run(lambda tx: _record(tx, meta, actor))
     return meta, added
 
@@ -104,8 +102,10 @@ def _record(tx: Tx, meta: dict[str, Any], actor: str) -> bool:
 
 async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bool]:
     """Fetch a meta.json by URL, then its artifact (relative to it unless absolute), and accept them."""
-    if not meta_url.startswith(("http://", "https://")):
-        raise ApiError(400, f"meta url {meta_url!r}: expected an http:// or https:// URL")
+    try:
+        check_url(meta_url, "meta url")
+    except BadInput as exc:
+        raise ApiError(400, str(exc)) from None
     try:
         async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True) as client:
             try:
@@ -117,6 +117,10 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
             if not isinstance(meta, dict) or not isinstance(meta.get("artifact_url"), str):
                 raise ApiError(422, f"{meta_url}: meta.json has no artifact_url")
             artifact_url = urljoin(meta_url, meta["artifact_url"])
+            try:
+                check_url(artifact_url, f"{meta_url}: artifact_url")
+            except BadInput as exc:
+                raise ApiError(422, str(exc)) from None
             async with client.stream("GET", artifact_url) as resp:
                 if resp.status_code != 200:
                     raise ApiError(502, f"{artifact_url}: HTTP {resp.status_code}")

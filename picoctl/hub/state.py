@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from ..config import FleetConfig
 from ..errors import PicoctlError
+from ..workdirs import remove_interrupted
 from . import engine, store
 from .auth import DeviceAuth, Refused, Registry
 from .blobs import BlobStore
@@ -28,6 +29,7 @@ from .store import Db
 T = TypeVar("T")
 DB_NAME = "fleet.db"
 LOCK_NAME = "hub.lock"
+UPLOAD_PREFIX = "release-"  # <data_dir>/tmp/release-XXXX: the work folder of one release upload
 SECURITY_EVENTS_PER_S = 20
 TICK_ERROR_LOG_S = 60.0
 PRUNE_EVERY = 20  # heartbeats of a device stored between prunes of its history (by this hub)
@@ -82,6 +84,9 @@ class Hub:
     def __init__(self, cfg: FleetConfig) -> None:
         self.cfg = cfg
         self.token = cfg.read_token()
+        if not self.token:
+            raise PicoctlError(f"{cfg.token_file}: the operator token is empty, so any request would pass as the "
+                               "operator's; put a long random secret in it")
         self.id = secrets.token_hex(4)  # tells this hub's changes from other replicas' on the database
         data, location = cfg.data_dir, store_location(cfg)
         self.shared = is_postgres(location)  # other hubs may write the same database
@@ -89,7 +94,9 @@ class Hub:
             data.mkdir(parents=True, exist_ok=True)
             self._lock = None if self.shared else single_writer_lock(data / LOCK_NAME)
             (data / "tmp").mkdir(exist_ok=True)
-            self.blobs = BlobStore(data / "blobs")
+            if interrupted := remove_interrupted(data / "tmp", UPLOAD_PREFIX):
+                log.warning("removed %d release upload(s) a stopped hub left unfinished in %s", interrupted, data / "tmp")
+            self.blobs = BlobStore(data / "blobs", location if self.shared else None)
         except OSError as exc:
             raise PicoctlError(f"{data}: cannot open the hub's data folder: {exc}") from None
         try:
@@ -99,10 +106,10 @@ class Hub:
                 self.registry = Registry(store.devices(c))
         except ERRORS as exc:
             raise PicoctlError(f"{redact(location)}: cannot open the hub's store: {first_line(exc)}") from None
-        self.broadcaster = Broadcaster()
+        self.broadcaster = Broadcaster(fleet=self.shared)
         self.writer = Writer(self.store, self.broadcaster, self.id)
         self.leadership = Leadership(location)
-        self.listener = Listener(location, self.id, self._heard, self._missed) if self.shared else None
+        self.listener = Listener(location, self._heard, self._joined) if self.shared else None
         self._prune = PruneSchedule(PRUNE_EVERY)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -126,19 +133,21 @@ class Hub:
         if self.listener is not None:
             self.listener.stop()
         self.leadership.close()
+        self.blobs.close()
         self.store.close()
         self.reader.close()
         if self._lock is not None:
             os.close(self._lock)
 
-    def _heard(self, event: str, data: str) -> None:
-        """A change another hub committed (listener thread): out on this hub's event stream too."""
+    def _heard(self, message_id: int, event: str, data: str) -> None:
+        """A change a hub of the fleet committed, this one or another (listener thread): out on this
+        hub's event stream under its fleet-wide id."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.broadcaster.publish, event, json.loads(data))
+        self._loop.call_soon_threadsafe(self.broadcaster.publish, event, json.loads(data), message_id)
 
-    def _missed(self) -> None:
+    def _joined(self, next_id: int, missed: bool) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.broadcaster.resync)
+        self._loop.call_soon_threadsafe(self.broadcaster.join, next_id, missed)
 
     async def _tick(self) -> None:
         """Re-evaluate active rollouts now and then, so silence after a switch counts as failure.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from ..diagnostics import error_summary
+from ..protocol import BEAT_STATE
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -366,7 +367,7 @@ _LIVE_COLUMNS = (("id", "TEXT"), ("at", "DOUBLE PRECISION"), ("version", "TEXT")
 
 def _live_fields(b: dict[str, Any]) -> tuple[Any, ...]:
     """A beat's row for the device update: what the beat tells, None for what it leaves as it was."""
-    info = {k: b.get(k) for k in ("uptime_s", "mem_free", "rssi", "keys")} | {"readings": b.get("readings") or {}}
+    info = {k: b.get(k) for k in BEAT_STATE} | {"readings": b.get("readings") or {}}
     diagnosed = b.get("boots") is not None
     return (b["device_id"], b["at"], b.get("version"), b.get("seq"), b.get("phase"), json.dumps(info),
             (b.get("reset_cause") or "") if diagnosed else None, b.get("boots"),

@@ -8,7 +8,6 @@ signed sha256 (and with `--sha256` when given). Only that private copy is ever u
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Generator
@@ -23,6 +22,7 @@ from .. import keyset, release
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
+from ..urls import check_url, is_url
 from .layout import disk_error
 
 CHUNK = 1 << 16
@@ -36,16 +36,13 @@ class Fetched:
     artifact: Path  # private copy under .incoming/, hash verified
 
 
-def is_url(source: str) -> bool:
-    return urlsplit(source).scheme in ("http", "https")
-
-
 def _timeout() -> httpx.Timeout:
     return httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
 
 
 def fetch_meta_url(url: str) -> dict[str, Any]:
     """Download and shape-check a published meta.json."""
+    check_url(url, "meta.json URL")
     cap = release.MAX_META_BYTES
     body = bytearray()
     try:
@@ -58,21 +55,17 @@ def fetch_meta_url(url: str) -> dict[str, Any]:
                     raise BadInput(f"{url}: meta.json larger than {cap} bytes")
     except httpx.HTTPError as exc:
         raise PicoctlError(f"{url}: cannot fetch meta.json: {exc}") from None
-    try:
-        meta = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise BadInput(f"{url}: not a meta.json: {exc}") from None
-    return release.check_meta(meta, url)
+    return release.parse_meta(bytes(body), url)
 
 
 def _locate(source: str) -> tuple[dict[str, Any], str]:
     """(meta, where the artifact is: URL or local path) for any accepted SOURCE."""
     if is_url(source):
-        path = urlsplit(source).path
+        path = urlsplit(check_url(source, "release URL")).path
         if path.endswith(".json") or path.endswith("/"):
             meta_url = source if path.endswith(".json") else source + "meta.json"
             meta = fetch_meta_url(meta_url)
-            return meta, urljoin(meta_url, meta["artifact_url"])
+            return meta, check_url(urljoin(meta_url, meta["artifact_url"]), f"{meta_url}: artifact_url")
         meta = fetch_meta_url(urljoin(source, "meta.json"))
         if PurePosixPath(path).name != meta["artifact"]:
             raise BadInput(f"{source}: the meta.json beside it is for {meta['artifact']}, not this artifact")

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..atomic import fsync_dir
 from ..config import FleetConfig
 from ..errors import PicoctlError
+from ..release import SEMVER
 
 RELEASE_META = ".picoctl-release.json"  # the verified meta.json, written into each unpacked release
 
@@ -59,6 +60,15 @@ class Layout:
         for link in (self.current, self.previous):
             if link.exists() and not link.is_symlink():
                 raise PicoctlError(f"{link} is not a link; move it into {self.releases}/<version>/ (see docs/pi-deploy.md)")
+            if link.is_symlink() and not _names_a_release(os.readlink(link)):
+                raise PicoctlError(f"{link} points at {os.readlink(link)!r}, not at releases/<version>: move that release "
+                                   f"into {self.releases}/<version>/ and point {link.name} at it (see docs/pi-deploy.md)")
+
+
+def _names_a_release(target: str) -> bool:
+    """Whether a link's target has the form picoctl writes: `releases/<version>`."""
+    folder, _, version = target.partition("/")
+    return folder == "releases" and SEMVER.match(version) is not None
 
 
 def disk_error(exc: OSError, doing: str) -> PicoctlError:

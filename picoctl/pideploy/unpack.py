@@ -28,11 +28,13 @@ CHUNK = 1 << 16
 
 
 def _target(member: tarfile.TarInfo, prefix: str) -> str | None:
-    """The path below the archive root for a member, or None for the root folder itself."""
+    """The path below the archive root for a member, or None for the root folder itself (or `./`)."""
     name = member.name.rstrip("/") if member.isdir() else member.name
-    safe_member_name(name)
-    if name == prefix and member.isdir():
+    while name.startswith("./"):  # `tar czf x.tar.gz ./folder` names every entry so
+        name = name[2:]
+    if name in (prefix, ".") and member.isdir():
         return None
+    safe_member_name(name)
     if not name.startswith(prefix + "/"):
         raise BadInput(f"archive entry {member.name!r} is outside the release root {prefix!r}")
     if not (member.isfile() or member.isdir()):

@@ -50,6 +50,7 @@ class SimDevice:
     uptime_s: int = 0
     log: list[str] = field(default_factory=list)
     last_error: dict[str, Any] | None = None  # the crash record of a failed trial, as the agent keeps it
+    keys: int | None = None  # the version of the release key set it trusts (None: it does not say)
 
     # --- wire --------------------------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class SimDevice:
         self.uptime_s += 60
         body = {"id": self.id, "counter": counter, "version": self.version, "seq": self.seq,
                 "uptime_s": self.uptime_s, "mem_free": 101232, "rssi": -61, "phase": self.phase or None,
-                "readings": self.readings}
+                "readings": self.readings, "keys": self.keys}
         if self.last_error:  # as the agent reports it (docs/protocol.md); otherwise left out
             body |= {"boots": self.epoch, "reset_cause": "soft", "last_error": self.last_error}
         raw, headers = self.signed({k: v for k, v in body.items() if v is not None})

@@ -57,13 +57,14 @@ class Heartbeat:
     uptime_s: int | None = None
     mem_free: int | None = None
     rssi: int | None = None
+    keys: int | None = None
     readings: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], now: float) -> Heartbeat:
         readings = d.get("readings")
-        return cls(_num(d.get("at")) or now, _str(d.get("version")), _int(d.get("uptime_s")),
-                   _int(d.get("mem_free")), _int(d.get("rssi")), dict(readings) if isinstance(readings, Mapping) else {})
+        return cls(_num(d.get("at")) or now, _str(d.get("version")), **{k: _int(d.get(k)) for k in protocol.BEAT_STATE},
+                   readings=dict(readings) if isinstance(readings, Mapping) else {})
 
 
 @dataclass
@@ -106,7 +107,7 @@ class Device:
                 setattr(self, key, _str(d[key]) or getattr(self, key))
         if "type" in d and _str(d["type"]):
             self.type = d["type"]
-        for key in ("rssi", "mem_free", "uptime_s", "keys"):
+        for key in protocol.BEAT_STATE:
             if key in d:
                 setattr(self, key, _int(d[key]))
         if "last_seen" in d:
@@ -135,8 +136,8 @@ class Device:
     def take_heartbeat(self, hb: Heartbeat) -> None:
         self.last_seen = max(self.last_seen or 0.0, hb.at)
         self.version = hb.version or self.version
-        self.rssi, self.mem_free = hb.rssi, hb.mem_free
-        self.uptime_s = hb.uptime_s
+        for key in protocol.BEAT_STATE:  # as the hub keeps them: the beat's word, none if it said none
+            setattr(self, key, getattr(hb, key))
         self.readings = hb.readings or self.readings
         if self.detailed:
             self.heartbeats.append(hb)
@@ -247,6 +248,7 @@ class Link:
     state: str = "connecting"  # "connecting", "live" or "down"
     why: str = ""
     since: float | None = None
+    answered: bool = False  # down though something answered, with another shape than the hub's answers
 
     @property
     def down(self) -> bool:

@@ -13,6 +13,7 @@ import ast
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -45,6 +46,7 @@ class PushResult:
     verified: bool
     version: str | None  # read back from the board after its soft reset
     device_id: str | None  # `id` from the board's /config.json, when it has one
+    leftovers: int = 0  # temporary files an interrupted push had left, removed first
 
 
 def _board_path(prefix: str, name: str) -> str:
@@ -138,6 +140,33 @@ def _mkdirs(t: SerialTransport, paths: list[str]) -> None:
         t.exec(f"import os\nfor d in {dirs!r}:\n try:\n  os.mkdir(d)\n except OSError:\n  pass")
 
 
+def _remove_leftovers(t: SerialTransport) -> int:
+    """Remove the temporary files an interrupted push left anywhere on the board; how many there were."""
+    out = t.exec(
+        "import os\ndef _w(d, n):\n for e in os.ilistdir(d):\n  p = d.rstrip('/') + '/' + e[0]\n"
+        "  if e[1] == 0x4000:\n   n = _w(p, n)\n"
+        f"  elif e[0].endswith({TMP_SUFFIX!r}):\n   os.remove(p)\n   n += 1\n return n\n"
+        "print(_w('/', 0))"
+    )
+    return int(out.decode().strip())
+
+
+def _in_the_way(t: SerialTransport, paths: list[str]) -> list[str]:
+    """What on the board would stop a file landing at each of `paths`: a folder at its place, or a
+    file where one of its folders goes (left by another tool, mpremote say). Empty when nothing."""
+    out = t.exec(
+        "import os\ndef _k(p):\n try:\n  return os.stat(p)[0] & 0o170000\n except OSError:\n  return 0\n"
+        f"_bad = []\nfor p in {paths!r}:\n"
+        " if _k(p) == 0o040000:\n  _bad.append(p + ' is a folder on the board')\n"
+        " d = p.rsplit('/', 1)[0]\n"
+        " while d:\n"
+        "  if _k(d) not in (0, 0o040000):\n   _bad.append(d + ' is a file on the board, where a folder goes')\n"
+        "  d = d.rsplit('/', 1)[0]\n"
+        "print(repr(_bad))"
+    )
+    return list(dict.fromkeys(ast.literal_eval(out.decode().strip())))
+
+
 def _commit(t: SerialTransport, moves: list[tuple[str, str]]) -> None:
     # Renamed as paths relative to "/" (after chdir): same effect on a board, and the unix port's
     # VfsPosix mounted at "/" mishandles a rename between two absolute paths.
@@ -165,7 +194,7 @@ def _read_back(t: SerialTransport) -> tuple[str | None, str | None]:
     for text, key in zip(ast.literal_eval(out.decode().strip()), ("version", "id"), strict=False):
         try:
             value = json.loads(text).get(key) if text else None
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # a file on the board, written by anyone
             value = None
         found.append(value if isinstance(value, str) else None)
     return found[0], found[1]
@@ -186,14 +215,14 @@ def push_files(port: str, files: dict[str, bytes], progress: Progress, verify: b
         with port_claim.claim(port, "picoctl usb push"):
             transport = _open(port)
             try:
-                version, device_id = _push(transport, port, files, targets, progress, verify)
+                version, device_id, leftovers = _push(transport, port, files, targets, progress, verify)
             finally:
                 _close(transport)
     except PicoctlError as exc:
         progress.fail(str(exc))
         raise
     progress.finish()
-    return PushResult(port, len(files), total, time.monotonic() - t0, verify, version, device_id)
+    return PushResult(port, len(files), total, time.monotonic() - t0, verify, version, device_id, leftovers)
 
 
 def read_identity(port: str) -> tuple[str | None, str | None]:
@@ -209,13 +238,18 @@ def read_identity(port: str) -> tuple[str | None, str | None]:
 
 
 def _push(transport: SerialTransport, port: str, files: dict[str, bytes], targets: dict[str, str],
-          progress: Progress, verify: bool) -> tuple[str | None, str | None]:
-    """Write, verify and commit over an open raw REPL; the version and id the board reports after."""
+          progress: Progress, verify: bool) -> tuple[str | None, str | None, int]:
+    """Write, verify and commit over an open raw REPL; the version and id the board reports after,
+    and how many temporary files of an interrupted push it removed first."""
     total = sum(len(d) for d in files.values())
-    current, written, committed = "", 0, False
+    current, written, committing, committed = "", 0, False, False
     temps: list[str] = []
     try:
         progress.phase("push", item="")
+        leftovers = _remove_leftovers(transport)
+        blocked = _in_the_way(transport, list(targets.values()))
+        if blocked:
+            raise PicoctlError(f"{port}: cannot push: {'; '.join(blocked[:3])}; nothing was changed")
         _mkdirs(transport, list(targets.values()))
         inflate = transfer.prepare(transport)
         for name, dest in targets.items():
@@ -242,7 +276,7 @@ def _push(transport: SerialTransport, port: str, files: dict[str, bytes], target
                     raise PicoctlError(f"{port}: {name} failed verification on the board (sha256 {got[tmp].hex()[:16]}…, "
                                        f"expected {want.hex()[:16]}…); nothing was replaced, old files are in place")
         progress.phase("commit", item="")
-        current = ""
+        current, committing = "", True
         _commit(transport, [(d + TMP_SUFFIX, d) for d in targets.values()])
         committed = True
         progress.phase("reset")
@@ -256,11 +290,25 @@ def _push(transport: SerialTransport, port: str, files: dict[str, bytes], target
         if not lost and not committed:
             _discard(transport, temps)
         state = ("the new files are in place" if committed else
+                 "some new files may be in place and others old: push again" if committing else
                  "the board's old files are in place" + (" (new ones were still under temporary names)" if lost else ""))
         what = "lost the board" if lost else "the board refused"
-        lines = str(exc).strip().splitlines()  # a board's traceback: its last line says what went wrong
-        raise PicoctlError(f"{port}: {what} {where}: {lines[-1] if lines else type(exc).__name__}; {state}") from None
-    return version, device_id
+        raise PicoctlError(f"{port}: {what} {where}: {board_error(exc)}; {state}") from None
+    return version, device_id, leftovers
+
+
+_ERRNO = re.compile(r"OSError: (?:\[Errno )?(\d+)\]?")
+
+
+def board_error(exc: Exception) -> str:
+    """What went wrong, from the last line of a board's traceback, its errno in words
+    (`OSError: 28` -> `OSError: 28 (No space left on device)`)."""
+    lines = str(exc).strip().splitlines()
+    last = lines[-1] if lines else type(exc).__name__
+    found = _ERRNO.search(last)
+    if found:
+        last += f" ({os.strerror(int(found.group(1)))})"
+    return last
 
 
 def _close(t: SerialTransport) -> None:

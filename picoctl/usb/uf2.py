@@ -6,10 +6,12 @@ https://github.com/microsoft/uf2
 
 As the specification and the RP2 boot ROMs have it: a block of another family is disregarded whole
 (its number and count too), so images for several families concatenated (RP2040 + RP2350
-"universal" images) flash the board's own; blocks may come in any order and more than once (the
-first of each number is the one written); the image is complete once every number 0..count-1 of
-the board's family has come. An RP2350 takes the first of its families (ARM-S, RISC-V, ARM-NS) met
-in the file, and the one-block "absolute" sequence (the E10 erratum workaround) that may open it.
+"universal" images) flash the board's own; so is a block without a family id (a file container,
+say) and one marked not-main-flash (a comment, embedded source); blocks may come in any order and
+more than once (the first of each number is the one written); the image is complete once every
+number 0..count-1 of the board's family has come in blocks the ROM writes. An RP2350 takes the
+first of its families (ARM-S, RISC-V, ARM-NS) met in the file, and the one-block "absolute"
+sequence (the E10 erratum workaround) that may open it.
 """
 
 from __future__ import annotations
@@ -50,20 +52,26 @@ class UF2Info:
     payload_bytes: int
     start_addr: int
     end_addr: int  # one past the last byte written
-    skipped: dict[int, int] = field(default_factory=dict)  # family id -> blocks disregarded
+    skipped: dict[int | None, int] = field(default_factory=dict)  # family id (None: none) -> blocks disregarded
     duplicates: int = 0  # blocks repeating a number already seen (the first one is written)
+    not_main_flash: int = 0  # blocks of the family marked not-main-flash, which the boot ROM ignores
 
     @property
     def note(self) -> str:
         """What of the file the board does not write, in words ("" when nothing)."""
-        parts = [f"{n} blocks of {family_name(fid)}" for fid, n in sorted(self.skipped.items())]
+        parts = [f"{n} blocks {'without a family id' if fid is None else 'of ' + family_name(fid)}"
+                 for fid, n in sorted(self.skipped.items(), key=lambda kv: kv[0] or 0)]
+        if self.not_main_flash:
+            parts.append(f"{self.not_main_flash} not-main-flash blocks")
         said = f"skipped {', '.join(parts)}" if parts else ""
         if self.duplicates:
             said += ("; " if said else "") + f"{self.duplicates} repeated blocks written once"
         return said
 
 
-def family_name(fid: int) -> str:
+def family_name(fid: int | None) -> str:
+    if fid is None:
+        return "no family id"
     return f"{FAMILY_NAMES[fid]} (0x{fid:08x})" if fid in FAMILY_NAMES else f"family 0x{fid:08x}"
 
 
@@ -80,7 +88,12 @@ class _Block:
     size: int
     number: int
     count: int
-    family_id: int
+    family_id: int | None  # None: the family-id flag is unset (the field holds a file size, or nothing)
+
+    @property
+    def written(self) -> bool:
+        """Whether an RP2 boot ROM writes this block at all (else it ignores it, number and count too)."""
+        return self.family_id is not None and not self.flags & FLAG_NOT_MAIN_FLASH
 
 
 def _blocks(data: bytes) -> list[_Block]:
@@ -95,16 +108,16 @@ def _blocks(data: bytes) -> list[_Block]:
         (end,) = struct.unpack_from("<I", data, off + BLOCK_SIZE - 4)
         if m0 != MAGIC_START0 or m1 != MAGIC_START1 or end != MAGIC_END:
             raise BadInput(f"UF2 block {i}: bad magic number: not a UF2 image or damaged")
-        if not flags & FLAG_FAMILY_ID:
-            raise BadInput(f"UF2 block {i}: no family id (flag 0x2000 unset); RP2 boards need one")
-        out.append(_Block(i, flags, addr, size, number, count, fid))
+        out.append(_Block(i, flags, addr, size, number, count, fid if flags & FLAG_FAMILY_ID else None))
+    if not any(b.family_id is not None for b in out):
+        raise BadInput("UF2 image: no block has a family id (flag 0x2000); RP2 boards need one")
     return out
 
 
 def _sequence(blocks: list[_Block], fid: int) -> list[_Block]:
     """The blocks of family `fid` the boot ROM writes: the first of each number, by number; BadInput
     when they cannot all be written or do not all come."""
-    mine = [b for b in blocks if b.family_id == fid]
+    mine = [b for b in blocks if b.family_id == fid and b.written]
     count = mine[0].count
     taken: dict[int, _Block] = {}
     for b in mine:
@@ -121,14 +134,24 @@ def _sequence(blocks: list[_Block], fid: int) -> list[_Block]:
     missing = [n for n in range(count) if n not in taken]
     if missing:
         raise BadInput(f"UF2 image has {len(taken)} of its {count} blocks ({family_name(fid)}); block {missing[0]} "
-                       f"is missing: truncated?")
+                       f"is missing{_ignored_with(blocks, fid, missing[0], count)}")
     return [taken[n] for n in range(count)]
+
+
+def _ignored_with(blocks: list[_Block], fid: int, number: int, count: int) -> str:
+    """Why block `number` of family `fid` is missing when the file has it in a block the ROM ignores."""
+    for b in blocks:
+        if (b.number, b.count) == (number, count) and b.family_id in (fid, None) and not b.written:
+            flag = "has no family id (flag 0x2000)" if b.family_id is None else "is marked not-main-flash (flag 0x1)"
+            return (f": block {b.index} of the file has its number but {flag}, which the boot ROM ignores, "
+                    "so the board would never see the image complete")
+    return ": truncated?"
 
 
 def _chosen(blocks: list[_Block], family: str | None) -> tuple[str, int]:
     """The board family and family id the image is flashed as."""
     present = [b.family_id for b in blocks]
-    rp = [fid for fid in dict.fromkeys(present) if fid in FAMILY_OF_ID]
+    rp = [fid for fid in dict.fromkeys(b.family_id for b in blocks if b.written) if fid in FAMILY_OF_ID]
     if family is None:
         if not rp:
             raise BadInput("UF2 image holds no RP2040/RP2350 blocks")
@@ -140,6 +163,8 @@ def _chosen(blocks: list[_Block], family: str | None) -> tuple[str, int]:
     if found:
         raise BadInput(f"UF2 image is for {', '.join(found)}, but the board is {family}: refusing to flash it")
     others = ", ".join(family_name(f) for f in dict.fromkeys(present))
+    if any(f in FAMILY_OF_ID for f in present):
+        others += "; its RP2 blocks are all marked not-main-flash, which the boot ROM does not write"
     raise BadInput(f"UF2 image holds no blocks for {family} (only {others})")
 
 
@@ -153,18 +178,19 @@ def select(data: bytes, family: str | None = None) -> tuple[bytes, UF2Info]:
     family, fid = _chosen(blocks, family)
     keep = _sequence(blocks, fid)
     wanted = {fid}
-    if family == "rp2350" and any(b.family_id == ABSOLUTE_FAMILY for b in blocks):
+    if family == "rp2350" and any(b.family_id == ABSOLUTE_FAMILY and b.written for b in blocks):
         keep = _sequence(blocks, ABSOLUTE_FAMILY) + keep
         wanted.add(ABSOLUTE_FAMILY)
-    skipped: dict[int, int] = {}
+    skipped: dict[int | None, int] = {}
     for b in blocks:
         if b.family_id not in wanted:
             skipped[b.family_id] = skipped.get(b.family_id, 0) + 1
-    duplicates = sum(1 for b in blocks if b.family_id in wanted) - len(keep)
-    main = [b for b in keep if b.family_id == fid and not b.flags & FLAG_NOT_MAIN_FLASH]
+    not_main_flash = sum(1 for b in blocks if b.family_id in wanted and not b.written)
+    duplicates = sum(1 for b in blocks if b.family_id in wanted and b.written) - len(keep)
+    main = [b for b in keep if b.family_id == fid]
     image = b"".join(data[b.index * BLOCK_SIZE: (b.index + 1) * BLOCK_SIZE] for b in keep)
     info = UF2Info(family, fid, len(keep), sum(b.size for b in main), min((b.addr for b in main), default=0),
-                   max((b.addr + b.size for b in main), default=0), skipped, duplicates)
+                   max((b.addr + b.size for b in main), default=0), skipped, duplicates, not_main_flash)
     return image, info
 
 
@@ -178,8 +204,8 @@ def payload_of(data: bytes, family: str | None = None) -> dict[int, bytes]:
     image, info = select(data, family)
     out: dict[int, bytes] = {}
     for off in range(0, len(image), BLOCK_SIZE):
-        _m0, _m1, flags, addr, size, _n, _c, fid = HEADER.unpack_from(image, off)
-        if fid == info.family_id and not flags & FLAG_NOT_MAIN_FLASH:
+        _m0, _m1, _flags, addr, size, _n, _c, fid = HEADER.unpack_from(image, off)
+        if fid == info.family_id:
             out[addr] = image[off + 32: off + 32 + size]
     return out
 

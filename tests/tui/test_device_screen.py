@@ -1,16 +1,17 @@
 """The Device screen on the recorded sessions: the why of a failed trial (firmware, boot, reset cause,
 traceback) written cleanly at 80 columns, and charts of the device's own sensor with their scale, a
-series without data said to be so."""
+series without data said to be so, a constant one drawn half way up."""
 
 from __future__ import annotations
 
 import asyncio
 
-from textual.widgets import Sparkline
+from textual.app import App, ComposeResult
 
 from screenshots import WHY, demo_app, settle
 from picoctl.tui.model import Device
 from picoctl.tui.screens.device import DeviceScreen, firmware
+from picoctl.tui.widgets.series import Series
 
 ERROR = "AttributeError: module 'hardware' has no attribute 'pump_pwm' (app/main.py:8)"
 
@@ -47,9 +48,9 @@ def test_a_usb_picos_temperature_is_charted_with_its_scale_and_an_empty_series_s
             await settle(pilot)
             assert isinstance(app.screen, DeviceScreen) and app.screen.device_id == "bench-1"
             assert (text(app, "#label-0"), text(app, "#range-0")) == ("temperature 26.5°C", "25°C to 26.5°C")
-            assert app.screen.query_one("#spark-0", Sparkline).data
+            assert app.screen.query_one("#spark-0", Series).data
             assert (text(app, "#label-1"), text(app, "#range-1")) == ("RSSI no data", "")
-            assert app.screen.query_one("#spark-1", Sparkline).styles.visibility == "hidden"  # not a line at zero
+            assert app.screen.query_one("#spark-1", Series).styles.visibility == "hidden"  # not a line at zero
             assert (text(app, "#label-2"), text(app, "#range-2")) == ("free mem 166K", "166K to 172K")
             assert not app.screen.query_one("#device-why").display  # nothing reported: no blank line
 
@@ -64,3 +65,28 @@ def test_firmware_says_what_the_board_reported_and_leaves_out_the_rest() -> None
     assert firmware(Device("gh-02", "picow", firmware={"micropython": "1.29.0", "board": "linux [GCC 14.2.1] version",
                                                        "uid": ""})) == "MicroPython 1.29.0  linux"
     assert firmware(Device("bench-1", "pico")) == ""
+
+
+def test_a_constant_series_is_a_level_line_at_mid_height_as_its_range_says() -> None:
+    class Charts(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Series([-61.0, -61.0, -61.0], id="constant")
+            yield Series([7.0], id="one")
+            yield Series([1.0, 2.0, 3.0], id="rising")
+            yield Series([-61.0, -61.0], id="tall", classes="tall")
+
+        CSS = "Series { width: 6; } .tall { height: 2; }"
+
+    def drawn(app: App[None], selector: str) -> list[str]:
+        widget = app.query_one(selector, Series)
+        return [strip.text for strip in widget.render_lines(widget.region.reset_offset)]
+
+    async def run() -> None:
+        app = Charts()
+        async with app.run_test(size=(20, 6)) as pilot:
+            await pilot.pause()
+            assert drawn(app, "#constant") == drawn(app, "#one") == ["▄" * 6]  # not ▁ (nor █ for one value)
+            assert drawn(app, "#rising") == ["▁▁▄▄██"]  # a series that varies is Textual's own
+            assert drawn(app, "#tall") == [" " * 6, "█" * 6]  # half way up two lines
+
+    asyncio.run(run())

@@ -10,6 +10,8 @@ import os
 import shlex
 import shutil
 import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -122,6 +124,10 @@ def test_fleet_updates_live_filters_and_opens_a_device(hub: conftest.Hub) -> Non
             assert app.screen.device_id == "gh-03"
             await until(pilot, lambda: "gh-03" in text_of(app, "#device-info"))
             await until(pilot, lambda: table(app, "#device-history").row_count >= 1, what="device history")
+            assert "trusts key set" not in text_of(app, "#device-info")  # gh-03 has not said yet
+            hub.sims["gh-03"].keys = 2  # type: ignore[attr-defined]
+            await heartbeat(hub, "gh-03")
+            await until(pilot, lambda: "trusts key set v2" in text_of(app, "#device-info"), what="keys over SSE")
 
             await pilot.press("m")
             await until(pilot, lambda: isinstance(app.screen, Confirm))
@@ -555,3 +561,41 @@ def test_unreachable_at_start_says_so(tmp_path: Path) -> None:
         asyncio.run(run())
     finally:
         os.environ.pop("PICOCTL_HUB_URL", None)
+
+
+class _OldHub(BaseHTTPRequestHandler):
+    """A hub of another shape: its devices come as an object, not a list; every other list is empty."""
+
+    def do_GET(self) -> None:
+        body = b'{"devices": [{"id": "gh-01"}]}' if self.path == "/api/v1/devices" else b"[]"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_hub_answer_of_another_shape_is_said_in_the_banner(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OldHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    cfg = config.load(init_site(tmp_path / "site", server.server_port))
+
+    async def run() -> None:
+        app = PicoctlApp(cfg, Live(cfg, client=AsyncHubClient(url, "t")))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.link.down, what="down")
+            banner = " ".join(text_of(app, "#banner").split())
+            assert banner.startswith("✖ hub answered GET /api/v1/devices with an unexpected shape: the answer: "
+                                     "expected a list of objects, got an object; retrying."), banner
+            assert "unreachable" not in banner and "picoctl serve" not in banner
+            assert app.is_running and "hub down" in text_of(app, "#titlebar")
+        await app.source.client.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        server.shutdown()

@@ -10,13 +10,14 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Grid
-from textual.widgets import Footer, Label, Sparkline, Static
+from textual.widgets import Footer, Label, Static
 
 from ... import diagnostics
 from .. import keymap
 from ..format import FAILED, PHASE_STYLE, age, hms, kib, seen, shown, status_cell
 from ..model import Device, Event
 from ..widgets.modals import Confirm
+from ..widgets.series import Series
 from ..widgets.table import KeyedTable
 from .base import ModelScreen
 
@@ -84,7 +85,7 @@ class DeviceScreen(ModelScreen):
         with Grid(id="sparks"):
             for i in range(len(LINK) + 1):
                 yield Label("", id=f"label-{i}", classes="spark-label")
-                yield Sparkline([], id=f"spark-{i}", summary_function=max)
+                yield Series([], id=f"spark-{i}", summary_function=max)
                 yield Label("", id=f"range-{i}", classes="spark-range")
         yield Label("history: deploys, offers, channel moves", classes="section")
         yield KeyedTable(HISTORY_COLUMNS, id="device-history")
@@ -158,7 +159,7 @@ class DeviceScreen(ModelScreen):
             label, span = scale(chart, data)
             self.query_one(f"#label-{i}", Label).update(label)
             self.query_one(f"#range-{i}", Label).update(span)
-            spark = self.query_one(f"#spark-{i}", Sparkline)
+            spark = self.query_one(f"#spark-{i}", Series)
             spark.data = data
             spark.styles.visibility = "visible" if data else "hidden"  # in place: the grid keeps its rows
 

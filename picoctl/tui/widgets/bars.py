@@ -55,7 +55,10 @@ class LinkBanner(Static):
 
     def _show(self, link: Link) -> None:
         self.display = link.down
-        if self.display:
+        if self.display and link.answered:
+            self.update(f"✖ {link.why}; retrying. Devices show their last-known state (?).\n"
+                        f"  Is {getattr(self.app, 'hub_url', '')} picoctl's hub, of the same version as this TUI?")
+        elif self.display:
             url = getattr(self.app, "hub_url", "")
             why = link.why.removeprefix(f"hub not reachable at {url}:").strip() or "no answer"
             why = why.split(" (this URL is ")[0]  # the banner says where the URL comes from itself

@@ -74,16 +74,22 @@ class SourceFile:
 
 
 def iter_source(root: Path) -> Iterator[SourceFile]:
-    """Regular files under `root`, sorted, skipping caches and hidden files; links are refused."""
+    """Regular files under `root`, sorted, skipping caches and hidden files; links (to files or
+    folders) and names a release cannot hold are refused."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        for d in dirnames:
+            if (Path(dirpath) / d).is_symlink():
+                raise BadInput(f"{Path(dirpath) / d}: links and special files cannot go into a release")
         for fn in sorted(filenames):
             if fn.startswith(".") or fn.endswith((".pyc", ".mpy~")):
                 continue
             p = Path(dirpath) / fn
             if p.is_symlink() or not p.is_file():
                 raise BadInput(f"{p}: links and special files cannot go into a release")
-            yield SourceFile(PurePosixPath(p.relative_to(root).as_posix()).as_posix(), p)
+            name = PurePosixPath(p.relative_to(root).as_posix()).as_posix()
+            _named(str(p), safe_member_name, name)
+            yield SourceFile(name, p)
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
@@ -407,17 +413,27 @@ def safe_member_name(name: str) -> str:
 
 
 def read_tar_files(artifact: Path) -> dict[str, bytes]:
-    """The regular files of a release tar, refusing unsafe names, links and devices."""
+    """The regular files of a release tar, refusing unsafe names, links and devices; folder entries
+    and `./` prefixes (as GNU tar writes them) are taken as they are meant."""
     out: dict[str, bytes] = {}
     try:
         with tarfile.open(artifact, mode="r:*") as tar:
             for member in tar:
-                safe_member_name(member.name)
+                name = member.name.rstrip("/") if member.isdir() else member.name
+                while name.startswith("./"):
+                    name = name[2:]
+                if member.isdir() and name in ("", "."):
+                    continue
+                safe_member_name(name)
+                if member.isdir():
+                    continue
                 if not member.isfile():
                     raise BadInput(f"{artifact}: entry {member.name!r} is not a regular file")
+                if name in out:
+                    raise BadInput(f"{artifact}: entry {member.name!r} appears twice")
                 data = tar.extractfile(member)
                 assert data is not None
-                out[member.name] = data.read()
+                out[name] = data.read()
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise BadInput(f"{artifact}: damaged archive: {exc}") from None
     return out

@@ -180,3 +180,21 @@ def test_a_release_build_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_pat
             assert not out.exists()
         assert not _leftovers(disk.path), "a build left its work folder"
         disk.drain()
+
+
+# --- a new site (picoctl init) -------------------------------------------------------------------
+
+def test_picoctl_init_onto_a_full_disk_leaves_nothing_and_can_be_tried_again(disk: SmallDisk) -> None:
+    site = disk.path / "site"
+    for free in (0, 2 << 10, 8 << 10, 20 << 10):
+        disk.fill(free)
+        run = subprocess.run([sys.executable, "-m", "picoctl", "init", "--dir", str(site)], capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 1 and "cannot create the site" in run.stderr, (run.returncode, run.stderr)
+        assert "No space left on device" in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert list(site.iterdir()) == [], "a half-made site was left"
+        disk.drain()
+    run = subprocess.run([sys.executable, "-m", "picoctl", "init", "--dir", str(site)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in site.iterdir()) == ["data", "fleet.toml", "keys", "operator.token"]

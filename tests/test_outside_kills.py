@@ -28,7 +28,7 @@ from picoctl.workdirs import remove_interrupted, work_dir
 from test_pideploy import Rig
 
 keys, rig, built = test_pideploy.keys, test_pideploy.rig, test_pideploy.built  # the fixtures
-SWEEP = 6  # kills per test, spread over one whole run
+SWEEP = 5  # kills per test, spread over one whole run
 
 
 def _instants(whole_s: float) -> list[float]:

@@ -253,3 +253,29 @@ def test_an_artifact_longer_than_its_meta_says_is_cut_off_at_once(hub: LocalHub,
     header = base64.b64encode(json.dumps(_fields(folder)).encode()).decode()
     r = httpx.put(hub.url + "/api/v1/releases/picow/1.2.0", content=body, headers=_bearer(hub) | {"X-Picoctl-Meta": header})
     assert r.status_code == 422 and "longer than" in r.json()["error"], r.text[:300]
+
+
+def test_an_empty_webhook_secret_trusts_no_one(hub: LocalHub) -> None:
+    import hashlib
+    import hmac
+
+    secret = hub.site / "webhook.secret"
+    kept = secret.read_text()
+    secret.write_text("\n")  # emptied by mistake: a signature under the empty key is anyone's to make
+    try:
+        body = json.dumps({"meta_url": "http://127.0.0.1:9/meta.json"}).encode()
+        signature = "sha256=" + hmac.new(b"", body, hashlib.sha256).hexdigest()
+        r = httpx.post(hub.url + "/api/v1/webhook", content=body, headers={"X-Hub-Signature-256": signature})
+    finally:
+        secret.write_text(kept)
+    assert r.status_code == 503 and "empty" in r.json()["error"], r.text[:300]
+
+
+def test_a_hub_with_an_empty_operator_token_does_not_start(tmp_path: Path) -> None:
+    site = LocalHub.create(tmp_path / "site")
+    site.cfg.token_file.write_text("\n")  # emptied by mistake: "Authorization: Bearer" would be the operator
+    try:
+        with pytest.raises(RuntimeError, match="the operator token is empty"):
+            site.start()
+    finally:
+        site.close()

@@ -80,14 +80,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 def _routes() -> list[Route]:
     """The routes of a hub app built here (its own throwaway site: the served hub holds its store's lock)."""
-    return [r for r in create_app(_throwaway_cfg()).routes if isinstance(r, Route)]
-
-
-def _throwaway_cfg() -> config.FleetConfig:
     import tempfile
 
-    folder = Path(tempfile.mkdtemp(prefix="picoctl-routes-"))
-    return LocalHub.create(folder / "site").cfg
+    with tempfile.TemporaryDirectory(prefix="picoctl-routes-") as folder:
+        return [r for r in create_app(LocalHub.create(Path(folder) / "site").cfg).routes if isinstance(r, Route)]
 
 
 ROUTES = _routes()
@@ -204,6 +200,59 @@ def test_every_route_and_method_under_bad_input(site: Site, route: Route, method
         before, at = stored(site.hub), _log_size(site)
         status, kind, body = _send(site, method, f"{path}?{query}", b"{}", _auth(site, route, b"{}"))
         _check(site, f"{method} {path}?{query[:60]}", status, kind, body, before, at, method)
+
+
+DEVICE_FIELDS = ("version", "seq", "uptime_s", "mem_free", "rssi", "phase", "readings", "keys", "boots", "last_error",
+                 "reset_cause", "firmware", "error", "lines", "dropped", "nonce", "type", "from_version", "detail",
+                 "transient", "counter")
+WRONG = (None, [[1]], {"a": {"b": []}}, "x" * 100_000, True, 1.5)
+PLAUSIBLE = {"/heartbeat": {"version": "1.0.0", "seq": 0}, "/logs": {"lines": ["boot"]},
+             "/check": {"type": "picow", "version": "1.0.0", "seq": 0, "nonce": "0" * 32},
+             "/deploy/status": {"phase": "checking", "version": "1.0.0", "seq": 1}}
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if _kind(r) == "device"], ids=lambda r: r.path)
+def test_every_device_field_of_the_wrong_type_under_a_valid_mac(site: Site, route: Route) -> None:
+    """A board's body, its MAC right, with each field it may carry of each wrong type."""
+    if site.http.get(f"/api/v1/devices/{BOARD}", headers=_bearer(site)).status_code == 404:
+        site.key = site.hub.register(BOARD)
+    counter = int(site.hub.client.device(BOARD).get("seq") or 0) + 10 ** 6 * (1 + list(PLAUSIBLE).index(route.path))
+    for name in DEVICE_FIELDS:
+        for value in WRONG:
+            counter += 1
+            raw = json.dumps(PLAUSIBLE.get(route.path, {}) | {"id": BOARD, "counter": counter, name: value}).encode()
+            before, at = stored(site.hub), _log_size(site)
+            status, kind, body = _send(site, "POST", route.path, raw, site.signed(raw))
+            _check(site, f"POST {route.path} {name}={value!r:.30}", status, kind, body, before, at, "POST")
+
+
+OPERATOR_BODIES = {
+    "/api/v1/devices": {"id": "new-1", "type": "picow", "channel": "stable"},
+    "/api/v1/devices/{id}/channel": {"channel": "canary"},
+    "/api/v1/devices/{id}/heartbeat": {"version": "1.0.0", "seq": 0, "readings": {"t": 1}},
+    "/api/v1/devices/{id}/logs/request": {"seconds": 10},
+    "/api/v1/rollouts": {"target": "picow", "version": "9.9.9", "stages": [{"name": "all", "percent": 100}],
+                         "halt_after_failures": 1, "promote_after_successes": 1},
+    "/api/v1/rollouts/{id:rowid}/{action}": {"reason": "r"},
+    "/api/v1/history": {"actor": "a", "kind": "k", "device_id": "x", "version": "1", "result": "", "detail": "",
+                        "at": 1.0},
+    "/api/v1/releases/import": {"url": "http://127.0.0.1:9/meta.json"},
+}
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.path in OPERATOR_BODIES], ids=lambda r: r.path)
+def test_every_operator_field_of_the_wrong_type(site: Site, route: Route) -> None:
+    """An operator's body with each of its fields of each wrong type: refused with nothing stored, or taken."""
+    if site.http.get(f"/api/v1/devices/{BOARD}", headers=_bearer(site)).status_code == 404:
+        site.key = site.hub.register(BOARD)
+    plausible = OPERATOR_BODIES[route.path]
+    for name in plausible:
+        for value in WRONG:
+            raw = json.dumps(plausible | {name: value}).encode()
+            before, at = stored(site.hub), _log_size(site)
+            status, kind, body = _send(site, "POST", _fill(route), raw, _bearer(site))
+            if status != 502:  # the import's host is down, as it should be: the URL was taken
+                _check(site, f"POST {route.path} {name}={value!r:.30}", status, kind, body, before, at, "POST")
 
 
 def test_the_enumeration_found_the_routes() -> None:

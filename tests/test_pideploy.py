@@ -341,6 +341,18 @@ def test_unreadable_journal_stops_everything_with_a_clear_error(rig: Rig, built:
     assert os.readlink(rig.root / "current") == "releases/1.0.0"
 
 
+@pytest.mark.parametrize("change", [{"to_version": "../../etc"}, {"from_version": 3}, {"started_at": "noon"},
+                                    {"actor": None}, {"previous_before": "releases/1.0.0"}], ids=str)
+def test_a_journal_edited_by_hand_is_refused_before_any_link_moves(rig: Rig, built: dict[str, Path], change: dict) -> None:
+    pideploy.deploy(rig.cfg, str(built["1.0.0"]))
+    entry = {"op": "deploy", "to_version": "2.0.0", "from_version": "1.0.0", "previous_before": None, "actor": "a",
+             "step": "switched", "reason": "", "started_at": 1.0, "source": "x"} | change
+    (rig.root / ".deploy-journal.json").write_text(json.dumps(entry))
+    run = rig.cli("deploy", str(built["2.0.0"]))
+    assert run.returncode == 1 and "the deploy journal's" in run.stderr and "remove it" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and os.readlink(rig.root / "current") == "releases/1.0.0"
+
+
 def test_keeps_configured_releases_but_never_current_or_previous(rig: Rig, built: dict[str, Path]) -> None:
     rig.cfg.pi.keep_releases = 2
     for v in ("1.0.0", "2.0.0", "2.1.0"):

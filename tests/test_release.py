@@ -104,6 +104,24 @@ def test_bad_sources(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".build-")] == []
 
 
+@pytest.mark.parametrize("target", release.TARGETS)
+@pytest.mark.parametrize("case,message", [("folder-link", "links"), ("backslash", "unsafe file name")])
+def test_a_source_the_release_could_not_hold_is_refused_at_build(tmp_path: Path, target: str, case: str,
+                                                                 message: str) -> None:
+    """Not built into a release its own verify, a Pi deploy or a push would refuse, nor one missing a folder."""
+    src = tmp_path / "src"
+    (src / "shared").mkdir(parents=True)
+    (src / "main.py").write_text("import lib\n")
+    (src / "shared" / "lib.py").write_text("X = 1\n")
+    if case == "folder-link":
+        (src / "lib").symlink_to("shared")
+    else:
+        (src / "shared" / "back\\slash.py").write_text("")
+    with pytest.raises(BadInput, match=message):
+        release.build(target, "1.0.0", src, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_refuses_to_overwrite_output(tmp_path: Path, app: Path) -> None:
     build("picow", app, tmp_path / "r", None)
     before = (tmp_path / "r" / "meta.json").read_bytes()
@@ -142,10 +160,29 @@ def test_verify_names_what_is_wrong(tmp_path: Path, app: Path, keys) -> None:
         release.verify(tmp_path / "r", keys[1])
 
 
+@pytest.mark.parametrize("args", [["-C", "{src}", "."], ["--format=pax", "-C", "{src}", "."], ["-C", "{src}", "main.py", "lib"]],
+                         ids=["dot", "pax-dot", "named"])
+def test_a_board_bundle_made_by_gnu_tar_verifies(tmp_path: Path, app: Path, keys, args: list[str]) -> None:
+    import shutil
+    import subprocess
+
+    meta = build("picow", app, tmp_path / "r", keys[0])
+    shutil.rmtree(app / "__pycache__")
+    art = tmp_path / "r" / meta["artifact"]
+    subprocess.run(["tar", "-cf", str(art), *[a.format(src=app) for a in args]], check=True)
+    meta.update(size=art.stat().st_size, sha256=signing.sha256_file(art))
+    meta["signature"] = signing.sign_document(meta, keys[0].read_text().strip())
+    (tmp_path / "r" / "meta.json").write_text(json.dumps(meta))
+    assert release.verify(tmp_path / "r", keys[1])["version"] == "1.2.0"
+    assert release.read_tar_files(art) == {"main.py": (app / "main.py").read_bytes(),
+                                          "lib/sensor.py": (app / "lib" / "sensor.py").read_bytes()}
+
+
 def test_tar_with_traversal_or_link_is_refused(tmp_path: Path) -> None:
     import io
 
-    for name, kind in (("../evil.py", tarfile.REGTYPE), ("/abs.py", tarfile.REGTYPE), ("ok.py", tarfile.SYMTYPE)):
+    for name, kind in (("../evil.py", tarfile.REGTYPE), ("/abs.py", tarfile.REGTYPE), ("ok.py", tarfile.SYMTYPE),
+                       ("./../evil.py", tarfile.REGTYPE), ("lib/../../x", tarfile.DIRTYPE)):
         path = tmp_path / "bad.tar"
         with tarfile.open(path, "w") as tar:
             info = tarfile.TarInfo(name)

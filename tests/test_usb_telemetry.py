@@ -33,6 +33,7 @@ def test_heartbeat_line_becomes_the_hub_body():
 @pytest.mark.parametrize("text", [
     "MPY: soft reboot", "", "{not json", json.dumps({"type": "reading", "id": "x", "readings": {}}),
     json.dumps([1, 2]), "Traceback (most recent call last):",
+    '{"type": "heartbeat", "x": ' + "[" * 2000 + "]" * 2000 + "}",  # a 4 KiB line (serial_log's cut) nested too deep
 ])
 def test_other_lines_are_not_heartbeats(text):
     assert parse_heartbeat(text) is None

@@ -111,5 +111,5 @@ def check_bearer(request: Request, token: str) -> None:
     """401 unless the request carries `Authorization: Bearer <token>`."""
     got = request.headers.get("authorization", "")
     scheme, _, value = got.partition(" ")
-    if scheme.lower() != "bearer" or not same_secret(token, value.strip()):
+    if not token or scheme.lower() != "bearer" or not same_secret(token, value.strip()):
         raise ApiError(401, "missing or wrong operator token (Authorization: Bearer <token>)")

@@ -295,6 +295,8 @@ async def webhook(request: Request) -> Response:
         secret = hub.cfg.resolve(secret_file).read_bytes().strip()
     except OSError as exc:
         raise ApiError(503, f"webhook secret unreadable: {exc.strerror}") from None
+    if not secret:  # anyone could sign with an empty key
+        raise ApiError(503, "webhook secret file is empty: no request can be trusted")
     body = await _body(request)
     releases.check_webhook_signature(secret, body, request.headers.get("x-hub-signature-256"))
     meta_url = field(parse_object(body), "meta_url", "str")

@@ -84,6 +84,9 @@ class Hub:
     def __init__(self, cfg: FleetConfig) -> None:
         self.cfg = cfg
         self.token = cfg.read_token()
+        if not self.token:
+            raise PicoctlError(f"{cfg.token_file}: the operator token is empty, so any request would pass as the "
+                               "operator's; put a long random secret in it")
         self.id = secrets.token_hex(4)  # tells this hub's changes from other replicas' on the database
         data, location = cfg.data_dir, store_location(cfg)
         self.shared = is_postgres(location)  # other hubs may write the same database

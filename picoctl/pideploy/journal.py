@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import PicoctlError
+from ..release import SEMVER
 from .layout import disk_error, fsync_dir
 
 # Steps, in order. Before the `current` link moves: started (the version of a deploy is not known yet),
@@ -78,7 +79,25 @@ def read(path: Path) -> Entry | None:
         raise PicoctlError(f"{path}: unreadable deploy journal ({exc}); inspect it, then remove it") from None
     if entry.step not in STEPS:
         raise PicoctlError(f"{path}: unknown step {entry.step!r} in the deploy journal")
+    wrong = _wrong_field(entry)
+    if wrong:
+        raise PicoctlError(f"{path}: the deploy journal's {wrong}; inspect it, then remove it")
     return entry
+
+
+def _wrong_field(entry: Entry) -> str:
+    """What of a journal read back is not as `write` makes it ("" when nothing): the links are
+    pointed at its versions, so each must be one."""
+    for name in ("to_version", "from_version", "previous_before"):
+        value = getattr(entry, name)
+        if value is not None and not (isinstance(value, str) and SEMVER.match(value)):
+            return f"{name} {value!r:.40} is not a version"
+    for name in ("op", "actor", "reason", "source"):
+        if not isinstance(getattr(entry, name), str):
+            return f"{name} is not text"
+    if isinstance(entry.started_at, bool) or not isinstance(entry.started_at, (int, float)):
+        return "started_at is not a time"
+    return ""
 
 
 def clear(path: Path) -> None:

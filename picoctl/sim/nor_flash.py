@@ -18,6 +18,7 @@ import struct
 import sys
 import time
 
+import micropython
 import vfs
 
 BLOCK = 4096
@@ -28,10 +29,12 @@ class NorFlash:
     """LittleFS's block device (the extended interface: reads and programs at an offset, erase ioctl);
     its fields are set by mount(), which is dropped once it has run."""
 
+    @micropython.native  # machine code, outside the heap: on a board the block device is C
     def readblocks(self, block, buf, off=0):
         self.f.seek(block * BLOCK + off)
         self.f.readinto(buf)
 
+    @micropython.native  # machine code, outside the heap: on a board the block device is C
     def writeblocks(self, block, buf, off=0):
         self.ops += 1
         pos = block * BLOCK + off
@@ -44,6 +47,7 @@ class NorFlash:
             self._and(pos, buf, (self.ops * 7919) % n if torn else n)
         self._done(n, "program")
 
+    @micropython.native  # machine code, outside the heap: on a board the block device is C
     def _erased(self, pos, n):
         page, f = self.page, self.f
         f.seek(pos)
@@ -54,6 +58,7 @@ class NorFlash:
             n -= PROG
         return True
 
+    @micropython.native  # machine code, outside the heap: on a board the block device is C
     def _and(self, pos, buf, n):
         page, one, f = self.page, self.one, self.f
         i = 0
@@ -68,6 +73,7 @@ class NorFlash:
                 i += 1
                 j += 1
 
+    @micropython.native  # machine code, outside the heap: on a board the block device is C
     def ioctl(self, op, arg):
         if op == 4:  # block count
             return self.count
@@ -89,6 +95,7 @@ class NorFlash:
             self._done(0, "erase")
         return 0
 
+    @micropython.native  # machine code, outside the heap: on a board the block device is C
     def _done(self, programmed, kind):
         self.programmed += programmed
         if self.ops_file:

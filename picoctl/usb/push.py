@@ -194,7 +194,7 @@ def _read_back(t: SerialTransport) -> tuple[str | None, str | None]:
     for text, key in zip(ast.literal_eval(out.decode().strip()), ("version", "id"), strict=False):
         try:
             value = json.loads(text).get(key) if text else None
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # a file on the board, written by anyone
             value = None
         found.append(value if isinstance(value, str) else None)
     return found[0], found[1]

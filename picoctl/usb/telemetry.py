@@ -52,8 +52,8 @@ def parse_heartbeat(line: str) -> Heartbeat | None:
         return None
     try:
         obj = json.loads(text)
-    except ValueError:
-        return None  # a print that merely starts with a brace
+    except (ValueError, RecursionError):
+        return None  # a print that merely starts with a brace, or nests past what a heartbeat could
     if not isinstance(obj, dict) or obj.get("type") != "heartbeat":
         return None
     dev, version, uptime = obj.get("id"), obj.get("version"), obj.get("uptime_s")

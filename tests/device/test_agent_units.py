@@ -309,3 +309,52 @@ print("kept", [line for _, line in logring.kept()])
     out = run_mp(tmp_path, script)
     assert {"@wdt arm 1000", "@wdt feed", "@wifi join"} <= set(out.splitlines())
     assert out.splitlines()[-1] == "kept ['app line']"
+
+
+def test_a_checks_answer_is_parsed_and_checked_with_only_the_checks_code_loaded(tmp_path: Path) -> None:
+    """The HTTP client and the MAC are dropped before a check's answer is parsed (its offer takes
+    their RAM), and nothing the offer's checks loaded stays loaded after them; a status report, whose
+    answer is not signed, is sent with the MAC dropped (as while an update downloads)."""
+    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    out = run_mp(tmp_path, DRIVE + """
+import json, sys
+import ota
+from ota import agent, check, hmac_sha256
+a = agent.Agent()
+a.keys = 1
+class Resp:
+    status = 200
+    def __init__(self, body):
+        self.body, self.mac = body, hmac_sha256.mac_hex(a.key, body)
+    def read_all(self, cap, until):
+        yield
+        return memoryview(self.body)
+    def close(self):
+        pass
+class Http:
+    def request(self, method, url, body, headers, tls, buf, until):
+        yield
+        if not url.endswith("/check"):
+            macs.append("ota.hmac_sha256" in sys.modules)
+            return Resp(b"{}")
+        answer = {"id": a.id, "nonce": json.loads(body)["nonce"], "offer": {"seq": 9, "version": "2.0.0"}}
+        return Resp(json.dumps(answer).encode())
+fake = sys.modules["ota.http"] = ota.http = Http()
+seen, macs = [], []
+class Json:
+    dumps = json.dumps
+    def loads(data):
+        seen.append(sorted(m for m in ("ota.http", "ota.hmac_sha256") if m in sys.modules))
+        return json.loads(data)
+agent.json = Json
+def report(*args):
+    yield
+a.report = report
+before = set(sys.modules)
+drive(check.run(a))
+print(seen, sorted(set(sys.modules) - before))
+sys.modules["ota.http"] = ota.http = fake  # which the check dropped
+drive(a._send_status(a._status("downloading", "", False, None)))
+print(macs)
+""")
+    assert [ln for ln in out.splitlines() if not ln.startswith("ota: ")] == ["[[]] []", "[False]"], out

@@ -215,7 +215,7 @@ sent = []
 def report(*args):
     sent.append(args)
     yield
-def post(path, body, signed):
+def post(path, body, signed, drop=False):
     yield
     return {"id": a.id, "nonce": body["nonce"], "offer": {"seq": 9, "version": "2.0.0"}}
 def call(name, fn, *args):

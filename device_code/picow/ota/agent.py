@@ -160,15 +160,18 @@ class Agent:
 
     # --- requests ---------------------------------------------------------------------------------
 
-    def _post(self, path, obj, signed):
+    def _post(self, path, obj, signed, drop=False):
         """POST `obj`; the answer as a dict, once it is 200, MAC-verified when `signed`, an object.
-        The HTTP client and the MAC are imported here, not by the module: a check drops them while it
-        verifies an offer (ota/check.py)."""
+        The HTTP client and the MAC are imported here, not by the module; with `drop` both are
+        dropped before the answer is parsed (a check's: its offer and its verification need their RAM)."""
         from ota import http
-        from ota.hmac_sha256 import equal, mac_hex
+        from ota import hmac_sha256 as hmac
 
         body = json.dumps(obj).encode()
-        headers = {"X-Picoctl-Device": self.id, "X-Picoctl-Mac": mac_hex(self.key, body)}
+        headers = {"X-Picoctl-Device": self.id, "X-Picoctl-Mac": hmac.mac_hex(self.key, body)}
+        if not signed:  # not needed again for this request: an update's reports download without it
+            hmac = None
+            ota.unload("hmac_sha256")
         until = hw.deadline(self._ms("request_s"))
         resp = yield from http.request("POST", self.hub + path, body, headers, self.tls, self.buf, until)
         try:
@@ -177,8 +180,11 @@ class Agent:
             resp.close()
         if resp.status != 200:
             raise ota.HTTPError(resp.status, "%s: HTTP %d %s" % (path, resp.status, bytes(data[:120])))
-        if signed and not (resp.mac and equal(mac_hex(self.key, data), resp.mac)):
+        if signed and not (resp.mac and hmac.equal(hmac.mac_hex(self.key, data), resp.mac)):
             raise Refused("%s: response MAC does not verify" % path)
+        if drop:
+            resp = http = hmac = None
+            ota.unload("http", "hmac_sha256")
         doc = json.loads(data)
         if not isinstance(doc, dict):
             raise Refused("%s: response is not an object" % path)

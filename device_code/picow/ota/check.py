@@ -17,7 +17,6 @@ def run(a):
     offer = None
     try:
         resp = yield from ask(a)
-        ota.unload("http", "hmac_sha256")  # not needed again before the staging: the verification has their RAM
         offer = resp.get("offer")
         verify(a, resp, offer)
     except Refused as exc:
@@ -45,12 +44,10 @@ def ask(a):
     nonce = hexlify(os.urandom(16)).decode()
     body = {"id": a.id, "counter": a.counter(), "type": a.cfg["type"], "version": a.running_version(),
             "seq": a.st["seq"], "nonce": nonce, "keys": a.keys_version()}
-    resp = yield from a._post("/check", body, True)
-    from ota.hmac_sha256 import equal
-
+    resp = yield from a._post("/check", body, True, True)  # parsed with neither the HTTP client nor the MAC loaded
     if resp.get("id") != a.id:
         raise Refused("response for device %r" % (resp.get("id"),))
-    if not (isinstance(resp.get("nonce"), str) and equal(resp["nonce"], nonce)):
+    if resp.get("nonce") != nonce:  # the answer's MAC is verified: comparing our own nonce tells nothing
         raise Refused("response nonce differs from ours: replayed response")
     return resp
 
@@ -59,7 +56,10 @@ def verify(a, resp, offer):
     """Raise Refused unless the answer's key set and offer (either may be None) are good to take."""
     if offer is not None:
         hw.step("offer received")
-        ota.call("offer", "check_offer", offer, a.cfg["type"], a.st["seq"])
+        try:
+            ota.call("offer", "check_offer", offer, a.cfg["type"], a.st["seq"])
+        finally:
+            ota.unload("protocol")  # which ota/offer.py loaded
     from ota import trust
 
     try:

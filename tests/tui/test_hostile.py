@@ -181,3 +181,15 @@ def test_a_stream_of_garbage_and_other_shapes_keeps_the_link_live_and_applies_wh
             await until(pilot, lambda: app.model.devices[did].rssi == -42, what="the last, good event")
             assert app.link.state == "live" and app.last_event_id == 7 and app.model.skipped >= 5
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("screen", ["1", "3"])
+def test_a_filter_typed_with_markup_is_searched_for_as_text(recording: Path, screen: str) -> None:
+    async def run() -> None:
+        app = demo_app(recording)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            await pilot.press(screen, "slash", *"[/]", "enter")
+            await settle(pilot)
+            assert app.is_running and "[/]" in terminal(app)
+    asyncio.run(run())

@@ -8,7 +8,8 @@ arriving over its SSE stream, against a naive TUI that rebuilds the fleet table 
 - datatable: the same app and batching, the fleet table a Textual DataTable updated in place (the
   KeyedTable every other screen uses) instead of FastTable: what FastTable's own drawing buys.
 - baseline: the same app, except that each event clears the fleet table and adds every row again.
-Staleness is the age (since the hub took it) of the oldest heartbeat in each flush to the screen.
+Key presses: every 0.2 s a j or k is sent to the app as a terminal's would be, timed until the fleet
+table's cursor has moved. Staleness is the age (since the hub took it) of the oldest heartbeat in each flush to the screen.
 First frame: `python -m picoctl` started in a pseudo-terminal (80x24) with the hub up, until the first
 device id is drawn.
 """
@@ -33,8 +34,11 @@ import tempfile
 import termios
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from textual import events
 
 from picoctl import config
 from picoctl.client import AsyncHubClient
@@ -53,6 +57,7 @@ CONNECTIONS = 8
 MEASURE_S = 10.0
 BASELINE_S = 4.0
 PROBE_S = 0.010
+KEY_EVERY = 20  # probes between two key presses (j or k on the fleet table)
 
 
 # --- the load: paced signed heartbeats ----------------------------------------------------------
@@ -145,6 +150,7 @@ async def measure(app_cls: type[PicoctlApp], cfg: config.FleetConfig, url: str, 
                   devices: list[tuple[str, str]], seconds: float) -> dict[str, float]:
     app = app_cls(cfg, Live(cfg, client=AsyncHubClient(url, token)))
     lags: list[float] = []
+    keys: list[float] = []  # from a key press sent to the cursor having moved
     async with app.run_test(size=(120, 40)) as pilot:
         await asyncio.wait_for(app.loaded.wait(), 30)
         while app.link.state != "live":
@@ -156,10 +162,25 @@ async def measure(app_cls: type[PicoctlApp], cfg: config.FleetConfig, url: str, 
         applied0 = app.model.applied
         app.stats["max_staleness_s"] = 0.0
         end = time.monotonic() + seconds
+        table: Any = app.screen.query_one("#devices")  # FastTable, or the DataTable of that arm
+        pending: tuple[float, int] | None = None  # (sent at, the row the cursor must reach)
+        i = 0
         while time.monotonic() < end:
             t = time.perf_counter()
             await asyncio.sleep(PROBE_S)
             lags.append(time.perf_counter() - t - PROBE_S)
+            i += 1
+            if pending is not None and table.cursor_row == pending[1]:
+                keys.append(time.perf_counter() - pending[0])
+                pending = None
+            elif pending is None and i % KEY_EVERY == 0:  # j, then k: the cursor moves down and back
+                step = 1 if table.cursor_row == 0 else -1
+                event = events.Key("j" if step == 1 else "k", "j" if step == 1 else "k")
+                event.set_sender(app)
+                pending = (time.perf_counter(), table.cursor_row + step)
+                assert app._driver is not None
+                app._driver.send_message(event)  # as a terminal's key press arrives
+        missed = 1 if pending is not None else 0
         app.measuring = False  # type: ignore[attr-defined]  # the baseline's backlog is not worked off
         sent = queue.get(timeout=30)
         load.join(10)
@@ -171,7 +192,10 @@ async def measure(app_cls: type[PicoctlApp], cfg: config.FleetConfig, url: str, 
     lags.sort()
     return {"lag_p99_ms": lags[int(len(lags) * 0.99)] * 1000, "lag_p50_ms": statistics.median(lags) * 1000,
             "lag_max_ms": lags[-1] * 1000, "max_staleness_s": app.stats["max_staleness_s"], "rss_mb": rss,
-            "sent": sent, "applied": shown, "rate": sent / seconds}
+            "sent": sent, "applied": shown, "rate": sent / seconds,
+            "key_p50_ms": (statistics.median(keys) * 1000 if keys else float("inf")),
+            "key_p99_ms": (sorted(keys)[int(len(keys) * 0.99)] * 1000 if keys else float("inf")),
+            "key_max_ms": (max(keys) * 1000 if keys else float("inf")), "keys": len(keys), "keys_missed": missed}
 
 
 # --- time to the first frame ----------------------------------------------------------------------
@@ -243,12 +267,16 @@ def main() -> None:
                     ("baseline (rebuild per event)", base)):
         print(f"{name:30} {r['rate']:.0f} hb/s sent, {r['applied']} events applied; loop lag p50 "
               f"{r['lag_p50_ms']:.1f} ms p99 {r['lag_p99_ms']:.1f} ms max {r['lag_max_ms']:.1f} ms; "
-              f"oldest event when shown {r['max_staleness_s']:.2f} s; RSS {r['rss_mb']:.0f} MB")
+              f"oldest event when shown {r['max_staleness_s']:.2f} s; RSS {r['rss_mb']:.0f} MB; "
+              f"{r['keys']} key presses answered in p50 {r['key_p50_ms']:.0f} ms p99 {r['key_p99_ms']:.0f} ms max {r['key_max_ms']:.0f} ms"
+              f"{', the last one never' if r['keys_missed'] else ''}")
     print(f"first frame (median of 3, pty 80x24, {N_DEVICES} devices): {frames[1]:.2f} s")
-    print(f"RESULT lag_p99_ms={ours['lag_p99_ms']:.1f} max_staleness_s={ours['max_staleness_s']:.2f} "
+    print(f"RESULT lag_p99_ms={ours['lag_p99_ms']:.1f} key_p50_ms={ours['key_p50_ms']:.0f} key_p99_ms={ours['key_p99_ms']:.0f} "
+          f"max_staleness_s={ours['max_staleness_s']:.2f} "
           f"rss_mb={ours['rss_mb']:.0f} first_frame_s={frames[1]:.2f} "
           f"datatable_lag_p99_ms={datatable['lag_p99_ms']:.1f} datatable_max_staleness_s="
           f"{datatable['max_staleness_s']:.2f} datatable_rss_mb={datatable['rss_mb']:.0f} "
+          f"datatable_key_p99_ms={datatable['key_p99_ms']:.0f} baseline_key_p99_ms={base['key_p99_ms']:.0f} "
           f"baseline_lag_p99_ms={base['lag_p99_ms']:.1f} baseline_max_staleness_s={base['max_staleness_s']:.2f} "
           f"lag_ratio={base['lag_p99_ms'] / max(ours['lag_p99_ms'], 0.1):.1f}")
 

@@ -19,6 +19,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -35,6 +36,7 @@ from .screens.pi import PiScreen
 from .screens.releases import ReleasesScreen
 from .screens.usb import UsbScreen
 from .source import Source
+from .text import visible
 from .widgets.modals import Help
 
 FLUSH_S = 0.25
@@ -218,6 +220,13 @@ class PicoctlApp(App[None]):
             self.notify(f"{device_id} is a {d.type}: its log is read over USB (5, then l)", severity="warning")
             return
         self.push_screen(DeviceLogScreen(device_id, d.type))
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """A toast, shown as plain text whatever `markup` says (widgets' notify passes True): a toast often
+        quotes the hub or a board, and no toast of this app is written in markup."""
+        super().notify(visible(message, lines=True), title=visible(title), severity=severity, timeout=timeout,
+                       markup=False)
 
     # --- actions ---------------------------------------------------------------------------
     def action_show(self, mode: str) -> None:

@@ -2,6 +2,7 @@
 
 No Textual here. `FleetModel.apply(kind, data)` takes one event of the hub's stream and records what
 changed (`dirty_devices`, `dirty`), so the screens update only the rows and panels that need it.
+Every string the hub sends is made visible (picoctl.tui.text.cleaned) as it enters, events and lists alike.
 Liveness (online/stale/offline) and ages are computed from `last_seen` and an injected clock, so they
 move between events and render the same in every snapshot.
 """
@@ -9,12 +10,14 @@ move between events and render the same in every snapshot.
 from __future__ import annotations
 
 import collections
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from .. import diagnostics, protocol
 from ..config import FleetConfig
 from .format import plural
+from .text import cleaned
 
 COUNT_KEYS = ("offered", "downloading", "trial", "committed", "failed")
 MAX_EVENTS = 5000  # event log kept in memory; older entries are reloaded from the hub on demand
@@ -24,7 +27,11 @@ SUMMARY_VERSIONS = 4  # (type, version) pairs named in the summary line, the mos
 
 
 def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number, else None (JSON from outside may say 1e400)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    n = float(value)
+    return n if math.isfinite(n) else None
 
 
 def _int(value: Any) -> int | None:
@@ -280,6 +287,7 @@ class FleetModel:
         self.new_events: list[Event] = []
         self.dirty: set[str] = set()  # "devices" (whole list), "releases", "rollouts", "events"
         self.applied = 0
+        self.skipped = 0  # events of a shape the model cannot read
         self.oldest_unshown: float | None = None  # hub time of the oldest heartbeat not yet taken by a screen
         # A device's deploy status moves its rollout's counts, which the stream does not carry: reload them.
         self.counts_stale = False
@@ -288,7 +296,7 @@ class FleetModel:
     # --- whole lists, from the API ---------------------------------------------------------
     def load_devices(self, items: Iterable[Mapping[str, Any]]) -> None:
         fresh = {}
-        for d in items:
+        for d in map(cleaned, items):
             dev = self.devices.get(str(d["id"])) or Device.from_json(d)
             dev.update(d)
             fresh[dev.id] = dev
@@ -299,6 +307,7 @@ class FleetModel:
 
     def load_device_detail(self, d: Mapping[str, Any]) -> Device:
         """One device with its heartbeat history and its events (GET /api/v1/devices/{id})."""
+        d = cleaned(d)
         dev = self.devices.get(str(d["id"]))
         if dev is None:
             dev = self.devices[str(d["id"])] = Device.from_json(d)
@@ -314,24 +323,32 @@ class FleetModel:
         return dev
 
     def load_releases(self, items: Iterable[Mapping[str, Any]]) -> None:
-        self.releases = {r.key: r for r in map(Release.from_json, items)}
+        self.releases = {r.key: r for r in map(Release.from_json, map(cleaned, items))}
         self.dirty.add("releases")
 
     def load_rollouts(self, items: Iterable[Mapping[str, Any]]) -> None:
-        self.rollouts = {r.id: r for r in map(Rollout.from_json, items)}
+        self.rollouts = {r.id: r for r in map(Rollout.from_json, map(cleaned, items))}
         self.dirty.add("rollouts")
 
     def load_events(self, items: Iterable[Mapping[str, Any]]) -> None:
         self.events.clear()
-        self.events.extend(map(Event.from_json, items))
+        self.events.extend(map(Event.from_json, map(cleaned, items)))
         self.new_events.clear()
         self.dirty.add("events")
 
     # --- one SSE event ---------------------------------------------------------------------
     def apply(self, kind: str, data: Any) -> None:
-        """Apply one event of the stream; unknown kinds and malformed data are ignored."""
+        """Apply one event of the stream; unknown kinds and malformed data are ignored (counted in `skipped`):
+        an event the TUI cannot read must not end the stream, which would only replay it."""
         if not isinstance(data, Mapping):
+            self.skipped += 1
             return
+        try:
+            self._apply(kind, cleaned(data))
+        except (TypeError, ValueError, KeyError, OverflowError):
+            self.skipped += 1
+
+    def _apply(self, kind: str, data: Mapping[str, Any]) -> None:
         self.applied += 1
         if kind == "heartbeat":
             dev = self.devices.get(str(data.get("device_id") or data.get("id")))

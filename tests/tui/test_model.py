@@ -172,3 +172,24 @@ def test_summary_names_versions_per_device_type() -> None:
     assert m.summary().splitlines()[1] == "versions picow 1.0.0×3 1.1.0×2  pico 1.0.0×1"
     m.load_devices(fleet + [{"id": f"t{i}", "type": t, "version": "9.0.0"} for i, t in enumerate(["esp32", "esp32", "x"])])
     assert m.summary().splitlines()[1] == "versions picow 1.0.0×3 1.1.0×2  esp32 9.0.0×2  pico 1.0.0×1 …"
+
+
+OTHER_SHAPES = [("rollout", {"id": "x"}), ("rollout", {"id": 1, "failures": 5}), ("rollout", {"id": [1]}),
+                ("rollout", {"id": 1e400}), ("rollout", {"id": 1, "stage_index": float("nan")}),
+                ("history", {"id": "x"}), ("history", {"id": float("nan")}), ("history", {"id": 1, "at": "x"}),
+                ("heartbeat", {"device_id": "gh-01", "rssi": 1e400}), ("heartbeat", {"device_id": "gh-01", "at": "x"}),
+                ("heartbeat", {"device_id": "gh-01", "uptime_s": float("inf"), "readings": [1]}),
+                ("device", {"id": "gh-01", "boots": 1, "last_error": {"type": 5}, "firmware": {"mpy": "x"}}),
+                ("device", {"id": {"a": 1}, "type": 5}), ("status", {"device_id": "gh-01", "phase": "trial", "seq": "x"}),
+                ("release", {"version": 5}), ("device_removed", {"id": ["x"]}), ("heartbeat", "not an object"),
+                ("heartbeat", None), ("heartbeat", [1, 2])]
+
+
+@pytest.mark.parametrize("kind,data", OTHER_SHAPES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(OTHER_SHAPES)])
+def test_an_event_of_another_shape_is_skipped_and_the_next_one_is_applied(kind: str, data: object) -> None:
+    m = model()
+    m.apply(kind, data)
+    m.summary()
+    m.apply("heartbeat", {"device_id": "gh-01", "at": NOW, "rssi": -42})
+    assert m.devices["gh-01"].rssi == -42
+    assert all(isinstance(r.id, int) for r in m.rollouts.values())

@@ -13,6 +13,7 @@ from textual.worker import Worker, WorkerState
 
 from ..model import Event, FleetModel
 from ..source import Source
+from ..text import visible
 from ..widgets.bars import LinkBanner, TitleBar
 
 if TYPE_CHECKING:
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
 
 
 def one_line(exc: BaseException | None) -> str:
+    """The first line of an error, made visible: errors carry what the hub or a board said."""
     text = str(exc).strip().splitlines() if exc is not None else []
-    return text[0] if text else exc.__class__.__name__
+    return visible(text[0]) if text else exc.__class__.__name__
 
 
 class ModelScreen(Screen[None]):
@@ -48,7 +50,7 @@ class ModelScreen(Screen[None]):
 
     def top(self) -> ComposeResult:
         yield TitleBar(self.MODE, id="titlebar")
-        yield LinkBanner(id="banner")
+        yield LinkBanner(id="banner", markup=False)
 
     def on_screen_resume(self) -> None:
         self.sync()

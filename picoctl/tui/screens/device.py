@@ -80,8 +80,8 @@ class DeviceScreen(ModelScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.top()
-        yield Static(id="device-info")
-        yield Static(id="device-why")
+        yield Static(id="device-info", markup=False)
+        yield Static(id="device-why", markup=False)
         with Grid(id="sparks"):
             for i in range(len(LINK) + 1):
                 yield Label("", id=f"label-{i}", classes="spark-label")

@@ -39,10 +39,10 @@ class FleetScreen(ModelScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.top()
-        yield Static(id="summary")
+        yield Static(id="summary", markup=False)
         yield Input(placeholder="filter: id, type, channel, version or state", id="filter")
         yield FastTable(COLUMNS, id="devices")
-        yield Static(id="fleet-empty", classes="empty")
+        yield Static(id="fleet-empty", classes="empty", markup=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -34,7 +34,7 @@ class HistoryScreen(ModelScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.top()
-        yield Static(id="history-status")
+        yield Static(id="history-status", markup=False)
         yield Input(placeholder="filter: words, or device:ID version:V kind:K", id="filter")
         yield KeyedTable(COLUMNS, id="events")
         yield Footer(compact=True)

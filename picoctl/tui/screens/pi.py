@@ -4,6 +4,7 @@ call_from_thread only."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Iterable
@@ -25,6 +26,7 @@ from ..source import PiView
 from ..widgets.modals import Confirm, Prompt
 from ..widgets.paths import PI, ReleaseSuggester, newest, shown
 from ..widgets.table import KeyedTable
+from ..text import cleaned, flat, visible
 from .base import ModelScreen
 
 EVENT_COLUMNS = (("at", "TIME", 8), ("op", "OP", 8), ("moved", "FROM → TO", 16), ("result", "RESULT", 8),
@@ -117,6 +119,7 @@ class PiScreen(ModelScreen):
         self.query_one("#pi-info", Static).update(Text(f"✖ {message}", style="red"))
 
     def _show(self, v: PiView) -> None:
+        v = PiView.from_json(cleaned(dataclasses.asdict(v)))  # the Pi app's health answer says what it likes
         self.view = v
         t = Text()
         t.append("current   ", style="dim")
@@ -196,13 +199,14 @@ class PiScreen(ModelScreen):
     def _progress(self, e: ProgressEvent) -> None:
         bar = self.query_one("#pi-progress", ProgressBar)
         bar.update(total=e.total, progress=e.done)
-        self.query_one("#pi-step", Label).update(f"{e.task}: {e.phase or e.state} {e.item}".rstrip())
+        self.query_one("#pi-step", Label).update(flat(f"{e.task}: {e.phase or e.state} {e.item}".rstrip()))
 
     def _log(self, line: str) -> None:
-        self.query_one("#pi-log", RichLog).write(f"{hms(self.app.clock())} {line}")
+        self.query_one("#pi-log", RichLog).write(f"{hms(self.app.clock())} {visible(line)}")
 
     def _done(self, op: str, ok: bool, reason: str) -> None:
         self.running = ""
+        reason = flat(reason)
         self._log(("✔ " if ok else "✖ ") + reason)
         self.query_one("#pi-step", Label).update(Text(f"{op}: {'done' if ok else 'failed'}: {reason}",
                                                       style="green" if ok else "bold red"))

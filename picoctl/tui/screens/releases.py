@@ -144,11 +144,11 @@ class ReleasesScreen(ModelScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.top()
-        yield Static(id="rollout-info")
+        yield Static(id="rollout-info", markup=False)
         yield ProgressBar(total=1, show_eta=False, id="rollout-progress")
         yield Label("releases", classes="section")
         yield KeyedTable(RELEASE_COLUMNS, id="releases")
-        yield Static(NO_RELEASES, id="releases-empty", classes="empty")
+        yield Static(NO_RELEASES, id="releases-empty", classes="empty", markup=False)
         yield Label("rollouts", classes="section")
         yield KeyedTable(ROLLOUT_COLUMNS, id="rollouts")
         yield Footer(compact=True)

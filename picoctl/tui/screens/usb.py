@@ -22,6 +22,7 @@ from ..widgets.modals import Confirm, Fields, Prompt
 from ..widgets.paths import RELEASE, UF2, PathSuggester, newest, shown
 from ..widgets.serial_view import SerialView
 from ..widgets.table import KeyedTable
+from ..text import flat
 from .base import ModelScreen, one_line
 
 PATH_WIDTH = 24
@@ -232,12 +233,12 @@ class UsbScreen(ModelScreen):
 
     def _progress(self, e: ProgressEvent) -> None:
         self.query_one("#usb-progress", ProgressBar).update(total=e.total, progress=e.done)
-        self.query_one("#usb-step", Label).update(f"{e.task}: {e.phase or e.state} {e.item}".rstrip())
+        self.query_one("#usb-step", Label).update(flat(f"{e.task}: {e.phase or e.state} {e.item}".rstrip()))
 
     def _done(self, op: str, where: str, ok: bool, message: str) -> None:
         self.busy = ""
         self._resume_log()
-        said = f"{op} {Path(where).name}: {message}"  # the name, as the progress line has it: a path hid the result
+        said = flat(f"{op} {Path(where).name}: {message}")  # the name, as the progress line has it: a path hid the result
         self.query_one("#usb-step", Label).update(Text(said, style="green" if ok else "bold red"))
         self.query_one("#usb-progress", ProgressBar).update(total=1, progress=1 if ok else 0)  # not left pulsing
         if ok:

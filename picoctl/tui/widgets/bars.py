@@ -10,6 +10,7 @@ from textual.widgets import Static
 from .. import keymap
 from ..format import FAILED
 from ..model import Link
+from ..text import visible
 
 
 class TitleBar(Static):
@@ -43,7 +44,7 @@ class TitleBar(Static):
         t.append("  " + time.strftime("%H:%M:%S", time.gmtime(clock())) + "Z", style="dim")
         url = getattr(self.app, "hub_url", "")
         if url:  # which hub this is (hub.public_url or $PICOCTL_HUB_URL decide it)
-            t.append(f"  {url.removeprefix('http://')}", style="dim")
+            t.append(f"  {visible(url.removeprefix('http://'))}", style="dim")
         return t
 
 
@@ -56,11 +57,13 @@ class LinkBanner(Static):
     def _show(self, link: Link) -> None:
         self.display = link.down
         if self.display and link.answered:
-            self.update(f"✖ {link.why}; retrying. Devices show their last-known state (?).\n"
-                        f"  Is {getattr(self.app, 'hub_url', '')} picoctl's hub, of the same version as this TUI?")
+            self.update(visible(f"✖ {link.why}; retrying. Devices show their last-known state (?).\n"
+                                f"  Is {getattr(self.app, 'hub_url', '')} picoctl's hub, of the same version as this TUI?",
+                                lines=True))
         elif self.display:
             url = getattr(self.app, "hub_url", "")
             why = link.why.removeprefix(f"hub not reachable at {url}:").strip() or "no answer"
             why = why.split(" (this URL is ")[0]  # the banner says where the URL comes from itself
-            self.update(f"✖ hub {url} unreachable: {why}; retrying. Devices show their last-known state (?).\n"
-                        f"  Start it with `picoctl serve`, or point $PICOCTL_HUB_URL or hub.public_url at it.")
+            self.update(visible(f"✖ hub {url} unreachable: {why}; retrying. Devices show their last-known state (?).\n"
+                                f"  Start it with `picoctl serve`, or point $PICOCTL_HUB_URL or hub.public_url at it.",
+                                lines=True))

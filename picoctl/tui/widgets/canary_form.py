@@ -123,7 +123,7 @@ class CanaryForm(FormScreen[CanaryRequest | None]):
             yield Label("Start a rollout", classes="dialog-title")
             with Horizontal(classes="row"):
                 yield Label("release", classes="field")
-                yield Select([(r, r) for r in self.releases], prompt="release", id="release",
+                yield Select([(Text(r), r) for r in self.releases], prompt="release", id="release",
                              value=self.releases[-1] if self.releases else Select.BLANK)
             with Horizontal(classes="row"):
                 yield Label("first stage", classes="field")

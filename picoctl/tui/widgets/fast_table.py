@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -21,6 +22,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from .. import keymap
+from ..text import flat
 from .table import Cell, RowChosen, plain, sort_key
 
 PAD = 1
@@ -188,8 +190,12 @@ class FastTable(ScrollView, can_focus=True):
             if isinstance(cell, Text):
                 own = Style.parse(cell.style) if isinstance(cell.style, str) else cell.style
                 style, right, cell = base + own, cell.justify == "right", cell.plain
-            text = str(cell)[:width]
-            out += [pad, Segment(text.rjust(width) if right else text.ljust(width), style), pad]
+            text = str(cell)
+            if not (text.isascii() and text.isprintable()):
+                text = flat(text)  # on one line
+            if right and cell_len(text) < width:
+                text = " " * (width - cell_len(text)) + text
+            out += [pad, Segment(set_cell_size(text, width), style), pad]  # wide characters count twice
         return out
 
     def _header(self) -> list[str]:

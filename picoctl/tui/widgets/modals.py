@@ -16,6 +16,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from .. import keymap
 from ..model import Event
+from ..text import visible
 
 T = TypeVar("T")
 
@@ -32,8 +33,8 @@ class Confirm(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.body, classes="dialog-body")
+            yield Label(visible(self.title_text), classes="dialog-title", markup=False)
+            yield Static(visible(self.body, lines=True), classes="dialog-body", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.verb} (y)", variant="error", id="yes")
                 yield Button("Cancel (esc)", id="no")
@@ -76,10 +77,10 @@ class Prompt(TypedAhead[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(visible(self.title_text), classes="dialog-title", markup=False)
             yield Input(self.value, placeholder=self.placeholder, id="prompt", suggester=self.suggester)
             yield Label("enter to go, esc to cancel" + (", → completes the path" if self.suggester else ""),
-                        classes="dim")
+                        classes="dim", markup=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip() or None)
@@ -101,14 +102,14 @@ class Help(ModalScreen[None]):
         with VerticalScroll(classes="dialog help"):
             yield Label("Keys", classes="dialog-title")
             for title, bindings in self.sections:
-                yield Label(title, classes="help-section")
+                yield Label(title, classes="help-section", markup=False)
                 seen: set[str] = set()
                 for b in bindings:
                     if b.id in seen:
                         continue
                     seen.add(b.id or b.key)
                     key = b.key_display or _key_label(b.key)
-                    yield Static(f"  {key:<10} {b.tooltip or b.description}", classes="help-line")
+                    yield Static(f"  {key:<10} {b.tooltip or b.description}", classes="help-line", markup=False)
             yield Label("ctrl+p or : opens the command palette: every action by name", classes="dim")
 
     def action_cancel(self) -> None:
@@ -129,7 +130,7 @@ class EventDetail(ModalScreen[None]):
         facts = [("time", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(e.at))), ("actor", e.actor),
                  ("device", e.device_id or "-"), ("version", e.version or "-"), ("result", e.result or "-")]
         with VerticalScroll(classes="dialog event"):
-            yield Label(f"Event #{e.id}: {e.kind}", classes="dialog-title")
+            yield Label(f"Event #{e.id}: {e.kind}", classes="dialog-title", markup=False)
             yield Static("\n".join(f"{k:<8} {v}" for k, v in facts), classes="dialog-body", markup=False)
             yield Static(_laid_out(e.detail) or "(no detail)", id="event-detail", markup=False)
             yield Label("esc or enter closes", classes="dim")
@@ -221,10 +222,10 @@ class Fields(FormScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog form"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(visible(self.title_text), classes="dialog-title", markup=False)
             for key, label, placeholder, secret in self.fields:
                 with Horizontal(classes="row"):
-                    yield Label(label, classes="field")
+                    yield Label(label, classes="field", markup=False)
                     yield Input(placeholder=placeholder, password=secret, id=f"field-{key}")
             yield Label("", id="form-error", classes="error")
             yield Label("enter on the last field or ctrl+s to go, esc to cancel", classes="dim")
@@ -238,6 +239,6 @@ class Fields(FormScreen[dict[str, str] | None]):
         values = self.values()
         wrong = self.check(values)
         if wrong:
-            self.query_one("#form-error", Label).update(f"✖ {wrong}")
+            self.query_one("#form-error", Label).update(visible(f"✖ {wrong}"))
         else:
             self.dismiss(values)

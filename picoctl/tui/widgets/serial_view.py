@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from textual.app import ComposeResult
 
 from ..format import plural
+from ..text import visible
 from textual.containers import Vertical
 from textual.widgets import RichLog, Static
 
@@ -31,7 +32,7 @@ class SerialView(Vertical):
         self.dropped = 0
 
     def compose(self) -> ComposeResult:
-        yield Static(id="serial-status")
+        yield Static(id="serial-status", markup=False)
         yield RichLog(id="serial-log", max_lines=MAX_LINES, markup=False, wrap=False, auto_scroll=True)
 
     def on_mount(self) -> None:
@@ -89,7 +90,7 @@ class SerialView(Vertical):
             log = self.query_one(RichLog)
             for line in new:
                 if self.search.lower() in line.lower():
-                    log.write(line)
+                    log.write(visible(line))
         self._status()
 
     def redraw(self) -> None:
@@ -98,7 +99,7 @@ class SerialView(Vertical):
         needle = self.search.lower()
         for line in self.lines:
             if needle in line.lower():
-                log.write(line)
+                log.write(visible(line))
         self._status()
 
     def toggle_pause(self) -> None:
@@ -129,4 +130,4 @@ class SerialView(Vertical):
             link = "  waiting for the port…" if self.reader is not None and not self.connected else ""
             where = f"  search {self.search!r}" if self.search else ""
             text = f"{state}{where}{link}  {self.what} {Path(self.port).name}  {plural(len(self.lines), 'line')}"
-        self.query_one("#serial-status", Static).update(text)
+        self.query_one("#serial-status", Static).update(visible(text))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
+from rich.markup import escape
 from rich.text import Text
 from textual.message import Message
 from textual.widget import Widget
@@ -11,6 +12,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
 from .. import keymap
+from ..text import flat
 
 Cell = str | int | float | Text
 
@@ -18,6 +20,14 @@ Cell = str | int | float | Text
 def plain(value: Cell) -> Any:
     """A comparable form of a cell, for change detection and sorting."""
     return value.plain if isinstance(value, Text) else value
+
+
+def one_line(value: Cell) -> Cell:
+    """A cell as a row shows it: on one line, and its text as it is (DataTable reads a str cell as
+    markup, and cells quote what the hub and the boards say)."""
+    if isinstance(value, Text):
+        return value if "\n" not in value.plain else Text(flat(value.plain), style=value.style, justify=value.justify)
+    return escape(flat(value)) if isinstance(value, str) else value
 
 
 def sort_key(value: Any) -> tuple[int, Any]:
@@ -79,6 +89,7 @@ class KeyedTable(DataTable):
 
         The keys of the columns written (every column for a new row); empty when nothing changed.
         """
+        cells = [one_line(c) for c in cells]
         new = tuple(plain(c) for c in cells)
         old = self._cells.get(key)
         if old is None:

@@ -292,6 +292,18 @@ print(fs.read_json("ota/state.json")["phase"], fs.exists("ota/state.json.tmp"))
     assert out == ["1", "2", "1000001", "1000002", "2000001", "failed", "False"]
 
 
+@pytest.mark.parametrize(("heap", "sizes"), [("160K", "4096 2048"), ("96K", "2048 1024"), ("64K", "2048 1024")])
+def test_the_long_lived_buffers_are_sized_from_the_heap(tmp_path: Path, heap: str, sizes: str) -> None:
+    """The transfer buffer and the log ring take 6 KiB of a Pico W's heap, 3 KiB of a small one."""
+    script = """
+import ota
+from ota import logring
+logring.add("x" * 3000)
+print(len(ota.BUF), len(logring._ring))
+"""
+    assert run_mp(tmp_path, script, heap=heap).split() == sizes.split()
+
+
 def test_the_rigs_lines_stay_out_of_the_log_ring(tmp_path: Path) -> None:
     """`@wdt ...`, `@wifi join`, `@probe ...` are the rig's, not a board's output: a trial that feeds the
     watchdog every 200 ms would otherwise fill the ring (and the heap) with them."""

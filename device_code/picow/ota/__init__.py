@@ -7,10 +7,16 @@ HTTP client while a check verifies what it received."""
 import gc
 import sys
 
-# The agent's transfer buffer (ota.protocol.CHUNK bytes), made when the package is first imported
-# (boot.py's first import): later, with the agent's code loaded, a small heap no longer holds 4 KiB
-# in one piece.
-BUF = bytearray(4096)
+# The long-lived buffers, sized here once from the heap the board has, at the package's first import
+# (boot.py's), while the heap is still in one piece: the transfer buffer (the most of an artifact held
+# in RAM; heads are read in it line by line) and the log ring (ota/logring.py). A heap (gc.mem_free()
+# + gc.mem_alloc()) of ROOMY bytes or more (a Pico W has about 160 KiB free with Wi-Fi up) gets 4 KiB
+# and 2 KiB; a smaller one 2 KiB and 1 KiB: a download takes more, smaller reads, and a check's answer
+# (about 1.7 KiB for a small release) still fits in the buffer.
+ROOMY = 128 * 1024
+_roomy = gc.mem_free() + gc.mem_alloc() >= ROOMY
+BUF = bytearray(4096 if _roomy else 2048)
+RING = 2048 if _roomy else 1024
 
 
 class HTTPError(Exception):

@@ -22,7 +22,7 @@ from binascii import unhexlify
 
 import ota
 from ota import fs, hw, logring
-from ota.protocol import CHUNK, MAX_BODY, MAX_PENDING
+from ota.protocol import MAX_BODY, MAX_PENDING
 
 ota.unload("protocol")  # its constants are bound here and in ota/http.py; ota/offer.py loads the rest when it checks
 
@@ -78,7 +78,6 @@ class Agent:
         self.st = load_state()
         self.keys = None
         self.buf = ota.BUF  # one transfer at a time, whichever agent makes it
-        assert len(self.buf) == CHUNK
         self.mv = memoryview(self.buf)
         self.started = hw.ticks_ms()
         self.n = 0

@@ -1,7 +1,7 @@
 """The board's recent output, kept in RAM for wireless logs (`picoctl devices log`).
 
 install() wraps the builtin print, so every line the app, the agent and boot.py print also goes
-into a ring of RING bytes, each line stamped with ticks_ms. Why not os.dupterm: the unix port the
+into a ring of RING bytes (1 or 2 KiB, after the heap), each line stamped with ticks_ms. Why not os.dupterm: the unix port the
 agent is tested on has none, and on the RP2040 a dupterm stream sits in the REPL's input path too and
 is detached silently the first time it raises; wrapping print costs one function call per line and
 reaches everything that prints. Output written straight to sys.stdout is not kept. Bytes given to
@@ -18,7 +18,9 @@ When the hub asks for the log (`log_s` in a heartbeat answer), the agent posts i
 import builtins
 import time
 
-RING = 2048
+import ota
+
+RING = ota.RING  # its size, chosen from the board's heap (ota/__init__.py)
 LINE_MAX = 200
 STREAM_MS = 2000
 

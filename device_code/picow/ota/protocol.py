@@ -7,7 +7,6 @@ MAX_PENDING = 4  # status reports queued in state.json while the hub cannot be r
 MAX_BODY = 16384  # largest response body the agent reads (an offer with its file list)
 MAX_HEADER_LINE = 512  # longest response header line, CRLF included
 MAX_HEADERS = 32  # header lines in one response
-CHUNK = 4096  # the download buffer: the most of an artifact held in RAM
 # First path parts a release may not use: app/ comes first on sys.path (boot.py), so these would be
 # imported in place of the agent or of a built-in module it relies on.
 RESERVED_NAMES = ("ota", "array", "binascii", "collections", "errno", "gzip", "hashlib", "heapq", "io",

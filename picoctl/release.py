@@ -47,6 +47,9 @@ META_FIELDS = ("version", "artifact_url", "sha256", "signature", "rollout", "cre
 SMOKE_FIELD = "smoke"  # the signed result of `release build --smoke`
 BUILD_PREFIX = ".build-"  # <out's folder>/.build-XXXX: a build's work folder, renamed to `out` when whole
 MAX_META_BYTES = 1 << 20  # a meta.json fetched by URL is refused past this size, before it is parsed
+NAME_MAX_BYTES = 255  # LittleFS's LFS_NAME_MAX (and ext4's): the longest part of a path, in bytes
+PUSH_TMP_SUFFIX = ".picoctl-tmp"  # `usb push` writes each file under this suffix, then renames it
+RESERVED_SUFFIXES = (".tmp", PUSH_TMP_SUFFIX)  # ".tmp": the board agent's staging files (ota/fs.py)
 
 
 def check_version(version: str) -> str:
@@ -76,6 +79,7 @@ class SourceFile:
 def iter_source(root: Path) -> Iterator[SourceFile]:
     """Regular files under `root`, sorted, skipping caches and hidden files; links (to files or
     folders) and names a release cannot hold are refused."""
+    seen: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
         for d in dirnames:
@@ -89,6 +93,7 @@ def iter_source(root: Path) -> Iterator[SourceFile]:
                 raise BadInput(f"{p}: links and special files cannot go into a release")
             name = PurePosixPath(p.relative_to(root).as_posix()).as_posix()
             _named(str(p), safe_member_name, name)
+            _named(str(root), lambda n: check_case_clash(n, seen), name)
             yield SourceFile(name, p)
 
 
@@ -363,17 +368,19 @@ def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
     files = meta.get("files", [])
     if not isinstance(files, list):
         raise BadInput(f"{where}: field 'files' must be a list")
+    seen: dict[str, str] = {}
     for f in files:
         if not (isinstance(f, dict) and isinstance(f.get("name"), str) and _is_count(f.get("size"))
                 and isinstance(f.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", f["sha256"])):
             raise BadInput(f"{where}: malformed entry in files: {f!r:.200}")
         _named(where, safe_member_name, f["name"])
+        _named(where, lambda n: check_case_clash(n, seen), f["name"])
     if meta["target"] == "picow":
         check_picow_names([f["name"] for f in files], where)
     return meta
 
 
-def _named(where: str, check: Callable[[str], str], value: str) -> None:
+def _named(where: str, check: Callable[[str], object], value: str) -> None:
     """`check(value)`, its refusal naming the file it came from."""
     try:
         check(value)
@@ -403,19 +410,59 @@ def check_picow_names(names: list[str], where: str) -> None:
                            "app/ comes first on the board's import path)")
 
 
+def name_fault(name: Any) -> str | None:
+    """Why a file name from a source folder, an archive or a meta cannot go onto a board or a Pi, or None.
+
+    The one rule: a relative POSIX path whose parts are non-empty, not `.`/`..`, hold no backslash
+    and no control character (C0, DEL, C1: a newline or an escape in a name breaks listings and the
+    board's raw REPL), do not end in a dot or a space (trailing ones are dropped or refused by FAT and
+    Windows tools), are at most NAME_MAX_BYTES bytes of UTF-8, and do not end in a suffix the board's
+    agent or `usb push` writes its temporary files under. The board's agent applies the same rule to
+    an offer (device_code/picow/ota/offer.py's safe_name; a test holds them to the same list).
+    """
+    if not isinstance(name, str) or not name:
+        return "empty"
+    if name.startswith("/"):
+        return "absolute"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not UTF-8"
+    if "\\" in name:
+        return "backslash"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+        return "control character"
+    for part in name.split("/"):
+        if not part or part[-1] in ". ":
+            return "empty part, `.`, `..` or a part ending in a dot or a space"
+        if len(part.encode("utf-8")) > NAME_MAX_BYTES:
+            return f"a part longer than {NAME_MAX_BYTES} bytes"
+        if part.endswith(RESERVED_SUFFIXES):
+            return f"ends in a reserved suffix ({' or '.join(RESERVED_SUFFIXES)})"
+    return None
+
+
 def safe_member_name(name: str) -> str:
-    """Refuse absolute paths, `..` and empty components in a file name from an archive or a meta."""
-    p = PurePosixPath(name)
-    if not name or p.is_absolute() or any(part in ("..", "", ".") for part in name.split("/")) or "\\" in name \
-            or "\x00" in name:
-        raise BadInput(f"unsafe file name in release: {name!r}")
+    """`name`, or BadInput saying why it breaks the rule of name_fault."""
+    fault = name_fault(name)
+    if fault:
+        raise BadInput(f"unsafe file name in release: {name!r:.300} ({fault})")
     return name
+
+
+def check_case_clash(name: str, seen: dict[str, str]) -> None:
+    """Refuse `name` when `seen` (casefolded name -> name, updated) holds another differing only in
+    case: a release unpacked or copied on a case-insensitive filesystem would keep one of the two."""
+    other = seen.setdefault(name.casefold(), name)
+    if other != name:
+        raise BadInput(f"file names {other!r} and {name!r} differ only in case")
 
 
 def read_tar_files(artifact: Path) -> dict[str, bytes]:
     """The regular files of a release tar, refusing unsafe names, links and devices; folder entries
     and `./` prefixes (as GNU tar writes them) are taken as they are meant."""
     out: dict[str, bytes] = {}
+    seen: dict[str, str] = {}
     try:
         with tarfile.open(artifact, mode="r:*") as tar:
             for member in tar:
@@ -431,6 +478,7 @@ def read_tar_files(artifact: Path) -> dict[str, bytes]:
                     raise BadInput(f"{artifact}: entry {member.name!r} is not a regular file")
                 if name in out:
                     raise BadInput(f"{artifact}: entry {member.name!r} appears twice")
+                _named(str(artifact), lambda n: check_case_clash(n, seen), name)
                 data = tar.extractfile(member)
                 assert data is not None
                 out[name] = data.read()

@@ -2,10 +2,18 @@
 
 A URL from an operator, a webhook or a meta.json is refused here in words (BadInput) when no request
 could be made of it: another scheme, no host, a port outside 1-65535, control characters or spaces.
+
+Where a fetch may go after the URL it was given (a redirect, or the artifact_url a fetched meta.json
+names) is `check_hop`'s rule: at most MAX_REDIRECTS redirects, never from https to http, and only to
+a public address or to one of the same kind as the named URL's (`address_kind`). A hub told to fetch
+from a public host is never led by that host to its own loopback, its private network or a
+link-local metadata service; one told to fetch from loopback or a private network may stay there.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from urllib.parse import urlsplit
 
 import httpx
@@ -13,6 +21,8 @@ import httpx
 from .errors import BadInput
 
 SCHEMES = ("http", "https")
+MAX_REDIRECTS = 5
+PUBLIC = "public"
 
 
 def is_url(source: str) -> bool:
@@ -37,3 +47,38 @@ def check_url(url: str, what: str) -> str:
     if port is not None and not 0 < port < 65536:
         raise BadInput(f"{shown}: port {port} is outside 1-65535")
     return url
+
+
+def address_kind(host: str) -> str:
+    """The kind of address `host` (a name or an IP literal) stands for: `public`, `loopback`,
+    `link-local`, `private` (RFC 1918, unique local, shared, documentation ranges) or `reserved`
+    (unspecified, multicast, reserved). A name with several addresses takes its first non-public one;
+    a name that does not resolve is `public` (the request itself then fails)."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return PUBLIC
+    kinds = [_kind(ipaddress.ip_address(str(info[4][0]).split("%")[0])) for info in infos]
+    return next((k for k in kinds if k != PUBLIC), PUBLIC)
+
+
+def _kind(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if addr.is_loopback:
+        return "loopback"
+    if addr.is_link_local:
+        return "link-local"
+    if addr.is_unspecified or addr.is_multicast or addr.is_reserved:  # `::1` is in reserved ::/8 too
+        return "reserved"
+    return PUBLIC if addr.is_global else "private"
+
+
+def check_hop(named: str, url: str, what: str) -> None:
+    """BadInput naming `what` unless a fetch that started at the URL `named` may go on to `url`."""
+    check_url(url, what)
+    if urlsplit(named).scheme.lower() == "https" and urlsplit(url).scheme.lower() == "http":
+        raise BadInput(f"{what} {url[:120]!r}: leads from https to plain http")
+    kind = address_kind(httpx.URL(url).host)
+    if kind != PUBLIC and kind != address_kind(httpx.URL(named).host):
+        raise BadInput(f"{what} {url[:120]!r}: leads to a {kind} address from {named[:120]!r}, which is not one")

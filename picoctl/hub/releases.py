@@ -24,7 +24,7 @@ import httpx
 from .. import keyset
 from .. import release as release_mod
 from ..errors import BadInput, PicoctlError
-from ..urls import check_url
+from ..urls import MAX_REDIRECTS, check_hop, check_url
 from ..workdirs import work_dir
 from . import store
 from .auth import same_secret
@@ -101,13 +101,22 @@ def _record(tx: Tx, meta: dict[str, Any], actor: str) -> bool:
 
 
 async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bool]:
-    """Fetch a meta.json by URL, then its artifact (relative to it unless absolute), and accept them."""
+    """Fetch a meta.json by URL, then its artifact (relative to it unless absolute), and accept them.
+    Every request, redirects included, goes only where urls.check_hop lets a fetch from `meta_url` go."""
     try:
         check_url(meta_url, "meta url")
     except BadInput as exc:
         raise ApiError(400, str(exc)) from None
+
+    async def allowed(request: httpx.Request) -> None:
+        try:
+            await anyio.to_thread.run_sync(check_hop, meta_url, str(request.url), "redirect or artifact_url")
+        except BadInput as exc:
+            raise ApiError(422, str(exc)) from None
+
     try:
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True) as client:
+        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True, max_redirects=MAX_REDIRECTS,
+                                     event_hooks={"request": [allowed]}) as client:
             try:
                 meta = parse_json(await _get_meta(client, meta_url), f"{meta_url}: meta.json")
             except ApiError as exc:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import BadInput
 from ..progress import Progress
-from ..release import safe_member_name
+from ..release import check_case_clash, safe_member_name
 from .journal import crash_point
 from .layout import RELEASE_META, Layout, disk_error, fsync_dir
 
@@ -82,6 +82,7 @@ def unpack(archive: Path, meta: dict[str, Any], stage: Path, max_bytes: int, pro
     """
     prefix = meta["root"]
     total = 0
+    seen: dict[str, str] = {}
     try:
         stage.mkdir()
         with tarfile.open(archive, mode="r:gz") as tar:
@@ -95,6 +96,7 @@ def unpack(archive: Path, meta: dict[str, Any], stage: Path, max_bytes: int, pro
                 if member.isdir():
                     (stage / rel).mkdir(parents=True, exist_ok=True)
                     continue
+                check_case_clash(rel, seen)
                 total += member.size
                 if total > max_bytes:
                     raise BadInput(f"{source}: unpacks to more than pi.max_archive_bytes ({max_bytes} bytes)")

@@ -28,7 +28,7 @@ from ..errors import BadInput, PicoctlError
 from ..progress import Progress
 from . import port_claim, sources, transfer
 
-TMP_SUFFIX = ".picoctl-tmp"
+TMP_SUFFIX = release.PUSH_TMP_SUFFIX
 VERSION_FILE = "version.json"
 BAUD = 115200
 READ_TIMEOUT_S = 5  # a board silent this long is not answering: an error, never a hang

@@ -8,11 +8,17 @@ from ota.agent import Refused
 
 
 def safe_name(name):
-    """A relative file name without `..`, empty parts or backslashes."""
+    """The host's rule for a release file name (picoctl/release.py name_fault): relative, no backslash
+    or control character, each part non-empty, not ending in a dot or a space, at most 255 bytes
+    (LittleFS's limit), not ending in .tmp or .picoctl-tmp."""
     if not isinstance(name, str) or not name or name[0] == "/" or "\\" in name:
         return False
+    for c in name:
+        if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0:
+            return False
     for part in name.split("/"):
-        if part in ("", ".", "..") or part.endswith(".tmp"):
+        if (not part or part[-1] in ". " or len(part.encode()) > 255 or part.endswith(".tmp")
+                or part.endswith(".picoctl-tmp")):
             return False
     return True
 

@@ -1,6 +1,7 @@
 """A hostile serial peer: between `usb push` and the virtual Pico sits a relay on its own pty that,
 on cue, answers garbage, falls silent or floods the host. Every push ends with a clear PicoctlError
-within a bounded time, and the board's files keep their old bytes."""
+within a bounded time, and the board's files keep their old bytes; `usb log` follows a flood in
+bounded lines and memory and stops at once."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Relay:
 
     def __init__(self, board_port: str) -> None:
         self.mode = "relay"
+        self.noise = bytes(range(256)) * 4  # what "flood" and "garbage" send
         self._board = os.open(board_port, os.O_RDWR | os.O_NOCTTY)
         tty.setraw(self._board)
         self._master, self._slave = os.openpty()
@@ -46,18 +48,17 @@ class Relay:
         self._thread.start()
 
     def _run(self) -> None:
-        noise = bytes(range(256)) * 4
         while self._running:
             ready, _, _ = select.select([self._board, self._master], [], [], 0.01)
             try:
                 if self.mode == "flood":
-                    os.write(self._master, noise)
+                    os.write(self._master, self.noise)
                 for fd in ready:
                     data = os.read(fd, 4096)
                     if self.mode == "relay":
                         os.write(self._master if fd == self._board else self._board, data)
                     elif self.mode == "garbage" and fd == self._master:
-                        os.write(self._master, noise[: len(data) * 3])
+                        os.write(self._master, self.noise[: len(data) * 3])
             except BlockingIOError:
                 continue
             except OSError:
@@ -118,3 +119,21 @@ def test_a_hostile_peer_ends_the_push_clearly_and_in_time(tmp_path: Path, rig, m
     assert _files(board.flash_dir) == before
     if when != "start":
         assert "old files are in place" in message, message
+
+
+def test_usb_log_follows_a_flooding_peer_within_bounds_and_stops_at_once(rig) -> None:
+    from picoctl.usb.serial_log import MAX_LINE, SerialLog, shown
+
+    _board, relay = rig
+    relay.noise = bytes(c for c in range(256) if c != 0x0A) * 4  # no line ever ends
+    relay.mode = "flood"
+    with SerialLog(relay.port, maxlen=100) as log:
+        deadline = time.monotonic() + 30
+        while len(log.lines) < 100 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        log.stop()
+        assert time.monotonic() - t0 < 3
+        lines = log.snapshot()
+    assert len(lines) == 100 and all(len(line) <= MAX_LINE for line in lines)
+    assert not any(c < " " and c != "\t" for line in lines for c in shown(line))

@@ -21,6 +21,7 @@ from . import answers, release
 from .answers import Shape
 from .config import FleetConfig
 from .errors import PicoctlError, UnexpectedAnswer
+from .protocol import SSE_PING_S, SSE_SILENT_S
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 T = TypeVar("T")
@@ -254,6 +255,8 @@ class HubClient(_Routes[Any]):
 class AsyncHubClient(_Routes[Any]):
     """Asynchronous client (every route method returns an awaitable), with the event stream."""
 
+    silent_s = SSE_SILENT_S  # a stream that says nothing, not even its ping, this long is lost
+
     def __init__(self, url: str, token: str, timeout: httpx.Timeout | float = TIMEOUT, verify: bool | ssl.SSLContext = True) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, verify=verify,
@@ -280,7 +283,7 @@ class AsyncHubClient(_Routes[Any]):
         parser = SseParser()
         try:
             async with self._http.stream("GET", "/api/v1/events", headers=headers,
-                                         timeout=httpx.Timeout(10.0, read=None)) as r:
+                                         timeout=httpx.Timeout(10.0, read=self.silent_s)) as r:
                 if r.status_code >= 400:
                     await r.aread()
                     _parse(r)
@@ -288,6 +291,9 @@ class AsyncHubClient(_Routes[Any]):
                     event = parser.feed(line)
                     if event is not None:
                         yield event
+        except httpx.ReadTimeout:
+            raise PicoctlError(f"the hub's event stream at {self.url} said nothing for {self.silent_s:g} s "
+                               f"(it pings every {SSE_PING_S:g} s)") from None
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from None
 

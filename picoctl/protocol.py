@@ -36,6 +36,10 @@ PICOW_RESERVED_NAMES = ("ota", "array", "binascii", "collections", "errno", "gzi
 BEAT_STATE = ("uptime_s", "mem_free", "rssi", "keys")  # keys: the version of the key set the board trusts
 
 READING_MAX_STR = 64  # the longest string a heartbeat reading (or phase) may be
+# The operator event stream (/api/v1/events) carries a ping at least this often while idle; a client that
+# hears nothing, not even a ping, for SSE_SILENT_S takes the stream as lost and connects again.
+SSE_PING_S = 15.0
+SSE_SILENT_S = 2 * SSE_PING_S + 5
 
 
 def is_device_id(value: object) -> TypeGuard[str]:

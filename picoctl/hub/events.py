@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
-PING_S = 15.0
+from ..protocol import SSE_PING_S
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class Broadcaster:
             return [], last
         return [RESYNC], None
 
-    async def stream(self, last_event_id: str | None, ping_s: float = PING_S) -> AsyncIterator[bytes]:
+    async def stream(self, last_event_id: str | None, ping_s: float = SSE_PING_S) -> AsyncIterator[bytes]:
         """The bytes of an SSE response: missed messages, then live ones, with a ping when idle."""
         sub = self.subscribe(last_event_id)
         try:

@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Callable, Sequence
 
 import serial
 from mpremote.transport import TransportError, TransportExecError
@@ -35,6 +35,7 @@ READ_TIMEOUT_S = 5  # a board silent this long is not answering: an error, never
 QUIET_S = 0.3  # no output for this long after Ctrl-C: the program has stopped
 INTERRUPT_WAIT_S = 1.0  # output for this long after a Ctrl-C: send another
 INTERRUPT_S = 5.0
+ANSWER_S = 30.0  # the longest one answer of the board may take, however many bytes keep coming
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,40 @@ def interrupt(t: SerialTransport) -> None:
     raise TransportError("the board keeps running its program through Ctrl-C")
 
 
+class BoundedTransport(SerialTransport):
+    """mpremote's serial transport with every wait for an answer bounded overall.
+
+    mpremote's read_until keeps its overall deadline only while the line is quiet: a peer that
+    floods the port without ever sending the awaited ending held a push for ever, its bytes piling up.
+    Here the deadline (ANSWER_S unless the caller gives a shorter one) holds whatever arrives.
+    """
+
+    def read_until(self, min_num_bytes: int, ending: bytes, timeout: float | None = 10,
+                   data_consumer: Callable[[bytes], None] | None = None,
+                   timeout_overall: float | None = None) -> bytes:
+        deadline = time.monotonic() + min(ANSWER_S, timeout_overall if timeout_overall is not None else ANSWER_S)
+        data = bytearray()
+        last = time.monotonic()
+        while not data.endswith(ending):
+            now = time.monotonic()
+            if now >= deadline or (timeout is not None and now >= last + timeout):
+                break
+            new = self.serial.read(1) if self.is_pty or self.serial.in_waiting > 0 else b""
+            if not new:
+                time.sleep(0.01)
+                continue
+            last = time.monotonic()
+            if data_consumer:
+                data_consumer(new)
+                data = bytearray(new)
+            else:
+                data += new
+        return bytes(data)
+
+
 def _open(port: str) -> SerialTransport:
     try:
-        transport = SerialTransport(os.path.realpath(port), baudrate=BAUD, timeout=READ_TIMEOUT_S)
+        transport = BoundedTransport(os.path.realpath(port), baudrate=BAUD, timeout=READ_TIMEOUT_S)
     except (TransportError, serial.SerialException, OSError) as exc:
         raise PicoctlError(f"{port}: cannot open the serial port: {exc}") from None
     try:

@@ -93,3 +93,26 @@ def test_both_tables_say_a_row_was_chosen_with_the_same_message() -> None:
         assert app.chosen == [("fast", "b"), ("keyed", "a")]
 
     asyncio.run(run())
+
+
+def test_wide_characters_and_line_breaks_keep_the_columns_in_line() -> None:
+    """A version of CJK or emoji takes two cells a character, a line break none of its own: the columns
+    after them start where the header's do."""
+    async def run() -> None:
+        app = demo_app()
+        async with app.run_test(size=(120, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one("#devices", FastTable)
+            app.take("heartbeat", {"device_id": "gh-02", "at": app.clock(), "version": "漢字😀漢字😀漢字😀漢字"})
+            app.take("heartbeat", {"device_id": "gh-03", "at": app.clock(), "version": "1.0\n.0\r\x1b"})
+            app.flush()
+            await pilot.pause()
+            lines = {key: table.render_line(1 + table.keys_in_order().index(key)) for key in ("gh-01", "gh-02", "gh-03")}
+            assert len({line.cell_length for line in lines.values()}) == 1
+            starts = {key: [i for i, seg in enumerate(line) if seg.text.strip()][-1] for key, line in lines.items()}
+            texts = {key: "".join(s.text for s in line) for key, line in lines.items()}
+            assert "\n" not in texts["gh-03"] and "\x1b" not in texts["gh-03"]
+            width = {key: sum(s.cell_length for s in list(line)[:starts[key]]) for key, line in lines.items()}
+            assert len(set(width.values())) == 1, width  # the last column starts at the same cell
+
+    asyncio.run(run())

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 
-from picoctl import config
 from picoctl.signing import device_mac
 from picoctl.sim.local_hub import LocalHub
 
@@ -55,9 +54,7 @@ class Board:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
     h = LocalHub.create(tmp_path_factory.mktemp("hostile") / "site")
-    (h.site / "webhook.secret").write_text(WEBHOOK_SECRET + "\n")
-    h.cfg.hub.webhook_secret_file = "webhook.secret"
-    config.save(h.cfg, h.site / "fleet.toml")
+    h.set_webhook_secret(WEBHOOK_SECRET)
     try:
         h.start()
         yield h

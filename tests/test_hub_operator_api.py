@@ -184,10 +184,7 @@ def test_import_from_a_url_and_the_ci_webhook(hub, static_server) -> None:
     with pytest.raises(HubError, match="HTTP 404"):
         hub.client.import_release(f"{base}/missing/meta.json")
 
-    secret_file = hub.site / "webhook.secret"
-    secret_file.write_text("s3cret\n")
-    hub.cfg.hub.webhook_secret_file = "webhook.secret"
-    config.save(hub.cfg, hub.site / "fleet.toml")
+    hub.set_webhook_secret("s3cret")
     hub.restart()
     body = json.dumps({"meta_url": f"{base}/r130/meta.json"}).encode()
     good = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()

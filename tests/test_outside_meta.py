@@ -132,9 +132,7 @@ def test_a_malformed_meta_json_is_refused_in_words(tmp_path: Path, text: bytes, 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
     h = LocalHub.create(tmp_path_factory.mktemp("meta-hub") / "site")
-    (h.site / "webhook.secret").write_text("s3cret\n")
-    h.cfg.hub.webhook_secret_file = "webhook.secret"
-    config.save(h.cfg, h.site / "fleet.toml")
+    h.set_webhook_secret("s3cret")
     try:
         h.start()
         yield h

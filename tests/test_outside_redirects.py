@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from picoctl import config, release, urls
+from picoctl import release, urls
 from picoctl.errors import BadInput
 from picoctl.sim.local_hub import LocalHub
 
@@ -63,9 +63,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     listening on every address (reached as 0.0.0.0) holding the same."""
     tmp = tmp_path_factory.mktemp("redirects")
     hub = LocalHub.create(tmp / "site")
-    (hub.site / "webhook.secret").write_text("s3cret\n")
-    hub.cfg.hub.webhook_secret_file = "webhook.secret"
-    config.save(hub.cfg, hub.site / "fleet.toml")
+    hub.set_webhook_secret("s3cret")
     (tmp / "src").mkdir()
     (tmp / "src" / "main.py").write_text("print('hi')\n")
     for version in ("1.0.0", "1.1.0", "1.2.0"):

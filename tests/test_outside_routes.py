@@ -21,7 +21,6 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from picoctl import config
 from picoctl.hub.app import create_app
 from picoctl.signing import device_mac
 from picoctl.sim.local_hub import LocalHub
@@ -67,9 +66,7 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     h = LocalHub.create(tmp_path_factory.mktemp("routes") / "site")
-    (h.site / "webhook.secret").write_text(WEBHOOK_SECRET + "\n")
-    h.cfg.hub.webhook_secret_file = "webhook.secret"
-    config.save(h.cfg, h.site / "fleet.toml")
+    h.set_webhook_secret(WEBHOOK_SECRET)
     try:
         h.start()
         with httpx.Client(base_url=h.url, timeout=30) as c:

@@ -67,6 +67,12 @@ class LocalHub:
                    signing_key=(site / "keys" / "release.key").read_text().strip(),
                    client=HubClient(f"http://127.0.0.1:{port}", token))
 
+    def set_webhook_secret(self, secret: str) -> None:
+        """Give the site a webhook secret (its file, named in fleet.toml); taken at the next start."""
+        (self.site / "webhook.secret").write_text(secret + "\n")
+        self.cfg.hub.webhook_secret_file = "webhook.secret"
+        config.save(self.cfg, self.site / "fleet.toml")
+
     @property
     def keys(self) -> dict[str, Any]:
         """The site's release key set, as boards provisioned for it trust it."""

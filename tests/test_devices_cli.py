@@ -87,3 +87,10 @@ def test_what_the_hub_says_is_printed_never_obeyed() -> None:
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
     assert out.splitlines()[2].split()[:3] == ["gh-01?]2;owned?", "picow", "stable"]
     assert out.splitlines()[-1] == "    ! Error: ?[2Jgone now"
+
+
+def test_what_a_terminal_would_obey_beyond_ascii_is_printed_as_a_question_mark() -> None:
+    """The same characters the TUI escapes (picoctl.drawable): a C1 CSI, a bidi override, a line separator."""
+    from picoctl.commands.output import printable
+
+    assert printable("gh\x9b2J\u202e01\u2028x\u00a0\u0301") == "gh?2J?01?x\u00a0\u0301"

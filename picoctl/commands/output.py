@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from typing import TYPE_CHECKING
 
+from ..drawable import drawable
 from ..progress import Progress, ProgressEvent
 
 if TYPE_CHECKING:
@@ -66,13 +67,16 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
 
 INDENT = 4
-_CONTROL = dict.fromkeys([*range(0x20), 0x7F], "?") | dict.fromkeys(b"\t\n\r", " ")
 
 
 def printable(value: object) -> str:
     """`value` as one line of text to print, never to obey: a tab or line break is a space, any other
-    control character (an escape sequence's ESC) a '?'."""
-    return str(value).translate(_CONTROL)
+    character a terminal may not draw as it is (picoctl.drawable: an escape sequence's ESC, a bidi
+    override) a '?'."""
+    s = str(value)
+    if s.isascii() and s.isprintable():
+        return s
+    return "".join(ch if drawable(ch) else " " if ch in "\t\n\r" else "?" for ch in s)
 
 
 def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

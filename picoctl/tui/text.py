@@ -13,9 +13,10 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
+from ..drawable import drawable
+
 MAX_CHARS = 4000  # one field (an error, a traceback, a log line, a note); the rest is said to be cut
 MAX_MARKS = 2  # combining marks kept on one character
-_SHOWN_AS_IS = ("Zs", "Co", "Cn")  # spaces, private-use glyphs and characters newer than this Python's tables
 
 
 def visible(value: object, lines: bool = False, limit: int = MAX_CHARS) -> str:
@@ -41,7 +42,7 @@ def _escaped(s: str, lines: bool) -> str:
             out.append(ch)
         elif ch == "\t":
             out.append(" ")
-        elif unicodedata.category(ch) in _SHOWN_AS_IS:
+        elif drawable(ch):
             out.append(ch)
         else:
             out.append(ascii(ch)[1:-1])

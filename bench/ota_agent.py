@@ -232,19 +232,19 @@ def fetch_ok(flash: Path, script: str, heap: str = HEAP) -> tuple[bool, int]:
 
 VERIFY_HEAD = """
 import sys, gc, time
-from ota import ed25519
+from ota import ed25519, sha512
 from binascii import unhexlify
 pk, sig, msg = unhexlify({pk!r}), unhexlify({sig!r}), unhexlify({msg!r})
-"""
+"""  # the board hashes R || A || M with ota/sha512.py, then verifies (ota/signature.py)
 VERIFY_IN_BALLAST = """
 try:
-    print("ok" if ed25519.verify(pk, sig, msg) else "bad")
+    print("ok" if ed25519.verify(pk, sig, sha512.sha512(sig[:32] + pk + msg)) else "bad")
 except MemoryError:
     print("oom")
 """
 VERIFY_ROUNDS_SCRIPT = """
 for _ in range({rounds}):
-    assert ed25519.verify(pk, sig, msg)
+    assert ed25519.verify(pk, sig, sha512.sha512(sig[:32] + pk + msg))
 print(ed25519.MUL_COUNT)
 """
 

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from picoctl import keyset
+from picoctl.provision import trust_file
+from picoctl.signing import generate_keypair, sign_bytes, signed_bytes
 from picoctl.sim.board import Board, agent_files, find_micropython
 
 MP = find_micropython()
@@ -324,9 +327,10 @@ print("kept", [line for _, line in logring.kept()])
 
 
 def test_a_checks_answer_is_parsed_and_checked_with_only_the_checks_code_loaded(tmp_path: Path) -> None:
-    """The HTTP client and the MAC are dropped before a check's answer is parsed (its offer takes
-    their RAM), and nothing the offer's checks loaded stays loaded after them; a status report, whose
-    answer is not signed, is sent with the MAC dropped (as while an update downloads)."""
+    """The HTTP client and the MAC are dropped before a check's answer is parsed (each time a step
+    of the check parses it: its offer takes their RAM), and nothing the offer's checks loaded stays
+    loaded after them; a status report, whose answer is not signed, is sent with the MAC dropped (as
+    while an update downloads)."""
     (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
     out = run_mp(tmp_path, DRIVE + """
 import json, sys
@@ -358,7 +362,7 @@ class Json:
     def loads(data):
         seen.append(sorted(m for m in ("ota.http", "ota.hmac_sha256") if m in sys.modules))
         return json.loads(data)
-agent.json = Json
+agent.json = check.json = Json
 def report(*args):
     yield
 a.report = report
@@ -369,4 +373,64 @@ sys.modules["ota.http"] = ota.http = fake  # which the check dropped
 drive(a._send_status(a._status("downloading", "", False, None)))
 print(macs)
 """)
-    assert [ln for ln in out.splitlines() if not ln.startswith("ota: ")] == ["[[]] []", "[False]"], out
+    assert [ln for ln in out.splitlines() if not ln.startswith("ota: ")] == ["[[], []] []", "[False]"], out
+
+
+def test_a_signature_is_verified_with_the_answers_parse_and_the_other_checks_dropped(tmp_path: Path) -> None:
+    """A check verifies a real signed release (30 files: the answer's parse takes 15 KiB) with neither
+    that parse nor any other check's code in the heap (under a quarter of the parse above the heap
+    the answer came into, once a first check has interned the modules' names): SHA-512 (the
+    challenge) without the Ed25519 code, then the Ed25519 code without SHA-512's. The verified offer
+    comes back without its signed release."""
+    root, root_pub = generate_keypair()
+    rel, rel_pub = generate_keypair()
+    (tmp_path / "ota").mkdir()
+    (tmp_path / "ota" / "trust.json").write_bytes(trust_file(keyset.make(1, [root_pub], [rel_pub], [root]), "1.0.0"))
+    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    files = [_file(f"lib/m{i:02}.py" if i else "main.py", b"%d" % i) for i in range(30)]
+    signed = signed_bytes({"_type": "release", "target": "picow", "version": "2.0.0",
+                           "files": [{k: f[k] for k in ("name", "sha256", "size")} for f in files]})
+    offer = {"seq": 1, "type": "picow", "version": "2.0.0", "files": files,
+             "release": {"signed": signed.decode(), "signature": sign_bytes(signed, rel), "key": rel_pub}}
+    answer = json.dumps({"id": "d1", "nonce": "N" * 32, "offer": offer})
+    out = run_mp(tmp_path, DRIVE + f"""
+import gc, json, sys
+import ota
+from ota import agent, check
+a = agent.Agent()
+a.keys = 1
+seen = []
+def mem():
+    gc.collect()
+    return gc.mem_alloc()
+def came(nonce):  # the answer as the agent's _post returns it, and the size of its parse
+    global parse
+    raw = memoryview(bytearray({answer!r}.replace("N" * 32, nonce).encode()))
+    m = mem()
+    doc = json.loads(raw)
+    parse = mem() - m
+    return raw
+def post(path, body, signed, drop=False):
+    global base
+    yield
+    raw = came(body["nonce"])
+    base = mem()
+    return raw
+def report(*args):
+    yield
+call = ota.call
+def spy(name, fn, *args):
+    if name in ("sha512", "ed25519"):
+        seen.append((name, mem() - base, sorted(m for m in sys.modules if m.startswith("ota.") and m != "ota." + name)))
+    return call(name, fn, *args)
+a._post, a.report, ota.call = post, report, spy
+drive(check.run(a))  # the first check interns the names of the modules it loads, for good
+seen = []
+offer = drive(check.run(a))
+print(sorted(offer), len(offer["files"]))
+for name, extra, loaded in seen:
+    print(name, extra < parse // 4, loaded)
+""", heap="160K")
+    lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
+    loaded = "['ota.agent', 'ota.check', 'ota.fs', 'ota.http', 'ota.hw', 'ota.logring', 'ota.signature']"  # http: DRIVE's
+    assert lines == ["['files', 'seq', 'type', 'version'] 30", f"sha512 True {loaded}", f"ed25519 True {loaded}"], out

@@ -207,6 +207,7 @@ def test_a_check_that_runs_out_of_memory_is_reported_and_counted(tmp_path: Path)
     """A MemoryError while an offer is verified ends the check: the hub hears of it, for that offer."""
     (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
     out = run_mp(tmp_path, DRIVE + """
+import json
 import ota
 from ota import agent, check
 a = agent.Agent()
@@ -217,7 +218,7 @@ def report(*args):
     yield
 def post(path, body, signed, drop=False):
     yield
-    return {"id": a.id, "nonce": body["nonce"], "offer": {"seq": 9, "version": "2.0.0"}}
+    return json.dumps({"id": a.id, "nonce": body["nonce"], "offer": {"seq": 9, "version": "2.0.0"}}).encode()
 def call(name, fn, *args):
     raise MemoryError()
 a.report, a._post, ota.call = report, post, call

@@ -160,9 +160,11 @@ class Agent:
     # --- requests ---------------------------------------------------------------------------------
 
     def _post(self, path, obj, signed, drop=False):
-        """POST `obj`; the answer as a dict, once it is 200, MAC-verified when `signed`, an object.
-        The HTTP client and the MAC are imported here, not by the module; with `drop` both are
-        dropped before the answer is parsed (a check's: its offer and its verification need their RAM)."""
+        """POST `obj`; once the answer is 200 (and its MAC verifies, when `signed`), the answer as a
+        dict (an object). The HTTP client and the MAC are imported here, not by the module; with `drop`
+        both are dropped and the answer is returned as it came, unparsed (a memoryview, of the
+        transfer buffer when it fits): a check parses it in each of its steps, so its verification
+        has the RAM of the parse too."""
         from ota import http
         from ota import hmac_sha256 as hmac
 
@@ -184,6 +186,7 @@ class Agent:
         if drop:
             resp = http = hmac = None
             ota.unload("http", "hmac_sha256")
+            return data
         doc = json.loads(data)
         if not isinstance(doc, dict):
             raise Refused("%s: response is not an object" % path)

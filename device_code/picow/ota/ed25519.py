@@ -7,15 +7,14 @@ Written for the board's budget:
 - time: one joint double-and-add over both scalars (Shamir's trick) with a three-entry table
   (B, -A, B-A), about 3,500 multiplications modulo p, plus one square root and one inversion;
   `feed` (the watchdog) is called every 32 bits;
-- SHA-512: ota.sha512, which hashes R || A || M: 96 bytes when M is a 32-byte digest; it is loaded for
-  that hash and dropped before the point arithmetic, so the two never take the heap together.
+- SHA-512: the caller hashes R || A || M (96 bytes when M is a 32-byte digest) with ota/sha512.py
+  before it loads this module (ota/signature.py), and passes the hash in: the two modules' code never
+  takes the heap together.
 
 Strict decoding: wrong lengths, S >= L, a public key whose y is not below p, one with no square root,
 and x = 0 with the sign bit set are all refused. The check is [S]B = R + [k]A without the cofactor,
 comparing the encoding of [S]B - [k]A with R's bytes, as OpenSSL (and `cryptography`) do.
 """
-
-import ota
 
 P = 2**255 - 19
 L = 2**252 + 27742317777372353535851937790883648493
@@ -66,25 +65,15 @@ def _bits(s_bytes, k_bytes):
     return out
 
 
-def _challenge(r_bytes, public_key, message):
-    """k = SHA-512(R || A || M) mod L, with ota/sha512.py loaded for this hash only."""
-    from ota import sha512
-
-    try:
-        return int.from_bytes(sha512.sha512(r_bytes + bytes(public_key) + bytes(message)), "little") % L
-    finally:
-        sha512 = None
-        ota.unload("sha512")
-
-
 def _cached(x, y, z, t):
     """A point prepared for addition: (Y-X, Y+X, 2d*T, 2Z)."""
     return (y - x) % P, (y + x) % P, D2 * t % P, 2 * z % P
 
 
-def verify(public_key, signature, message, feed=None):
-    """True when `signature` (64 bytes) is a valid Ed25519 signature of `message` under
-    `public_key` (32 bytes). `feed` is called during the long arithmetic (the watchdog)."""
+def verify(public_key, signature, h, feed=None):
+    """True when `signature` (64 bytes) is a valid Ed25519 signature under `public_key` (32 bytes) of
+    the message M whose challenge hash `h` is: SHA-512(R || A || M), R the signature's first 32 bytes
+    and A the key. `feed` is called during the long arithmetic (the watchdog)."""
     global MUL_COUNT
     if len(public_key) != 32 or len(signature) != 64:
         return False
@@ -96,7 +85,9 @@ def verify(public_key, signature, message, feed=None):
     a = decode_point(public_key)
     if a is None:
         return False
-    k = _challenge(r_bytes, public_key, message)
+    if len(h) != 64:
+        return False
+    k = int.from_bytes(h, "little") % L
     if feed:
         feed()
     bits = _bits(s_bytes, k.to_bytes(32, "little"))

@@ -37,12 +37,14 @@ class _Stream(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def stream() -> Iterator[type[_Stream]]:
-    handler = type("Handler", (_Stream,), {"pieces": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class Handler(_Stream):
+        pieces: list[bytes] = []
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    handler.url = f"http://127.0.0.1:{server.server_port}"
+    Handler.url = f"http://127.0.0.1:{server.server_port}"
     try:
-        yield handler
+        yield Handler
     finally:
         server.shutdown()
         server.server_close()

@@ -7,6 +7,7 @@ import ast
 import hashlib
 import hmac
 import json
+import os
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -305,6 +306,34 @@ print(len(ota.BUF), len(logring._ring))
     assert run_mp(tmp_path, script, heap=heap).split() == sizes.split()
 
 
+# What stays loaded while the app runs (bytes of a 64-bit unix port's heap, .mpy): every phase of an
+# update pays it. hw keeps only the unix port's half (a board, only its own), and probe() only under
+# PICOW_PROBE; the log ring's reader loads with each log post; the agent's start (its settings, state
+# and epoch) loads for Agent() only.
+RESIDENT = {"hw": 4640, "logring": 3264, "agent": 13200}
+
+
+def test_what_stays_loaded_while_the_app_runs_is_within_its_budget(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"id": "d1", "key": "00" * 32, "hub": "http://127.0.0.1:9"}))
+    out = run_mp(tmp_path, """
+import gc
+import ota
+def live():
+    gc.collect()
+    return gc.mem_alloc()
+before = live()
+from ota import hw
+after_hw = live()
+from ota import logring
+after_logring = live()
+from ota import agent
+a = agent.Agent()
+print(after_hw - before, after_logring - after_hw, live() - after_logring)
+""")
+    taken = dict(zip(RESIDENT, map(int, out.split()), strict=True))
+    assert all(taken[name] <= RESIDENT[name] for name in RESIDENT), taken
+
+
 def test_the_rigs_lines_stay_out_of_the_log_ring(tmp_path: Path) -> None:
     """`@wdt ...`, `@wifi join`, `@probe ...` are the rig's, not a board's output: a trial that feeds the
     watchdog every 200 ms would otherwise fill the ring (and the heap) with them."""
@@ -315,11 +344,11 @@ print("app line")
 hw.wdt_arm(1000)
 hw.wdt_feed()
 hw.wifi_connect("", "", 10)
-hw.PROBING = True
 hw.probe()
-print("kept", [line for _, line in logring.kept()])
+from ota import logpost
+print("kept", [line for _, line in logpost.kept()])
 """
-    out = run_mp(tmp_path, script)
+    out = run_mp(tmp_path, script, env={**os.environ, "PICOW_PROBE": "1"})
     assert {"@wdt arm 1000", "@wdt feed", "@wifi join"} <= set(out.splitlines())
     assert out.splitlines()[-1] == "kept ['app line']"
 

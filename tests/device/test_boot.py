@@ -188,3 +188,19 @@ def test_power_cut_at_every_flash_operation_of_the_switch(tmp_path: Path) -> Non
 
 def test_power_cut_at_every_flash_operation_of_the_rollback(tmp_path: Path) -> None:
     assert _op_sweep(tmp_path, *ROLLBACK) >= 10
+
+
+RIG_MAX = 7424  # bytes live once the rig's flash is mounted (LittleFS's own caches, 2 KiB, are a board's too)
+
+
+def test_the_rigs_flash_takes_little_of_the_boards_heap(tmp_path: Path) -> None:
+    """A board's block device is C; the rig's is Python in the board's own heap (its methods native
+    code, outside it), so it must take little of that heap: each figure of the rig's is the board's."""
+    script = tmp_path / "live.py"
+    script.write_text("import gc\ngc.collect()\nprint('@live', gc.mem_alloc())\n")
+    board = layout(tmp_path / "b", None, {"app": V1})
+    board.env["PICOW_RUN"] = str(script)
+    _, code, lines = boot_once(board)
+    assert code == 0, lines
+    live = int(next(ln for ln in lines if ln.startswith("@live ")).split()[1])
+    assert live <= RIG_MAX, live

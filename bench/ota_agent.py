@@ -157,11 +157,11 @@ def peak_heap(flash: Path, heap: str = HEAP, timeout: float = 60) -> tuple[int, 
 
 AGENT_FETCH = """
 import sys, time
-from ota import agent, update
+from ota import agent, download
 a = agent.Agent()
 f = {{"name": "x.bin", "size": {size}, "sha256": "{sha}", "url": "/artifacts/{sha}"}}
 t = time.ticks_us()
-a.drive(update._download(a, f, "x.bin.tmp"))
+a.drive(download._download(a, f, "x.bin.tmp"))
 print("@us", time.ticks_diff(time.ticks_us(), t))
 """
 

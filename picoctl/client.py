@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from .errors import PicoctlError, UnexpectedAnswer
 from .protocol import SSE_PING_S, SSE_SILENT_S
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+MAX_EVENT_CHARS = 1 << 20  # an event stream's event (its lines together) longer than this is not the hub's
+_LINE_END = re.compile("\r\n|\r|\n")  # what ends a line of an event stream, and nothing else
 T = TypeVar("T")
 
 
@@ -56,13 +59,36 @@ class SseEvent:
     data: Any
 
 
+def _too_long() -> PicoctlError:
+    return PicoctlError(f"the hub's event stream sent an event over {MAX_EVENT_CHARS} characters")
+
+
+async def sse_lines(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The lines of a text/event-stream read as `chunks` of text, each ended by CR, LF or CRLF; a
+    PicoctlError once a line grows past MAX_EVENT_CHARS, before it is held whole."""
+    pending = ""
+    async for text in chunks:
+        pending += text
+        held = pending.endswith("\r")  # perhaps the first half of a CRLF: wait for what follows it
+        *lines, pending = _LINE_END.split(pending[:-1] if held else pending)
+        pending += "\r" if held else ""
+        for line in lines:
+            yield line
+        if len(pending) > MAX_EVENT_CHARS:
+            raise _too_long()
+    if pending:
+        yield pending.rstrip("\r")
+
+
 class SseParser:
-    """Turns the lines of a text/event-stream into events (comments and pings are skipped)."""
+    """Turns the lines of a text/event-stream into events (comments and pings are skipped); a
+    PicoctlError for an event whose data lines together pass MAX_EVENT_CHARS."""
 
     def __init__(self) -> None:
         self._id: str | None = None
         self._event = "message"
         self._data: list[str] = []
+        self._size = 0
         self.last_id: str | None = None
 
     def feed(self, line: str) -> SseEvent | None:
@@ -78,7 +104,7 @@ class SseParser:
             out = SseEvent(self._id, self._event, data)
             if self._id is not None:
                 self.last_id = self._id
-            self._id, self._event, self._data = None, "message", []
+            self._id, self._event, self._data, self._size = None, "message", [], 0
             return out
         if line.startswith(":"):
             return None
@@ -89,6 +115,9 @@ class SseParser:
         elif name == "event":
             self._event = value
         elif name == "data":
+            self._size += len(value) + 1
+            if self._size > MAX_EVENT_CHARS:
+                raise _too_long()
             self._data.append(value)
         return None
 
@@ -287,7 +316,7 @@ class AsyncHubClient(_Routes[Any]):
                 if r.status_code >= 400:
                     await r.aread()
                     _parse(r)
-                async for line in r.aiter_lines():
+                async for line in sse_lines(r.aiter_text()):
                     event = parser.feed(line)
                     if event is not None:
                         yield event

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import threading
 import time
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -355,3 +357,24 @@ def test_a_release_published_through_one_is_served_by_the_other_from_the_databas
     finally:
         a.close()
         b.close()
+
+
+def test_a_blob_is_fetched_from_the_database_one_chunk_in_memory_at_a_time(tmp_path: Path, pg_url: str) -> None:
+    """A replica's first request for a large artifact must not hold the whole of it in RAM."""
+    from picoctl.hub.blobs import CHUNK, BlobStore
+
+    data = os.urandom(16 * CHUNK)  # 4 MiB
+    first = BlobStore(tmp_path / "a", shared=pg_url)
+    sha = first.put(data)
+    first.share([sha])
+    other = BlobStore(tmp_path / "b", shared=pg_url)
+    try:
+        tracemalloc.start()
+        assert other.fetch(sha)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        first.close()
+        other.close()
+    assert other.path(sha).read_bytes() == data
+    assert peak < 4 * CHUNK, f"fetching a {len(data)}-byte blob took {peak} bytes at its peak"

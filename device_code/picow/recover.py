@@ -3,7 +3,8 @@ roll back (start()); after the app failed to import or raised out of its loop, k
 and reset a trial or run the agent alone (failed()).
 
 Self-contained on purpose (os, sys, json only): it must work whatever state ota/ and app/ are in; the
-crash record (ota/crash.py) is used when it imports, and never needed. Every step is recorded in
+crash record (ota/crash.py) and the preload of the agent's modules (preload()) are used when they
+import, and never needed. Every step is recorded in
 ota/state.json (temp file + rename) before the next one, so a power cut at any instant resumes it on
 the next boot. boot.py drops this module before it imports the app, so its code does not take the
 app's RAM. See docs/device-agent.md.
@@ -150,6 +151,27 @@ def recover():
     return ph
 
 
+def preload():
+    """Load the agent (which the app imports next) and, once each, every other module of ota/, dropped
+    again at once: what a module leaves for good, the names it interns, is laid down now, with the
+    agent's code, while the heap is in one piece, not between the app's objects at the first heartbeat,
+    check or download, where it would cut the heap up (a LittleFS file open needs 1.2 KiB in one piece)."""
+    import ota
+
+    __import__("ota.agent")
+    resident = list(sys.modules)
+    for e in list(os.ilistdir("ota")):
+        dot = e[0].rfind(".")
+        name = e[0][:dot]
+        if e[0][dot:] not in (".mpy", ".py") or name == "__init__" or "ota." + name in resident:
+            continue
+        try:
+            __import__("ota." + name)
+        except Exception as exc:  # a broken module fails its duty, not the boot
+            sys.print_exception(exc)
+        ota.unload(*[m[4:] for m in sys.modules if m.startswith("ota.") and m not in resident])
+
+
 def start():
     """Everything before the app; returns the phase the board boots in, with app/ first on sys.path."""
     global crash
@@ -171,6 +193,10 @@ def start():
         import ota
 
         ota.unload("crash")
+    try:
+        preload()
+    except Exception as exc:  # e.g. out of memory: each module loads when its duty runs, as it would anyway
+        sys.print_exception(exc)
     sys.path[:] = ["app", ""] + [p for p in sys.path if p not in ("app", "")]
     return phase
 

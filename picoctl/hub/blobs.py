@@ -115,18 +115,18 @@ class BlobStore:
                 share(c, sha, self.path(sha))
 
     def fetch(self, sha256: str) -> bool:
-        """Copy a blob the database holds into the folder, checked against its sha256; False if it holds none."""
-        with self._store().reading() as c:
-            chunks = [r["data"] for r in c.execute(f"SELECT data FROM {BLOBS} WHERE sha256 = ? ORDER BY n", (sha256,))]
+        """Copy a blob the database holds into the folder, one chunk in memory at a time, checked
+        against its sha256; False if it holds none."""
         digest = hashlib.sha256()
-        for chunk in chunks:
-            digest.update(chunk)
-        if not chunks or digest.hexdigest() != sha256:
-            return False
         with work_dir(self.root, FETCH_PREFIX) as work:
-            with open(work / sha256, "wb") as f:
-                for chunk in chunks:
-                    f.write(chunk)
+            with open(work / sha256, "wb") as f, self._store().reading() as c:
+                n = 0
+                while row := c.execute(f"SELECT data FROM {BLOBS} WHERE sha256 = ? AND n = ?", (sha256, n)).fetchone():
+                    digest.update(row["data"])
+                    f.write(row["data"])
+                    n += 1
+            if not n or digest.hexdigest() != sha256:
+                return False
             self.path(sha256).parent.mkdir(exist_ok=True)
             self.put_file(work / sha256, sha256)
         return True

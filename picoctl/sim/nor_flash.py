@@ -27,7 +27,8 @@ PROG = 256
 
 class NorFlash:
     """LittleFS's block device (the extended interface: reads and programs at an offset, erase ioctl);
-    its fields are set by mount(), which is dropped once it has run."""
+    its fields are set by mount(), which is dropped once it has run. Each helper method would cost the
+    board's heap a function object, so the program and the erase are written out whole."""
 
     @micropython.native  # machine code, outside the heap: on a board the block device is C
     def readblocks(self, block, buf, off=0):
@@ -37,41 +38,35 @@ class NorFlash:
     @micropython.native  # machine code, outside the heap: on a board the block device is C
     def writeblocks(self, block, buf, off=0):
         self.ops += 1
+        page, f = self.page, self.f
         pos = block * BLOCK + off
         n = len(buf)
         torn = self.ops == self.cut_at
-        if not torn and self._erased(pos, n):
-            self.f.seek(pos)
-            self.f.write(buf)
-        else:  # NOR: a program only clears bits; at the cut only a prefix lands
-            self._and(pos, buf, (self.ops * 7919) % n if torn else n)
-        self._done(n, "program")
-
-    @micropython.native  # machine code, outside the heap: on a board the block device is C
-    def _erased(self, pos, n):
-        page, f = self.page, self.f
+        erased = not torn
         f.seek(pos)
-        while n > 0:
-            f.readinto(page)
-            if page.count(b"\xff") != PROG:
-                return False
-            n -= PROG
-        return True
-
-    @micropython.native  # machine code, outside the heap: on a board the block device is C
-    def _and(self, pos, buf, n):
-        page, one, f = self.page, self.one, self.f
         i = 0
-        while i < n:
-            f.seek(pos + i)
+        while erased and i < n:
             f.readinto(page)
-            f.seek(pos + i)
-            j = 0
-            while j < PROG and i < n:
-                one[0] = page[j] & buf[i]
-                f.write(one)
-                i += 1
-                j += 1
+            erased = page.count(b"\xff") == PROG
+            i += PROG
+        if erased:
+            f.seek(pos)
+            f.write(buf)
+        else:  # NOR: a program only clears bits; at the cut only a prefix lands
+            one = self.one
+            end = (self.ops * 7919) % n if torn else n
+            i = 0
+            while i < end:
+                f.seek(pos + i)
+                f.readinto(page)
+                f.seek(pos + i)
+                j = 0
+                while j < PROG and i < end:
+                    one[0] = page[j] & buf[i]
+                    f.write(one)
+                    i += 1
+                    j += 1
+        self._done(n, "program")
 
     @micropython.native  # machine code, outside the heap: on a board the block device is C
     def ioctl(self, op, arg):
@@ -82,14 +77,17 @@ class NorFlash:
         if op == 6:  # erase
             self.ops += 1
             n = (self.ops * 7919) % BLOCK if self.ops == self.cut_at else BLOCK
-            f = self.f
+            page, f = self.page, self.f
+            for i in range(PROG):
+                page[i] = 0xFF
             f.seek(arg * BLOCK)
             while n >= PROG:
-                f.write(self.ff)
+                f.write(page)
                 n -= PROG
-            self.one[0] = 0xFF
+            one = self.one
+            one[0] = 0xFF
             while n > 0:
-                f.write(self.one)
+                f.write(one)
                 n -= 1
             self.erased += 1
             self._done(0, "erase")
@@ -124,8 +122,7 @@ def mount():
     dev.ops, dev.programmed, dev.erased = struct.unpack("<III", dev.counts)
     dev.cut_at = int(os.getenv("PICOW_FLASH_CUT") or 0)
     dev.cut_line = "@flash cut %d " % dev.cut_at
-    dev.page = bytearray(PROG)  # what a page holds before a program
-    dev.ff = b"\xff" * PROG
+    dev.page = bytearray(PROG)  # what a page holds before a program, or an erased page to write
     dev.one = bytearray(1)
     try:
         fs = vfs.VfsLfs2(dev, progsize=PROG)

@@ -7,6 +7,7 @@ import ast
 import hashlib
 import hmac
 import json
+import os
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -250,7 +251,8 @@ def test_offer_checks(tmp_path: Path, offer: dict, reason: str | None) -> None:
 def test_full_flash_raises_enospc_and_frees_on_remove(tmp_path: Path) -> None:
     """On a small LittleFS flash (the rig's NOR device): a write that fills it fails with ENOSPC, a
     replace that does not fit keeps the old content and leaves no half-written copy, and removing a
-    file gives its room back."""
+    file gives its room back. The flash holds the flash helpers only, so its room does not depend on
+    how many modules the agent has."""
     script = """
 from ota import fs
 fs.write_atomic("b.bin", b"z" * 900)
@@ -272,7 +274,7 @@ fs.write_atomic("b.bin", b"v" * 8000)
 print(fs.size("b.bin"), fs.exists("b.bin.tmp"))
 """
     board = Board(tmp_path / "board", blocks=28)
-    board.install_files(agent_files())
+    board.install_files({n: d for n, d in agent_files().items() if n in ("ota/__init__.mpy", "ota/fs.mpy")})
     (tmp_path / "t.py").write_text(script)
     board.env["PICOW_RUN"] = str(tmp_path / "t.py")
     proc = board.spawn(sync=False)
@@ -307,6 +309,34 @@ print(len(ota.BUF), len(logring._ring))
     assert run_mp(tmp_path, script, heap=heap).split() == sizes.split()
 
 
+# What stays loaded while the app runs (bytes of a 64-bit unix port's heap, .mpy): every phase of an
+# update pays it. hw keeps only the unix port's half (a board, only its own), and probe() only under
+# PICOW_PROBE; the log ring's reader loads with each log post; the agent's start (its settings, state
+# and epoch) loads for Agent() only.
+RESIDENT = {"hw": 4640, "logring": 3264, "agent": 13200}
+
+
+def test_what_stays_loaded_while_the_app_runs_is_within_its_budget(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"id": "d1", "key": "00" * 32, "hub": "http://127.0.0.1:9"}))
+    out = run_mp(tmp_path, """
+import gc
+import ota
+def live():
+    gc.collect()
+    return gc.mem_alloc()
+before = live()
+from ota import hw
+after_hw = live()
+from ota import logring
+after_logring = live()
+from ota import agent
+a = agent.Agent()
+print(after_hw - before, after_logring - after_hw, live() - after_logring)
+""")
+    taken = dict(zip(RESIDENT, map(int, out.split()), strict=True))
+    assert all(taken[name] <= RESIDENT[name] for name in RESIDENT), taken
+
+
 def test_the_rigs_lines_stay_out_of_the_log_ring(tmp_path: Path) -> None:
     """`@wdt ...`, `@wifi join`, `@probe ...` are the rig's, not a board's output: a trial that feeds the
     watchdog every 200 ms would otherwise fill the ring (and the heap) with them."""
@@ -317,11 +347,11 @@ print("app line")
 hw.wdt_arm(1000)
 hw.wdt_feed()
 hw.wifi_connect("", "", 10)
-hw.PROBING = True
 hw.probe()
-print("kept", [line for _, line in logring.kept()])
+from ota import logpost
+print("kept", [line for _, line in logpost.kept()])
 """
-    out = run_mp(tmp_path, script)
+    out = run_mp(tmp_path, script, env={**os.environ, "PICOW_PROBE": "1"})
     assert {"@wdt arm 1000", "@wdt feed", "@wifi join"} <= set(out.splitlines())
     assert out.splitlines()[-1] == "kept ['app line']"
 
@@ -374,6 +404,56 @@ drive(a._send_status(a._status("downloading", "", False, None)))
 print(macs)
 """)
     assert [ln for ln in out.splitlines() if not ln.startswith("ota: ")] == ["[[], []] []", "[False]"], out
+
+
+def test_while_bytes_flow_only_the_download_loop_of_the_staging_is_loaded(tmp_path: Path) -> None:
+    """The staging's parts are loaded in turn: what app.new or the running app holds (ota/reuse.py),
+    the downloads (ota/download.py), the ending (ota/outcome.py); while an artifact streams, only the
+    order of the parts (ota/update.py) and the download loop hold code, and none stays after."""
+    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "main.py").write_bytes(b"same")
+    blob = bytes(range(256)) * 20
+    files = [_file("main.py", b"same"), _file("lib/data.bin", blob)]
+    out = run_mp(tmp_path, DRIVE + f"""
+import sys
+import ota
+from ota import agent
+a = agent.Agent()
+BLOB = {blob!r}
+PARTS = ("ota.update", "ota.reuse", "ota.download", "ota.outcome")
+seen = []
+class Resp:
+    status, content_range = 200, None
+    def __init__(self):
+        self.at = 0
+    def ready_chunk(self):
+        seen.append(tuple(m for m in PARTS if m in sys.modules))
+        piece = memoryview(BLOB)[self.at : self.at + 1000]
+        self.at += len(piece)
+        return piece
+    def close(self):
+        pass
+class Http:
+    HTTPError, ETIMEDOUT = ota.HTTPError, 110
+    def request(self, method, url, body, headers, tls, buf, until):
+        yield
+        return Resp()
+sys.modules["ota.http"] = ota.http = Http()
+from ota import update
+reports = []
+def report(phase, detail=""):
+    reports.append(detail)
+    yield
+a.report = report
+print(drive(update.run(a, {{"seq": 9, "version": "2.0.0", "files": {files!r}}})), a.st["phase"])
+print(sorted(set(seen)), reports)
+print([m for m in PARTS[1:] if m in sys.modules], open("app.new/lib/data.bin", "rb").read() == BLOB)
+""")
+    lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
+    assert lines == ["True staged",
+                     "[('ota.update', 'ota.download')] ['2 files', 'lib/data.bin 0/5120']",
+                     "[] True"], out
 
 
 def test_a_signature_is_verified_with_the_answers_parse_and_the_other_checks_dropped(tmp_path: Path) -> None:

@@ -188,3 +188,32 @@ def test_power_cut_at_every_flash_operation_of_the_switch(tmp_path: Path) -> Non
 
 def test_power_cut_at_every_flash_operation_of_the_rollback(tmp_path: Path) -> None:
     assert _op_sweep(tmp_path, *ROLLBACK) >= 10
+
+
+RIG_MAX = 7424  # bytes live once the rig's flash is mounted (LittleFS's own caches, 2 KiB, are a board's too)
+
+
+def test_the_rigs_flash_takes_little_of_the_boards_heap(tmp_path: Path) -> None:
+    """A board's block device is C; the rig's is Python in the board's own heap (its methods native
+    code, outside it), so it must take little of that heap: each figure of the rig's is the board's."""
+    script = tmp_path / "live.py"
+    script.write_text("import gc\ngc.collect()\nprint('@live', gc.mem_alloc())\n")
+    board = layout(tmp_path / "b", None, {"app": V1})
+    board.env["PICOW_RUN"] = str(script)
+    _, code, lines = boot_once(board)
+    assert code == 0, lines
+    live = int(next(ln for ln in lines if ln.startswith("@live ")).split()[1])
+    assert live <= RIG_MAX, live
+
+
+def test_the_agents_names_are_interned_before_the_app_starts(tmp_path: Path) -> None:
+    """boot.py loads every module of ota/ once before the app: a module loaded later, for its duty,
+    interns no new name, so no permanent piece of the heap is laid between the app's objects then."""
+    main = (b"import micropython, os\nimport ota\nmicropython.qstr_info()\n"
+            b"for e in os.ilistdir('ota'):\n    if e[0].endswith('.mpy') and e[0] != '__init__.mpy':\n"
+            b"        __import__('ota.' + e[0][:-4])\n        ota.unload(e[0][:-4])\n"
+            b"micropython.qstr_info()\nraise SystemExit(0)\n")
+    _, code, lines = boot_once(layout(tmp_path / "b", None, {"app": {"main.py": main}}))
+    assert code == 0, lines
+    counts = [ln.split("n_qstr=")[1].split(",")[0] for ln in lines if ln.startswith("qstr pool:")]
+    assert len(counts) == 2 and counts[0] == counts[1], lines

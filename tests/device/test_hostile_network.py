@@ -181,21 +181,21 @@ def test_an_update_ended_by_garbage_is_reported_and_counted(hub, tmp_path: Path)
 def test_an_unexpected_error_while_staging_is_reported_and_counted(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
     out = run_mp(tmp_path, DRIVE + """
-from ota import agent, update
+from ota import agent, update, reuse
 a = agent.Agent()
 sent = []
 def report(*args):
     sent.append(args[:1])
     yield
-def stage_file(a, f):
+def run(a, files):
     raise MemoryError()
     yield
 def flush():
     yield
 a.report, a.flush = report, flush
-update._stage_file = stage_file
+reuse.run = run
 offer = {"seq": 9, "version": "2.0.0", "files": [{"name": "main.py", "size": 1, "sha256": "0" * 64, "url": "/a"}]}
-print(drive(update.stage(a, offer)), a.st["phase"], a.st["seq"], a.st["offer"])
+print(drive(update.run(a, offer)), a.st["phase"], a.st["seq"], a.st["offer"])
 print([(p["phase"], p["detail"], p["transient"]) for p in a.st["pending"]])
 """)
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]

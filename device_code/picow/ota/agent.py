@@ -18,7 +18,6 @@ duty's code (ota/beat.py, check.py, update.py, logpost.py) is loaded for its job
 import errno
 import json
 import random
-from binascii import unhexlify
 
 import ota
 from ota import fs, hw, logring
@@ -26,71 +25,20 @@ from ota.protocol import MAX_BODY, MAX_PENDING
 
 ota.unload("protocol")  # its constants are bound here and in ota/http.py; ota/offer.py loads the rest when it checks
 
-CONFIG = "config.json"
 STATE = "ota/state.json"
-EPOCH = "ota/epoch"
 APP = "app"
 NEW = "app.new"
 OLD = "app.old"
-DEFAULTS = {
-    "type": "picow",
-    "heartbeat_s": 60,
-    "check_s": 300,
-    "jitter": 0.1,
-    "trial_deadline_s": 120,
-    "download_retries": 5,
-    "wifi_timeout_s": 15,
-    "tick_ms": 1000,
-    "trial_boots": 3,
-    "wdt_ms": 8000,
-    "request_s": 10,
-    "min_rate_bps": 1024,
-    "switch_deadline_s": 120,
-}
 
 
 class Refused(Exception):
     """An offer or a response that fails a check: never acted upon."""
 
 
-def load_state():
-    st = fs.read_json(STATE)
-    if not isinstance(st, dict):
-        st = {}
-    st.setdefault("version", "0.0.0")
-    st.setdefault("seq", 0)
-    st.setdefault("phase", "committed")
-    return st
-
-
 class Agent:
     def __init__(self, cfg=None):
-        cfg = cfg if cfg is not None else fs.read_json(CONFIG)
-        if not isinstance(cfg, dict):
-            raise ValueError("config.json missing or unreadable")
-        for k in DEFAULTS:
-            cfg.setdefault(k, DEFAULTS[k])
-        self.cfg = cfg
-        self.id = cfg["id"]
-        self.key = unhexlify(cfg["key"])
-        self.hub = cfg["hub"].rstrip("/")
-        self.tls = ota.call("tls", "pinned", cfg) if self.hub.startswith("https://") else None
-        self.st = load_state()
-        self.keys = None
-        self.buf = ota.BUF  # one transfer at a time, whichever agent makes it
-        self.mv = memoryview(self.buf)
-        self.started = hw.ticks_ms()
-        self.n = 0
-        self.epoch = self._next_epoch()
-        self.job = None  # the duty in progress, a generator advanced by poll()
-        self.switch_by = None  # staged: when the switch goes ahead whatever the app says
-        self.check_now = self.st["phase"] in ("downloading", "failed") and bool(self.st.get("offer"))
-        self.next_hb = hw.deadline(0)
-        self.next_flush = hw.deadline(0)
-        self.next_check = hw.deadline(random.random() * min(self._ms("check_s"), 5000))
-        self.next_wifi = hw.deadline(0)
-        self.wifi_backoff = 1000
-        self.trial_until = hw.deadline(self._ms("trial_deadline_s"))
+        """From `cfg` (None: config.json's) and the state on flash (ota/start.py, loaded for this)."""
+        ota.call("start", "init", self, cfg)
 
     # --- bookkeeping ------------------------------------------------------------------------------
 
@@ -102,22 +50,10 @@ class Agent:
         spread = ms * self.cfg["jitter"]
         return hw.deadline(ms - spread + random.random() * 2 * spread)
 
-    def _next_epoch(self):
-        try:
-            with open(EPOCH) as f:
-                epoch = int(f.read()) + 1
-        except (OSError, ValueError):
-            epoch = 1
-        try:
-            fs.write_atomic(EPOCH, str(epoch).encode())
-        except OSError as exc:  # a full flash must not stop the app; the hub refuses reused counters
-            print("ota: epoch not saved:", exc)
-        return epoch
-
     def counter(self):
         self.n += 1
         if self.n >= 1000000:
-            self.epoch = self._next_epoch()
+            self.epoch = ota.call("start", "next_epoch")
             self.n = 1
         return self.epoch * 1000000 + self.n
 
@@ -257,10 +193,6 @@ class Agent:
         self.wifi_backoff = min(self.wifi_backoff * 2, 60000)
         return False
 
-    def start(self):
-        if self.st["phase"] == "trial":
-            hw.wdt_arm(self.cfg["wdt_ms"])
-
     def poll(self, app=None, until=None):
         """The agent's duties until `until` (a ticks value; 50 ms from now when None), the app's
         idle time: one job after another, each picked up where the last poll left it."""
@@ -311,7 +243,8 @@ class Agent:
 
     def run(self, app=None):
         """Run the app's steps every `tick_ms` and the agent's duties in between, forever."""
-        self.start()
+        if self.st["phase"] == "trial":
+            hw.wdt_arm(self.cfg["wdt_ms"])
         tick = self.cfg["tick_ms"]
         while True:
             next_tick = hw.deadline(tick)

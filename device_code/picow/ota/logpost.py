@@ -1,5 +1,6 @@
 """Posting the board's log ring (ota/logring.py) while the hub asks for it, for the agent
-(ota/agent.py): loaded for each post and dropped after (agent.duty()).
+(ota/agent.py): loaded for each post and dropped after (agent.duty()), with the code that reads the
+ring's records back.
 
 The first posts hold the ring (back to back), later ones the lines written since, at most POST_LINES
 lines and POST_CHARS characters a post (under the hub's 8 KiB cap), until the hub's answer says 0.
@@ -22,9 +23,25 @@ def run(a):
         print("ota: log not sent:", describe(exc))
 
 
+def kept():
+    """The lines in the log ring, oldest first, as (ticks_ms, text): its records as logring._keep()
+    wrote them."""
+    ring, size = logring._ring, logring.RING
+    out = []
+    p = logring._start
+    for _ in range(logring._kept):
+        t = ring[p] | ring[(p + 1) % size] << 8 | ring[(p + 2) % size] << 16 | ring[(p + 3) % size] << 24
+        n = ring[(p + 4) % size]
+        q = (p + 5) % size
+        data = bytes(ring[q : q + n]) if q + n <= size else bytes(ring[q:]) + bytes(ring[: q + n - size])
+        out.append((t, data.decode()))
+        p = (q + n) % size
+    return out
+
+
 def _batch():
     """(lines as [age_ms, text], lines lost before sending, count sent up to)."""
-    lines = logring.kept()
+    lines = kept()
     first = logring.added - len(lines)
     start = max(logring.sent, first)
     now = time.ticks_ms()

@@ -12,7 +12,8 @@ line is a record of its ticks (4 bytes, little-endian), its length (1 byte) and 
 to LINE_MAX characters and 255 bytes), the oldest records giving way to new ones.
 
 When the hub asks for the log (`log_s` in a heartbeat answer), the agent posts it every STREAM_MS
-(ota/logpost.py, loaded for each post).
+(ota/logpost.py, loaded for each post, which also reads the records back: only what keeps lines and
+the print hook stay loaded).
 """
 
 import builtins
@@ -77,20 +78,6 @@ def _keep(now, data):
     _used += 5 + n
     _kept += 1
     added += 1
-
-
-def kept():
-    """The lines in the ring, oldest first, as (ticks_ms, text)."""
-    out = []
-    p = _start
-    for _ in range(_kept):
-        t = _ring[p] | _ring[(p + 1) % RING] << 8 | _ring[(p + 2) % RING] << 16 | _ring[(p + 3) % RING] << 24
-        n = _ring[(p + 4) % RING]
-        q = (p + 5) % RING
-        data = bytes(_ring[q : q + n]) if q + n <= RING else bytes(_ring[q:]) + bytes(_ring[: q + n - RING])
-        out.append((t, data.decode()))
-        p = (q + n) % RING
-    return out
 
 
 def _printing(*args, **kw):

@@ -313,7 +313,7 @@ print(len(ota.BUF), len(logring._ring))
 # update pays it. hw keeps only the unix port's half (a board, only its own), and probe() only under
 # PICOW_PROBE; the log ring's reader loads with each log post; the agent's start (its settings, state
 # and epoch) loads for Agent() only.
-RESIDENT = {"hw": 4640, "logring": 3264, "agent": 13200}
+RESIDENT = {"hw": 4400, "logring": 3088, "agent": 13200}
 
 
 def test_what_stays_loaded_while_the_app_runs_is_within_its_budget(tmp_path: Path) -> None:

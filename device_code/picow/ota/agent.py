@@ -257,7 +257,7 @@ class Agent:
             except Exception as exc:  # the agent must never take the app down with it
                 print("ota: error:", describe(exc))
                 self.job = None
-            hw.sleep_until(next_tick)
+            hw.sleep_ms(hw.left_ms(next_tick))
 
 
 def duty(name, *args):

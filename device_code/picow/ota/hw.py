@@ -67,11 +67,6 @@ def left_ms(when):
     return left if left > 0 else 0
 
 
-def sleep_until(when):
-    """Sleep until the ticks value `when`, feeding the watchdog."""
-    sleep_ms(left_ms(when))
-
-
 def sleep_ms(ms):
     """Sleep, feeding the watchdog at least every second."""
     while ms > 0:

@@ -36,18 +36,13 @@ next_post = 0  # ticks_ms of the next post while the hub wants the log
 _until = None  # ticks_ms until which the hub wants the log
 
 
-def safe_decode(data):
-    """`data` as text; bytes that are not UTF-8 become `\\xNN`."""
-    try:
-        return bytes(data).decode()
-    except UnicodeError:
-        return "".join(chr(b) if b < 0x80 else "\\x%02x" % b for b in data)
-
-
 def add(text):
-    """Keep `text` (str or bytes), line by line."""
+    """Keep `text` (str or bytes, whose bytes that are not UTF-8 become `\\xNN`), line by line."""
     if isinstance(text, (bytes, bytearray)):
-        text = safe_decode(text)
+        try:
+            text = bytes(text).decode()
+        except UnicodeError:
+            text = "".join(chr(b) if b < 0x80 else "\\x%02x" % b for b in text)
     now = time.ticks_ms()
     for line in text.split("\n"):
         if line:

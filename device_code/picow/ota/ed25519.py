@@ -91,6 +91,7 @@ def verify(public_key, signature, h, feed=None):
     if feed:
         feed()
     bits = _bits(s_bytes, k.to_bytes(32, "little"))
+    s = s_bytes = k = None  # each big integer let go once used: the loop's working heap is the table's
     ax, ay = P - a[0], a[1]  # -A
     at = ax * ay % P
     # table: 1 -> B, 2 -> -A, 3 -> B + (-A)
@@ -103,6 +104,7 @@ def verify(public_key, signature, h, feed=None):
     pd = b3
     e, f, g, h = pb - pa, pd - pc, pd + pc, pb + pa
     m0, m1, m2, m3 = _cached(e * f % P, g * h % P, f * g % P, e * h % P)
+    a = ax = ay = at = pa = pb = pc = pd = e = f = g = h = None
     count = 30
     # the sum starts at the neutral element (0, 1, 1, 0)
     x, y, z, t = 0, 1, 1, 0
@@ -119,6 +121,7 @@ def verify(public_key, signature, h, feed=None):
             e = h - (x + y) * (x + y) % P
             g = pa - pb
             f = pc + g
+            pa = pb = pc = None
             x = e * f % P
             y = g * h % P
             z = f * g % P
@@ -142,6 +145,7 @@ def verify(public_key, signature, h, feed=None):
             f = pd - pc
             g = pd + pc
             h = pb + pa
+            pa = pb = pc = pd = None
             x = e * f % P
             y = g * h % P
             z = f * g % P

@@ -18,6 +18,7 @@ import pytest
 from picoctl import keyset
 from picoctl.provision import trust_file
 from picoctl.signing import generate_keypair, sign_bytes, signed_bytes
+from picoctl.provision import DEVICE_CODE
 from picoctl.sim.board import Board, agent_files, find_micropython
 
 MP = find_micropython()
@@ -337,6 +338,16 @@ print(after_hw - before, after_logring - after_hw, after_fs - after_logring, liv
 """)
     taken = dict(zip(RESIDENT, map(int, out.split()), strict=True))
     assert all(taken[name] <= RESIDENT[name] for name in RESIDENT), taken
+
+
+@pytest.mark.parametrize("module", ["ota.hw", "hardware"])
+def test_the_rigs_hardware_folder_takes_no_room_in_the_boards_heap(tmp_path: Path, module: str) -> None:
+    """A board has no hardware folder: its path (the test's temporary folder, short or long) is read
+    when used, never kept, so it cannot decide where everything after it lies in the heap."""
+    (tmp_path / "hardware.py").write_bytes((DEVICE_CODE / "app" / "hardware.py").read_bytes())
+    script = "import gc\ngc.collect()\nm = gc.mem_alloc()\nimport %s\ngc.collect()\nprint(gc.mem_alloc() - m)\n" % module
+    taken = {run_mp(tmp_path, script, env={**os.environ, "PICOW_SIM": "/" + "s" * n}) for n in (8, 200)}
+    assert len(taken) == 1, taken
 
 
 def test_the_rigs_lines_stay_out_of_the_log_ring(tmp_path: Path) -> None:

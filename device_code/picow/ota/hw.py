@@ -147,7 +147,6 @@ else:
     _mem_peak = 0
     _step_sync = os.getenv("PICOW_STEP_SYNC") == "1"
     _mem_trace = os.getenv("PICOW_MEM_TRACE") == "1"
-    _sim = os.getenv("PICOW_SIM") or "sim"
     PROBING = os.getenv("PICOW_PROBE") == "1"
     TRACING = _step_sync or _mem_trace
 
@@ -184,8 +183,10 @@ else:
         return wifi_connected()
 
     def wifi_connected():
+        # the folder's path is read each time, not kept: a board has no such string, and its length
+        # (the test's temporary folder) would decide where everything after it lies in the heap
         try:
-            os.stat(_sim + "/wifi_down")
+            os.stat((os.getenv("PICOW_SIM") or "sim") + "/wifi_down")
             return False
         except OSError:
             return True

@@ -22,13 +22,6 @@ def size(path):
         return -1
 
 
-def is_dir(path):
-    try:
-        return os.stat(path)[0] & _DIR != 0
-    except OSError:
-        return False
-
-
 def makedirs(path):
     built = ""
     for part in path.split("/"):
@@ -39,14 +32,16 @@ def makedirs(path):
 
 def rmtree(path):
     """Remove a file or a folder with everything in it; nothing there is fine."""
-    if not exists(path):
+    try:
+        mode = os.stat(path)[0]
+    except OSError:
         return
-    if is_dir(path):
+    if mode & _DIR:
         for entry in os.ilistdir(path):
             rmtree(path + "/" + entry[0])
         os.rmdir(path)
     else:
-        remove(path)
+        os.remove(path)
 
 
 def remove(path):

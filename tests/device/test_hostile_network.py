@@ -50,10 +50,15 @@ def longest_gap(run: RunResult) -> int:
     return max([int(ln.split()[1]) for ln in run.lines if ln.startswith("@gap ")] or [0])
 
 
-@pytest.mark.parametrize(("path", "said"), [("/check", "check failed: timed out"),
-                                            ("/heartbeat", "heartbeat failed: timed out"),
-                                            ("/artifacts/", "dropped, resuming: timed out")])
-def test_a_dripping_peer_is_cut_off_and_the_app_keeps_stepping(hub, tmp_path: Path, path: str, said: str) -> None:
+@pytest.mark.parametrize(("path", "said", "heap"), [("/check", "check failed: timed out", None),
+                                                    ("/heartbeat", "heartbeat failed: timed out", None),
+                                                    ("/artifacts/", "dropped, resuming: timed out", "68K")])
+def test_a_dripping_peer_is_cut_off_and_the_app_keeps_stepping(hub, tmp_path: Path, path: str, said: str,
+                                                              heap: str | None) -> None:
+    """A dripped answer is cut off while the app keeps stepping; a dripped artifact on a board in the
+    heap a whole update needs (68K, test_agent_memory.py), which has verified the offer and goes on
+    staging it, resuming after each cut (at 64K a report's import still finds no 1200-byte piece in
+    some runs)."""
     publish(hub, "1.0.0", V1)
     publish(hub, "2.0.0", V2)
     rollout(hub, "2.0.0")
@@ -65,10 +70,11 @@ def test_a_dripping_peer_is_cut_off_and_the_app_keeps_stepping(hub, tmp_path: Pa
 
     proxy = Proxy(hub.url, drip)
     try:
-        board = board_for(hub, tmp_path, "gh-drip" + path.replace("/", "-").rstrip("-"), proxy.url)
+        board = board_for(hub, tmp_path, "gh-drip" + path.replace("/", "-").rstrip("-"), proxy.url, heap)
         run = board.run(lambda r: sum(said in ln for ln in r.lines) >= 2, timeout=40)
     finally:
         proxy.close()
+    assert not [ln for ln in run.lines if "MemoryError" in ln], run.tail()
     assert longest_gap(run) < REQUEST_S * 1000 / 2, run.tail()  # 20 ms ticks; a blocking request stops them for seconds
 
 

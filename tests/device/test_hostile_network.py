@@ -52,12 +52,13 @@ def longest_gap(run: RunResult) -> int:
 
 @pytest.mark.parametrize(("path", "said", "heap"), [("/check", "check failed: timed out", None),
                                                     ("/heartbeat", "heartbeat failed: timed out", None),
-                                                    ("/artifacts/", "dropped, resuming: timed out", "64K")])
+                                                    ("/artifacts/", "dropped, resuming: timed out", "68K")])
 def test_a_dripping_peer_is_cut_off_and_the_app_keeps_stepping(hub, tmp_path: Path, path: str, said: str,
                                                               heap: str | None) -> None:
-    """A dripped answer is cut off while the app keeps stepping; a dripped artifact on a board at 64K
-    (the heap a whole update needs, test_agent_memory.py), which has verified the offer and goes on
-    staging it, resuming after each cut."""
+    """A dripped answer is cut off while the app keeps stepping; a dripped artifact on a board at 68K,
+    which has verified the offer and goes on staging it, resuming after each cut (a whole update
+    holds at 64K, test_agent_memory.py, but here at 64K about one run in six a report's import after
+    a cut finds no 1200-byte piece)."""
     publish(hub, "1.0.0", V1)
     publish(hub, "2.0.0", V2)
     rollout(hub, "2.0.0")

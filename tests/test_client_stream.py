@@ -5,13 +5,13 @@ hub's is refused before it is held whole."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from loopback import serving
 from picoctl.client import MAX_EVENT_CHARS, AsyncHubClient, SseEvent
 from picoctl.errors import PicoctlError
 
@@ -40,14 +40,9 @@ def stream() -> Iterator[type[_Stream]]:
     class Handler(_Stream):
         pieces: list[bytes] = []
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    Handler.url = f"http://127.0.0.1:{server.server_port}"
-    try:
+    with serving(Handler) as url:
+        Handler.url = url
         yield Handler
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def events(url: str) -> list[SseEvent]:

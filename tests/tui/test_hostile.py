@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from textual.app import App
 
 import conftest  # tests/conftest.py: the hub fixture's Hub
 from screenshots import WHY, demo_app, settle
+from loopback import serving
 from waiting import until
 from picoctl import config
 from picoctl.client import AsyncHubClient
@@ -232,12 +233,8 @@ class _SilentHub(BaseHTTPRequestHandler):
 
 
 def test_a_hub_that_goes_silent_is_said_once_and_the_stream_is_taken_again(tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SilentHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    cfg = config.load(init_site(tmp_path / "site", server.server_port))
-
-    async def run() -> None:
+    async def run(url: str) -> None:
+        cfg = config.load(init_site(tmp_path / "site", httpx.URL(url).port))
         client = AsyncHubClient(url, "t")
         client.silent_s = 1.0
         app = PicoctlApp(cfg, Live(cfg, client=client), live_ticks=False)
@@ -247,8 +244,8 @@ def test_a_hub_that_goes_silent_is_said_once_and_the_stream_is_taken_again(tmp_p
             await until(pilot, lambda: app.link.state == "live" and _SilentHub.streams > 1, what="live again")
         await client.aclose()
 
-    try:
-        asyncio.run(run())
-    finally:
-        _SilentHub.release.set()
-        server.shutdown()
+    with serving(_SilentHub) as url:
+        try:
+            asyncio.run(run(url))
+        finally:
+            _SilentHub.release.set()

@@ -10,8 +10,7 @@ import os
 import shlex
 import shutil
 import signal
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,6 +19,7 @@ import pytest
 from textual.widgets import Input, Select
 
 import conftest  # tests/conftest.py: the hub fixture's Hub
+from loopback import serving
 from waiting import until
 from picoctl import config, release
 from picoctl.client import AsyncHubClient
@@ -579,12 +579,8 @@ class _OldHub(BaseHTTPRequestHandler):
 
 
 def test_a_hub_answer_of_another_shape_is_said_in_the_banner(tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OldHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    cfg = config.load(init_site(tmp_path / "site", server.server_port))
-
-    async def run() -> None:
+    async def run(url: str) -> None:
+        cfg = config.load(init_site(tmp_path / "site", httpx.URL(url).port))
         app = PicoctlApp(cfg, Live(cfg, client=AsyncHubClient(url, "t")))
         async with app.run_test(size=(100, 30)) as pilot:
             await until(pilot, lambda: app.link.down, what="down")
@@ -595,7 +591,5 @@ def test_a_hub_answer_of_another_shape_is_said_in_the_banner(tmp_path: Path) -> 
             assert app.is_running and "hub down" in text_of(app, "#titlebar")
         await app.source.client.aclose()
 
-    try:
-        asyncio.run(run())
-    finally:
-        server.shutdown()
+    with serving(_OldHub) as url:
+        asyncio.run(run(url))

@@ -65,19 +65,28 @@ def _too_long() -> PicoctlError:
 
 async def sse_lines(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
     """The lines of a text/event-stream read as `chunks` of text, each ended by CR, LF or CRLF; a
-    PicoctlError once a line grows past MAX_EVENT_CHARS, before it is held whole."""
-    pending = ""
+    PicoctlError once a line grows past MAX_EVENT_CHARS, before it is held whole. Each chunk is
+    split once, so a line dripped a character at a time costs no more than one sent whole."""
+    parts: list[str] = []  # the line so far
+    size = 0
+    after_cr = False  # the last chunk ended in CR: an LF opening this one is the rest of a CRLF
     async for text in chunks:
-        pending += text
-        held = pending.endswith("\r")  # perhaps the first half of a CRLF: wait for what follows it
-        *lines, pending = _LINE_END.split(pending[:-1] if held else pending)
-        pending += "\r" if held else ""
-        for line in lines:
-            yield line
-        if len(pending) > MAX_EVENT_CHARS:
+        if not text:
+            continue
+        if after_cr and text.startswith("\n"):
+            text = text[1:]
+        after_cr = text.endswith("\r")
+        *ended, rest = _LINE_END.split(text)
+        for piece in ended:
+            parts.append(piece)
+            yield "".join(parts)
+            parts, size = [], 0
+        parts.append(rest)
+        size += len(rest)
+        if size > MAX_EVENT_CHARS:
             raise _too_long()
-    if pending:
-        yield pending.rstrip("\r")
+    if size:
+        yield "".join(parts)
 
 
 class SseParser:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from loopback import serving
-from picoctl.client import MAX_EVENT_CHARS, AsyncHubClient, SseEvent
+from picoctl.client import MAX_EVENT_CHARS, AsyncHubClient, SseEvent, sse_lines
 from picoctl.errors import PicoctlError
 
 
@@ -74,3 +74,20 @@ def test_an_event_over_the_cap_is_refused_before_it_is_held(stream: type[_Stream
     stream.pieces = [b"id: 1\n" + (b"data: " if shape == "one line" else b"")] + [piece] * 40  # 2.5 MiB
     with pytest.raises(PicoctlError, match=f"sent an event over {MAX_EVENT_CHARS} characters"):
         events(stream.url)
+
+
+def test_every_cut_of_a_stream_gives_the_same_lines() -> None:
+    """The splitter alone, at every pair of cut points, empty chunks among them."""
+    text = "id: 1\r\nevent: a\rdata: x\n\r\ndata: y\r\r\n: ping\n\nlast"
+    want = ["id: 1", "event: a", "data: x", "", "data: y", "", ": ping", "", "last"]
+
+    async def lines(pieces: list[str]) -> list[str]:
+        async def chunks() -> AsyncIterator[str]:
+            for piece in pieces:
+                yield piece
+        return [line async for line in sse_lines(chunks())]
+
+    for i in range(len(text) + 1):
+        for j in range(i, len(text) + 1):
+            pieces = [text[:i], "", text[i:j], text[j:]]
+            assert asyncio.run(lines(pieces)) == want, pieces

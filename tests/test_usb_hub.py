@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -21,17 +20,12 @@ from picoctl.commands.init import init_site
 from picoctl.hub.app import create_app
 from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.sim.board import find_micropython
+from conftest import free_port
 
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
 APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -82,3 +82,8 @@ def check_hop(named: str, url: str, what: str) -> None:
     kind = address_kind(httpx.URL(url).host)
     if kind != PUBLIC and kind != address_kind(httpx.URL(named).host):
         raise BadInput(f"{what} {url[:120]!r}: leads to a {kind} address from {named[:120]!r}, which is not one")
+
+
+def too_many_redirects(url: str, exc: httpx.TooManyRedirects) -> str:
+    """The one line for a fetch of `url` stopped after MAX_REDIRECTS redirects, naming the next hop."""
+    return f"{url[:120]}: more than {MAX_REDIRECTS} redirects (the next to {str(exc.request.url)[:120]!r})"

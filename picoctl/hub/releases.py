@@ -24,7 +24,7 @@ import httpx
 from .. import keyset
 from .. import release as release_mod
 from ..errors import BadInput, PicoctlError
-from ..urls import MAX_REDIRECTS, check_hop, check_url
+from ..urls import MAX_REDIRECTS, check_hop, check_url, too_many_redirects
 from ..workdirs import work_dir
 from . import store
 from .auth import same_secret
@@ -134,6 +134,8 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
                 if resp.status_code != 200:
                     raise ApiError(502, f"{artifact_url}: HTTP {resp.status_code}")
                 return await accept(hub, meta, resp.aiter_bytes(), actor)
+    except httpx.TooManyRedirects as exc:
+        raise ApiError(502, too_many_redirects(meta_url, exc)) from None
     except httpx.HTTPError as exc:
         raise ApiError(502, f"cannot fetch the release: {exc}") from None
 

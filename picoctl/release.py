@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Sequence
 
-from . import protocol, signing, workdirs
+from . import protocol, signing, urls, workdirs
 from .diagnostics import mpy_file_version
 from .errors import BadInput, PicoctlError
 
@@ -322,8 +322,8 @@ def _is_count(value: Any) -> bool:
 
 
 def _is_plain_text(value: str) -> bool:
-    """No control characters, spaces or backslashes: what a file name or a URL in a meta may hold."""
-    return not any(ord(c) <= 32 or ord(c) == 127 or c == "\\" for c in value)
+    """A URL's plain text (urls.is_plain) with no backslash: what a file name or a URL in a meta may hold."""
+    return urls.is_plain(value) and "\\" not in value
 
 
 def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:

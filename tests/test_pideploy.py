@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from picoctl.pideploy.journal import CRASH_ENV
 from picoctl.sim import pi_app_control
 from conftest import free_port
 from loopback import Peer, files, serving
+from waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "examples" / "pi-app"
@@ -526,18 +526,19 @@ def test_sigkill_while_switching_back_is_finished_by_the_next_call(rig: Rig, bui
     assert result == "failed" and "HTTP 500" in d["reason"]
 
 
+def smoke_that_marks(marker: Path, seconds: float) -> str:
+    """A smoke command that touches `marker` as it starts, then takes `seconds`."""
+    return shlex.join([sys.executable, "-c", f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep({seconds})"])
+
+
 def test_deploy_killed_from_outside_during_smoke_test_is_undone(rig: Rig, built: dict[str, Path]) -> None:
     pideploy.deploy(rig.cfg, str(built["1.0.0"]))
     marker = rig.tmp / "smoke-started"
-    rig.cfg.pi.smoke_command = shlex.join([sys.executable, "-c",
-                                           f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(30)"])
+    rig.cfg.pi.smoke_command = smoke_that_marks(marker, 30)
     rig.save()
     victim = rig.popen("deploy", str(built["2.0.0"]))
     try:
-        deadline = time.monotonic() + 20
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists()
+        wait_for(marker.exists, 20, "the smoke test started", every=0.05)
     finally:
         victim.kill()
         victim.communicate()
@@ -550,15 +551,11 @@ def test_deploy_killed_from_outside_during_smoke_test_is_undone(rig: Rig, built:
 def test_second_deploy_refuses_clearly_or_waits(rig: Rig, built: dict[str, Path]) -> None:
     pideploy.deploy(rig.cfg, str(built["1.0.0"]))
     marker = rig.tmp / "smoke-started"
-    rig.cfg.pi.smoke_command = shlex.join([sys.executable, "-c",
-                                           f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(2)"])
+    rig.cfg.pi.smoke_command = smoke_that_marks(marker, 2)
     rig.save()
     first = rig.popen("deploy", str(built["2.0.0"]))
     try:
-        deadline = time.monotonic() + 20
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists()
+        wait_for(marker.exists, 20, "the smoke test started", every=0.05)
         refused = rig.cli("deploy", str(built["2.1.0"]))
         assert refused.returncode == 1
         assert f"another deploy is running (pid {first.pid}: deploy {built['2.0.0']}" in refused.stderr

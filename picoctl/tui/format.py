@@ -60,10 +60,6 @@ def status_cell(status: str, last_known: bool = False) -> Text:
     return Text(f"{STATUS_SYMBOL.get(status, '?')} {status}", style=STATUS_STYLE.get(status, ""), justify="left")
 
 
-def phase_text(phase: str) -> Text:
-    return Text(phase, style=PHASE_STYLE.get(phase, ""))
-
-
 def reading_cell(value: object) -> str | Text:
     if isinstance(value, bool):
         return "on" if value else "off"

@@ -12,6 +12,10 @@ from typing import TypeGuard
 # letters, digits, `.`, `_` or `-`; at most 64 characters. Pico W, USB Pico and relayed ids alike.
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
+# A SHA-256 digest, or a 32-byte key (an Ed25519 public key, a device's HMAC key), as it is written:
+# 64 lowercase hex digits.
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
 CHANNELS = ("stable", "canary")
 
 ROLLOUT_STATES = ("active", "halted", "completed", "rolled_back")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from . import keyset, release, shipped
 from .config import FleetConfig
 from .errors import BadInput
 from .progress import Progress
-from .protocol import is_device_id
+from .protocol import HEX64, is_device_id
 
 DEVICE_CODE = shipped.DEVICE_CODE / "picow"
 FACTORY_VERSION = "0.0.0"
@@ -204,7 +203,7 @@ def provision(
     device_config(device_id, "00" * 32, hub_url, hub_cert=hub_cert, **settings)  # validate before registering
     agent = agent_files(mpy)
     key = register(device_id, "picow")
-    if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
+    if not isinstance(key, str) or not HEX64.fullmatch(key):
         raise BadInput("the hub answered a device key that is not 64 hex digits")
     files = board_image(device_config(device_id, key, hub_url, wifi_ssid, wifi_password, hub_cert, **settings),
                         version, app, agent, hub_cert, keys, floor)

@@ -21,6 +21,12 @@ RENEW_BEFORE_S = 20.0  # a follower asks again this long before the board's wind
 MARGIN_S = 15.0
 
 
+def age(seconds: float) -> str:
+    """A time ago for people, as the CLI writes it: `4s`, then `3m` from two minutes, `2h` from two hours."""
+    s = max(0, int(seconds))
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+
+
 @dataclass(frozen=True)
 class LogLine:
     id: int
@@ -28,9 +34,8 @@ class LogLine:
     line: str
 
     def age(self, now: float) -> str:
-        """How old the line is, for people: `4s`, `3m`, `2h`."""
-        s = max(0, int(now - self.at))
-        return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+        """How old the line is, for people (`age`)."""
+        return age(now - self.at)
 
 
 class NoAnswer(PicoctlError):
@@ -46,7 +51,7 @@ def answer_timeout(cfg: FleetConfig, device_type: str) -> float:
 def _ago(ts: float | None, now: float) -> str:
     if ts is None:
         return "never heard from"
-    return f"last heard {LogLine(0, ts, '').age(now)} ago"
+    return f"last heard {age(now - ts)} ago"
 
 
 def read(client: Any, device_id: str, on_lines: Callable[[list[LogLine]], None], timeout_s: float,

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import hmac
 import json
 import os
 import shutil
 import socket
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -24,6 +21,7 @@ from picoctl.client import AsyncHubClient, HubClient, HubError
 from picoctl.errors import PicoctlError
 from picoctl.hub.events import Broadcaster
 from picoctl.sim.fleet import SimDevice
+from loopback import files, serving
 
 APP = {"main.py": b"print('v2')\n"}
 
@@ -33,14 +31,8 @@ def static_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A plain HTTP server over a folder, standing in for CI's release storage."""
     root = tmp_path / "www"
     root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=str(root)))
-    server.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(files(root)) as url:
+        yield url, root
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic abc", "Bearer"])

@@ -16,13 +16,12 @@ import time
 import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from conftest import Hub
-from loopback import serving
+from loopback import Peer, serving
 from picoctl import config
 from picoctl.errors import BadInput
 from picoctl.hub.device_api import heartbeat_fields
@@ -193,11 +192,8 @@ def test_usb_follow_outlasts_a_hostile_board_and_records_only_its_good_heartbeat
     assert "number 1e400 is out of range" in err and "lone UTF-16 surrogate" in err, err[-3000:]
 
 
-class Dripping(BaseHTTPRequestHandler):
-    """A hub that takes the request and then answers one byte every half second, for ever."""
-
-    def log_message(self, *args: object) -> None:
-        pass
+class Dripping(Peer):
+    """A hub that takes the request and then answers a header line every half second, for ever."""
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -29,8 +29,7 @@ def _client(args: argparse.Namespace) -> Any:
 def _age(ts: float | None) -> str:
     if ts is None:
         return "never"
-    s = max(0, int(time.time() - ts))
-    return f"{s}s ago" if s < 120 else f"{s // 60}m ago" if s < 7200 else f"{s // 3600}h ago"
+    return f"{wireless_log.age(time.time() - ts)} ago"
 
 
 def _list(args: argparse.Namespace) -> int:

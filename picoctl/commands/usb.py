@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import config, operations
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
+from ..usb import ESP_BAUD
 from . import COMMANDS
 from .numbers import seconds
 from .output import add_json_flag, console, emit, err_console, progress_bar, table
@@ -213,7 +214,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fe.add_argument("--port", required=True)
     fe.add_argument("--chip", default="auto", help="auto (esptool detects it) or a chip, e.g. esp32, esp32s3, esp32c3")
     fe.add_argument("--addr", type=_address, help="flash address, e.g. 0x1000 (default: the chip's bootloader offset)")
-    fe.add_argument("--baud", type=int, default=460800)
+    fe.add_argument("--baud", type=int, default=ESP_BAUD)
     fe.set_defaults(func=_flash_esp)
 
     lg = actions.add_parser("log", help="follow a board's serial console; heartbeats go to the hub")

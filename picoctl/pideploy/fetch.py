@@ -24,6 +24,7 @@ from .. import keyset, release
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
+from ..protocol import HEX64
 from ..urls import MAX_REDIRECTS, check_hop, check_url, is_url, too_many_redirects
 from .layout import disk_error
 
@@ -133,7 +134,7 @@ def _chunks_from_url(url: str, named: str, progress: Progress, expected: int) ->
 
 def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha256: str | None = None) -> Fetched:
     """Verify the release's meta, then copy its artifact into `incoming`, hash-checked."""
-    if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256.lower())):
+    if sha256 is not None and not HEX64.fullmatch(sha256.lower()):
         raise BadInput(f"--sha256: expected 64 hex digits, got {sha256!r}")
     meta, where = _locate(source)
     check_trust(cfg, meta, source)

@@ -195,7 +195,7 @@ def test_usb_follow_outlasts_a_hostile_board_and_records_only_its_good_heartbeat
 class Dripping(Peer):
     """A hub that takes the request and then answers a header line every half second, for ever."""
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.wfile.write(b"HTTP/1.1 200 OK\r\n")
         try:

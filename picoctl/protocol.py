@@ -11,6 +11,7 @@ from typing import TypeGuard
 # A device id: a letter or digit first (never `.`, `..` or something that reads as an option), then
 # letters, digits, `.`, `_` or `-`; at most 64 characters. Pico W, USB Pico and relayed ids alike.
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+DEVICE_ID_RULE = "1-64 letters, digits, '.', '_' or '-', a letter or digit first"  # DEVICE_ID in words
 
 # A SHA-256 digest, or a 32-byte key (an Ed25519 public key, a device's HMAC key), as it is written:
 # 64 lowercase hex digits.

@@ -20,7 +20,7 @@ from . import keyset, release, shipped
 from .config import FleetConfig
 from .errors import BadInput
 from .progress import Progress
-from .protocol import HEX64, is_device_id
+from .protocol import DEVICE_ID_RULE, HEX64, is_device_id
 
 DEVICE_CODE = shipped.DEVICE_CODE / "picow"
 FACTORY_VERSION = "0.0.0"
@@ -41,7 +41,7 @@ class Provisioned:
 
 def check_device_id(device_id: str) -> str:
     if not is_device_id(device_id):
-        raise BadInput(f"device id {device_id!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        raise BadInput(f"device id {device_id!r}: expected {DEVICE_ID_RULE}")
     return device_id
 
 

@@ -20,6 +20,7 @@ from picoctl import cli, config, history, signing
 from picoctl.client import AsyncHubClient, HubClient, HubError
 from picoctl.errors import PicoctlError
 from picoctl.hub.events import Broadcaster
+from picoctl.protocol import DEVICE_ID_RULE
 from picoctl.sim.fleet import SimDevice
 from loopback import files, serving
 
@@ -57,6 +58,15 @@ def test_register_refuses_bad_devices(hub, body: dict, status: int, message: str
     r = httpx.post(hub.url + "/api/v1/devices", json=body, headers={"Authorization": f"Bearer {hub.token}"})
     assert r.status_code == status and message in r.json()["error"]
     assert [d["id"] for d in hub.client.devices()] == ["gh-01"]
+
+
+def test_a_bad_device_id_is_refused_in_the_words_of_the_rule(hub) -> None:
+    """Registering and relaying a heartbeat say the id rule as it is (a relayed id once claimed ':' was allowed)."""
+    for bad in ("a:b", "-a", "x" * 65):
+        for path, body in (("/api/v1/devices", {"id": bad, "type": "picow"}), (f"/api/v1/devices/{bad}/heartbeat", {})):
+            r = httpx.post(hub.url + path, json=body, headers={"Authorization": f"Bearer {hub.token}"})
+            assert (r.status_code, r.json()["error"]) == (400, f"device id {bad!r}: expected {DEVICE_ID_RULE}"), path
+    assert hub.client.devices() == []
 
 
 def test_device_views_status_channel_and_relayed_usb_heartbeats(hub) -> None:

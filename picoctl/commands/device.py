@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import config, operations, provision
 from ..errors import BadInput
-from ..protocol import CHANNELS
+from ..protocol import CHANNELS, DEVICE_ID_RULE
 from . import COMMANDS
 from .output import add_json_flag, console, emit, progress_bar
 
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     dev = sub.add_parser("device", help=COMMANDS["device"])
     actions = dev.add_subparsers(dest="device_command", metavar="ACTION", required=True)
     p = actions.add_parser("provision", help="create a device key, register it with the hub, write the board")
-    p.add_argument("id", help="device id (1-64 of A-Z a-z 0-9 . _ -)")
+    p.add_argument("id", help=f"device id ({DEVICE_ID_RULE})")
     p.add_argument("--type", default="picow", help="device type (picow)")
     p.add_argument("--port", help="serial port of the board (written over the raw REPL)")
     p.add_argument("--out", help="write the board's files into this folder instead")

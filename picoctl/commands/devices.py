@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import config, diagnostics, wireless_log
 from ..errors import BadInput
-from ..protocol import CHANNELS
+from ..protocol import CHANNELS, DEVICE_ID_RULE
 from . import COMMANDS
 from .numbers import count, seconds
 from .history import layout
@@ -197,7 +197,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_list)
     actions = p.add_subparsers(dest="devices_command", metavar="ACTION")
     a = actions.add_parser("add", help="register a device and print its new key")
-    a.add_argument("id", help="device id: 1-64 letters, digits, '.', '_' or '-'")
+    a.add_argument("id", help=f"device id: {DEVICE_ID_RULE}")
     a.add_argument("--type", default="picow", help="device type from fleet.toml (default: %(default)s)")
     a.add_argument("--channel", default="stable", choices=CHANNELS)
     add_json_flag(a)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import config, release
 from ..errors import BadInput, PicoctlError
 from ..protocol import ACTION_ACCEPTS, ROLLOUT_STATES
-from ..rollout import Cohort, parse_stages
+from ..rollout import Cohort, device_count, parse_stages
 from . import COMMANDS
 from .numbers import count
 from .output import add_json_flag, console, emit, table
@@ -27,16 +27,6 @@ def _client(cfg: config.FleetConfig) -> HubClient:
     from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
 
     return HubClient.from_config(cfg)
-
-
-def _count(value: str, flag: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise BadInput(f"{flag}: expected a whole number of devices (0 or more), got {value!r}")
-    return n
 
 
 def _canary_ids(value: str | None) -> list[str]:
@@ -63,9 +53,9 @@ def _start(args: argparse.Namespace) -> int:
     stages = parse_stages(args.stages or cfg.rollout.stages, canary_ids=_canary_ids(args.canary),
                           device_type=args.device_type, percent=_percent(args.percent))
     halt = cfg.rollout.halt_after_failures if args.halt_after_failures is None else \
-        _count(args.halt_after_failures, "--halt-after-failures")
+        device_count(args.halt_after_failures, "--halt-after-failures")
     promote = cfg.rollout.promote_after_successes if args.promote_after_successes is None else \
-        _count(args.promote_after_successes, "--promote-after-successes")
+        device_count(args.promote_after_successes, "--promote-after-successes")
     with _client(cfg) as client:
         started = client.start_rollout(args.target, args.version, [s.to_dict() for s in stages], halt, promote)
     emit(args, started, _announce(f"started rollout {started.get('id')}"))

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from .. import diagnostics, signing
 from ..config import FleetConfig
-from ..protocol import CHANNELS, is_device_id, liveness
+from ..protocol import CHANNELS, DEVICE_ID_RULE, is_device_id, liveness
 from ..strict_json import INT64_MAX
 from . import engine, logs, releases, store
 from .auth import check_bearer
@@ -159,7 +159,7 @@ async def register_device(request: Request, hub: Hub) -> Response:
     device_id, type_ = field(data, "id", "str"), field(data, "type", "str")
     channel = field(data, "channel", "str", required=False, default="stable")
     if not is_device_id(device_id):
-        raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_' or '-'")
+        raise ApiError(400, f"device id {device_id!r}: expected {DEVICE_ID_RULE}")
     if type_ not in hub.cfg.device_types:
         raise ApiError(400, f"unknown device type {type_!r} (fleet.toml knows {', '.join(sorted(hub.cfg.device_types))})")
     if channel not in CHANNELS:
@@ -227,7 +227,7 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
     """A heartbeat picoctl read from a USB-attached board; the board is registered on first sight."""
     device_id = request.path_params["id"]
     if not is_device_id(device_id):
-        raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_', ':' or '-'")
+        raise ApiError(400, f"device id {device_id!r}: expected {DEVICE_ID_RULE}")
     beat = heartbeat_fields(await _json(request)) | {"device_id": device_id, "counter": 0, "at": time.time()}
     key = signing.new_device_key()
     record = hub.heartbeat_job(beat, authenticated=False)

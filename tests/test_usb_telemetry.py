@@ -8,8 +8,8 @@ import pytest
 
 from picoctl import config
 from picoctl.commands.init import init_site
-from picoctl.errors import BadInput, PicoctlError
-from picoctl.usb.telemetry import Heartbeat, HeartbeatForwarder, parse_heartbeat, post_heartbeat
+from picoctl.errors import BadInput
+from picoctl.usb.telemetry import Heartbeat, HeartbeatForwarder, parse_heartbeat
 from loopback import Peer, serving
 
 GOOD = {"type": "heartbeat", "id": "pico-e6614c31", "version": "1.2.0", "uptime_s": 42,
@@ -81,20 +81,29 @@ def cfg(tmp_path, monkeypatch):
         yield cfg
 
 
-def test_post_heartbeat_reaches_the_hub(cfg):
-    post_heartbeat(cfg, parse_heartbeat(line()))
+def forwarded(cfg, *texts: str) -> HeartbeatForwarder:
+    """A forwarder that was given `texts` and closed (what it had to send is sent)."""
+    fwd = HeartbeatForwarder(cfg)
+    try:
+        for text in texts:
+            fwd(text)
+    finally:
+        fwd.close()
+    return fwd
+
+
+def test_a_heartbeat_reaches_the_hub(cfg):
+    assert forwarded(cfg, line()).sent == 1
     assert Hub.received == [("/api/v1/devices/pico-e6614c31/heartbeat", parse_heartbeat(line()).body())]
 
 
 def test_refusals_and_unreachable_hub_are_clear_errors(cfg, monkeypatch):
-    with pytest.raises(PicoctlError, match="hub refused the heartbeat of other-1: HTTP 404"):
-        post_heartbeat(cfg, parse_heartbeat(line(id="other-1")))
+    assert "hub refused the heartbeat of other-1: HTTP 404" in forwarded(cfg, line(id="other-1")).last_error
     cfg.token_file.write_text("wrong-token\n")
-    with pytest.raises(PicoctlError, match="HTTP 401"):
-        post_heartbeat(cfg, parse_heartbeat(line()))
+    assert "HTTP 401" in forwarded(cfg, line()).last_error
     monkeypatch.setenv("PICOCTL_HUB_URL", "http://127.0.0.1:9")
-    with pytest.raises(PicoctlError, match="hub not reachable at http://127.0.0.1:9"):
-        post_heartbeat(cfg, parse_heartbeat(line()))
+    assert "hub not reachable at http://127.0.0.1:9" in forwarded(cfg, line()).last_error
+    assert Hub.received == []
 
 
 def test_forwarder_posts_heartbeats_only_and_keeps_going(cfg):

@@ -13,10 +13,11 @@ from starlette.routing import Route
 from .. import diagnostics, signing
 from ..config import FleetConfig
 from ..protocol import CHANNELS, DEVICE_ID_RULE, is_device_id, liveness
+from ..strict_json import INT64_MAX
 from . import engine, logs, releases, store
 from .auth import check_bearer
 from .device_api import heartbeat_fields
-from .http import INT64_MAX, ApiError, field, int64, json_response, parse_object, read_body
+from .http import ApiError, field, int64, json_response, parse_object, read_body
 from .ingest import Tx
 from .state import Hub
 from .store import Db

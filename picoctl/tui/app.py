@@ -269,10 +269,9 @@ def _bindings_of(screen: Screen) -> Iterable[Binding]:
             yield b
 
 
-def run_app(cfg: FleetConfig, source: Source | None = None, clock: Callable[[], float] = time.time,
-            start_mode: str = "fleet", saves: Path | None = None) -> int:
-    """Run the TUI against the hub of `cfg` (or another source, e.g. a Recording); 0 when quit."""
+def run_app(cfg: FleetConfig, saves: Path | None = None) -> int:
+    """Run the TUI against the hub of `cfg`; 0 when quit."""
     from .source import Live
 
-    PicoctlApp(cfg, source or Live(cfg), clock, start_mode, saves=saves).run()
+    PicoctlApp(cfg, Live(cfg), saves=saves).run()
     return 0

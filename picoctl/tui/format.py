@@ -48,9 +48,9 @@ def stamp(at: float | None) -> str:
     return "-" if at is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))
 
 
-def plural(n: int, word: str, many: str | None = None) -> str:
+def plural(n: int, word: str) -> str:
     """'1 device', '3 devices', '0 devices'."""
-    return f"{n} {word if n == 1 else many or word + 's'}"
+    return f"{n} {word if n == 1 else word + 's'}"
 
 
 def status_cell(status: str, last_known: bool = False) -> Text:

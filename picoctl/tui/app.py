@@ -181,7 +181,7 @@ class PicoctlApp(App[None]):
     def _worker_failed(self, event: Worker.StateChanged) -> None:
         """The app's own workers; the screens route theirs (ModelScreen). Link trouble is the banner's."""
         if event.state is WorkerState.ERROR and event.worker.group != "counts":
-            self.notify(f"{event.worker.name}: {one_line(event.worker.error)}", severity="error", timeout=8)
+            self.fail(f"{event.worker.name}: {one_line(event.worker.error)}")
 
     def flush(self) -> None:
         """Hand what changed since the last flush to the screens that show it."""
@@ -227,6 +227,10 @@ class PicoctlApp(App[None]):
         quotes the hub or a board, and no toast of this app is written in markup."""
         super().notify(visible(message, lines=True), title=visible(title), severity=severity, timeout=timeout,
                        markup=False)
+
+    def fail(self, message: str) -> None:
+        """A failure, as a toast that stays longer than others: the one way a failure is shown."""
+        self.notify(message, severity="error", timeout=8)
 
     # --- actions ---------------------------------------------------------------------------
     def action_show(self, mode: str) -> None:

@@ -119,4 +119,4 @@ class ModelScreen(Screen[None]):
         self.notify(f"{device_id} will check for an update at its next heartbeat")
 
     def fail(self, message: str) -> None:
-        self.app.notify(message, severity="error", timeout=8)
+        self.app.fail(message)

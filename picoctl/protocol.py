@@ -47,6 +47,8 @@ READING_MAX_STR = 64  # the longest string a heartbeat reading (or phase) may be
 SSE_PING_S = 15.0
 SSE_SILENT_S = 2 * SSE_PING_S + 5
 
+LOG_WINDOW_S = 120  # how long a board streams its log after a request that names no other length
+
 
 def is_device_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and DEVICE_ID.fullmatch(value) is not None

@@ -41,7 +41,7 @@ class Provisioned:
 
 def check_device_id(device_id: str) -> str:
     if not is_device_id(device_id):
-        raise BadInput(f"device id {device_id!r}: expected {DEVICE_ID_RULE}")
+        raise BadInput(f"device id {device_id!r} must be {DEVICE_ID_RULE}")
     return device_id
 
 
@@ -136,6 +136,14 @@ def site_keys(cfg: FleetConfig) -> dict[str, Any]:
         raise BadInput("release.keys_file is not set in fleet.toml: boards need a signed key set "
                        "(picoctl keys root, then picoctl keys sign-set)")
     return ks.envelope
+
+
+def site_settings(cfg: FleetConfig, hub_url: str) -> dict[str, Any]:
+    """What every board this site provisions gets besides its id and Wi-Fi (provision's keyword arguments):
+    the certificate it pins for `hub_url`, the site's key set and the picow device type's intervals."""
+    intervals = cfg.device_type("picow")
+    return {"hub_cert": hub_certificate(cfg, hub_url), "keys": site_keys(cfg),
+            "heartbeat_s": intervals.heartbeat_interval_s, "check_s": intervals.check_interval_s}
 
 
 def board_image(config: dict[str, Any], version: str, app: dict[str, bytes], agent: dict[str, bytes],

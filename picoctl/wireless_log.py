@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from .config import FleetConfig
 from .errors import PicoctlError
+from .protocol import LOG_WINDOW_S
 
 POLL_S = 1.0
 QUIET_POLLS = 3  # the board posts every 2 s while it streams
@@ -55,7 +56,7 @@ def _ago(ts: float | None, now: float) -> str:
 
 
 def read(client: Any, device_id: str, on_lines: Callable[[list[LogLine]], None], timeout_s: float,
-         follow: bool = False, stop: Callable[[], bool] = lambda: False, window_s: int = 120,
+         follow: bool = False, stop: Callable[[], bool] = lambda: False,
          sleep: Callable[[float], object] = time.sleep) -> None:
     """Ask for the board's log and hand its lines to `on_lines` as they come.
 
@@ -66,7 +67,7 @@ def read(client: Any, device_id: str, on_lines: Callable[[list[LogLine]], None],
     """
     start = client.device_logs(device_id)
     after = start["last_id"]
-    asked = client.request_log(device_id, seconds=window_s)
+    asked = client.request_log(device_id, seconds=LOG_WINDOW_S)
     asked_at, until = time.time(), asked["log_until"]
     answered, ring_sent, quiet = False, False, 0
     while not stop():
@@ -85,7 +86,7 @@ def read(client: Any, device_id: str, on_lines: Callable[[list[LogLine]], None],
         if answered and not follow and (ring_sent or quiet >= QUIET_POLLS):
             return
         if follow and until - now < RENEW_BEFORE_S:
-            asked = client.request_log(device_id, seconds=window_s)
+            asked = client.request_log(device_id, seconds=LOG_WINDOW_S)
             until = asked["log_until"]
         sleep(POLL_S)
 

@@ -36,14 +36,11 @@ def _provision(args: argparse.Namespace) -> int:
 
             push_files(args.port, files, progress)
 
-    intervals = cfg.device_type("picow")
     where = args.out or args.port
     with progress_bar(f"provision {args.id}") as progress:
         result = operations.provision(cfg, args.id, where, lambda: provision.provision(
             args.id, hub_url, register, deliver, args.wifi_ssid or "", args.wifi_password or "",
-            Path(args.release) if args.release else None, mpy=not args.source,
-            hub_cert=provision.hub_certificate(cfg, hub_url), keys=provision.site_keys(cfg),
-            heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s,
+            Path(args.release) if args.release else None, mpy=not args.source, **provision.site_settings(cfg, hub_url),
         )).result
     summary = {"id": result.device_id, "version": result.version, "hub": hub_url, "destination": where,
                "files": sorted(result.files)}

@@ -45,6 +45,7 @@ PICOW_RESERVED_NAMES = ("ota", "array", "binascii", "collections", "errno", "gzi
 # What a heartbeat says of its board's present state besides version and readings: the hub keeps them in
 # the device (its `info`), its heartbeat event carries them, the TUI takes them from either.
 BEAT_STATE = ("uptime_s", "mem_free", "rssi", "keys")  # keys: the version of the key set the board trusts
+UPTIME_MAX_S = 2 ** 53  # a heartbeat's uptime_s is 0 to this (a whole number of seconds a double holds exactly)
 
 READING_MAX_STR = 64  # the longest string a heartbeat reading (or phase) may be
 # The operator event stream (/api/v1/events) carries a ping at least this often while idle; a client that

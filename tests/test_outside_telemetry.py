@@ -26,6 +26,7 @@ from picoctl import config
 from picoctl.errors import BadInput
 from picoctl.hub.device_api import heartbeat_fields
 from picoctl.hub.http import ApiError, parse_object
+from picoctl.protocol import UPTIME_MAX_S
 from picoctl.usb import telemetry
 from picoctl.usb.telemetry import HeartbeatForwarder, parse_heartbeat
 
@@ -44,6 +45,7 @@ REFUSED = {
     "-Infinity": beat(readings={"t": -math.inf}),
     "1e400": beat(uptime_s=1).replace('"uptime_s": 1', '"uptime_s": 1e400'),
     "2**64": beat(mem_free=2**64),
+    "an uptime no store holds": beat(uptime_s=2**63 - 1),
     "-2**63-1": beat(rssi=-(2**63) - 1),
     "a 400-digit number": beat(readings={"n": 10**399}),
     "NUL in the version": beat(version="1.0\u0000"),
@@ -62,7 +64,7 @@ def test_a_heartbeat_the_hub_would_refuse_is_refused_here_and_never_sent(name: s
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("text", [beat(), beat(uptime_s=2**63 - 1, mem_free=-(2**63), readings={"t": 1e308}),
+@pytest.mark.parametrize("text", [beat(), beat(uptime_s=UPTIME_MAX_S, mem_free=-(2**63), readings={"t": 1e308}),
                                   beat(version="é" * 50, readings={"s": "ü" * 64, "b": True})])
 def test_a_heartbeat_taken_here_is_one_the_hub_takes(text: str) -> None:
     hb = parse_heartbeat(text)

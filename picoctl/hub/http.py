@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,8 +44,23 @@ async def read_body(request: Request, cap: int, timeout_s: float) -> bytes:
     try:
         async with asyncio.timeout(timeout_s):
             return await _read_capped(request, cap)
-    except TimeoutError:
-        raise ApiError(408, f"request body not received within {timeout_s:g} s") from None
+    except TimeoutError:  # the rest of the body may still come: the connection cannot be used again
+        raise ApiError(408, f"request body not received within {timeout_s:g} s", {"Connection": "close"}) from None
+
+
+async def stream_body(request: Request, idle_s: float) -> AsyncIterator[bytes]:
+    """The request body as it arrives (an upload); a 408, closing the connection, once no part of it
+    has come for `idle_s`."""
+    chunks = aiter(request.stream())
+    while True:
+        try:
+            async with asyncio.timeout(idle_s):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ApiError(408, f"no part of the request body arrived for {idle_s:g} s", {"Connection": "close"}) from None
+        yield chunk
 
 
 async def _read_capped(request: Request, cap: int) -> bytes:

@@ -17,7 +17,7 @@ from ..strict_json import INT64_MAX
 from . import engine, logs, releases, store
 from .auth import check_bearer
 from .device_api import heartbeat_fields
-from .http import ApiError, field, int64, json_response, parse_object, read_body
+from .http import ApiError, field, int64, json_response, parse_object, read_body, stream_body
 from .ingest import Tx
 from .state import Hub
 from .store import Db
@@ -44,16 +44,22 @@ register_url_convertor("rowid", RowId())
 
 
 def operator(handler: Callable[[Request, Hub], Awaitable[Response]]) -> Handler:
-    """Wrap a handler: bearer token first, then the hub."""
+    """Wrap a handler: bearer token first; then a change's whole body (an upload streams its own), so
+    one cut short or stalled is refused before anything is done, even by a handler that ignores it."""
     async def wrapped(request: Request) -> Response:
         hub: Hub = request.app.state.hub
         check_bearer(request, hub.token)
+        if request.method in ("POST", "DELETE"):
+            await _body(request)
         return await handler(request, hub)
     return wrapped
 
 
 async def _body(request: Request) -> bytes:
-    return await read_body(request, MAX_JSON_BODY, request.app.state.hub.cfg.hub.body_timeout_s)
+    """The request's body, read once (capped and timed)."""
+    if not hasattr(request.state, "body"):
+        request.state.body = await read_body(request, MAX_JSON_BODY, request.app.state.hub.cfg.hub.body_timeout_s)
+    return request.state.body
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -277,7 +283,7 @@ async def publish_release(request: Request, hub: Hub) -> Response:
     meta = releases.decode_meta(request.headers.get(META_HEADER))
     if not isinstance(meta, dict) or meta.get("target") != target or meta.get("version") != version:
         raise ApiError(400, f"meta.json is not for {target} {version}")
-    meta, added = await releases.accept(hub, meta, request.stream(), "operator")
+    meta, added = await releases.accept(hub, meta, stream_body(request, hub.cfg.hub.body_timeout_s), "operator")
     return json_response({"ok": True, "added": added, "meta": meta}, 201 if added else 200)
 
 

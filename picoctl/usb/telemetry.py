@@ -24,7 +24,7 @@ from .. import strict_json
 from ..client import AsyncHubClient, HubClient, HubError
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
-from ..protocol import READING_MAX_STR, is_device_id
+from ..protocol import READING_MAX_STR, UPTIME_MAX_S, is_device_id
 
 TIMEOUT_S = 3.0
 POST_S = 5.0  # the longest one relayed heartbeat may take, however slowly the hub answers
@@ -70,8 +70,8 @@ def parse_heartbeat(line: str) -> Heartbeat | None:
     obj = strict_json.loads(text, f"heartbeat from {dev}")  # what the hub could store, or BadInput
     if not isinstance(version, str) or not version:
         raise BadInput(f"heartbeat from {dev}: version must be a non-empty string")
-    if not _number(uptime) or uptime < 0:
-        raise BadInput(f"heartbeat from {dev}: uptime_s must be a non-negative number, got {uptime!r}")
+    if not _number(uptime) or not 0 <= uptime <= UPTIME_MAX_S:
+        raise BadInput(f"heartbeat from {dev}: uptime_s must be a number from 0 to {UPTIME_MAX_S}, got {uptime!r}")
     mem_free, rssi = obj.get("mem_free"), obj.get("rssi")
     for key, value in (("mem_free", mem_free), ("rssi", rssi)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):

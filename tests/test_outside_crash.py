@@ -1,0 +1,132 @@
+"""`picoctl serve` SIGKILLed at random instants while boards post (heartbeats, checks, updates) and an
+operator publishes, starts rollouts, promotes, halts, resumes and rolls back. After each kill the
+store, read as the dead hub left it, shows nothing half-written: a release has its whole artifact and
+its `release_published` entry, a rollout's last audit entry is its state, no entry names a change that
+is not there; and after the restart every change the operator was told of is there."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from picoctl import signing
+from picoctl.client import HubClient
+from picoctl.errors import PicoctlError
+from picoctl.sim.fleet import DeviceProtocolError, SimDevice
+from picoctl.sim.local_hub import LocalHub
+
+KILLS = 6
+BOARDS = 6
+STAGES = [{"name": "canary", "percent": 50}, {"name": "all", "percent": 100}]
+ROLLOUT_EVENT = re.compile(r"rollout (\d+) stage (\S+): ")
+
+
+def _boards(hub: LocalHub, boards: list[SimDevice], stop: threading.Event) -> None:
+    """Each board's agent cycle, over and over, until the hub goes away."""
+    with httpx.Client(base_url=hub.url, timeout=5) as c:
+        while not stop.is_set():
+            for board in boards:
+                try:
+                    board.step(c)
+                except (httpx.HTTPError, DeviceProtocolError):
+                    return
+
+
+def _operator(hub: LocalHub, rng: random.Random, releases: list[Path], told: dict[str, Any], stop: threading.Event) -> None:
+    """Publishes the next release, rolls it out and acts on the rollout at random; what the hub took
+    (answered 2xx) goes into `told`. A refusal (409: not in a state for that) is part of the game."""
+    with HubClient(hub.url, hub.token, timeout=5) as client:
+        while not stop.is_set():
+            try:
+                live = [r for r in client.rollouts() if r["state"] in ("active", "halted")]
+                if not live and releases:
+                    rel = releases.pop(0)
+                    meta = client.publish(rel)["meta"]
+                    told["releases"].add(meta["version"])
+                    r = client.start_rollout("picow", meta["version"], STAGES, 0, 0)
+                    told["rollouts"][r["id"]] = r["state"]
+                elif live:
+                    action = rng.choice(("promote", "halt", "resume", "rollback"))
+                    r = client.rollout_action(live[0]["id"], action, "chaos")
+                    told["rollouts"][r["id"]] = r["state"]
+                else:
+                    return
+            except PicoctlError as exc:
+                if "HTTP 409" not in str(exc) and "refused" not in str(exc):
+                    return  # the hub went away
+
+
+def _as_left(hub: LocalHub) -> dict[str, Any]:
+    db = sqlite3.connect(hub.cfg.data_dir / "fleet.db")
+    db.row_factory = sqlite3.Row
+    try:
+        return {"releases": [dict(r) for r in db.execute("SELECT * FROM releases")],
+                "rollouts": [dict(r) for r in db.execute("SELECT * FROM rollouts")],
+                "events": [dict(r) for r in db.execute("SELECT * FROM events ORDER BY id")]}
+    finally:
+        db.close()
+
+
+def _assert_nothing_half_written(hub: LocalHub) -> None:
+    left = _as_left(hub)
+    published = {e["version"] for e in left["events"] if e["kind"] == "release_published"}
+    for rel in left["releases"]:
+        blob = hub.cfg.data_dir / "blobs" / rel["sha256"][:2] / rel["sha256"]
+        assert blob.is_file() and signing.sha256_file(blob) == rel["sha256"], f"release {rel['version']} without its whole artifact"
+        assert rel["version"] in published, f"release {rel['version']} without its audit entry"
+    assert published == {r["version"] for r in left["releases"]}, "an audit entry of a release that is not there"
+    rollouts = {r["id"]: r for r in left["rollouts"]}
+    last: dict[int, dict[str, Any]] = {}
+    for e in left["events"]:
+        m = ROLLOUT_EVENT.match(e["detail"] or "")
+        if e["kind"].startswith("rollout_") and m:
+            assert int(m.group(1)) in rollouts, f"{e['kind']} of rollout {m.group(1)}, which is not there"
+            last[int(m.group(1))] = {"state": e["result"], "stage": m.group(2)}
+    for rid, row in rollouts.items():
+        stage = json.loads(row["stages"])[row["stage_index"]]["name"]
+        assert last.get(rid) == {"state": row["state"], "stage": stage}, (rid, row["state"], stage, last.get(rid))
+
+
+def test_a_hub_killed_at_random_instants_leaves_nothing_half_written(tmp_path: Path) -> None:
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    hub = LocalHub.create(tmp_path / "site")
+    versions = [f"1.{i}.0" for i in range(KILLS * 3)]
+    releases = [hub.build_release(v, {"main.py": f"print('{v}')\n".encode(), "lib/data.bin": rng.randbytes(200_000)})
+                for v in versions]
+    hub.start()
+    try:
+        boards = [SimDevice(f"kb-{i:02d}", hub.register(f"kb-{i:02d}")) for i in range(BOARDS)]
+        hub.publish(releases.pop(0))
+        told: dict[str, Any] = {"releases": {"1.0.0"}, "rollouts": {}}
+        for kill in range(KILLS):
+            stop = threading.Event()
+            threads = [threading.Thread(target=_boards, args=(hub, boards[i::2], stop)) for i in range(2)]
+            threads.append(threading.Thread(target=_operator, args=(hub, rng, releases, told, stop)))
+            for t in threads:
+                t.start()
+            time.sleep(rng.uniform(0.3, 2.5))
+            hub.kill()
+            stop.set()
+            for t in threads:
+                t.join(20)
+                assert not t.is_alive(), f"seed {seed}: a client hung on a dead hub"
+            _assert_nothing_half_written(hub)
+            hub.start()
+            on_hub = {r["version"] for r in hub.client.releases()}
+            assert told["releases"] <= on_hub, (seed, told["releases"] - on_hub)
+            states = {r["id"]: r["state"] for r in hub.client.rollouts()}
+            for rid, state in told["rollouts"].items():  # what the operator was last told, or a later state
+                assert rid in states, (seed, rid)
+            assert not list((hub.cfg.data_dir / "tmp").iterdir()), f"seed {seed}: an upload left behind"
+        assert len(told["rollouts"]) >= 2, f"seed {seed}: the operator hardly got going"
+    finally:
+        hub.close()

@@ -22,7 +22,7 @@ from . import answers, release
 from .answers import Shape
 from .config import FleetConfig
 from .errors import PicoctlError, UnexpectedAnswer
-from .protocol import SSE_PING_S, SSE_SILENT_S
+from .protocol import META_HEADER, SSE_PING_S, SSE_SILENT_S
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 MAX_EVENT_CHARS = 1 << 20  # an event stream's event (its lines together) longer than this is not the hub's
@@ -191,7 +191,7 @@ class _Routes(Generic[T]):
             raise PicoctlError(f"{artifact}: cannot read the artifact: {exc.strerror}") from None
         header = base64.b64encode(json.dumps(meta).encode()).decode()
         return self._do(Call("PUT", f"/api/v1/releases/{meta['target']}/{meta['version']}", content=content,
-                             headers={"X-Picoctl-Meta": header, "Content-Type": "application/octet-stream"},
+                             headers={META_HEADER: header, "Content-Type": "application/octet-stream"},
                              answer=answers.PUBLISHED))
 
     def import_release(self, meta_url: str) -> T:

@@ -13,6 +13,12 @@ from typing import TypeGuard
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEVICE_ID_RULE = "1-64 letters, digits, '.', '_' or '-', a letter or digit first"  # DEVICE_ID in words
 
+# The headers of the HTTP contract: a board's id and the MAC of its request's (or the hub's answer's)
+# body, and a published release's meta.json (base64) beside its artifact.
+DEVICE_HEADER = "X-Picoctl-Device"
+MAC_HEADER = "X-Picoctl-Mac"
+META_HEADER = "X-Picoctl-Meta"
+
 # A SHA-256 digest, or a 32-byte key (an Ed25519 public key, a device's HMAC key), as it is written:
 # 64 lowercase hex digits.
 HEX64 = re.compile(r"[0-9a-f]{64}")

@@ -11,9 +11,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__, keyset
-from ..protocol import READING_MAX_STR, UPTIME_MAX_S, is_device_id
+from ..protocol import DEVICE_HEADER, MAC_HEADER, READING_MAX_STR, UPTIME_MAX_S, is_device_id
 from . import engine, logs
-from .auth import DEVICE_HEADER, DeviceAuth, Refused, UnknownDevice
+from .auth import DeviceAuth, Refused, UnknownDevice
 from .http import ApiError, field, json_bytes, json_response, read_body
 from .state import Hub
 
@@ -22,7 +22,7 @@ NONCE = re.compile(r"[0-9a-f]{32}")
 
 def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
     body = json_bytes(data)
-    return Response(body, 200, media_type="application/json", headers={"X-Picoctl-Mac": device.mac(body)})
+    return Response(body, 200, media_type="application/json", headers={MAC_HEADER: device.mac(body)})
 
 
 DeviceHandler = Callable[[Hub, DeviceAuth, dict[str, Any]], Awaitable[Response]]

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from .. import diagnostics, signing
 from ..config import FleetConfig
-from ..protocol import CHANNELS, DEVICE_ID_RULE, is_device_id, liveness
+from ..protocol import CHANNELS, DEVICE_ID_RULE, META_HEADER, is_device_id, liveness
 from ..strict_json import INT64_MAX
 from . import engine, logs, releases, store
 from .auth import check_bearer
@@ -280,7 +280,7 @@ async def list_releases(request: Request, hub: Hub) -> Response:
 
 async def publish_release(request: Request, hub: Hub) -> Response:
     target, version = request.path_params["target"], request.path_params["version"]
-    meta = releases.decode_meta(request.headers.get("x-picoctl-meta"))
+    meta = releases.decode_meta(request.headers.get(META_HEADER))
     if not isinstance(meta, dict) or meta.get("target") != target or meta.get("version") != version:
         raise ApiError(400, f"meta.json is not for {target} {version}")
     meta, added = await releases.accept(hub, meta, stream_body(request, hub.cfg.hub.body_timeout_s), "operator")

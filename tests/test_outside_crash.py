@@ -107,7 +107,7 @@ def test_a_hub_killed_at_random_instants_leaves_nothing_half_written(tmp_path: P
         boards = [SimDevice(f"kb-{i:02d}", hub.register(f"kb-{i:02d}")) for i in range(BOARDS)]
         hub.publish(releases.pop(0))
         told: dict[str, Any] = {"releases": {"1.0.0"}, "rollouts": {}}
-        for kill in range(KILLS):
+        for _ in range(KILLS):
             stop = threading.Event()
             threads = [threading.Thread(target=_boards, args=(hub, boards[i::2], stop)) for i in range(2)]
             threads.append(threading.Thread(target=_operator, args=(hub, rng, releases, told, stop)))
@@ -123,9 +123,8 @@ def test_a_hub_killed_at_random_instants_leaves_nothing_half_written(tmp_path: P
             hub.start()
             on_hub = {r["version"] for r in hub.client.releases()}
             assert told["releases"] <= on_hub, (seed, told["releases"] - on_hub)
-            states = {r["id"]: r["state"] for r in hub.client.rollouts()}
-            for rid, state in told["rollouts"].items():  # what the operator was last told, or a later state
-                assert rid in states, (seed, rid)
+            kept = {r["id"] for r in hub.client.rollouts()}
+            assert set(told["rollouts"]) <= kept, (seed, set(told["rollouts"]) - kept)  # their states may move on
             assert not list((hub.cfg.data_dir / "tmp").iterdir()), f"seed {seed}: an upload left behind"
         assert len(told["rollouts"]) >= 2, f"seed {seed}: the operator hardly got going"
     finally:

@@ -551,8 +551,9 @@ def test_unreachable_at_start_says_so(tmp_path: Path) -> None:
         app = PicoctlApp(cfg, Live(cfg))
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: app.link.down, what="down")
-            banner = text_of(app, "#banner")
-            assert f"http://127.0.0.1:{port}" in banner and "picoctl serve" in banner
+            banner = " ".join(text_of(app, "#banner").split())
+            assert banner.startswith(f"✖ hub http://127.0.0.1:{port} unreachable: ") and "picoctl serve" in banner
+            assert "not reachable at" not in banner and "this URL is" not in banner  # the banner says it its own way
             assert "hub down" in text_of(app, "#titlebar")
         await app.source.client.aclose()
 

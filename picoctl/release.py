@@ -30,7 +30,8 @@ from . import protocol, signing, urls, workdirs
 from .diagnostics import mpy_file_version
 from .errors import BadInput, PicoctlError
 
-TARGETS = ("pi", "picow", "pico")
+BOARD_TARGETS = ("picow", "pico")  # releases for boards (over the air or by USB); the Pi's deploys itself
+TARGETS = ("pi", *BOARD_TARGETS)
 ROLLOUTS = ("canary", "stable")
 FORMATS = ("tar.gz", "tar", "uf2")
 ENTRY_FILE = "main.py"

@@ -16,7 +16,6 @@ from .output import add_json_flag, console, emit, table
 if TYPE_CHECKING:
     from ..client import HubClient
 
-DEVICE_TARGETS = tuple(t for t in release.TARGETS if t != "pi")  # the Pi updates itself: `picoctl pi`
 
 # The states of the rollouts an action without an ID may pick (the active one first, else the newest).
 DEFAULT_STATES = {**ACTION_ACCEPTS, "status": ROLLOUT_STATES}
@@ -139,7 +138,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = ro.add_subparsers(dest="rollout_command", metavar="ACTION", required=True)
 
     def target(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--target", default="picow", choices=DEVICE_TARGETS, help="device type (default: %(default)s)")
+        p.add_argument("--target", default="picow", choices=release.BOARD_TARGETS, help="device type (default: %(default)s)")
         add_json_flag(p)
 
     s = actions.add_parser("start", help="offer a published release to the fleet, stage by stage")

@@ -65,7 +65,7 @@ def release_files(source: Path, trusted: Sequence[str] | None = None) -> tuple[d
         raise BadInput(f"{source}: not a folder (expected a pico/picow release or a folder of files)")
     if (source / "meta.json").exists():
         meta = sources.verified(source, trusted)
-        if meta["target"] not in ("pico", "picow") or meta.get("format") != "tar":
+        if meta["target"] not in release.BOARD_TARGETS or meta.get("format") != "tar":
             raise BadInput(f"{source}: a {meta['target']} {meta.get('format')} release cannot be pushed over serial"
                            + ("; flash it with `picoctl usb flash`" if meta.get("format") == "uf2" else ""))
         files = release.read_tar_files(source / meta["artifact"])

@@ -6,6 +6,7 @@ is not there; and after the restart every change the operator was told of is the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from picoctl import signing
 from picoctl.client import HubClient
 from picoctl.errors import PicoctlError
+from picoctl.hub.db import BLOBS
 from picoctl.sim.fleet import DeviceProtocolError, SimDevice
 from picoctl.sim.local_hub import LocalHub
 
@@ -65,12 +68,25 @@ def _operator(hub: LocalHub, rng: random.Random, releases: list[Path], told: dic
 
 
 def _as_left(hub: LocalHub) -> dict[str, Any]:
+    """The store's releases, rollouts and events, and (PostgreSQL) the sha256 of each blob it holds."""
+    queries = {"releases": "SELECT * FROM releases", "rollouts": "SELECT * FROM rollouts",
+               "events": "SELECT * FROM events ORDER BY id"}
+    url = hub.cfg.hub.database_url
+    if url:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(url, row_factory=dict_row) as db:
+            out: dict[str, Any] = {k: db.execute(q).fetchall() for k, q in queries.items()}
+            chunks: dict[str, Any] = {}
+            for row in db.execute(f"SELECT sha256, data FROM {BLOBS} ORDER BY sha256, n"):
+                chunks.setdefault(row["sha256"], hashlib.sha256()).update(row["data"])
+            out["shared"] = {sha: h.hexdigest() for sha, h in chunks.items()}
+            return out
     db = sqlite3.connect(hub.cfg.data_dir / "fleet.db")
     db.row_factory = sqlite3.Row
     try:
-        return {"releases": [dict(r) for r in db.execute("SELECT * FROM releases")],
-                "rollouts": [dict(r) for r in db.execute("SELECT * FROM rollouts")],
-                "events": [dict(r) for r in db.execute("SELECT * FROM events ORDER BY id")]}
+        return {k: [dict(r) for r in db.execute(q)] for k, q in queries.items()} | {"shared": None}
     finally:
         db.close()
 
@@ -82,6 +98,8 @@ def _assert_nothing_half_written(hub: LocalHub) -> None:
         blob = hub.cfg.data_dir / "blobs" / rel["sha256"][:2] / rel["sha256"]
         assert blob.is_file() and signing.sha256_file(blob) == rel["sha256"], f"release {rel['version']} without its whole artifact"
         assert rel["version"] in published, f"release {rel['version']} without its audit entry"
+        if left["shared"] is not None:  # what the other replicas serve it from
+            assert left["shared"].get(rel["sha256"]) == rel["sha256"], f"release {rel['version']} without its shared blob"
     assert published == {r["version"] for r in left["releases"]}, "an audit entry of a release that is not there"
     rollouts = {r["id"]: r for r in left["rollouts"]}
     last: dict[int, dict[str, Any]] = {}
@@ -95,10 +113,13 @@ def _assert_nothing_half_written(hub: LocalHub) -> None:
         assert last.get(rid) == {"state": row["state"], "stage": stage}, (rid, row["state"], stage, last.get(rid))
 
 
-def test_a_hub_killed_at_random_instants_leaves_nothing_half_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_hub_killed_at_random_instants_leaves_nothing_half_written(tmp_path: Path, store: str,
+                                                                    request: pytest.FixtureRequest) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    hub = LocalHub.create(tmp_path / "site")
+    settings = {"database_url": request.getfixturevalue("pg_url")} if store == "postgresql" else {}
+    hub = LocalHub.create(tmp_path / "site", **settings)
     versions = [f"1.{i}.0" for i in range(KILLS * 3)]
     releases = [hub.build_release(v, {"main.py": f"print('{v}')\n".encode(), "lib/data.bin": rng.randbytes(200_000)})
                 for v in versions]
@@ -127,5 +148,6 @@ def test_a_hub_killed_at_random_instants_leaves_nothing_half_written(tmp_path: P
             assert set(told["rollouts"]) <= kept, (seed, set(told["rollouts"]) - kept)  # their states may move on
             assert not list((hub.cfg.data_dir / "tmp").iterdir()), f"seed {seed}: an upload left behind"
         assert len(told["rollouts"]) >= 2, f"seed {seed}: the operator hardly got going"
+        assert store == "sqlite" or len(_as_left(hub)["shared"]) >= 2  # the shared blobs were looked at
     finally:
         hub.close()

@@ -21,8 +21,8 @@ import httpx
 from . import answers, release
 from .answers import Shape
 from .config import FleetConfig
-from .errors import PicoctlError, UnexpectedAnswer
-from .protocol import SSE_PING_S, SSE_SILENT_S
+from .errors import PicoctlError, UnexpectedAnswer, Unreachable
+from .protocol import META_HEADER, SSE_PING_S, SSE_SILENT_S
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 MAX_EVENT_CHARS = 1 << 20  # an event stream's event (its lines together) longer than this is not the hub's
@@ -191,7 +191,7 @@ class _Routes(Generic[T]):
             raise PicoctlError(f"{artifact}: cannot read the artifact: {exc.strerror}") from None
         header = base64.b64encode(json.dumps(meta).encode()).decode()
         return self._do(Call("PUT", f"/api/v1/releases/{meta['target']}/{meta['version']}", content=content,
-                             headers={"X-Picoctl-Meta": header, "Content-Type": "application/octet-stream"},
+                             headers={META_HEADER: header, "Content-Type": "application/octet-stream"},
                              answer=answers.PUBLISHED))
 
     def import_release(self, meta_url: str) -> T:
@@ -241,10 +241,8 @@ def _parse(response: httpx.Response, call: Call | None = None) -> Any:
     return value
 
 
-def _unreachable(url: str, exc: Exception) -> PicoctlError:
-    """Names where the URL came from: after `serve --port 18471` it is still hub.public_url's port."""
-    return PicoctlError(f"hub not reachable at {url}: {exc or type(exc).__name__} (this URL is $PICOCTL_HUB_URL, "
-                        f"else hub.public_url in fleet.toml: set either to where the hub listens)")
+def _unreachable(url: str, exc: Exception) -> Unreachable:
+    return Unreachable(url, str(exc) or type(exc).__name__)
 
 
 class HubClient(_Routes[Any]):

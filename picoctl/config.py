@@ -17,7 +17,7 @@ from typing import Any
 import tomli_w
 
 from .errors import BadInput
-from .protocol import CHANNELS
+from .protocol import CHANNELS, HEX64
 
 ENV_VAR = "PICOCTL_CONFIG"
 SEARCH_PATH = (Path("~/.config/picoctl/fleet.toml"), Path("/etc/picoctl/fleet.toml"))
@@ -198,7 +198,7 @@ def _validate(cfg: FleetConfig, name: str) -> None:
     if cfg.pi.channel not in CHANNELS:
         raise BadInput(f"{name}: pi.channel: expected one of {', '.join(CHANNELS)}, got {cfg.pi.channel!r}")
     key = cfg.release.public_key
-    if key and (len(key) != 64 or any(c not in "0123456789abcdef" for c in key.lower())):
+    if key and not HEX64.fullmatch(key.lower()):
         raise BadInput(f"{name}: release.public_key: expected 64 hex digits (an Ed25519 public key)")
     for t, dt in cfg.device_types.items():
         if dt.heartbeat_interval_s <= 0:

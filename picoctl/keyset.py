@@ -12,7 +12,6 @@ key can stay offline: it only ever signs a new set. Boards apply new sets with t
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ from typing import Any
 from . import atomic, signing
 from .config import FleetConfig
 from .errors import BadInput
+from .protocol import HEX64
 
 KEYS_TYPE = "keys"
-HEX_KEY = re.compile(r"[0-9a-f]{64}")
 MAX_KEYS = 8  # per list: a board holds the set in RAM
 
 
@@ -55,7 +54,7 @@ def _check_keys(keys: Any, name: str) -> None:
     if not isinstance(keys, list) or not keys or len(keys) > MAX_KEYS:
         raise BadInput(f"key set {name}: expected a list of 1 to {MAX_KEYS} public keys")
     for k in keys:
-        if not isinstance(k, str) or not HEX_KEY.fullmatch(k):
+        if not isinstance(k, str) or not HEX64.fullmatch(k):
             raise BadInput(f"key set {name}: {k!r} is not an Ed25519 public key (64 lowercase hex digits)")
 
 
@@ -80,7 +79,7 @@ def parse(envelope: Any, where: str = "key set") -> tuple[KeySet, list[str]]:
     _check_keys(body.get("release"), "release")
     signers = []
     for s in envelope["signatures"]:
-        if isinstance(s, dict) and isinstance(s.get("key"), str) and HEX_KEY.fullmatch(s["key"]) \
+        if isinstance(s, dict) and isinstance(s.get("key"), str) and HEX64.fullmatch(s["key"]) \
                 and signing.verify_bytes(text, s.get("sig"), s["key"]):
             signers.append(s["key"])
     return KeySet(version, tuple(body["root"]), tuple(body["release"]), envelope), signers

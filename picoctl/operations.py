@@ -19,6 +19,7 @@ from . import history, keyset
 from .config import FleetConfig
 from .errors import BadInput, PicoctlError
 from .progress import Progress
+from .usb import ESP_BAUD
 
 if TYPE_CHECKING:
     from .provision import Provisioned
@@ -121,7 +122,7 @@ def push(cfg: FleetConfig | None, source: Path, port: str, progress: Progress, *
 
 
 def flash_esp(cfg: FleetConfig | None, firmware: Path, port: str, progress: Progress, *, chip: str = "auto",
-              address: int | None = None, baud: int = 460800, on_queued: Callable[[str], None] | None = None) -> Done:
+              address: int | None = None, baud: int = ESP_BAUD, on_queued: Callable[[str], None] | None = None) -> Done:
     """ESP32 firmware through esptool; Done.result is an esp.EspFlashResult."""
     from .usb import esp
 

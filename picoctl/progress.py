@@ -24,12 +24,6 @@ class ProgressEvent:
     reason: str = ""
     at: float = field(default_factory=time.monotonic)
 
-    @property
-    def fraction(self) -> float | None:
-        if not self.total:
-            return None
-        return min(1.0, self.done / self.total)
-
 
 Sink = Callable[[ProgressEvent], None]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from . import keyset, release, shipped
 from .config import FleetConfig
 from .errors import BadInput
 from .progress import Progress
-from .protocol import is_device_id
+from .protocol import DEVICE_ID_RULE, HEX64, is_device_id
 
 DEVICE_CODE = shipped.DEVICE_CODE / "picow"
 FACTORY_VERSION = "0.0.0"
@@ -42,7 +41,7 @@ class Provisioned:
 
 def check_device_id(device_id: str) -> str:
     if not is_device_id(device_id):
-        raise BadInput(f"device id {device_id!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        raise BadInput(f"device id {device_id!r} must be {DEVICE_ID_RULE}")
     return device_id
 
 
@@ -139,6 +138,14 @@ def site_keys(cfg: FleetConfig) -> dict[str, Any]:
     return ks.envelope
 
 
+def site_settings(cfg: FleetConfig, hub_url: str) -> dict[str, Any]:
+    """What every board this site provisions gets besides its id and Wi-Fi (provision's keyword arguments):
+    the certificate it pins for `hub_url`, the site's key set and the picow device type's intervals."""
+    intervals = cfg.device_type("picow")
+    return {"hub_cert": hub_certificate(cfg, hub_url), "keys": site_keys(cfg),
+            "heartbeat_s": intervals.heartbeat_interval_s, "check_s": intervals.check_interval_s}
+
+
 def board_image(config: dict[str, Any], version: str, app: dict[str, bytes], agent: dict[str, bytes],
                 hub_cert: bytes | None = None, keys: dict[str, Any] | None = None,
                 floor: str = FACTORY_VERSION) -> dict[str, bytes]:
@@ -204,7 +211,7 @@ def provision(
     device_config(device_id, "00" * 32, hub_url, hub_cert=hub_cert, **settings)  # validate before registering
     agent = agent_files(mpy)
     key = register(device_id, "picow")
-    if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
+    if not isinstance(key, str) or not HEX64.fullmatch(key):
         raise BadInput("the hub answered a device key that is not 64 hex digits")
     files = board_image(device_config(device_id, key, hub_url, wifi_ssid, wifi_password, hub_cert, **settings),
                         version, app, agent, hub_cert, keys, floor)

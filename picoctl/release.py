@@ -26,11 +26,12 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Sequence
 
-from . import protocol, signing, workdirs
+from . import protocol, signing, urls, workdirs
 from .diagnostics import mpy_file_version
 from .errors import BadInput, PicoctlError
 
-TARGETS = ("pi", "picow", "pico")
+BOARD_TARGETS = ("picow", "pico")  # releases for boards (over the air or by USB); the Pi's deploys itself
+TARGETS = ("pi", *BOARD_TARGETS)
 ROLLOUTS = ("canary", "stable")
 FORMATS = ("tar.gz", "tar", "uf2")
 ENTRY_FILE = "main.py"
@@ -322,8 +323,8 @@ def _is_count(value: Any) -> bool:
 
 
 def _is_plain_text(value: str) -> bool:
-    """No control characters, spaces or backslashes: what a file name or a URL in a meta may hold."""
-    return not any(ord(c) <= 32 or ord(c) == 127 or c == "\\" for c in value)
+    """A URL's plain text (urls.is_plain) with no backslash: what a file name or a URL in a meta may hold."""
+    return urls.is_plain(value) and "\\" not in value
 
 
 def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
@@ -352,7 +353,7 @@ def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
         raise BadInput(f"{where}: artifact must be a plain file name")
     if not meta["artifact_url"] or not _is_plain_text(meta["artifact_url"]):
         raise BadInput(f"{where}: artifact_url must be a URL or a file name, without spaces or control characters")
-    if not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
+    if not protocol.HEX64.fullmatch(meta["sha256"]):
         raise BadInput(f"{where}: sha256 must be 64 lowercase hex digits")
     if "root" in meta:
         if not isinstance(meta["root"], str):
@@ -362,7 +363,7 @@ def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
         if not isinstance(meta["min_version"], str):
             raise BadInput(f"{where}: field 'min_version' must be a string")
         _named(where, check_version, meta["min_version"])
-    if "signed_by" in meta and not (isinstance(meta["signed_by"], str) and re.fullmatch(r"[0-9a-f]{64}", meta["signed_by"])):
+    if "signed_by" in meta and not (isinstance(meta["signed_by"], str) and protocol.HEX64.fullmatch(meta["signed_by"])):
         raise BadInput(f"{where}: signed_by must be 64 lowercase hex digits (an Ed25519 public key)")
     _check_smoke(meta.get(SMOKE_FIELD), where)
     files = meta.get("files", [])
@@ -371,7 +372,7 @@ def check_meta(meta: Any, where: str = "meta.json") -> dict[str, Any]:
     seen: dict[str, str] = {}
     for f in files:
         if not (isinstance(f, dict) and isinstance(f.get("name"), str) and _is_count(f.get("size"))
-                and isinstance(f.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", f["sha256"])):
+                and isinstance(f.get("sha256"), str) and protocol.HEX64.fullmatch(f["sha256"])):
             raise BadInput(f"{where}: malformed entry in files: {f!r:.200}")
         _named(where, safe_member_name, f["name"])
         _named(where, lambda n: check_case_clash(n, seen), f["name"])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import BadInput
-from .protocol import ROLLOUT_STATES, is_device_id
+from .protocol import DEVICE_ID_RULE, ROLLOUT_STATES, is_device_id
 
 PHASES = ("offered", "checking", "downloading", "staged", "switching", "trial",
           "committed", "failed", "rolled_back")
@@ -50,12 +50,24 @@ def check_percent(value: float, what: str = "percent") -> float:
     return float(value)
 
 
+def device_count(text: str, what: str) -> int:
+    """A number of devices as an operator types it (halt after N failures, promote after N successes):
+    a whole number, 0 or more, else BadInput naming `what`."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise BadInput(f"{what}: expected a whole number of devices (0 or more), got {text!r}")
+    return n
+
+
 def check_device_ids(ids: Iterable[str]) -> tuple[str, ...]:
     """Device ids, de-duplicated in order, each checked against the protocol's id syntax."""
     out: dict[str, None] = {}
     for i in ids:
         if not is_device_id(i):
-            raise BadInput(f"device id {i!r}: expected 1-64 letters, digits, '.', '_' or '-'")
+            raise BadInput(f"device id {i!r}: expected {DEVICE_ID_RULE}")
         out[i] = None
     return tuple(out)
 

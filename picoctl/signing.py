@@ -185,8 +185,3 @@ def new_device_key() -> str:
 def device_mac(key_hex: str, body: bytes) -> str:
     """HMAC-SHA256 of `body` under the device key, hex."""
     return hmac.new(bytes.fromhex(key_hex), body, hashlib.sha256).hexdigest()
-
-
-def check_device_mac(key_hex: str, body: bytes, mac_hex: str) -> bool:
-    """Constant-time comparison of a received MAC against the expected one."""
-    return hmac.compare_digest(device_mac(key_hex, body), mac_hex.lower())

@@ -490,8 +490,7 @@ def _watch(result: SmokeResult, hub: LocalHub, board: Board, seconds: float, lim
     _fill(result, watch, seconds)
 
 
-def run_published(client: HubClient, version: str, readings_of: list[str], seconds: float = DEFAULT_SECONDS,
-                  log: Log = lambda step: None) -> SmokeResult:
+def run_published(client: HubClient, version: str, readings_of: list[str], seconds: float = DEFAULT_SECONDS) -> SmokeResult:
     """Smoke-test picow `version` as the hub publishes it, on a board running what the `readings_of`
     devices run (when the hub has that release; else the bundled app), replaying their readings."""
     published = {r["version"]: r["meta"] for r in client.releases("picow")}
@@ -504,7 +503,7 @@ def run_published(client: HubClient, version: str, readings_of: list[str], secon
     with tempfile.TemporaryDirectory(prefix="picoctl-smoke-") as tmp:
         candidate = fetch_release(client, published[version], Path(tmp) / "candidate")
         before = fetch_release(client, published[previous], Path(tmp) / "previous") if previous else None
-        return run(candidate, before, trace or None, seconds, log)
+        return run(candidate, before, trace or None, seconds)
 
 
 def fetch_release(client: HubClient, meta: dict[str, Any], dest: Path) -> Path:
@@ -515,12 +514,12 @@ def fetch_release(client: HubClient, meta: dict[str, Any], dest: Path) -> Path:
     return dest
 
 
-def field_trace(client: HubClient, device_ids: list[str], per_device: int = TRACE_PER_DEVICE) -> list[dict[str, float]]:
-    """The newest heartbeat readings of each device, one device after the other, as a trace; readings
-    a sensor could not give (out of range, not numbers) are left out."""
+def field_trace(client: HubClient, device_ids: list[str]) -> list[dict[str, float]]:
+    """The newest TRACE_PER_DEVICE heartbeat readings of each device, one device after the other, as a
+    trace; readings a sensor could not give (out of range, not numbers) are left out."""
     trace: list[dict[str, float]] = []
     for device_id in device_ids:
-        for beat in client.readings(device_id, per_device):
+        for beat in client.readings(device_id, TRACE_PER_DEVICE):
             try:
                 entry = _trace_entry(beat, device_id)
             except BadInput:

@@ -30,10 +30,16 @@ def is_url(source: str) -> bool:
     return source.lower().startswith(tuple(f"{s}://" for s in SCHEMES))
 
 
+def is_plain(text: str) -> bool:
+    """Whether `text` holds no space and no control character (C0 or DEL), as a URL must: the rule
+    for a URL here and for the artifact and artifact_url a meta.json names (release.check_meta)."""
+    return not any(ord(c) <= 32 or ord(c) == 127 for c in text)
+
+
 def check_url(url: str, what: str) -> str:
     """`url` when a request can be made of it, else BadInput naming `what`."""
     shown = f"{what} {url[:120]!r}"
-    if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+    if not is_plain(url):
         raise BadInput(f"{shown}: a URL holds no spaces or control characters")
     if not is_url(url):
         raise BadInput(f"{shown}: expected an http:// or https:// URL")
@@ -82,3 +88,8 @@ def check_hop(named: str, url: str, what: str) -> None:
     kind = address_kind(httpx.URL(url).host)
     if kind != PUBLIC and kind != address_kind(httpx.URL(named).host):
         raise BadInput(f"{what} {url[:120]!r}: leads to a {kind} address from {named[:120]!r}, which is not one")
+
+
+def too_many_redirects(url: str, exc: httpx.TooManyRedirects) -> str:
+    """The one line for a fetch of `url` stopped after MAX_REDIRECTS redirects, naming the next hop."""
+    return f"{url[:120]}: more than {MAX_REDIRECTS} redirects (the next to {str(exc.request.url)[:120]!r})"

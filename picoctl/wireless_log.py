@@ -14,11 +14,18 @@ from typing import Any, Callable
 
 from .config import FleetConfig
 from .errors import PicoctlError
+from .protocol import LOG_WINDOW_S
 
 POLL_S = 1.0
 QUIET_POLLS = 3  # the board posts every 2 s while it streams
 RENEW_BEFORE_S = 20.0  # a follower asks again this long before the board's window ends
 MARGIN_S = 15.0
+
+
+def age(seconds: float) -> str:
+    """A time ago for people, as the CLI writes it: `4s`, then `3m` from two minutes, `2h` from two hours."""
+    s = max(0, int(seconds))
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
 
 
 @dataclass(frozen=True)
@@ -28,9 +35,8 @@ class LogLine:
     line: str
 
     def age(self, now: float) -> str:
-        """How old the line is, for people: `4s`, `3m`, `2h`."""
-        s = max(0, int(now - self.at))
-        return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+        """How old the line is, for people (`age`)."""
+        return age(now - self.at)
 
 
 class NoAnswer(PicoctlError):
@@ -46,11 +52,11 @@ def answer_timeout(cfg: FleetConfig, device_type: str) -> float:
 def _ago(ts: float | None, now: float) -> str:
     if ts is None:
         return "never heard from"
-    return f"last heard {LogLine(0, ts, '').age(now)} ago"
+    return f"last heard {age(now - ts)} ago"
 
 
 def read(client: Any, device_id: str, on_lines: Callable[[list[LogLine]], None], timeout_s: float,
-         follow: bool = False, stop: Callable[[], bool] = lambda: False, window_s: int = 120,
+         follow: bool = False, stop: Callable[[], bool] = lambda: False,
          sleep: Callable[[float], object] = time.sleep) -> None:
     """Ask for the board's log and hand its lines to `on_lines` as they come.
 
@@ -61,7 +67,7 @@ def read(client: Any, device_id: str, on_lines: Callable[[list[LogLine]], None],
     """
     start = client.device_logs(device_id)
     after = start["last_id"]
-    asked = client.request_log(device_id, seconds=window_s)
+    asked = client.request_log(device_id, seconds=LOG_WINDOW_S)
     asked_at, until = time.time(), asked["log_until"]
     answered, ring_sent, quiet = False, False, 0
     while not stop():
@@ -80,7 +86,7 @@ def read(client: Any, device_id: str, on_lines: Callable[[list[LogLine]], None],
         if answered and not follow and (ring_sent or quiet >= QUIET_POLLS):
             return
         if follow and until - now < RENEW_BEFORE_S:
-            asked = client.request_log(device_id, seconds=window_s)
+            asked = client.request_log(device_id, seconds=LOG_WINDOW_S)
             until = asked["log_until"]
         sleep(POLL_S)
 

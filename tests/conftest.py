@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +21,16 @@ from picoctl.sim.local_hub import LocalHub as Hub
 from picoctl.sim.local_hub import free_port
 from picoctl.sim.postgres import TempPostgres, find_bindir
 
-__all__ = ["Hub", "free_port", "hub", "pg_url", "postgres", "self_signed"]
+__all__ = ["Hub", "cli_lines", "free_port", "hub", "pg_url", "postgres", "self_signed"]
+
+
+def cli_lines(hub: Hub, columns: int, *args: str) -> list[str]:
+    """The lines `picoctl ARGS` prints in a terminal `columns` wide, run as typed against `hub`; it must succeed."""
+    run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), *args],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PICOCTL_HUB_URL": hub.url, "COLUMNS": str(columns)})
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ Runs the installed `picoctl` entry point in a subprocess, as the operator does."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,33 +17,26 @@ import socket
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from conftest import Hub, free_port
+from loopback import Peer, serving
 
 PICOCTL = str(Path(sys.executable).with_name("picoctl"))
 WAIT_S = 60  # the bound on any one command; each ends in well under a second but on a loaded machine
 
 
-class _Answer(BaseHTTPRequestHandler):
+class _Answer(Peer):
     status = 500
     body = b"Internal Server Error"
 
     def _reply(self) -> None:
-        self.send_response(self.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
+        self.answer(self.status, self.body)
 
     do_GET = do_POST = do_PUT = do_DELETE = _reply  # noqa: N815 (http.server names them)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 class _Garbage(_Answer):
@@ -116,10 +110,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("clumsy")
     hub = Hub.create(root / "site")
     hub.start()
-    fakes = [ThreadingHTTPServer(("127.0.0.1", 0), handler)
-             for handler in (_Answer, _Garbage, _WrongShape, _Fieldless, _Stringly)]
-    for f in fakes:
-        threading.Thread(target=f.serve_forever, daemon=True).start()
+    fakes = contextlib.ExitStack()
+    fake_urls = {name: fakes.enter_context(serving(handler)) for name, handler in (
+        ("h500", _Answer), ("garbage", _Garbage), ("shape", _WrongShape), ("fieldless", _Fieldless), ("stringly", _Stringly))}
     silent = _Silent()
     files = root / "files"
     files.mkdir()
@@ -148,16 +141,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     (no_token / "operator.token").unlink()
     try:
         yield {"site": str(hub.site), "cfg": str(hub.site / "fleet.toml"), "hub": hub.url, "files": str(files),
-               "root": str(root), "down": f"http://127.0.0.1:{free_port()}",
-               "h500": f"http://127.0.0.1:{fakes[0].server_port}", "garbage": f"http://127.0.0.1:{fakes[1].server_port}",
-               "shape": f"http://127.0.0.1:{fakes[2].server_port}",
-               "fieldless": f"http://127.0.0.1:{fakes[3].server_port}",
-               "stringly": f"http://127.0.0.1:{fakes[4].server_port}", "silent": f"http://127.0.0.1:{silent.port}",
+               "root": str(root), "down": f"http://127.0.0.1:{free_port()}", **fake_urls,
+               "silent": f"http://127.0.0.1:{silent.port}",
                "_silent": silent, "bad_token": str(bad_token / "fleet.toml"), "no_token": str(no_token / "fleet.toml")}
     finally:
         silent.close()
-        for f in fakes:
-            f.shutdown()
+        fakes.close()
         hub.close()
 
 

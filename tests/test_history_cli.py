@@ -4,14 +4,11 @@ reported; against a real hub, through the CLI as typed."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import httpx
 
-from conftest import Hub
+from conftest import Hub, cli_lines
 from picoctl.sim.fleet import SimDevice
 
 HALT = ("rollout 1 stage canary: 1 device(s) failed at stage canary (halt after 1): gh-03 rolled_back: "
@@ -19,11 +16,7 @@ HALT = ("rollout 1 stage canary: 1 device(s) failed at stage canary (halt after 
 
 
 def history(hub: Hub, columns: int, *args: str) -> list[str]:
-    run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), "history", *args],
-                         capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PICOCTL_HUB_URL": hub.url, "COLUMNS": str(columns)})
-    assert run.returncode == 0, run.stderr
-    return run.stdout.splitlines()
+    return cli_lines(hub, columns, "history", *args)
 
 
 def test_history_fits_80_columns_and_cuts_nothing(hub: Hub) -> None:
@@ -66,13 +59,9 @@ def test_devices_show_says_only_what_the_board_reported_and_its_events_fit_80_co
     hub.client.add_history({"actor": "device", "kind": "deploy_status", "device_id": "gh-03", "version": "1.1.0",
                             "result": "rolled_back", "detail": HALT})
 
-    run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), "devices", "show",
-                          "gh-03"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PICOCTL_HUB_URL": hub.url, "COLUMNS": "80"})
-    assert run.returncode == 0, run.stderr
-    lines = run.stdout.splitlines()
+    lines = cli_lines(hub, 80, "devices", "show", "gh-03")
     assert "firmware  MicroPython 1.29.0, .mpy 6.3, linux" in lines and "boot      5, reset cause soft" in lines
-    assert "?" not in run.stdout and "[GCC" not in run.stdout
+    assert not any("?" in line or "[GCC" in line for line in lines)
     assert all(len(line) <= 80 for line in lines)
     rolled = next(i for i, line in enumerate(lines) if line.endswith("rolled_back"))
     assert " ".join(line.strip() for line in lines[rolled + 1:rolled + 4]) == f"device: {HALT}"  # as history shows it

@@ -13,6 +13,7 @@ import pytest
 from picoctl import config
 from picoctl.client import HubError
 from picoctl.sim.fleet import DeviceProtocolError, SimDevice
+from waiting import wait_for
 
 DEVICES = 24
 THREADS = 4
@@ -117,9 +118,7 @@ def test_a_failing_rollout_tick_is_logged_at_most_once_a_minute(hub) -> None:
                    " promote_after_successes, created_at, updated_at)"
                    " VALUES ('picow', '1.1.0', 'active', 'update', 3, '[]', 0, 0, 0, 0)")
     db.close()
-    deadline = time.monotonic() + 30
-    while "rollout tick failed" not in hub.log_path.read_text() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: "rollout tick failed" in hub.log_path.read_text(), 30, "the tick's failure in the log", every=0.1)
     time.sleep(2.0)  # four more ticks fail meanwhile
     log = hub.log_path.read_text()
     assert log.count("rollout tick failed") == 1 and "Traceback" in log and "expected a non-empty list of stages" in log

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import hmac
 import json
 import os
 import shutil
 import socket
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -23,7 +20,9 @@ from picoctl import cli, config, history, signing
 from picoctl.client import AsyncHubClient, HubClient, HubError
 from picoctl.errors import PicoctlError
 from picoctl.hub.events import Broadcaster
+from picoctl.protocol import DEVICE_ID_RULE
 from picoctl.sim.fleet import SimDevice
+from loopback import files, serving
 
 APP = {"main.py": b"print('v2')\n"}
 
@@ -33,14 +32,8 @@ def static_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A plain HTTP server over a folder, standing in for CI's release storage."""
     root = tmp_path / "www"
     root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=str(root)))
-    server.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(files(root)) as url:
+        yield url, root
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic abc", "Bearer"])
@@ -65,6 +58,15 @@ def test_register_refuses_bad_devices(hub, body: dict, status: int, message: str
     r = httpx.post(hub.url + "/api/v1/devices", json=body, headers={"Authorization": f"Bearer {hub.token}"})
     assert r.status_code == status and message in r.json()["error"]
     assert [d["id"] for d in hub.client.devices()] == ["gh-01"]
+
+
+def test_a_bad_device_id_is_refused_in_the_words_of_the_rule(hub) -> None:
+    """Registering and relaying a heartbeat say the id rule as it is (a relayed id once claimed ':' was allowed)."""
+    for bad in ("a:b", "-a", "x" * 65):
+        for path, body in (("/api/v1/devices", {"id": bad, "type": "picow"}), (f"/api/v1/devices/{bad}/heartbeat", {})):
+            r = httpx.post(hub.url + path, json=body, headers={"Authorization": f"Bearer {hub.token}"})
+            assert (r.status_code, r.json()["error"]) == (400, f"device id {bad!r}: expected {DEVICE_ID_RULE}"), path
+    assert hub.client.devices() == []
 
 
 def test_device_views_status_channel_and_relayed_usb_heartbeats(hub) -> None:

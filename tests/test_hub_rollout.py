@@ -10,6 +10,7 @@ import pytest
 
 from picoctl import config
 from picoctl.sim.fleet import SimDevice
+from waiting import wait_for
 
 V1 = {"main.py": b"print('v1')\n", "lib/pump.py": b"PUMP = 1\n"}
 V2 = {"main.py": b"print('v2')\n", "lib/pump.py": b"PUMP = 2\n" * 50}
@@ -135,9 +136,7 @@ def test_a_device_silent_after_switching_counts_as_failure_and_halts(hub) -> Non
         ro = hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
         assert devs["can-1"].step(c) == "silent"
         assert hub.client.rollout(ro["id"])["state"] == "active"
-        deadline = time.monotonic() + 5
-        while hub.client.rollout(ro["id"])["state"] == "active" and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: hub.client.rollout(ro["id"])["state"] != "active", 5, "the rollout to end")
         halted = hub.client.rollout(ro["id"])
     assert halted["state"] == "halted" and halted["counts"]["failed"] == 1
 

@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 from picoctl.sim.board import Board, RunResult, device_config, find_micropython
-from tests.conftest import Hub, free_port
+from conftest import Hub, free_port
 from tests.device.fleet import make_app, phases, rollout
 
 pytestmark = [

@@ -24,8 +24,8 @@ from picoctl.hub.blobs import FETCH_PREFIX
 from picoctl.hub.db import BLOBS, LEADER_LOCK
 from picoctl.sim.fleet import DeviceProtocolError, SimDevice
 from picoctl.sim.postgres import TempPostgres
-from tests.conftest import Hub
-from tests.waiting import wait_for
+from conftest import Hub
+from waiting import wait_for
 
 TRIAL_TIMEOUT_S = 2
 
@@ -53,13 +53,6 @@ def replicas(tmp_path: Path, pg_url: str) -> Iterator[tuple[Hub, Hub]]:
 
 def _post(url: str, raw: bytes, headers: dict[str, str]) -> int:
     return httpx.post(f"{url}/heartbeat", content=raw, headers=headers, timeout=10).status_code
-
-
-def _until(predicate, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def test_a_device_registered_through_one_is_served_by_the_other(replicas: tuple[Hub, Hub]) -> None:
@@ -168,7 +161,7 @@ def test_the_event_stream_of_each_carries_changes_made_through_the_other(replica
     files = {"main.py": b"print('hi')\n"} | {f"lib/module_{i:03d}.py": b"X = %d\n" % i for i in range(60)}
     rel = a.build_release("1.1.0", files)
     a.publish(rel)  # its meta (60 files) is larger than one notification: sent in parts, heard whole
-    _until(lambda: {"device", "heartbeat", "release"} <= {e for e, _ in seen})
+    wait_for(lambda: {"device", "heartbeat", "release"} <= {e for e, _ in seen}, 15, "a device, a heartbeat and a release event")
     stop.set()
     assert any(e == "device" and d["id"] == "gh-01" for e, d in seen)
     assert any(e == "heartbeat" and d["device_id"] == "gh-01" for e, d in seen)
@@ -269,14 +262,14 @@ def _load(hubs: list[Hub], devices: list[SimDevice], acked: dict[str, int], stop
 def test_a_killed_replica_loses_no_acknowledged_write_and_the_other_takes_over_the_engine(
         replicas: tuple[Hub, Hub], pg_url: str) -> None:
     a, b = replicas
-    _until(lambda: _leaders(pg_url) == 1)
+    wait_for(lambda: _leaders(pg_url) == 1, 15, "one leader")
     devices = [SimDevice(f"gh-{i:02d}", a.register(f"gh-{i:02d}", channel="canary")) for i in range(12)]
     acked = {d.id: 0 for d in devices}
     stop = threading.Event()
     threads = [threading.Thread(target=_load, args=([a, b], devices[i::3], acked, stop)) for i in range(3)]
     for t in threads:
         t.start()
-    _until(lambda: sum(acked.values()) > 150)
+    wait_for(lambda: sum(acked.values()) > 150, 15, "150 acked heartbeats")
     a.kill()  # SIGKILL under load
     time.sleep(1.0)
     stop.set()
@@ -284,7 +277,7 @@ def test_a_killed_replica_loses_no_acknowledged_write_and_the_other_takes_over_t
         t.join()
     stored = {d["id"]: len(b.client.device(d["id"])["heartbeats"]) for d in b.client.devices()}
     assert all(stored[k] >= acked[k] for k in acked), (stored, acked)
-    _until(lambda: _leaders(pg_url) == 1)  # the survivor holds the engine now
+    wait_for(lambda: _leaders(pg_url) == 1, 15, "one leader: the survivor holds the engine")
 
     # and runs its timers: a device silent after switching halts the rollout with no request made
     b.publish(b.build_release("1.1.0", {"main.py": b"print(1)\n"}))
@@ -294,7 +287,7 @@ def test_a_killed_replica_loses_no_acknowledged_write_and_the_other_takes_over_t
         offer = devices[0].check(c)
         assert offer is not None
         devices[0].status(c, offer, "trial", "1.0.0")
-    _until(lambda: b.client.rollout(rollout["id"])["state"] == "halted", timeout_s=TRIAL_TIMEOUT_S + 10)
+    wait_for(lambda: b.client.rollout(rollout["id"])["state"] == "halted", TRIAL_TIMEOUT_S + 10, "the halt")
 
 
 def test_the_database_lost_while_serving_is_503_then_the_hub_recovers(tmp_path: Path, postgres: TempPostgres) -> None:
@@ -311,7 +304,7 @@ def test_the_database_lost_while_serving_is_503_then_the_hub_recovers(tmp_path: 
             assert lost.status_code == 503 and "nothing was saved" in lost.json()["error"], lost.text
             assert c.get("/healthz").status_code == 503
             server.start()
-            _until(lambda: c.get("/healthz").status_code == 200)
+            wait_for(lambda: c.get("/healthz").status_code == 200, 15, "the replica healthy")
             device.heartbeat(c)
         beats = hub.client.device("gh-01")["heartbeats"]
         assert len(beats) == 2  # the refused one left nothing behind

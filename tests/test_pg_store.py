@@ -20,7 +20,7 @@ from picoctl.errors import PicoctlError
 from picoctl.hub import store
 from picoctl.hub.db import BLOBS, EVENT_IDS, Store
 from picoctl.sim.fleet import SimDevice
-from tests.conftest import Hub, free_port
+from conftest import Hub, free_port
 
 
 def _register(s: Store, device_id: str) -> None:

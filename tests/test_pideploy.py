@@ -11,15 +11,10 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
-import threading
-import time
 from dataclasses import dataclass
-from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -30,6 +25,9 @@ from picoctl.errors import BadInput, PicoctlError
 from picoctl.progress import Progress
 from picoctl.pideploy.journal import CRASH_ENV
 from picoctl.sim import pi_app_control
+from conftest import free_port
+from loopback import Peer, files, serving
+from waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "examples" / "pi-app"
@@ -48,41 +46,14 @@ ThreadingHTTPServer((a.host, a.port), H).serve_forever()
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Recorder(Peer):
+    """The hub's history endpoint, as far as these tests need it: what it is sent goes to `events`."""
 
+    events: list[dict]
 
-class Recorder(BaseHTTPRequestHandler):
-    """The hub's history endpoint, as far as these tests need it."""
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.events.append(json.loads(body))  # type: ignore[attr-defined]
-        self.send_response(201)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def serve(handler, **attrs) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    for k, v in attrs.items():
-        setattr(server, k, v)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-class QuietFiles(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def serve_folder(folder: Path) -> ThreadingHTTPServer:
-    return serve(partial(QuietFiles, directory=str(folder)))
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self.events.append(self.json_body())
+        self.answer(201)
 
 
 # --- releases -----------------------------------------------------------------------------------
@@ -149,7 +120,7 @@ class Rig:
     cfg: config.FleetConfig
     config_file: Path
     port: int
-    hub: ThreadingHTTPServer
+    events: list[dict]  # what the hub was sent
 
     @property
     def root(self) -> Path:
@@ -157,9 +128,6 @@ class Rig:
 
     def serving(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.port}/version", timeout=2).json()["version"]
-
-    def events(self) -> list[dict]:
-        return self.hub.events  # type: ignore[attr-defined]
 
     def save(self) -> None:
         config.save(self.cfg, self.config_file)
@@ -210,29 +178,28 @@ def rig(tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> Rig:
     monkeypatch.delenv("PICOCTL_HUB_URL", raising=False)
     monkeypatch.delenv(CRASH_ENV, raising=False)
     port = free_port()
-    hub = serve(Recorder, events=[])
-    (tmp_path / "operator.token").write_text("token\n")
-    cfg = config.FleetConfig(path=tmp_path / "fleet.toml")
-    cfg.hub.public_url = f"http://127.0.0.1:{hub.server_address[1]}"
-    cfg.hub.data_dir = str(tmp_path / "data")
-    cfg.hub.token_file = str(tmp_path / "operator.token")
-    cfg.release.public_key = keys.public
-    cfg.pi.root = str(tmp_path / "pi")
-    cfg.pi.restart_command = shlex.join(pi_app_control.command(cfg.pi.root, port, tmp_path / "app.pid", tmp_path / "app.log"))
-    cfg.pi.health_url = f"http://127.0.0.1:{port}/healthz"
-    cfg.pi.health_timeout_s = 5.0  # a healthy start takes a fraction of it; failing releases use FAILING_TIMEOUT_S
-    cfg.pi.health_interval_s = 0.05
-    cfg.pi.command_timeout_s = 20.0
-    r = Rig(tmp_path, cfg, tmp_path / "fleet.toml", port, hub)
-    r.save()
-    yield r
-    kill_processes_under(str(tmp_path))
-    hub.shutdown()
-    hub.server_close()
+    events: list[dict] = []
+    with serving(type("Hub", (Recorder,), {"events": events})) as hub_url:
+        (tmp_path / "operator.token").write_text("token\n")
+        cfg = config.FleetConfig(path=tmp_path / "fleet.toml")
+        cfg.hub.public_url = hub_url
+        cfg.hub.data_dir = str(tmp_path / "data")
+        cfg.hub.token_file = str(tmp_path / "operator.token")
+        cfg.release.public_key = keys.public
+        cfg.pi.root = str(tmp_path / "pi")
+        cfg.pi.restart_command = shlex.join(pi_app_control.command(cfg.pi.root, port, tmp_path / "app.pid", tmp_path / "app.log"))
+        cfg.pi.health_url = f"http://127.0.0.1:{port}/healthz"
+        cfg.pi.health_timeout_s = 5.0  # a healthy start takes a fraction of it; failing releases use FAILING_TIMEOUT_S
+        cfg.pi.health_interval_s = 0.05
+        cfg.pi.command_timeout_s = 20.0
+        r = Rig(tmp_path, cfg, tmp_path / "fleet.toml", port, events)
+        r.save()
+        yield r
+        kill_processes_under(str(tmp_path))
 
 
 def details(rig: Rig, kind: str) -> list[tuple[str, dict]]:
-    return [(e["result"], json.loads(e["detail"])) for e in rig.events() if e["kind"] == kind]
+    return [(e["result"], json.loads(e["detail"])) for e in rig.events if e["kind"] == kind]
 
 
 # --- deploy and roll back -----------------------------------------------------------------------
@@ -261,7 +228,7 @@ def test_deploy_v1_then_v2_then_rollback_brings_v1_back(rig: Rig, built: dict[st
     assert [(res, d["from"], d["to"]) for res, d in details(rig, "pi_deploy")] == [("ok", None, "1.0.0"), ("ok", "1.0.0", "2.0.0")]
     [(res, d)] = details(rig, "pi_rollback")
     assert (res, d["from"], d["to"]) == ("ok", "2.0.0", "1.0.0") and d["duration_s"] > 0 and "healthy" in d["reason"]
-    assert all(e["actor"] for e in rig.events())
+    assert all(e["actor"] for e in rig.events)
 
 
 def test_v3_that_exits_at_start_is_rolled_back_by_the_cli(rig: Rig, built: dict[str, Path]) -> None:
@@ -488,9 +455,7 @@ def test_deploy_without_public_key_is_refused(rig: Rig, built: dict[str, Path]) 
 # --- URL sources and update ----------------------------------------------------------------------
 
 def test_deploy_from_meta_url_and_artifact_url(rig: Rig, built: dict[str, Path]) -> None:
-    files = serve_folder(built["1.0.0"].parent)
-    base = f"http://127.0.0.1:{files.server_address[1]}"
-    try:
+    with serving(files(built["1.0.0"].parent)) as base:
         seen: list = []
         r1 = pideploy.deploy(rig.cfg, f"{base}/1.0.0/meta.json", Progress("pi deploy", seen.append))
         assert r1.ok and rig.serving() == "1.0.0"
@@ -506,18 +471,14 @@ def test_deploy_from_meta_url_and_artifact_url(rig: Rig, built: dict[str, Path])
         assert rig.serving() == "2.0.0"
         with pytest.raises(PicoctlError, match="HTTP 404"):
             pideploy.deploy(rig.cfg, f"{base}/9.9.9/meta.json")
-    finally:
-        files.shutdown()
-        files.server_close()
 
 
 def test_update_deploys_only_newer_releases_of_its_channel(rig: Rig, built: dict[str, Path]) -> None:
     published = rig.tmp / "published"
     shutil.copytree(built["1.0.0"], published / "stable")
     shutil.copytree(built["2.0.0"], published / "canary")
-    files = serve_folder(published)
-    rig.cfg.pi.update_url = f"http://127.0.0.1:{files.server_address[1]}/{{channel}}/meta.json"
-    try:
+    with serving(files(published)) as base:
+        rig.cfg.pi.update_url = f"{base}/{{channel}}/meta.json"
         first = pideploy.update(rig.cfg)
         assert (first.ok, first.changed, rig.serving()) == (True, True, "1.0.0")
         again = pideploy.update(rig.cfg)
@@ -530,10 +491,7 @@ def test_update_deploys_only_newer_releases_of_its_channel(rig: Rig, built: dict
         run = rig.cli("update", "--channel", "canary")
         assert run.returncode == 0, run.stderr
         assert rig.serving() == "2.0.0"
-        assert "(update, canary)" in rig.events()[-1]["actor"]
-    finally:
-        files.shutdown()
-        files.server_close()
+        assert "(update, canary)" in rig.events[-1]["actor"]
 
 
 # --- crashes and concurrency ---------------------------------------------------------------------
@@ -568,18 +526,19 @@ def test_sigkill_while_switching_back_is_finished_by_the_next_call(rig: Rig, bui
     assert result == "failed" and "HTTP 500" in d["reason"]
 
 
+def smoke_that_marks(marker: Path, seconds: float) -> str:
+    """A smoke command that touches `marker` as it starts, then takes `seconds`."""
+    return shlex.join([sys.executable, "-c", f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep({seconds})"])
+
+
 def test_deploy_killed_from_outside_during_smoke_test_is_undone(rig: Rig, built: dict[str, Path]) -> None:
     pideploy.deploy(rig.cfg, str(built["1.0.0"]))
     marker = rig.tmp / "smoke-started"
-    rig.cfg.pi.smoke_command = shlex.join([sys.executable, "-c",
-                                           f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(30)"])
+    rig.cfg.pi.smoke_command = smoke_that_marks(marker, 30)
     rig.save()
     victim = rig.popen("deploy", str(built["2.0.0"]))
     try:
-        deadline = time.monotonic() + 20
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists()
+        wait_for(marker.exists, 20, "the smoke test started", every=0.05)
     finally:
         victim.kill()
         victim.communicate()
@@ -592,15 +551,11 @@ def test_deploy_killed_from_outside_during_smoke_test_is_undone(rig: Rig, built:
 def test_second_deploy_refuses_clearly_or_waits(rig: Rig, built: dict[str, Path]) -> None:
     pideploy.deploy(rig.cfg, str(built["1.0.0"]))
     marker = rig.tmp / "smoke-started"
-    rig.cfg.pi.smoke_command = shlex.join([sys.executable, "-c",
-                                           f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(2)"])
+    rig.cfg.pi.smoke_command = smoke_that_marks(marker, 2)
     rig.save()
     first = rig.popen("deploy", str(built["2.0.0"]))
     try:
-        deadline = time.monotonic() + 20
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists()
+        wait_for(marker.exists, 20, "the smoke test started", every=0.05)
         refused = rig.cli("deploy", str(built["2.1.0"]))
         assert refused.returncode == 1
         assert f"another deploy is running (pid {first.pid}: deploy {built['2.0.0']}" in refused.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from picoctl import protocol, shipped
+from picoctl import diagnostics, protocol, shipped
 from picoctl.protocol import is_device_id, liveness
 
 
@@ -49,3 +49,13 @@ def test_the_board_mirrors_the_contract() -> None:
     assert board["MAX_PENDING"] == protocol.MAX_PENDING_REPORTS
     assert _constants(picow / "recover.py")["MAX_PENDING"] == protocol.MAX_PENDING_REPORTS
     assert board["RESERVED_NAMES"] == protocol.PICOW_RESERVED_NAMES
+
+
+def test_the_board_cuts_what_it_reports_to_the_hubs_limits() -> None:
+    """A crash record and a log line the board sends fit the limits the hub holds them to
+    (picoctl.diagnostics; over them the hub answers 413 and the report is lost)."""
+    ota = shipped.DEVICE_CODE / "picow" / "ota"
+    crash = _constants(ota / "crash.py")
+    assert (crash["TYPE_MAX"], crash["MESSAGE_MAX"], crash["TRACEBACK_MAX"]) == (
+        diagnostics.TYPE_MAX, diagnostics.MESSAGE_MAX, diagnostics.TRACEBACK_MAX)
+    assert _constants(ota / "logring.py")["LINE_MAX"] <= diagnostics.LINE_MAX

@@ -48,8 +48,6 @@ def test_device_mac_matches_rfc_hmac() -> None:
     body = b'{"id":"gh-01","counter":1}'
     mac = signing.device_mac(key, body)
     assert mac == hmac.new(bytes.fromhex(key), body, hashlib.sha256).hexdigest()
-    assert signing.check_device_mac(key, body, mac.upper())
-    assert not signing.check_device_mac(key, body + b" ", mac)
     # RFC 4231 test case 2
     assert signing.device_mac(b"Jefe".hex(), b"what do ya want for nothing?") == (
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"

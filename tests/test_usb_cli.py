@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from picoctl.sim.bootsel_drive import VirtualDrive, make_drive
 from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.usb import uf2
 from picoctl.sim.board import find_micropython
+from loopback import Peer, serving
 
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
@@ -27,23 +26,18 @@ pytestmark = [pytest.mark.micropython,
 APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 
 
-class Hub(BaseHTTPRequestHandler):
+class Hub(Peer):
+    token = ""
     posts: list[tuple[str, dict]] = []
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        ok = self.headers["Authorization"] == f"Bearer {self.server.token}"  # type: ignore[attr-defined]
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.json_body()
+        ok = self.headers["Authorization"] == f"Bearer {self.token}"
         if ok:
             Hub.posts.append((self.path, body))
-        reply = b'{"id": 1}' if ok else b'{"error": "bad token"}'  # the hub's JSON answers
-        self.send_response(201 if ok else 401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args: object) -> None:
-        pass
+            self.answer(201, b'{"id": 1}')  # the hub's JSON answers
+        else:
+            self.answer(401, b'{"error": "bad token"}')
 
 
 @pytest.fixture
@@ -56,15 +50,11 @@ def site(tmp_path, monkeypatch):
     config.save(cfg, path)
     (tmp_path / "media").mkdir()
     (tmp_path / "ports").mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
-    server.token = cfg.read_token()  # type: ignore[attr-defined]
-    Hub.posts = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("PICOCTL_HUB_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("PICOCTL_CONFIG", str(path))
-    yield tmp_path
-    server.shutdown()
-    server.server_close()
+    Hub.token, Hub.posts = cfg.read_token(), []
+    with serving(Hub) as url:
+        monkeypatch.setenv("PICOCTL_HUB_URL", url)
+        monkeypatch.setenv("PICOCTL_CONFIG", str(path))
+        yield tmp_path
 
 
 def history(kind: str) -> list[dict]:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -26,21 +26,13 @@ from picoctl.usb import port_claim, push, serial_log
 from picoctl.usb.follow import Follower
 from picoctl.usb.serial_log import SerialLog
 from picoctl.usb.telemetry import parse_heartbeat
+from waiting import wait_for
 
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
 APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 DEVICE = "pico-follow-1"
-
-
-def wait_for(pred: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or pred}")
 
 
 @pytest.fixture
@@ -70,7 +62,7 @@ def reported(hub: Hub) -> str | None:
 
 def test_heartbeats_reach_the_hub_and_a_push_takes_the_port(hub: Hub, board: VirtualPico, follower, tmp_path: Path) -> None:
     f, events = follower
-    wait_for(lambda: reported(hub) == "1.0.0", what="the board in the fleet")
+    wait_for(lambda: reported(hub) == "1.0.0", 10, "the board in the fleet")
     assert "following" in events and "connected" in events
 
     src = tmp_path / "src"
@@ -81,7 +73,7 @@ def test_heartbeats_reach_the_hub_and_a_push_takes_the_port(hub: Hub, board: Vir
     assert result.version == "1.1.0"
     assert "given way to another picoctl command" in events
     # the follower took the port back: the hub hears the new version without anyone watching
-    wait_for(lambda: reported(hub) == "1.1.0", what="heartbeats of 1.1.0")
+    wait_for(lambda: reported(hub) == "1.1.0", 10, "heartbeats of 1.1.0")
     assert events.count("connected") >= 2
 
 
@@ -103,14 +95,14 @@ def test_a_bad_usb_section_stops_the_cli_with_one_line(hub: Hub, capsys) -> None
 
 def test_a_log_viewer_has_the_port_while_it_looks(hub: Hub, board: VirtualPico, follower) -> None:
     f, _ = follower
-    wait_for(lambda: f.heartbeats(board.port) > 0, what="forwarded heartbeats")
+    wait_for(lambda: f.heartbeats(board.port) > 0, 10, "forwarded heartbeats")
     seen: list[str] = []
     with SerialLog(board.port, on_line=seen.append):
-        wait_for(lambda: sum(1 for line in seen if parse_heartbeat(line)) >= 3, what="heartbeats in the viewer")
+        wait_for(lambda: sum(1 for line in seen if parse_heartbeat(line)) >= 3, 10, "heartbeats in the viewer")
         held = f.heartbeats(board.port)
-        wait_for(lambda: sum(1 for line in seen if parse_heartbeat(line)) >= 6, what="more heartbeats in the viewer")
+        wait_for(lambda: sum(1 for line in seen if parse_heartbeat(line)) >= 6, 10, "more heartbeats in the viewer")
         assert f.heartbeats(board.port) == held  # the viewer reads every line; the follower none
-    wait_for(lambda: f.heartbeats(board.port) > held, what="the follower back after the viewer")
+    wait_for(lambda: f.heartbeats(board.port) > held, 10, "the follower back after the viewer")
 
 
 def test_operations_on_one_port_wait_then_fail_naming_the_holder(board: VirtualPico, monkeypatch) -> None:
@@ -147,7 +139,7 @@ def test_a_lock_folder_that_cannot_be_used_is_a_clear_error(board: VirtualPico, 
     said: list[str] = []
     follower = SerialLog(board.port, on_status=lambda up, why: said.append(why), gives_way=True)
     follower.start()
-    wait_for(lambda: said, what="the follower's status")
+    wait_for(lambda: said, 10, "the follower's status")
     follower.stop()
     assert "cannot take its lock file" in said[0] and not (board.flash_dir / "x.txt").exists()
 
@@ -160,10 +152,10 @@ def test_no_lock_file_stays_behind_once_everyone_let_go(hub: Hub, board: Virtual
     hub.cfg.usb.extra_ports = str(tmp_path / "ports" / "pico-*")
     hub.cfg.usb.poll_s = 0.2
     with Follower(hub.cfg, lambda port, what: None) as f:
-        wait_for(lambda: f.heartbeats(board.port) > 0, what="the follower reading the board")
+        wait_for(lambda: f.heartbeats(board.port) > 0, 10, "the follower reading the board")
         for n in range(3):
             assert push.push_files(board.port, {"x.txt": b"%d" % n}, Progress("push")).files == 1
-        wait_for(lambda: f.heartbeats(board.port) > 0, what="the follower back")
+        wait_for(lambda: f.heartbeats(board.port) > 0, 10, "the follower back")
     assert sorted(p.name for p in locks.iterdir()) == []
     with port_claim.claim(board.port, "a test"):
         assert len(list(locks.iterdir())) == 2

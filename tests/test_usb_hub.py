@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -21,17 +19,13 @@ from picoctl.commands.init import init_site
 from picoctl.hub.app import create_app
 from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.sim.board import find_micropython
+from conftest import free_port
+from waiting import wait_for
 
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
 APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -42,10 +36,7 @@ def hub(tmp_path, monkeypatch):
     server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
+    wait_for(lambda: server.started, 10, "the hub started", every=0.02)
     monkeypatch.setenv("PICOCTL_HUB_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("PICOCTL_CONFIG", str(path))
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {cfg.read_token()}"})

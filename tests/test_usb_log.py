@@ -15,6 +15,7 @@ from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.usb.serial_log import SerialLog
 from picoctl.usb.telemetry import parse_heartbeat
 from picoctl.sim.board import find_micropython
+from waiting import wait_for
 
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
@@ -22,13 +23,9 @@ pytestmark = [pytest.mark.micropython,
 APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 
 
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
+def soon(pred, what: str) -> None:
+    """`pred()` holds within 5 s (polled every 20 ms: the log's buffer holds only its last 20 lines)."""
+    wait_for(pred, 5.0, what, every=0.02)
 
 
 @pytest.fixture
@@ -50,27 +47,27 @@ def test_log_reads_telemetry_and_survives_reset_and_replug(board):
     status, seen = [], []  # every line, beside the log's own bounded buffer
     with SerialLog(board.port, maxlen=20, on_line=seen.append, on_status=lambda up, why: status.append(up)) as log:
         # Output before the port is opened is lost, as on a board: wait for a periodic heartbeat.
-        assert wait_for(lambda: any(parse_heartbeat(x) for x in log.snapshot()))
+        soon(lambda: any(parse_heartbeat(x) for x in log.snapshot()), "a heartbeat")
         booted = boots(seen)
         hb = next(h for h in map(parse_heartbeat, log.snapshot()) if h)
         assert (hb.device_id, hb.version) == ("pico-log-1", "1.4.0") and hb.mem_free > 0
-        assert wait_for(lambda: any(h and 23 < h.readings.get("temp_c", 0) < 27 for h in map(parse_heartbeat, log.snapshot())))
+        soon(lambda: any(h and 23 < h.readings.get("temp_c", 0) < 27 for h in map(parse_heartbeat, log.snapshot())), "a reading")
 
         with serial.Serial(os.path.realpath(board.port), 115200, timeout=1) as other:
             other.write(b"\x03")  # Ctrl-C stops main.py, Ctrl-D at the REPL soft-resets the board
-            assert wait_for(lambda: any("KeyboardInterrupt" in x for x in log.snapshot()))
+            soon(lambda: any("KeyboardInterrupt" in x for x in log.snapshot()), "the KeyboardInterrupt")
             other.write(b"\x04")
-        assert wait_for(lambda: any("soft reboot" in x for x in log.snapshot()))
-        assert wait_for(lambda: boots(seen) == booted + 1)
+        soon(lambda: any("soft reboot" in x for x in log.snapshot()), "the soft reboot")
+        soon(lambda: boots(seen) == booted + 1, "one more boot line")
         assert log.connects == 1  # a reset keeps the port
 
         board.unplug()
-        assert wait_for(lambda: not log.connected)
+        soon(lambda: not log.connected, "the port gone")
         time.sleep(0.3)
         board.replug()
-        assert wait_for(lambda: log.connects == 2 and log.connected)
-        assert wait_for(lambda: parse_heartbeat(log.snapshot()[-1]) is not None)
-        assert wait_for(lambda: len(log.lines) == 20 and boots(log.snapshot()) == 0)  # bounded: the oldest lines went
+        soon(lambda: log.connects == 2 and log.connected, "the port back")
+        soon(lambda: parse_heartbeat(log.snapshot()[-1]) is not None, "a heartbeat after the re-plug")
+        soon(lambda: len(log.lines) == 20 and boots(log.snapshot()) == 0, "the oldest lines gone (the buffer is bounded)")
     assert status[:3] == [True, False, True] and not log.connected
 
 
@@ -84,7 +81,7 @@ def test_log_waits_for_a_board_not_yet_plugged(tmp_path):
             time.sleep(0.2)
             assert not log.connected and log.connects == 0
             vp.replug()
-            assert wait_for(lambda: "hello from main" in log.snapshot())
+            soon(lambda: "hello from main" in log.snapshot(), "main.py's line")
     finally:
         vp.stop()
 

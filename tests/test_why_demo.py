@@ -7,8 +7,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
-from typing import Any, Callable
 
 import pytest
 
@@ -19,7 +17,7 @@ from picoctl.tui.app import PicoctlApp
 from picoctl.tui.screens.device import DeviceScreen
 from picoctl.tui.screens.device_log import DeviceLogScreen
 from picoctl.tui.source import Live
-from waiting import wait_for
+from waiting import until, wait_for
 
 pytestmark = pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")
 ERROR = "AttributeError: module 'hardware' has no attribute 'pump_pwm'"
@@ -46,33 +44,26 @@ def test_gh03s_traceback_reaches_rollout_status_and_the_tui(tmp_path) -> None:
         async def run() -> None:
             app = PicoctlApp(demo.cfg, Live(demo.cfg))
             async with app.run_test(size=(120, 40)) as pilot:
-                async def until(pred: Callable[[], Any], what: str, timeout: float = 15) -> None:
-                    deadline = time.monotonic() + timeout
-                    while not pred():
-                        if time.monotonic() > deadline:
-                            raise AssertionError(f"timed out waiting for {what}")
-                        await pilot.pause(0.1)
-
                 def text_of(selector: str) -> str:
                     return str(app.screen.query_one(selector).render())
 
-                await until(lambda: app.screen.query_one("#devices").row_count >= 3, "the fleet")
+                await until(pilot, lambda: app.screen.query_one("#devices").row_count >= 3, 15, "the fleet")
                 fleet = app.screen
-                await until(lambda: DRY in app.model.devices and "!" in str(
-                    fleet.cells(app.model.devices[DRY], app.model.clock())[0]), "gh-03's row marked")
+                await until(pilot, lambda: DRY in app.model.devices and "!" in str(
+                    fleet.cells(app.model.devices[DRY], app.model.clock())[0]), 15, "gh-03's row marked")
                 await pilot.press("2")
-                await until(lambda: f"halted: {DRY} rolled_back: {ERROR}" in text_of("#rollout-info"), "the why line")
+                await until(pilot, lambda: f"halted: {DRY} rolled_back: {ERROR}" in text_of("#rollout-info"), 15, "the why line")
                 await pilot.press("w")
-                await until(lambda: isinstance(app.screen, DeviceScreen), "the device screen")
-                await until(lambda: ERROR in text_of("#device-why") and "in pump" in text_of("#device-why"),
+                await until(pilot, lambda: isinstance(app.screen, DeviceScreen), 15, "the device screen")
+                await until(pilot, lambda: ERROR in text_of("#device-why") and "in pump" in text_of("#device-why"), 15,
                             "the traceback")
                 assert "reset cause" in text_of("#device-why") and ".mpy 6." in text_of("#device-why")
                 await pilot.press("l")
-                await until(lambda: isinstance(app.screen, DeviceLogScreen), "the log viewer")
-                await until(lambda: len(app.screen.query_one("#serial").lines) > 0, "the board's log lines", 30)
+                await until(pilot, lambda: isinstance(app.screen, DeviceLogScreen), 15, "the log viewer")
+                await until(pilot, lambda: len(app.screen.query_one("#serial").lines) > 0, 30, "the board's log lines")
                 assert any(" ago  " in line for line in app.screen.query_one("#serial").lines)
                 await pilot.press("escape")
-                await until(lambda: isinstance(app.screen, DeviceScreen), "back on the device")
+                await until(pilot, lambda: isinstance(app.screen, DeviceScreen), 15, "back on the device")
             await app.source.client.aclose()
 
         asyncio.run(run())

@@ -6,15 +6,15 @@ import time
 from typing import Any, Awaitable, Callable
 
 
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    """The first truthy value of `pred()`, polled every 0.2 s; AssertionError after `timeout` s."""
+def wait_for(pred: Callable[[], Any], timeout: float, what: str = "", every: float = 0.2) -> Any:
+    """The first truthy value of `pred()`, polled every `every` s; AssertionError after `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = pred()
         if value:
             return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or pred}")
 
 
 async def until(pilot: Any, pred: Callable[[], Any], timeout: float = 8.0, what: str = "",

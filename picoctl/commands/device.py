@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import config, operations, provision
 from ..errors import BadInput
-from ..protocol import CHANNELS
+from ..protocol import CHANNELS, DEVICE_ID_RULE
 from . import COMMANDS
 from .output import add_json_flag, console, emit, progress_bar
 
@@ -36,14 +36,11 @@ def _provision(args: argparse.Namespace) -> int:
 
             push_files(args.port, files, progress)
 
-    intervals = cfg.device_type("picow")
     where = args.out or args.port
     with progress_bar(f"provision {args.id}") as progress:
         result = operations.provision(cfg, args.id, where, lambda: provision.provision(
             args.id, hub_url, register, deliver, args.wifi_ssid or "", args.wifi_password or "",
-            Path(args.release) if args.release else None, mpy=not args.source,
-            hub_cert=provision.hub_certificate(cfg, hub_url), keys=provision.site_keys(cfg),
-            heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s,
+            Path(args.release) if args.release else None, mpy=not args.source, **provision.site_settings(cfg, hub_url),
         )).result
     summary = {"id": result.device_id, "version": result.version, "hub": hub_url, "destination": where,
                "files": sorted(result.files)}
@@ -56,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     dev = sub.add_parser("device", help=COMMANDS["device"])
     actions = dev.add_subparsers(dest="device_command", metavar="ACTION", required=True)
     p = actions.add_parser("provision", help="create a device key, register it with the hub, write the board")
-    p.add_argument("id", help="device id (1-64 of A-Z a-z 0-9 . _ -)")
+    p.add_argument("id", help=f"device id ({DEVICE_ID_RULE})")
     p.add_argument("--type", default="picow", help="device type (picow)")
     p.add_argument("--port", help="serial port of the board (written over the raw REPL)")
     p.add_argument("--out", help="write the board's files into this folder instead")

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import config, diagnostics, wireless_log
 from ..errors import BadInput
-from ..protocol import CHANNELS
+from ..protocol import CHANNELS, DEVICE_ID_RULE
 from . import COMMANDS
 from .numbers import count, seconds
 from .history import layout
@@ -29,8 +29,7 @@ def _client(args: argparse.Namespace) -> Any:
 def _age(ts: float | None) -> str:
     if ts is None:
         return "never"
-    s = max(0, int(time.time() - ts))
-    return f"{s}s ago" if s < 120 else f"{s // 60}m ago" if s < 7200 else f"{s // 3600}h ago"
+    return f"{wireless_log.age(time.time() - ts)} ago"
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -102,8 +101,6 @@ def _remove(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from rich.markup import escape  # device text is shown as text, never markup
 
-    if args.beats <= 0:
-        raise BadInput(f"--beats: expected a positive number, got {args.beats}")
     with _client(args) as client:
         device = client.device(args.id)
 
@@ -179,8 +176,6 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _readings(args: argparse.Namespace) -> int:
-    if args.limit is not None and args.limit <= 0:
-        raise BadInput(f"--limit: expected a positive number, got {args.limit}")
     with _client(args) as client:
         beats = client.readings(args.id, args.limit)
     if args.json:  # a trace for `picoctl release smoke --readings`: one heartbeat a line
@@ -198,7 +193,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_list)
     actions = p.add_subparsers(dest="devices_command", metavar="ACTION")
     a = actions.add_parser("add", help="register a device and print its new key")
-    a.add_argument("id", help="device id: 1-64 letters, digits, '.', '_' or '-'")
+    a.add_argument("id", help=f"device id: {DEVICE_ID_RULE}")
     a.add_argument("--type", default="picow", help="device type from fleet.toml (default: %(default)s)")
     a.add_argument("--channel", default="stable", choices=CHANNELS)
     add_json_flag(a)

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 from .. import config
-from ..errors import BadInput
 from . import COMMANDS
 from .numbers import count
 from .output import add_json_flag, beneath, columns, emit, printable
@@ -17,8 +16,6 @@ from .output import add_json_flag, beneath, columns, emit, printable
 def _run(args: argparse.Namespace) -> int:
     from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
 
-    if args.limit <= 0:
-        raise BadInput(f"--limit: expected a positive number, got {args.limit}")
     with HubClient.from_config(config.load(args.config)) as client:
         events = client.history(device=args.device, version=args.version, kind=args.kind, limit=args.limit)
 

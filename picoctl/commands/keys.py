@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import config, keyset, signing
 from ..errors import BadInput
+from ..protocol import HEX64
 from . import COMMANDS
 from .output import add_json_flag, console, emit, table
 
@@ -24,12 +25,12 @@ def _generate(args: argparse.Namespace) -> int:
 def _public(value: str) -> str:
     """A public key given as 64 hex digits or as a .pub file."""
     text = value.strip().lower()
-    if not keyset.HEX_KEY.fullmatch(text):
+    if not HEX64.fullmatch(text):
         try:
             text = Path(value).read_text().strip().lower()
         except OSError as exc:
             raise BadInput(f"{value}: neither 64 hex digits nor a readable public key file: {exc.strerror}") from None
-    if not keyset.HEX_KEY.fullmatch(text):
+    if not HEX64.fullmatch(text):
         raise BadInput(f"{value}: not an Ed25519 public key (64 hex digits)")
     return text
 

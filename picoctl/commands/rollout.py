@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import config, release
 from ..errors import BadInput, PicoctlError
 from ..protocol import ACTION_ACCEPTS, ROLLOUT_STATES
-from ..rollout import Cohort, parse_stages
+from ..rollout import Cohort, device_count, parse_stages
 from . import COMMANDS
 from .numbers import count
 from .output import add_json_flag, console, emit, table
@@ -16,7 +16,6 @@ from .output import add_json_flag, console, emit, table
 if TYPE_CHECKING:
     from ..client import HubClient
 
-DEVICE_TARGETS = tuple(t for t in release.TARGETS if t != "pi")  # the Pi updates itself: `picoctl pi`
 
 # The states of the rollouts an action without an ID may pick (the active one first, else the newest).
 DEFAULT_STATES = {**ACTION_ACCEPTS, "status": ROLLOUT_STATES}
@@ -27,16 +26,6 @@ def _client(cfg: config.FleetConfig) -> HubClient:
     from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
 
     return HubClient.from_config(cfg)
-
-
-def _count(value: str, flag: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise BadInput(f"{flag}: expected a whole number of devices (0 or more), got {value!r}")
-    return n
 
 
 def _canary_ids(value: str | None) -> list[str]:
@@ -63,9 +52,9 @@ def _start(args: argparse.Namespace) -> int:
     stages = parse_stages(args.stages or cfg.rollout.stages, canary_ids=_canary_ids(args.canary),
                           device_type=args.device_type, percent=_percent(args.percent))
     halt = cfg.rollout.halt_after_failures if args.halt_after_failures is None else \
-        _count(args.halt_after_failures, "--halt-after-failures")
+        device_count(args.halt_after_failures, "--halt-after-failures")
     promote = cfg.rollout.promote_after_successes if args.promote_after_successes is None else \
-        _count(args.promote_after_successes, "--promote-after-successes")
+        device_count(args.promote_after_successes, "--promote-after-successes")
     with _client(cfg) as client:
         started = client.start_rollout(args.target, args.version, [s.to_dict() for s in stages], halt, promote)
     emit(args, started, _announce(f"started rollout {started.get('id')}"))
@@ -149,7 +138,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = ro.add_subparsers(dest="rollout_command", metavar="ACTION", required=True)
 
     def target(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--target", default="picow", choices=DEVICE_TARGETS, help="device type (default: %(default)s)")
+        p.add_argument("--target", default="picow", choices=release.BOARD_TARGETS, help="device type (default: %(default)s)")
         add_json_flag(p)
 
     s = actions.add_parser("start", help="offer a published release to the fleet, stage by stage")

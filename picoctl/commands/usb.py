@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import config, operations
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
+from ..usb import ESP_BAUD
 from . import COMMANDS
 from .numbers import seconds
 from .output import add_json_flag, console, emit, err_console, progress_bar, table
@@ -131,14 +132,14 @@ def _log(args: argparse.Namespace) -> int:
             forward(line)
 
     def on_status(up: bool, why: str) -> None:
-        err_console.print(f"[dim]-- {args.port}: {'connected' if up else why}[/]")
+        err_console.print(f"[dim]-- {_text(args.port)}: {'connected' if up else _text(why)}[/]")
 
     with serial_log.SerialLog(args.port, on_line=on_line, on_status=on_status) as log:
         _run_for(args.seconds)
     if forward:
         forward.close()
         if forward.last_error:
-            err_console.print(f"[yellow]last heartbeat error:[/] {forward.last_error}")
+            err_console.print(f"[yellow]last heartbeat error:[/] {_text(forward.last_error)}")
     if not log.connects:
         raise PicoctlError(f"{args.port}: never connected: {log.why or 'no answer'}")
     return 0
@@ -150,12 +151,21 @@ def _follow(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
 
     def on_event(port: str, what: str) -> None:
-        err_console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {port}: {what}", highlight=False, soft_wrap=True)
+        err_console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {_text(port)}: {_text(what)}", highlight=False, soft_wrap=True)
 
     err_console.print(f"following MicroPython boards on USB; heartbeats go to {cfg.hub_url}", soft_wrap=True)
     with follow.Follower(cfg, on_event):
         _run_for(args.seconds)
     return 0
+
+
+def _text(said: str) -> str:
+    """What a board, a port or the hub said, shown as text: never rich markup, no control characters."""
+    from rich.markup import escape
+
+    from ..usb.serial_log import shown
+
+    return escape(shown(said))
 
 
 def _run_for(seconds: float) -> None:
@@ -204,7 +214,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fe.add_argument("--port", required=True)
     fe.add_argument("--chip", default="auto", help="auto (esptool detects it) or a chip, e.g. esp32, esp32s3, esp32c3")
     fe.add_argument("--addr", type=_address, help="flash address, e.g. 0x1000 (default: the chip's bootloader offset)")
-    fe.add_argument("--baud", type=int, default=460800)
+    fe.add_argument("--baud", type=int, default=ESP_BAUD)
     fe.set_defaults(func=_flash_esp)
 
     lg = actions.add_parser("log", help="follow a board's serial console; heartbeats go to the hub")

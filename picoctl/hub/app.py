@@ -10,7 +10,7 @@ import h11
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -28,8 +28,11 @@ log = logging.getLogger("picoctl.hub")
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers together
 
 
-class HeadLimit:
-    """431 for a request whose line and headers pass MAX_HEAD_BYTES, however the bytes arrived.
+class HeadCheck:
+    """431 for a request whose line and headers pass MAX_HEAD_BYTES, however the bytes arrived; 400,
+    closing the connection, for one framed by both Content-Length and Transfer-Encoding (RFC 9112
+    6.3: a proxy in front may read its body otherwise, smuggling a request past it); 400 for a NUL
+    in the path or the query (PostgreSQL cannot store or even compare it).
 
     (uvicorn's h11 limit only bounds a head still incomplete in its buffer: one that arrives whole
     passes it.)
@@ -42,8 +45,16 @@ class HeadLimit:
         if scope["type"] == "http":
             size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
             size += sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+            names = {k.lower() for k, _ in scope["headers"]}
+            response = None
             if size > MAX_HEAD_BYTES:
                 response = error_response(431, f"request headers of {size} bytes are over the limit of {MAX_HEAD_BYTES}")
+            elif {b"content-length", b"transfer-encoding"} <= names:
+                response = error_response(400, "a request framed by both Content-Length and Transfer-Encoding",
+                                          {"Connection": "close"})
+            elif "\x00" in scope["path"] or b"%00" in scope["query_string"]:  # no store's text holds a NUL
+                response = error_response(400, "a NUL in the request's path or query")
+            if response is not None:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -71,6 +82,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = {404: f"no route {request.method} {request.url.path}",
                405: f"method {request.method} not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
     return error_response(exc.status_code, message)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that went away before its body ended: nothing to do, and nobody (perhaps) to tell."""
+    return error_response(400, "the request's body ended before its Content-Length or last chunk")
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
@@ -101,9 +117,9 @@ def create_app(cfg: FleetConfig) -> Starlette:
 
     return Starlette(
         routes=[*device_api.routes, *operator_api.routes],
-        middleware=[Middleware(HeadLimit)],
+        middleware=[Middleware(HeadCheck)],
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, ClientDisconnect: _client_gone,
                             **{error: _store_error for error in ERRORS}, PicoctlError: _bad_input,
                             Exception: _server_error},
     )

@@ -16,11 +16,8 @@ from typing import Any
 from starlette.requests import Request
 
 from .. import signing
-from ..protocol import is_device_id
+from ..protocol import DEVICE_HEADER, MAC_HEADER, is_device_id
 from .http import ApiError, parse_object
-
-DEVICE_HEADER = "x-picoctl-device"
-MAC_HEADER = "x-picoctl-mac"
 
 
 @dataclass

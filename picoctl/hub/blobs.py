@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,12 +22,12 @@ from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSati
 from starlette.types import Receive, Scope, Send
 
 from .. import atomic
+from ..protocol import HEX64
 from ..release import read_tar_files
 from ..workdirs import remove_interrupted, work_dir
 from .db import BLOBS, Store
 from .http import ApiError
 
-SHA256 = re.compile(r"[0-9a-f]{64}")
 CHUNK = 256 * 1024  # bytes of a blob per row of the database's copy
 FETCH_PREFIX = ".fetch-"  # <root>/.fetch-XXXX: the work folder of one blob being fetched from the database
 
@@ -67,12 +66,12 @@ class BlobStore:
             self._db.close()
 
     def path(self, sha256: str) -> Path:
-        if not SHA256.fullmatch(sha256):
+        if not HEX64.fullmatch(sha256):
             raise ValueError(f"not a sha256: {sha256!r}")
         return self.root / sha256[:2] / sha256
 
     def has(self, sha256: str) -> bool:
-        return SHA256.fullmatch(sha256) is not None and self.path(sha256).is_file()
+        return HEX64.fullmatch(sha256) is not None and self.path(sha256).is_file()
 
     def put(self, data: bytes) -> str:
         """Store `data`; return its sha256."""
@@ -134,7 +133,7 @@ class BlobStore:
     def response(self, sha256: str) -> Response:
         """The blob, whole (200) or by Range (206); 416 for a range outside it, 404 if unknown; shared,
         one this replica does not hold yet is fetched from the database first."""
-        if not SHA256.fullmatch(sha256) or not (self.has(sha256) or self._shared):
+        if not HEX64.fullmatch(sha256) or not (self.has(sha256) or self._shared):
             raise ApiError(404, f"no artifact with sha256 {sha256}")
         if not self.has(sha256):
             return _Fetched(self, sha256)

@@ -11,9 +11,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__, keyset
-from ..protocol import READING_MAX_STR, is_device_id
+from ..protocol import DEVICE_HEADER, MAC_HEADER, READING_MAX_STR, UPTIME_MAX_S, is_device_id
 from . import engine, logs
-from .auth import DEVICE_HEADER, DeviceAuth, Refused, UnknownDevice
+from .auth import DeviceAuth, Refused, UnknownDevice
 from .http import ApiError, field, json_bytes, json_response, read_body
 from .state import Hub
 
@@ -22,7 +22,7 @@ NONCE = re.compile(r"[0-9a-f]{32}")
 
 def _signed(device: DeviceAuth, data: dict[str, Any]) -> Response:
     body = json_bytes(data)
-    return Response(body, 200, media_type="application/json", headers={"X-Picoctl-Mac": device.mac(body)})
+    return Response(body, 200, media_type="application/json", headers={MAC_HEADER: device.mac(body)})
 
 
 DeviceHandler = Callable[[Hub, DeviceAuth, dict[str, Any]], Awaitable[Response]]
@@ -73,10 +73,13 @@ def heartbeat_fields(data: dict[str, Any]) -> dict[str, Any]:
     phase = field(data, "phase", "str", required=False)  # the board's own state, shown as it is
     if phase is not None and len(phase) > READING_MAX_STR:
         raise ApiError(400, f"field 'phase': at most {READING_MAX_STR} characters")
+    uptime = field(data, "uptime_s", "number", required=False)
+    if uptime is not None and not 0 <= uptime <= UPTIME_MAX_S:
+        raise ApiError(400, f"field 'uptime_s' must be between 0 and {UPTIME_MAX_S}")
     return {
         "version": field(data, "version", "str", required=False),
         "seq": field(data, "seq", "int", required=False),
-        "uptime_s": field(data, "uptime_s", "number", required=False),
+        "uptime_s": uptime,
         "mem_free": field(data, "mem_free", "int", required=False),
         "rssi": field(data, "rssi", "int", required=False),
         "phase": phase or None,

@@ -1,20 +1,20 @@
 """HTTP plumbing shared by the hub's routes: JSON errors, capped bodies, strict JSON, typed field checks.
 
-Every value a request brings in passes here first: integers must fit SQLite's 64 bits, numbers must
-be finite, strings must be text (no NUL, no lone surrogates), so whatever is stored can be stored (in
-SQLite or PostgreSQL) and shown again as JSON.
+Every value a request brings in passes here first, held to picoctl.strict_json: integers must fit
+SQLite's 64 bits, numbers must be finite, strings must be text (no NUL, no lone surrogates).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
-import re
-from typing import Any
+from typing import Any, AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+from .. import strict_json
+from ..errors import BadInput
 
 
 class ApiError(Exception):
@@ -44,8 +44,23 @@ async def read_body(request: Request, cap: int, timeout_s: float) -> bytes:
     try:
         async with asyncio.timeout(timeout_s):
             return await _read_capped(request, cap)
-    except TimeoutError:
-        raise ApiError(408, f"request body not received within {timeout_s:g} s") from None
+    except TimeoutError:  # the rest of the body may still come: the connection cannot be used again
+        raise ApiError(408, f"request body not received within {timeout_s:g} s", {"Connection": "close"}) from None
+
+
+async def stream_body(request: Request, idle_s: float) -> AsyncIterator[bytes]:
+    """The request body as it arrives (an upload); a 408, closing the connection, once no part of it
+    has come for `idle_s`."""
+    chunks = aiter(request.stream())
+    while True:
+        try:
+            async with asyncio.timeout(idle_s):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ApiError(408, f"no part of the request body arrived for {idle_s:g} s", {"Connection": "close"}) from None
+        yield chunk
 
 
 async def _read_capped(request: Request, cap: int) -> bytes:
@@ -61,55 +76,20 @@ async def _read_capped(request: Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
-_INT_TEXT = re.compile(r"-?[0-9]{1,19}")
-_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")  # NUL (PostgreSQL text cannot hold it), lone surrogates
-
-
 def int64(text: str, what: str) -> int:
     """`text` as an integer of at most 64 bits (ASCII digits only), else a 400 naming `what`."""
-    if _INT_TEXT.fullmatch(text):
-        value = int(text)
-        if INT64_MIN <= value <= INT64_MAX:
-            return value
-    raise ApiError(400, f"{what}: expected an integer of at most 64 bits, got {text[:40]!r}")
+    try:
+        return strict_json.int64(text, what)
+    except BadInput as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def parse_json(raw: bytes, what: str = "body") -> Any:
-    """JSON the hub can store: 64-bit integers, finite numbers, text without NUL or lone surrogates; else a 400."""
-    def integer(text: str) -> int:
-        return int64(text, f"{what}: number")
-
-    def finite(text: str) -> float:
-        value = float(text)
-        if not math.isfinite(value):
-            raise ApiError(400, f"{what}: number {text[:40]} is out of range")
-        return value
-
-    def constant(name: str) -> Any:
-        raise ApiError(400, f"{what} is not valid JSON: {name} is not a number JSON allows")
-
+    """JSON the hub can store (picoctl.strict_json); else a 400."""
     try:
-        data = json.loads(raw, parse_int=integer, parse_float=finite, parse_constant=constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"{what} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError(400, f"{what} is not valid JSON: nested too deeply") from None
-    _check_text(data, what)
-    return data
-
-
-def _check_text(data: Any, what: str) -> None:
-    todo = [data]
-    while todo:
-        item = todo.pop()
-        if isinstance(item, dict):
-            todo.extend(item)
-            todo.extend(item.values())
-        elif isinstance(item, list):
-            todo.extend(item)
-        elif isinstance(item, str) and _NOT_TEXT.search(item):
-            raise ApiError(400, f"{what}: a string holds a NUL or a lone UTF-16 surrogate, which is not text")
+        return strict_json.loads(raw, what)
+    except BadInput as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def parse_object(body: bytes) -> dict[str, Any]:

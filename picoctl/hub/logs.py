@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import diagnostics
 from ..errors import BadInput
+from ..protocol import LOG_WINDOW_S
 from . import engine, store
 from .http import ApiError, field
 from .ingest import Tx
@@ -21,7 +22,6 @@ from .store import Db
 
 LOG_BODY_MAX = 8192  # bytes of one log post; the board sends at most about half
 LOG_KEEP = 500  # lines kept per board
-LOG_WINDOW_S = 120  # how long a board streams after a request
 LOG_WINDOW_MAX_S = 600
 MAX_AGE_MS = 7 * 24 * 3600 * 1000
 

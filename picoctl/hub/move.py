@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PicoctlError
-from .blobs import SHA256, share
+from ..protocol import HEX64
+from .blobs import share
 from .db import ERRORS, Store, first_line, redact
 from .state import DB_NAME, LOCK_NAME, single_writer_lock
 
@@ -79,7 +80,7 @@ def _copy(db: Path, url: str) -> dict[str, int]:
                               f" (SELECT MAX(id) FROM {table}))")
                 counts[table] = len(rows)
             for blob in sorted((db.parent / "blobs").glob("??/*")):
-                if SHA256.fullmatch(blob.name):
+                if HEX64.fullmatch(blob.name):
                     share(c, blob.name, blob)
             expected = _last_counters(s)
         with dst.reading() as c:

@@ -12,11 +12,12 @@ from starlette.routing import Route
 
 from .. import diagnostics, signing
 from ..config import FleetConfig
-from ..protocol import CHANNELS, is_device_id, liveness
+from ..protocol import CHANNELS, DEVICE_ID_RULE, META_HEADER, is_device_id, liveness
+from ..strict_json import INT64_MAX
 from . import engine, logs, releases, store
 from .auth import check_bearer
 from .device_api import heartbeat_fields
-from .http import INT64_MAX, ApiError, field, int64, json_response, parse_object, read_body
+from .http import ApiError, field, int64, json_response, parse_object, read_body, stream_body
 from .ingest import Tx
 from .state import Hub
 from .store import Db
@@ -43,16 +44,22 @@ register_url_convertor("rowid", RowId())
 
 
 def operator(handler: Callable[[Request, Hub], Awaitable[Response]]) -> Handler:
-    """Wrap a handler: bearer token first, then the hub."""
+    """Wrap a handler: bearer token first; then a change's whole body (an upload streams its own), so
+    one cut short or stalled is refused before anything is done, even by a handler that ignores it."""
     async def wrapped(request: Request) -> Response:
         hub: Hub = request.app.state.hub
         check_bearer(request, hub.token)
+        if request.method in ("POST", "DELETE"):
+            await _body(request)
         return await handler(request, hub)
     return wrapped
 
 
 async def _body(request: Request) -> bytes:
-    return await read_body(request, MAX_JSON_BODY, request.app.state.hub.cfg.hub.body_timeout_s)
+    """The request's body, read once (capped and timed)."""
+    if not hasattr(request.state, "body"):
+        request.state.body = await read_body(request, MAX_JSON_BODY, request.app.state.hub.cfg.hub.body_timeout_s)
+    return request.state.body
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -158,7 +165,7 @@ async def register_device(request: Request, hub: Hub) -> Response:
     device_id, type_ = field(data, "id", "str"), field(data, "type", "str")
     channel = field(data, "channel", "str", required=False, default="stable")
     if not is_device_id(device_id):
-        raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_' or '-'")
+        raise ApiError(400, f"device id {device_id!r}: expected {DEVICE_ID_RULE}")
     if type_ not in hub.cfg.device_types:
         raise ApiError(400, f"unknown device type {type_!r} (fleet.toml knows {', '.join(sorted(hub.cfg.device_types))})")
     if channel not in CHANNELS:
@@ -226,7 +233,7 @@ async def relay_heartbeat(request: Request, hub: Hub) -> Response:
     """A heartbeat picoctl read from a USB-attached board; the board is registered on first sight."""
     device_id = request.path_params["id"]
     if not is_device_id(device_id):
-        raise ApiError(400, f"device id {device_id!r}: expected 1-64 letters, digits, '.', '_', ':' or '-'")
+        raise ApiError(400, f"device id {device_id!r}: expected {DEVICE_ID_RULE}")
     beat = heartbeat_fields(await _json(request)) | {"device_id": device_id, "counter": 0, "at": time.time()}
     key = signing.new_device_key()
     record = hub.heartbeat_job(beat, authenticated=False)
@@ -273,10 +280,10 @@ async def list_releases(request: Request, hub: Hub) -> Response:
 
 async def publish_release(request: Request, hub: Hub) -> Response:
     target, version = request.path_params["target"], request.path_params["version"]
-    meta = releases.decode_meta(request.headers.get("x-picoctl-meta"))
+    meta = releases.decode_meta(request.headers.get(META_HEADER))
     if not isinstance(meta, dict) or meta.get("target") != target or meta.get("version") != version:
         raise ApiError(400, f"meta.json is not for {target} {version}")
-    meta, added = await releases.accept(hub, meta, request.stream(), "operator")
+    meta, added = await releases.accept(hub, meta, stream_body(request, hub.cfg.hub.body_timeout_s), "operator")
     return json_response({"ok": True, "added": added, "meta": meta}, 201 if added else 200)
 
 

@@ -24,7 +24,8 @@ import httpx
 from .. import keyset
 from .. import release as release_mod
 from ..errors import BadInput, PicoctlError
-from ..urls import MAX_REDIRECTS, check_hop, check_url
+from ..protocol import META_HEADER
+from ..urls import MAX_REDIRECTS, check_hop, check_url, too_many_redirects
 from ..workdirs import work_dir
 from . import store
 from .auth import same_secret
@@ -37,14 +38,14 @@ FETCH_TIMEOUT_S = 30.0
 
 
 def decode_meta(header: str | None) -> Any:
-    """meta.json from the base64 `X-Picoctl-Meta` header."""
+    """meta.json from the base64 META_HEADER."""
     if not header:
-        raise ApiError(400, "missing X-Picoctl-Meta header (base64 of meta.json)")
+        raise ApiError(400, f"missing {META_HEADER} header (base64 of meta.json)")
     try:
         raw = base64.b64decode(header, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ApiError(400, f"X-Picoctl-Meta is not base64 of a JSON meta.json: {exc}") from None
-    return parse_json(raw, "X-Picoctl-Meta")
+        raise ApiError(400, f"{META_HEADER} is not base64 of a JSON meta.json: {exc}") from None
+    return parse_json(raw, META_HEADER)
 
 
 async def _write_capped(chunks: AsyncIterator[bytes], dest: Path, size: int) -> None:
@@ -134,6 +135,8 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
                 if resp.status_code != 200:
                     raise ApiError(502, f"{artifact_url}: HTTP {resp.status_code}")
                 return await accept(hub, meta, resp.aiter_bytes(), actor)
+    except httpx.TooManyRedirects as exc:
+        raise ApiError(502, too_many_redirects(meta_url, exc)) from None
     except httpx.HTTPError as exc:
         raise ApiError(502, f"cannot fetch the release: {exc}") from None
 

@@ -3,6 +3,8 @@
 The signature of meta.json is checked before any artifact byte is read; the artifact is then copied
 or streamed (httpx) into a private file, hashed and size-capped on the way, and compared with the
 signed sha256 (and with `--sha256` when given). Only that private copy is ever unpacked.
+Every request, redirects included, goes only where urls.check_hop lets a fetch from the URL the
+operator named go.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from .. import keyset, release
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
-from ..urls import check_url, is_url
+from ..protocol import HEX64
+from ..urls import MAX_REDIRECTS, check_hop, check_url, is_url, too_many_redirects
 from .layout import disk_error
 
 CHUNK = 1 << 16
@@ -40,19 +43,30 @@ def _timeout() -> httpx.Timeout:
     return httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
 
 
-def fetch_meta_url(url: str) -> dict[str, Any]:
-    """Download and shape-check a published meta.json."""
+def _client(named: str) -> httpx.Client:
+    """A client that follows at most MAX_REDIRECTS redirects, each request held to check_hop from `named`."""
+    def allowed(request: httpx.Request) -> None:
+        check_hop(named, str(request.url), "redirect or artifact_url")
+
+    return httpx.Client(timeout=_timeout(), follow_redirects=True, max_redirects=MAX_REDIRECTS,
+                        event_hooks={"request": [allowed]})
+
+
+def fetch_meta_url(url: str, named: str | None = None) -> dict[str, Any]:
+    """Download and shape-check a published meta.json (for a fetch that started at `named`, else at `url`)."""
     check_url(url, "meta.json URL")
     cap = release.MAX_META_BYTES
     body = bytearray()
     try:
-        with httpx.stream("GET", url, timeout=_timeout(), follow_redirects=True) as r:
+        with _client(named or url) as client, client.stream("GET", url) as r:
             if r.status_code != 200:
                 raise PicoctlError(f"{url}: HTTP {r.status_code} fetching meta.json")
             for chunk in r.iter_bytes(CHUNK):
                 body += chunk
                 if len(body) > cap:
                     raise BadInput(f"{url}: meta.json larger than {cap} bytes")
+    except httpx.TooManyRedirects as exc:
+        raise PicoctlError(too_many_redirects(url, exc)) from None
     except httpx.HTTPError as exc:
         raise PicoctlError(f"{url}: cannot fetch meta.json: {exc}") from None
     return release.parse_meta(bytes(body), url)
@@ -66,7 +80,7 @@ def _locate(source: str) -> tuple[dict[str, Any], str]:
             meta_url = source if path.endswith(".json") else source + "meta.json"
             meta = fetch_meta_url(meta_url)
             return meta, check_url(urljoin(meta_url, meta["artifact_url"]), f"{meta_url}: artifact_url")
-        meta = fetch_meta_url(urljoin(source, "meta.json"))
+        meta = fetch_meta_url(urljoin(source, "meta.json"), source)
         if PurePosixPath(path).name != meta["artifact"]:
             raise BadInput(f"{source}: the meta.json beside it is for {meta['artifact']}, not this artifact")
         return meta, source
@@ -105,25 +119,27 @@ def _chunks_from_file(path: Path) -> Generator[bytes, None, None]:
         raise PicoctlError(f"{path}: cannot read artifact: {exc.strerror}") from None
 
 
-def _chunks_from_url(url: str, progress: Progress, expected: int) -> Generator[bytes, None, None]:
+def _chunks_from_url(url: str, named: str, progress: Progress, expected: int) -> Generator[bytes, None, None]:
     try:
-        with httpx.stream("GET", url, timeout=_timeout(), follow_redirects=True) as r:
+        with _client(named) as client, client.stream("GET", url) as r:
             if r.status_code != 200:
                 raise PicoctlError(f"{url}: HTTP {r.status_code} fetching the artifact")
             progress.phase("download", total=int(r.headers.get("content-length") or expected), item=url)
             yield from r.iter_bytes(CHUNK)
+    except httpx.TooManyRedirects as exc:
+        raise PicoctlError(too_many_redirects(url, exc)) from None
     except httpx.HTTPError as exc:
         raise PicoctlError(f"{url}: download failed: {exc}") from None
 
 
 def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha256: str | None = None) -> Fetched:
     """Verify the release's meta, then copy its artifact into `incoming`, hash-checked."""
-    if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256.lower())):
+    if sha256 is not None and not HEX64.fullmatch(sha256.lower()):
         raise BadInput(f"--sha256: expected 64 hex digits, got {sha256!r}")
     meta, where = _locate(source)
     check_trust(cfg, meta, source)
     if is_url(where):
-        chunks = _chunks_from_url(where, progress, meta["size"])
+        chunks = _chunks_from_url(where, source, progress, meta["size"])
     else:
         progress.phase("copy", total=meta["size"], item=where)
         chunks = _chunks_from_file(Path(where))

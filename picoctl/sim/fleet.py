@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from ..errors import PicoctlError
+from ..protocol import DEVICE_HEADER, MAC_HEADER
 from ..hub import store
 from ..hub.db import Store
 from ..signing import device_mac, new_device_key
@@ -66,7 +67,7 @@ class SimDevice:
 
     def signed(self, body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         raw = json.dumps(body, separators=(",", ":")).encode()
-        return raw, {"X-Picoctl-Device": self.id, "X-Picoctl-Mac": device_mac(self.key, raw),
+        return raw, {DEVICE_HEADER: self.id, MAC_HEADER: device_mac(self.key, raw),
                      "Content-Type": "application/json"}
 
     def post(self, client: httpx.Client, path: str, body: dict[str, Any], verify_mac: bool) -> dict[str, Any]:
@@ -79,7 +80,7 @@ class SimDevice:
         if r.status_code != 200:
             raise DeviceProtocolError(f"{self.id}: {path}: HTTP {r.status_code} {r.text[:200]}")
         if verify_mac:
-            mac = r.headers.get("X-Picoctl-Mac", "")
+            mac = r.headers.get(MAC_HEADER, "")
             if not hmac.compare_digest(device_mac(self.key, r.content), mac):
                 raise DeviceProtocolError(f"{self.id}: {path}: response MAC does not verify")
         return r.json()

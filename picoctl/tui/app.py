@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from ..config import FleetConfig
-from ..errors import UnexpectedAnswer
+from ..errors import UnexpectedAnswer, Unreachable
 from . import keymap
 from .model import FleetModel, Link, thresholds_from
 from .screens.base import ModelScreen, one_line
@@ -143,7 +143,8 @@ class PicoctlApp(App[None]):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of the link: banner, wait, retry
-                self.link = Link("down", one_line(exc), self.link.since or self.clock(),
+                why = visible(exc.cause.partition("\n")[0]) if isinstance(exc, Unreachable) else one_line(exc)
+                self.link = Link("down", why, self.link.since or self.clock(),
                                  answered=isinstance(exc, UnexpectedAnswer))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
@@ -181,7 +182,7 @@ class PicoctlApp(App[None]):
     def _worker_failed(self, event: Worker.StateChanged) -> None:
         """The app's own workers; the screens route theirs (ModelScreen). Link trouble is the banner's."""
         if event.state is WorkerState.ERROR and event.worker.group != "counts":
-            self.notify(f"{event.worker.name}: {one_line(event.worker.error)}", severity="error", timeout=8)
+            self.fail(f"{event.worker.name}: {one_line(event.worker.error)}")
 
     def flush(self) -> None:
         """Hand what changed since the last flush to the screens that show it."""
@@ -228,6 +229,10 @@ class PicoctlApp(App[None]):
         super().notify(visible(message, lines=True), title=visible(title), severity=severity, timeout=timeout,
                        markup=False)
 
+    def fail(self, message: str) -> None:
+        """A failure, as a toast that stays longer than others: the one way a failure is shown."""
+        self.notify(message, severity="error", timeout=8)
+
     # --- actions ---------------------------------------------------------------------------
     def action_show(self, mode: str) -> None:
         if mode != self.current_mode:
@@ -269,10 +274,9 @@ def _bindings_of(screen: Screen) -> Iterable[Binding]:
             yield b
 
 
-def run_app(cfg: FleetConfig, source: Source | None = None, clock: Callable[[], float] = time.time,
-            start_mode: str = "fleet", saves: Path | None = None) -> int:
-    """Run the TUI against the hub of `cfg` (or another source, e.g. a Recording); 0 when quit."""
+def run_app(cfg: FleetConfig, saves: Path | None = None) -> int:
+    """Run the TUI against the hub of `cfg`; 0 when quit."""
     from .source import Live
 
-    PicoctlApp(cfg, source or Live(cfg), clock, start_mode, saves=saves).run()
+    PicoctlApp(cfg, Live(cfg), saves=saves).run()
     return 0

@@ -48,9 +48,9 @@ def stamp(at: float | None) -> str:
     return "-" if at is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))
 
 
-def plural(n: int, word: str, many: str | None = None) -> str:
+def plural(n: int, word: str) -> str:
     """'1 device', '3 devices', '0 devices'."""
-    return f"{n} {word if n == 1 else many or word + 's'}"
+    return f"{n} {word if n == 1 else word + 's'}"
 
 
 def status_cell(status: str, last_known: bool = False) -> Text:
@@ -58,10 +58,6 @@ def status_cell(status: str, last_known: bool = False) -> Text:
     if last_known:
         return Text(f"? {status}", style="dim italic", justify="left")
     return Text(f"{STATUS_SYMBOL.get(status, '?')} {status}", style=STATUS_STYLE.get(status, ""), justify="left")
-
-
-def phase_text(phase: str) -> Text:
-    return Text(phase, style=PHASE_STYLE.get(phase, ""))
 
 
 def reading_cell(value: object) -> str | Text:

@@ -326,13 +326,10 @@ class Live:
             with HubClient(self.client.url, self.cfg.read_token()) as hub:
                 return hub.register_device(device_id, type_)["key"]
 
-        intervals = self.cfg.device_type("picow")
         hub_url = self.cfg.hub.public_url
         done = operations.provision(self.cfg, what["id"], where, lambda: provision.provision(
             what["id"], hub_url, register, lambda files: push.push_files(where, files, progress), what.get("ssid", ""),
-            what.get("password", ""), hub_cert=provision.hub_certificate(self.cfg, hub_url),
-            keys=provision.site_keys(self.cfg),
-            heartbeat_s=intervals.heartbeat_interval_s, check_s=intervals.check_interval_s)).result
+            what.get("password", ""), **provision.site_settings(self.cfg, hub_url))).result
         return f"provisioned {done.device_id} ({done.version}, {len(done.files)} files)"
 
     def usb_identity(self, port: str) -> tuple[str | None, str | None]:

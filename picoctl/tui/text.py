@@ -19,13 +19,13 @@ MAX_CHARS = 4000  # one field (an error, a traceback, a log line, a note); the r
 MAX_MARKS = 2  # combining marks kept on one character
 
 
-def visible(value: object, lines: bool = False, limit: int = MAX_CHARS) -> str:
+def visible(value: object, lines: bool = False) -> str:
     """`value` as text that is safe to draw: escapes for what is not printable (keeping line breaks when
-    `lines`, a tab as a space), at most MAX_MARKS combining marks a character, at most `limit` characters."""
+    `lines`, a tab as a space), at most MAX_MARKS combining marks a character, at most MAX_CHARS characters."""
     s = value if isinstance(value, str) else str(value)
-    cut = len(s) - limit if len(s) > limit else 0
+    cut = len(s) - MAX_CHARS if len(s) > MAX_CHARS else 0
     if cut:
-        s = s[:limit]
+        s = s[:MAX_CHARS]
     if not (s.isprintable() and s.isascii()):
         s = _escaped(s, lines)
     return f"{s}… ({cut} more characters)" if cut else s
@@ -49,10 +49,10 @@ def _escaped(s: str, lines: bool) -> str:
     return "".join(out)
 
 
-def flat(value: object, limit: int = MAX_CHARS) -> str:
+def flat(value: object) -> str:
     """`value` on one line: its line breaks as spaces, then made visible."""
     s = value if isinstance(value, str) else str(value)
-    return visible(" ".join(s[: limit + 1].splitlines()) if "\n" in s or "\r" in s else s, limit=limit)
+    return visible(" ".join(s[: MAX_CHARS + 1].splitlines()) if "\n" in s or "\r" in s else s)
 
 
 def cleaned(data: Any) -> Any:

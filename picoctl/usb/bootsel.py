@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput, PicoctlError
-from . import port_claim
+from . import SERIAL_BAUD, port_claim
 
 INFO_FILE = "INFO_UF2.TXT"
 
@@ -94,7 +94,7 @@ def _reboot_to_bootsel(port: str) -> bytes:
     from .push import interrupt
 
     try:
-        t = SerialTransport(os.path.realpath(port), baudrate=115200, timeout=2)
+        t = SerialTransport(os.path.realpath(port), baudrate=SERIAL_BAUD, timeout=2)
     except (TransportError, serial.SerialException, OSError) as exc:
         raise PicoctlError(f"{port}: cannot open the serial port: {exc}") from None
     try:

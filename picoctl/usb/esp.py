@@ -24,7 +24,7 @@ from esptool.util import FatalError
 
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
-from . import port_claim
+from . import ESP_BAUD, port_claim
 
 ESP_IMAGE_MAGIC = 0xE9
 CHIPS = tuple(name for name in CHIP_DEFS if name != "esp8266")
@@ -89,7 +89,7 @@ class _ProgressLogger(TemplateLogger):
 
 
 def flash_esp(firmware: Path, port: str, progress: Progress, chip: str = "auto", address: int | None = None,
-              baud: int = 460800, connect_attempts: int = 7) -> EspFlashResult:
+              baud: int = ESP_BAUD, connect_attempts: int = 7) -> EspFlashResult:
     """Write `firmware` to the board on `port`, then hard-reset it."""
     t0 = time.monotonic()
     try:

@@ -62,18 +62,12 @@ class Follower:
                     self.on_event(board.path, "following")
 
     def _follow(self, port: str) -> tuple[SerialLog, HeartbeatForwarder]:
-        forward = HeartbeatForwarder(self.cfg)
-
-        def line(text: str) -> None:
-            error = forward.last_error
-            forward(text)
-            if forward.last_error != error:
-                self.on_event(port, forward.last_error)
+        forward = HeartbeatForwarder(self.cfg, on_error=lambda message: self.on_event(port, message))
 
         def status(up: bool, why: str) -> None:
             self.on_event(port, "connected" if up else why)
 
-        log = SerialLog(port, on_line=line, on_status=status, maxlen=50, gives_way=True)
+        log = SerialLog(port, on_line=forward, on_status=status, maxlen=50, gives_way=True)
         log.start()
         return log, forward
 

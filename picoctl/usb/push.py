@@ -26,11 +26,10 @@ from mpremote.transport_serial import SerialTransport
 from .. import release
 from ..errors import BadInput, PicoctlError
 from ..progress import Progress
-from . import port_claim, sources, transfer
+from . import SERIAL_BAUD, port_claim, sources, transfer
 
 TMP_SUFFIX = release.PUSH_TMP_SUFFIX
 VERSION_FILE = "version.json"
-BAUD = 115200
 READ_TIMEOUT_S = 5  # a board silent this long is not answering: an error, never a hang
 QUIET_S = 0.3  # no output for this long after Ctrl-C: the program has stopped
 INTERRUPT_WAIT_S = 1.0  # output for this long after a Ctrl-C: send another
@@ -66,7 +65,7 @@ def release_files(source: Path, trusted: Sequence[str] | None = None) -> tuple[d
         raise BadInput(f"{source}: not a folder (expected a pico/picow release or a folder of files)")
     if (source / "meta.json").exists():
         meta = sources.verified(source, trusted)
-        if meta["target"] not in ("pico", "picow") or meta.get("format") != "tar":
+        if meta["target"] not in release.BOARD_TARGETS or meta.get("format") != "tar":
             raise BadInput(f"{source}: a {meta['target']} {meta.get('format')} release cannot be pushed over serial"
                            + ("; flash it with `picoctl usb flash`" if meta.get("format") == "uf2" else ""))
         files = release.read_tar_files(source / meta["artifact"])
@@ -154,7 +153,7 @@ class BoundedTransport(SerialTransport):
 
 def _open(port: str) -> SerialTransport:
     try:
-        transport = BoundedTransport(os.path.realpath(port), baudrate=BAUD, timeout=READ_TIMEOUT_S)
+        transport = BoundedTransport(os.path.realpath(port), baudrate=SERIAL_BAUD, timeout=READ_TIMEOUT_S)
     except (TransportError, serial.SerialException, OSError) as exc:
         raise PicoctlError(f"{port}: cannot open the serial port: {exc}") from None
     try:

@@ -18,9 +18,8 @@ from typing import Callable
 import serial
 
 from ..errors import PicoctlError
-from . import port_claim
+from . import SERIAL_BAUD, port_claim
 
-BAUD = 115200
 MAX_LINE = 4096  # a line longer than this is cut, so a board printing without newlines cannot eat memory
 READ_S = 0.1  # serial read timeout: how often a quiet port checks for stop()
 YIELD_CHECK_S = 0.02  # how often a follower that gives way asks whether an operation wants the port
@@ -118,7 +117,7 @@ class SerialLog:
     def _follow(self, give_way: Callable[[], bool]) -> None:
         """One connection: read lines until stopped, the port fails, or `give_way()` says to."""
         try:
-            conn = serial.Serial(os.path.realpath(self.port), BAUD,
+            conn = serial.Serial(os.path.realpath(self.port), SERIAL_BAUD,
                                  timeout=YIELD_CHECK_S if self.gives_way else READ_S)
         except (serial.SerialException, OSError) as exc:
             self._status(False, str(exc))

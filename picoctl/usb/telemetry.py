@@ -6,21 +6,29 @@ A heartbeat line, as device_code/pico/main.py prints it:
      "mem_free": 151232, "readings": {"temp_c": 24.5}}
 
 It becomes `POST /api/v1/devices/{id}/heartbeat` (picoctl.client's relay_heartbeat) with the body
-{version, uptime_s, mem_free, rssi, readings}, so USB boards show in the fleet like Pico-Ws.
+{version, uptime_s, mem_free, rssi, readings}, so USB boards show in the fleet like Pico-Ws. A line
+the hub would refuse (a number out of range, NaN, a NUL) is refused here and never sent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any, Callable, TypeGuard
 
-from ..client import HubClient, HubError
+from .. import strict_json
+from ..client import AsyncHubClient, HubClient, HubError
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
-from ..protocol import READING_MAX_STR, is_device_id
+from ..protocol import READING_MAX_STR, UPTIME_MAX_S, is_device_id
 
 TIMEOUT_S = 3.0
+POST_S = 5.0  # the longest one relayed heartbeat may take, however slowly the hub answers
+QUEUE = 16  # heartbeats waiting for a slow hub; past that the oldest is dropped
 
 
 @dataclass(frozen=True)
@@ -58,11 +66,12 @@ def parse_heartbeat(line: str) -> Heartbeat | None:
         return None
     dev, version, uptime = obj.get("id"), obj.get("version"), obj.get("uptime_s")
     if not is_device_id(dev):
-        raise BadInput(f"heartbeat: bad device id {dev!r}")
+        raise BadInput(f"heartbeat: bad device id {str(dev)[:80]!r}")
+    obj = strict_json.loads(text, f"heartbeat from {dev}")  # what the hub could store, or BadInput
     if not isinstance(version, str) or not version:
         raise BadInput(f"heartbeat from {dev}: version must be a non-empty string")
-    if not _number(uptime) or uptime < 0:
-        raise BadInput(f"heartbeat from {dev}: uptime_s must be a non-negative number, got {uptime!r}")
+    if not _number(uptime) or not 0 <= uptime <= UPTIME_MAX_S:
+        raise BadInput(f"heartbeat from {dev}: uptime_s must be a number from 0 to {UPTIME_MAX_S}, got {uptime!r}")
     mem_free, rssi = obj.get("mem_free"), obj.get("rssi")
     for key, value in (("mem_free", mem_free), ("rssi", rssi)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
@@ -74,35 +83,91 @@ def parse_heartbeat(line: str) -> Heartbeat | None:
     return Heartbeat(dev, version, uptime, mem_free, rssi, readings)
 
 
-def post_heartbeat(cfg: FleetConfig, hb: Heartbeat, client: HubClient | None = None) -> None:
+def _refused(hb: Heartbeat, exc: HubError) -> PicoctlError:
+    return PicoctlError(f"hub refused the heartbeat of {hb.device_id}: HTTP {exc.status} {exc.message}")
+
+
+def post_heartbeat(cfg: FleetConfig, hb: Heartbeat) -> None:
     """Record `hb` in the hub; PicoctlError naming the cause when the hub does not take it."""
     try:
-        if client is None:
-            with HubClient.from_config(cfg, timeout=TIMEOUT_S) as own:
-                own.relay_heartbeat(hb.device_id, hb.body())
-        else:
+        with HubClient.from_config(cfg, timeout=TIMEOUT_S) as client:
             client.relay_heartbeat(hb.device_id, hb.body())
     except HubError as exc:
-        raise PicoctlError(f"hub refused the heartbeat of {hb.device_id}: HTTP {exc.status} {exc.message}") from None
+        raise _refused(hb, exc) from None
 
 
 class HeartbeatForwarder:
-    """A per-line callback for SerialLog: posts each heartbeat; remembers the last error."""
+    """A per-line callback for SerialLog: parses each line at once and posts its heartbeats from a
+    thread of its own, so a hub that is down, slow or dripping its answer never holds up the console.
+    Each post ends within POST_S; at most QUEUE heartbeats wait (the oldest dropped first, counted in
+    `dropped`, as are those close() does not get to); each error is kept in `last_error` and said
+    through `on_error` when it changes."""
 
-    def __init__(self, cfg: FleetConfig) -> None:
-        self.cfg = cfg
-        self.client = HubClient.from_config(cfg, timeout=TIMEOUT_S)
+    def __init__(self, cfg: FleetConfig, on_error: Callable[[str], None] | None = None) -> None:
+        self.client = AsyncHubClient(cfg.hub_url, cfg.read_token(), timeout=TIMEOUT_S)
+        self.on_error = on_error
         self.sent = 0
+        self.dropped = 0
         self.last_error = ""
+        self._waiting: collections.deque[Heartbeat] = collections.deque()
+        self._wake = threading.Condition()
+        self._closed_at: float | None = None
+        self._thread = threading.Thread(target=asyncio.run, args=(self._send_all(),), name="heartbeats", daemon=True)
+        self._thread.start()
 
     def __call__(self, line: str) -> None:
         try:
             hb = parse_heartbeat(line)
-            if hb is not None:
-                post_heartbeat(self.cfg, hb, self.client)
-                self.sent += 1
         except PicoctlError as exc:
-            self.last_error = str(exc)
+            self._error(str(exc))
+            return
+        if hb is not None:
+            with self._wake:
+                if len(self._waiting) == QUEUE:
+                    self._waiting.popleft()
+                    self.dropped += 1
+                self._waiting.append(hb)
+                self._wake.notify()
 
     def close(self) -> None:
-        self.client.close()
+        """Send what waits for at most POST_S more, then stop."""
+        with self._wake:
+            self._closed_at = time.monotonic()
+            self._wake.notify()
+        self._thread.join(timeout=POST_S + 1)
+
+    def _error(self, message: str) -> None:
+        if message != self.last_error:
+            self.last_error = message
+            if self.on_error:
+                self.on_error(message)
+
+    def _next(self) -> tuple[Heartbeat, float] | None:
+        """The oldest waiting heartbeat and the seconds its post may take; None once closed and done."""
+        with self._wake:
+            while not self._waiting and self._closed_at is None:
+                self._wake.wait()
+            left = POST_S if self._closed_at is None else self._closed_at + POST_S - time.monotonic()
+            if not self._waiting or left <= 0:
+                return None
+            return self._waiting.popleft(), min(POST_S, left)
+
+    async def _send_all(self) -> None:
+        try:
+            while (job := self._next()) is not None:  # blocks this thread's loop, which has nothing else to do
+                hb, limit = job
+                try:
+                    async with asyncio.timeout(limit):
+                        await self.client.relay_heartbeat(hb.device_id, hb.body())
+                    self.sent += 1
+                except HubError as exc:
+                    self._error(str(_refused(hb, exc)))
+                except PicoctlError as exc:
+                    self._error(str(exc))
+                except TimeoutError:
+                    if limit < POST_S:  # cut short by close(): not the hub's fault to report
+                        self.dropped += 1
+                    else:
+                        self._error(f"hub did not take the heartbeat of {hb.device_id} within {POST_S:g} s")
+        finally:
+            await self.client.aclose()

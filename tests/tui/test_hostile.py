@@ -12,7 +12,6 @@ import asyncio
 import json
 import random
 import threading
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from textual.app import App
 
 import conftest  # tests/conftest.py: the hub fixture's Hub
 from screenshots import WHY, demo_app, settle
-from loopback import serving
+from loopback import Peer, serving
 from waiting import until
 from picoctl import config
 from picoctl.client import AsyncHubClient
@@ -201,21 +200,16 @@ def test_a_filter_typed_with_markup_is_searched_for_as_text(recording: Path, scr
     asyncio.run(run())
 
 
-class _SilentHub(BaseHTTPRequestHandler):
+class _SilentHub(Peer):
     """Empty lists; its first event stream sends one event and then nothing, as a hung hub would; the next
     ones ping."""
 
     streams = 0
     release = threading.Event()
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         if self.path != "/api/v1/events":
-            body = b"[]"
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200, b"[]")
             return
         type(self).streams += 1
         self.send_response(200)
@@ -227,9 +221,6 @@ class _SilentHub(BaseHTTPRequestHandler):
             if type(self).streams > 1:
                 self.wfile.write(b": ping\n\n")
                 self.wfile.flush()
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def test_a_hub_that_goes_silent_is_said_once_and_the_stream_is_taken_again(tmp_path: Path) -> None:

@@ -109,5 +109,14 @@ class ModelScreen(Screen[None]):
     def filter_changed(self, text: str) -> None:
         """The filter box's text changed."""
 
+    def check_now(self, device_id: str, group: str) -> None:
+        """Have the hub tell `device_id` to check for an update at its next heartbeat (a worker of `group`)."""
+        self.run_worker(self._check_now(device_id), name=f"check now {device_id}", group=group, exclusive=True,
+                        exit_on_error=False)
+
+    async def _check_now(self, device_id: str) -> None:
+        await self.source.check_now(device_id)
+        self.notify(f"{device_id} will check for an update at its next heartbeat")
+
     def fail(self, message: str) -> None:
-        self.app.notify(message, severity="error", timeout=8)
+        self.app.fail(message)

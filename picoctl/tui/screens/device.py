@@ -185,7 +185,7 @@ class DeviceScreen(ModelScreen):
         self.dismiss()
 
     def action_check_now(self) -> None:
-        self.check_now()
+        self.check_now(self.device_id, "device-action")
 
     def action_log(self) -> None:
         self.app.open_device_log(self.device_id)
@@ -225,14 +225,6 @@ class DeviceScreen(ModelScreen):
         await self.source.remove_device(self.device_id)
         self.notify(f"{self.device_id} removed from the fleet; its history stays")
         self.dismiss()
-
-    def check_now(self) -> None:
-        self.run_worker(self._check_now(), name=f"check now {self.device_id}", group="device-action",
-                        exclusive=True, exit_on_error=False)
-
-    async def _check_now(self) -> None:
-        await self.source.check_now(self.device_id)
-        self.notify(f"{self.device_id} will check for an update at its next heartbeat")
 
     def set_channel(self, to: str) -> None:
         self.run_worker(self._set_channel(to), name=f"move {self.device_id} to {to}", group="device-action",

@@ -166,12 +166,4 @@ class FleetScreen(ModelScreen):
     def action_check_now(self) -> None:
         device_id = self.table.selected_key()
         if device_id:
-            self.check_now(device_id)
-
-    def check_now(self, device_id: str) -> None:
-        self.run_worker(self._check_now(device_id), name=f"check now {device_id}", group="fleet-action",
-                        exclusive=True, exit_on_error=False)
-
-    async def _check_now(self, device_id: str) -> None:
-        await self.source.check_now(device_id)
-        self.notify(f"{device_id} will check for an update at its next heartbeat")
+            self.check_now(device_id, "fleet-action")

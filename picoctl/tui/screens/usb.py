@@ -17,7 +17,7 @@ from textual.worker import Worker
 from .. import keymap
 from ...progress import Progress, ProgressEvent
 from ..source import BoardView, telemetry_identity
-from ...protocol import is_device_id
+from ...protocol import DEVICE_ID_RULE, is_device_id
 from ..widgets.modals import Confirm, Fields, Prompt
 from ..widgets.paths import RELEASE, UF2, PathSuggester, newest, shown
 from ..widgets.serial_view import SerialView
@@ -309,7 +309,7 @@ class UsbScreen(ModelScreen):
 def provision_problem(values: dict[str, str]) -> str | None:
     """What is wrong with a provision form, or None: the board would not reach the hub otherwise."""
     if not is_device_id(values["id"]):
-        return (f"device id: 1-64 of A-Z a-z 0-9 . _ -, a letter or digit first (got {values['id']!r})"
+        return (f"device id: {DEVICE_ID_RULE} (got {values['id']!r})"
                 if values["id"] else "device id: the name the board has in the fleet, e.g. gh-07")
     if not values["ssid"]:
         return "Wi-Fi SSID: the network the board joins to reach the hub"

@@ -20,7 +20,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from .modals import Confirm, FormScreen
 from ...errors import BadInput, PicoctlError
-from ...rollout import DeviceInfo, RolloutInfo, parse_stages, stage_of, stages_from_dicts
+from ...rollout import DeviceInfo, RolloutInfo, device_count, parse_stages, stage_of, stages_from_dicts
 
 COHORTS = (("canary channel", "channel"), ("device ids", "ids"), ("device type", "type"), ("percent", "percent"))
 PREVIEW_NAMES = 5  # devices the preview names before it only counts
@@ -36,16 +36,6 @@ class CanaryRequest:
 
     def describe(self) -> str:
         return f"{self.target} {self.version}: stages " + ", ".join(s["name"] for s in self.stages)
-
-
-def _count(text: str, what: str) -> int:
-    try:
-        n = int(text.strip())
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise BadInput(f"{what}: expected a whole number of devices (0 or more), got {text!r}")
-    return n
 
 
 def build_request(release: str | None, cohort: str, value: str, stages: str, halt: str, promote: str,
@@ -72,8 +62,8 @@ def build_request(release: str | None, cohort: str, value: str, stages: str, hal
             raise BadInput(f"cohort: expected a percentage above 0 and at most 100, got {value!r}") from None
     parsed = parse_stages(stages.strip() or None, canary_ids=ids, device_type=value if cohort == "type" else None,
                           percent=percent)
-    return CanaryRequest(target, version, [s.to_dict() for s in parsed], _count(halt, "halt after failures"),
-                         _count(promote, "promote after successes"))
+    return CanaryRequest(target, version, [s.to_dict() for s in parsed], device_count(halt, "halt after failures"),
+                         device_count(promote, "promote after successes"))
 
 
 def reach(req: CanaryRequest, devices: Sequence[DeviceInfo]) -> list[list[str]]:

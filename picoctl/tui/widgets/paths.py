@@ -11,12 +11,12 @@ from typing import Iterable
 
 from textual.suggester import Suggester
 
-from ...release import SEMVER, version_key
+from ...release import BOARD_TARGETS, SEMVER, version_key
 
 UF2 = "uf2"  # files ending in .uf2
 RELEASE = "release"  # folders holding a meta.json of a pico or picow release
 PI = "pi"  # folders holding a meta.json of a pi release
-TARGETS = {RELEASE: ("pico", "picow"), PI: ("pi",)}
+TARGETS = {RELEASE: BOARD_TARGETS, PI: ("pi",)}
 
 
 def _release_version(folder: Path, kind: str) -> str | None:

@@ -614,3 +614,25 @@ print(gets, posts, "ota.hmac_sha256" in sys.modules, fs.size("app.new/x.bin"))
 """)
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
     assert lines == [f"[(True, True), (True, True)] ['x.bin 0/{len(blob)}', 'x.bin resumed after drop 1'] False {len(blob)}"], out
+
+
+def test_a_queued_report_that_runs_out_of_memory_stays_queued(tmp_path: Path) -> None:
+    """A report whose request runs out of memory (a 1200-byte import that finds no piece) is not lost
+    with the line that says so: a queued one (`staged`, `failed`, `committed`) stays queued for the
+    next flush, and the ones after it wait behind it."""
+    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    out = run_mp(tmp_path, DRIVE + """
+from ota import agent
+a = agent.Agent()
+a.pend("staged")
+a.pend("failed", "flash full")
+def post(path, body, signed, drop=False):
+    raise MemoryError("memory allocation failed, allocating 1200 bytes")
+    yield
+a._post = post
+drive(a.flush())
+print([p["phase"] for p in a.st["pending"]])
+""")
+    lines = out.splitlines()
+    assert lines == ["ota: status not sent: MemoryError: memory allocation failed, allocating 1200 bytes",
+                     "['staged', 'failed']"], out

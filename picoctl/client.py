@@ -21,7 +21,7 @@ import httpx
 from . import answers, release
 from .answers import Shape
 from .config import FleetConfig
-from .errors import PicoctlError, UnexpectedAnswer
+from .errors import PicoctlError, UnexpectedAnswer, Unreachable
 from .protocol import META_HEADER, SSE_PING_S, SSE_SILENT_S
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
@@ -241,10 +241,8 @@ def _parse(response: httpx.Response, call: Call | None = None) -> Any:
     return value
 
 
-def _unreachable(url: str, exc: Exception) -> PicoctlError:
-    """Names where the URL came from: after `serve --port 18471` it is still hub.public_url's port."""
-    return PicoctlError(f"hub not reachable at {url}: {exc or type(exc).__name__} (this URL is $PICOCTL_HUB_URL, "
-                        f"else hub.public_url in fleet.toml: set either to where the hub listens)")
+def _unreachable(url: str, exc: Exception) -> Unreachable:
+    return Unreachable(url, str(exc) or type(exc).__name__)
 
 
 class HubClient(_Routes[Any]):

@@ -147,7 +147,7 @@ class Demo:
         app = {f.name: f.path.read_bytes() for f in release.iter_source(provision.DEVICE_CODE / "app")}
         hub.publish(hub.build_release("1.0.0", app, "picow"))
         hub.publish(hub.build_release("1.1.0", {**app, "main.py": SOFT_START + b"\n" + app["main.py"]}, "picow"))
-        pico = {"main.py": (shipped.DEVICE_CODE / "pico" / "main.py").read_bytes()}
+        pico = {"main.py": shipped.PICO_APP.read_bytes()}
         hub.publish(hub.build_release("1.0.0", pico, "pico"))
         for version, rollout in (("2.3.0", "stable"), ("2.4.0", "stable")):
             out = hub.site / "releases" / f"pi-{version}"
@@ -232,7 +232,7 @@ class Demo:
         hub.register("bench-1", "pico", "stable")
         flash = self.root / "usb-pico"
         flash.mkdir()
-        shutil.copy(shipped.DEVICE_CODE / "pico" / "main.py", flash / "main.py")
+        shutil.copy(shipped.PICO_APP, flash / "main.py")
         (flash / "config.json").write_text('{"id": "bench-1", "heartbeat_s": 3, "sample_s": 1}\n')
         (flash / "version.json").write_text('{"version": "0.9.2", "target": "pico"}\n')
         drive = VirtualDrive(self.root / "media" / "RPI-RP2")

@@ -21,5 +21,15 @@ class UnexpectedAnswer(PicoctlError):
         super().__init__(f"hub answered {method} {path} with an unexpected shape: {detail}")
 
 
+class Unreachable(PicoctlError):
+    """No answer from the hub at `url`; `cause` says why (refused, timed out, ...). The message names
+    where the URL came from: after `serve --port 18471` it is still hub.public_url's port."""
+
+    def __init__(self, url: str, cause: str) -> None:
+        super().__init__(f"hub not reachable at {url}: {cause} (this URL is $PICOCTL_HUB_URL, "
+                         f"else hub.public_url in fleet.toml: set either to where the hub listens)")
+        self.url, self.cause = url, cause
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: unwinds as Ctrl-C does (exit code 143)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import keyset, release, shipped
-from .config import FleetConfig
+from .config import DeviceTypeConfig, FleetConfig
 from .errors import BadInput
 from .progress import Progress
 from .protocol import DEVICE_ID_RULE, HEX64, is_device_id
@@ -26,8 +26,9 @@ DEVICE_CODE = shipped.DEVICE_CODE / "picow"
 FACTORY_VERSION = "0.0.0"
 HUB_CERT = "hub.der"  # the hub's TLS certificate on a board that reaches it over https
 TRUST = "ota/trust.json"  # the key set the board trusts and its downgrade floor (ota/trust.py)
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "heartbeat_s": 60, "check_s": 300, "jitter": 0.1, "trial_deadline_s": 120, "trial_boots": 3,
+DEFAULT_SETTINGS: dict[str, Any] = {  # the intervals are a device type's defaults (fleet.toml's [device_types.picow])
+    "heartbeat_s": DeviceTypeConfig.heartbeat_interval_s, "check_s": DeviceTypeConfig.check_interval_s,
+    "jitter": 0.1, "trial_deadline_s": 120, "trial_boots": 3,
     "wdt_ms": 8000, "download_retries": 5, "wifi_timeout_s": 15, "tick_ms": 1000,
 }
 

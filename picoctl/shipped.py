@@ -9,3 +9,4 @@ from pathlib import Path
 BUNDLED = Path(__file__).parent / "_bundled"
 DEVICE_CODE = BUNDLED / "device_code"
 EXAMPLES = BUNDLED / "examples"
+PICO_APP = DEVICE_CODE / "pico" / "main.py"  # a USB Pico's app: readings and heartbeats on its console, no agent

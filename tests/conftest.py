@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -17,11 +19,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from picoctl.shipped import PICO_APP
 from picoctl.sim.local_hub import LocalHub as Hub
 from picoctl.sim.local_hub import free_port
 from picoctl.sim.postgres import TempPostgres, find_bindir
 
-__all__ = ["Hub", "cli_lines", "free_port", "hub", "pg_url", "postgres", "self_signed"]
+__all__ = ["Hub", "cli_lines", "free_port", "hub", "pg_url", "pico_flash", "postgres", "self_signed"]
+
+
+def pico_flash(folder: Path, device_id: str, heartbeat_s: float = 0.1, app: bool = True,
+               version: str | None = None) -> Path:
+    """`folder` as a USB Pico's flash for a VirtualPico: its config.json (id, heartbeat interval), the
+    Pico app as main.py unless not `app`, and a version.json when `version` is given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if app:
+        shutil.copy(PICO_APP, folder / "main.py")
+    (folder / "config.json").write_text(json.dumps({"id": device_id, "heartbeat_s": heartbeat_s}))
+    if version is not None:
+        (folder / "version.json").write_text(json.dumps({"version": version}))
+    return folder
 
 
 def cli_lines(hub: Hub, columns: int, *args: str) -> list[str]:

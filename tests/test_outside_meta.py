@@ -24,6 +24,7 @@ import pytest
 from picoctl import config, release, signing
 from picoctl.errors import BadInput
 from picoctl.sim.local_hub import LocalHub
+from loopback import Peer, files, serving
 
 BAD_URLS = ["http://127.0.0.1:9/a\rb", "http://127.0.0.1:9/a b", "http://[::1", "http://127.0.0.1:99999/x",
             "http://127.0.0.1:0/x", "http:///meta.json", "http://a\x01b/", "ftp://127.0.0.1/meta.json",
@@ -164,26 +165,13 @@ def test_the_hub_refuses_a_url_it_cannot_fetch_with_a_400(hub: LocalHub, url: st
 
 
 def test_a_meta_whose_artifact_url_cannot_be_fetched_is_a_422(hub: LocalHub, tmp_path: Path) -> None:
-    import threading
-    from functools import partial
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
     meta = {"_type": "release", "target": "picow", "version": "1.3.0", "rollout": "canary", "artifact": "a.tar",
             "artifact_url": "http://127.0.0.1:99999/a.tar", "size": 1, "sha256": "0" * 64, "created_at": "x",
             "signature": ""}
     (tmp_path / "meta.json").write_text(json.dumps(meta))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(files(tmp_path)) as url:
         r = httpx.post(hub.url + "/api/v1/releases/import", headers=_bearer(hub), timeout=30,
-                       json={"url": f"http://127.0.0.1:{server.server_address[1]}/meta.json"})
-    finally:
-        server.shutdown()
-        server.server_close()
+                       json={"url": f"{url}/meta.json"})
     assert r.status_code == 422 and "artifact_url" in r.json()["error"], (r.status_code, r.text[:300])
     assert "Traceback" not in hub.log_path.read_text()
 
@@ -203,13 +191,10 @@ def test_pi_deploy_of_a_bad_url_is_one_line_and_exit_2(tmp_path: Path, url: str)
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
 
 
-def _endless_server(meta: dict[str, Any]) -> Any:
+def _endless_host(meta: dict[str, Any]) -> type[Peer]:
     """A file host serving `meta` as /meta.json and, as its artifact, bytes that never end."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Endless(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+    class Endless(Peer):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             self.send_response(200)
             if self.path == "/meta.json":
                 body = json.dumps(meta).encode()
@@ -224,26 +209,17 @@ def _endless_server(meta: dict[str, Any]) -> Any:
             except OSError:
                 pass
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return Endless
 
 
 def test_an_artifact_longer_than_its_meta_says_is_cut_off_at_once(hub: LocalHub, signed) -> None:
     folder, _private, _public = signed
     meta = _fields(folder) | {"artifact_url": "artifact.tar", "version": "1.2.1"}
-    server = _endless_server(meta)
-    try:
+    with serving(_endless_host(meta)) as url:
         started = time.monotonic()
         r = httpx.post(hub.url + "/api/v1/releases/import", headers=_bearer(hub), timeout=60,
-                       json={"url": f"http://127.0.0.1:{server.server_address[1]}/meta.json"})
+                       json={"url": f"{url}/meta.json"})
         took = time.monotonic() - started
-    finally:
-        server.shutdown()
-        server.server_close()
     assert r.status_code == 422 and f"longer than the {meta['size']} bytes" in r.json()["error"], r.text[:300]
     assert took < 10, f"the hub read {took:.0f} s of an artifact it should have cut off at {meta['size']} bytes"
     assert not list((hub.cfg.data_dir / "tmp").iterdir())

@@ -18,12 +18,13 @@ from picoctl.sim.bootsel_drive import VirtualDrive, make_drive
 from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.usb import uf2
 from picoctl.sim.board import find_micropython
+from conftest import pico_flash
 from loopback import Peer, serving
+from picoctl.shipped import PICO_APP
 
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
-APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 
 
 class Hub(Peer):
@@ -61,10 +62,8 @@ def history(kind: str) -> list[dict]:
     return [b for p, b in Hub.posts if p == "/api/v1/history" and b["kind"] == kind]
 
 
-def pico(site: Path, **kw) -> VirtualPico:
-    flash = site / "flash"
-    flash.mkdir(exist_ok=True)
-    (flash / "config.json").write_text(json.dumps({"id": "pico-bench-7", "heartbeat_s": 0.1}))
+def pico(site: Path, app: bool = False, version: str | None = None, **kw) -> VirtualPico:
+    flash = pico_flash(site / "flash", "pico-bench-7", app=app, version=version)
     return VirtualPico(flash, serial="E66138935F1B2C3D", link_dir=site / "ports", **kw)
 
 
@@ -80,7 +79,7 @@ def test_list_shows_virtual_board_and_drive(site, capsys):
 def test_push_records_the_update_in_history(site, capsys):
     src = site / "src"
     src.mkdir()
-    shutil.copy(APP, src / "main.py")
+    shutil.copy(PICO_APP, src / "main.py")
     release.build("pico", "1.3.0", src, site / "unsigned")
     with pico(site) as board:  # a site's usb push takes only releases signed by a key of its set
         assert main(["usb", "push", str(site / "unsigned"), "--port", board.port]) == 2
@@ -133,9 +132,7 @@ def test_failed_push_is_recorded(site, capsys):
 
 
 def test_log_forwards_heartbeats_to_the_hub(site, capsys):
-    shutil.copy(APP, (site / "flash").mkdir() or site / "flash" / "main.py")
-    (site / "flash" / "version.json").write_text('{"version": "1.3.0"}')
-    with pico(site) as board:
+    with pico(site, app=True, version="1.3.0") as board:
         assert main(["usb", "log", "--port", board.port, "--seconds", "1"]) == 0
     beats = [b for p, b in Hub.posts if p == "/api/v1/devices/pico-bench-7/heartbeat"]
     assert len(beats) >= 3 and beats[0]["version"] == "1.3.0" and beats[0]["mem_free"] > 0

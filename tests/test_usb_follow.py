@@ -4,7 +4,6 @@ takes it back after); operations on one port wait for each other and fail naming
 
 from __future__ import annotations
 
-import json
 import select
 import shutil
 import subprocess
@@ -15,7 +14,8 @@ from typing import Iterator
 
 import pytest
 
-from conftest import Hub
+from conftest import Hub, pico_flash
+from picoctl.shipped import PICO_APP
 from picoctl import config, release
 from picoctl.cli import main
 from picoctl.errors import PicoctlError
@@ -31,19 +31,13 @@ from waiting import wait_for
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
-APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 DEVICE = "pico-follow-1"
 
 
 @pytest.fixture
 def board(tmp_path: Path) -> Iterator[VirtualPico]:
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    shutil.copy(APP, flash / "main.py")
-    (flash / "config.json").write_text(json.dumps({"id": DEVICE, "heartbeat_s": 0.1}))
-    (flash / "version.json").write_text(json.dumps({"version": "1.0.0"}))
     (tmp_path / "ports").mkdir()
-    with VirtualPico(flash, link_dir=tmp_path / "ports") as vp:
+    with VirtualPico(pico_flash(tmp_path / "flash", DEVICE, version="1.0.0"), link_dir=tmp_path / "ports") as vp:
         yield vp
 
 
@@ -67,7 +61,7 @@ def test_heartbeats_reach_the_hub_and_a_push_takes_the_port(hub: Hub, board: Vir
 
     src = tmp_path / "src"
     src.mkdir()
-    shutil.copy(APP, src / "main.py")
+    shutil.copy(PICO_APP, src / "main.py")
     release.build("pico", "1.1.0", src, tmp_path / "rel")
     result = push.push_release(board.port, tmp_path / "rel", Progress("push"))
     assert result.version == "1.1.0"

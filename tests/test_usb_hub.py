@@ -3,10 +3,8 @@ heartbeats through `picoctl usb log` and its pushes through the history."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,13 +17,13 @@ from picoctl.commands.init import init_site
 from picoctl.hub.app import create_app
 from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.sim.board import find_micropython
-from conftest import free_port
+from conftest import free_port, pico_flash
+from picoctl.shipped import PICO_APP
 from waiting import wait_for
 
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
-APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 
 
 @pytest.fixture
@@ -49,13 +47,10 @@ def hub(tmp_path, monkeypatch):
 def test_usb_pico_shows_in_the_fleet_with_its_pushes(tmp_path, hub):
     src = tmp_path / "src"
     src.mkdir()
-    shutil.copy(APP, src / "main.py")
+    shutil.copy(PICO_APP, src / "main.py")
     key = (tmp_path / "site" / "keys" / "release.key").read_text().strip()  # a site's releases are signed by its key
     release.build("pico", "2.1.0", src, tmp_path / "rel", key_hex=key)
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    (flash / "config.json").write_text(json.dumps({"id": "pico-usb-3", "heartbeat_s": 0.1}))
-    with VirtualPico(flash) as board:
+    with VirtualPico(pico_flash(tmp_path / "flash", "pico-usb-3", app=False)) as board:
         assert main(["usb", "push", str(tmp_path / "rel"), "--port", board.port]) == 0
         assert main(["usb", "log", "--port", board.port, "--seconds", "1"]) == 0
     devices = {d["id"]: d for d in hub.get("/api/v1/devices").json()}

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 import serial
@@ -15,12 +12,12 @@ from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.usb.serial_log import SerialLog
 from picoctl.usb.telemetry import parse_heartbeat
 from picoctl.sim.board import find_micropython
+from conftest import pico_flash
 from waiting import wait_for
 
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
-APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 
 
 def soon(pred, what: str) -> None:
@@ -30,12 +27,7 @@ def soon(pred, what: str) -> None:
 
 @pytest.fixture
 def board(tmp_path):
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    shutil.copy(APP, flash / "main.py")
-    (flash / "config.json").write_text(json.dumps({"id": "pico-log-1", "heartbeat_s": 0.1}))
-    (flash / "version.json").write_text(json.dumps({"version": "1.4.0"}))
-    with VirtualPico(flash) as vp:
+    with VirtualPico(pico_flash(tmp_path / "flash", "pico-log-1", version="1.4.0")) as vp:
         yield vp
 
 

@@ -18,17 +18,18 @@ from picoctl.progress import Progress
 from picoctl.sim.virtual_pico import VirtualPico
 from picoctl.usb.push import TMP_SUFFIX, push_files, push_release
 from picoctl.sim.board import find_micropython
+from picoctl.shipped import PICO_APP
+from conftest import pico_flash
 
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(find_micropython() is None, reason="MicroPython unix port not installed")]
 
-APP = Path(__file__).resolve().parents[1] / "device_code" / "pico" / "main.py"
 
 
 def build_release(tmp: Path, version: str, extra: bytes = b"") -> Path:
     src = tmp / f"src-{version}"
     (src / "lib").mkdir(parents=True)
-    shutil.copy(APP, src / "main.py")
+    shutil.copy(PICO_APP, src / "main.py")
     (src / "lib" / "sensors.py").write_text(f"VERSION = {version!r}\n")
     (src / "lib" / "table.bin").write_bytes(os.urandom(20000) + extra)
     out = tmp / f"rel-{version}"
@@ -38,10 +39,7 @@ def build_release(tmp: Path, version: str, extra: bytes = b"") -> Path:
 
 @pytest.fixture
 def board(tmp_path):
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    (flash / "config.json").write_text(json.dumps({"id": "pico-bench-1", "heartbeat_s": 0.2}))
-    with VirtualPico(flash) as vp:
+    with VirtualPico(pico_flash(tmp_path / "flash", "pico-bench-1", 0.2, app=False)) as vp:
         yield vp
 
 

@@ -1,5 +1,13 @@
 """Subcommands of the `picoctl` CLI, one module per command group."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..client import HubClient
+    from ..config import FleetConfig
+
 # Each command's module (commands.<name>) and its help line: `picoctl --help` lists them without
 # importing any, and the CLI imports only the module of the command it runs.
 COMMANDS = {
@@ -16,3 +24,11 @@ COMMANDS = {
     "device": "provision boards",
     "demo": "run a hub, a simulated fleet, a USB Pico and the Pi app here, and open the TUI",
 }
+
+
+def hub_client(cfg: FleetConfig) -> HubClient:
+    """A client of the hub `cfg` names (or $PICOCTL_HUB_URL), its module imported here on use: httpx stays
+    out of `picoctl --help`."""
+    from ..client import HubClient
+
+    return HubClient.from_config(cfg)

@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import config, operations, provision
 from ..errors import BadInput
 from ..protocol import CHANNELS, DEVICE_ID_RULE
-from . import COMMANDS
+from . import COMMANDS, hub_client
 from .output import add_json_flag, console, emit, progress_bar
 
 
@@ -23,9 +23,7 @@ def _provision(args: argparse.Namespace) -> int:
         provision.check_out_folder(Path(args.out))
 
     def register(device_id: str, type_: str) -> str:
-        from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
-
-        with HubClient.from_config(cfg) as client:
+        with hub_client(cfg) as client:
             return client.register_device(device_id, type_, args.channel)["key"]
 
     def deliver(files: dict[str, bytes]) -> None:

@@ -14,16 +14,14 @@ from typing import Any
 from .. import config, diagnostics, wireless_log
 from ..errors import BadInput
 from ..protocol import CHANNELS, DEVICE_ID_RULE
-from . import COMMANDS
+from . import COMMANDS, hub_client
 from .numbers import count, seconds
 from .history import layout
 from .output import add_json_flag, beneath, columns, console, emit, printable, table
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
-
-    return HubClient.from_config(config.load(args.config))
+    return hub_client(config.load(args.config))
 
 
 def _age(ts: float | None) -> str:
@@ -145,9 +143,7 @@ def _log(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     cfg = config.load(args.config)
-    from ..client import HubClient
-
-    with HubClient.from_config(cfg) as client:
+    with hub_client(cfg) as client:
         device = client.device(args.id)
         timeout = args.timeout if args.timeout is not None else wireless_log.answer_timeout(cfg, device["type"])
         if timeout <= 0:

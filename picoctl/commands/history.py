@@ -8,15 +8,13 @@ import time
 from typing import Any
 
 from .. import config
-from . import COMMANDS
+from . import COMMANDS, hub_client
 from .numbers import count
 from .output import add_json_flag, beneath, columns, emit, printable
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
-
-    with HubClient.from_config(config.load(args.config)) as client:
+    with hub_client(config.load(args.config)) as client:
         events = client.history(device=args.device, version=args.version, kind=args.kind, limit=args.limit)
 
     filtered = args.device or args.version or args.kind

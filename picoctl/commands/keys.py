@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import config, keyset, signing
 from ..errors import BadInput
 from ..protocol import HEX64
-from . import COMMANDS
+from . import COMMANDS, hub_client
 from .output import add_json_flag, console, emit, table
 
 
@@ -66,13 +66,11 @@ def _sign_set(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
-
     cfg = config.load(args.config)
     current = keyset.from_config(cfg)
     if current is None:
         raise BadInput("neither release.keys_file nor release.public_key is set in fleet.toml")
-    with HubClient.from_config(cfg) as client:
+    with hub_client(cfg) as client:
         devices = [d for d in client.devices() if d["type"] == "picow"]
     boards = [{"id": d["id"], "keys": d.get("keys"),
                "state": "current" if d.get("keys") == current.version else

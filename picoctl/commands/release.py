@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .. import config, keyset, release, signing
 from ..errors import BadInput, PicoctlError
-from . import COMMANDS
+from . import COMMANDS, hub_client
 from .numbers import seconds
 from .output import add_json_flag, console, emit, err_console, table
 
@@ -111,12 +111,6 @@ def _render_smoke(r: dict) -> None:
         console.print(f"[red]failed[/] picow {r['version']}: {shown}", highlight=False)
 
 
-def _hub_client(args: argparse.Namespace):  # noqa: ANN202 - a HubClient
-    from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
-
-    return HubClient.from_config(config.load(args.config))
-
-
 def _render_published(answer: dict) -> None:
     m = answer["meta"]
     what = "published" if answer["added"] else "already published (same content)"
@@ -124,7 +118,7 @@ def _render_published(answer: dict) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with _hub_client(args) as client:
+    with hub_client(config.load(args.config)) as client:
         rows = client.releases(args.target)
 
     def render(found: list[dict]) -> None:
@@ -154,20 +148,20 @@ def _publish(args: argparse.Namespace) -> int:
             BlobStore(folder).put_release(meta, Path(args.dir) / meta["artifact"])
         except OSError as exc:
             raise BadInput(f"{folder}: cannot write the artifacts: {exc.strerror}") from None
-    with _hub_client(args) as client:
+    with hub_client(config.load(args.config)) as client:
         emit(args, client.publish(Path(args.dir)), _render_published)
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..client import HubClient, HubError
+    from ..client import HubError
 
     cfg = config.load(args.config)
     urls = args.url or cfg.release.import_urls.split()
     if not urls:
         raise BadInput("no URL given and release.import_urls in fleet.toml is empty")
     answers: list[dict] = []
-    with HubClient.from_config(cfg) as client:
+    with hub_client(cfg) as client:
         for url in urls:
             try:
                 answers.append(client.import_release(url) | {"url": url})

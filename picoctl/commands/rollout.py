@@ -9,7 +9,7 @@ from .. import config, release
 from ..errors import BadInput, PicoctlError
 from ..protocol import ACTION_ACCEPTS, ROLLOUT_STATES
 from ..rollout import Cohort, device_count, parse_stages
-from . import COMMANDS
+from . import COMMANDS, hub_client
 from .numbers import count
 from .output import add_json_flag, console, emit, table
 
@@ -20,12 +20,6 @@ if TYPE_CHECKING:
 # The states of the rollouts an action without an ID may pick (the active one first, else the newest).
 DEFAULT_STATES = {**ACTION_ACCEPTS, "status": ROLLOUT_STATES}
 DONE = {"promote": "promoted", "halt": "halted", "resume": "resumed", "rollback": "rolled back"}
-
-
-def _client(cfg: config.FleetConfig) -> HubClient:
-    from ..client import HubClient  # imported on use: httpx stays out of `picoctl --help`
-
-    return HubClient.from_config(cfg)
 
 
 def _canary_ids(value: str | None) -> list[str]:
@@ -55,7 +49,7 @@ def _start(args: argparse.Namespace) -> int:
         device_count(args.halt_after_failures, "--halt-after-failures")
     promote = cfg.rollout.promote_after_successes if args.promote_after_successes is None else \
         device_count(args.promote_after_successes, "--promote-after-successes")
-    with _client(cfg) as client:
+    with hub_client(cfg) as client:
         started = client.start_rollout(args.target, args.version, [s.to_dict() for s in stages], halt, promote)
     emit(args, started, _announce(f"started rollout {started.get('id')}"))
     return 0
@@ -74,7 +68,7 @@ def _resolve(client: HubClient, args: argparse.Namespace, action: str) -> dict[s
 
 
 def _act(args: argparse.Namespace) -> int:
-    with _client(config.load(args.config)) as client:
+    with hub_client(config.load(args.config)) as client:
         target = _resolve(client, args, args.action)
         done = client.rollout_action(target["id"], args.action, getattr(args, "reason", "") or "")
     line = f"{DONE[args.action]} rollout {target['id']}"
@@ -85,7 +79,7 @@ def _act(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _client(config.load(args.config)) as client:
+    with hub_client(config.load(args.config)) as client:
         shown = _resolve(client, args, "status")
     emit(args, shown, _render)
     return 0

@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from ..config import FleetConfig
-from ..errors import UnexpectedAnswer
+from ..errors import UnexpectedAnswer, Unreachable
 from . import keymap
 from .model import FleetModel, Link, thresholds_from
 from .screens.base import ModelScreen, one_line
@@ -143,7 +143,8 @@ class PicoctlApp(App[None]):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of the link: banner, wait, retry
-                self.link = Link("down", one_line(exc), self.link.since or self.clock(),
+                why = visible(exc.cause.partition("\n")[0]) if isinstance(exc, Unreachable) else one_line(exc)
+                self.link = Link("down", why, self.link.since or self.clock(),
                                  answered=isinstance(exc, UnexpectedAnswer))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import shlex
-import shutil
 import signal
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,10 +32,10 @@ from picoctl.tui.widgets.modals import Confirm, Help, Prompt
 from picoctl.tui.widgets.serial_view import SerialView
 from picoctl.usb import uf2
 from picoctl.sim.board import find_micropython
+from picoctl.shipped import PICO_APP
 
 REPO = Path(__file__).resolve().parents[2]
 PI_APP = REPO / "examples" / "pi-app"
-PICO_APP = REPO / "device_code" / "pico" / "main.py"
 SIZE = (100, 30)
 HAS_MICROPYTHON = find_micropython() is not None
 
@@ -419,10 +418,7 @@ def test_usb_flash_bootsel_drive(hub: conftest.Hub, usb_cfg: config.FleetConfig,
 def test_usb_serial_log_follow_pause_search_save(hub: conftest.Hub, usb_cfg: config.FleetConfig, tmp_path: Path) -> None:
     from picoctl.sim.virtual_pico import VirtualPico
 
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    shutil.copy(PICO_APP, flash / "main.py")
-    (flash / "config.json").write_text(json.dumps({"id": "pico-tui-1", "heartbeat_s": 0.1}))
+    flash = conftest.pico_flash(tmp_path / "flash", "pico-tui-1")
 
     async def run() -> None:
         app = app_for(hub, usb_cfg)
@@ -472,9 +468,7 @@ def test_usb_push_release_and_provision_a_pico_w(hub: conftest.Hub, usb_cfg: con
     from picoctl.sim.virtual_pico import VirtualPico
 
     pico_release = hub.build_release("0.9.3", {"main.py": PICO_APP.read_bytes()}, target="pico")
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    (flash / "config.json").write_text(json.dumps({"id": "bench-9", "heartbeat_s": 1}))
+    flash = conftest.pico_flash(tmp_path / "flash", "bench-9", 1, app=False)
 
     async def run() -> None:
         app = app_for(hub, usb_cfg)
@@ -551,8 +545,9 @@ def test_unreachable_at_start_says_so(tmp_path: Path) -> None:
         app = PicoctlApp(cfg, Live(cfg))
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: app.link.down, what="down")
-            banner = text_of(app, "#banner")
-            assert f"http://127.0.0.1:{port}" in banner and "picoctl serve" in banner
+            banner = " ".join(text_of(app, "#banner").split())
+            assert banner.startswith(f"✖ hub http://127.0.0.1:{port} unreachable: ") and "picoctl serve" in banner
+            assert "not reachable at" not in banner and "this URL is" not in banner  # the banner says it its own way
             assert "hub down" in text_of(app, "#titlebar")
         await app.source.client.aclose()
 

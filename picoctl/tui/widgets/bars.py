@@ -62,8 +62,6 @@ class LinkBanner(Static):
                                 lines=True))
         elif self.display:
             url = getattr(self.app, "hub_url", "")
-            why = link.why.removeprefix(f"hub not reachable at {url}:").strip() or "no answer"
-            why = why.split(" (this URL is ")[0]  # the banner says where the URL comes from itself
-            self.update(visible(f"✖ hub {url} unreachable: {why}; retrying. Devices show their last-known state (?).\n"
+            self.update(visible(f"✖ hub {url} unreachable: {link.why or 'no answer'}; retrying. Devices show their last-known state (?).\n"
                                 f"  Start it with `picoctl serve`, or point $PICOCTL_HUB_URL or hub.public_url at it.",
                                 lines=True))

@@ -299,7 +299,7 @@ class Live:
             forward(text)
 
         reader = SerialLog(port, on_line=line, on_status=on_status, who="the picoctl TUI's log view")
-        weakref.finalize(reader, forward.close)
+        weakref.finalize(reader, forward.close, 0)  # never blocks the screen on a slow hub
         return reader
 
     def usb_transfer(self, op: str, where: str, what: Any, progress: Progress) -> str:

@@ -74,4 +74,4 @@ class Follower:
     def _drop(self, port: str) -> None:
         log, forward = self.logs.pop(port)
         log.stop()
-        forward.close()
+        forward.close(0)  # a slow hub does not hold up the other boards or the stop

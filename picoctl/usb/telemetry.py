@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeGuard
 
 from .. import strict_json
-from ..client import AsyncHubClient, HubClient, HubError
+from ..client import AsyncHubClient, HubError
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..protocol import READING_MAX_STR, UPTIME_MAX_S, is_device_id
@@ -83,19 +83,6 @@ def parse_heartbeat(line: str) -> Heartbeat | None:
     return Heartbeat(dev, version, uptime, mem_free, rssi, readings)
 
 
-def _refused(hb: Heartbeat, exc: HubError) -> PicoctlError:
-    return PicoctlError(f"hub refused the heartbeat of {hb.device_id}: HTTP {exc.status} {exc.message}")
-
-
-def post_heartbeat(cfg: FleetConfig, hb: Heartbeat) -> None:
-    """Record `hb` in the hub; PicoctlError naming the cause when the hub does not take it."""
-    try:
-        with HubClient.from_config(cfg, timeout=TIMEOUT_S) as client:
-            client.relay_heartbeat(hb.device_id, hb.body())
-    except HubError as exc:
-        raise _refused(hb, exc) from None
-
-
 class HeartbeatForwarder:
     """A per-line callback for SerialLog: parses each line at once and posts its heartbeats from a
     thread of its own, so a hub that is down, slow or dripping its answer never holds up the console.
@@ -123,18 +110,21 @@ class HeartbeatForwarder:
             return
         if hb is not None:
             with self._wake:
+                if self._closed_at is not None:
+                    return
                 if len(self._waiting) == QUEUE:
                     self._waiting.popleft()
                     self.dropped += 1
                 self._waiting.append(hb)
                 self._wake.notify()
 
-    def close(self) -> None:
-        """Send what waits for at most POST_S more, then stop."""
+    def close(self, wait_s: float = POST_S + 1) -> None:
+        """Take no more lines; send what waits for at most POST_S more, waiting here `wait_s` for it
+        (0: a screen or a follower that must not block goes on at once)."""
         with self._wake:
             self._closed_at = time.monotonic()
             self._wake.notify()
-        self._thread.join(timeout=POST_S + 1)
+        self._thread.join(timeout=wait_s)
 
     def _error(self, message: str) -> None:
         if message != self.last_error:
@@ -161,7 +151,7 @@ class HeartbeatForwarder:
                         await self.client.relay_heartbeat(hb.device_id, hb.body())
                     self.sent += 1
                 except HubError as exc:
-                    self._error(str(_refused(hb, exc)))
+                    self._error(f"hub refused the heartbeat of {hb.device_id}: HTTP {exc.status} {exc.message}")
                 except PicoctlError as exc:
                     self._error(str(exc))
                 except TimeoutError:

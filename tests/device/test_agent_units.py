@@ -562,3 +562,77 @@ drive(download._download(a, f, "app.new/x.bin.tmp"))
 print(opened, fs.size("app.new/x.bin.tmp"))
 """)
     assert out.splitlines()[-1] == f"[True] {len(blob)}", out
+
+
+
+
+
+
+def test_a_downloads_reports_mac_is_loaded_before_its_request_cuts_the_heap_up(tmp_path: Path) -> None:
+    """An import reads its module through a LittleFS file (its cache and object, 1.2 KiB in one piece),
+    which after a drop, the request that dropped having cut the heap up, may find no such piece. So the
+    MAC of a drop's report is imported right after the staged file's open, before each request (the
+    report drops it once it signed); none stays loaded once the download ends."""
+    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    (tmp_path / "app.new").mkdir()
+    blob = bytes(range(256)) * 8
+    out = run_mp(tmp_path, DRIVE + f"""
+import json, sys
+import ota
+from ota import agent, fs
+a = agent.Agent()
+BLOB = {blob!r}
+gets, posts = [], []
+class Resp:
+    mac = None
+    def __init__(self, at):
+        self.at, self.status, self.content_range = at, 206 if at else 200, "bytes %d-" % at if at else None
+    def ready_chunk(self):
+        if self.at == 1000 and not self.content_range:
+            raise OSError(110)  # one chunk, then the connection drops
+        piece = memoryview(BLOB)[self.at : None if self.at else 1000]
+        self.at += len(piece)
+        return piece
+    def read_all(self, cap, until):
+        yield
+        return b"{{}}"
+    def close(self):
+        pass
+class Http:
+    HTTPError, ETIMEDOUT = ota.HTTPError, 110
+    def request(self, method, url, body, headers, tls, buf, until):
+        yield
+        if method == "POST":
+            posts.append(json.loads(body)["detail"])
+            return Resp(0)
+        gets.append(("ota.hmac_sha256" in sys.modules, fs.exists("app.new/x.bin.tmp")))
+        return Resp(int(headers["Range"][6:-1]) if headers else 0)
+sys.modules["ota.http"] = ota.http = Http()
+from ota import download
+drive(download.run(a, [({_file("x.bin", blob)!r}, None, 0)]), 20000)
+print(gets, posts, "ota.hmac_sha256" in sys.modules, fs.size("app.new/x.bin"))
+""")
+    lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
+    assert lines == [f"[(True, True), (True, True)] ['x.bin 0/{len(blob)}', 'x.bin resumed after drop 1'] False {len(blob)}"], out
+
+
+def test_a_queued_report_that_runs_out_of_memory_stays_queued(tmp_path: Path) -> None:
+    """A report whose request runs out of memory (a 1200-byte import that finds no piece) is not lost
+    with the line that says so: a queued one (`staged`, `failed`, `committed`) stays queued for the
+    next flush, and the ones after it wait behind it."""
+    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    out = run_mp(tmp_path, DRIVE + """
+from ota import agent
+a = agent.Agent()
+a.pend("staged")
+a.pend("failed", "flash full")
+def post(path, body, signed, drop=False):
+    raise MemoryError("memory allocation failed, allocating 1200 bytes")
+    yield
+a._post = post
+drive(a.flush())
+print([p["phase"] for p in a.st["pending"]])
+""")
+    lines = out.splitlines()
+    assert lines == ["ota: status not sent: MemoryError: memory allocation failed, allocating 1200 bytes",
+                     "['staged', 'failed']"], out

@@ -8,7 +8,7 @@ import hashlib
 import os
 from binascii import hexlify
 
-from ota import fs, http, hw
+from ota import fs, http, hw, unload
 from ota.agent import NEW, describe
 from ota.update import Failed, FlashError
 
@@ -17,14 +17,17 @@ ECONNRESET = 104
 
 def run(a, todo):
     """Download each (file, hasher, bytes) of `todo` from that point (ota/reuse.py's answer)."""
-    while todo:
-        f, h, have = todo.pop(0)
-        name = f["name"]
-        tmp = NEW + "/" + name + ".tmp"
-        yield from a.report("downloading", "%s %d/%d" % (name, have, f["size"]))
-        yield from _download(a, f, tmp, h, have)
-        os.rename(tmp, NEW + "/" + name)
-        hw.step("renamed " + name)
+    try:
+        while todo:
+            f, h, have = todo.pop(0)
+            name = f["name"]
+            tmp = NEW + "/" + name + ".tmp"
+            yield from a.report("downloading", "%s %d/%d" % (name, have, f["size"]))
+            yield from _download(a, f, tmp, h, have)
+            os.rename(tmp, NEW + "/" + name)
+            hw.step("renamed " + name)
+    finally:
+        unload("hmac_sha256")  # the last file's (_load_mac)
 
 
 def _download(a, f, tmp, h=None, have=0):
@@ -42,6 +45,7 @@ def _download(a, f, tmp, h=None, have=0):
     while have < f["size"]:
         gc.collect()  # the file (its 1 KiB LittleFS cache in one piece) before the request cuts the heap up
         out = _on_flash(open, tmp, "ab" if have else "wb")
+        _load_mac()
         resp = None
         try:
             resp, h, at = yield from _open(a, f, url, h, have)
@@ -65,6 +69,17 @@ def _download(a, f, tmp, h=None, have=0):
         if reused:
             return (yield from _download(a, f, tmp))
         raise Failed("%s: sha256 does not match the offer" % f["name"], False)
+
+
+def _load_mac():
+    """The MAC of the reports, imported now, while the heap still has room, for a drop's report: an
+    import reads its module through a LittleFS file (1.2 KiB in one piece), which after a drop, the
+    request that dropped having cut the heap up, it may not find. The report drops it once it signed
+    (agent._post), before the file is opened again; the download drops it at its end."""
+    try:
+        __import__("ota.hmac_sha256")
+    except MemoryError:  # the report imports it itself, and says so when it cannot
+        pass
 
 
 def _shut(out, resp):

@@ -28,7 +28,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from picoctl import config, pideploy, release  # noqa: E402
+from picoctl import config, pideploy, release, shipped  # noqa: E402
 from picoctl.sim import pi_app_control  # noqa: E402
 from picoctl.sim.bootsel_drive import VirtualDrive  # noqa: E402
 from picoctl.sim.fleet import SimDevice  # noqa: E402
@@ -176,7 +176,7 @@ def record_usb(cfg: config.FleetConfig, tmp: Path) -> tuple[list[dict[str, Any]]
     cfg.usb.extra_ports = str(tmp / "ports" / "pico-*")
     flash = tmp / "flash"
     flash.mkdir()
-    shutil.copy(REPO / "device_code" / "pico" / "main.py", flash / "main.py")
+    shutil.copy(shipped.PICO_APP, flash / "main.py")
     (flash / "config.json").write_text(json.dumps({"id": "bench-1", "heartbeat_s": 0.2}))
     (flash / "version.json").write_text(json.dumps({"version": "0.9.2", "target": "pico"}))
     with VirtualDrive(tmp / "media" / "RPI-RP2"), VirtualPico(flash, link_dir=tmp / "ports") as pico:

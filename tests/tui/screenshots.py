@@ -7,7 +7,9 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Awaitable, Callable
 
 from picoctl.config import DeviceTypeConfig, FleetConfig
 from picoctl.tui.app import PicoctlApp
@@ -27,6 +29,16 @@ def demo_app(recording: Path = DEMO, start_mode: str = "fleet") -> PicoctlApp:
     app = PicoctlApp(cfg, source, clock=lambda: source.clock_at, start_mode=start_mode, live_ticks=False)
     app.animation_level = "none"
     return app
+
+
+@asynccontextmanager
+async def settled(recording: Path = DEMO, start_mode: str = "fleet",
+                  size: tuple[int, int] = (80, 24)) -> AsyncIterator[tuple[PicoctlApp, Any]]:
+    """`demo_app(recording, start_mode)` running under Pilot at `size`, settled: (app, pilot)."""
+    app = demo_app(recording, start_mode)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        yield app, pilot
 
 
 async def settle(pilot: object) -> None:
@@ -84,9 +96,7 @@ SHOTS: dict[str, tuple[str, Step, Path]] = {
 
 async def shoot(name: str, size: tuple[int, int] = SIZE) -> str:
     mode, step, recording = SHOTS[name]
-    app = demo_app(recording, start_mode=mode)
-    async with app.run_test(size=size) as pilot:
-        await settle(pilot)
+    async with settled(recording, start_mode=mode, size=size) as (app, pilot):
         if step is not None:
             await step(pilot)
             await settle(pilot)

@@ -8,7 +8,7 @@ import asyncio
 
 from textual.app import App, ComposeResult
 
-from screenshots import WHY, demo_app, settle
+from screenshots import WHY, settle, settled
 from picoctl.tui.model import Device
 from picoctl.tui.screens.device import DeviceScreen, firmware
 from picoctl.tui.widgets.series import Series
@@ -22,9 +22,7 @@ def text(app: object, selector: str) -> str:
 
 def test_the_failed_canary_names_gh03_and_its_screen_tells_why_cleanly() -> None:
     async def run() -> None:
-        app = demo_app(WHY, start_mode="releases")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(WHY, start_mode="releases") as (app, pilot):
             line = " ".join(text(app, "#rollout-info").split())
             assert f"(1/4) halted: gh-03 rolled_back: {ERROR} w: why" in line  # the state is said once
             await pilot.press("w")
@@ -41,9 +39,7 @@ def test_the_failed_canary_names_gh03_and_its_screen_tells_why_cleanly() -> None
 
 def test_a_usb_picos_temperature_is_charted_with_its_scale_and_an_empty_series_says_no_data() -> None:
     async def run() -> None:
-        app = demo_app(start_mode="fleet")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="fleet") as (app, pilot):
             await pilot.press("enter")
             await settle(pilot)
             assert isinstance(app.screen, DeviceScreen) and app.screen.device_id == "bench-1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from screenshots import demo_app, settle
+from screenshots import settled
 from picoctl.tui.screens.device import DeviceScreen
 from picoctl.tui.widgets.fast_table import FastTable
 
@@ -16,9 +16,7 @@ def header(table: FastTable) -> str:
 
 def test_the_selection_follows_its_device_through_sorting_and_live_updates() -> None:
     async def run() -> None:
-        app = demo_app()
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled() as (app, pilot):
             table = app.screen.query_one("#devices", FastTable)
             await pilot.press("j", "j", "j")
             assert table.selected_key() == "gh-02"
@@ -41,9 +39,7 @@ def test_the_selection_follows_its_device_through_sorting_and_live_updates() -> 
 
 def test_the_id_column_stays_when_scrolled_right_and_home_goes_back() -> None:
     async def run() -> None:
-        app = demo_app()
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled() as (app, pilot):
             table = app.screen.query_one("#devices", FastTable)
             row = "".join(seg.text for seg in table.render_line(1))
             assert row.split()[:4] == ["bench-1", "●", "online", "0.9.2"]  # id, state, version at 80 columns
@@ -99,9 +95,7 @@ def test_wide_characters_and_line_breaks_keep_the_columns_in_line() -> None:
     """A version of CJK or emoji takes two cells a character, a line break none of its own: the columns
     after them start where the header's do."""
     async def run() -> None:
-        app = demo_app()
-        async with app.run_test(size=(120, 24)) as pilot:
-            await settle(pilot)
+        async with settled(size=(120, 24)) as (app, pilot):
             table = app.screen.query_one("#devices", FastTable)
             app.take("heartbeat", {"device_id": "gh-02", "at": app.clock(), "version": "漢字😀漢字😀漢字😀漢字"})
             app.take("heartbeat", {"device_id": "gh-03", "at": app.clock(), "version": "1.0\n.0\r\x1b"})

@@ -8,7 +8,7 @@ import asyncio
 from textual import events
 from textual.widgets import Input, Select
 
-from screenshots import demo_app, settle
+from screenshots import settled
 from waiting import until
 from picoctl.tui.widgets.canary_form import CanaryForm
 from picoctl.tui.widgets.modals import Confirm, Fields
@@ -29,9 +29,7 @@ def fields(app: object) -> dict[str, str]:
 
 def test_keys_in_one_burst_land_in_their_fields_in_order() -> None:
     async def run() -> None:
-        app = demo_app(start_mode="usb")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="usb") as (app, pilot):
             await pilot.press("j", "v")
             assert isinstance(app.screen, Fields)
             burst(app, "x1\ty2\tpass word")
@@ -56,9 +54,7 @@ def test_keys_in_one_burst_land_in_their_fields_in_order() -> None:
 
 def test_text_typed_with_the_key_that_opens_a_form_lands_in_its_first_field_or_nowhere() -> None:
     async def run() -> None:
-        app = demo_app(start_mode="usb")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="usb") as (app, pilot):
             await pilot.press("j")
             burst(app, "vgh-07\tshed\tlong enough")  # v opens the provision form: the rest is typed into it
             typed = {"field-id": "gh-07", "field-ssid": "shed", "field-password": "long enough"}
@@ -79,9 +75,7 @@ def test_text_typed_with_the_key_that_opens_a_form_lands_in_its_first_field_or_n
 
 def test_enter_on_the_rollout_forms_release_list_starts_the_rollout_and_space_opens_the_list() -> None:
     async def run() -> None:
-        app = demo_app(start_mode="releases")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="releases") as (app, pilot):
             await pilot.press("n")
             await until(pilot, lambda: isinstance(app.screen, CanaryForm), what="the rollout form")
             release = app.screen.query_one("#release", Select)
@@ -102,9 +96,7 @@ def test_enter_on_the_rollout_forms_release_list_starts_the_rollout_and_space_op
 
 def test_provision_checks_its_form_and_names_the_board_it_overwrites() -> None:
     async def run() -> None:
-        app = demo_app(start_mode="usb")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="usb") as (app, pilot):
             await pilot.press("j", "v", *"gh-07", "enter", "enter", "enter")  # no SSID, no password
             await pilot.pause(0.2)
             assert isinstance(app.screen, Fields)

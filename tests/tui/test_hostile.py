@@ -20,7 +20,7 @@ import pytest
 from textual.app import App
 
 import conftest  # tests/conftest.py: the hub fixture's Hub
-from screenshots import WHY, demo_app, settle
+from screenshots import WHY, settle, settled
 from loopback import Peer, serving
 from waiting import until
 from picoctl import config
@@ -86,9 +86,7 @@ COVERING = ("help", "palette")  # these cover the screen's data
 def test_hostile_text_on_every_screen_is_shown_escaped_and_never_obeyed(recording: Path, name: str,
                                                                         keys: list[str]) -> None:
     async def run() -> None:
-        app = demo_app(recording)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await settle(pilot)
+        async with settled(recording, size=(100, 30)) as (app, pilot):
             await pilot.press(*keys)
             await settle(pilot)
             out = terminal(app)
@@ -113,9 +111,7 @@ def test_resizing_and_random_keys_on_hostile_data_crash_nothing_and_q_still_quit
 
     async def run() -> None:
         rng = random.Random(4)
-        app = demo_app(recording)
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(recording) as (app, pilot):
             for i in range(300):
                 if i % 60 == 59:
                     await pilot.resize_terminal(*sizes[i // 60])
@@ -180,9 +176,7 @@ def test_a_stream_of_garbage_and_other_shapes_keeps_the_link_live_and_applies_wh
     path.write_text(json.dumps(data).replace("Infinity", "1e400"))
 
     async def run() -> None:
-        app = demo_app(path)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await settle(pilot)
+        async with settled(path, size=(100, 30)) as (app, pilot):
             await until(pilot, lambda: app.model.devices[did].rssi == -42, what="the last, good event")
             assert app.link.state == "live" and app.last_event_id == 7 and app.model.skipped >= 5
     asyncio.run(run())
@@ -191,9 +185,7 @@ def test_a_stream_of_garbage_and_other_shapes_keeps_the_link_live_and_applies_wh
 @pytest.mark.parametrize("screen", ["1", "3"])
 def test_a_filter_typed_with_markup_is_searched_for_as_text(recording: Path, screen: str) -> None:
     async def run() -> None:
-        app = demo_app(recording)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await settle(pilot)
+        async with settled(recording, size=(100, 30)) as (app, pilot):
             await pilot.press(screen, "slash", *"[/]", "enter")
             await settle(pilot)
             assert app.is_running and "[/]" in terminal(app)

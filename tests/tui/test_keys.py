@@ -8,7 +8,7 @@ import json
 from textual.binding import Binding
 
 from picoctl.tui import keymap
-from screenshots import demo_app, settle
+from screenshots import settled
 from picoctl.tui.widgets.modals import Confirm, EventDetail, Help
 
 
@@ -27,9 +27,7 @@ def test_every_binding_has_an_id_and_a_description() -> None:
 
 def test_help_lists_the_screen_and_app_keys_and_the_palette_runs_actions() -> None:
     async def run() -> None:
-        app = demo_app(start_mode="releases")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="releases") as (app, pilot):
             await pilot.press("question_mark")
             assert isinstance(app.screen, Help)
             text = " ".join(str(w.render()) for w in app.screen.query(".help-line"))
@@ -68,9 +66,7 @@ def test_help_lists_the_screen_and_app_keys_and_the_palette_runs_actions() -> No
 
 def test_ctrl_c_quits_from_a_form_and_the_palette_reaches_other_screens_verbs() -> None:
     async def run() -> None:
-        app = demo_app(start_mode="usb")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="usb") as (app, pilot):
             await pilot.press("ctrl+p", *"Halt")
             await pilot.pause(0.5)
             await pilot.press("enter")

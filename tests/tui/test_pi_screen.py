@@ -9,15 +9,13 @@ import json
 
 from textual.widgets import Input
 
-from screenshots import demo_app, settle
+from screenshots import settled
 from waiting import until
 
 
 def test_a_newer_pi_release_on_the_hub_is_shown_waiting() -> None:
     async def run() -> None:
-        app = demo_app(start_mode="pi")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="pi") as (app, pilot):
             info = lambda: str(app.screen.query_one("#pi-info").render())  # noqa: E731
             assert "current   2.4.0" in info() and "waiting" not in info()  # 2.4.0 is the newest on the hub
             releases = [{"target": r.target, "version": r.version} for r in app.model.releases.values()]
@@ -46,9 +44,7 @@ def test_the_deploy_prompt_offers_the_newest_pi_release_near_and_completes_names
                            poll=lambda: pilot.press("right"))  # type: ignore[attr-defined]
 
     async def run() -> None:
-        app = demo_app(start_mode="pi")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="pi") as (app, pilot):
             await pilot.press("d")
             await until(pilot, lambda: app.screen.query("#prompt"), what="the deploy prompt")
             field = app.screen.query_one("#prompt", Input)

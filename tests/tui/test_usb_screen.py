@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from screenshots import demo_app, settle
+from screenshots import demo_app, settle, settled
 from waiting import until
 from picoctl.tui.widgets.modals import Prompt
 from picoctl.tui.widgets.serial_view import SerialView
@@ -14,9 +14,7 @@ from picoctl.tui.widgets.serial_view import SerialView
 
 def test_serial_log_state_is_on_screen_and_l_again_keeps_the_lines() -> None:
     async def run() -> None:
-        app = demo_app(start_mode="usb")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="usb") as (app, pilot):
             await pilot.press("l")
             await pilot.pause(0.3)
             view = app.screen.query_one(SerialView)
@@ -62,17 +60,13 @@ def test_the_usb_table_names_the_fleet_device_on_a_port_from_what_is_known_witho
         return {b.path: str(table.get_cell(key, "device")) for key, b in app.screen.boards.items()}  # type: ignore[attr-defined]
 
     async def run() -> None:
-        app = demo_app(start_mode="usb")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="usb") as (app, pilot):
             assert device_cells(app) == {"/media/pi/RPI-RP2": "-", "/dev/ttyACM0": "-"}  # nothing read from it yet
             await pilot.press("down", "l")  # its console: the telemetry names bench-1
             named = {"/media/pi/RPI-RP2": "-", "/dev/ttyACM0": "bench-1"}
             await until(pilot, lambda: device_cells(app) == named, what=str(named))
 
-        app = demo_app(start_mode="fleet")
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with settled(start_mode="fleet") as (app, pilot):
             app.model.devices["gh-05"].firmware["uid"] = "e6614c311b4a6d2c"  # its heartbeats' machine.unique_id()
             await pilot.press("5")
             await settle(pilot)

@@ -8,6 +8,7 @@ refused.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -142,16 +143,20 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
 
 
 async def _get_meta(client: httpx.AsyncClient, url: str) -> bytes:
-    """The body of a meta.json URL, refused as soon as it passes MAX_META_BYTES."""
+    """The body of a meta.json URL, refused as soon as it passes MAX_META_BYTES or has taken
+    FETCH_TIMEOUT_S in all (a server dripping it a byte at a time, each within the read timeout)."""
     cap = release_mod.MAX_META_BYTES
-    async with client.stream("GET", url) as r:
-        if r.status_code != 200:
-            raise ApiError(502, f"{url}: HTTP {r.status_code}")
-        body = bytearray()
-        async for chunk in r.aiter_bytes():
-            body += chunk
-            if len(body) > cap:
-                raise ApiError(502, f"{url}: meta.json is over {cap} bytes")
+    try:
+        async with asyncio.timeout(FETCH_TIMEOUT_S), client.stream("GET", url) as r:
+            if r.status_code != 200:
+                raise ApiError(502, f"{url}: HTTP {r.status_code}")
+            body = bytearray()
+            async for chunk in r.aiter_bytes():
+                body += chunk
+                if len(body) > cap:
+                    raise ApiError(502, f"{url}: meta.json is over {cap} bytes")
+    except TimeoutError:
+        raise ApiError(502, f"{url}: meta.json not received within {FETCH_TIMEOUT_S:g} s") from None
     return bytes(body)
 
 

@@ -22,6 +22,7 @@ from . import answers, release
 from .answers import Shape
 from .config import FleetConfig
 from .errors import PicoctlError, UnexpectedAnswer, Unreachable
+from .fetch_bounds import MAX_ANSWER_BYTES, acapped, capped
 from .protocol import META_HEADER, SSE_PING_S, SSE_SILENT_S
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
@@ -222,18 +223,19 @@ class _Routes(Generic[T]):
         return self._do(Call("POST", "/api/v1/history", json=event))
 
 
-def _parse(response: httpx.Response, call: Call | None = None) -> Any:
-    """The answer's JSON, of `call`'s shape; a PicoctlError of one line for an error, not JSON or another shape."""
+def _parse(response: httpx.Response, body: bytes, call: Call | None = None) -> Any:
+    """The answer's JSON (`body`, read at most MAX_ANSWER_BYTES), of `call`'s shape; a PicoctlError of
+    one line for an error, not JSON or another shape."""
     if response.status_code >= 400:
         try:
-            message = response.json()["error"]
+            message = json.loads(body)["error"]
         except (ValueError, KeyError, TypeError):
-            message = response.text[:200] or response.reason_phrase
+            message = body[:200].decode(errors="replace") or response.reason_phrase
         raise HubError(response.status_code, message)
-    if not response.content:
+    if not body:
         return None  # taken, with nothing to say (a 204, or a 201 with an empty body)
     try:
-        value = response.json()
+        value = json.loads(body)
     except ValueError:
         raise PicoctlError(f"hub answered {response.request.url} with something that is not JSON") from None
     if call is not None and (detail := answers.mismatch(value, call.answer)):
@@ -259,19 +261,19 @@ class HubClient(_Routes[Any]):
 
     def _do(self, call: Call) -> Any:
         try:
-            r = self._http.request(call.method, call.path, params=call.params, json=call.json,
-                                   content=call.content, headers=call.headers)
+            with self._http.stream(call.method, call.path, params=call.params, json=call.json,
+                                   content=call.content, headers=call.headers) as r:
+                body = capped(r.iter_bytes(), MAX_ANSWER_BYTES, f"hub's answer to {call.method} {call.path}")
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from None
-        return _parse(r, call)
+        return _parse(r, body, call)
 
     def download_artifact(self, sha256: str, dest: Path) -> None:
         """Stream a release artifact the hub stores (GET /artifacts/{sha256}) into `dest`."""
         try:
             with self._http.stream("GET", f"/artifacts/{sha256}") as r:
                 if r.status_code != 200:
-                    r.read()
-                    _parse(r)
+                    _parse(r, capped(r.iter_bytes(), MAX_ANSWER_BYTES, f"hub's answer to GET /artifacts/{sha256}"))
                 with open(dest, "wb") as f:
                     for chunk in r.iter_bytes():
                         f.write(chunk)
@@ -304,11 +306,12 @@ class AsyncHubClient(_Routes[Any]):
 
     async def _send(self, call: Call) -> Any:
         try:
-            r = await self._http.request(call.method, call.path, params=call.params, json=call.json,
-                                         content=call.content, headers=call.headers)
+            async with self._http.stream(call.method, call.path, params=call.params, json=call.json,
+                                         content=call.content, headers=call.headers) as r:
+                body = await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, f"hub's answer to {call.method} {call.path}")
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from None
-        return _parse(r, call)
+        return _parse(r, body, call)
 
     def _do(self, call: Call) -> Any:
         return self._send(call)
@@ -321,8 +324,7 @@ class AsyncHubClient(_Routes[Any]):
             async with self._http.stream("GET", "/api/v1/events", headers=headers,
                                          timeout=httpx.Timeout(10.0, read=self.silent_s)) as r:
                 if r.status_code >= 400:
-                    await r.aread()
-                    _parse(r)
+                    _parse(r, await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, "hub's answer to GET /api/v1/events"))
                 async for line in sse_lines(r.aiter_text()):
                     event = parser.feed(line)
                     if event is not None:

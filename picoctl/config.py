@@ -66,6 +66,14 @@ class PiConfig:
 
 
 @dataclass
+class FetchConfig:
+    """The bound of every fetch picoctl makes (picoctl.fetch_bounds): floor_s plus the size at min_rate."""
+
+    floor_s: float = 30.0
+    min_rate: int = 32 * 1024  # bytes per second: a 512 MiB artifact may take 4.6 hours
+
+
+@dataclass
 class DeviceTypeConfig:
     heartbeat_interval_s: int = 60
     check_interval_s: int = 300
@@ -108,6 +116,7 @@ class FleetConfig:
     device_types: dict[str, DeviceTypeConfig] = field(default_factory=_default_device_types)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     usb: UsbConfig = field(default_factory=UsbConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
     path: Path | None = None
 
     def resolve(self, value: str) -> Path:
@@ -141,7 +150,7 @@ class FleetConfig:
 
 
 _SECTIONS: dict[str, type] = {"hub": HubConfig, "release": ReleaseConfig, "pi": PiConfig, "rollout": RolloutConfig,
-                             "usb": UsbConfig}
+                             "usb": UsbConfig, "fetch": FetchConfig}
 
 
 def _type_name(t: Any) -> str:
@@ -181,7 +190,7 @@ def parse(data: dict[str, Any], path: Path | None = None) -> FleetConfig:
                 t: _load_section(DeviceTypeConfig, v, f"{name}: device_types.{t}") for t, v in value.items()
             }
         else:
-            raise BadInput(f"{name}: {key}: unknown section (expected one of hub, release, pi, device_types, rollout, usb)")
+            raise BadInput(f"{name}: {key}: unknown section (expected one of hub, release, pi, device_types, rollout, usb, fetch)")
     _validate(cfg, name)
     return cfg
 
@@ -200,6 +209,8 @@ def _validate(cfg: FleetConfig, name: str) -> None:
     key = cfg.release.public_key
     if key and not HEX64.fullmatch(key.lower()):
         raise BadInput(f"{name}: release.public_key: expected 64 hex digits (an Ed25519 public key)")
+    if not cfg.fetch.floor_s > 0 or not cfg.fetch.min_rate > 0:
+        raise BadInput(f"{name}: fetch.floor_s and fetch.min_rate: expected positive numbers")
     for t, dt in cfg.device_types.items():
         if dt.heartbeat_interval_s <= 0:
             raise BadInput(f"{name}: device_types.{t}.heartbeat_interval_s: expected a positive integer")

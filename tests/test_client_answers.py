@@ -69,4 +69,4 @@ def test_the_client_names_the_route_and_the_departure() -> None:
     wrong = httpx.Response(200, json={"devices": []}, request=request)
     with pytest.raises(UnexpectedAnswer, match=r"^hub answered GET /api/v1/devices with an unexpected shape: "
                                                 r"the answer: expected a list of objects, got an object$"):
-        _parse(wrong, Call("GET", "/api/v1/devices", answer=[answers.DEVICE]))
+        _parse(wrong, wrong.content, Call("GET", "/api/v1/devices", answer=[answers.DEVICE]))

@@ -12,7 +12,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -52,27 +51,12 @@ class Redirector(BaseHTTPRequestHandler):
             return self._redirect(parse_qs(parts.query)["u"][0])
         if parts.path.startswith("/loop"):
             return self._redirect(parts.path)
-        if parts.path.startswith("/drip"):
-            return self._drip()
         path = self.root / parts.path.lstrip("/")
         body = path.read_bytes() if path.is_file() else b""
         self.send_response(200 if path.is_file() else 404)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-    def _drip(self) -> None:
-        """A 200 whose body comes a byte every half second, for ever (each byte within any read timeout)."""
-        self.send_response(200)
-        self.send_header("Content-Length", str(1 << 20))
-        self.end_headers()
-        try:
-            while True:
-                self.wfile.write(b" ")
-                self.wfile.flush()
-                time.sleep(0.5)
-        except OSError:
-            return
 
     def _redirect(self, location: str) -> None:
         self.send_response(302)
@@ -166,16 +150,6 @@ def test_a_redirect_loop_ends_after_a_few_hops(world: dict) -> None:
     assert r.status_code == 502 and f"more than {urls.MAX_REDIRECTS} redirects (the next to '{world['local']}/loop'" \
         in r.json()["error"], r.text[:300]
     assert len(world["asked"]) - before == urls.MAX_REDIRECTS + 1
-
-
-def test_a_meta_json_dripped_a_byte_at_a_time_is_given_up_on_in_time(world: dict) -> None:
-    from picoctl.hub.releases import FETCH_TIMEOUT_S
-
-    t0 = time.monotonic()
-    r = _import(world, f"{world['local']}/drip/meta.json")
-    took = time.monotonic() - t0
-    assert r.status_code == 502 and f"not received within {FETCH_TIMEOUT_S:g} s" in r.json()["error"], r.text[:300]
-    assert took < FETCH_TIMEOUT_S + 15, took
 
 
 def test_the_webhook_is_held_to_the_same_rule(world: dict) -> None:

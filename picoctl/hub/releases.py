@@ -8,13 +8,13 @@ refused.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import json
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import urljoin
@@ -25,6 +25,7 @@ import httpx
 from .. import keyset
 from .. import release as release_mod
 from ..errors import BadInput, PicoctlError
+from ..fetch_bounds import Deadline, OutOfBounds
 from ..protocol import META_HEADER
 from ..urls import MAX_REDIRECTS, check_hop, check_url, too_many_redirects
 from ..workdirs import work_dir
@@ -35,7 +36,6 @@ from .ingest import Tx
 from .state import UPLOAD_PREFIX, Hub
 
 MAX_RELEASE_BYTES = 512 * 1024 * 1024
-FETCH_TIMEOUT_S = 30.0
 
 
 def decode_meta(header: str | None) -> Any:
@@ -104,7 +104,9 @@ def _record(tx: Tx, meta: dict[str, Any], actor: str) -> bool:
 
 async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bool]:
     """Fetch a meta.json by URL, then its artifact (relative to it unless absolute), and accept them.
-    Every request, redirects included, goes only where urls.check_hop lets a fetch from `meta_url` go."""
+    Every request, redirects included, goes only where urls.check_hop lets a fetch from `meta_url` go;
+    each of the two fetches is held to fetch_bounds (the meta.json at its cap, the artifact at the
+    size it gives), or the answer is 502."""
     try:
         check_url(meta_url, "meta url")
     except BadInput as exc:
@@ -116,11 +118,13 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
         except BadInput as exc:
             raise ApiError(422, str(exc)) from None
 
+    rule = hub.cfg.fetch
     try:
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True, max_redirects=MAX_REDIRECTS,
-                                     event_hooks={"request": [allowed]}) as client:
+        async with httpx.AsyncClient(timeout=rule.floor_s, follow_redirects=True, max_redirects=MAX_REDIRECTS,
+                                     event_hooks={"request": [allowed]}) as client, AsyncExitStack() as stack:
             try:
-                meta = parse_json(await _get_meta(client, meta_url), f"{meta_url}: meta.json")
+                meta = parse_json(await _get_meta(client, meta_url, Deadline(rule, release_mod.MAX_META_BYTES, f"{meta_url}: meta.json")),
+                                  f"{meta_url}: meta.json")
             except ApiError as exc:
                 if exc.status != 400:
                     raise
@@ -132,32 +136,28 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
                 check_url(artifact_url, f"{meta_url}: artifact_url")
             except BadInput as exc:
                 raise ApiError(422, str(exc)) from None
-            async with client.stream("GET", artifact_url) as resp:
-                if resp.status_code != 200:
-                    raise ApiError(502, f"{artifact_url}: HTTP {resp.status_code}")
-                return await accept(hub, meta, resp.aiter_bytes(), actor)
+            size = meta.get("size")
+            deadline = Deadline(rule, size if isinstance(size, int) and 0 < size <= MAX_RELEASE_BYTES else 0,
+                                f"{artifact_url}: artifact")
+            async with deadline.held():
+                resp = await stack.enter_async_context(client.stream("GET", artifact_url))
+            if resp.status_code != 200:
+                raise ApiError(502, f"{artifact_url}: HTTP {resp.status_code}")
+            return await accept(hub, meta, deadline.chunks(resp, None), actor)  # accept caps it at `size`
+    except OutOfBounds as exc:
+        raise ApiError(502, str(exc)) from None
     except httpx.TooManyRedirects as exc:
         raise ApiError(502, too_many_redirects(meta_url, exc)) from None
     except httpx.HTTPError as exc:
         raise ApiError(502, f"cannot fetch the release: {exc}") from None
 
 
-async def _get_meta(client: httpx.AsyncClient, url: str) -> bytes:
-    """The body of a meta.json URL, refused as soon as it passes MAX_META_BYTES or has taken
-    FETCH_TIMEOUT_S in all (a server dripping it a byte at a time, each within the read timeout)."""
-    cap = release_mod.MAX_META_BYTES
-    try:
-        async with asyncio.timeout(FETCH_TIMEOUT_S), client.stream("GET", url) as r:
-            if r.status_code != 200:
-                raise ApiError(502, f"{url}: HTTP {r.status_code}")
-            body = bytearray()
-            async for chunk in r.aiter_bytes():
-                body += chunk
-                if len(body) > cap:
-                    raise ApiError(502, f"{url}: meta.json is over {cap} bytes")
-    except TimeoutError:
-        raise ApiError(502, f"{url}: meta.json not received within {FETCH_TIMEOUT_S:g} s") from None
-    return bytes(body)
+async def _get_meta(client: httpx.AsyncClient, url: str, deadline: Deadline) -> bytes:
+    """The body of a meta.json URL, refused past MAX_META_BYTES or its deadline."""
+    async with deadline.held(), client.stream("GET", url) as r:
+        if r.status_code != 200:
+            raise ApiError(502, f"{url}: HTTP {r.status_code}")
+        return await deadline.body(r, release_mod.MAX_META_BYTES)
 
 
 def check_webhook_signature(secret: bytes, body: bytes, header: str | None) -> None:

@@ -154,7 +154,7 @@ def update(cfg: FleetConfig, channel: str | None = None, progress: Progress | No
     progress = progress or Progress("pi update")
     with _locked(cfg, f"update from {source}", wait_s, log, progress) as layout:
         current = linked_version(layout.current)
-    meta = fetch.fetch_meta_url(source) if fetch.is_url(source) else release.load_meta(Path(source))
+    meta = fetch.fetch_meta_url(source, cfg.fetch) if fetch.is_url(source) else release.load_meta(Path(source))
     published = meta["version"]
     if channel == "stable" and meta["rollout"] != "stable":
         reason = f"{published} is published for canary only; channel stable stays on {current or 'no release'}"

@@ -4,15 +4,17 @@ The signature of meta.json is checked before any artifact byte is read; the arti
 or streamed (httpx) into a private file, hashed and size-capped on the way, and compared with the
 signed sha256 (and with `--sha256` when given). Only that private copy is ever unpacked.
 Every request, redirects included, goes only where urls.check_hop lets a fetch from the URL the
-operator named go.
+operator named go, and each fetch is done within its fetch_bounds.allowed_s (the meta.json at its cap,
+the artifact at its signed size) or given up on with one line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import tempfile
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,8 +23,9 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from .. import keyset, release
-from ..config import FleetConfig
+from ..config import FetchConfig, FleetConfig
 from ..errors import BadInput, PicoctlError
+from ..fetch_bounds import Deadline
 from ..progress import Progress
 from ..protocol import HEX64
 from ..urls import MAX_REDIRECTS, check_hop, check_url, is_url, too_many_redirects
@@ -30,7 +33,6 @@ from .layout import disk_error
 
 CHUNK = 1 << 16
 CONNECT_TIMEOUT_S = 10.0
-READ_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -39,48 +41,62 @@ class Fetched:
     artifact: Path  # private copy under .incoming/, hash verified
 
 
-def _timeout() -> httpx.Timeout:
-    return httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
-
-
-def _client(named: str) -> httpx.Client:
+def _client(named: str, rule: FetchConfig) -> httpx.AsyncClient:
     """A client that follows at most MAX_REDIRECTS redirects, each request held to check_hop from `named`."""
-    def allowed(request: httpx.Request) -> None:
+    async def allowed(request: httpx.Request) -> None:
         check_hop(named, str(request.url), "redirect or artifact_url")
 
-    return httpx.Client(timeout=_timeout(), follow_redirects=True, max_redirects=MAX_REDIRECTS,
-                        event_hooks={"request": [allowed]})
+    return httpx.AsyncClient(timeout=httpx.Timeout(rule.floor_s, connect=CONNECT_TIMEOUT_S), follow_redirects=True,
+                             max_redirects=MAX_REDIRECTS, event_hooks={"request": [allowed]})
 
 
-def fetch_meta_url(url: str, named: str | None = None) -> dict[str, Any]:
+async def _stream(url: str, named: str, rule: FetchConfig, size: int, what: str, take: Callable[[bytes], None],
+                  started: Callable[[httpx.Response], None]) -> None:
+    deadline = Deadline(rule, size, f"{url}: {what}")
+    async with _client(named, rule) as client, deadline.held(), client.stream("GET", url) as r:
+        if r.status_code != 200:
+            raise PicoctlError(f"{url}: HTTP {r.status_code} fetching {what}")
+        started(r)
+        async for chunk in deadline.chunks(r, None):
+            take(chunk)
+
+
+def _get(url: str, named: str, rule: FetchConfig, size: int, what: str, take: Callable[[bytes], None],
+         started: Callable[[httpx.Response], None] = lambda r: None) -> None:
+    """GET `url` (for a fetch that started at `named`), each chunk of its body to `take`, all of it
+    within allowed_s(rule, size); `started` sees the response before its body."""
+    try:
+        asyncio.run(_stream(url, named, rule, size, what, take, started))
+    except httpx.TooManyRedirects as exc:
+        raise PicoctlError(too_many_redirects(url, exc)) from None
+    except httpx.HTTPError as exc:
+        raise PicoctlError(f"{url}: cannot fetch {what}: {exc}") from None
+
+
+def fetch_meta_url(url: str, rule: FetchConfig, named: str | None = None) -> dict[str, Any]:
     """Download and shape-check a published meta.json (for a fetch that started at `named`, else at `url`)."""
     check_url(url, "meta.json URL")
     cap = release.MAX_META_BYTES
     body = bytearray()
-    try:
-        with _client(named or url) as client, client.stream("GET", url) as r:
-            if r.status_code != 200:
-                raise PicoctlError(f"{url}: HTTP {r.status_code} fetching meta.json")
-            for chunk in r.iter_bytes(CHUNK):
-                body += chunk
-                if len(body) > cap:
-                    raise BadInput(f"{url}: meta.json larger than {cap} bytes")
-    except httpx.TooManyRedirects as exc:
-        raise PicoctlError(too_many_redirects(url, exc)) from None
-    except httpx.HTTPError as exc:
-        raise PicoctlError(f"{url}: cannot fetch meta.json: {exc}") from None
+
+    def take(chunk: bytes) -> None:
+        body.extend(chunk)
+        if len(body) > cap:
+            raise BadInput(f"{url}: meta.json larger than {cap} bytes")
+
+    _get(url, named or url, rule, cap, "meta.json", take)
     return release.parse_meta(bytes(body), url)
 
 
-def _locate(source: str) -> tuple[dict[str, Any], str]:
+def _locate(source: str, rule: FetchConfig) -> tuple[dict[str, Any], str]:
     """(meta, where the artifact is: URL or local path) for any accepted SOURCE."""
     if is_url(source):
         path = urlsplit(check_url(source, "release URL")).path
         if path.endswith(".json") or path.endswith("/"):
             meta_url = source if path.endswith(".json") else source + "meta.json"
-            meta = fetch_meta_url(meta_url)
+            meta = fetch_meta_url(meta_url, rule)
             return meta, check_url(urljoin(meta_url, meta["artifact_url"]), f"{meta_url}: artifact_url")
-        meta = fetch_meta_url(urljoin(source, "meta.json"), source)
+        meta = fetch_meta_url(urljoin(source, "meta.json"), rule, source)
         if PurePosixPath(path).name != meta["artifact"]:
             raise BadInput(f"{source}: the meta.json beside it is for {meta['artifact']}, not this artifact")
         return meta, source
@@ -119,46 +135,38 @@ def _chunks_from_file(path: Path) -> Generator[bytes, None, None]:
         raise PicoctlError(f"{path}: cannot read artifact: {exc.strerror}") from None
 
 
-def _chunks_from_url(url: str, named: str, progress: Progress, expected: int) -> Generator[bytes, None, None]:
-    try:
-        with _client(named) as client, client.stream("GET", url) as r:
-            if r.status_code != 200:
-                raise PicoctlError(f"{url}: HTTP {r.status_code} fetching the artifact")
-            progress.phase("download", total=int(r.headers.get("content-length") or expected), item=url)
-            yield from r.iter_bytes(CHUNK)
-    except httpx.TooManyRedirects as exc:
-        raise PicoctlError(too_many_redirects(url, exc)) from None
-    except httpx.HTTPError as exc:
-        raise PicoctlError(f"{url}: download failed: {exc}") from None
-
-
 def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha256: str | None = None) -> Fetched:
     """Verify the release's meta, then copy its artifact into `incoming`, hash-checked."""
     if sha256 is not None and not HEX64.fullmatch(sha256.lower()):
         raise BadInput(f"--sha256: expected 64 hex digits, got {sha256!r}")
-    meta, where = _locate(source)
+    meta, where = _locate(source, cfg.fetch)
     check_trust(cfg, meta, source)
-    if is_url(where):
-        chunks = _chunks_from_url(where, source, progress, meta["size"])
-    else:
-        progress.phase("copy", total=meta["size"], item=where)
-        chunks = _chunks_from_file(Path(where))
     try:
         fd, tmp_name = tempfile.mkstemp(prefix="artifact-", suffix=".tar.gz", dir=incoming)
     except OSError as exc:
-        chunks.close()
         raise disk_error(exc, f"{where}: cannot store the download in {incoming}") from None
     tmp = Path(tmp_name)
+    h, size = hashlib.sha256(), 0
     try:
-        h, size = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as f:
-            for block in chunks:
+            def take(block: bytes) -> None:
+                nonlocal size
                 size += len(block)
                 if size > meta["size"]:
                     raise BadInput(f"{where}: artifact is longer than the {meta['size']} bytes meta.json signs for")
                 h.update(block)
                 f.write(block)
                 progress.advance(len(block))
+
+            if is_url(where):
+                def started(r: httpx.Response) -> None:
+                    progress.phase("download", total=int(r.headers.get("content-length") or meta["size"]), item=where)
+
+                _get(where, source, cfg.fetch, meta["size"], "the artifact", take, started)
+            else:
+                progress.phase("copy", total=meta["size"], item=where)
+                for block in _chunks_from_file(Path(where)):
+                    take(block)
         digest = h.hexdigest()
         if size != meta["size"]:
             raise BadInput(f"{where}: artifact is {size} bytes, meta.json signs for {meta['size']}: truncated")
@@ -172,6 +180,4 @@ def fetch(cfg: FleetConfig, source: str, incoming: Path, progress: Progress, sha
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    finally:
-        chunks.close()
     return Fetched(meta, tmp)

@@ -68,7 +68,7 @@ class Deadline:
         self._at = asyncio.get_running_loop().time() + self.limit_s
 
     def _too_slow(self) -> OutOfBounds:
-        return OutOfBounds(f"{self.what[:160]}: not received within {self.limit_s:g} s "
+        return OutOfBounds(f"{self.what[:160]}: not received within {self.limit_s:.1f} s "
                        f"([fetch] floor_s plus the size at min_rate)")
 
     @asynccontextmanager

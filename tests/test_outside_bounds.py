@@ -74,7 +74,7 @@ def _release(tmp: Path, target: str, key: str, url: str) -> Path:
 
 def _one_line_within(message: str, took: float, size: int) -> None:
     limit = allowed_s(RULE, size)
-    assert f"not received within {limit:g} s" in message and "\n" not in message, message
+    assert f"not received within {limit:.1f} s" in message and "\n" not in message, message
     assert took < limit + 3, took
 
 

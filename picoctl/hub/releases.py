@@ -138,7 +138,7 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
                 raise ApiError(422, str(exc)) from None
             size = meta.get("size")
             deadline = Deadline(rule, size if isinstance(size, int) and 0 < size <= MAX_RELEASE_BYTES else 0,
-                                f"{artifact_url}: artifact")
+                                f"{artifact_url}: the artifact")
             async with deadline.held():
                 resp = await stack.enter_async_context(client.stream("GET", artifact_url))
             if resp.status_code != 200:

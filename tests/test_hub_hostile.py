@@ -139,7 +139,7 @@ def test_hostile_device_bodies_are_400_store_nothing_and_keep_the_counter_free(h
         ok = board.post(c, "/heartbeat", json.dumps(board.beat(counter)).encode())
         assert ok.status_code == 200, ok.text  # the refused request did not take the counter
     board.counter = counter
-    strict_json(httpx.get(hub.url + "/api/v1/devices", headers=_bearer(hub)).text)  # still JSON after all of it
+    strict_json(httpx.get(hub.url + "/api/v1/devices", headers=hub.auth).text)  # still JSON after all of it
 
 
 @pytest.mark.parametrize("header,value", [
@@ -155,10 +155,6 @@ def test_non_ascii_auth_headers_are_401(hub: LocalHub, board: Board, header: str
 
 
 # --- operator routes -------------------------------------------------------------------------
-
-def _bearer(hub: LocalHub) -> dict[str, str]:
-    return {"Authorization": f"Bearer {hub.token}"}
-
 
 def _meta_header(raw: str) -> str:
     meta = {"target": "picow", "version": "1.1.0", "size": RAW, "sha256": "0" * 64}
@@ -234,7 +230,7 @@ OPERATOR_CASES = list(_operator_cases())
 def test_hostile_operator_requests_are_4xx_and_store_nothing(hub: LocalHub, method: str, path: str, body: bytes | None,
                                                             headers: dict[str, str], status: int) -> None:
     before = stored(hub)
-    sent = _bearer(hub) | {k: v.encode("latin-1") for k, v in headers.items()}  # type: ignore[misc]
+    sent = hub.auth | {k: v.encode("latin-1") for k, v in headers.items()}  # type: ignore[misc]
     r = httpx.request(method, hub.url + path, content=body, headers=sent)
     assert_refused(r, status)
     assert stored(hub) == before

@@ -55,7 +55,7 @@ def test_every_operator_route_needs_the_token(hub, auth: str | None) -> None:
 ])
 def test_register_refuses_bad_devices(hub, body: dict, status: int, message: str) -> None:
     hub.register("gh-01")
-    r = httpx.post(hub.url + "/api/v1/devices", json=body, headers={"Authorization": f"Bearer {hub.token}"})
+    r = httpx.post(hub.url + "/api/v1/devices", json=body, headers=hub.auth)
     assert r.status_code == status and message in r.json()["error"]
     assert [d["id"] for d in hub.client.devices()] == ["gh-01"]
 
@@ -64,7 +64,7 @@ def test_a_bad_device_id_is_refused_in_the_words_of_the_rule(hub) -> None:
     """Registering and relaying a heartbeat say the id rule as it is (a relayed id once claimed ':' was allowed)."""
     for bad in ("a:b", "-a", "x" * 65):
         for path, body in (("/api/v1/devices", {"id": bad, "type": "picow"}), (f"/api/v1/devices/{bad}/heartbeat", {})):
-            r = httpx.post(hub.url + path, json=body, headers={"Authorization": f"Bearer {hub.token}"})
+            r = httpx.post(hub.url + path, json=body, headers=hub.auth)
             assert (r.status_code, r.json()["error"]) == (400, f"device id {bad!r}: expected {DEVICE_ID_RULE}"), path
     assert hub.client.devices() == []
 
@@ -148,7 +148,7 @@ def test_publish_refuses_bad_signatures_and_altered_artifacts(hub) -> None:
 @pytest.mark.parametrize("header, message", [(None, "missing X-Picoctl-Meta"), ("%%%", "not base64"),
                                              (base64.b64encode(b"[1]").decode(), "not for picow")])
 def test_publish_with_a_bad_meta_header(hub, header: str | None, message: str) -> None:
-    headers = {"Authorization": f"Bearer {hub.token}"} | ({"X-Picoctl-Meta": header} if header else {})
+    headers = hub.auth | ({"X-Picoctl-Meta": header} if header else {})
     r = httpx.put(hub.url + "/api/v1/releases/picow/1.0.0", content=b"x", headers=headers)
     assert r.status_code == 400 and message in r.json()["error"]
 
@@ -211,7 +211,7 @@ def test_history_filters_and_the_pi_reporter(hub) -> None:
     assert [e["device_id"] for e in hub.client.history(device="gh-02")] == ["gh-02"]
     everything = hub.client.history()
     assert [e["kind"] for e in hub.client.history(after=everything[0]["id"], limit=1)] == ["pi_deploy"]
-    auth = {"Authorization": f"Bearer {hub.token}"}
+    auth = hub.auth
     for query in ("after=x", "limit=0", "limit=100000"):
         r = httpx.get(f"{hub.url}/api/v1/history?{query}", headers=auth)
         assert r.status_code == 400 and "query parameter" in r.json()["error"]
@@ -306,6 +306,6 @@ def test_cli_devices_history_and_publish(hub, monkeypatch, capsys) -> None:
 ], ids=["malformed", "not-an-object", "too-big"])
 def test_operator_bodies_malformed_or_too_big(hub, body: bytes, status: int, message: str) -> None:
     r = httpx.post(hub.url + "/api/v1/devices", content=body,
-                   headers={"Authorization": f"Bearer {hub.token}", "Content-Type": "application/json"})
+                   headers=hub.auth | {"Content-Type": "application/json"})
     assert r.status_code == status and message in r.json()["error"]
     assert hub.client.devices() == []

@@ -61,7 +61,7 @@ def test_canary_failure_halts_stable_never_offered_rollback_reoffers_the_old_rel
         for _ in range(2):
             assert set(step_all(c, {k: v for k, v in devs.items() if k.startswith("st-")}).values()) == {None}
         r = httpx.post(f"{hub.url}/api/v1/rollouts/{ro['id']}/promote", json={},
-                       headers={"Authorization": f"Bearer {hub.token}"})
+                       headers=hub.auth)
         assert r.status_code == 409 and "halted" in r.json()["error"]
 
         back = hub.client.rollout_action(ro["id"], "rollback", "canary can-bad did not confirm")
@@ -166,7 +166,7 @@ def test_every_offer_has_a_fresh_seq_above_what_the_device_reports(hub) -> None:
 ])
 def test_bad_rollout_requests(hub, body: dict, status: int, message: str) -> None:
     hub.publish(hub.build_release("1.1.0", V2))
-    r = httpx.post(f"{hub.url}/api/v1/rollouts", json=body, headers={"Authorization": f"Bearer {hub.token}"})
+    r = httpx.post(f"{hub.url}/api/v1/rollouts", json=body, headers=hub.auth)
     assert r.status_code == status and message in r.json()["error"]
     assert hub.client.rollouts() == []
 
@@ -174,7 +174,7 @@ def test_bad_rollout_requests(hub, body: dict, status: int, message: str) -> Non
 def test_one_active_rollout_per_target_and_actions_on_unknown_rollouts(hub) -> None:
     hub.publish(hub.build_release("1.1.0", V2))
     hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
-    auth = {"Authorization": f"Bearer {hub.token}"}
+    auth = hub.auth
     r = httpx.post(f"{hub.url}/api/v1/rollouts", json={"target": "picow", "version": "1.1.0",
                                                          "stages": CANARY_THEN_ALL}, headers=auth)
     assert r.status_code == 409 and "still active" in r.json()["error"]

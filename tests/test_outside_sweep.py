@@ -351,9 +351,8 @@ def test_every_route_refuses_unknown_and_outlandish_ids_cleanly(site: Site, rout
 
 # --- the body shapes of test_outside_routes, on this store --------------------------------
 
+@pytest.mark.parametrize("site", ["postgresql"], indirect=True)  # test_outside_routes.py sweeps them on SQLite
 def test_every_write_refuses_bad_bodies_cleanly(site: Site) -> None:
-    if not site.hub.cfg.hub.database_url:
-        pytest.skip("test_outside_routes.py sweeps these on SQLite")
     site.ensure_board()
     for route in WRITES:
         method = "PUT" if "PUT" in (route.methods or ()) else "POST"

@@ -134,7 +134,7 @@ def _stream(hub: Hub, out: list[tuple[str, dict]], ready: threading.Event, stop:
 
 
 def _read_stream(hub: Hub, out: list[tuple[str, dict]], ready: threading.Event, stop: threading.Event) -> None:
-    with httpx.stream("GET", f"{hub.url}/api/v1/events", headers={"Authorization": f"Bearer {hub.token}"},
+    with httpx.stream("GET", f"{hub.url}/api/v1/events", headers=hub.auth,
                       timeout=httpx.Timeout(5, read=None)) as r:
         event = ""
         for line in r.iter_lines():
@@ -173,7 +173,7 @@ class _Events:
     """One client's event stream from a hub, read line by line with a bound on every wait."""
 
     def __init__(self, hub: Hub, last_event_id: str | None = None) -> None:
-        headers = {"Authorization": f"Bearer {hub.token}"} | ({"Last-Event-ID": last_event_id} if last_event_id else {})
+        headers = hub.auth | ({"Last-Event-ID": last_event_id} if last_event_id else {})
         self._cm = httpx.stream("GET", f"{hub.url}/api/v1/events", headers=headers, timeout=httpx.Timeout(20))
         self._lines = self._cm.__enter__().iter_lines()
         assert next(self._lines) == ": connected"

@@ -113,7 +113,7 @@ def test_devices_readings_exports_a_trace_smoke_reads(hub, tmp_path: Path, capsy
     assert main(cli + ["gh-99"]) == 1
     assert "no device 'gh-99'" in one_error_line(capsys)
     assert main(cli + ["gh-07", "--limit", "0"]) == 2
-    with httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {hub.token}"}) as client:
+    with httpx.Client(base_url=hub.url, headers=hub.auth) as client:
         assert client.get("/api/v1/devices/gh-07/readings", params={"limit": "many"}).status_code == 400
         assert client.get("/api/v1/devices/gh-99/readings").status_code == 404
     assert httpx.get(f"{hub.url}/api/v1/devices/gh-07/readings").status_code == 401

@@ -90,6 +90,11 @@ class LocalHub:
         return site_keys(self.cfg)
 
     @property
+    def auth(self) -> dict[str, str]:
+        """The operator's Authorization header, for a request made by hand."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
     def url(self) -> str:
         return f"{'https' if self.cfg.hub.tls_cert else 'http'}://127.0.0.1:{self.port}"
 

@@ -213,6 +213,11 @@ except ValueError as e:
     assert lines[9] == "refused https:// needs the hub's pinned certificate (hub_cert in config.json)"
 
 
+def _configure(tmp_path: Path) -> None:
+    """The board's config.json: device d1, its hub at a port nothing listens on (its requests are faked)."""
+    (tmp_path / "config.json").write_text(json.dumps({"id": "d1", "key": "00" * 32, "hub": "http://127.0.0.1:9"}))
+
+
 def _file(name: str, data: bytes = b"x") -> dict:
     return {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "url": "/artifacts/x"}
 
@@ -285,7 +290,7 @@ print(fs.size("b.bin"), fs.exists("b.bin.tmp"))
 
 
 def test_state_write_is_atomic_and_epoch_grows(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"id": "d1", "key": "00" * 32, "hub": "http://127.0.0.1:9"}))
+    _configure(tmp_path)
     script = """
 from ota.agent import Agent
 a = Agent(); b = Agent()
@@ -318,7 +323,7 @@ RESIDENT = {"hw": 4400, "logring": 3088, "fs": 1808, "agent": 11500}
 
 
 def test_what_stays_loaded_while_the_app_runs_is_within_its_budget(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"id": "d1", "key": "00" * 32, "hub": "http://127.0.0.1:9"}))
+    _configure(tmp_path)
     out = run_mp(tmp_path, """
 import gc
 import ota
@@ -374,7 +379,7 @@ def test_a_checks_answer_is_parsed_and_checked_with_only_the_checks_code_loaded(
     of the check parses it: its offer takes their RAM), and nothing the offer's checks loaded stays
     loaded after them; a status report, whose answer is not signed, is sent with the MAC dropped (as
     while an update downloads)."""
-    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    _configure(tmp_path)
     out = run_mp(tmp_path, DRIVE + """
 import json, sys
 import ota
@@ -423,7 +428,7 @@ def test_while_bytes_flow_only_the_download_loop_of_the_staging_is_loaded(tmp_pa
     """The staging's parts are loaded in turn: what app.new or the running app holds (ota/reuse.py),
     the downloads (ota/download.py), the ending (ota/outcome.py); while an artifact streams, only the
     order of the parts (ota/update.py) and the download loop hold code, and none stays after."""
-    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    _configure(tmp_path)
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "main.py").write_bytes(b"same")
     blob = bytes(range(256)) * 20
@@ -479,7 +484,7 @@ def test_a_signature_is_verified_with_the_answers_parse_and_the_other_checks_dro
     rel, rel_pub = generate_keypair()
     (tmp_path / "ota").mkdir()
     (tmp_path / "ota" / "trust.json").write_bytes(trust_file(keyset.make(1, [root_pub], [rel_pub], [root]), "1.0.0"))
-    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    _configure(tmp_path)
     files = [_file(f"lib/m{i:02}.py" if i else "main.py", b"%d" % i) for i in range(30)]
     signed = signed_bytes({"_type": "release", "target": "picow", "version": "2.0.0",
                            "files": [{k: f[k] for k in ("name", "sha256", "size")} for f in files]})
@@ -533,7 +538,7 @@ def test_the_staged_file_is_opened_before_its_request(tmp_path: Path) -> None:
     """A staged file's open takes its LittleFS cache (1 KiB) in one piece: it is opened right after a
     collection, before the GET's socket, response and head cut the heap up (on the rig at 64K the
     largest free piece there is 78 to 140 blocks of 32 bytes, against 46 to 63 after the head)."""
-    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    _configure(tmp_path)
     (tmp_path / "app.new").mkdir()
     blob = bytes(range(256)) * 8
     out = run_mp(tmp_path, DRIVE + f"""
@@ -564,16 +569,12 @@ print(opened, fs.size("app.new/x.bin.tmp"))
     assert out.splitlines()[-1] == f"[True] {len(blob)}", out
 
 
-
-
-
-
 def test_a_downloads_reports_mac_is_loaded_before_its_request_cuts_the_heap_up(tmp_path: Path) -> None:
     """An import reads its module through a LittleFS file (its cache and object, 1.2 KiB in one piece),
     which after a drop, the request that dropped having cut the heap up, may find no such piece. So the
     MAC of a drop's report is imported right after the staged file's open, before each request (the
     report drops it once it signed); none stays loaded once the download ends."""
-    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    _configure(tmp_path)
     (tmp_path / "app.new").mkdir()
     blob = bytes(range(256)) * 8
     out = run_mp(tmp_path, DRIVE + f"""
@@ -620,7 +621,7 @@ def test_a_queued_report_that_runs_out_of_memory_stays_queued(tmp_path: Path) ->
     """A report whose request runs out of memory (a 1200-byte import that finds no piece) is not lost
     with the line that says so: a queued one (`staged`, `failed`, `committed`) stays queued for the
     next flush, and the ones after it wait behind it."""
-    (tmp_path / "config.json").write_text('{"id": "d1", "key": "' + "00" * 32 + '", "hub": "http://127.0.0.1:9"}')
+    _configure(tmp_path)
     out = run_mp(tmp_path, DRIVE + """
 from ota import agent
 a = agent.Agent()

@@ -60,16 +60,21 @@ def allowed_s(rule: FetchConfig, size: int) -> float:
 
 
 class Deadline:
-    """allowed_s(rule, size) from now, for a fetch of `what` (named in the errors)."""
+    """`limit_s` from now, for a fetch of `what` (named in the errors, with `hint`)."""
 
-    def __init__(self, rule: FetchConfig, size: int, what: str) -> None:
-        self.limit_s = allowed_s(rule, size)
+    def __init__(self, limit_s: float, what: str, hint: str = "") -> None:
+        self.limit_s = limit_s
         self.what = what
-        self._at = asyncio.get_running_loop().time() + self.limit_s
+        self.hint = hint
+        self._at = asyncio.get_running_loop().time() + limit_s
+
+    @classmethod
+    def of(cls, rule: FetchConfig, size: int, what: str) -> Deadline:
+        """allowed_s(rule, size) from now."""
+        return cls(allowed_s(rule, size), what, " ([fetch] floor_s plus the size at min_rate)")
 
     def _too_slow(self) -> OutOfBounds:
-        return OutOfBounds(f"{self.what[:160]}: not received within {self.limit_s:.1f} s "
-                       f"([fetch] floor_s plus the size at min_rate)")
+        return OutOfBounds(f"{self.what[:160]}: not received within {self.limit_s:.1f} s{self.hint}")
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:

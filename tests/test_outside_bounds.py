@@ -22,7 +22,7 @@ from picoctl import config, release, signing
 from picoctl.client import AsyncHubClient
 from picoctl.errors import PicoctlError
 from picoctl.fetch_bounds import MAX_ANSWER_BYTES, allowed_s
-from picoctl.pideploy import fetch
+from picoctl.pideploy import fetch, health
 from picoctl.progress import Progress
 from picoctl.sim.local_hub import LocalHub
 
@@ -162,6 +162,17 @@ def test_the_pi_deploy_command_says_so_in_one_line(pi_world: dict) -> None:
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "not received within" in lines[0] and "Traceback" not in run.stderr, run.stderr
     assert time.monotonic() - t0 < allowed_s(pi_world["cfg"].fetch, pi_world["meta"]["size"]) + 8
+
+
+def test_a_health_check_of_an_app_that_drips_its_answer_fails_in_time(tmp_path: Path) -> None:
+    (tmp_path / "healthz").write_text(json.dumps({"version": "1.0.0"}))
+    with _drip_server(tmp_path) as url:
+        t0 = time.monotonic()
+        ok, seen = health.wait_healthy(f"{url}/drip/healthz", 1.5, 0.1, "1.0.0")
+        took = time.monotonic() - t0
+        assert health.check_once(f"{url}/healthz", "1.0.0")[0]
+    assert not ok and "not received within" in seen, seen
+    assert took < 3, took
 
 
 # --- the hub's answer to a relayed heartbeat (usb follow, usb log) ---

@@ -123,8 +123,8 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
         async with httpx.AsyncClient(timeout=rule.floor_s, follow_redirects=True, max_redirects=MAX_REDIRECTS,
                                      event_hooks={"request": [allowed]}) as client, AsyncExitStack() as stack:
             try:
-                meta = parse_json(await _get_meta(client, meta_url, Deadline(rule, release_mod.MAX_META_BYTES, f"{meta_url}: meta.json")),
-                                  f"{meta_url}: meta.json")
+                meta_deadline = Deadline.of(rule, release_mod.MAX_META_BYTES, f"{meta_url}: meta.json")
+                meta = parse_json(await _get_meta(client, meta_url, meta_deadline), f"{meta_url}: meta.json")
             except ApiError as exc:
                 if exc.status != 400:
                     raise
@@ -137,7 +137,7 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
             except BadInput as exc:
                 raise ApiError(422, str(exc)) from None
             size = meta.get("size")
-            deadline = Deadline(rule, size if isinstance(size, int) and 0 < size <= MAX_RELEASE_BYTES else 0,
+            deadline = Deadline.of(rule, size if isinstance(size, int) and 0 < size <= MAX_RELEASE_BYTES else 0,
                                 f"{artifact_url}: the artifact")
             async with deadline.held():
                 resp = await stack.enter_async_context(client.stream("GET", artifact_url))

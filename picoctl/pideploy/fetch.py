@@ -52,7 +52,7 @@ def _client(named: str, rule: FetchConfig) -> httpx.AsyncClient:
 
 async def _stream(url: str, named: str, rule: FetchConfig, size: int, what: str, take: Callable[[bytes], None],
                   started: Callable[[httpx.Response], None]) -> None:
-    deadline = Deadline(rule, size, f"{url}: {what}")
+    deadline = Deadline.of(rule, size, f"{url}: {what}")
     async with _client(named, rule) as client, deadline.held(), client.stream("GET", url) as r:
         if r.status_code != 200:
             raise PicoctlError(f"{url}: HTTP {r.status_code} fetching {what}")

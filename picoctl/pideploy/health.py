@@ -3,35 +3,50 @@
 An app whose health response is a JSON object with a `version` (the example app's is) is confirmed
 to be the release just switched to: the old process still answering after a restart command that
 returned too early does not pass for the new one. A response without one is taken on its status.
+Each request is done within its timeout in all, headers and body (an app that drips its answer, or
+streams one, fails the check in time), and a body past fetch_bounds.MAX_ANSWER_BYTES fails it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import httpx
 
+from ..errors import PicoctlError
+from ..fetch_bounds import Deadline
+
 REQUEST_TIMEOUT_S = 5.0
 
 
-def answering_version(r: httpx.Response) -> str | None:
+def answering_version(body: bytes) -> str | None:
     """The `version` a health response names, if it is a JSON object with a string one."""
     try:
-        body = r.json()
-    except ValueError:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
         return None
-    version = body.get("version") if isinstance(body, dict) else None
+    version = obj.get("version") if isinstance(obj, dict) else None
     return version if isinstance(version, str) else None
 
 
-def _check(client: httpx.Client, url: str, timeout_s: float, version: str | None) -> tuple[bool, str]:
+async def _get(url: str, timeout_s: float) -> tuple[int, bytes]:
+    deadline = Deadline(timeout_s, url)
+    async with httpx.AsyncClient(timeout=timeout_s) as client, deadline.held(), client.stream("GET", url) as r:
+        return r.status_code, await deadline.body(r)
+
+
+def _check(url: str, timeout_s: float, version: str | None) -> tuple[bool, str]:
     try:
-        r = client.get(url, timeout=timeout_s)
+        status, body = asyncio.run(_get(url, timeout_s))
+    except PicoctlError as exc:
+        return False, str(exc)
     except httpx.HTTPError as exc:
         return False, f"{url}: {type(exc).__name__}: {exc}"
-    if r.status_code != 200:
-        return False, f"{url}: HTTP {r.status_code}"
-    answering = answering_version(r)
+    if status != 200:
+        return False, f"{url}: HTTP {status}"
+    answering = answering_version(body)
     if version is not None and answering is not None and answering != version:
         return False, f"{url}: HTTP 200 from version {answering}, not {version}"
     return True, f"{url}: HTTP 200" + (f", version {answering}" if answering else "")
@@ -39,19 +54,17 @@ def _check(client: httpx.Client, url: str, timeout_s: float, version: str | None
 
 def check_once(url: str, version: str | None = None, timeout_s: float = REQUEST_TIMEOUT_S) -> tuple[bool, str]:
     """(healthy, what was seen) for one request; healthy needs `version` when the app names one."""
-    with httpx.Client() as client:
-        return _check(client, url, timeout_s, version)
+    return _check(url, timeout_s, version)
 
 
 def wait_healthy(url: str, timeout_s: float, interval_s: float, version: str | None = None) -> tuple[bool, str]:
     """Retry until `version` answers healthy or `timeout_s` has passed; the reason names the last failure."""
     deadline = time.monotonic() + timeout_s
-    with httpx.Client() as client:
-        while True:
-            remaining = deadline - time.monotonic()
-            ok, seen = _check(client, url, max(0.1, min(REQUEST_TIMEOUT_S, remaining)), version)
-            if ok:
-                return True, seen
-            if time.monotonic() + interval_s > deadline:
-                return False, f"not healthy within {timeout_s:g}s (last: {seen})"
-            time.sleep(interval_s)
+    while True:
+        remaining = deadline - time.monotonic()
+        ok, seen = _check(url, max(0.1, min(REQUEST_TIMEOUT_S, remaining)), version)
+        if ok:
+            return True, seen
+        if time.monotonic() + interval_s > deadline:
+            return False, f"not healthy within {timeout_s:g}s (last: {seen})"
+        time.sleep(interval_s)

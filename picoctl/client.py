@@ -20,9 +20,9 @@ import httpx
 
 from . import answers, release
 from .answers import Shape
-from .config import FleetConfig
+from .config import FetchConfig, FleetConfig
 from .errors import PicoctlError, UnexpectedAnswer, Unreachable
-from .fetch_bounds import MAX_ANSWER_BYTES, acapped, capped
+from .fetch_bounds import MAX_ANSWER_BYTES, acapped, capped, release_fetch_s
 from .protocol import META_HEADER, SSE_PING_S, SSE_SILENT_S
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
@@ -51,6 +51,7 @@ class Call:
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     answer: Shape = dict  # the shape its answer must have (picoctl.answers); most routes answer an object
+    read_s: float | None = None  # how long the hub may work before it answers, when longer than TIMEOUT's read
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ def _params(**values: Any) -> dict[str, Any]:
 class _Routes(Generic[T]):
     """Every operator route as one method; `_do` sends it (returning a value or an awaitable)."""
 
+    fetch_rule = FetchConfig()  # [fetch] of the hub's site, which bounds an import; from_config takes fleet.toml's
+
     def _do(self, call: Call) -> T:
         raise NotImplementedError
 
@@ -196,7 +199,8 @@ class _Routes(Generic[T]):
                              answer=answers.PUBLISHED))
 
     def import_release(self, meta_url: str) -> T:
-        return self._do(Call("POST", "/api/v1/releases/import", json={"url": meta_url}, answer=answers.PUBLISHED))
+        return self._do(Call("POST", "/api/v1/releases/import", json={"url": meta_url}, answer=answers.PUBLISHED,
+                             read_s=release_fetch_s(self.fetch_rule)))
 
     def rollouts(self) -> T:
         return self._do(Call("GET", "/api/v1/rollouts", answer=[answers.ROLLOUT]))
@@ -243,6 +247,11 @@ def _parse(response: httpx.Response, body: bytes, call: Call | None = None) -> A
     return value
 
 
+def _timeout(call: Call) -> Any:
+    """The timeout of `call`: the client's, or its read_s for a route the hub may work on longer."""
+    return httpx.USE_CLIENT_DEFAULT if call.read_s is None else httpx.Timeout(TIMEOUT.read, connect=TIMEOUT.connect, read=call.read_s)
+
+
 def _unreachable(url: str, exc: Exception) -> Unreachable:
     return Unreachable(url, str(exc) or type(exc).__name__)
 
@@ -257,12 +266,14 @@ class HubClient(_Routes[Any]):
 
     @classmethod
     def from_config(cls, cfg: FleetConfig, timeout: httpx.Timeout | float = TIMEOUT) -> HubClient:
-        return cls(cfg.hub_url, cfg.read_token(), timeout=timeout)
+        client = cls(cfg.hub_url, cfg.read_token(), timeout=timeout)
+        client.fetch_rule = cfg.fetch
+        return client
 
     def _do(self, call: Call) -> Any:
         try:
             with self._http.stream(call.method, call.path, params=call.params, json=call.json,
-                                   content=call.content, headers=call.headers) as r:
+                                   content=call.content, headers=call.headers, timeout=_timeout(call)) as r:
                 body = capped(r.iter_bytes(), MAX_ANSWER_BYTES, f"hub's answer to {call.method} {call.path}")
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from None
@@ -302,12 +313,14 @@ class AsyncHubClient(_Routes[Any]):
 
     @classmethod
     def from_config(cls, cfg: FleetConfig) -> AsyncHubClient:
-        return cls(cfg.hub_url, cfg.read_token())
+        client = cls(cfg.hub_url, cfg.read_token())
+        client.fetch_rule = cfg.fetch
+        return client
 
     async def _send(self, call: Call) -> Any:
         try:
             async with self._http.stream(call.method, call.path, params=call.params, json=call.json,
-                                         content=call.content, headers=call.headers) as r:
+                                         content=call.content, headers=call.headers, timeout=_timeout(call)) as r:
                 body = await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, f"hub's answer to {call.method} {call.path}")
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from None

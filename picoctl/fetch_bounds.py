@@ -22,6 +22,7 @@ import httpx
 
 from .config import FetchConfig
 from .errors import PicoctlError
+from .release import MAX_META_BYTES, MAX_RELEASE_BYTES
 
 MAX_ANSWER_BYTES = 1 << 20  # a hub's or a release server's JSON answer; none is near this
 
@@ -57,6 +58,12 @@ def _too_large(what: str, cap: int) -> OutOfBounds:
 def allowed_s(rule: FetchConfig, size: int) -> float:
     """The seconds a fetch of `size` bytes may take in all."""
     return rule.floor_s + size / rule.min_rate
+
+
+def release_fetch_s(rule: FetchConfig) -> float:
+    """The longest a fetch of a release by URL may take: its meta.json at the cap, then the largest
+    artifact the hub takes (what a client asking the hub to import must be ready to wait)."""
+    return allowed_s(rule, MAX_META_BYTES) + allowed_s(rule, MAX_RELEASE_BYTES)
 
 
 class Deadline:

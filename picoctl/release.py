@@ -48,6 +48,7 @@ META_FIELDS = ("version", "artifact_url", "sha256", "signature", "rollout", "cre
 SMOKE_FIELD = "smoke"  # the signed result of `release build --smoke`
 BUILD_PREFIX = ".build-"  # <out's folder>/.build-XXXX: a build's work folder, renamed to `out` when whole
 MAX_META_BYTES = 1 << 20  # a meta.json fetched by URL is refused past this size, before it is parsed
+MAX_RELEASE_BYTES = 512 * 1024 * 1024  # the largest artifact the hub takes
 NAME_MAX_BYTES = 255  # LittleFS's LFS_NAME_MAX (and ext4's): the longest part of a path, in bytes
 PUSH_TMP_SUFFIX = ".picoctl-tmp"  # `usb push` writes each file under this suffix, then renames it
 RESERVED_SUFFIXES = (".tmp", PUSH_TMP_SUFFIX)  # ".tmp": the board agent's staging files (ota/fs.py)

@@ -19,7 +19,7 @@ import pytest
 
 from loopback import Peer, serving
 from picoctl import config, release, signing
-from picoctl.client import AsyncHubClient
+from picoctl.client import TIMEOUT, AsyncHubClient
 from picoctl.errors import PicoctlError
 from picoctl.fetch_bounds import MAX_ANSWER_BYTES, allowed_s
 from picoctl.pideploy import fetch, health
@@ -30,9 +30,10 @@ RULE = config.FetchConfig(floor_s=1.5, min_rate=1 << 20)  # a meta.json at its c
 
 
 class Dripper(Peer):
-    """Files of `root`; a path under /drip/ is the same file, its body a byte every 0.2 s."""
+    """Files of `root`; a path under /drip/ is the same file, its body a byte every `interval_s`."""
 
     root: Path
+    interval_s = 0.2
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         dripped = self.path.startswith("/drip/")
@@ -49,7 +50,7 @@ class Dripper(Peer):
             for byte in body:
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
-                time.sleep(0.2)
+                time.sleep(self.interval_s)
         except OSError:
             return
 
@@ -116,6 +117,19 @@ def test_the_hub_gives_up_on_a_dripped_artifact_in_time(hub_world: dict) -> None
     _one_line_within(r.json()["error"], took, hub_world["meta"]["size"])
     assert hub_world["hub"].client.releases() == []
     assert "Traceback" not in hub_world["hub"].log_path.read_text()
+
+
+def test_an_import_slower_than_a_read_timeout_but_within_the_rule_is_waited_for(tmp_path: Path) -> None:
+    hub = LocalHub.create(tmp_path / "site")
+    handler = type("Files", (Dripper,), {"root": tmp_path / "files"})
+    with serving(handler) as url:
+        size = json.loads((_release(tmp_path, "picow", hub.signing_key, url) / "meta.json").read_text())["size"]
+        handler.interval_s = (TIMEOUT.read + 3) / size  # past any one read of the client, inside [fetch]'s 30 s
+        try:
+            hub.start()
+            assert hub.client.import_release(f"{url}/picow/meta.json")["meta"]["version"] == "1.0.0"
+        finally:
+            hub.close()
 
 
 # --- the Pi's `pi deploy <url>` ---

@@ -35,7 +35,7 @@ from .http import ApiError, parse_json
 from .ingest import Tx
 from .state import UPLOAD_PREFIX, Hub
 
-MAX_RELEASE_BYTES = 512 * 1024 * 1024
+MAX_RELEASE_BYTES = release_mod.MAX_RELEASE_BYTES
 
 
 def decode_meta(header: str | None) -> Any:

@@ -534,19 +534,29 @@ for name, extra, loaded in seen:
     assert lines == ["['files', 'seq', 'type', 'version'] 30", f"sha512 True {loaded}", f"ed25519 True {loaded}"], out
 
 
-def test_the_staged_file_is_opened_before_its_request(tmp_path: Path) -> None:
-    """A staged file's open takes its LittleFS cache (1 KiB) in one piece: it is opened right after a
-    collection, before the GET's socket, response and head cut the heap up (on the rig at 64K the
-    largest free piece there is 78 to 140 blocks of 32 bytes, against 46 to 63 after the head)."""
-    _configure(tmp_path)
-    (tmp_path / "app.new").mkdir()
-    blob = bytes(range(256)) * 8
-    out = run_mp(tmp_path, DRIVE + f"""
+STAGING_BLOB = bytes(range(256)) * 8
+STAGING = f"""
 import sys
 import ota
 from ota import agent, fs
 a = agent.Agent()
-BLOB = {blob!r}
+BLOB = {STAGING_BLOB!r}
+"""
+
+
+def _staging(tmp_path: Path) -> bytes:
+    """A faked board with an empty app.new, for a download of STAGING's BLOB (the bytes returned)."""
+    _configure(tmp_path)
+    (tmp_path / "app.new").mkdir()
+    return STAGING_BLOB
+
+
+def test_the_staged_file_is_opened_before_its_request(tmp_path: Path) -> None:
+    """A staged file's open takes its LittleFS cache (1 KiB) in one piece: it is opened right after a
+    collection, before the GET's socket, response and head cut the heap up (on the rig at 64K the
+    largest free piece there is 78 to 140 blocks of 32 bytes, against 46 to 63 after the head)."""
+    blob = _staging(tmp_path)
+    out = run_mp(tmp_path, DRIVE + STAGING + f"""
 opened = []
 class Resp:
     status, content_range = 200, None
@@ -574,15 +584,9 @@ def test_a_downloads_reports_mac_is_loaded_before_its_request_cuts_the_heap_up(t
     which after a drop, the request that dropped having cut the heap up, may find no such piece. So the
     MAC of a drop's report is imported right after the staged file's open, before each request (the
     report drops it once it signed); none stays loaded once the download ends."""
-    _configure(tmp_path)
-    (tmp_path / "app.new").mkdir()
-    blob = bytes(range(256)) * 8
-    out = run_mp(tmp_path, DRIVE + f"""
-import json, sys
-import ota
-from ota import agent, fs
-a = agent.Agent()
-BLOB = {blob!r}
+    blob = _staging(tmp_path)
+    out = run_mp(tmp_path, DRIVE + STAGING + f"""
+import json
 gets, posts = [], []
 class Resp:
     mac = None

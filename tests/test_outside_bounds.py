@@ -6,9 +6,12 @@ fetch is given up on in seconds."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -24,6 +27,7 @@ from picoctl.errors import PicoctlError
 from picoctl.fetch_bounds import MAX_ANSWER_BYTES, allowed_s
 from picoctl.pideploy import fetch, health
 from picoctl.progress import Progress
+from picoctl.protocol import META_HEADER
 from picoctl.sim.local_hub import LocalHub
 
 RULE = config.FetchConfig(floor_s=1.5, min_rate=1 << 20)  # a meta.json at its cap: 2.5 s
@@ -217,3 +221,34 @@ def test_a_huge_answer_to_a_relayed_heartbeat_is_cut_at_the_cap() -> None:
             asyncio.run(relay(url))
     assert sent[0] < 16 * MAX_ANSWER_BYTES, sent[0]
 
+
+
+def test_the_hub_gives_up_on_a_dripped_upload_in_time(hub_world: dict) -> None:
+    """A release upload dripped a byte every 0.3 s, each inside hub.body_timeout_s: a 408, closing the
+    connection, once the fetch rule's bound at the artifact's size has passed; nothing is kept."""
+    hub, meta = hub_world["hub"], hub_world["meta"]
+    header = base64.b64encode(json.dumps(meta).encode()).decode()
+    head = (f"PUT /api/v1/releases/{meta['target']}/{meta['version']} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {hub.token}\r\n{META_HEADER}: {header}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {meta['size']}\r\n\r\n")
+    host, port = hub.url.removeprefix("http://").split(":")
+    t0 = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.encode())
+
+        def drip() -> None:
+            try:
+                for _ in range(meta["size"]):
+                    sock.sendall(b"x")
+                    time.sleep(0.3)
+            except OSError:  # the hub closed the connection
+                return
+
+        threading.Thread(target=drip, daemon=True).start()
+        answer = b""
+        while piece := sock.recv(65536):  # until the hub closes the connection
+            answer += piece
+    took = time.monotonic() - t0
+    assert answer.startswith(b"HTTP/1.1 408") and b"connection: close" in answer.lower(), answer[:300]
+    _one_line_within(json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"], took, meta["size"])
+    assert hub.client.releases() == []

@@ -48,18 +48,23 @@ async def read_body(request: Request, cap: int, timeout_s: float) -> bytes:
         raise ApiError(408, f"request body not received within {timeout_s:g} s", {"Connection": "close"}) from None
 
 
-async def stream_body(request: Request, idle_s: float) -> AsyncIterator[bytes]:
+async def stream_body(request: Request, idle_s: float, total_s: float) -> AsyncIterator[bytes]:
     """The request body as it arrives (an upload); a 408, closing the connection, once no part of it
-    has come for `idle_s`."""
+    has come for `idle_s`, or once it is not all there `total_s` after it began."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + total_s
     chunks = aiter(request.stream())
     while True:
+        left = end - loop.time()
         try:
-            async with asyncio.timeout(idle_s):
+            async with asyncio.timeout(min(idle_s, left)):
                 chunk = await anext(chunks)
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise ApiError(408, f"no part of the request body arrived for {idle_s:g} s", {"Connection": "close"}) from None
+            why = (f"no part of the request body arrived for {idle_s:g} s" if idle_s < left else
+                   f"request body not received within {total_s:.1f} s")
+            raise ApiError(408, why, {"Connection": "close"}) from None
         yield chunk
 
 

@@ -9,6 +9,7 @@ does not exist or verifies.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -187,3 +188,26 @@ def test_the_work_folder_of_a_live_process_is_left_alone(tmp_path: Path) -> None
         assert remove_interrupted(tmp_path, ".build-") == 1
         assert (live / "half.bin").exists() and not stale.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_killed_before_its_lock_is_removed_at_once(tmp_path: Path) -> None:
+    """SIGKILL between making a work folder and locking it leaves a folder with no lock: the next run
+    removes it, however young (a folder is made and locked under the parent's lock, which the sweep
+    takes, so a lockless one is never being made)."""
+    (tmp_path / "release-abc" / "work").mkdir(parents=True)
+    assert remove_interrupted(tmp_path, "release-") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_sweep_waits_while_a_folder_is_being_made(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # as work_dir holds it between making its folder and locking it
+    (tmp_path / "release-making").mkdir()
+    swept = threading.Thread(target=remove_interrupted, args=(tmp_path, "release-"))
+    swept.start()
+    swept.join(0.5)
+    try:
+        assert swept.is_alive() and (tmp_path / "release-making").exists()
+    finally:
+        os.close(fd)
+        swept.join(10)

@@ -284,8 +284,7 @@ async def publish_release(request: Request, hub: Hub) -> Response:
     meta = releases.decode_meta(request.headers.get(META_HEADER))
     if not isinstance(meta, dict) or meta.get("target") != target or meta.get("version") != version:
         raise ApiError(400, f"meta.json is not for {target} {version}")
-    size = meta.get("size")  # the fetch rule at the artifact's size; accept refuses a bad size before a byte is read
-    total_s = allowed_s(hub.cfg.fetch, size if isinstance(size, int) else 0)
+    total_s = allowed_s(hub.cfg.fetch, releases.signed_size(meta))  # the fetch rule at the artifact's size
     meta, added = await releases.accept(hub, meta, stream_body(request, hub.cfg.hub.body_timeout_s, total_s),
                                         "operator")
     return json_response({"ok": True, "added": added, "meta": meta}, 201 if added else 200)

@@ -35,7 +35,6 @@ from .http import ApiError, parse_json
 from .ingest import Tx
 from .state import UPLOAD_PREFIX, Hub
 
-MAX_RELEASE_BYTES = release_mod.MAX_RELEASE_BYTES
 
 
 def decode_meta(header: str | None) -> Any:
@@ -47,6 +46,13 @@ def decode_meta(header: str | None) -> Any:
     except (binascii.Error, ValueError) as exc:
         raise ApiError(400, f"{META_HEADER} is not base64 of a JSON meta.json: {exc}") from None
     return parse_json(raw, META_HEADER)
+
+
+def signed_size(meta: dict[str, Any]) -> int:
+    """The artifact size an unchecked meta.json gives, for its fetch's bound (0 when it gives none that
+    could be right: accept refuses such a meta before a byte of its artifact is read)."""
+    size = meta.get("size")
+    return size if isinstance(size, int) and 0 < size <= release_mod.MAX_RELEASE_BYTES else 0
 
 
 async def _write_capped(chunks: AsyncIterator[bytes], dest: Path, size: int) -> None:
@@ -66,8 +72,8 @@ async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) 
         meta = release_mod.check_meta(meta)
     except PicoctlError as exc:
         raise ApiError(400, str(exc)) from None
-    if meta["size"] > MAX_RELEASE_BYTES:
-        raise ApiError(413, f"artifact of {meta['size']} bytes is over the limit of {MAX_RELEASE_BYTES}")
+    if meta["size"] > release_mod.MAX_RELEASE_BYTES:
+        raise ApiError(413, f"artifact of {meta['size']} bytes is over the limit of {release_mod.MAX_RELEASE_BYTES}")
     try:
         public_keys = keyset.release_keys(hub.cfg, "the hub")
     except PicoctlError as exc:
@@ -136,9 +142,7 @@ async def fetch(hub: Hub, meta_url: str, actor: str) -> tuple[dict[str, Any], bo
                 check_url(artifact_url, f"{meta_url}: artifact_url")
             except BadInput as exc:
                 raise ApiError(422, str(exc)) from None
-            size = meta.get("size")
-            deadline = Deadline.of(rule, size if isinstance(size, int) and 0 < size <= MAX_RELEASE_BYTES else 0,
-                                f"{artifact_url}: the artifact")
+            deadline = Deadline.of(rule, signed_size(meta), f"{artifact_url}: the artifact")
             async with deadline.held():
                 resp = await stack.enter_async_context(client.stream("GET", artifact_url))
             if resp.status_code != 200:

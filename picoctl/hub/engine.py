@@ -209,6 +209,22 @@ def failures(c: Db, cfg: FleetConfig, rollout_id: int, now: float) -> list[dict[
     return out
 
 
+def retrying(c: Db, cfg: FleetConfig, rollout_id: int) -> list[dict[str, Any]]:
+    """The devices of a rollout whose last failure was transient, each with its reason and when the
+    hub offers the release again (`retry_at`, the policy's backoff)."""
+    return [{"device_id": o["device_id"], "detail": o["detail"], "retry_at": retry_at(cfg, o)}
+            for o in sorted(store.offers_of_rollout(c, rollout_id), key=lambda o: o["device_id"])
+            if o["phase"] == "failed" and o["transient"]]
+
+
+def retry_at(cfg: FleetConfig, offer: dict[str, Any]) -> float | None:
+    """When the offer (a row), failed transiently, is made again; None for any other offer."""
+    record = offer_record(offer)
+    if record.phase != "failed" or not record.transient:
+        return None
+    return policy.retry_at(record, cfg.rollout.retry_backoff_s)
+
+
 def failure_line(failed: list[dict[str, Any]], limit: int = 3) -> str:
     """`gh-03 rolled_back: AttributeError: … (main.py:12)`, the first `limit` failed devices."""
     shown = [f"{f['device_id']} {f['reason']}" for f in failed[:limit]]
@@ -217,12 +233,14 @@ def failure_line(failed: list[dict[str, Any]], limit: int = 3) -> str:
 
 
 def _figures(c: Db, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
-    return {"counts": _counts(c, cfg, rollout_info(row), now).as_dict(), "failures": failures(c, cfg, row["id"], now)}
+    return {"counts": _counts(c, cfg, rollout_info(row), now).as_dict(), "failures": failures(c, cfg, row["id"], now),
+            "retrying": retrying(c, cfg, row["id"])}
 
 
 def view(c: Db, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
     """A rollout as the API shows it: its row, its stages, the counts of its current stage and the
-    devices that failed it with their reasons; a finished rollout's as they were when it ended."""
+    devices that failed it and those retrying, with their reasons; a finished rollout's as they were
+    when it ended."""
     out = dict(row)
     out["stage"] = row["stages"][row["stage_index"]]["name"]
     out.update(out.pop("figures", None) or _figures(c, cfg, row, now))

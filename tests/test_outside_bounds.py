@@ -22,7 +22,7 @@ import pytest
 
 from loopback import Peer, serving
 from picoctl import config, release, signing
-from picoctl.client import TIMEOUT, AsyncHubClient
+from picoctl.client import ANSWER_S, AsyncHubClient
 from picoctl.errors import PicoctlError
 from picoctl.fetch_bounds import MAX_ANSWER_BYTES, allowed_s
 from picoctl.pideploy import fetch, health
@@ -128,7 +128,7 @@ def test_an_import_slower_than_a_read_timeout_but_within_the_rule_is_waited_for(
     handler = type("Files", (Dripper,), {"root": tmp_path / "files"})
     with serving(handler) as url:
         size = json.loads((_release(tmp_path, "picow", hub.signing_key, url) / "meta.json").read_text())["size"]
-        handler.interval_s = (TIMEOUT.read + 3) / size  # past any one read of the client, inside [fetch]'s 30 s
+        handler.interval_s = (ANSWER_S + 3) / size  # past the client's bound of an answer, inside [fetch]'s 30 s
         try:
             hub.start()
             assert hub.client.import_release(f"{url}/picow/meta.json")["meta"]["version"] == "1.0.0"

@@ -641,3 +641,145 @@ print([p["phase"] for p in a.st["pending"]])
     lines = out.splitlines()
     assert lines == ["ota: status not sent: MemoryError: memory allocation failed, allocating 1200 bytes",
                      "['staged', 'failed']"], out
+
+
+OOM_BLOB = STAGING_BLOB * 2
+OOM_STAGING = DRIVE + STAGING + """
+import json
+from ota import update
+BLOB = BLOB * 2
+reports = []
+oom = []  # where the next downloads start, each to run out of memory after 1000 bytes more
+class Resp:
+    mac = None
+    def __init__(self, at):
+        self.at, self.status, self.content_range = at, 206 if at else 200, "bytes %d-" % at if at else None
+    def ready_chunk(self):
+        if oom and oom[0] == self.at0 and self.at >= self.at0 + 1000:
+            oom.pop(0)
+            raise MemoryError("memory allocation failed, allocating 1200 bytes")
+        piece = memoryview(BLOB)[self.at : self.at + 1000]
+        self.at += len(piece)
+        return piece
+    def read_all(self, cap, until):
+        yield
+        return b"{}"
+    def close(self):
+        pass
+class Http:
+    HTTPError, ETIMEDOUT = ota.HTTPError, 110
+    def request(self, method, url, body, headers, tls, buf, until):
+        yield
+        if method == "POST":
+            sent = json.loads(body)
+            if sent["phase"] == "failed":
+                reports.append((sent["seq"], sent["transient"], sent["detail"]))
+            return Resp(0)
+        r = Resp(int(headers["Range"][6:-1]) if headers else 0)
+        r.at0 = r.at
+        return r
+sys.modules["ota.http"] = ota.http = Http()
+def stage(seq, version="2.0.0"):
+    global a
+    a = agent.Agent()  # a reboot between attempts: the count is the state's
+    ok = drive(update.run(a, {"seq": seq, "version": version, "files": [FILE]}), 20000)
+    st = fs.read_json("ota/state.json")
+    print(ok, reports.pop() if reports else None, fs.size("app.new/data.bin.tmp"), st["seq"], st["offer"] is not None,
+          st.get("oom"))
+"""
+
+
+def test_running_out_of_memory_while_staging_is_transient_three_times_in_a_row_at_most(tmp_path: Path) -> None:
+    """A MemoryError while staging is the board's heap at that moment, not the release: the update pauses
+    (transient, app.new and its partial file kept, the offer's seq not taken), and the next offer resumes
+    it; counted in state.json (across a reboot) for the version, the third in a row is final."""
+    _staging(tmp_path)
+    out = run_mp(tmp_path, OOM_STAGING + f"""
+FILE = {_file("data.bin", OOM_BLOB)!r}
+oom.append(0)
+stage(9)
+oom.append(1000)
+stage(10)
+oom.append(2000)
+stage(11)
+print(fs.exists("app.new"))
+""")
+    lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
+    why = ": memory allocation failed, allocating 1200 bytes"
+    assert lines == [
+        f"False (9, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '2.0.0']",
+        f"False (10, True, 'out of memory while staging data.bin (try 2 of 3, retrying){why}') 2000 0 True [2, '2.0.0']",
+        f"False (11, False, 'out of memory while staging data.bin (try 3 of 3, given up){why}') -1 11 False None",
+        "False"], out
+
+
+def test_the_count_of_running_out_of_memory_is_of_one_version_in_a_row(tmp_path: Path) -> None:
+    """A staging that succeeds, or one of another version, starts the count again."""
+    _staging(tmp_path)
+    out = run_mp(tmp_path, OOM_STAGING + f"""
+FILE = {_file("data.bin", OOM_BLOB)!r}
+oom.append(0)
+stage(9)
+oom.append(1000)
+stage(10)
+stage(11)
+print(fs.size("app.new/data.bin") == len(BLOB))
+import os
+os.remove("app.new/data.bin")
+oom.append(0)
+stage(12)
+oom.append(0)
+stage(13, "3.0.0")
+""")
+    lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
+    why = ": memory allocation failed, allocating 1200 bytes"
+    assert lines == [
+        f"False (9, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '2.0.0']",
+        f"False (10, True, 'out of memory while staging data.bin (try 2 of 3, retrying){why}') 2000 0 True [2, '2.0.0']",
+        "True None -1 0 True None",
+        "True",
+        f"False (12, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '2.0.0']",
+        f"False (13, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '3.0.0']",
+        ], out
+
+
+def test_running_out_of_memory_while_verifying_an_offer_is_transient_three_times_in_a_row_at_most(tmp_path: Path) -> None:
+    """A check that runs out of memory verifying an offer reports it transient, counted as a staging's
+    are, the third in a row final; one that runs out before its answer told of an offer reports nothing
+    (no offer failed) and the next check asks again. Neither takes the offer's seq."""
+    _configure(tmp_path)
+    out = run_mp(tmp_path, DRIVE + """
+import json
+import ota
+from ota import agent, check, fs
+reports = []
+def post(path, body, signed, drop=False):
+    yield
+    if attempt == "early":
+        raise MemoryError("memory allocation failed, allocating 1200 bytes")
+    return memoryview(json.dumps({"id": "d1", "nonce": body["nonce"], "offer": {"seq": 9, "version": "2.0.0"}}).encode())
+def report(phase, detail="", transient=False, offer=None):
+    reports.append((phase, detail, transient, offer))
+    yield
+call = ota.call
+def short(name, fn, *args):  # the offer's checks run out of memory
+    if name == "offer":
+        raise MemoryError("memory allocation failed, allocating 1200 bytes")
+    return call(name, fn, *args)
+ota.call = short
+for attempt in ("early", "late", "late", "late"):
+    a = agent.Agent()
+    a.keys = 1
+    a._post, a.report = post, report
+    print(drive(check.run(a)), reports.pop() if reports else None, (fs.read_json("ota/state.json") or {}).get("oom"),
+          a.st["seq"])
+""")
+    lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
+    why = ": memory allocation failed, allocating 1200 bytes"
+    about = "{'seq': 9, 'version': '2.0.0'}"
+    assert lines == [
+        "None None None 0",
+        f"None ('failed', 'out of memory while verifying the offer (try 1 of 3, retrying){why}', True, {about}) [1, '2.0.0'] 0",
+        f"None ('failed', 'out of memory while verifying the offer (try 2 of 3, retrying){why}', True, {about}) [2, '2.0.0'] 0",
+        f"None ('failed', 'out of memory while verifying the offer (try 3 of 3, given up){why}', False, {about}) None 0",
+    ], out

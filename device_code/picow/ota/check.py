@@ -26,7 +26,19 @@ def run(a):
     except (OSError, ota.HTTPError) as exc:  # the network's: the next check asks again
         print("ota: check failed:", describe(exc))
         return None
-    except Exception as exc:  # e.g. out of memory: still an offer that was not taken, and the hub hears of it
+    except MemoryError as exc:  # the heap at this moment: the offer is retried (ota/oom.py)
+        if about is None:  # no offer known yet, so none failed: the next check asks again
+            print("ota: check failed:", describe(exc))
+            return None
+        reason, transient = ota.call("oom", "ending", a, about["version"], "verifying the offer", exc)
+        print("ota:", reason)
+        try:
+            a.save()  # the count
+        except OSError as err:
+            print("ota: state not saved:", err)
+        yield from a.report("failed", reason, transient, about)
+        return None
+    except Exception as exc:  # still an offer that was not taken, and the hub hears of it
         reason = "check failed: " + describe(exc)
         print("ota:", reason)
         yield from a.report("failed", reason, False, about)

@@ -5,6 +5,7 @@ files are staged (or the staging failed) and dropped after. Every function takes
 
 import os
 
+import ota
 from ota import fs, hw
 from ota.agent import NEW, describe
 from ota.update import Failed, FlashError
@@ -14,12 +15,15 @@ ENOSPC = 28
 
 def run(a, files, failure):
     """True once `staged`, with nothing in app.new but `files`; else (`failure`, or a failure here)
-    the update is recorded as failed and reported: False."""
+    the update is recorded as failed and reported: False. Running out of memory is counted in the
+    state (ota/oom.py); any other ending ends the count."""
     if failure is None:
         try:
             _prune(a, set(f["name"] for f in files))
         except Exception as exc:
             failure = exc
+    if not isinstance(failure, MemoryError):
+        a.st.pop("oom", None)
     if failure is None:
         hw.step("staged")
         a.st["phase"] = "staged"
@@ -29,12 +33,14 @@ def run(a, files, failure):
         a.switch_by = hw.deadline(a._ms("switch_deadline_s"))
         a.next_flush = hw.deadline(0)
         return True
-    yield from fail(a, *_reason(failure))
+    yield from fail(a, *_reason(a, failure, files))
     return False
 
 
-def _reason(exc):
-    """(reason, transient) of the failure `exc`."""
+def _reason(a, exc, files):
+    """(reason, transient) of the failure `exc` while staging `files`."""
+    if isinstance(exc, MemoryError):
+        return ota.call("oom", "ending", a, a.st["offer"]["version"], "staging " + _staging(files), exc)
     if isinstance(exc, Failed):
         return str(exc), exc.transient
     if isinstance(exc, FlashError):
@@ -42,6 +48,14 @@ def _reason(exc):
     if isinstance(exc, OSError):
         return flash_reason(exc), False
     return "error while staging: " + describe(exc), False
+
+
+def _staging(files):
+    """The file being staged: the first not yet in app.new (each is renamed into place once whole)."""
+    for f in files:
+        if not fs.exists(NEW + "/" + f["name"]):
+            return f["name"]
+    return "app.new"
 
 
 def flash_reason(exc):

@@ -19,6 +19,7 @@ DEFAULTS = {
     "jitter": 0.1,
     "trial_deadline_s": 120,
     "download_retries": 5,
+    "oom_tries": 3,
     "wifi_timeout_s": 15,
     "tick_ms": 1000,
     "trial_boots": 3,

@@ -54,7 +54,7 @@ def test_a_staging_that_runs_out_of_memory_resumes_after_the_backoff_and_counts_
     failed = [e for e in events if e["result"].startswith("failed")]
     assert [(e["result"], e["detail"]) for e in failed] == [
         ("failed (transient)", "out of memory while staging data.bin (try 1 of 3, retrying): "
-                               "memory allocation failed, allocating 1200 bytes")]
+                               "MemoryError: memory allocation failed, allocating 1200 bytes")]
     resumed = [e for e in events if e["result"] == "downloading" and e["detail"].startswith("data.bin ")]
     assert [e["detail"].split()[1].split("/")[0] != "0" for e in resumed] == [False, True], resumed
     assert sorted(downloads(hub, "gh-oom")) == ["data.bin", "main.py", "ver.py"]  # data.bin from its first byte once

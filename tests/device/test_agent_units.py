@@ -705,7 +705,7 @@ stage(11)
 print(fs.exists("app.new"))
 """)
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
-    why = ": memory allocation failed, allocating 1200 bytes"
+    why = ": MemoryError: memory allocation failed, allocating 1200 bytes"
     assert lines == [
         f"False (9, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '2.0.0']",
         f"False (10, True, 'out of memory while staging data.bin (try 2 of 3, retrying){why}') 2000 0 True [2, '2.0.0']",
@@ -732,7 +732,7 @@ oom.append(0)
 stage(13, "3.0.0")
 """)
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
-    why = ": memory allocation failed, allocating 1200 bytes"
+    why = ": MemoryError: memory allocation failed, allocating 1200 bytes"
     assert lines == [
         f"False (9, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '2.0.0']",
         f"False (10, True, 'out of memory while staging data.bin (try 2 of 3, retrying){why}') 2000 0 True [2, '2.0.0']",
@@ -775,7 +775,7 @@ for attempt in ("early", "late", "late", "late"):
           a.st["seq"])
 """)
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
-    why = ": memory allocation failed, allocating 1200 bytes"
+    why = ": MemoryError: memory allocation failed, allocating 1200 bytes"
     about = "{'seq': 9, 'version': '2.0.0'}"
     assert lines == [
         "None None None 0",

@@ -291,8 +291,9 @@ class AsyncHubClient(_Routes[Any]):
         self.url = url.rstrip("/")
         self.answer_s = timeout
         self.fetch_rule = fetch_rule or FetchConfig()
-        # each call's Deadline bounds it in all; httpx's own timeouts only say a dead host sooner, and a
-        # transfer's silent link (one floor_s long, as every fetch's: picoctl.fetch_bounds)
+        # each call's Deadline bounds it in all; httpx's own timeouts only say a dead host sooner, and an
+        # upload's or a download's silent link (floor_s, as every fetch's: picoctl.fetch_bounds). An import
+        # is silent while the hub fetches: only its Deadline bounds it.
         self._http = httpx.AsyncClient(base_url=self.url, verify=verify, headers={"Authorization": f"Bearer {token}"},
                                        timeout=httpx.Timeout(None, connect=CONNECT_S))
         self._transfer = httpx.Timeout(self.fetch_rule.floor_s, connect=CONNECT_S)
@@ -318,7 +319,7 @@ class AsyncHubClient(_Routes[Any]):
         try:
             async with deadline.held(), self._http.stream(call.method, call.path, params=call.params, json=call.json,
                                                           content=call.content, headers=call.headers,
-                                                          timeout=self._transfer if call.limit_s else httpx.USE_CLIENT_DEFAULT) as r:
+                                                          timeout=self._transfer if call.content else httpx.USE_CLIENT_DEFAULT) as r:
                 body = await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, deadline.what)
         except httpx.TransportError as exc:
             raise self._broken(call, exc) from None

@@ -198,6 +198,10 @@ class _Routes(Generic[T]):
                              headers={META_HEADER: header, "Content-Type": "application/octet-stream"},
                              answer=answers.PUBLISHED))
 
+    def remove_release(self, target: str, version: str) -> T:
+        """Remove a release no device runs and no rollout needs; the hub refuses (409) one in use."""
+        return self._do(Call("DELETE", f"/api/v1/releases/{target}/{version}", answer=answers.RELEASE_REMOVED))
+
     def import_release(self, meta_url: str) -> T:
         return self._do(Call("POST", "/api/v1/releases/import", json={"url": meta_url}, answer=answers.PUBLISHED,
                              read_s=release_fetch_s(self.fetch_rule)))

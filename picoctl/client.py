@@ -1,17 +1,31 @@
 """The operator API's client (httpx), used by the CLI and the TUI.
 
-Each route is described once, as a `Call`, by `_Routes`; `HubClient` (sync) and `AsyncHubClient`
-(async) only send calls and parse answers the same way, each held to its route's shape (picoctl.answers).
+Each route is described once, as a `Call`, by `_Routes`. `AsyncHubClient` sends calls and parses
+answers, each held to its route's shape (picoctl.answers); `HubClient` (sync) runs AsyncHubClient's
+calls on one event loop on a thread of its own, shared by every HubClient of the process.
+
+Every call is done within a bound in all, connection, headers and body: a hub that drips its answer
+is given up on, not waited for. An answer within the client's `timeout` (hub.answer_timeout_s); an
+upload or a download of an artifact within picoctl.fetch_bounds' rule at its size; an import within
+what the rule lets the hub's fetch take. The event stream is bounded by its silence only.
+Asyncio's timeout bounds it all at once; sync httpx can bound only each read, not the headers.
+
 Errors are PicoctlError with one clear line: "hub not reachable at URL", the hub's own `{"error": …}`,
-or "hub answered GET /api/v1/devices with an unexpected shape: …" (UnexpectedAnswer).
+"hub URL: GET /api/v1/devices: not received within 10.0 s (hub.answer_timeout_s)"
+(OutOfBounds; a call that may have changed something adds how to see whether it did), or
+"hub answered GET /api/v1/devices with an unexpected shape: …" (UnexpectedAnswer).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
 import re
 import ssl
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Generic, TypeVar
@@ -20,12 +34,14 @@ import httpx
 
 from . import answers, release
 from .answers import Shape
-from .config import FetchConfig, FleetConfig
+from .config import FetchConfig, FleetConfig, HubConfig
 from .errors import PicoctlError, UnexpectedAnswer, Unreachable
-from .fetch_bounds import MAX_ANSWER_BYTES, acapped, capped, release_fetch_s
+from .fetch_bounds import MAX_ANSWER_BYTES, Deadline, acapped, allowed_s, release_fetch_s
 from .protocol import META_HEADER, SSE_PING_S, SSE_SILENT_S
 
-TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+ANSWER_S = HubConfig.answer_timeout_s  # the longest one answer may take in all, unless the client is told otherwise
+CONNECT_S = 3.0
+RULE_HINT = " ([fetch] floor_s plus the size at min_rate)"
 MAX_EVENT_CHARS = 1 << 20  # an event stream's event (its lines together) longer than this is not the hub's
 _LINE_END = re.compile("\r\n|\r|\n")  # what ends a line of an event stream, and nothing else
 T = TypeVar("T")
@@ -51,7 +67,9 @@ class Call:
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     answer: Shape = dict  # the shape its answer must have (picoctl.answers); most routes answer an object
-    read_s: float | None = None  # how long the hub may work before it answers, when longer than TIMEOUT's read
+    limit_s: float | None = None  # its bound in all when it moves more than an answer; None: the client's timeout
+    limit_hint: str = ""  # where limit_s comes from, for its error
+    check: str = ""  # the command that shows whether the hub made the change, should the answer be lost
 
 
 @dataclass(frozen=True)
@@ -140,7 +158,7 @@ def _params(**values: Any) -> dict[str, Any]:
 class _Routes(Generic[T]):
     """Every operator route as one method; `_do` sends it (returning a value or an awaitable)."""
 
-    fetch_rule = FetchConfig()  # [fetch] of the hub's site, which bounds an import; from_config takes fleet.toml's
+    fetch_rule: FetchConfig  # [fetch] of fleet.toml: it bounds an upload, a download and an import
 
     def _do(self, call: Call) -> T:
         raise NotImplementedError
@@ -160,13 +178,14 @@ class _Routes(Generic[T]):
 
     def register_device(self, device_id: str, type_: str = "picow", channel: str = "stable") -> T:
         return self._do(Call("POST", "/api/v1/devices", json={"id": device_id, "type": type_, "channel": channel},
-                             answer=answers.REGISTERED))
+                             answer=answers.REGISTERED, check="picoctl devices"))
 
     def remove_device(self, device_id: str) -> T:
-        return self._do(Call("DELETE", f"/api/v1/devices/{device_id}", answer=answers.REMOVED))
+        return self._do(Call("DELETE", f"/api/v1/devices/{device_id}", answer=answers.REMOVED, check="picoctl devices"))
 
     def set_channel(self, device_id: str, channel: str) -> T:
-        return self._do(Call("POST", f"/api/v1/devices/{device_id}/channel", json={"channel": channel}))
+        return self._do(Call("POST", f"/api/v1/devices/{device_id}/channel", json={"channel": channel},
+                             check="picoctl devices"))
 
     def check_now(self, device_id: str) -> T:
         return self._do(Call("POST", f"/api/v1/devices/{device_id}/check-now", json={}))
@@ -196,7 +215,8 @@ class _Routes(Generic[T]):
         header = base64.b64encode(json.dumps(meta).encode()).decode()
         return self._do(Call("PUT", f"/api/v1/releases/{meta['target']}/{meta['version']}", content=content,
                              headers={META_HEADER: header, "Content-Type": "application/octet-stream"},
-                             answer=answers.PUBLISHED))
+                             answer=answers.PUBLISHED, limit_s=allowed_s(self.fetch_rule, len(content) + len(header)),
+                             limit_hint=RULE_HINT, check="picoctl release list"))
 
     def remove_release(self, target: str, version: str) -> T:
         """Remove a release no device runs and no rollout needs; the hub refuses (409) one in use."""
@@ -204,7 +224,9 @@ class _Routes(Generic[T]):
 
     def import_release(self, meta_url: str) -> T:
         return self._do(Call("POST", "/api/v1/releases/import", json={"url": meta_url}, answer=answers.PUBLISHED,
-                             read_s=release_fetch_s(self.fetch_rule)))
+                             limit_s=release_fetch_s(self.fetch_rule),
+                             limit_hint=" ([fetch]: the meta.json at its cap and the largest artifact)",
+                             check="picoctl release list"))
 
     def rollouts(self) -> T:
         return self._do(Call("GET", "/api/v1/rollouts", answer=[answers.ROLLOUT]))
@@ -216,10 +238,12 @@ class _Routes(Generic[T]):
                       promote_after_successes: int) -> T:
         return self._do(Call("POST", "/api/v1/rollouts", json={
             "target": target, "version": version, "stages": stages, "halt_after_failures": halt_after_failures,
-            "promote_after_successes": promote_after_successes}, answer=answers.ROLLOUT))
+            "promote_after_successes": promote_after_successes}, answer=answers.ROLLOUT,
+            check=f"picoctl rollout status --target {target}"))
 
     def rollout_action(self, rollout_id: int, action: str, reason: str = "") -> T:
-        return self._do(Call("POST", f"/api/v1/rollouts/{rollout_id}/{action}", json={"reason": reason}))
+        return self._do(Call("POST", f"/api/v1/rollouts/{rollout_id}/{action}", json={"reason": reason},
+                             check=f"picoctl rollout status {rollout_id}"))
 
     def history(self, device: str | None = None, version: str | None = None, kind: str | None = None,
                 after: int | None = None, limit: int | None = None) -> T:
@@ -251,87 +275,80 @@ def _parse(response: httpx.Response, body: bytes, call: Call | None = None) -> A
     return value
 
 
-def _timeout(call: Call) -> Any:
-    """The timeout of `call`: the client's, or its read_s for a route the hub may work on longer."""
-    return httpx.USE_CLIENT_DEFAULT if call.read_s is None else httpx.Timeout(TIMEOUT.read, connect=TIMEOUT.connect, read=call.read_s)
-
-
 def _unreachable(url: str, exc: Exception) -> Unreachable:
     return Unreachable(url, str(exc) or type(exc).__name__)
 
 
-class HubClient(_Routes[Any]):
-    """Synchronous client; use as a context manager or call close()."""
-
-    def __init__(self, url: str, token: str, timeout: httpx.Timeout | float = TIMEOUT, verify: bool | ssl.SSLContext = True) -> None:
-        self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify,
-                                  headers={"Authorization": f"Bearer {token}"})
-
-    @classmethod
-    def from_config(cls, cfg: FleetConfig, timeout: httpx.Timeout | float = TIMEOUT) -> HubClient:
-        client = cls(cfg.hub_url, cfg.read_token(), timeout=timeout)
-        client.fetch_rule = cfg.fetch
-        return client
-
-    def _do(self, call: Call) -> Any:
-        try:
-            with self._http.stream(call.method, call.path, params=call.params, json=call.json,
-                                   content=call.content, headers=call.headers, timeout=_timeout(call)) as r:
-                body = capped(r.iter_bytes(), MAX_ANSWER_BYTES, f"hub's answer to {call.method} {call.path}")
-        except httpx.TransportError as exc:
-            raise _unreachable(self.url, exc) from None
-        return _parse(r, body, call)
-
-    def download_artifact(self, sha256: str, dest: Path) -> None:
-        """Stream a release artifact the hub stores (GET /artifacts/{sha256}) into `dest`."""
-        try:
-            with self._http.stream("GET", f"/artifacts/{sha256}") as r:
-                if r.status_code != 200:
-                    _parse(r, capped(r.iter_bytes(), MAX_ANSWER_BYTES, f"hub's answer to GET /artifacts/{sha256}"))
-                with open(dest, "wb") as f:
-                    for chunk in r.iter_bytes():
-                        f.write(chunk)
-        except httpx.TransportError as exc:
-            raise _unreachable(self.url, exc) from None
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> HubClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _maybe_done(check: str) -> str:
+    return f"; the hub may or may not have done it: `{check}` shows whether it did" if check else ""
 
 
 class AsyncHubClient(_Routes[Any]):
-    """Asynchronous client (every route method returns an awaitable), with the event stream."""
+    """Asynchronous client (every route method returns an awaitable), with the event stream.
+
+    `timeout`: the seconds one answer may take in all; `fetch_rule` bounds uploads, downloads, imports."""
 
     silent_s = SSE_SILENT_S  # a stream that says nothing, not even its ping, this long is lost
 
-    def __init__(self, url: str, token: str, timeout: httpx.Timeout | float = TIMEOUT, verify: bool | ssl.SSLContext = True) -> None:
+    def __init__(self, url: str, token: str, timeout: float = ANSWER_S, verify: bool | ssl.SSLContext = True,
+                 fetch_rule: FetchConfig | None = None) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, verify=verify,
-                                       headers={"Authorization": f"Bearer {token}"})
+        self.answer_s = timeout
+        self.fetch_rule = fetch_rule or FetchConfig()
+        # each call's Deadline bounds it in all; httpx's own timeouts only say a dead host sooner, and a
+        # transfer's silent link (one floor_s long, as every fetch's: picoctl.fetch_bounds)
+        self._http = httpx.AsyncClient(base_url=self.url, verify=verify, headers={"Authorization": f"Bearer {token}"},
+                                       timeout=httpx.Timeout(None, connect=CONNECT_S))
+        self._transfer = httpx.Timeout(self.fetch_rule.floor_s, connect=CONNECT_S)
 
     @classmethod
     def from_config(cls, cfg: FleetConfig) -> AsyncHubClient:
-        client = cls(cfg.hub_url, cfg.read_token())
-        client.fetch_rule = cfg.fetch
-        return client
+        return cls(cfg.hub_url, cfg.read_token(), cfg.hub.answer_timeout_s, fetch_rule=cfg.fetch)
+
+    def _deadline(self, call: Call) -> Deadline:
+        """`call`'s bound from now: its limit_s, else the client's timeout."""
+        limit_s, hint = (self.answer_s, " (hub.answer_timeout_s)") if call.limit_s is None else (call.limit_s, call.limit_hint)
+        return Deadline(limit_s, f"hub {self.url}: {call.method} {call.path}", hint + _maybe_done(call.check))
+
+    def _broken(self, call: Call, exc: httpx.TransportError) -> PicoctlError:
+        """The error of a call the transport failed: unreachable, or cut off after the hub may have acted."""
+        if call.check and not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+            return PicoctlError(f"hub {self.url}: {call.method} {call.path} was cut off ({str(exc) or type(exc).__name__})"
+                                f"{_maybe_done(call.check)}")
+        return _unreachable(self.url, exc)
 
     async def _send(self, call: Call) -> Any:
+        deadline = self._deadline(call)
         try:
-            async with self._http.stream(call.method, call.path, params=call.params, json=call.json,
-                                         content=call.content, headers=call.headers, timeout=_timeout(call)) as r:
-                body = await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, f"hub's answer to {call.method} {call.path}")
+            async with deadline.held(), self._http.stream(call.method, call.path, params=call.params, json=call.json,
+                                                          content=call.content, headers=call.headers,
+                                                          timeout=self._transfer if call.limit_s else httpx.USE_CLIENT_DEFAULT) as r:
+                body = await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, deadline.what)
         except httpx.TransportError as exc:
-            raise _unreachable(self.url, exc) from None
+            raise self._broken(call, exc) from None
         return _parse(r, body, call)
 
     def _do(self, call: Call) -> Any:
         return self._send(call)
+
+    async def download_artifact(self, sha256: str, dest: Path, size: int) -> None:
+        """The release artifact of `size` bytes the hub stores (GET /artifacts/{sha256}) into `dest`, within
+        the fetch rule at that size; `dest` is removed if it does not arrive whole."""
+        path = f"/artifacts/{sha256}"
+        deadline = Deadline(allowed_s(self.fetch_rule, size), f"hub {self.url}: GET {path}", RULE_HINT)
+        try:
+            async with deadline.held(), self._http.stream("GET", path, timeout=self._transfer) as r:
+                if r.status_code != 200:
+                    _parse(r, await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, deadline.what))
+                with open(dest, "wb") as f:
+                    async for chunk in deadline.chunks(r, size):
+                        f.write(chunk)
+        except httpx.TransportError as exc:
+            dest.unlink(missing_ok=True)
+            raise _unreachable(self.url, exc) from None
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
 
     async def events(self, last_event_id: str | None = None) -> AsyncIterator[SseEvent]:
         """Follow /api/v1/events until the stream ends; `resync` events mean: reload the lists."""
@@ -341,7 +358,7 @@ class AsyncHubClient(_Routes[Any]):
             async with self._http.stream("GET", "/api/v1/events", headers=headers,
                                          timeout=httpx.Timeout(10.0, read=self.silent_s)) as r:
                 if r.status_code >= 400:
-                    _parse(r, await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, "hub's answer to GET /api/v1/events"))
+                    _parse(r, await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, f"hub {self.url}: GET /api/v1/events"))
                 async for line in sse_lines(r.aiter_text()):
                     event = parser.feed(line)
                     if event is not None:
@@ -360,3 +377,57 @@ class AsyncHubClient(_Routes[Any]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+_loops: dict[int, asyncio.AbstractEventLoop] = {}  # by process: a forked child starts its own
+_loops_lock = threading.Lock()
+
+
+def _client_loop() -> asyncio.AbstractEventLoop:
+    """The event loop every HubClient of this process runs its calls on, on a daemon thread started on first use."""
+    with _loops_lock:
+        loop = _loops.get(os.getpid())
+        if loop is None:
+            loop = _loops[os.getpid()] = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="picoctl hub client", daemon=True).start()
+        return loop
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """`work` run to its end on the client loop, from any thread (one running a loop of its own too)."""
+    future = asyncio.run_coroutine_threadsafe(work, _client_loop())
+    try:
+        return future.result()
+    finally:
+        future.cancel()  # waiting here was interrupted (Ctrl-C, SIGTERM): the call stops too
+
+
+class HubClient(_Routes[Any]):
+    """Synchronous client: AsyncHubClient's calls, bounds and errors, each waited for here. Use as a context
+    manager or call close()."""
+
+    def __init__(self, url: str, token: str, timeout: float = ANSWER_S, verify: bool | ssl.SSLContext = True,
+                 fetch_rule: FetchConfig | None = None) -> None:
+        self._async = AsyncHubClient(url, token, timeout, verify, fetch_rule)
+        self.url = self._async.url
+        self.fetch_rule = self._async.fetch_rule
+
+    @classmethod
+    def from_config(cls, cfg: FleetConfig, timeout: float | None = None) -> HubClient:
+        return cls(cfg.hub_url, cfg.read_token(), timeout or cfg.hub.answer_timeout_s, fetch_rule=cfg.fetch)
+
+    def _do(self, call: Call) -> Any:
+        return _run(self._async._send(call))
+
+    def download_artifact(self, sha256: str, dest: Path, size: int) -> None:
+        """AsyncHubClient.download_artifact."""
+        _run(self._async.download_artifact(sha256, dest, size))
+
+    def close(self) -> None:
+        _run(self._async.aclose())
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -36,6 +36,7 @@ class HubConfig:
     webhook_secret_file: str = ""
     max_device_body: int = 16384
     body_timeout_s: float = 10.0
+    answer_timeout_s: float = 10.0  # the CLI's and the TUI's wait for one answer of the hub, in all (picoctl.client)
     heartbeat_history: int = 500
     database_url: str = ""  # postgresql://… for several replicas on one database; empty: SQLite in data_dir
     artifact_base_url: str = ""  # offers point at <this>/<sha256>; empty: the hub serves /artifacts itself
@@ -209,6 +210,8 @@ def _validate(cfg: FleetConfig, name: str) -> None:
     key = cfg.release.public_key
     if key and not HEX64.fullmatch(key.lower()):
         raise BadInput(f"{name}: release.public_key: expected 64 hex digits (an Ed25519 public key)")
+    if not cfg.hub.answer_timeout_s > 0:
+        raise BadInput(f"{name}: hub.answer_timeout_s: expected a positive number of seconds")
     if not cfg.fetch.floor_s > 0 or not cfg.fetch.min_rate > 0:
         raise BadInput(f"{name}: fetch.floor_s and fetch.min_rate: expected positive numbers")
     for t, dt in cfg.device_types.items():

@@ -21,6 +21,11 @@ class UnexpectedAnswer(PicoctlError):
         super().__init__(f"hub answered {method} {path} with an unexpected shape: {detail}")
 
 
+class OutOfBounds(PicoctlError):
+    """A fetch or a call to the hub not done within its bound (picoctl.fetch_bounds), or an answer longer
+    than its cap."""
+
+
 class Unreachable(PicoctlError):
     """No answer from the hub at `url`; `cause` says why (refused, timed out, ...). The message names
     where the URL came from: after `serve --port 18471` it is still hub.public_url's port."""

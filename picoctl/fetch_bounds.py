@@ -21,14 +21,10 @@ from contextlib import asynccontextmanager
 import httpx
 
 from .config import FetchConfig
-from .errors import PicoctlError
+from .errors import OutOfBounds
 from .release import MAX_META_BYTES, MAX_RELEASE_BYTES
 
 MAX_ANSWER_BYTES = 1 << 20  # a hub's or a release server's JSON answer; none is near this
-
-
-class OutOfBounds(PicoctlError):
-    """A fetch not done within its allowed_s, or an answer longer than its cap."""
 
 
 def capped(chunks: Iterable[bytes], cap: int, what: str) -> bytes:

@@ -510,7 +510,8 @@ def fetch_release(client: HubClient, meta: dict[str, Any], dest: Path) -> Path:
     """A release the hub publishes as a release folder: its meta.json and its artifact."""
     dest.mkdir(parents=True)
     (dest / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    client.download_artifact(meta["sha256"], dest / release.load_meta(dest)["artifact"])
+    checked = release.load_meta(dest)
+    client.download_artifact(checked["sha256"], dest / checked["artifact"], checked["size"])
     return dest
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from loopback import Peer, serving
 from picoctl import config, release, signing
-from picoctl.client import TIMEOUT, AsyncHubClient
+from picoctl.client import ANSWER_S, AsyncHubClient
 from picoctl.errors import PicoctlError
 from picoctl.fetch_bounds import MAX_ANSWER_BYTES, allowed_s
 from picoctl.pideploy import fetch, health
@@ -128,7 +128,7 @@ def test_an_import_slower_than_a_read_timeout_but_within_the_rule_is_waited_for(
     handler = type("Files", (Dripper,), {"root": tmp_path / "files"})
     with serving(handler) as url:
         size = json.loads((_release(tmp_path, "picow", hub.signing_key, url) / "meta.json").read_text())["size"]
-        handler.interval_s = (TIMEOUT.read + 3) / size  # past any one read of the client, inside [fetch]'s 30 s
+        handler.interval_s = (ANSWER_S + 3) / size  # past the client's bound of an answer, inside [fetch]'s 30 s
         try:
             hub.start()
             assert hub.client.import_release(f"{url}/picow/meta.json")["meta"]["version"] == "1.0.0"
@@ -252,3 +252,21 @@ def test_the_hub_gives_up_on_a_dripped_upload_in_time(hub_world: dict) -> None:
     assert answer.startswith(b"HTTP/1.1 408") and b"connection: close" in answer.lower(), answer[:300]
     _one_line_within(json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"], took, meta["size"])
     assert hub.client.releases() == []
+
+
+def test_a_failed_health_check_names_the_apps_last_answer_when_the_last_request_got_none() -> None:
+    class FirstAnswersThenHangs(Peer):
+        served = 0
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            FirstAnswersThenHangs.served += 1
+            if FirstAnswersThenHangs.served == 1:
+                self.answer(500, b"{}")
+            else:
+                time.sleep(1.5)  # the app hangs: every later request runs into its deadline
+
+    with serving(FirstAnswersThenHangs) as url:
+        ok, seen = health.wait_healthy(f"{url}/healthz", 1.0, 0.05, "1.0.0")
+    assert not ok
+    assert seen.startswith(f"not healthy within 1s (last answer: {url}/healthz: HTTP 500; then: {url}/healthz: "), seen
+    assert "not received within" in seen, seen

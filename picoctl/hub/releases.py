@@ -24,8 +24,8 @@ import httpx
 
 from .. import keyset
 from .. import release as release_mod
-from ..errors import BadInput, PicoctlError
-from ..fetch_bounds import Deadline, OutOfBounds
+from ..errors import BadInput, OutOfBounds, PicoctlError
+from ..fetch_bounds import Deadline
 from ..protocol import META_HEADER
 from ..urls import MAX_REDIRECTS, check_hop, check_url, too_many_redirects
 from ..workdirs import work_dir

@@ -37,34 +37,40 @@ async def _get(url: str, timeout_s: float) -> tuple[int, bytes]:
         return r.status_code, await deadline.body(r)
 
 
-def _check(url: str, timeout_s: float, version: str | None) -> tuple[bool, str]:
+def _check(url: str, timeout_s: float, version: str | None) -> tuple[bool, str, bool]:
+    """(healthy, what was seen, whether the app answered at all)."""
     try:
         status, body = asyncio.run(_get(url, timeout_s))
     except PicoctlError as exc:
-        return False, str(exc)
+        return False, str(exc), False
     except httpx.HTTPError as exc:
-        return False, f"{url}: {type(exc).__name__}: {exc}"
+        return False, f"{url}: {type(exc).__name__}: {exc}", False
     if status != 200:
-        return False, f"{url}: HTTP {status}"
+        return False, f"{url}: HTTP {status}", True
     answering = answering_version(body)
     if version is not None and answering is not None and answering != version:
-        return False, f"{url}: HTTP 200 from version {answering}, not {version}"
-    return True, f"{url}: HTTP 200" + (f", version {answering}" if answering else "")
+        return False, f"{url}: HTTP 200 from version {answering}, not {version}", True
+    return True, f"{url}: HTTP 200" + (f", version {answering}" if answering else ""), True
 
 
 def check_once(url: str, version: str | None = None, timeout_s: float = REQUEST_TIMEOUT_S) -> tuple[bool, str]:
     """(healthy, what was seen) for one request; healthy needs `version` when the app names one."""
-    return _check(url, timeout_s, version)
+    return _check(url, timeout_s, version)[:2]
 
 
 def wait_healthy(url: str, timeout_s: float, interval_s: float, version: str | None = None) -> tuple[bool, str]:
-    """Retry until `version` answers healthy or `timeout_s` has passed; the reason names the last failure."""
+    """Retry until `version` answers healthy or `timeout_s` has passed; the reason names the last failure,
+    and the app's last answer before it when the last request got none (an HTTP 500 says more than a
+    request the deadline cut short)."""
     deadline = time.monotonic() + timeout_s
+    answer = ""
     while True:
         remaining = deadline - time.monotonic()
-        ok, seen = _check(url, max(0.1, min(REQUEST_TIMEOUT_S, remaining)), version)
+        ok, seen, answered = _check(url, max(0.1, min(REQUEST_TIMEOUT_S, remaining)), version)
         if ok:
             return True, seen
         if time.monotonic() + interval_s > deadline:
-            return False, f"not healthy within {timeout_s:g}s (last: {seen})"
+            before = f"last answer: {answer}; then: " if answer and not answered else "last: "
+            return False, f"not healthy within {timeout_s:g}s ({before}{seen})"
+        answer = seen if answered else answer
         time.sleep(interval_s)

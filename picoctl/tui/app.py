@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from ..config import FleetConfig
-from ..errors import UnexpectedAnswer, Unreachable
+from ..errors import OutOfBounds, UnexpectedAnswer, Unreachable
 from . import keymap
 from .model import FleetModel, Link, thresholds_from
 from .screens.base import ModelScreen, one_line
@@ -145,7 +145,7 @@ class PicoctlApp(App[None]):
             except Exception as exc:  # noqa: BLE001 - any failure of the link: banner, wait, retry
                 why = visible(exc.cause.partition("\n")[0]) if isinstance(exc, Unreachable) else one_line(exc)
                 self.link = Link("down", why, self.link.since or self.clock(),
-                                 answered=isinstance(exc, UnexpectedAnswer))
+                                 answered=isinstance(exc, UnexpectedAnswer), slow=isinstance(exc, OutOfBounds))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 

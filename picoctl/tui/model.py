@@ -256,6 +256,7 @@ class Link:
     why: str = ""
     since: float | None = None
     answered: bool = False  # down though something answered, with another shape than the hub's answers
+    slow: bool = False  # down though the hub took the connection: its answer broke a bound (picoctl.client)
 
     @property
     def down(self) -> bool:

@@ -26,7 +26,6 @@ from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..protocol import READING_MAX_STR, UPTIME_MAX_S, is_device_id
 
-TIMEOUT_S = 3.0
 POST_S = 5.0  # the longest one relayed heartbeat may take, however slowly the hub answers
 QUEUE = 16  # heartbeats waiting for a slow hub; past that the oldest is dropped
 
@@ -91,7 +90,7 @@ class HeartbeatForwarder:
     through `on_error` when it changes."""
 
     def __init__(self, cfg: FleetConfig, on_error: Callable[[str], None] | None = None) -> None:
-        self.client = AsyncHubClient(cfg.hub_url, cfg.read_token(), timeout=TIMEOUT_S)
+        self.client = AsyncHubClient(cfg.hub_url, cfg.read_token(), timeout=2 * POST_S)  # each post is cut at POST_S
         self.on_error = on_error
         self.sent = 0
         self.dropped = 0

@@ -71,6 +71,10 @@ class LinkBanner(Static):
             self.update(visible(f"✖ {link.why}; retrying. Devices show their last-known state (?).\n"
                                 f"  Is {getattr(self.app, 'hub_url', '')} picoctl's hub, of the same version as this TUI?",
                                 lines=True))
+        elif self.display and link.slow:
+            self.update(visible(f"✖ {link.why}; retrying. Devices show their last-known state (?).\n"
+                                "  The hub took the connection but not its answer within the bound: is it overloaded or hung? "
+                                "Its log says.", lines=True))
         elif self.display:
             url = getattr(self.app, "hub_url", "")
             self.update(visible(f"✖ hub {url} unreachable: {link.why or 'no answer'}; retrying. Devices show their last-known state (?).\n"

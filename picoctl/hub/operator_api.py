@@ -97,7 +97,8 @@ def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | 
         "rssi": info.get("rssi"), "mem_free": info.get("mem_free"), "uptime_s": info.get("uptime_s"),
         "readings": info.get("readings", {}),
         "keys": info.get("keys"),  # the version of the release key set the board trusts (None: not reported)
-        "offer": {k: offer[k] for k in ("rollout_id", "version", "seq", "phase", "detail")} if offer else None,
+        "offer": {**{k: offer[k] for k in ("rollout_id", "version", "seq", "phase", "detail")},
+                  "retry_at": engine.retry_at(cfg, offer)} if offer else None,
     } | _diagnostics_view(row)
 
 

@@ -103,7 +103,7 @@ def waiting(r: Rollout, devices: Iterable[Device]) -> tuple[list[str], list[str]
 def failing(r: Rollout, devices: Iterable[Device]) -> list[tuple[str, str]]:
     """(device, phase) of the devices whose offer of `r` failed or was rolled back."""
     return sorted((d.id, d.offer.phase) for d in devices
-                  if d.offer and d.offer.rollout_id == r.id and d.offer.phase in ("failed", "rolled_back"))
+                  if d.offer and d.offer.rollout_id == r.id and d.offer.failed)
 
 
 def counts_text(r: Rollout) -> Text:

@@ -218,6 +218,10 @@ class _Routes(Generic[T]):
                              answer=answers.PUBLISHED, limit_s=allowed_s(self.fetch_rule, len(content) + len(header)),
                              limit_hint=RULE_HINT, check="picoctl release list"))
 
+    def remove_release(self, target: str, version: str) -> T:
+        """Remove a release no device runs and no rollout needs; the hub refuses (409) one in use."""
+        return self._do(Call("DELETE", f"/api/v1/releases/{target}/{version}", answer=answers.RELEASE_REMOVED))
+
     def import_release(self, meta_url: str) -> T:
         return self._do(Call("POST", "/api/v1/releases/import", json={"url": meta_url}, answer=answers.PUBLISHED,
                              limit_s=release_fetch_s(self.fetch_rule),

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from .errors import BadInput
+from .wireless_log import age
 
 TYPE_MAX = 64
 MESSAGE_MAX = 256
@@ -122,6 +123,14 @@ def failure_reason(phase: str, detail: str, error: dict[str, Any] | None) -> str
     if phase == "rolled_back" and summary:
         return f"{phase}: {summary}"
     return f"{phase}: {detail or summary or 'no detail'}"
+
+
+def retry_note(retry_at: float | None, now: float) -> str:
+    """When the hub offers a transient failure's release again, for people: `retrying in 45s`, then
+    `retrying at its next check`; '' for any other offer (`retry_at` None)."""
+    if retry_at is None:
+        return ""
+    return f"retrying in {age(retry_at - now)}" if retry_at > now else "retrying at its next check"
 
 
 # --- .mpy ABI -------------------------------------------------------------------------------------

@@ -310,15 +310,34 @@ def choose_offer(device: DeviceInfo, rollouts: Sequence[RolloutInfo], records: M
     still before the switch (repeated, so a lost reply or a reboot does not strand it), or a transient failure
     whose backoff, retry_backoff_s * 2**(attempts-1), has passed. O(number of rollouts).
     """
+    deciding = _deciding(device, rollouts, records)
+    if deciding is None:
+        return None
+    return deciding if _offer_now(deciding, device, records.get(deciding.id), now, retry_backoff_s) else None
+
+
+def retry_pending(device: DeviceInfo, rollouts: Sequence[RolloutInfo], records: Mapping[int, OfferRecord],
+                  now: float, retry_backoff_s: float) -> float | None:
+    """When choose_offer will offer the device its release again after its transient failure, while
+    that is still to come (the backoff); else None."""
+    deciding = _deciding(device, rollouts, records)
+    record = records.get(deciding.id) if deciding is not None else None
+    if deciding is None or record is None or record.phase != "failed" or not record.transient:
+        return None
+    at = retry_at(record, retry_backoff_s)
+    return at if now < at and _offer_now(deciding, device, record, at, retry_backoff_s) else None
+
+
+def _deciding(device: DeviceInfo, rollouts: Sequence[RolloutInfo], records: Mapping[int, OfferRecord]
+              ) -> RolloutInfo | None:
+    """The rollout that decides what the device is offered (choose_offer), or None."""
     deciding: RolloutInfo | None = None
     for r in rollouts:
         if r.target != device.type or (deciding is not None and r.id < deciding.id):
             continue
         if r.id in records or (r.state == "active" and eligible(r, device)):
             deciding = r
-    if deciding is None:
-        return None
-    return deciding if _offer_now(deciding, device, records.get(deciding.id), now, retry_backoff_s) else None
+    return deciding
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import httpx
 import pytest
 
+from conftest import cli_lines
 from picoctl import config
 from picoctl.sim.fleet import SimDevice
 from waiting import wait_for
@@ -126,6 +128,31 @@ def test_transient_download_failure_is_offered_again_after_backoff_with_a_fresh_
         assert r["state"] == "active" and r["counts"]["committed"] == 1 and r["counts"]["failed"] == 0
     results = [e["result"] for e in hub.client.history(device="can-1", kind="deploy_status")]
     assert results.count("failed (transient)") == 2
+
+
+def test_a_transient_failure_is_shown_retrying_with_its_reason_and_when_and_told_to_the_board(hub) -> None:
+    configure(hub, retry_backoff_s=600)
+    d = fleet(hub, ["can-1"], [], **{"can-1": {"transient_failures": 1}})["can-1"]
+    with httpx.Client(base_url=hub.url) as c:
+        d.step(c)
+        ro = hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
+        assert d.step(c) == "failed"
+        told = d.post(c, "/check", {"id": d.id, "counter": d.counter(), "type": d.type, "version": d.version,
+                                    "seq": d.seq, "nonce": "0" * 32}, verify_mac=True)
+    assert told["offer"] is None and 595 <= told["retry_s"] <= 600
+    offer = hub.client.device("can-1")["offer"]
+    assert offer["phase"] == "failed" and offer["detail"].startswith("lib/pump.py: link dropped")
+    assert 0 < offer["retry_at"] - time.time() <= 600
+    r = hub.client.rollout(ro["id"])
+    assert r["state"] == "active" and r["counts"]["failed"] == 0 and r["counts"]["retrying"] == 1
+    assert r["failures"] == [] and r["retrying"] == [{"device_id": "can-1", "detail": offer["detail"],
+                                                     "retry_at": offer["retry_at"]}]
+    shown = cli_lines(hub, 200, "rollout", "status", str(ro["id"]))
+    assert any(re.fullmatch(r"retrying  can-1 failed: lib/pump\.py: link dropped .*\(retrying in [89]m\)", ln)
+               for ln in shown), shown
+    shown = cli_lines(hub, 200, "devices", "show", "can-1")
+    assert any(re.fullmatch(r"offer     rollout 1 1\.1\.0 seq \d+: failed \(retrying in [89]m\) lib/pump\.py: .*", ln)
+               for ln in shown), shown
 
 
 def test_a_device_silent_after_switching_counts_as_failure_and_halts(hub) -> None:

@@ -219,6 +219,20 @@ def test_transient_failure_is_offered_again_after_exponential_backoff(attempts: 
     assert ro.choose_offer(dev("a"), [r], {1: failed}, NOW + wait, BACKOFF) == r
 
 
+def test_a_pending_retry_is_told_until_it_is_offered_and_only_while_the_rollout_would_offer_it() -> None:
+    r = rollout(stages=ro.parse_stages("100%"))
+    failed = {1: rec("a", "failed", transient=True, attempts=2, updated_at=NOW)}
+    assert ro.retry_pending(dev("a"), [r], failed, NOW + 119, BACKOFF) == NOW + 120
+    assert ro.retry_pending(dev("a"), [r], failed, NOW + 120, BACKOFF) is None  # offered now instead
+    halted = dataclasses.replace(r, state="halted")
+    assert ro.retry_pending(dev("a"), [halted], failed, NOW, BACKOFF) is None
+    assert ro.retry_pending(dev("a", version="1.1.0"), [r], failed, NOW, BACKOFF) is None
+    assert ro.retry_pending(dev("a"), [r], {1: rec("a", "failed", updated_at=NOW)}, NOW, BACKOFF) is None
+    assert ro.retry_pending(dev("a"), [r], {}, NOW, BACKOFF) is None
+    newer = rollout(2, version="1.2.0", stages=ro.parse_stages("100%"))
+    assert ro.retry_pending(dev("a"), [r, newer], failed, NOW, BACKOFF) is None  # the newer one decides
+
+
 def test_halted_rollout_offers_nothing_new_and_holds_back_older_ones() -> None:
     stages = ro.parse_stages("100%")
     old = rollout(1, version="1.1.0", stages=stages)

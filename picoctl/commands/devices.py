@@ -107,8 +107,9 @@ def _show(args: argparse.Namespace) -> int:
                       f"{d['status']} (last seen {_age(d['last_seen'])})", highlight=False)
         if d["offer"]:
             o = d["offer"]
-            console.print(f"offer     rollout {o['rollout_id']} {o['version']} seq {o['seq']}: {o['phase']} "
-                          f"{escape(o['detail'])}", highlight=False)
+            retry = diagnostics.retry_note(o.get("retry_at"), time.time())
+            console.print(f"offer     rollout {o['rollout_id']} {o['version']} seq {o['seq']}: {o['phase']}"
+                          f"{f' ({retry})' if retry else ''} {escape(o['detail'])}", highlight=False)
         _diagnostics(d)
         beats = d["heartbeats"][-args.beats:]
         table(f"last {len(beats)} heartbeat(s)", ("at", "version", "uptime", "mem free", "rssi", "readings"), [

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from .. import config, release
+from .. import config, diagnostics, release
 from ..errors import BadInput, PicoctlError
 from ..protocol import ACTION_ACCEPTS, ROLLOUT_STATES
 from ..rollout import Cohort, device_count, parse_stages
@@ -113,6 +114,9 @@ def _render(r: dict[str, Any]) -> None:
         console.print(f"reason    {escape(r['reason'])}", highlight=False)
     for f in r.get("failures") or []:  # each device that failed, with why (`picoctl devices show ID` for more)
         console.print(f"[red]failed[/]    {escape(f['device_id'])} {escape(f['reason'])}", highlight=False)
+    for f in r.get("retrying") or []:  # each transient failure, offered again after the hub's backoff
+        console.print(f"[yellow]retrying[/]  {escape(f['device_id'])} failed: {escape(f['detail'] or 'no detail')} "
+                      f"({diagnostics.retry_note(f['retry_at'], time.time())})", highlight=False)
     halt, promote = r.get("halt_after_failures"), r.get("promote_after_successes")  # counts of devices, 0: off
     console.print(f"halt {f'after {_devices(halt)} failed' if halt else 'never'}; "
                   f"promote {f'after {_devices(promote)} of a stage committed' if promote else 'by hand'}", highlight=False)

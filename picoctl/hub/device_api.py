@@ -107,8 +107,8 @@ async def check(hub: Hub, device: DeviceAuth, data: dict[str, Any]) -> Response:
     if dev_type != device.type:
         raise ApiError(400, f"device {device.id} is registered as {device.type}, not {dev_type}")
     keys = field(data, "keys", "int", required=False)  # every field checked before anything is stored
-    offer = await hub.writer.run(lambda tx: engine.check(tx, hub.cfg, device.id, body, time.time()))
-    answer = {"id": device.id, "nonce": nonce, "offer": offer}
+    told = await hub.writer.run(lambda tx: engine.check(tx, hub.cfg, device.id, body, time.time()))
+    answer = {"id": device.id, "nonce": nonce, **told}
     newer = keyset.newer_for(hub.cfg, keys)
     if newer is not None:
         answer["keys"] = newer

@@ -7,6 +7,7 @@ an audit event and a change for the event stream.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any, Sequence
 
@@ -78,8 +79,10 @@ def refusals(c: Db, device_ids: Sequence[str], asked: Sequence[dict[str, Any] | 
             for device_id, a in zip(device_ids, asked, strict=True)]
 
 
-def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> dict[str, Any] | None:
-    """Record a device's check and return the offer it should get now (None: nothing to do)."""
+def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: float) -> dict[str, Any]:
+    """Record a device's check; what its answer tells it (docs/protocol.md): `offer`, the offer it should
+    get now (None: nothing to do), and without one, `retry_s` while its transient failure waits out
+    the backoff."""
     c = tx.c
     claim(c, device_id, body["counter"])
     store.record_check(c, device_id, now, body["version"], body["seq"])
@@ -91,14 +94,15 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
     records = {r["rollout_id"]: offer_record(r) for r in store.offers_of_device(c, device_id)}
     chosen = policy.choose_offer(info, candidates, records, now, cfg.rollout.retry_backoff_s)
     if chosen is None:
-        return None
+        at = policy.retry_pending(info, candidates, records, now, cfg.rollout.retry_backoff_s)
+        return {"offer": None} if at is None else {"offer": None, "retry_s": max(1, math.ceil(at - now))}
     rel = store.release(c, chosen.target, chosen.version)
     if rel is None:
-        return None
+        return {"offer": None}
     mismatch = diagnostics.abi_mismatch(rel["meta"].get("mpy_version"), dev["firmware"].get("mpy"))
     if mismatch:
         _not_offered(tx, cfg, device_id, chosen, f"not offered: {mismatch}", now)
-        return None
+        return {"offer": None}
     seq = store.make_offer(c, device_id, chosen.id, chosen.version, now)
     ev = store.add_event(c, "hub", "offer", device_id=device_id, version=chosen.version, result="offered",
                          detail=f"rollout {chosen.id} seq {seq}", at=now)
@@ -115,7 +119,7 @@ def check(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: f
         offer["release"] = release_mod.board_envelope(meta)
     if meta.get("mpy_version") is not None:
         offer["mpy_version"] = meta["mpy_version"]
-    return offer
+    return {"offer": offer}
 
 
 def _not_offered(tx: Tx, cfg: FleetConfig, device_id: str, rollout: policy.RolloutInfo, reason: str,
@@ -205,6 +209,22 @@ def failures(c: Db, cfg: FleetConfig, rollout_id: int, now: float) -> list[dict[
     return out
 
 
+def retrying(c: Db, cfg: FleetConfig, rollout_id: int) -> list[dict[str, Any]]:
+    """The devices of a rollout whose last failure was transient, each with its reason and when the
+    hub offers the release again (`retry_at`, the policy's backoff)."""
+    return [{"device_id": o["device_id"], "detail": o["detail"], "retry_at": retry_at(cfg, o)}
+            for o in sorted(store.offers_of_rollout(c, rollout_id), key=lambda o: o["device_id"])
+            if o["phase"] == "failed" and o["transient"]]
+
+
+def retry_at(cfg: FleetConfig, offer: dict[str, Any]) -> float | None:
+    """When the offer (a row), failed transiently, is made again; None for any other offer."""
+    record = offer_record(offer)
+    if record.phase != "failed" or not record.transient:
+        return None
+    return policy.retry_at(record, cfg.rollout.retry_backoff_s)
+
+
 def failure_line(failed: list[dict[str, Any]], limit: int = 3) -> str:
     """`gh-03 rolled_back: AttributeError: … (main.py:12)`, the first `limit` failed devices."""
     shown = [f"{f['device_id']} {f['reason']}" for f in failed[:limit]]
@@ -213,12 +233,14 @@ def failure_line(failed: list[dict[str, Any]], limit: int = 3) -> str:
 
 
 def _figures(c: Db, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
-    return {"counts": _counts(c, cfg, rollout_info(row), now).as_dict(), "failures": failures(c, cfg, row["id"], now)}
+    return {"counts": _counts(c, cfg, rollout_info(row), now).as_dict(), "failures": failures(c, cfg, row["id"], now),
+            "retrying": retrying(c, cfg, row["id"])}
 
 
 def view(c: Db, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
     """A rollout as the API shows it: its row, its stages, the counts of its current stage and the
-    devices that failed it with their reasons; a finished rollout's as they were when it ended."""
+    devices that failed it and those retrying, with their reasons; a finished rollout's as they were
+    when it ended."""
     out = dict(row)
     out["stage"] = row["stages"][row["stage_index"]]["name"]
     out.update(out.pop("figures", None) or _figures(c, cfg, row, now))

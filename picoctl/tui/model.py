@@ -49,12 +49,27 @@ class Offer:
     version: str
     seq: int
     phase: str
+    retrying: bool = False  # a transient failure: the hub offers the release again after its backoff
+    detail: str = ""
+    retry_at: float | None = None  # when (the hub's API says; a status event does not)
+
+    @property
+    def shown_phase(self) -> str:
+        """The phase as the rollout counts it: `retrying` for a transient failure."""
+        return "retrying" if self.retrying else self.phase
+
+    @property
+    def failed(self) -> bool:
+        """Failed for good or rolled back (the rollout counts it as a failure)."""
+        return self.shown_phase in ("failed", "rolled_back")
 
     @classmethod
     def from_json(cls, d: Any) -> Offer | None:
         if not isinstance(d, Mapping) or not _str(d.get("version")):
             return None
-        return cls(_int(d.get("rollout_id")), d["version"], _int(d.get("seq")) or 0, _str(d.get("phase")) or "offered")
+        retry_at = _num(d.get("retry_at"))
+        return cls(_int(d.get("rollout_id")), d["version"], _int(d.get("seq")) or 0, _str(d.get("phase")) or "offered",
+                   retry_at is not None, _str(d.get("detail")) or "", retry_at)
 
 
 @dataclass
@@ -376,6 +391,8 @@ class FleetModel:
                 self.counts_stale = True
                 offer = dev.offer or Offer(_int(data.get("rollout_id")), str(data.get("version") or "?"), 0, "offered")
                 offer.phase = str(data["phase"])
+                offer.retrying = offer.phase == "failed" and data.get("transient") is True
+                offer.detail, offer.retry_at = _str(data.get("detail")) or "", None
                 offer.version = _str(data.get("version")) or offer.version
                 offer.seq = _int(data.get("seq")) or offer.seq
                 dev.offer = offer
@@ -393,6 +410,9 @@ class FleetModel:
             r = Release.from_json(data)
             self.releases[r.key] = r
             self.dirty.add("releases")
+        elif kind == "release_removed":
+            if self.releases.pop(f"{data.get('target')}/{data.get('version')}", None) is not None:
+                self.dirty.add("releases")
         elif kind == "history":
             e = Event.from_json(data)
             if not self.events or e.id > self.events[-1].id:
@@ -442,7 +462,7 @@ class FleetModel:
         if r is not None:
             done, total = r.progress
             failed = sorted(d.id for d in self.devices.values()
-                            if d.offer and d.offer.rollout_id == r.id and d.offer.phase in ("failed", "rolled_back"))
+                            if d.offer and d.offer.rollout_id == r.id and d.offer.failed)
             lines.append(f"rollout #{r.id} {r.target} {r.version} {r.stage_name} {r.state} {done}/{total}" +
                          (f"  failed: {', '.join(failed[:4])}" + (" …" if len(failed) > 4 else "") if failed else ""))
         return "\n".join(lines)

@@ -705,7 +705,7 @@ stage(11)
 print(fs.exists("app.new"))
 """)
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
-    why = ": memory allocation failed, allocating 1200 bytes"
+    why = ": MemoryError: memory allocation failed, allocating 1200 bytes"
     assert lines == [
         f"False (9, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '2.0.0']",
         f"False (10, True, 'out of memory while staging data.bin (try 2 of 3, retrying){why}') 2000 0 True [2, '2.0.0']",
@@ -732,7 +732,7 @@ oom.append(0)
 stage(13, "3.0.0")
 """)
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
-    why = ": memory allocation failed, allocating 1200 bytes"
+    why = ": MemoryError: memory allocation failed, allocating 1200 bytes"
     assert lines == [
         f"False (9, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '2.0.0']",
         f"False (10, True, 'out of memory while staging data.bin (try 2 of 3, retrying){why}') 2000 0 True [2, '2.0.0']",
@@ -775,7 +775,7 @@ for attempt in ("early", "late", "late", "late"):
           a.st["seq"])
 """)
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
-    why = ": memory allocation failed, allocating 1200 bytes"
+    why = ": MemoryError: memory allocation failed, allocating 1200 bytes"
     about = "{'seq': 9, 'version': '2.0.0'}"
     assert lines == [
         "None None None 0",
@@ -783,3 +783,28 @@ for attempt in ("early", "late", "late", "late"):
         f"None ('failed', 'out of memory while verifying the offer (try 2 of 3, retrying){why}', True, {about}) [2, '2.0.0'] 0",
         f"None ('failed', 'out of memory while verifying the offer (try 3 of 3, given up){why}', False, {about}) None 0",
     ], out
+
+
+def test_a_staging_paused_by_a_transient_failure_is_kept_while_the_hub_holds_back_its_retry(tmp_path: Path) -> None:
+    """After a transient failure the hub offers nothing until its backoff is over, and says so (`retry_s`):
+    the board keeps app.new and asks again then. With no retry to come, the staging is forgotten."""
+    _configure(tmp_path)
+    (tmp_path / "app.new").mkdir()
+    (tmp_path / "app.new" / "data.bin.tmp").write_bytes(b"x" * 100)
+    out = run_mp(tmp_path, DRIVE + """
+import json
+from ota import agent, check, fs, hw
+a = agent.Agent()
+a.keys = 1
+a.st["phase"], a.st["offer"] = "failed", {"seq": 9, "version": "2.0.0", "rollout_id": 1}
+told = {"offer": None, "retry_s": 5}
+def post(path, body, signed, drop=False):
+    yield
+    return memoryview(json.dumps(dict(told, id="d1", nonce=body["nonce"])).encode())
+a._post = post
+for retry in (5, None):
+    told["retry_s"] = retry
+    a.next_check = hw.deadline(300000)
+    print(drive(check.run(a)), fs.size("app.new/data.bin.tmp"), a.st["offer"] is not None, 4000 < hw.left_ms(a.next_check) <= 5000)
+""")
+    assert out.splitlines() == ["None 100 True True", "None -1 False False"], out

@@ -11,6 +11,7 @@ from textual.app import App, ComposeResult
 from screenshots import WHY, settle, settled
 from picoctl.tui.model import Device
 from picoctl.tui.screens.device import DeviceScreen, firmware
+from picoctl.tui.widgets.fast_table import FastTable
 from picoctl.tui.widgets.series import Series
 
 ERROR = "AttributeError: module 'hardware' has no attribute 'pump_pwm' (app/main.py:8)"
@@ -84,5 +85,29 @@ def test_a_constant_series_is_a_level_line_at_mid_height_as_its_range_says() -> 
             assert drawn(app, "#constant") == drawn(app, "#one") == ["▄" * 6]  # not ▁ (nor █ for one value)
             assert drawn(app, "#rising") == ["▁▁▄▄██"]  # a series that varies is Textual's own
             assert drawn(app, "#tall") == [" " * 6, "█" * 6]  # half way up two lines
+
+    asyncio.run(run())
+
+
+def test_a_transient_failure_reads_as_retrying_with_its_reason_in_the_fleet_and_on_its_screen() -> None:
+    async def run() -> None:
+        async with settled() as (app, pilot):
+            async def fails() -> None:
+                app.take("status", {"device_id": "gh-02", "rollout_id": 1, "version": "1.1.0", "seq": 9,
+                                    "phase": "failed", "transient": True,
+                                    "detail": "out of memory while staging data.bin (try 1 of 3, retrying)"})
+                app.flush()
+                await pilot.pause()
+
+            await fails()
+            table = app.screen.query_one("#devices", FastTable)
+            row = "".join(seg.text for seg in table.render_line(table.keys_in_order().index("gh-02") + 1))
+            assert "1.1.0 retrying" in row, row
+            await pilot.press("j", "j", "j", "enter")
+            await settle(pilot)
+            assert isinstance(app.screen, DeviceScreen) and app.screen.device_id == "gh-02"
+            await fails()  # after the screen loaded the device's recorded detail
+            info = " ".join(text(app, "#device-info").split())
+            assert "seq 9 phase failed, retrying out of memory while staging data.bin (try 1 of 3, retrying)" in info, info
 
     asyncio.run(run())

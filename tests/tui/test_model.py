@@ -93,6 +93,22 @@ def test_status_event_moves_the_offer_phase_and_history_appends_in_order() -> No
     assert [e.id for e in m.events] == [7]
 
 
+def test_a_transient_failure_is_retrying_not_failed_with_its_reason_and_when_the_hub_says() -> None:
+    m = model()
+    m.apply("status", {"device_id": "gh-01", "rollout_id": 3, "version": "1.1.0", "seq": 5, "phase": "failed",
+                       "transient": True, "detail": "out of memory while staging data.bin (try 1 of 3, retrying)"})
+    offer = m.devices["gh-01"].offer
+    assert (offer.shown_phase, offer.failed, offer.retry_at) == ("retrying", False, None)
+    assert offer.detail == "out of memory while staging data.bin (try 1 of 3, retrying)"
+    m.load_devices([{"id": "gh-01", "type": "picow", "status": "online", "last_seen": NOW,
+                     "offer": {"rollout_id": 3, "version": "1.1.0", "seq": 5, "phase": "failed", "detail": "x",
+                               "retry_at": NOW + 60}}])
+    assert (m.devices["gh-01"].offer.shown_phase, m.devices["gh-01"].offer.retry_at) == ("retrying", NOW + 60)
+    m.apply("status", {"device_id": "gh-01", "rollout_id": 3, "version": "1.1.0", "seq": 6, "phase": "failed",
+                       "transient": False, "detail": "flash full"})
+    assert (m.devices["gh-01"].offer.shown_phase, m.devices["gh-01"].offer.failed) == ("failed", True)
+
+
 def test_event_filter_words_and_fields() -> None:
     m = model()
     m.apply("history", {"id": 1, "at": NOW, "actor": "tui", "kind": "pi_deploy", "version": "2.4.0", "result": "ok"})

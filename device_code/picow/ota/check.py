@@ -44,7 +44,7 @@ def run(a):
         yield from a.report("failed", reason, False, about)
         return None
     if offer is None:
-        drop_stale_staging(a)
+        no_offer(a, raw)
         return None
     yield from a.report("checking", "offer verified", False, offer)
     return offer
@@ -162,8 +162,14 @@ def problem(digest, sigs):
     return why
 
 
-def drop_stale_staging(a):
-    """The hub no longer offers the update we had begun: forget its files."""
+def no_offer(a, raw):
+    """The answer `raw` offers nothing. While the hub holds back its next offer after our transient
+    failure (its `retry_s`), what was staged is kept and the hub asked again when that is due;
+    otherwise the update we had begun is no longer offered: its files are forgotten."""
+    retry = parse(raw).get("retry_s")
+    if isinstance(retry, int) and retry > 0:
+        a.next_check = hw.deadline(min(retry, a.cfg["check_s"]) * 1000)
+        return
     if a.st.get("offer") and a.st["phase"] in ("downloading", "failed"):
         fs.rmtree(NEW)
         a.st["offer"] = None

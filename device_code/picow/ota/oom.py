@@ -4,6 +4,8 @@ a transient failure, which keeps what was staged for the hub's next offer of the
 `oom_tries`-th in a row for one version is final, so a release that never fits the board still fails
 its rollout. Loaded for such a failure only, and dropped after (ota.call)."""
 
+from ota.agent import describe
+
 
 def ending(a, version, doing, exc):
     """(reason, transient) of running out of memory while `doing` (a phrase), counted in the state
@@ -12,6 +14,5 @@ def ending(a, version, doing, exc):
     n = n + 1 if counted == version else 1
     tries = a.cfg["oom_tries"]
     a.st["oom"] = [n, version] if n < tries else None
-    text = str(exc)
-    return ("out of memory while %s (try %d of %d, %s)%s" % (doing, n, tries, "retrying" if n < tries else "given up",
-                                                            ": " + text if text else ""), n < tries)
+    return ("out of memory while %s (try %d of %d, %s): %s" % (doing, n, tries, "retrying" if n < tries else "given up",
+                                                              describe(exc)), n < tries)

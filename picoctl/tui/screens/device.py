@@ -132,7 +132,12 @@ class DeviceScreen(ModelScreen):
         t.append("  ".join(f"{k} {shown(v)}" for k, v in sorted(d.readings.items())) + "\n")
         if d.offer:
             t.append(f"offer: rollout #{d.offer.rollout_id} {d.offer.version} seq {d.offer.seq}  phase ")
-            t.append(d.offer.phase, style=PHASE_STYLE.get(d.offer.phase, ""))
+            if d.offer.retrying:  # failed for now: why, and when the hub offers it again
+                t.append("failed, " + (diagnostics.retry_note(d.offer.retry_at, now) or "retrying"),
+                         style=PHASE_STYLE[d.offer.shown_phase])
+                t.append(f"  {d.offer.detail}" if d.offer.detail else "")
+            else:
+                t.append(d.offer.phase, style=PHASE_STYLE.get(d.offer.phase, ""))
         else:
             t.append("offer: none", style="dim")
         self.query_one("#device-info", Static).update(t)

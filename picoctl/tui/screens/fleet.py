@@ -55,7 +55,8 @@ class FleetScreen(ModelScreen):
 
     def cells(self, d: Device, now: float) -> Sequence[Cell]:
         state = status_cell(self.model.liveness(d, now), last_known=self.model.link.down)
-        offer = Text(f"{d.offer.version} {d.offer.phase}", style=PHASE_STYLE.get(d.offer.phase, "")) if d.offer else "-"
+        shown = d.offer.shown_phase if d.offer else ""
+        offer = Text(f"{d.offer.version} {shown}", style=PHASE_STYLE.get(shown, "")) if d.offer else "-"
         ident = Text.assemble(d.id, (" !", FAILED)) if d.last_error else d.id  # an unresolved error
         return (ident, state, d.version or "-", offer, age(None if d.last_seen is None else now - d.last_seen),
                 d.channel, d.type, reading_cell(d.reading("moisture")), reading_cell(d.reading("pump")),

@@ -220,7 +220,8 @@ class _Routes(Generic[T]):
 
     def remove_release(self, target: str, version: str) -> T:
         """Remove a release no device runs and no rollout needs; the hub refuses (409) one in use."""
-        return self._do(Call("DELETE", f"/api/v1/releases/{target}/{version}", answer=answers.RELEASE_REMOVED))
+        return self._do(Call("DELETE", f"/api/v1/releases/{target}/{version}", answer=answers.RELEASE_REMOVED,
+                             check="picoctl release list"))
 
     def import_release(self, meta_url: str) -> T:
         return self._do(Call("POST", "/api/v1/releases/import", json={"url": meta_url}, answer=answers.PUBLISHED,

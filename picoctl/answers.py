@@ -99,6 +99,7 @@ REGISTERED: Fields = {"id": str, "type": str, "channel": str, "key": str}
 REMOVED: Fields = {"id": str, "type": str, "version": Null(str)}
 RELEASE: Fields = {"target": str, "version": str, "sha256": str, "published_at": NUMBER, "meta": dict}
 PUBLISHED: Fields = {"meta": {"target": str, "version": str, "sha256": str}, "added": bool}
+RELEASE_REMOVED: Fields = {"target": str, "version": str, "blobs_removed": int, "bytes_freed": int}
 ROLLOUT: Fields = {"id": int, "target": str, "version": str, "state": str, "stages": [dict],
                   "failures": [{"device_id": str, "reason": str}]}
 LOG_LINES: Fields = {"last_id": Null(int), "lines": [{"id": int, "at": NUMBER, "line": str}],

@@ -218,6 +218,11 @@ class _Routes(Generic[T]):
                              answer=answers.PUBLISHED, limit_s=allowed_s(self.fetch_rule, len(content) + len(header)),
                              limit_hint=RULE_HINT, check="picoctl release list"))
 
+    def remove_release(self, target: str, version: str) -> T:
+        """Remove a release no device runs and no rollout needs; the hub refuses (409) one in use."""
+        return self._do(Call("DELETE", f"/api/v1/releases/{target}/{version}", answer=answers.RELEASE_REMOVED,
+                             check="picoctl release list"))
+
     def import_release(self, meta_url: str) -> T:
         return self._do(Call("POST", "/api/v1/releases/import", json={"url": meta_url}, answer=answers.PUBLISHED,
                              limit_s=release_fetch_s(self.fetch_rule),
@@ -291,8 +296,9 @@ class AsyncHubClient(_Routes[Any]):
         self.url = url.rstrip("/")
         self.answer_s = timeout
         self.fetch_rule = fetch_rule or FetchConfig()
-        # each call's Deadline bounds it in all; httpx's own timeouts only say a dead host sooner, and a
-        # transfer's silent link (one floor_s long, as every fetch's: picoctl.fetch_bounds)
+        # each call's Deadline bounds it in all; httpx's own timeouts only say a dead host sooner, and an
+        # upload's or a download's silent link (floor_s, as every fetch's: picoctl.fetch_bounds). An import
+        # is silent while the hub fetches: only its Deadline bounds it.
         self._http = httpx.AsyncClient(base_url=self.url, verify=verify, headers={"Authorization": f"Bearer {token}"},
                                        timeout=httpx.Timeout(None, connect=CONNECT_S))
         self._transfer = httpx.Timeout(self.fetch_rule.floor_s, connect=CONNECT_S)
@@ -318,7 +324,7 @@ class AsyncHubClient(_Routes[Any]):
         try:
             async with deadline.held(), self._http.stream(call.method, call.path, params=call.params, json=call.json,
                                                           content=call.content, headers=call.headers,
-                                                          timeout=self._transfer if call.limit_s else httpx.USE_CLIENT_DEFAULT) as r:
+                                                          timeout=self._transfer if call.content else httpx.USE_CLIENT_DEFAULT) as r:
                 body = await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, deadline.what)
         except httpx.TransportError as exc:
             raise self._broken(call, exc) from None

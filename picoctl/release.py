@@ -460,6 +460,11 @@ def check_case_clash(name: str, seen: dict[str, str]) -> None:
         raise BadInput(f"file names {other!r} and {name!r} differ only in case")
 
 
+def blobs_of(meta: dict[str, Any]) -> set[str]:
+    """The sha256s of what a release is served as: its artifact and, for a tar release, each file."""
+    return {meta["sha256"], *(f["sha256"] for f in meta.get("files", []))}
+
+
 def read_tar_files(artifact: Path) -> dict[str, bytes]:
     """The regular files of a release tar, refusing unsafe names, links and devices; folder entries
     and `./` prefixes (as GNU tar writes them) are taken as they are meant."""

@@ -22,7 +22,7 @@ from waiting import until
 from picoctl import config, release, signing
 from picoctl.client import HubClient
 from picoctl.errors import PicoctlError
-from picoctl.fetch_bounds import MAX_ANSWER_BYTES, allowed_s
+from picoctl.fetch_bounds import MAX_ANSWER_BYTES, allowed_s, release_fetch_s
 from picoctl.site import init_site
 from picoctl.tui.app import PicoctlApp
 from picoctl.tui.source import Live
@@ -65,6 +65,10 @@ class Hostile(Peer):
     def _silent(self) -> None:
         while not _stop.is_set() and not select.select([self.connection], [], [], 0.1)[0]:  # until the client hangs up
             pass
+
+    def _late(self) -> None:
+        time.sleep(RULE.floor_s + 0.5)  # silent past [fetch] floor_s, inside an import's bound
+        self.answer(200, b'{"meta": {"target": "picow", "version": "1.0.0", "sha256": "%s"}, "added": true}' % (b"ab" * 32))
 
     def _huge(self) -> None:
         self.send_response(200)
@@ -130,14 +134,38 @@ def test_a_command_gives_up_on_a_slow_hub_within_its_answer_bound(hostile: dict,
                     f"(hub.answer_timeout_s)"), line
 
 
-@pytest.mark.parametrize("hostile", SLOW, indirect=True)
-def test_an_upload_gives_up_on_a_slow_hub_by_the_fetch_rule_and_says_how_to_check(hostile: dict) -> None:
-    folder = hostile["release"]
-    limit = allowed_s(RULE, (folder / release.load_meta(folder)["artifact"]).stat().st_size)
-    line, _ = _picoctl(hostile, "release", "publish", str(folder), limit_s=limit)
-    assert line.startswith(f"picoctl: error: hub {hostile['url']}: PUT /api/v1/releases/picow/1.0.0: not received within "
-                           f"{limit:.1f} s ([fetch] floor_s plus the size at min_rate)"), line
-    assert line.endswith("the hub may or may not have done it: `picoctl release list` shows whether it did"), line
+def _changes(world: dict) -> dict[str, tuple[list[str], str, float, str, str]]:
+    """Commands that may change something on the hub: (args, the call, its bound, where the bound comes
+    from, the command that shows whether it was done)."""
+    folder = world["release"]
+    size = (folder / release.load_meta(folder)["artifact"]).stat().st_size
+    return {
+        "release publish": (["release", "publish", str(folder)], "PUT /api/v1/releases/picow/1.0.0",
+                            allowed_s(RULE, size), "([fetch] floor_s plus the size at min_rate)", "picoctl release list"),
+        "release import": (["release", "import", "https://ci.example/meta.json"], "POST /api/v1/releases/import",
+                           release_fetch_s(RULE), "([fetch]: the meta.json at its cap and the largest artifact)",
+                           "picoctl release list"),
+        "rollout start": (["rollout", "start", "1.0.0"], "POST /api/v1/rollouts", ANSWER_S, "(hub.answer_timeout_s)",
+                          "picoctl rollout status --target picow")}
+
+
+@pytest.mark.parametrize(("hostile", "command"), [*((mode, "release publish") for mode in SLOW),
+                                                  ("drip-body", "release import"), ("drip-body", "rollout start")],
+                         indirect=["hostile"])
+def test_a_change_gives_up_on_a_slow_hub_by_its_bound_and_says_how_to_check(hostile: dict, command: str) -> None:
+    """An upload by the fetch rule at its size, an import by what the rule lets the hub's fetch take,
+    another change by the answer bound; each says the hub may have done it, and how to see."""
+    args, call, limit, why, check = _changes(hostile)[command]
+    line, _ = _picoctl(hostile, *args, limit_s=limit)
+    assert line == (f"picoctl: error: hub {hostile['url']}: {call}: not received within {limit:.1f} s {why}; "
+                    f"the hub may or may not have done it: `{check}` shows whether it did"), line
+
+
+@pytest.mark.parametrize("hostile", ["late"], indirect=True)
+def test_an_import_the_hub_is_silent_on_for_longer_than_floor_s_is_waited_for(hostile: dict) -> None:
+    """The hub says nothing while it fetches a release: an import is bounded by what its fetch may take."""
+    with HubClient.from_config(hostile["cfg"]) as client:
+        assert client.import_release("https://ci.example/meta.json")["added"] is True
 
 
 @pytest.mark.parametrize("hostile", ["huge"], indirect=True)

@@ -1,4 +1,4 @@
-"""`picoctl release build|verify|smoke|publish|list|import`: signed release bundles for pi, picow and pico."""
+"""`picoctl release build|verify|smoke|publish|list|remove|import`: signed release bundles for pi, picow and pico."""
 
 from __future__ import annotations
 
@@ -153,6 +153,19 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove(args: argparse.Namespace) -> int:
+    with hub_client(config.load(args.config)) as client:
+        removed = client.remove_release(args.target, release.check_version(args.version))
+
+    def render(r: dict) -> None:
+        console.print(f"[yellow]removed[/] {r['target']} {r['version']} from the hub: {r['blobs_removed']} blob(s) "
+                      f"only it used, {r['bytes_freed']} bytes freed; its rollouts and history stay",
+                      highlight=False)
+
+    emit(args, removed, render)
+    return 0
+
+
 def _import(args: argparse.Namespace) -> int:
     from ..client import HubError
 
@@ -230,6 +243,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--target", choices=release.TARGETS)
     add_json_flag(ls)
     ls.set_defaults(func=_list)
+
+    rm = actions.add_parser("remove", help="remove a release no device runs and no rollout needs, with the blobs "
+                                           "only it used")
+    rm.add_argument("target", choices=release.TARGETS)
+    rm.add_argument("version")
+    add_json_flag(rm)
+    rm.set_defaults(func=_remove)
 
     i = actions.add_parser("import", help="have the hub fetch releases CI published (their meta.json URLs)")
     i.add_argument("url", nargs="*", help="URL of a release's meta.json, its artifact URL taken relative to it "

@@ -113,6 +113,39 @@ class BlobStore:
             for sha in shas:
                 share(c, sha, self.path(sha))
 
+    def shared_again(self, c: Any, shas: Iterable[str]) -> None:
+        """Put back into the database (in the transaction of `c`) those of these blobs of the folder a
+        release removed by another replica took out meanwhile; shared only."""
+        if self._shared is None:
+            return
+        for sha in shas:
+            if c.execute(f"SELECT 1 FROM {BLOBS} WHERE sha256 = ? AND n = 0", (sha,)).fetchone() is None:
+                share(c, sha, self.path(sha))
+
+    def unshare(self, c: Any, shas: Iterable[str]) -> None:
+        """Take these blobs out of the database (in the transaction of `c`); shared only."""
+        if self._shared is not None:
+            for sha in shas:
+                c.execute(f"DELETE FROM {BLOBS} WHERE sha256 = ?", (sha,))
+
+    def remove(self, shas: Iterable[str]) -> int:
+        """Remove these blobs from the folder; the bytes freed."""
+        freed = 0
+        for sha in shas:
+            path = self.path(sha)
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            freed += size
+        return freed
+
+    def unreferenced(self, referenced: set[str]) -> list[str]:
+        """The blobs of the folder outside `referenced` (what a removal or an upload a killed hub left)."""
+        return sorted(p.name for p in self.root.glob("??/*")
+                      if HEX64.fullmatch(p.name) and p.parent.name == p.name[:2] and p.name not in referenced)
+
     def fetch(self, sha256: str) -> bool:
         """Copy a blob the database holds into the folder, one chunk in memory at a time, checked
         against its sha256; False if it holds none."""

@@ -13,9 +13,11 @@ from starlette.routing import Route
 from .. import diagnostics, signing
 from ..config import FleetConfig
 from ..fetch_bounds import allowed_s
+from ..errors import BadInput
+from ..release import TARGETS, check_version
 from ..protocol import CHANNELS, DEVICE_ID_RULE, META_HEADER, is_device_id, liveness
 from ..strict_json import INT64_MAX
-from . import engine, logs, releases, store
+from . import engine, logs, release_removal, releases, store
 from .auth import check_bearer
 from .device_api import heartbeat_fields
 from .http import ApiError, field, int64, json_response, parse_object, read_body, stream_body
@@ -291,6 +293,18 @@ async def publish_release(request: Request, hub: Hub) -> Response:
     return json_response({"ok": True, "added": added, "meta": meta}, 201 if added else 200)
 
 
+async def remove_release(request: Request, hub: Hub) -> Response:
+    """Remove a release no device runs and no rollout needs, with the blobs only it used."""
+    target, version = request.path_params["target"], request.path_params["version"]
+    if target not in TARGETS:
+        raise ApiError(400, f"no release target {target[:40]!r}: one of {', '.join(TARGETS)}")
+    try:
+        check_version(version)
+    except BadInput as exc:
+        raise ApiError(400, str(exc)) from None
+    return json_response(await release_removal.remove(hub, target, version, "operator"))
+
+
 async def import_release(request: Request, hub: Hub) -> Response:
     url = field(await _json(request), "url", "str")
     meta, added = await releases.fetch(hub, url, "operator")
@@ -411,6 +425,7 @@ routes = [
     Route("/api/v1/releases", operator(list_releases), methods=["GET"]),
     Route("/api/v1/releases/import", operator(import_release), methods=["POST"]),
     Route("/api/v1/releases/{target}/{version}", operator(publish_release), methods=["PUT"]),
+    Route("/api/v1/releases/{target}/{version}", operator(remove_release), methods=["DELETE"]),
     Route("/api/v1/webhook", webhook, methods=["POST"]),
     Route("/api/v1/rollouts", operator(list_rollouts), methods=["GET"]),
     Route("/api/v1/rollouts", operator(start_rollout), methods=["POST"]),

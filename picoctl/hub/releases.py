@@ -87,14 +87,17 @@ async def accept(hub: Hub, meta: Any, chunks: AsyncIterator[bytes], actor: str) 
                 await anyio.to_thread.run_sync(release_mod.verify, work, public_keys)
             except PicoctlError as exc:
                 raise ApiError(422, str(exc).replace(str(work) + "/", "").replace(str(work), "release")) from None
-            await anyio.to_thread.run_sync(hub.blobs.put_release, meta, artifact, True)
+            async with hub.blob_lock:  # no removal takes a blob out between its put and the record
+                await anyio.to_thread.run_sync(hub.blobs.put_release, meta, artifact, True)
+                added = await hub.writer.run(lambda tx: _record(tx, hub, meta, actor))
     except OSError as exc:
         raise ApiError(503, f"cannot store the release, nothing was kept: {exc.strerror}") from None
-    added = await hub.writer.run(lambda tx: _record(tx, meta, actor))
     return meta, added
 
 
-def _record(tx: Tx, meta: dict[str, Any], actor: str) -> bool:
+def _record(tx: Tx, hub: Hub, meta: dict[str, Any], actor: str) -> bool:
+    store.lock_blobs(tx.c)
+    hub.blobs.shared_again(tx.c, release_mod.blobs_of(meta))  # those another replica's removal took out meanwhile
     existing = store.release(tx.c, meta["target"], meta["version"])
     if existing is not None:
         if existing["sha256"] == meta["sha256"] and existing["meta"] == meta:

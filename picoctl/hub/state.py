@@ -104,8 +104,13 @@ class Hub:
             self.reader = Store(location)
             with self.reader.reading() as c:
                 self.registry = Registry(store.devices(c))
+                unlisted = self.blobs.unreferenced(store.referenced_blobs(c))
         except ERRORS as exc:
             raise PicoctlError(f"{redact(location)}: cannot open the hub's store: {first_line(exc)}") from None
+        if unlisted:  # a removal's on another replica, or an upload a killed hub did not record
+            log.warning("removed %d blob(s) no release lists (%d bytes) from %s", len(unlisted),
+                        self.blobs.remove(unlisted), self.blobs.root)
+        self.blob_lock = asyncio.Lock()  # recording a release and removing one take turns (release_removal)
         self.broadcaster = Broadcaster(fleet=self.shared)
         self.writer = Writer(self.store, self.broadcaster, self.id)
         self.leadership = Leadership(location)

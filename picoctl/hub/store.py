@@ -15,6 +15,7 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Protocol, Seque
 
 from ..diagnostics import error_summary
 from ..protocol import BEAT_STATE
+from ..release import blobs_of
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -427,6 +428,37 @@ def publish_release(c: Db, actor: str, meta: dict[str, Any], at: float) -> Event
               (meta["target"], meta["version"], meta["sha256"], json.dumps(meta, sort_keys=True), at))
     return add_event(c, actor, "release_published", version=meta["version"], result="ok",
                      detail=f"target={meta['target']} sha256={meta['sha256'][:16]}", at=at)
+
+
+def remove_release(c: Db, actor: str, target: str, version: str, at: float) -> Event:
+    """Forget a release (its rollouts and their offers stay, naming its version) with a
+    `release_removed` event."""
+    c.execute("DELETE FROM releases WHERE target = ? AND version = ?", (target, version))
+    return add_event(c, actor, "release_removed", version=version, result="ok", detail=f"target={target}", at=at)
+
+
+def referenced_blobs(c: Db) -> set[str]:
+    """Every blob a release recorded on the hub is served from (release.blobs_of)."""
+    return set().union(*(blobs_of(r["meta"]) for r in _rows(c, "SELECT meta FROM releases")))
+
+
+def devices_running(c: Db, type_: str, version: str) -> list[str]:
+    """Sorted ids of the devices of `type_` that last reported running `version`."""
+    return [r["id"] for r in c.execute("SELECT id FROM devices WHERE type = ? AND version = ? ORDER BY id",
+                                       (type_, version))]
+
+
+def rollouts_of_version(c: Db, target: str, version: str) -> list[dict[str, Any]]:
+    """The rollouts of `target` that move devices to `version` or from it, newest first."""
+    return _rows(c, "SELECT * FROM rollouts WHERE target = ? AND (version = ? OR previous_version = ?)"
+                    " ORDER BY id DESC", (target, version, version))
+
+
+def lock_blobs(c: Db) -> None:
+    """Make hubs recording a release and hubs removing one take turns over the shared blobs (PostgreSQL;
+    SQLite has one writer anyway)."""
+    if c.dialect == "postgresql":
+        c.execute("SELECT pg_advisory_xact_lock(2, 0)")
 
 
 # --- rollouts ------------------------------------------------------------------------------------

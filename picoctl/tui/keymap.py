@@ -72,6 +72,8 @@ RELEASES = [
             tooltip="offer the previous release to every device that took this one"),
     Binding("w", "why", "Why", id="releases.why",
             tooltip="the first device that failed the rollout: its error and traceback"),
+    Binding("x", "remove_release", "Remove", show=False, id="releases.remove",
+            tooltip="remove the selected release from the hub (refused while a device or rollout needs it)"),
 ]
 
 HISTORY = [

@@ -410,6 +410,9 @@ class FleetModel:
             r = Release.from_json(data)
             self.releases[r.key] = r
             self.dirty.add("releases")
+        elif kind == "release_removed":
+            if self.releases.pop(f"{data.get('target')}/{data.get('version')}", None) is not None:
+                self.dirty.add("releases")
         elif kind == "history":
             e = Event.from_json(data)
             if not self.events or e.id > self.events[-1].id:

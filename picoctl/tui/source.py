@@ -76,6 +76,7 @@ class Source(Protocol):
     async def check_now(self, device_id: str) -> Json: ...
     async def set_channel(self, device_id: str, channel: str) -> Json: ...
     async def remove_device(self, device_id: str) -> Json: ...
+    async def remove_release(self, target: str, version: str) -> Json: ...
     async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
                             promote_after_successes: int) -> Json: ...
     async def rollout_action(self, rollout_id: int, action: str, reason: str) -> Json: ...
@@ -132,6 +133,9 @@ class Recording:
         raise _recorded()
 
     async def remove_device(self, device_id: str) -> Json:
+        raise _recorded()
+
+    async def remove_release(self, target: str, version: str) -> Json:
         raise _recorded()
 
     async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
@@ -235,6 +239,9 @@ class Live:
 
     async def remove_device(self, device_id: str) -> Json:
         return await self.client.remove_device(device_id)
+
+    async def remove_release(self, target: str, version: str) -> Json:
+        return await self.client.remove_release(target, version)
 
     async def start_rollout(self, target: str, version: str, stages: list[Json], halt_after_failures: int,
                             promote_after_successes: int) -> Json:

@@ -579,3 +579,41 @@ def test_a_hub_answer_of_another_shape_is_said_in_the_banner(tmp_path: Path) -> 
 
     with serving(_OldHub) as url:
         asyncio.run(run(url))
+
+
+def _select(app: PicoctlApp, selector: str, key: str) -> bool:
+    t = table(app, selector)
+    for row in range(t.row_count):
+        t.move_cursor(row=row)
+        if t.selected_key() == key:
+            return True
+    return False
+
+
+def test_remove_a_release_after_confirmation_and_a_refusal_said_in_a_toast(hub: conftest.Hub) -> None:
+    hub.publish(hub.build_release("0.9.0", {"main.py": b"print('app 0.9.0')\n"}))
+
+    async def run() -> None:
+        app = app_for(hub)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("2")
+            await until(pilot, lambda: table(app, "#releases").has("picow/0.9.0"), what="0.9.0 listed")
+            assert _select(app, "#releases", "picow/0.9.0")
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, Confirm))
+            assert app.screen.title_text == "Remove picow 0.9.0 from the hub?"
+            assert "rollouts and history stay" in app.screen.body
+            await pilot.press("y")
+            await until(pilot, lambda: not table(app, "#releases").has("picow/0.9.0"), what="0.9.0 gone")
+            assert _select(app, "#releases", "picow/1.0.0")  # boards of the module run it
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, Confirm))
+            await pilot.press("y")
+            await until(pilot, lambda: any("is in use, so it stays" in n.message for n in app._notifications),
+                        what="the hub's refusal in a toast")
+            assert table(app, "#releases").has("picow/1.0.0")
+        await app.source.client.aclose()
+
+    asyncio.run(run())
+    assert "0.9.0" not in [r["version"] for r in hub.client.releases()]
+    assert hub.client.history(kind="release_removed")[-1]["version"] == "0.9.0"

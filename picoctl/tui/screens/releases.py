@@ -262,6 +262,28 @@ class ReleasesScreen(ModelScreen):
                     f"{', '.join(canaries) or 'no device'}: about half a minute…")
         self.smoke(r, canaries)
 
+    def action_remove_release(self) -> None:
+        r = self.model.releases.get(self.query_one("#releases", KeyedTable).selected_key() or "")
+        if r is None:
+            self.fail("select a release to remove")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._remove(r), name=f"remove {r.key}", group="release-action", exclusive=True,
+                                exit_on_error=False)
+
+        self.app.push_screen(Confirm(
+            f"Remove {r.target} {r.version} from the hub?",
+            "Its artifact and the files no other release uses are deleted from the hub; its rollouts and "
+            "history stay. The hub refuses while a device runs it or a rollout may still move devices to or "
+            "from it. To offer it again, publish it again.", "Remove"), answered)
+
+    async def _remove(self, r: Release) -> None:
+        done = await self.source.remove_release(r.target, r.version)
+        self.model.apply("release_removed", done)
+        self.notify(f"removed {r.target} {r.version}: {done['blobs_removed']} blob(s), {done['bytes_freed']} bytes freed")
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="smoke", name="smoke")
     def smoke(self, r: Release, canaries: list[str]) -> None:
         """A refusal or failure raised here is shown as a toast (ModelScreen)."""

@@ -345,11 +345,10 @@ class AsyncHubClient(_Routes[Any]):
                 with open(dest, "wb") as f:
                     async for chunk in deadline.chunks(r, size):
                         f.write(chunk)
-        except httpx.TransportError as exc:
+        except BaseException as exc:
             dest.unlink(missing_ok=True)
-            raise _unreachable(self.url, exc) from None
-        except BaseException:
-            dest.unlink(missing_ok=True)
+            if isinstance(exc, httpx.TransportError):
+                raise _unreachable(self.url, exc) from None
             raise
 
     async def events(self, last_event_id: str | None = None) -> AsyncIterator[SseEvent]:

@@ -66,6 +66,9 @@ class Hostile(Peer):
         while not _stop.is_set() and not select.select([self.connection], [], [], 0.1)[0]:  # until the client hangs up
             pass
 
+    def _hangup(self) -> None:
+        pass  # the connection closed with no answer
+
     def _late(self) -> None:
         time.sleep(RULE.floor_s + 0.5)  # silent past [fetch] floor_s, inside an import's bound
         self.answer(200, b'{"meta": {"target": "picow", "version": "1.0.0", "sha256": "%s"}, "added": true}' % (b"ab" * 32))
@@ -159,6 +162,16 @@ def test_a_change_gives_up_on_a_slow_hub_by_its_bound_and_says_how_to_check(host
     line, _ = _picoctl(hostile, *args, limit_s=limit)
     assert line == (f"picoctl: error: hub {hostile['url']}: {call}: not received within {limit:.1f} s {why}; "
                     f"the hub may or may not have done it: `{check}` shows whether it did"), line
+
+
+@pytest.mark.parametrize("hostile", ["hangup"], indirect=True)
+def test_a_change_whose_connection_the_hub_drops_says_the_hub_may_have_done_it(hostile: dict) -> None:
+    line, _ = _picoctl(hostile, "release", "publish", str(hostile["release"]), limit_s=ANSWER_S)
+    assert line == (f"picoctl: error: hub {hostile['url']}: PUT /api/v1/releases/picow/1.0.0 was cut off (Server "
+                    "disconnected without sending a response.); the hub may or may not have done it: `picoctl release "
+                    "list` shows whether it did"), line
+    line, _ = _picoctl(hostile, "devices", limit_s=ANSWER_S)  # a question only: the hub did nothing
+    assert line.startswith(f"picoctl: error: hub not reachable at {hostile['url']}: Server disconnected"), line
 
 
 @pytest.mark.parametrize("hostile", ["late"], indirect=True)

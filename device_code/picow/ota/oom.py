@@ -13,6 +13,9 @@ def ending(a, version, doing, exc):
     n, counted = a.st.get("oom") or (0, None)
     n = n + 1 if counted == version else 1
     tries = a.cfg["oom_tries"]
-    a.st["oom"] = [n, version] if n < tries else None
+    if n < tries:
+        a.st["oom"] = [n, version]
+    else:
+        a.st.pop("oom", None)
     return ("out of memory while %s (try %d of %d, %s): %s" % (doing, n, tries, "retrying" if n < tries else "given up",
                                                               describe(exc)), n < tries)

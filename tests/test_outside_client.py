@@ -50,6 +50,12 @@ class Hostile(Peer):
     def _ok(self) -> None:
         self.answer(200, b"[]")
 
+    def _stream_drips_headers(self) -> None:
+        if self.path.startswith("/api/v1/events"):
+            self._drip_headers()
+        else:
+            self._ok()
+
     def _drip(self, head: bytes) -> None:
         self.wfile.write(head)
         while not _stop.wait(0.1):
@@ -215,6 +221,19 @@ def test_the_tuis_refresh_against_a_dripping_hub_shows_the_banner_within_the_bou
             assert banner.startswith(f"✖ hub {hostile['url']}: GET /api/v1/") and app.is_running, banner
             assert f"not received within {ANSWER_S:.1f} s (hub.answer_timeout_s); retrying." in banner, banner
             assert "overloaded or hung" in banner and "unreachable" not in banner and "picoctl serve" not in banner
+        await app.source.client.aclose()
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("hostile", ["stream-drips-headers"], indirect=True)
+def test_the_tui_gives_up_on_an_event_stream_whose_headers_drip_within_the_answer_bound(hostile: dict) -> None:
+    """The lists come; the event stream's headers do not: not "live" for ever while no event can come."""
+    async def run() -> None:
+        app = PicoctlApp(hostile["cfg"], Live(hostile["cfg"]), live_ticks=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.link.down, timeout=ANSWER_S + 4, what="the banner")
+            assert app.link.why == (f"hub {hostile['url']}: GET /api/v1/events: not received within {ANSWER_S:.1f} s "
+                                    "(hub.answer_timeout_s)"), app.link.why
         await app.source.client.aclose()
     asyncio.run(run())
 

@@ -345,26 +345,31 @@ class AsyncHubClient(_Routes[Any]):
                 with open(dest, "wb") as f:
                     async for chunk in deadline.chunks(r, size):
                         f.write(chunk)
-        except httpx.TransportError as exc:
+        except BaseException as exc:
             dest.unlink(missing_ok=True)
-            raise _unreachable(self.url, exc) from None
-        except BaseException:
-            dest.unlink(missing_ok=True)
+            if isinstance(exc, httpx.TransportError):
+                raise _unreachable(self.url, exc) from None
             raise
 
     async def events(self, last_event_id: str | None = None) -> AsyncIterator[SseEvent]:
-        """Follow /api/v1/events until the stream ends; `resync` events mean: reload the lists."""
-        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        """Follow /api/v1/events until the stream ends; `resync` events mean: reload the lists. Its headers
+        come within the client's timeout, as an answer's; then only its silence bounds it."""
         parser = SseParser()
+        opening = Deadline(self.answer_s, f"hub {self.url}: GET /api/v1/events", " (hub.answer_timeout_s)")
+        request = self._http.build_request("GET", "/api/v1/events", timeout=httpx.Timeout(10.0, read=self.silent_s),
+                                           headers={"Last-Event-ID": last_event_id} if last_event_id else {})
         try:
-            async with self._http.stream("GET", "/api/v1/events", headers=headers,
-                                         timeout=httpx.Timeout(10.0, read=self.silent_s)) as r:
+            async with opening.held():
+                r = await self._http.send(request, stream=True)
+            try:
                 if r.status_code >= 400:
-                    _parse(r, await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, f"hub {self.url}: GET /api/v1/events"))
+                    _parse(r, await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, opening.what))
                 async for line in sse_lines(r.aiter_text()):
                     event = parser.feed(line)
                     if event is not None:
                         yield event
+            finally:
+                await r.aclose()
         except httpx.ReadTimeout:
             raise PicoctlError(f"the hub's event stream at {self.url} said nothing for {self.silent_s:g} s "
                                f"(it pings every {SSE_PING_S:g} s)") from None

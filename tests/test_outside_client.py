@@ -50,6 +50,12 @@ class Hostile(Peer):
     def _ok(self) -> None:
         self.answer(200, b"[]")
 
+    def _stream_drips_headers(self) -> None:
+        if self.path.startswith("/api/v1/events"):
+            self._drip_headers()
+        else:
+            self._ok()
+
     def _drip(self, head: bytes) -> None:
         self.wfile.write(head)
         while not _stop.wait(0.1):
@@ -65,6 +71,9 @@ class Hostile(Peer):
     def _silent(self) -> None:
         while not _stop.is_set() and not select.select([self.connection], [], [], 0.1)[0]:  # until the client hangs up
             pass
+
+    def _hangup(self) -> None:
+        pass  # the connection closed with no answer
 
     def _late(self) -> None:
         time.sleep(RULE.floor_s + 0.5)  # silent past [fetch] floor_s, inside an import's bound
@@ -161,6 +170,16 @@ def test_a_change_gives_up_on_a_slow_hub_by_its_bound_and_says_how_to_check(host
                     f"the hub may or may not have done it: `{check}` shows whether it did"), line
 
 
+@pytest.mark.parametrize("hostile", ["hangup"], indirect=True)
+def test_a_change_whose_connection_the_hub_drops_says_the_hub_may_have_done_it(hostile: dict) -> None:
+    line, _ = _picoctl(hostile, "release", "publish", str(hostile["release"]), limit_s=ANSWER_S)
+    assert line == (f"picoctl: error: hub {hostile['url']}: PUT /api/v1/releases/picow/1.0.0 was cut off (Server "
+                    "disconnected without sending a response.); the hub may or may not have done it: `picoctl release "
+                    "list` shows whether it did"), line
+    line, _ = _picoctl(hostile, "devices", limit_s=ANSWER_S)  # a question only: the hub did nothing
+    assert line.startswith(f"picoctl: error: hub not reachable at {hostile['url']}: Server disconnected"), line
+
+
 @pytest.mark.parametrize("hostile", ["late"], indirect=True)
 def test_an_import_the_hub_is_silent_on_for_longer_than_floor_s_is_waited_for(hostile: dict) -> None:
     """The hub says nothing while it fetches a release: an import is bounded by what its fetch may take."""
@@ -202,6 +221,19 @@ def test_the_tuis_refresh_against_a_dripping_hub_shows_the_banner_within_the_bou
             assert banner.startswith(f"✖ hub {hostile['url']}: GET /api/v1/") and app.is_running, banner
             assert f"not received within {ANSWER_S:.1f} s (hub.answer_timeout_s); retrying." in banner, banner
             assert "overloaded or hung" in banner and "unreachable" not in banner and "picoctl serve" not in banner
+        await app.source.client.aclose()
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("hostile", ["stream-drips-headers"], indirect=True)
+def test_the_tui_gives_up_on_an_event_stream_whose_headers_drip_within_the_answer_bound(hostile: dict) -> None:
+    """The lists come; the event stream's headers do not: not "live" for ever while no event can come."""
+    async def run() -> None:
+        app = PicoctlApp(hostile["cfg"], Live(hostile["cfg"]), live_ticks=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.link.down, timeout=ANSWER_S + 4, what="the banner")
+            assert app.link.why == (f"hub {hostile['url']}: GET /api/v1/events: not received within {ANSWER_S:.1f} s "
+                                    "(hub.answer_timeout_s)"), app.link.why
         await app.source.client.aclose()
     asyncio.run(run())
 

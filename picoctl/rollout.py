@@ -282,6 +282,11 @@ def eligible(rollout: RolloutInfo, device: DeviceInfo) -> bool:
     return stage_of(rollout, device) is not None
 
 
+def retrying(record: OfferRecord) -> bool:
+    """A transient failure: the release is offered again after the backoff (retry_at)."""
+    return record.phase == "failed" and record.transient
+
+
 def retry_at(record: OfferRecord, retry_backoff_s: float) -> float:
     """When a transient failure may be offered again: backoff doubling with each attempt."""
     doublings = min(max(record.attempts, 1) - 1, MAX_BACKOFF_DOUBLINGS)
@@ -294,7 +299,7 @@ def _offer_now(rollout: RolloutInfo, device: DeviceInfo, record: OfferRecord | N
         return False
     if record is None or record.phase in PRE_SWITCH:
         return True  # a new offer, or one in progress repeated so a lost reply or a reboot resumes it
-    if record.phase == "failed" and record.transient:
+    if retrying(record):
         return now >= retry_at(record, retry_backoff_s)
     return False
 
@@ -322,7 +327,7 @@ def retry_pending(device: DeviceInfo, rollouts: Sequence[RolloutInfo], records: 
     that is still to come (the backoff); else None."""
     deciding = _deciding(device, rollouts, records)
     record = records.get(deciding.id) if deciding is not None else None
-    if deciding is None or record is None or record.phase != "failed" or not record.transient:
+    if deciding is None or record is None or not retrying(record):
         return None
     at = retry_at(record, retry_backoff_s)
     return at if now < at and _offer_now(deciding, device, record, at, retry_backoff_s) else None

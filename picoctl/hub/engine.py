@@ -214,17 +214,15 @@ def failures(c: Db, cfg: FleetConfig, rollout_id: int, now: float) -> list[dict[
 def retrying(c: Db, cfg: FleetConfig, rollout_id: int) -> list[dict[str, Any]]:
     """The devices of a rollout whose last failure was transient, each with its reason and when the
     hub offers the release again (`retry_at`, the policy's backoff)."""
-    return [{"device_id": o["device_id"], "detail": o["detail"], "retry_at": retry_at(cfg, o)}
+    return [{"device_id": o["device_id"], "detail": o["detail"], "retry_at": at}
             for o in sorted(store.offers_of_rollout(c, rollout_id), key=lambda o: o["device_id"])
-            if o["phase"] == "failed" and o["transient"]]
+            if (at := retry_at(cfg, o)) is not None]
 
 
 def retry_at(cfg: FleetConfig, offer: dict[str, Any]) -> float | None:
     """When the offer (a row), failed transiently, is made again; None for any other offer."""
     record = offer_record(offer)
-    if record.phase != "failed" or not record.transient:
-        return None
-    return policy.retry_at(record, cfg.rollout.retry_backoff_s)
+    return policy.retry_at(record, cfg.rollout.retry_backoff_s) if policy.retrying(record) else None
 
 
 def failure_line(failed: list[dict[str, Any]], limit: int = 3) -> str:

@@ -374,6 +374,11 @@ def is_silent(record: OfferRecord, device: DeviceInfo, now: float, trial_timeout
     return now - heard > trial_timeout_s
 
 
+def ended(record: OfferRecord) -> bool:
+    """The device is done with this offer: committed, rolled back, or failed for good."""
+    return record.phase in ("committed", "rolled_back") or (record.phase == "failed" and not record.transient)
+
+
 def is_failure(record: OfferRecord, device: DeviceInfo, now: float, trial_timeout_s: float) -> bool:
     """Failed for good, rolled back, or silent after switching."""
     return ((record.phase == "failed" and not record.transient) or record.phase == "rolled_back"

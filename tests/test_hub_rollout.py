@@ -150,9 +150,26 @@ def test_a_transient_failure_is_shown_retrying_with_its_reason_and_when_and_told
     shown = cli_lines(hub, 200, "rollout", "status", str(ro["id"]))
     assert any(re.fullmatch(r"retrying  can-1 failed: lib/pump\.py: link dropped .*\(retrying in [89]m\)", ln)
                for ln in shown), shown
+    assert any(re.fullmatch(r"can-1 .* 1\.1\.0 retrying\s*", ln) for ln in cli_lines(hub, 200, "devices")), shown
     shown = cli_lines(hub, 200, "devices", "show", "can-1")
     assert any(re.fullmatch(r"offer     rollout 1 1\.1\.0 seq \d+: failed \(retrying in [89]m\) lib/pump\.py: .*", ln)
                for ln in shown), shown
+
+
+def test_a_later_offer_refused_is_not_counted_against_the_offer_the_device_committed(hub) -> None:
+    """A board reports an offer it refuses with its own seq, the last offer it ended (docs/protocol.md):
+    that offer stays as it ended, and its rollout does not halt; the report is still in the history."""
+    devs = fleet(hub, ["can-1", "can-2"], [])
+    d = devs["can-1"]
+    with httpx.Client(base_url=hub.url) as c:
+        step_all(c, devs)
+        ro = hub.client.start_rollout("picow", "1.1.0", CANARY_THEN_ALL, 1, 0)
+        assert d.step(c) == "committed"
+        d.status(c, {"seq": d.seq, "version": d.version}, "failed", d.version, "offer refused: bad MAC")
+    r = hub.client.rollout(ro["id"])
+    assert r["state"] == "active" and r["counts"]["committed"] == 1 and r["counts"]["failed"] == 0
+    assert hub.client.device("can-1")["offer"]["phase"] == "committed"
+    assert [e["detail"] for e in hub.client.history(device="can-1", kind="deploy_status")][-1] == "offer refused: bad MAC"
 
 
 def test_a_device_silent_after_switching_counts_as_failure_and_halts(hub) -> None:

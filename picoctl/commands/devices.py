@@ -49,13 +49,18 @@ FLEET = ("ID", "TYPE", "CHANNEL", "VERSION", "STATUS", "SEEN", "RSSI", "OFFER", 
 FOLDED = {"OFFER": "offer ", "ERROR": "! "}  # how a column that does not fit is said beneath its row
 
 
+def _phase(offer: dict[str, Any]) -> str:
+    """An offer's phase as its rollout counts it: `retrying` for a transient failure."""
+    return "retrying" if offer.get("retry_at") is not None else str(offer["phase"])
+
+
 def layout_devices(devices: list[dict[str, Any]], width: int) -> str:
     """One device a line in aligned columns when that fits in `width`; else the last error, then the
     offer, go beneath their device's row, wrapped: nothing is cut."""
     rows = [{"ID": printable(d["id"]), "TYPE": printable(d["type"]), "CHANNEL": printable(d["channel"]),
              "VERSION": printable(d["version"] or "-"), "STATUS": d["status"], "SEEN": _age(d["last_seen"]),
              "RSSI": "-" if d["rssi"] is None else printable(d["rssi"]),
-             "OFFER": printable(f"{d['offer']['version']} {d['offer']['phase']}") if d["offer"] else "",
+             "OFFER": printable(f"{d['offer']['version']} {_phase(d['offer'])}") if d["offer"] else "",
              "ERROR": printable(d.get("error_summary") or "")} for d in devices]
     for inline in (FLEET, FLEET[:-1], FLEET[:-2]):
         table = columns(inline, [[r[c] or ("" if c == inline[-1] else "-") for c in inline] for r in rows])

@@ -165,6 +165,8 @@ def status(tx: Tx, cfg: FleetConfig, device_id: str, body: dict[str, Any], now: 
     else:
         store.record_deploy_phase(c, device_id, now, phase)
     rec = store.offer_by_seq(c, device_id, body["seq"])
+    if rec is not None and phase == "failed" and policy.ended(offer_record(rec)):
+        rec = None  # a later offer refused, told with the seq of the last one the device ended (docs/protocol.md)
     transient = phase == "failed" and bool(body.get("transient"))
     error = body.get("error") or {}
     if error:

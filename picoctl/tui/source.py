@@ -330,7 +330,7 @@ class Live:
         from ..usb import push
 
         def register(device_id: str, type_: str) -> str:
-            with HubClient(self.client.url, self.cfg.read_token()) as hub:
+            with HubClient(self.client.url, self.cfg.read_token(), self.client.answer_s) as hub:
                 return hub.register_device(device_id, type_)["key"]
 
         hub_url = self.cfg.hub.public_url

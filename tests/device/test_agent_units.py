@@ -684,8 +684,8 @@ def stage(seq, version="2.0.0"):
     a = agent.Agent()  # a reboot between attempts: the count is the state's
     ok = drive(update.run(a, {"seq": seq, "version": version, "files": [FILE]}), 20000)
     st = fs.read_json("ota/state.json")
-    print(ok, reports.pop() if reports else None, fs.size("app.new/data.bin.tmp"), st["seq"], st["offer"] is not None,
-          st.get("oom"))
+    print(ok, reports, fs.size("app.new/data.bin.tmp"), st["seq"], st["offer"] is not None, st.get("oom"))
+    reports.clear()
 """
 
 
@@ -707,9 +707,9 @@ print(fs.exists("app.new"))
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
     why = ": MemoryError: memory allocation failed, allocating 1200 bytes"
     assert lines == [
-        f"False (9, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '2.0.0']",
-        f"False (10, True, 'out of memory while staging data.bin (try 2 of 3, retrying){why}') 2000 0 True [2, '2.0.0']",
-        f"False (11, False, 'out of memory while staging data.bin (try 3 of 3, given up){why}') -1 11 False None",
+        f"False [(9, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}')] 1000 0 True [1, '2.0.0']",
+        f"False [(10, True, 'out of memory while staging data.bin (try 2 of 3, retrying){why}')] 2000 0 True [2, '2.0.0']",
+        f"False [(11, False, 'out of memory while staging data.bin (try 3 of 3, given up){why}')] -1 11 False None",
         "False"], out
 
 
@@ -734,12 +734,12 @@ stage(13, "3.0.0")
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
     why = ": MemoryError: memory allocation failed, allocating 1200 bytes"
     assert lines == [
-        f"False (9, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '2.0.0']",
-        f"False (10, True, 'out of memory while staging data.bin (try 2 of 3, retrying){why}') 2000 0 True [2, '2.0.0']",
-        "True None -1 0 True None",
+        f"False [(9, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}')] 1000 0 True [1, '2.0.0']",
+        f"False [(10, True, 'out of memory while staging data.bin (try 2 of 3, retrying){why}')] 2000 0 True [2, '2.0.0']",
+        "True [] -1 0 True None",
         "True",
-        f"False (12, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '2.0.0']",
-        f"False (13, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}') 1000 0 True [1, '3.0.0']",
+        f"False [(12, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}')] 1000 0 True [1, '2.0.0']",
+        f"False [(13, True, 'out of memory while staging data.bin (try 1 of 3, retrying){why}')] 1000 0 True [1, '3.0.0']",
         ], out
 
 
@@ -771,17 +771,17 @@ for attempt in ("early", "late", "late", "late"):
     a = agent.Agent()
     a.keys = 1
     a._post, a.report = post, report
-    print(drive(check.run(a)), reports.pop() if reports else None, (fs.read_json("ota/state.json") or {}).get("oom"),
-          a.st["seq"])
+    print(drive(check.run(a)), reports, (fs.read_json("ota/state.json") or {}).get("oom"), a.st["seq"])
+    reports.clear()
 """)
     lines = [ln for ln in out.splitlines() if not ln.startswith("ota: ")]
     why = ": MemoryError: memory allocation failed, allocating 1200 bytes"
     about = "{'seq': 9, 'version': '2.0.0'}"
     assert lines == [
-        "None None None 0",
-        f"None ('failed', 'out of memory while verifying the offer (try 1 of 3, retrying){why}', True, {about}) [1, '2.0.0'] 0",
-        f"None ('failed', 'out of memory while verifying the offer (try 2 of 3, retrying){why}', True, {about}) [2, '2.0.0'] 0",
-        f"None ('failed', 'out of memory while verifying the offer (try 3 of 3, given up){why}', False, {about}) None 0",
+        "None [] None 0",
+        f"None [('failed', 'out of memory while verifying the offer (try 1 of 3, retrying){why}', True, {about})] [1, '2.0.0'] 0",
+        f"None [('failed', 'out of memory while verifying the offer (try 2 of 3, retrying){why}', True, {about})] [2, '2.0.0'] 0",
+        f"None [('failed', 'out of memory while verifying the offer (try 3 of 3, given up){why}', False, {about})] None 0",
     ], out
 
 

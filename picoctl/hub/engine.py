@@ -307,6 +307,7 @@ def start(tx: Tx, cfg: FleetConfig, body: dict[str, Any], now: float) -> dict[st
     halt, promote = body["halt_after_failures"], body["promote_after_successes"]
     if halt < 0 or promote < 0:
         raise ApiError(400, "halt_after_failures and promote_after_successes must be 0 or more")
+    store.lock_target(c, target)  # before the release is read: a removal on another replica takes turns
     rel = store.release(c, target, version)
     if rel is None:
         raise ApiError(404, f"release {target} {version} is not published on the hub")
@@ -314,7 +315,6 @@ def start(tx: Tx, cfg: FleetConfig, body: dict[str, Any], now: float) -> dict[st
     if refusal:
         raise ApiError(409, f"release {target} {version} cannot be rolled out: {refusal}, "
                             "and [rollout] require_smoke is on")
-    store.lock_target(c, target)
     active = store.active_rollout_ids(c, target)
     if active:
         raise ApiError(409, f"rollout {active[0]} of {target} is still active; halt or finish it first")
@@ -357,6 +357,7 @@ def _rollback(tx: Tx, cfg: FleetConfig, r: policy.RolloutInfo, reason: str, now:
     c = tx.c
     if r.previous_version is None:
         raise ApiError(409, f"rollout {r.id} has no previous version to roll back to")
+    store.lock_target(c, r.target)  # as start: no removal takes the release out meanwhile
     if store.release(c, r.target, r.previous_version) is None:
         raise ApiError(409, f"release {r.target} {r.previous_version} is not on the hub; publish it to roll back")
     records = [offer_record(o) for o in store.offers_of_rollout(c, r.id)]

@@ -50,6 +50,7 @@ def in_use(c: Db, target: str, version: str) -> list[str]:
 def _remove(tx: Tx, target: str, version: str, actor: str, hub: Hub) -> set[str]:
     """The removal's transaction: the blobs to delete from the folder once it commits."""
     c = tx.c
+    store.lock_target(c, target)  # a rollout starting on another replica takes turns with the checks below
     row = store.release(c, target, version)
     if row is None:
         raise ApiError(404, f"no release {target} {version} on the hub")

@@ -470,7 +470,8 @@ def rollout(c: Db, rollout_id: int, lock: bool = False) -> dict[str, Any] | None
 
 
 def lock_target(c: Db, target: str) -> None:
-    """Make hubs starting a rollout of `target` at once take turns (SQLite has one writer anyway)."""
+    """Make hubs starting a rollout of `target` (or a rollback) and hubs removing one of its releases
+    take turns (SQLite has one writer anyway); taken before the release is read."""
     if c.dialect == "postgresql":
         c.execute("SELECT pg_advisory_xact_lock(1, hashtext(?))", (target,))
 

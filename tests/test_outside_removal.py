@@ -1,0 +1,69 @@
+"""Removing a release, attacked from outside: a removal racing a rollout of the same release on another
+replica, odd paths and methods."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from conftest import Hub
+from waiting import wait_for
+
+STAGES = [{"name": "all", "percent": 100}]
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, pg_url: str) -> Iterator[tuple[Hub, Hub]]:
+    a = Hub.create(tmp_path / "site", database_url=pg_url)
+    b = a.replica()
+    try:
+        a.start()
+        b.start()
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def _waiting_locks(pg_url: str) -> int:
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        row = c.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()
+        return int(row[0]) if row else 0
+
+
+def test_a_rollout_started_on_one_replica_while_another_removes_its_release_never_both(
+        replicas: tuple[Hub, Hub], pg_url: str) -> None:
+    a, b = replicas
+    a.publish(a.build_release("1.0.0", {"main.py": b"print(1)\n"}))
+    answers: dict[str, httpx.Response] = {}
+
+    def remove() -> None:
+        answers["remove"] = httpx.delete(f"{a.url}/api/v1/releases/picow/1.0.0", headers=a.auth, timeout=30)
+
+    def start() -> None:
+        answers["start"] = httpx.post(f"{b.url}/api/v1/rollouts", headers=b.auth, timeout=30,
+                                      json={"target": "picow", "version": "1.0.0", "stages": STAGES})
+
+    with psycopg.connect(pg_url) as holder:  # holds the blobs' lock: the removal waits there, checks done
+        holder.execute("SELECT pg_advisory_xact_lock(2, 0)")
+        removing = threading.Thread(target=remove)
+        removing.start()
+        wait_for(lambda: _waiting_locks(pg_url) == 1, 10, "the removal waiting for the blobs' lock")
+        starting = threading.Thread(target=start)
+        starting.start()
+        wait_for(lambda: "start" in answers or _waiting_locks(pg_url) == 2, 10, "the start answered or waiting")
+        holder.rollback()
+        removing.join(30)
+        starting.join(30)
+    removed, started = answers["remove"].status_code == 200, answers["start"].status_code == 201
+    assert removed != started, (answers["remove"].text, answers["start"].text)
+    releases = [r["version"] for r in a.client.releases("picow")]
+    active = [r for r in a.client.rollouts() if r["state"] == "active"]
+    assert bool(releases) == bool(active), (releases, active)
+    if removed:
+        assert answers["start"].status_code == 404, answers["start"].text

@@ -253,12 +253,17 @@ class _Routes(Generic[T]):
                              answer=[answers.EVENT]))
 
     def add_history(self, event: dict[str, Any]) -> T:
-        return self._do(Call("POST", "/api/v1/history", json=event))
+        return self._do(Call("POST", "/api/v1/history", json=event, answer=answers.Null(dict)))
 
 
 def _parse(response: httpx.Response, body: bytes, call: Call | None = None) -> Any:
     """The answer's JSON (`body`, read at most MAX_ANSWER_BYTES), of `call`'s shape; a PicoctlError of
-    one line for an error, not JSON or another shape."""
+    one line for an error, a redirect (never followed: the token goes only to the hub), not JSON or
+    another shape."""
+    if 300 <= response.status_code < 400:
+        to = response.headers.get("location", "")
+        raise HubError(response.status_code, f"a redirect{' to ' + to[:200] if to else ''}, not an answer: set "
+                                             "$PICOCTL_HUB_URL or hub.public_url in fleet.toml to where the hub answers")
     if response.status_code >= 400:
         try:
             message = json.loads(body)["error"]
@@ -266,6 +271,8 @@ def _parse(response: httpx.Response, body: bytes, call: Call | None = None) -> A
             message = body[:200].decode(errors="replace") or response.reason_phrase
         raise HubError(response.status_code, message)
     if not body:
+        if call is not None and answers.mismatch(None, call.answer):
+            raise UnexpectedAnswer(call.method, call.path, f"the answer: expected {answers.describe(call.answer)}, got nothing")
         return None  # taken, with nothing to say (a 204, or a 201 with an empty body)
     try:
         value = json.loads(body)
@@ -362,7 +369,7 @@ class AsyncHubClient(_Routes[Any]):
             async with opening.held():
                 r = await self._http.send(request, stream=True)
             try:
-                if r.status_code >= 400:
+                if not 200 <= r.status_code < 300:
                     _parse(r, await acapped(r.aiter_bytes(), MAX_ANSWER_BYTES, opening.what))
                 async for line in sse_lines(r.aiter_text()):
                     event = parser.feed(line)

@@ -1,0 +1,79 @@
+"""The operator's CLI against a hub that is not quite one: a redirect or an empty answer where the hub
+answers JSON is one clear line and a failure, never taken as done or as an empty list."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loopback import Peer, serving
+from picoctl import config, release, signing
+from picoctl.client import HubClient, HubError
+from picoctl.site import init_site
+
+
+class NotQuite(Peer):
+    """Answers every request as `mode` says: "redirect" elsewhere on itself, or "empty" (200, no body)."""
+
+    mode = "redirect"
+
+    def _any(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.mode == "redirect":
+            self.send_response(307)
+            self.send_header("Location", f"https://hub.example{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            self.answer(200)
+
+    do_GET = do_PUT = do_POST = do_DELETE = _any  # noqa: N815 (http.server's naming)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    tmp = tmp_path_factory.mktemp("not-quite")
+    with serving(NotQuite) as url:
+        path = init_site(tmp / "site", int(url.rsplit(":", 1)[1]))
+        cfg = config.load(path)
+        cfg.hub.public_url = url
+        config.save(cfg, path)
+        private, _ = signing.generate_keypair()
+        (tmp / "src").mkdir()
+        (tmp / "src" / "main.py").write_text("print('hi')\n")
+        release.build("picow", "1.0.0", tmp / "src", tmp / "rel", key_hex=private)
+        yield {"url": url, "config": path, "release": tmp / "rel"}
+
+
+def _fails(site: dict, *args: str) -> str:
+    run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(site["config"]), *args],
+                         capture_output=True, text=True, timeout=60)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1 and len(lines) == 1 and "PICOCTL_DEBUG" not in lines[0], run  # not a defect's line
+    return lines[0]
+
+
+@pytest.mark.parametrize("args", [("devices",), ("release", "list"), ("release", "remove", "picow", "1.0.0")])
+def test_a_redirect_is_not_an_answer(site: dict, args: tuple[str, ...]) -> None:
+    NotQuite.mode = "redirect"
+    line = _fails(site, *args)
+    assert "HTTP 307" in line and "a redirect to https://hub.example/api/v1/" in line, line
+    assert "$PICOCTL_HUB_URL or hub.public_url" in line, line
+
+
+def test_a_redirected_history_event_is_not_taken(site: dict) -> None:
+    NotQuite.mode = "redirect"
+    with HubClient(site["url"], "token") as hub, pytest.raises(HubError) as raised:
+        hub.add_history({"kind": "usb_flash", "result": "ok"})
+    assert raised.value.status == 307
+
+
+@pytest.mark.parametrize("args", [("release", "publish", "REL"), ("release", "remove", "picow", "1.0.0")])
+def test_an_empty_answer_where_an_object_is_due_says_so(site: dict, args: tuple[str, ...]) -> None:
+    NotQuite.mode = "empty"
+    line = _fails(site, *(str(site["release"]) if a == "REL" else a for a in args))
+    assert "with an unexpected shape: the answer: expected an object, got nothing" in line, line

@@ -142,7 +142,7 @@ def test_a_transient_failure_is_shown_retrying_with_its_reason_and_when_and_told
     assert told["offer"] is None and 595 <= told["retry_s"] <= 600
     offer = hub.client.device("can-1")["offer"]
     assert offer["phase"] == "failed" and offer["detail"].startswith("lib/pump.py: link dropped")
-    assert 0 < offer["retry_at"] - time.time() <= 600
+    assert offer["transient"] is True and 0 < offer["retry_at"] - time.time() <= 600
     r = hub.client.rollout(ro["id"])
     assert r["state"] == "active" and r["counts"]["failed"] == 0 and r["counts"]["retrying"] == 1
     assert r["failures"] == [] and r["retrying"] == [{"device_id": "can-1", "detail": offer["detail"],
@@ -154,6 +154,14 @@ def test_a_transient_failure_is_shown_retrying_with_its_reason_and_when_and_told
     shown = cli_lines(hub, 200, "devices", "show", "can-1")
     assert any(re.fullmatch(r"offer     rollout 1 1\.1\.0 seq \d+: failed \(retrying in [89]m\) lib/pump\.py: .*", ln)
                for ln in shown), shown
+    hub.client.rollout_action(ro["id"], "halt", "by hand")  # no retry to come: none is told
+    offer = hub.client.device("can-1")["offer"]
+    assert offer["transient"] is True and offer["retry_at"] is None
+    assert hub.client.rollout(ro["id"])["retrying"] == [{"device_id": "can-1", "detail": offer["detail"], "retry_at": None}]
+    with httpx.Client(base_url=hub.url) as c:
+        told = d.post(c, "/check", {"id": d.id, "counter": d.counter(), "type": d.type, "version": d.version,
+                                    "seq": d.seq, "nonce": "1" * 32}, verify_mac=True)
+    assert told == {"id": "can-1", "nonce": "1" * 32, "offer": None}
 
 
 def test_a_later_offer_refused_is_not_counted_against_the_offer_the_device_committed(hub) -> None:

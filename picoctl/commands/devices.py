@@ -51,7 +51,7 @@ FOLDED = {"OFFER": "offer ", "ERROR": "! "}  # how a column that does not fit is
 
 def _phase(offer: dict[str, Any]) -> str:
     """An offer's phase as its rollout counts it: `retrying` for a transient failure."""
-    return "retrying" if offer.get("retry_at") is not None else str(offer["phase"])
+    return "retrying" if offer["phase"] == "failed" and offer.get("transient") else str(offer["phase"])
 
 
 def layout_devices(devices: list[dict[str, Any]], width: int) -> str:

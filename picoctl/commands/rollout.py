@@ -115,8 +115,9 @@ def _render(r: dict[str, Any]) -> None:
     for f in r.get("failures") or []:  # each device that failed, with why (`picoctl devices show ID` for more)
         console.print(f"[red]failed[/]    {escape(f['device_id'])} {escape(f['reason'])}", highlight=False)
     for f in r.get("retrying") or []:  # each transient failure, offered again after the hub's backoff
-        console.print(f"[yellow]retrying[/]  {escape(f['device_id'])} failed: {escape(f['detail'] or 'no detail')} "
-                      f"({diagnostics.retry_note(f['retry_at'], time.time())})", highlight=False)
+        when = diagnostics.retry_note(f.get("retry_at"), time.time())
+        console.print(f"[yellow]retrying[/]  {escape(f['device_id'])} failed: {escape(f['detail'] or 'no detail')}"
+                      f"{f' ({when})' if when else ''}", highlight=False)
     halt, promote = r.get("halt_after_failures"), r.get("promote_after_successes")  # counts of devices, 0: off
     console.print(f"halt {f'after {_devices(halt)} failed' if halt else 'never'}; "
                   f"promote {f'after {_devices(promote)} of a stage committed' if promote else 'by hand'}", highlight=False)

@@ -211,18 +211,20 @@ def failures(c: Db, cfg: FleetConfig, rollout_id: int, now: float) -> list[dict[
     return out
 
 
-def retrying(c: Db, cfg: FleetConfig, rollout_id: int) -> list[dict[str, Any]]:
-    """The devices of a rollout whose last failure was transient, each with its reason and when the
-    hub offers the release again (`retry_at`, the policy's backoff)."""
-    return [{"device_id": o["device_id"], "detail": o["detail"], "retry_at": at}
-            for o in sorted(store.offers_of_rollout(c, rollout_id), key=lambda o: o["device_id"])
-            if (at := retry_at(cfg, o)) is not None]
+def retrying(c: Db, cfg: FleetConfig, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The devices of the rollout `row` whose last failure was transient, each with its reason and when
+    the hub offers the release again (`retry_at`, the policy's backoff; None while the rollout is not active)."""
+    return [{"device_id": o["device_id"], "detail": o["detail"], "retry_at": retry_at(cfg, o, row["state"])}
+            for o in sorted(store.offers_of_rollout(c, row["id"]), key=lambda o: o["device_id"])
+            if policy.retrying(offer_record(o))]
 
 
-def retry_at(cfg: FleetConfig, offer: dict[str, Any]) -> float | None:
-    """When the offer (a row), failed transiently, is made again; None for any other offer."""
+def retry_at(cfg: FleetConfig, offer: dict[str, Any], rollout_state: str) -> float | None:
+    """When the offer (a row) that failed transiently is made again, its rollout being active; else None."""
     record = offer_record(offer)
-    return policy.retry_at(record, cfg.rollout.retry_backoff_s) if policy.retrying(record) else None
+    if rollout_state != "active" or not policy.retrying(record):
+        return None
+    return policy.retry_at(record, cfg.rollout.retry_backoff_s)
 
 
 def failure_line(failed: list[dict[str, Any]], limit: int = 3) -> str:
@@ -234,7 +236,7 @@ def failure_line(failed: list[dict[str, Any]], limit: int = 3) -> str:
 
 def _figures(c: Db, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:
     return {"counts": _counts(c, cfg, rollout_info(row), now).as_dict(), "failures": failures(c, cfg, row["id"], now),
-            "retrying": retrying(c, cfg, row["id"])}
+            "retrying": retrying(c, cfg, row)}
 
 
 def view(c: Db, cfg: FleetConfig, row: dict[str, Any], now: float) -> dict[str, Any]:

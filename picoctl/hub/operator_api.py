@@ -87,7 +87,9 @@ def device_status(cfg: FleetConfig, row: dict[str, Any], now: float) -> str:
     return liveness(row["last_seen"], now, t.stale_after(), t.offline_after())
 
 
-def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | None, now: float) -> dict[str, Any]:
+def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | None, now: float,
+                 rollout_state: str = "") -> dict[str, Any]:
+    """A device as the API shows it; `rollout_state`, its offer's rollout's (when offered again)."""
     info = row["info"]
     return {
         "id": row["id"], "type": row["type"], "channel": row["channel"], "version": row["version"],
@@ -98,7 +100,8 @@ def _device_view(cfg: FleetConfig, row: dict[str, Any], offer: dict[str, Any] | 
         "readings": info.get("readings", {}),
         "keys": info.get("keys"),  # the version of the release key set the board trusts (None: not reported)
         "offer": {**{k: offer[k] for k in ("rollout_id", "version", "seq", "phase", "detail")},
-                  "retry_at": engine.retry_at(cfg, offer)} if offer else None,
+                  "transient": bool(offer["transient"]), "retry_at": engine.retry_at(cfg, offer, rollout_state)}
+        if offer else None,
     } | _diagnostics_view(row)
 
 
@@ -115,7 +118,12 @@ def _diagnostics_view(row: dict[str, Any]) -> dict[str, Any]:
 def _list_devices(cfg: FleetConfig, c: Db) -> list[dict[str, Any]]:
     now = time.time()
     offers = store.latest_offers(c)
-    return [_device_view(cfg, d, offers.get(d["id"]), now) for d in store.devices(c)]
+    states = {r["id"]: r["state"] for r in store.rollouts(c)}
+    out = []
+    for d in store.devices(c):
+        offer = offers.get(d["id"])
+        out.append(_device_view(cfg, d, offer, now, states.get(offer["rollout_id"], "") if offer else ""))
+    return out
 
 
 async def list_devices(request: Request, hub: Hub) -> Response:
@@ -126,7 +134,9 @@ def _device_detail(cfg: FleetConfig, c: Db, device_id: str) -> dict[str, Any]:
     row = store.device(c, device_id)
     if row is None:
         raise ApiError(404, f"no device {device_id!r}")
-    out = _device_view(cfg, row, store.latest_offer(c, device_id), time.time())
+    offer = store.latest_offer(c, device_id)
+    rollout = store.rollout(c, offer["rollout_id"]) if offer else None
+    out = _device_view(cfg, row, offer, time.time(), rollout["state"] if rollout else "")
     out["heartbeats"] = store.heartbeats(c, device_id, limit=cfg.hub.heartbeat_history)
     out["events"] = [e.as_dict() for e in store.events(c, device_id=device_id, limit=200)]
     return out

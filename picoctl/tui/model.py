@@ -51,7 +51,7 @@ class Offer:
     phase: str
     retrying: bool = False  # a transient failure: the hub offers the release again after its backoff
     detail: str = ""
-    retry_at: float | None = None  # when (the hub's API says; a status event does not)
+    retry_at: float | None = None  # when (the hub's API says, while the rollout is active; a status event does not)
 
     @property
     def shown_phase(self) -> str:
@@ -67,9 +67,9 @@ class Offer:
     def from_json(cls, d: Any) -> Offer | None:
         if not isinstance(d, Mapping) or not _str(d.get("version")):
             return None
-        retry_at = _num(d.get("retry_at"))
-        return cls(_int(d.get("rollout_id")), d["version"], _int(d.get("seq")) or 0, _str(d.get("phase")) or "offered",
-                   retry_at is not None, _str(d.get("detail")) or "", retry_at)
+        phase = _str(d.get("phase")) or "offered"
+        return cls(_int(d.get("rollout_id")), d["version"], _int(d.get("seq")) or 0, phase,
+                   phase == "failed" and d.get("transient") is True, _str(d.get("detail")) or "", _num(d.get("retry_at")))
 
 
 @dataclass

@@ -102,7 +102,7 @@ def test_a_transient_failure_is_retrying_not_failed_with_its_reason_and_when_the
     assert offer.detail == "out of memory while staging data.bin (try 1 of 3, retrying)"
     m.load_devices([{"id": "gh-01", "type": "picow", "status": "online", "last_seen": NOW,
                      "offer": {"rollout_id": 3, "version": "1.1.0", "seq": 5, "phase": "failed", "detail": "x",
-                               "retry_at": NOW + 60}}])
+                               "transient": True, "retry_at": NOW + 60}}])
     assert (m.devices["gh-01"].offer.shown_phase, m.devices["gh-01"].offer.retry_at) == ("retrying", NOW + 60)
     m.apply("status", {"device_id": "gh-01", "rollout_id": 3, "version": "1.1.0", "seq": 6, "phase": "failed",
                        "transient": False, "detail": "flash full"})

@@ -35,7 +35,7 @@ import httpx
 from . import answers, release
 from .answers import Shape
 from .config import FetchConfig, FleetConfig, HubConfig
-from .errors import PicoctlError, UnexpectedAnswer, Unreachable
+from .errors import BadInput, PicoctlError, UnexpectedAnswer, Unreachable
 from .fetch_bounds import MAX_ANSWER_BYTES, Deadline, acapped, allowed_s, release_fetch_s
 from .protocol import META_HEADER, SSE_PING_S, SSE_SILENT_S
 
@@ -283,6 +283,21 @@ def _parse(response: httpx.Response, body: bytes, call: Call | None = None) -> A
     return value
 
 
+def trust(cfg: FleetConfig) -> bool | ssl.SSLContext:
+    """What an https:// hub's certificate is checked against: the system's CAs, and the hub's own
+    certificate (hub.tls_cert) where fleet.toml names one this machine has, so a self-signed hub is
+    trusted as the boards that pin it trust it."""
+    cert = cfg.resolve(cfg.hub.tls_cert) if cfg.hub.tls_cert else None
+    if cert is None or not cert.is_file():
+        return True
+    ctx = ssl.create_default_context()
+    try:
+        ctx.load_verify_locations(cafile=str(cert))
+    except (OSError, ssl.SSLError) as exc:
+        raise BadInput(f"{cert}: hub.tls_cert is not a certificate to trust: {exc}") from None
+    return ctx
+
+
 def _unreachable(url: str, exc: Exception) -> Unreachable:
     return Unreachable(url, str(exc) or type(exc).__name__)
 
@@ -312,7 +327,7 @@ class AsyncHubClient(_Routes[Any]):
 
     @classmethod
     def from_config(cls, cfg: FleetConfig) -> AsyncHubClient:
-        return cls(cfg.hub_url, cfg.read_token(), cfg.hub.answer_timeout_s, fetch_rule=cfg.fetch)
+        return cls(cfg.hub_url, cfg.read_token(), cfg.hub.answer_timeout_s, trust(cfg), cfg.fetch)
 
     def _deadline(self, call: Call) -> Deadline:
         """`call`'s bound from now: its limit_s, else the client's timeout."""
@@ -428,7 +443,7 @@ class HubClient(_Routes[Any]):
 
     @classmethod
     def from_config(cls, cfg: FleetConfig, timeout: float | None = None) -> HubClient:
-        return cls(cfg.hub_url, cfg.read_token(), timeout or cfg.hub.answer_timeout_s, fetch_rule=cfg.fetch)
+        return cls(cfg.hub_url, cfg.read_token(), timeout or cfg.hub.answer_timeout_s, trust(cfg), cfg.fetch)
 
     def _do(self, call: Call) -> Any:
         return _run(self._async._send(call))

@@ -1,11 +1,15 @@
 """The operator's CLI against a hub that is not quite one: a redirect or an empty answer where the hub
-answers JSON is one clear line and a failure, never taken as done or as an empty list."""
+answers JSON is one clear line and a failure, never taken as done or as an empty list; a hub over TLS
+with a self-signed certificate is trusted by the one fleet.toml names, and by no other."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +17,7 @@ from loopback import Peer, serving
 from picoctl import config, release, signing
 from picoctl.client import HubClient, HubError
 from picoctl.site import init_site
+from conftest import self_signed
 
 
 class NotQuite(Peer):
@@ -76,3 +81,21 @@ def test_an_empty_answer_where_an_object_is_due_says_so(site: dict, args: tuple[
     NotQuite.mode = "empty"
     line = _fails(site, *(str(site["release"]) if a == "REL" else a for a in args))
     assert "with an unexpected shape: the answer: expected an object, got nothing" in line, line
+
+
+def test_the_cli_trusts_the_hubs_own_self_signed_certificate_and_no_other(hub, tmp_path: Path) -> None:
+    cert, _ = self_signed(hub.site)
+    hub.cfg.hub.tls_cert, hub.cfg.hub.tls_key = "hub.crt", "hub.key"
+    config.save(hub.cfg, hub.site / "fleet.toml")
+    hub.restart()
+    env = {**os.environ, "PICOCTL_HUB_URL": hub.url}
+    run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), "release", "list"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 0, run.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    self_signed(other)  # another hub's certificate where this one's was
+    shutil.copy(other / "hub.crt", cert)
+    run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), "release", "list"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 1 and "certificate verify failed" in run.stderr, run.stderr

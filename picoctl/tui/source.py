@@ -326,11 +326,11 @@ class Live:
             p = operations.push(self.cfg, Path(what), where, progress).result
             return f"pushed {p.files} file(s); the board reports {p.version or 'no version'}"
         from .. import provision
-        from ..client import HubClient
+        from ..client import HubClient, trust
         from ..usb import push
 
         def register(device_id: str, type_: str) -> str:
-            with HubClient(self.client.url, self.cfg.read_token(), self.client.answer_s) as hub:
+            with HubClient(self.client.url, self.cfg.read_token(), self.client.answer_s, trust(self.cfg)) as hub:
                 return hub.register_device(device_id, type_)["key"]
 
         hub_url = self.cfg.hub.public_url

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeGuard
 
 from .. import strict_json
-from ..client import AsyncHubClient, HubError
+from ..client import AsyncHubClient, HubError, trust
 from ..config import FleetConfig
 from ..errors import BadInput, PicoctlError
 from ..protocol import READING_MAX_STR, UPTIME_MAX_S, is_device_id
@@ -90,7 +90,7 @@ class HeartbeatForwarder:
     through `on_error` when it changes."""
 
     def __init__(self, cfg: FleetConfig, on_error: Callable[[str], None] | None = None) -> None:
-        self.client = AsyncHubClient(cfg.hub_url, cfg.read_token(), timeout=2 * POST_S)  # each post is cut at POST_S
+        self.client = AsyncHubClient(cfg.hub_url, cfg.read_token(), 2 * POST_S, trust(cfg))  # each post is cut at POST_S
         self.on_error = on_error
         self.sent = 0
         self.dropped = 0

@@ -37,7 +37,7 @@ from .answers import Shape
 from .config import FetchConfig, FleetConfig, HubConfig
 from .errors import BadInput, PicoctlError, UnexpectedAnswer, Unreachable
 from .fetch_bounds import MAX_ANSWER_BYTES, Deadline, acapped, allowed_s, release_fetch_s
-from .protocol import META_HEADER, SSE_PING_S, SSE_SILENT_S
+from .protocol import DEVICE_ID_RULE, META_HEADER, SSE_PING_S, SSE_SILENT_S, is_device_id
 
 ANSWER_S = HubConfig.answer_timeout_s  # the longest one answer may take in all, unless the client is told otherwise
 CONNECT_S = 3.0
@@ -151,6 +151,21 @@ class SseParser:
         return None
 
 
+def _device(device_id: str, rest: str = "") -> str:
+    """The path of a device's route; refused for what is not a device id, which could name another
+    route or ask another question (`../releases/picow/1.0.0`, `gh-01?x`)."""
+    if not is_device_id(device_id):
+        raise BadInput(f"{str(device_id)[:80]!r} is not a device id ({DEVICE_ID_RULE})")
+    return f"/api/v1/devices/{device_id}{rest}"
+
+
+def _release(target: str, version: str) -> str:
+    """The path of a release's route, refused as _device is for what is not a target and a version."""
+    if target not in release.TARGETS:
+        raise BadInput(f"no release target {str(target)[:40]!r}: one of {', '.join(release.TARGETS)}")
+    return f"/api/v1/releases/{target}/{release.check_version(version)}"
+
+
 def _params(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -170,10 +185,10 @@ class _Routes(Generic[T]):
         return self._do(Call("GET", "/api/v1/devices", answer=[answers.DEVICE]))
 
     def device(self, device_id: str) -> T:
-        return self._do(Call("GET", f"/api/v1/devices/{device_id}", answer=answers.DEVICE_DETAIL))
+        return self._do(Call("GET", _device(device_id), answer=answers.DEVICE_DETAIL))
 
     def readings(self, device_id: str, limit: int | None = None) -> T:
-        return self._do(Call("GET", f"/api/v1/devices/{device_id}/readings", params=_params(limit=limit),
+        return self._do(Call("GET", _device(device_id, "/readings"), params=_params(limit=limit),
                                      answer=answers.READINGS))
 
     def register_device(self, device_id: str, type_: str = "picow", channel: str = "stable") -> T:
@@ -181,24 +196,24 @@ class _Routes(Generic[T]):
                              answer=answers.REGISTERED, check="picoctl devices"))
 
     def remove_device(self, device_id: str) -> T:
-        return self._do(Call("DELETE", f"/api/v1/devices/{device_id}", answer=answers.REMOVED, check="picoctl devices"))
+        return self._do(Call("DELETE", _device(device_id), answer=answers.REMOVED, check="picoctl devices"))
 
     def set_channel(self, device_id: str, channel: str) -> T:
-        return self._do(Call("POST", f"/api/v1/devices/{device_id}/channel", json={"channel": channel},
+        return self._do(Call("POST", _device(device_id, "/channel"), json={"channel": channel},
                              check="picoctl devices"))
 
     def check_now(self, device_id: str) -> T:
-        return self._do(Call("POST", f"/api/v1/devices/{device_id}/check-now", json={}))
+        return self._do(Call("POST", _device(device_id, "/check-now"), json={}))
 
     def relay_heartbeat(self, device_id: str, body: dict[str, Any]) -> T:
-        return self._do(Call("POST", f"/api/v1/devices/{device_id}/heartbeat", json=body))
+        return self._do(Call("POST", _device(device_id, "/heartbeat"), json=body))
 
     def request_log(self, device_id: str, seconds: int | None = None) -> T:
-        return self._do(Call("POST", f"/api/v1/devices/{device_id}/logs/request", json=_params(seconds=seconds),
+        return self._do(Call("POST", _device(device_id, "/logs/request"), json=_params(seconds=seconds),
                              answer=answers.LOG_ASKED))
 
     def device_logs(self, device_id: str, after: int | None = None) -> T:
-        return self._do(Call("GET", f"/api/v1/devices/{device_id}/logs", params=_params(after=after),
+        return self._do(Call("GET", _device(device_id, "/logs"), params=_params(after=after),
                              answer=answers.LOG_LINES))
 
     def releases(self, target: str | None = None) -> T:
@@ -213,14 +228,14 @@ class _Routes(Generic[T]):
         except OSError as exc:
             raise PicoctlError(f"{artifact}: cannot read the artifact: {exc.strerror}") from None
         header = base64.b64encode(json.dumps(meta).encode()).decode()
-        return self._do(Call("PUT", f"/api/v1/releases/{meta['target']}/{meta['version']}", content=content,
+        return self._do(Call("PUT", _release(meta["target"], meta["version"]), content=content,
                              headers={META_HEADER: header, "Content-Type": "application/octet-stream"},
                              answer=answers.PUBLISHED, limit_s=allowed_s(self.fetch_rule, len(content) + len(header)),
                              limit_hint=RULE_HINT, check="picoctl release list"))
 
     def remove_release(self, target: str, version: str) -> T:
         """Remove a release no device runs and no rollout needs; the hub refuses (409) one in use."""
-        return self._do(Call("DELETE", f"/api/v1/releases/{target}/{version}", answer=answers.RELEASE_REMOVED,
+        return self._do(Call("DELETE", _release(target, version), answer=answers.RELEASE_REMOVED,
                              check="picoctl release list"))
 
     def import_release(self, meta_url: str) -> T:

@@ -1,6 +1,7 @@
 """The operator's CLI against a hub that is not quite one: a redirect or an empty answer where the hub
 answers JSON is one clear line and a failure, never taken as done or as an empty list; a hub over TLS
-with a self-signed certificate is trusted by the one fleet.toml names, and by no other."""
+with a self-signed certificate is trusted by the one fleet.toml names, and by no other; a device id
+or a version that would name another route is refused before anything is sent."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 from loopback import Peer, serving
 from picoctl import config, release, signing
 from picoctl.client import HubClient, HubError
+from picoctl.errors import BadInput
+from picoctl.protocol import DEVICE_ID_RULE
 from picoctl.site import init_site
 from conftest import self_signed
 
@@ -99,3 +102,17 @@ def test_the_cli_trusts_the_hubs_own_self_signed_certificate_and_no_other(hub, t
     run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), "release", "list"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 1 and "certificate verify failed" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("args", [("devices", "remove", "../releases/picow/1.0.0"), ("devices", "show", "gh-01?x=1"),
+                                  ("devices", "log", "../releases")])
+def test_a_device_id_that_names_another_route_is_refused_before_it_is_sent(hub, args: tuple[str, ...]) -> None:
+    hub.publish(hub.build_release("1.0.0", {"main.py": b"print(1)\n"}))
+    hub.register("gh-01")
+    run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), *args],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "PICOCTL_HUB_URL": hub.url})
+    assert run.returncode == 2 and run.stderr.strip().endswith(f"is not a device id ({DEVICE_ID_RULE})"), run.stderr
+    assert [r["version"] for r in hub.client.releases()] == ["1.0.0"]
+    with pytest.raises(BadInput, match="is not a semantic version"):
+        hub.client.remove_release("picow", "1.0.0/../../../devices/gh-01")
+    assert [d["id"] for d in hub.client.devices()] == ["gh-01"]

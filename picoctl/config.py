@@ -88,13 +88,16 @@ class DeviceTypeConfig:
         return self.offline_after_s or 10 * self.heartbeat_interval_s
 
 
+MAX_RETRY_BACKOFF_S = 86400  # a day: with its doublings (rollout.MAX_BACKOFF_DOUBLINGS) a retry waits 1024 days at most
+
+
 @dataclass
 class RolloutConfig:
     stages: str = "canary,10%,50%,100%"
     halt_after_failures: int = 1
     promote_after_successes: int = 0
     trial_timeout_s: int = 900
-    retry_backoff_s: int = 60
+    retry_backoff_s: int = 60  # 0 to MAX_RETRY_BACKOFF_S
     require_smoke: bool = False  # picow rollouts only of releases with a passing smoke attestation
 
 
@@ -214,6 +217,9 @@ def _validate(cfg: FleetConfig, name: str) -> None:
         raise BadInput(f"{name}: hub.answer_timeout_s: expected a positive number of seconds")
     if not cfg.fetch.floor_s > 0 or not cfg.fetch.min_rate > 0:
         raise BadInput(f"{name}: fetch.floor_s and fetch.min_rate: expected positive numbers")
+    if not 0 <= cfg.rollout.retry_backoff_s <= MAX_RETRY_BACKOFF_S:
+        raise BadInput(f"{name}: rollout.retry_backoff_s: expected 0 (retry at the next check) to "
+                       f"{MAX_RETRY_BACKOFF_S} seconds, got {cfg.rollout.retry_backoff_s}")
     for t, dt in cfg.device_types.items():
         if dt.heartbeat_interval_s <= 0:
             raise BadInput(f"{name}: device_types.{t}.heartbeat_interval_s: expected a positive integer")

@@ -23,6 +23,7 @@ def run(a, todo):
             name = f["name"]
             tmp = NEW + "/" + name + ".tmp"
             yield from a.report("downloading", "%s %d/%d" % (name, have, f["size"]))
+            gc.collect()  # the report's garbage, before what lives through the download is made (_download)
             yield from _download(a, f, tmp, h, have)
             os.rename(tmp, NEW + "/" + name)
             hw.step("renamed " + name)

@@ -1,8 +1,9 @@
 """The shape of each operator API answer the CLI and the TUI read, and the check that an answer has it.
 
 A shape is a type (`str`, `dict`, ...) or a tuple of types, `NUMBER`, `ANY` (present, any value),
-`Null(shape)` (that shape or null), a dict of the fields an object must have and their shapes (others
-may come too), or a one-item list: a list of that shape. Only what the readers rely on is stated, so a
+`Null(shape)` (that shape or null), `Absent(shape)` (an object's field an older hub leaves out), a
+dict of the fields an object must have and their shapes (others may come too), or a one-item list: a
+list of that shape. Only what the readers rely on is stated, so a
 hub that adds fields stays readable; a hub that answers otherwise is named in one clear line
 (picoctl.client) instead of failing later inside whatever read the answer.
 """
@@ -21,7 +22,14 @@ class Null:
     shape: Shape
 
 
-Shape = Union[type, tuple[type, ...], Null, dict[str, "Shape"], list["Shape"]]
+@dataclass(frozen=True)
+class Absent:
+    """An object's field an older hub does not give; when given, of `shape`."""
+
+    shape: Shape
+
+
+Shape = Union[type, tuple[type, ...], Null, Absent, dict[str, "Shape"], list["Shape"]]
 Fields = dict[str, Shape]  # an object's shape
 
 _NAMES: dict[Any, tuple[str, str]] = {str: ("a string", "strings"), int: ("an integer", "integers"),
@@ -32,6 +40,8 @@ _NAMES: dict[Any, tuple[str, str]] = {str: ("a string", "strings"), int: ("an in
 
 def describe(shape: Shape, plural: bool = False) -> str:
     """'a list of objects', 'a number or null', ..."""
+    if isinstance(shape, Absent):
+        return describe(shape.shape, plural)
     if isinstance(shape, Null):
         return f"{describe(shape.shape, plural)} or null"
     if isinstance(shape, list):
@@ -59,6 +69,8 @@ def mismatch(value: object, shape: Shape, where: str = "") -> str | None:
     """Where `value` departs from `shape` and how ('[0].last_seen: expected a number or null, got a string'),
     or None when it has the shape."""
     here = where or "the answer"
+    if isinstance(shape, Absent):
+        return mismatch(value, shape.shape, where)
     if isinstance(shape, Null):
         if value is None:
             return None
@@ -74,6 +86,8 @@ def mismatch(value: object, shape: Shape, where: str = "") -> str | None:
             return f"{here}: expected {describe(shape)}, got {_kind(value)}"
         for name, field in shape.items():
             if name not in value:
+                if isinstance(field, Absent):
+                    continue
                 return f"{here}: no field {name!r}"
             if m := mismatch(value[name], field, f"{where}.{name}" if where else name):
                 return m
@@ -85,7 +99,8 @@ def mismatch(value: object, shape: Shape, where: str = "") -> str | None:
 
 # --- the answers ---------------------------------------------------------------------------------
 
-OFFER: Fields = {"rollout_id": int, "version": str, "seq": int, "phase": str, "detail": str}
+OFFER: Fields = {"rollout_id": int, "version": str, "seq": int, "phase": str, "detail": str,
+                 "transient": Absent(bool), "retry_at": Absent(Null(NUMBER))}
 DEVICE: Fields = {"id": str, "type": str, "channel": str, "version": Null(str), "status": str,
                  "last_seen": Null(NUMBER), "rssi": Null(NUMBER), "keys": Null(int), "offer": Null(OFFER),
                  "error_summary": str, "last_error": Null(dict), "boots": Null(int), "reset_cause": Null(str),
@@ -101,7 +116,8 @@ RELEASE: Fields = {"target": str, "version": str, "sha256": str, "published_at":
 PUBLISHED: Fields = {"meta": {"target": str, "version": str, "sha256": str}, "added": bool}
 RELEASE_REMOVED: Fields = {"target": str, "version": str, "blobs_removed": int, "bytes_freed": int}
 ROLLOUT: Fields = {"id": int, "target": str, "version": str, "state": str, "stages": [dict],
-                  "failures": [{"device_id": str, "reason": str}]}
+                  "failures": [{"device_id": str, "reason": str}],
+                  "retrying": Absent([{"device_id": str, "detail": str, "retry_at": Null(NUMBER)}])}
 LOG_LINES: Fields = {"last_id": Null(int), "lines": [{"id": int, "at": NUMBER, "line": str}],
                     "answered_at": Null(NUMBER), "last_seen": Null(NUMBER)}
 LOG_ASKED: Fields = {"log_until": NUMBER}

@@ -32,7 +32,7 @@ from typing import Any, AsyncIterator, Generic, TypeVar
 
 import httpx
 
-from . import answers, release
+from . import answers, release, strict_json
 from .answers import Shape
 from .config import FetchConfig, FleetConfig, HubConfig
 from .errors import BadInput, PicoctlError, UnexpectedAnswer, Unreachable
@@ -290,9 +290,9 @@ def _parse(response: httpx.Response, body: bytes, call: Call | None = None) -> A
             raise UnexpectedAnswer(call.method, call.path, f"the answer: expected {answers.describe(call.answer)}, got nothing")
         return None  # taken, with nothing to say (a 204, or a 201 with an empty body)
     try:
-        value = json.loads(body)
-    except ValueError:
-        raise PicoctlError(f"hub answered {response.request.url} with something that is not JSON") from None
+        value = strict_json.loads(body, "the answer")  # as the hub keeps JSON: no 1e400 to overflow a reader
+    except BadInput as exc:
+        raise PicoctlError(f"hub answered {response.request.url} with something that is not JSON ({exc})") from None
     if call is not None and (detail := answers.mismatch(value, call.answer)):
         raise UnexpectedAnswer(call.method, call.path, detail)
     return value

@@ -5,6 +5,7 @@ or a version that would name another route is refused before anything is sent.""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,13 +25,17 @@ from conftest import self_signed
 
 
 class NotQuite(Peer):
-    """Answers every request as `mode` says: "redirect" elsewhere on itself, or "empty" (200, no body)."""
+    """Answers every request as `mode` says: "redirect" elsewhere on itself, "empty" (200, no body), or
+    "odd" (200, `body`)."""
 
     mode = "redirect"
+    body = b""  # what "odd" answers
 
     def _any(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.mode == "redirect":
+        if self.mode == "odd":
+            self.answer(200, self.body)
+        elif self.mode == "redirect":
             self.send_response(307)
             self.send_header("Location", f"https://hub.example{self.path}")
             self.send_header("Content-Length", "0")
@@ -116,3 +121,37 @@ def test_a_device_id_that_names_another_route_is_refused_before_it_is_sent(hub, 
     with pytest.raises(BadInput, match="is not a semantic version"):
         hub.client.remove_release("picow", "1.0.0/../../../devices/gh-01")
     assert [d["id"] for d in hub.client.devices()] == ["gh-01"]
+
+
+DEVICE = {"id": "gh-01", "type": "picow", "channel": "stable", "version": "1.0.0", "status": "online", "last_seen": 1.0,
+          "rssi": None, "keys": None, "error_summary": "", "last_error": None, "boots": None, "reset_cause": None,
+          "firmware": {}, "heartbeats": [], "events": [],
+          "offer": {"rollout_id": 1, "version": "1.1.0", "seq": 1, "phase": "failed", "detail": "x", "transient": True,
+                    "retry_at": 1.0}}
+ROLLOUT = {"id": 1, "target": "picow", "version": "1.1.0", "state": "active", "stages": [], "failures": [],
+           "retrying": [{"device_id": "gh-01", "detail": "x", "retry_at": 1.0}]}
+
+
+@pytest.mark.parametrize(("args", "answer", "said"), [
+    (("devices", "show", "gh-01"), json.dumps(DEVICE).replace('"last_seen": 1.0', '"last_seen": 1e400'),
+     "with something that is not JSON (the answer: number 1e400 is out of range)"),
+    (("devices", "show", "gh-01"), json.dumps(DEVICE).replace('"retry_at": 1.0', '"retry_at": "soon"'),
+     "offer.retry_at: expected a number or null, got a string"),
+    (("rollout", "status", "1"), json.dumps(ROLLOUT).replace('"device_id": "gh-01"', '"device_id": 3'),
+     "retrying[0].device_id: expected a string, got a number"),
+], ids=["last_seen-1e400", "retry_at-text", "retrying-id-number"])
+def test_a_number_or_a_field_no_reader_can_take_is_said_as_the_hubs_fault(site: dict, args: tuple[str, ...],
+                                                                          answer: str, said: str) -> None:
+    NotQuite.mode, NotQuite.body = "odd", answer.encode()
+    assert said in _fails(site, *args)
+
+
+@pytest.mark.parametrize("older", [False, True])
+def test_a_hubs_answer_with_or_without_the_retry_fields_is_read(site: dict, older: bool) -> None:
+    offer = {k: v for k, v in DEVICE["offer"].items() if not older or k not in ("transient", "retry_at")}
+    rollout = {k: v for k, v in ROLLOUT.items() if not older or k != "retrying"}
+    for args, answer in ((("devices", "show", "gh-01"), DEVICE | {"offer": offer}), (("rollout", "status", "1"), rollout)):
+        NotQuite.mode, NotQuite.body = "odd", json.dumps(answer).encode()
+        run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(site["config"]), *args],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0 and ("retrying" in run.stdout) != older, run

@@ -1,8 +1,9 @@
 """Removing a release, attacked from outside: a removal racing a rollout of the same release on another
-replica, odd paths and methods."""
+replica; what a replica killed mid-upload left in the shared database."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -11,6 +12,8 @@ import httpx
 import psycopg
 import pytest
 
+from picoctl.hub.db import BLOBS
+from picoctl.release import blobs_of
 from conftest import Hub
 from waiting import wait_for
 
@@ -67,3 +70,22 @@ def test_a_rollout_started_on_one_replica_while_another_removes_its_release_neve
     assert bool(releases) == bool(active), (releases, active)
     if removed:
         assert answers["start"].status_code == 404, answers["start"].text
+
+
+def test_a_blob_a_killed_replica_shared_but_never_recorded_leaves_the_database_at_a_start(
+        replicas: tuple[Hub, Hub], pg_url: str) -> None:
+    a, b = replicas
+    meta = a.publish(a.build_release("1.0.0", {"main.py": b"print(1)\n"}))["meta"]
+    orphan = hashlib.sha256(b"an upload's artifact").hexdigest()
+    with psycopg.connect(pg_url) as c:  # what a replica killed between sharing and recording leaves
+        c.execute(f"INSERT INTO {BLOBS} (sha256, n, data) VALUES (%s, 0, %s)", (orphan, b"an upload's artifact"))
+    b.restart()
+    with psycopg.connect(pg_url) as c:
+        held = {r[0] for r in c.execute(f"SELECT DISTINCT sha256 FROM {BLOBS}")}
+    assert held == blobs_of(meta), held
+    for sha in blobs_of(meta):  # both serve the release from the database still
+        (a.cfg.data_dir / "blobs" / sha[:2] / sha).unlink()
+    for hub in (a, b):
+        for sha in blobs_of(meta):
+            got = httpx.get(f"{hub.url}/artifacts/{sha}", timeout=10)
+            assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == sha

@@ -122,6 +122,12 @@ class BlobStore:
             if c.execute(f"SELECT 1 FROM {BLOBS} WHERE sha256 = ? AND n = 0", (sha,)).fetchone() is None:
                 share(c, sha, self.path(sha))
 
+    def shared_blobs(self, c: Any) -> set[str]:
+        """The blobs the database holds (in the transaction of `c`); shared only, else none."""
+        if self._shared is None:
+            return set()
+        return {r["sha256"] for r in c.execute(f"SELECT DISTINCT sha256 FROM {BLOBS}")}
+
     def unshare(self, c: Any, shas: Iterable[str]) -> None:
         """Take these blobs out of the database (in the transaction of `c`); shared only."""
         if self._shared is not None:

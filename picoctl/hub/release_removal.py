@@ -8,7 +8,9 @@ one take turns over the blobs (`Hub.blob_lock` on one hub, store.lock_blobs betw
 blob a new release shares with a removed one is never lost: on a shared database the recording
 puts back what another replica's removal took out of it (BlobStore.shared_again). A hub starting
 removes from its folder what no release lists (Hub.__init__): another replica's removals, and the
-blobs of an upload a killed hub did not record.
+blobs of an upload a killed hub did not record; on a shared database it takes those out of it too.
+Removing, starting a rollout and rolling back take turns over a target (store.lock_target), so no
+replica starts a rollout of a release another's removal checked was free.
 """
 
 from __future__ import annotations

@@ -105,6 +105,10 @@ class Hub:
             with self.reader.reading() as c:
                 self.registry = Registry(store.devices(c))
                 unlisted = self.blobs.unreferenced(store.referenced_blobs(c))
+            if self.shared:  # as in the folder, in the database: what an upload a killed replica shared left
+                with self.store.transaction() as c:
+                    store.lock_blobs(c)  # a replica recording a release meanwhile shares its blobs again
+                    self.blobs.unshare(c, self.blobs.shared_blobs(c) - store.referenced_blobs(c))
         except ERRORS as exc:
             raise PicoctlError(f"{redact(location)}: cannot open the hub's store: {first_line(exc)}") from None
         if unlisted:  # a removal's on another replica, or an upload a killed hub did not record

@@ -1,9 +1,11 @@
 """Removing a release, attacked from outside: a removal racing a rollout of the same release on another
-replica; what a replica killed mid-upload left in the shared database."""
+replica; what a replica killed mid-upload left in the shared database; a blobs folder removed under a
+hub."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -89,3 +91,15 @@ def test_a_blob_a_killed_replica_shared_but_never_recorded_leaves_the_database_a
         for sha in blobs_of(meta):
             got = httpx.get(f"{hub.url}/artifacts/{sha}", timeout=10)
             assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == sha
+
+
+def test_a_blobs_folder_someone_removed_is_made_again_as_it_is_needed(replicas: tuple[Hub, Hub]) -> None:
+    a, b = replicas
+    meta = a.publish(a.build_release("1.0.0", {"main.py": b"print(1)\n"}))["meta"]
+    shutil.rmtree(a.cfg.data_dir / "blobs")
+    for sha in blobs_of(meta):  # fetched from the database again
+        got = httpx.get(f"{b.url}/artifacts/{sha}", timeout=10)
+        assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == sha
+    shutil.rmtree(a.cfg.data_dir / "blobs")
+    assert a.publish(a.build_release("1.1.0", {"main.py": b"print(2)\n"}))["added"] is True
+    assert "Traceback" not in a.log_path.read_text() + b.log_path.read_text()

@@ -79,7 +79,7 @@ class BlobStore:
         if self.has(sha):
             return sha
         dest = self.path(sha)
-        dest.parent.mkdir(exist_ok=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)  # the folder too, should someone have removed it
         atomic.write_bytes(dest, data)
         return sha
 
@@ -89,7 +89,7 @@ class BlobStore:
         if dest.is_file():
             src.unlink()
             return
-        dest.parent.mkdir(exist_ok=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)  # the folder too, should someone have removed it
         with open(src, "rb") as f:
             os.fsync(f.fileno())
         os.replace(src, dest)
@@ -156,6 +156,7 @@ class BlobStore:
         """Copy a blob the database holds into the folder, one chunk in memory at a time, checked
         against its sha256; False if it holds none."""
         digest = hashlib.sha256()
+        self.root.mkdir(parents=True, exist_ok=True)
         with work_dir(self.root, FETCH_PREFIX) as work:
             with open(work / sha256, "wb") as f, self._store().reading() as c:
                 n = 0
@@ -165,7 +166,6 @@ class BlobStore:
                     n += 1
             if not n or digest.hexdigest() != sha256:
                 return False
-            self.path(sha256).parent.mkdir(exist_ok=True)
             self.put_file(work / sha256, sha256)
         return True
 

@@ -56,7 +56,8 @@ RESERVED_SUFFIXES = (".tmp", PUSH_TMP_SUFFIX)  # ".tmp": the board agent's stagi
 
 def check_version(version: str) -> str:
     if not SEMVER.match(version):
-        raise BadInput(f"version {version!r} is not a semantic version (expected X.Y.Z, e.g. 1.4.0)")
+        shown = f"{version[:80]!r}{'…' if len(version) > 80 else ''}"  # a long one is not said again whole
+        raise BadInput(f"version {shown} is not a semantic version (expected X.Y.Z, e.g. 1.4.0)")
     return version
 
 

@@ -1,6 +1,6 @@
 """Removing a release, attacked from outside: a removal racing a rollout of the same release on another
 replica; what a replica killed mid-upload left in the shared database; a blobs folder removed under a
-hub."""
+hub; a very long version."""
 
 from __future__ import annotations
 
@@ -103,3 +103,9 @@ def test_a_blobs_folder_someone_removed_is_made_again_as_it_is_needed(replicas: 
     shutil.rmtree(a.cfg.data_dir / "blobs")
     assert a.publish(a.build_release("1.1.0", {"main.py": b"print(2)\n"}))["added"] is True
     assert "Traceback" not in a.log_path.read_text() + b.log_path.read_text()
+
+
+def test_a_very_long_version_is_refused_in_a_short_line(hub: Hub) -> None:
+    got = httpx.delete(f"{hub.url}/api/v1/releases/picow/{'1' * 5000}", headers=hub.auth, timeout=10)
+    assert got.status_code == 400 and got.json()["error"] == (
+        f"version '{'1' * 80}'… is not a semantic version (expected X.Y.Z, e.g. 1.4.0)")

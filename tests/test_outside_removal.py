@@ -8,7 +8,7 @@ import hashlib
 import shutil
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import psycopg
@@ -16,6 +16,7 @@ import pytest
 
 from picoctl.hub.db import BLOBS
 from picoctl.release import blobs_of
+from picoctl.sim.fleet import SimDevice
 from conftest import Hub
 from waiting import wait_for
 
@@ -41,37 +42,66 @@ def _waiting_locks(pg_url: str) -> int:
         return int(row[0]) if row else 0
 
 
+def _race(pg_url: str, remove: Callable[[], httpx.Response], other: Callable[[], httpx.Response]
+          ) -> list[httpx.Response]:
+    """`remove` (a removal on one replica) held at the blobs' lock once its checks are done, `other` (a
+    change on the other replica) sent meanwhile, then both let go; their answers."""
+    answers: dict[int, httpx.Response] = {}
+
+    def run(n: int, call: Callable[[], httpx.Response]) -> threading.Thread:
+        thread = threading.Thread(target=lambda: answers.__setitem__(n, call()))
+        thread.start()
+        return thread
+
+    with psycopg.connect(pg_url) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(2, 0)")
+        removing = run(0, remove)
+        wait_for(lambda: _waiting_locks(pg_url) == 1, 10, "the removal waiting for the blobs' lock")
+        changing = run(1, other)
+        wait_for(lambda: 1 in answers or _waiting_locks(pg_url) == 2, 10, "the change answered or waiting")
+        holder.rollback()
+        removing.join(30)
+        changing.join(30)
+    return [answers[0], answers[1]]
+
+
 def test_a_rollout_started_on_one_replica_while_another_removes_its_release_never_both(
         replicas: tuple[Hub, Hub], pg_url: str) -> None:
     a, b = replicas
     a.publish(a.build_release("1.0.0", {"main.py": b"print(1)\n"}))
-    answers: dict[str, httpx.Response] = {}
-
-    def remove() -> None:
-        answers["remove"] = httpx.delete(f"{a.url}/api/v1/releases/picow/1.0.0", headers=a.auth, timeout=30)
-
-    def start() -> None:
-        answers["start"] = httpx.post(f"{b.url}/api/v1/rollouts", headers=b.auth, timeout=30,
-                                      json={"target": "picow", "version": "1.0.0", "stages": STAGES})
-
-    with psycopg.connect(pg_url) as holder:  # holds the blobs' lock: the removal waits there, checks done
-        holder.execute("SELECT pg_advisory_xact_lock(2, 0)")
-        removing = threading.Thread(target=remove)
-        removing.start()
-        wait_for(lambda: _waiting_locks(pg_url) == 1, 10, "the removal waiting for the blobs' lock")
-        starting = threading.Thread(target=start)
-        starting.start()
-        wait_for(lambda: "start" in answers or _waiting_locks(pg_url) == 2, 10, "the start answered or waiting")
-        holder.rollback()
-        removing.join(30)
-        starting.join(30)
-    removed, started = answers["remove"].status_code == 200, answers["start"].status_code == 201
-    assert removed != started, (answers["remove"].text, answers["start"].text)
+    answers = _race(pg_url, lambda: httpx.delete(f"{a.url}/api/v1/releases/picow/1.0.0", headers=a.auth, timeout=30),
+                    lambda: httpx.post(f"{b.url}/api/v1/rollouts", headers=b.auth, timeout=30,
+                                       json={"target": "picow", "version": "1.0.0", "stages": STAGES}))
+    removed, started = answers[0].status_code == 200, answers[1].status_code == 201
+    assert removed != started, (answers[0].text, answers[1].text)
     releases = [r["version"] for r in a.client.releases("picow")]
     active = [r for r in a.client.rollouts() if r["state"] == "active"]
     assert bool(releases) == bool(active), (releases, active)
     if removed:
-        assert answers["start"].status_code == 404, answers["start"].text
+        assert answers[1].status_code == 404, answers[1].text
+
+
+def test_a_rollback_on_one_replica_to_a_release_another_removes_never_both(
+        replicas: tuple[Hub, Hub], pg_url: str) -> None:
+    a, b = replicas
+    files = {"main.py": b"print(0)\n"}
+    for n in range(3):
+        a.publish(a.build_release(f"1.{n}.0", {"main.py": b"print(%d)\n" % n}))
+    device = SimDevice("gh-01", a.register("gh-01"), files=files, version="1.0.0")
+    done = []
+    with httpx.Client(base_url=a.url) as c:
+        device.step(c)
+        for version in ("1.1.0", "1.2.0"):  # two rollouts completed: 1.0.0 is no longer the newest's to go back to
+            done.append(a.client.start_rollout("picow", version, STAGES, 1, 0)["id"])
+            assert device.step(c) == "committed"
+            assert a.client.rollout(done[-1])["state"] == "completed"
+    answers = _race(pg_url, lambda: httpx.delete(f"{a.url}/api/v1/releases/picow/1.0.0", headers=a.auth, timeout=30),
+                    lambda: httpx.post(f"{b.url}/api/v1/rollouts/{done[0]}/rollback", headers=b.auth, timeout=30,
+                                       json={"reason": "by hand"}))
+    removed, rolled_back = answers[0].status_code == 200, answers[1].status_code == 200
+    assert removed != rolled_back, (answers[0].text, answers[1].text)
+    active = [r for r in a.client.rollouts() if r["state"] == "active"]
+    assert [r["version"] for r in active] == ([] if removed else ["1.0.0"]), active
 
 
 def test_a_blob_a_killed_replica_shared_but_never_recorded_leaves_the_database_at_a_start(

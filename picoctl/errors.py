@@ -28,11 +28,16 @@ class OutOfBounds(PicoctlError):
 
 class Unreachable(PicoctlError):
     """No answer from the hub at `url`; `cause` says why (refused, timed out, ...). The message names
-    where the URL came from: after `serve --port 18471` it is still hub.public_url's port."""
+    where the URL came from: after `serve --port 18471` it is still hub.public_url's port; a certificate
+    not trusted, how to trust it."""
 
     def __init__(self, url: str, cause: str) -> None:
-        super().__init__(f"hub not reachable at {url}: {cause} (this URL is $PICOCTL_HUB_URL, "
-                         f"else hub.public_url in fleet.toml: set either to where the hub listens)")
+        if "CERTIFICATE_VERIFY_FAILED" in cause:
+            super().__init__(f"hub at {url} not trusted: {cause} (a self-signed hub is trusted once "
+                             f"hub.tls_cert in fleet.toml names its certificate)")
+        else:
+            super().__init__(f"hub not reachable at {url}: {cause} (this URL is $PICOCTL_HUB_URL, "
+                             f"else hub.public_url in fleet.toml: set either to where the hub listens)")
         self.url, self.cause = url, cause
 
 

@@ -107,6 +107,7 @@ def test_the_cli_trusts_the_hubs_own_self_signed_certificate_and_no_other(hub, t
     run = subprocess.run([sys.executable, "-m", "picoctl", "--config", str(hub.site / "fleet.toml"), "release", "list"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 1 and "certificate verify failed" in run.stderr, run.stderr
+    assert "not trusted" in run.stderr and "hub.tls_cert in fleet.toml names its certificate" in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize("args", [("devices", "remove", "../releases/picow/1.0.0"), ("devices", "show", "gh-01?x=1"),

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -24,7 +25,7 @@ from picoctl.sim.local_hub import LocalHub as Hub
 from picoctl.sim.local_hub import free_port
 from picoctl.sim.postgres import TempPostgres, find_bindir
 
-__all__ = ["Hub", "cli_lines", "free_port", "hub", "pg_url", "pico_flash", "postgres", "self_signed"]
+__all__ = ["Hub", "cli_lines", "free_port", "hub", "pg_url", "pico_flash", "postgres", "running", "self_signed"]
 
 
 def pico_flash(folder: Path, device_id: str, heartbeat_s: float = 0.1, app: bool = True,
@@ -47,6 +48,18 @@ def cli_lines(hub: Hub, columns: int, *args: str) -> list[str]:
                          env={**os.environ, "PICOCTL_HUB_URL": hub.url, "COLUMNS": str(columns)})
     assert run.returncode == 0, run.stderr
     return run.stdout.splitlines()
+
+
+@contextmanager
+def running(*hubs: Hub) -> Iterator[tuple[Hub, ...]]:
+    """Start each hub (replicas of one site, say); every one is closed after the block."""
+    try:
+        for h in hubs:
+            h.start()
+        yield hubs
+    finally:
+        for h in hubs:
+            h.close()
 
 
 @pytest.fixture

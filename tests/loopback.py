@@ -54,3 +54,23 @@ class _Files(SimpleHTTPRequestHandler):
 def files(root: Path) -> Handler:
     """A handler that serves the files under `root`, as a plain file host (CI's release storage) does."""
     return partial(_Files, directory=str(root))
+
+
+def site_for(url: str, folder: Path, **hub: Any) -> tuple[Path, Path]:
+    """A site under `folder` whose fleet.toml points the CLI at the peer serving `url` (with these [hub]
+    settings too), and a signed picow 1.0.0 release to send it: (fleet.toml, the release folder)."""
+    from picoctl import config, release, signing
+    from picoctl.site import init_site
+
+    path = init_site(folder / "site", int(url.rsplit(":", 1)[1]))
+    cfg = config.load(path)
+    cfg.hub.public_url = url
+    for key, value in hub.items():
+        setattr(cfg.hub, key, value)
+    config.save(cfg, path)
+    private, _ = signing.generate_keypair()
+    (folder / "src").mkdir()
+    (folder / "src" / "main.py").write_text("print('hi')\n")
+    release.build("picow", "1.0.0", folder / "src", folder / "rel", key_hex=private)
+    return path, folder / "rel"
+

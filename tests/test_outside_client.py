@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from loopback import Peer, serving
+from loopback import Peer, serving, site_for
 from waiting import until
-from picoctl import config, release, signing
+from picoctl import config, release
 from picoctl.client import HubClient
 from picoctl.errors import PicoctlError
 from picoctl.fetch_bounds import MAX_ANSWER_BYTES, allowed_s, release_fetch_s
-from picoctl.site import init_site
 from picoctl.tui.app import PicoctlApp
 from picoctl.tui.source import Live
 
@@ -93,17 +92,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The hostile hub, a site whose fleet.toml points at it with short bounds, and a built release."""
     tmp = tmp_path_factory.mktemp("client-bounds")
     with serving(Hostile) as url:
-        path = init_site(tmp / "site", int(url.rsplit(":", 1)[1]))
+        path, folder = site_for(url, tmp, answer_timeout_s=ANSWER_S)
         cfg = config.load(path)
-        cfg.hub.public_url = url
-        cfg.hub.answer_timeout_s = ANSWER_S
         cfg.fetch = RULE
         config.save(cfg, path)
-        private, _ = signing.generate_keypair()
-        (tmp / "src").mkdir()
-        (tmp / "src" / "main.py").write_text("print('hi')\n")
-        folder = tmp / "rel"
-        release.build("picow", "1.0.0", tmp / "src", folder, key_hex=private)
         try:
             yield {"url": url, "cfg": config.load(path), "release": folder}
         finally:

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from loopback import Peer, serving
-from picoctl import config, release, signing
+from loopback import Peer, serving, site_for
+from picoctl import config
 from picoctl.client import HubClient, HubError
 from picoctl.errors import BadInput
 from picoctl.protocol import DEVICE_ID_RULE
-from picoctl.site import init_site
 from conftest import self_signed
 
 
@@ -50,15 +49,8 @@ class NotQuite(Peer):
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("not-quite")
     with serving(NotQuite) as url:
-        path = init_site(tmp / "site", int(url.rsplit(":", 1)[1]))
-        cfg = config.load(path)
-        cfg.hub.public_url = url
-        config.save(cfg, path)
-        private, _ = signing.generate_keypair()
-        (tmp / "src").mkdir()
-        (tmp / "src" / "main.py").write_text("print('hi')\n")
-        release.build("picow", "1.0.0", tmp / "src", tmp / "rel", key_hex=private)
-        yield {"url": url, "config": path, "release": tmp / "rel"}
+        path, folder = site_for(url, tmp)
+        yield {"url": url, "config": path, "release": folder}
 
 
 def _fails(site: dict, *args: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 from picoctl.hub.db import BLOBS
 from picoctl.release import blobs_of
 from picoctl.sim.fleet import SimDevice
-from conftest import Hub
+from conftest import Hub, running
 from waiting import wait_for
 
 STAGES = [{"name": "all", "percent": 100}]
@@ -26,14 +26,8 @@ STAGES = [{"name": "all", "percent": 100}]
 @pytest.fixture
 def replicas(tmp_path: Path, pg_url: str) -> Iterator[tuple[Hub, Hub]]:
     a = Hub.create(tmp_path / "site", database_url=pg_url)
-    b = a.replica()
-    try:
-        a.start()
-        b.start()
+    with running(a, a.replica()) as (_, b):
         yield a, b
-    finally:
-        a.close()
-        b.close()
 
 
 def _waiting_locks(pg_url: str) -> int:

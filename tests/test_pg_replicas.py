@@ -24,7 +24,7 @@ from picoctl.hub.blobs import FETCH_PREFIX
 from picoctl.hub.db import BLOBS, LEADER_LOCK
 from picoctl.sim.fleet import DeviceProtocolError, SimDevice
 from picoctl.sim.postgres import TempPostgres
-from conftest import Hub
+from conftest import Hub, running
 from waiting import wait_for
 
 TRIAL_TIMEOUT_S = 2
@@ -42,13 +42,8 @@ def _pair(site: Path, url: str) -> tuple[Hub, Hub]:
 @pytest.fixture
 def replicas(tmp_path: Path, pg_url: str) -> Iterator[tuple[Hub, Hub]]:
     a, b = _pair(tmp_path / "site", pg_url)
-    try:
-        a.start()
-        b.start()
+    with running(a, b):
         yield a, b
-    finally:
-        a.close()
-        b.close()
 
 
 def _post(url: str, raw: bytes, headers: dict[str, str]) -> int:

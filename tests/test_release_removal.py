@@ -15,7 +15,7 @@ import pytest
 
 from picoctl.hub.db import BLOBS
 from picoctl.sim.fleet import SimDevice
-from conftest import Hub
+from conftest import Hub, running
 
 PUMP = b"PUMP = 1\n" * 40  # shared by both releases: its blob stays while 1.1.0 lists it
 V1 = {"main.py": b"print('v1')\n", "lib/pump.py": PUMP}
@@ -133,10 +133,7 @@ def test_on_a_shared_database_the_blobs_go_from_it_too(tmp_path: Path, pg_url: s
     import psycopg
 
     a = Hub.create(tmp_path / "site", database_url=pg_url)
-    b = a.replica()
-    try:
-        a.start()
-        b.start()
+    with running(a, a.replica()) as (_, b):
         old, new = _two_releases(a)
         assert b.client.remove_release("picow", "1.0.0")["blobs_removed"] == 2
         with psycopg.connect(pg_url) as db:
@@ -146,6 +143,3 @@ def test_on_a_shared_database_the_blobs_go_from_it_too(tmp_path: Path, pg_url: s
         for h in (a, b):
             assert httpx.get(f"{h.url}/artifacts/{_sha(PUMP)}", timeout=10).content == PUMP
             assert httpx.get(f"{h.url}/artifacts/{old['sha256']}", timeout=10).status_code == 404
-    finally:
-        a.close()
-        b.close()

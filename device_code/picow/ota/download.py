@@ -23,29 +23,42 @@ def run(a, todo):
             name = f["name"]
             tmp = NEW + "/" + name + ".tmp"
             yield from a.report("downloading", "%s %d/%d" % (name, have, f["size"]))
-            gc.collect()  # the report's garbage, before what lives through the download is made (_download)
-            yield from _download(a, f, tmp, h, have)
+            # opened before what lives through the download (its job) is made, and handed over in a
+            # list the job empties: this frame keeps nothing that would hold the file once closed
+            yield from _download(a, f, tmp, h, have, [_opened(tmp, have)])
             os.rename(tmp, NEW + "/" + name)
             hw.step("renamed " + name)
     finally:
         unload("hmac_sha256")  # the last file's (_load_mac)
 
 
-def _download(a, f, tmp, h=None, have=0):
+def _opened(tmp, have):
+    """The staged file `tmp`, open to write from byte `have`, right after a collection. Its open takes
+    LittleFS's 1 KiB file cache with its object in one piece (1200 bytes); a small heap is nearly full
+    while an update stages, its large free pieces few, and the allocator takes the lowest free piece
+    that fits: opened before the request's socket, response and head, and before what lives through
+    the file's download (its job, its hasher, its URL), which would otherwise take and cut up those
+    pieces first, the file finds one."""
+    gc.collect()
+    return _on_flash(open, tmp, "ab" if have else "wb")
+
+
+def _download(a, f, tmp, h=None, have=0, first=()):
     """Stream an artifact into `tmp` from byte `have` (hashed so far into `h`), resuming with Range
-    after a drop. Should a file resumed from an earlier attempt then not match, it is fetched once
-    more from its first byte before the update is given up."""
+    after a drop; `first` may hold `tmp` already open for the first attempt (_opened()), taken out of
+    it. Should a file resumed from an earlier attempt then not match, it is fetched once more from
+    its first byte before the update is given up."""
+    out = first.pop() if first else None
     reused = have > 0
     if not reused:
         h = hashlib.sha256()
     url = a.hub + f["url"] if f["url"].startswith("/") else f["url"]
     drops = 0
     if f["size"] == 0:
-        with open(tmp, "wb"):
-            pass
+        _on_flash((out or _opened(tmp, 0)).close)
     while have < f["size"]:
-        gc.collect()  # the file (its 1 KiB LittleFS cache in one piece) before the request cuts the heap up
-        out = _on_flash(open, tmp, "ab" if have else "wb")
+        if out is None:  # after a drop
+            out = _opened(tmp, have)
         _load_mac()
         resp = None
         try:
@@ -65,6 +78,7 @@ def _download(a, f, tmp, h=None, have=0):
             raise
         resp.close()
         _on_flash(out.close)  # LittleFS commits the file here: a full flash may show only now
+        out = None
     if hexlify(h.digest()).decode() != f["sha256"]:
         fs.remove(tmp)
         if reused:

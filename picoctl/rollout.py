@@ -35,6 +35,11 @@ _PERCENT_STAGE = re.compile(r"(\d+(?:\.\d+)?)%")
 _STAGE_KEYS = ("name", "ids", "device_type", "percent", "channel")
 
 
+def some(ids: Sequence[str], most: int) -> str:
+    """`gh-01, gh-02 and 3 more`: the first `most` of `ids` named, the rest counted."""
+    return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def bucket(device_id: str) -> float:
     """A stable position in [0, 100) for the device: the first 8 bytes of sha256(id), scaled."""

@@ -14,7 +14,7 @@ from .. import keymap
 from ...errors import BadInput
 from ...protocol import ACTION_ACCEPTS
 from ...release import SMOKE_FIELD
-from ...rollout import TOOK_RELEASE, DeviceInfo, RolloutInfo, stage_of, stages_from_dicts
+from ...rollout import TOOK_RELEASE, DeviceInfo, RolloutInfo, some, stage_of, stages_from_dicts
 from ..format import FAILED, PHASE_STYLE, ROLLOUT_STYLE, plural, stamp
 from ..model import COUNT_KEYS, Device, Event, Release, Rollout
 from ..widgets.canary_form import CanaryForm, CanaryRequest
@@ -31,8 +31,7 @@ NO_RELEASES = ("No releases yet. Build one with `picoctl release build --target 
                "--out OUT`, publish it with `picoctl release publish OUT`, then n here starts its rollout.")
 
 
-def names(ids: list[str], most: int = 4) -> str:
-    return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
+NAMED = 4  # devices a confirmation names, the rest counted
 
 
 def confirmation(verb: str, r: Rollout, devices: list[Device]) -> tuple[str, str]:
@@ -52,10 +51,10 @@ def confirmation(verb: str, r: Rollout, devices: list[Device]) -> tuple[str, str
         return f"Resume rollout #{r.id}?", f"Offers of {what} start again at stage {r.stage_name}."
     took = sorted(d.id for d in devices if d.offer and d.offer.rollout_id == r.id and d.offer.phase in TOOK_RELEASE)
     restored = [d.id for d in devices if d.id in took and d.offer and d.offer.phase == "rolled_back"]
-    body = (f"{plural(len(took), 'device')} took {what}" + (f" ({names(took)})" if took else "") +
+    body = (f"{plural(len(took), 'device')} took {what}" + (f" ({some(took, NAMED)})" if took else "") +
             f" and will be offered {r.previous_version or 'the previous release'} again")
     if restored:
-        body += (f"; {names(sorted(restored))} already restored {'itself' if len(restored) == 1 else 'themselves'}, "
+        body += (f"; {some(sorted(restored), NAMED)} already restored {'itself' if len(restored) == 1 else 'themselves'}, "
                  f"{plural(len(took) - len(restored), 'device')} still to go back")
     return f"Roll back rollout #{r.id}?", body + "."
 

@@ -20,7 +20,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from .modals import Confirm, FormScreen
 from ...errors import BadInput, PicoctlError
-from ...rollout import DeviceInfo, RolloutInfo, device_count, parse_stages, stage_of, stages_from_dicts
+from ...rollout import DeviceInfo, RolloutInfo, device_count, parse_stages, some, stage_of, stages_from_dicts
 
 COHORTS = (("canary channel", "channel"), ("device ids", "ids"), ("device type", "type"), ("percent", "percent"))
 PREVIEW_NAMES = 5  # devices the preview names before it only counts
@@ -83,7 +83,7 @@ def preview(req: CanaryRequest, devices: Sequence[DeviceInfo]) -> str:
     """`canary reaches 2 devices: gh-01, gh-02 · then 10% +1, 50% +2, 100% +1 · 6 of 6 picow devices in all`."""
     added = reach(req, devices)
     first = added[0]
-    named = ", ".join(first[:PREVIEW_NAMES]) + (f" and {len(first) - PREVIEW_NAMES} more" if len(first) > PREVIEW_NAMES else "")
+    named = some(first, PREVIEW_NAMES)
     line = f"{req.stages[0]['name']} reaches {len(first)} device{'' if len(first) == 1 else 's'}" + \
         (f": {named}" if first else " (none: the rollout would wait there)")
     later = [f"{s['name']} +{len(ids)}" for s, ids in zip(req.stages[1:], added[1:], strict=True)]

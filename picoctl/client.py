@@ -161,9 +161,7 @@ def _device(device_id: str, rest: str = "") -> str:
 
 def _release(target: str, version: str) -> str:
     """The path of a release's route, refused as _device is for what is not a target and a version."""
-    if target not in release.TARGETS:
-        raise BadInput(f"no release target {str(target)[:40]!r}: one of {', '.join(release.TARGETS)}")
-    return f"/api/v1/releases/{target}/{release.check_version(version)}"
+    return f"/api/v1/releases/{release.check_target(target)}/{release.check_version(version)}"
 
 
 def _params(**values: Any) -> dict[str, Any]:

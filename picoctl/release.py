@@ -61,6 +61,13 @@ def check_version(version: str) -> str:
     return version
 
 
+def check_target(target: str) -> str:
+    """`target` when it is one of TARGETS (a release's target as a path names it), else BadInput."""
+    if target not in TARGETS:
+        raise BadInput(f"no release target {str(target)[:40]!r}: one of {', '.join(TARGETS)}")
+    return target
+
+
 def version_key(version: str) -> tuple:
     """Sort key implementing semver precedence (pre-releases before the release)."""
     m = SEMVER.match(version)

@@ -14,7 +14,7 @@ from .. import diagnostics, signing
 from ..config import FleetConfig
 from ..fetch_bounds import allowed_s
 from ..errors import BadInput
-from ..release import TARGETS, check_version
+from ..release import check_target, check_version
 from ..protocol import CHANNELS, DEVICE_ID_RULE, META_HEADER, is_device_id, liveness
 from ..strict_json import INT64_MAX
 from . import engine, logs, release_removal, releases, store
@@ -306,9 +306,8 @@ async def publish_release(request: Request, hub: Hub) -> Response:
 async def remove_release(request: Request, hub: Hub) -> Response:
     """Remove a release no device runs and no rollout needs, with the blobs only it used."""
     target, version = request.path_params["target"], request.path_params["version"]
-    if target not in TARGETS:
-        raise ApiError(400, f"no release target {target[:40]!r}: one of {', '.join(TARGETS)}")
     try:
+        check_target(target)
         check_version(version)
     except BadInput as exc:
         raise ApiError(400, str(exc)) from None

@@ -20,7 +20,9 @@ from typing import Any
 
 import anyio.to_thread
 
+from ..protocol import ACTION_ACCEPTS, LIVE_ROLLOUT_STATES
 from ..release import blobs_of
+from ..rollout import some
 from . import store
 from .http import ApiError
 from .ingest import Tx
@@ -35,16 +37,14 @@ def in_use(c: Db, target: str, version: str) -> list[str]:
     why = []
     running = store.devices_running(c, target, version)
     if running:
-        more = f" and {len(running) - SHOWN} more" if len(running) > SHOWN else ""
-        why.append(f"{', '.join(running[:SHOWN])}{more} run{'s' if len(running) == 1 else ''} it")
-    rollouts = store.rollouts_of_version(c, target, version)
-    for r in rollouts:
-        if r["state"] in ("active", "halted"):
+        why.append(f"{some(running, SHOWN)} run{'s' if len(running) == 1 else ''} it")
+    for r in store.rollouts_of_version(c, target, version):
+        if r["state"] in LIVE_ROLLOUT_STATES:
             way = "to" if r["version"] == version else "from"
             why.append(f"rollout {r['id']} ({r['state']}) moves devices {way} it")
     newest = store.latest_rollout(c, target)
-    if (newest is not None and newest["state"] not in ("active", "halted", "rolled_back")
-            and newest["previous_version"] == version):
+    if (newest is not None and newest["previous_version"] == version and newest["state"] not in LIVE_ROLLOUT_STATES
+            and newest["state"] in ACTION_ACCEPTS["rollback"]):  # a live one is named above
         why.append(f"rollout {newest['id']} may still be rolled back to it")
     return why
 
